@@ -1,1 +1,19 @@
-//! herd-api
+//! Kubernetes resource types as herd serves them: the resource table, admission (decoding, defaulting,
+//! validation) and label/field selectors.
+//!
+//! This crate does no I/O. Objects travel as `serde_json::Value` through the API server and store; admission
+//! decodes them into the k8s-openapi types, which also drops unknown fields the way kube-apiserver's default
+//! field validation does.
+
+pub mod admission;
+pub mod resources;
+pub mod selector;
+pub mod validation;
+
+pub use admission::{AdmitError, admit};
+pub use resources::{RESOURCES, ResourceInfo};
+pub use selector::{FieldSelector, LabelSelector, SelectorError};
+pub use validation::Cause;
+
+/// Re-export of the Kubernetes object types herd speaks.
+pub use k8s_openapi;

@@ -1,0 +1,301 @@
+//! Admission: decode a request body into its typed form, apply Kubernetes defaults, validate, and re-encode.
+//!
+//! Decoding through the k8s-openapi types means a malformed field is a 400 and unknown fields are dropped,
+//! as kube-apiserver does with its default field validation.
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
+};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodSpec, PodStatus, Secret, Service,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::resources::ResourceInfo;
+use crate::validation::{self, Cause};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The body is not an object of this resource (400 BadRequest).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The object is well-formed but invalid (422 Invalid); `message` is kube-apiserver's summary line.
+    #[error("{message}")]
+    Invalid {
+        kind: String,
+        name: String,
+        message: String,
+        causes: Vec<Cause>,
+    },
+}
+
+/// Decodes, defaults and validates `obj` as a `res`, returning the object to store.
+///
+/// # Errors
+/// [`AdmitError::BadRequest`] when the body does not decode or names another kind, [`AdmitError::Invalid`]
+/// listing every invalid field.
+pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
+    let Some(map) = obj.as_object_mut() else {
+        return Err(AdmitError::BadRequest(
+            "the body is not a JSON or YAML object".into(),
+        ));
+    };
+    let api_version = res.api_version();
+    match map.get("apiVersion").and_then(Value::as_str) {
+        None => {
+            map.insert("apiVersion".into(), Value::String(api_version.clone()));
+        }
+        Some(v) if v == api_version => {}
+        Some(v) => {
+            return Err(AdmitError::BadRequest(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )));
+        }
+    }
+    match map.get("kind").and_then(Value::as_str) {
+        None => {
+            map.insert("kind".into(), Value::String(res.kind.into()));
+        }
+        Some(k) if k == res.kind => {}
+        Some(k) => {
+            return Err(AdmitError::BadRequest(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                res.kind
+            )));
+        }
+    }
+    let mut causes = Vec::new();
+    let out = match res.kind {
+        "Pod" => typed(obj, &mut causes, |p: &mut Pod, c| {
+            validation::validate_name(&p.metadata, false, c);
+            let spec = p.spec.get_or_insert_with(Default::default);
+            default_pod_spec(spec);
+            validation::validate_pod_spec(spec, "spec", c);
+            let status = p.status.get_or_insert_with(PodStatus::default);
+            status.phase.get_or_insert_with(|| "Pending".into());
+        }),
+        "Service" => typed(obj, &mut causes, |s: &mut Service, c| {
+            validation::validate_name(&s.metadata, true, c);
+            default_service(s);
+            validation::validate_service(s, c);
+        }),
+        "Deployment" => typed(obj, &mut causes, |d: &mut Deployment, c| {
+            validation::validate_name(&d.metadata, false, c);
+            default_deployment(d);
+            validation::validate_deployment(d, c);
+        }),
+        "ReplicaSet" => typed(obj, &mut causes, |r: &mut ReplicaSet, c| {
+            validation::validate_name(&r.metadata, false, c);
+            r.spec.replicas.get_or_insert(1);
+            if let Some(pod) = r.spec.template.as_mut().and_then(|t| t.spec.as_mut()) {
+                default_pod_spec(pod);
+                validation::validate_pod_spec(pod, "spec.template.spec", c);
+            }
+        }),
+        "Namespace" => typed(obj, &mut causes, |n: &mut Namespace, c| {
+            validation::validate_name(&n.metadata, true, c);
+            n.status
+                .get_or_insert_with(Default::default)
+                .phase
+                .get_or_insert_with(|| "Active".into());
+        }),
+        "Node" => named::<Node>(obj, &mut causes, |n| &n.metadata),
+        "Endpoints" => named::<Endpoints>(obj, &mut causes, |n| &n.metadata),
+        "ConfigMap" => named::<ConfigMap>(obj, &mut causes, |n| &n.metadata),
+        "Secret" => named::<Secret>(obj, &mut causes, |n| &n.metadata),
+        "Event" => named::<Event>(obj, &mut causes, |n| &n.metadata),
+        "Lease" => named::<Lease>(obj, &mut causes, |n| &n.metadata),
+        other => {
+            return Err(AdmitError::BadRequest(format!(
+                "no admission for kind {other}"
+            )));
+        }
+    }?;
+    if causes.is_empty() {
+        return Ok(out);
+    }
+    let name = out
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let detail = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect::<Vec<_>>();
+    let detail = if detail.len() == 1 {
+        detail[0].clone()
+    } else {
+        format!("[{}]", detail.join(", "))
+    };
+    Err(AdmitError::Invalid {
+        kind: res.kind.to_string(),
+        message: format!("{} \"{name}\" is invalid: {detail}", res.kind),
+        name,
+        causes,
+    })
+}
+
+fn typed<T: DeserializeOwned + Serialize>(
+    obj: Value,
+    causes: &mut Vec<Cause>,
+    f: impl FnOnce(&mut T, &mut Vec<Cause>),
+) -> Result<Value, AdmitError> {
+    let mut t: T = serde_json::from_value(obj)
+        .map_err(|e| AdmitError::BadRequest(format!("decoding body: {e}")))?;
+    f(&mut t, causes);
+    serde_json::to_value(&t).map_err(|e| AdmitError::BadRequest(format!("encoding object: {e}")))
+}
+
+fn named<T: DeserializeOwned + Serialize>(
+    obj: Value,
+    causes: &mut Vec<Cause>,
+    meta: impl Fn(&T) -> &ObjectMeta,
+) -> Result<Value, AdmitError> {
+    typed(obj, causes, |t: &mut T, c| {
+        validation::validate_name(meta(t), false, c)
+    })
+}
+
+/// The image pull policy Kubernetes defaults to: `Always` for `:latest` or untagged images.
+pub fn default_pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+pub fn default_pod_spec(spec: &mut PodSpec) {
+    spec.restart_policy.get_or_insert_with(|| "Always".into());
+    spec.termination_grace_period_seconds.get_or_insert(30);
+    spec.dns_policy.get_or_insert_with(|| "ClusterFirst".into());
+    spec.scheduler_name
+        .get_or_insert_with(|| "default-scheduler".into());
+    spec.enable_service_links.get_or_insert(true);
+    spec.priority.get_or_insert(0);
+    let containers = spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten());
+    for c in containers {
+        if c.image_pull_policy.is_none() {
+            c.image_pull_policy =
+                Some(default_pull_policy(c.image.as_deref().unwrap_or_default()).into());
+        }
+        c.termination_message_path
+            .get_or_insert_with(|| "/dev/termination-log".into());
+        c.termination_message_policy
+            .get_or_insert_with(|| "File".into());
+        for p in c.ports.iter_mut().flatten() {
+            p.protocol.get_or_insert_with(|| "TCP".into());
+        }
+    }
+}
+
+fn default_service(svc: &mut Service) {
+    let spec = svc.spec.get_or_insert_with(Default::default);
+    spec.type_.get_or_insert_with(|| "ClusterIP".into());
+    spec.session_affinity.get_or_insert_with(|| "None".into());
+    for p in spec.ports.iter_mut().flatten() {
+        p.protocol.get_or_insert_with(|| "TCP".into());
+        p.target_port.get_or_insert(IntOrString::Int(p.port));
+    }
+}
+
+fn default_deployment(d: &mut Deployment) {
+    let spec = &mut d.spec;
+    spec.replicas.get_or_insert(1);
+    spec.revision_history_limit.get_or_insert(10);
+    spec.progress_deadline_seconds.get_or_insert(600);
+    let strategy = spec
+        .strategy
+        .get_or_insert_with(DeploymentStrategy::default);
+    let ty = strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
+    if ty == "RollingUpdate" {
+        let ru = strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDeployment::default);
+        ru.max_surge
+            .get_or_insert(IntOrString::String("25%".into()));
+        ru.max_unavailable
+            .get_or_insert(IntOrString::String("25%".into()));
+    }
+    if let Some(pod) = &mut spec.template.spec {
+        default_pod_spec(pod);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::by_kind;
+    use serde_json::json;
+
+    fn pods() -> &'static ResourceInfo {
+        by_kind("v1", "Pod").expect("pods")
+    }
+
+    #[test]
+    fn defaults_a_pod_and_drops_unknown_fields() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"bogus": 1, "containers": [{"name": "c", "image": "r/x:v1", "ports": [{"containerPort": 80}]}]}});
+        let out = admit(pods(), pod).expect("valid");
+        assert_eq!(out["spec"]["restartPolicy"], "Always");
+        assert_eq!(
+            out["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        assert_eq!(out["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(out["status"]["phase"], "Pending");
+        assert!(out["spec"].get("bogus").is_none());
+    }
+
+    #[test]
+    fn invalid_pod_lists_causes() {
+        let pod = json!({"metadata": {"name": "Bad"}, "spec": {"containers": [{"name": "c"}]}});
+        let Err(AdmitError::Invalid {
+            message, causes, ..
+        }) = admit(pods(), pod)
+        else {
+            panic!("must be invalid")
+        };
+        assert_eq!(causes.len(), 2);
+        assert!(
+            message.starts_with("Pod \"Bad\" is invalid: [metadata.name: Invalid value: \"Bad\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn wrong_kind_or_shape_is_bad_request() {
+        assert!(matches!(
+            admit(pods(), json!({"kind": "Service"})),
+            Err(AdmitError::BadRequest(_))
+        ));
+        assert!(matches!(
+            admit(pods(), json!({"spec": {"containers": "no"}})),
+            Err(AdmitError::BadRequest(_))
+        ));
+        assert!(matches!(
+            admit(pods(), json!([1])),
+            Err(AdmitError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn pull_policy_defaults() {
+        assert_eq!(default_pull_policy("reg:5000/app"), "Always");
+        assert_eq!(default_pull_policy("reg:5000/app:latest"), "Always");
+        assert_eq!(default_pull_policy("reg:5000/app:v1"), "IfNotPresent");
+        assert_eq!(default_pull_policy("app@sha256:abc"), "IfNotPresent");
+    }
+}

@@ -1,0 +1,253 @@
+//! The table of resources herd serves, in the shape of the Kubernetes discovery documents.
+
+/// One resource type: where it lives in the REST tree and what it is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// API group; empty for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// Plural, lower-case name used in URLs (`pods`).
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    /// Subresources served below an object (`status`, `log`, …).
+    pub subresources: &'static [&'static str],
+}
+
+impl ResourceInfo {
+    /// `v1` for the core group, `group/version` otherwise.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The store key of the resource type: `pods`, `deployments.apps`.
+    pub fn key(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// URL prefix of the group-version: `/api/v1` or `/apis/apps/v1`.
+    pub fn prefix(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Path of the collection in a namespace (ignored for cluster-scoped resources).
+    pub fn collection_path(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => {
+                format!("{}/namespaces/{ns}/{}", self.prefix(), self.plural)
+            }
+            _ => format!("{}/{}", self.prefix(), self.plural),
+        }
+    }
+
+    pub fn has_subresource(&self, sub: &str) -> bool {
+        self.subresources.contains(&sub)
+    }
+}
+
+const fn res(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    subresources: &'static [&'static str],
+) -> ResourceInfo {
+    ResourceInfo {
+        group,
+        version,
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names,
+        subresources,
+    }
+}
+
+/// Every resource herd serves.
+pub const RESOURCES: &[ResourceInfo] = &[
+    res(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        &["ns"],
+        &["status"],
+    ),
+    res(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        false,
+        &["no"],
+        &["status"],
+    ),
+    res(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        &["po"],
+        &["status", "log", "binding"],
+    ),
+    res(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        true,
+        &["svc"],
+        &["status"],
+    ),
+    res(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        &[],
+    ),
+    res(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        &["cm"],
+        &[],
+    ),
+    res("", "v1", "Secret", "secrets", "secret", true, &[], &[]),
+    res("", "v1", "Event", "events", "event", true, &["ev"], &[]),
+    res(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        &["deploy"],
+        &["status"],
+    ),
+    res(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        &["rs"],
+        &["status"],
+    ),
+    res(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        &[],
+        &[],
+    ),
+];
+
+/// Finds a resource by its place in the URL tree.
+pub fn by_path(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Finds a resource by `apiVersion` and `kind`, as written in a manifest.
+pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
+}
+
+/// Finds a resource the way kubectl resolves a name on its command line: plural, singular, short name or
+/// kind, case-insensitively, optionally qualified by group (`deployments.apps`).
+pub fn by_name(name: &str) -> Option<&'static ResourceInfo> {
+    let name = name.to_ascii_lowercase();
+    let (name, group) = match name.split_once('.') {
+        Some((n, g)) => (n.to_string(), Some(g.to_string())),
+        None => (name, None),
+    };
+    RESOURCES.iter().find(|r| {
+        group.as_deref().is_none_or(|g| g == r.group)
+            && (r.plural == name
+                || r.singular == name
+                || r.kind.eq_ignore_ascii_case(&name)
+                || r.short_names.contains(&name.as_str()))
+    })
+}
+
+/// The group-versions herd serves, in discovery order.
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_names_like_kubectl() {
+        assert_eq!(by_name("po").map(|r| r.plural), Some("pods"));
+        assert_eq!(by_name("Deployment").map(|r| r.plural), Some("deployments"));
+        assert_eq!(
+            by_name("deployments.apps").map(|r| r.plural),
+            Some("deployments")
+        );
+        assert_eq!(
+            by_name("svc").map(|r| r.key()),
+            Some("services".to_string())
+        );
+        assert!(by_name("deployments.batch").is_none());
+        assert!(by_name("widgets").is_none());
+    }
+
+    #[test]
+    fn paths_follow_the_rest_layout() {
+        let deploy = by_kind("apps/v1", "Deployment").expect("deployments");
+        assert_eq!(
+            deploy.collection_path(Some("ns1")),
+            "/apis/apps/v1/namespaces/ns1/deployments"
+        );
+        let node = by_path("", "v1", "nodes").expect("nodes");
+        assert_eq!(node.collection_path(Some("ignored")), "/api/v1/nodes");
+        assert_eq!(deploy.key(), "deployments.apps");
+    }
+}

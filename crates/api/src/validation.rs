@@ -1,0 +1,312 @@
+//! Validation of objects, reporting every bad field the way kube-apiserver does (`field`, `reason`, `message`).
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, PodSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::selector::LabelSelector;
+
+/// One invalid field: a `StatusCause` of a 422 Invalid response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueRequired`, `FieldValueInvalid`, `FieldValueDuplicate`, `FieldValueNotSupported`.
+    pub reason: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl Cause {
+    pub fn required(field: impl Into<String>) -> Self {
+        Self {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message: "Required value".into(),
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, why: &str) -> Self {
+        Self {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: \"{value}\": {why}"),
+        }
+    }
+
+    pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
+        let list = supported
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: format!("Unsupported value: \"{value}\": supported values: {list}"),
+        }
+    }
+
+    pub fn duplicate(field: impl Into<String>, value: &str) -> Self {
+        Self {
+            reason: "FieldValueDuplicate",
+            field: field.into(),
+            message: format!("Duplicate value: \"{value}\""),
+        }
+    }
+}
+
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+/// Name rules differ per kind: Services and Namespaces need a DNS label, most others a DNS subdomain.
+pub fn validate_name(meta: &ObjectMeta, label_only: bool, causes: &mut Vec<Cause>) {
+    match meta.name.as_deref() {
+        None | Some("") if meta.generate_name.is_none() => {
+            causes.push(Cause::required("metadata.name"))
+        }
+        None | Some("") => {}
+        Some(name) if label_only && !is_dns1123_label(name) => {
+            causes.push(Cause::invalid("metadata.name", name, DNS1123_LABEL_MSG))
+        }
+        Some(name) if !is_dns1123_subdomain(name) => {
+            causes.push(Cause::invalid("metadata.name", name, DNS1123_SUBDOMAIN_MSG))
+        }
+        Some(_) => {}
+    }
+    for (key, value) in meta.labels.iter().flatten() {
+        if !valid_qualified_name(key) {
+            causes.push(Cause::invalid(
+                "metadata.labels",
+                key,
+                "name part must consist of alphanumeric characters, '-', '_' or '.'",
+            ));
+        }
+        if value.len() > 63
+            || !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            causes.push(Cause::invalid("metadata.labels", value, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'"));
+        }
+    }
+}
+
+fn valid_qualified_name(key: &str) -> bool {
+    let name = key.rsplit_once('/').map_or(key, |(prefix, name)| {
+        if is_dns1123_subdomain(prefix) {
+            name
+        } else {
+            ""
+        }
+    });
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
+}
+
+pub fn validate_pod_spec(spec: &PodSpec, path: &str, causes: &mut Vec<Cause>) {
+    if spec.containers.is_empty() {
+        causes.push(Cause::required(format!("{path}.containers")));
+    }
+    let mut names = BTreeSet::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        validate_container(c, &format!("{path}.containers[{i}]"), &mut names, causes);
+    }
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        validate_container(
+            c,
+            &format!("{path}.initContainers[{i}]"),
+            &mut names,
+            causes,
+        );
+    }
+    if let Some(policy) = spec.restart_policy.as_deref() {
+        if !["Always", "OnFailure", "Never"].contains(&policy) {
+            causes.push(Cause::not_supported(
+                format!("{path}.restartPolicy"),
+                policy,
+                &["Always", "OnFailure", "Never"],
+            ));
+        }
+    }
+}
+
+fn validate_container(
+    c: &Container,
+    path: &str,
+    names: &mut BTreeSet<String>,
+    causes: &mut Vec<Cause>,
+) {
+    if c.name.is_empty() {
+        causes.push(Cause::required(format!("{path}.name")));
+    } else if !is_dns1123_label(&c.name) {
+        causes.push(Cause::invalid(
+            format!("{path}.name"),
+            &c.name,
+            DNS1123_LABEL_MSG,
+        ));
+    } else if !names.insert(c.name.clone()) {
+        causes.push(Cause::duplicate(format!("{path}.name"), &c.name));
+    }
+    if c.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+        causes.push(Cause::required(format!("{path}.image")));
+    }
+    for (j, p) in c.ports.iter().flatten().enumerate() {
+        if !(1..=65535).contains(&p.container_port) {
+            causes.push(Cause::invalid(
+                format!("{path}.ports[{j}].containerPort"),
+                p.container_port,
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+    }
+    if let Some(policy) = c.image_pull_policy.as_deref() {
+        if !["Always", "IfNotPresent", "Never"].contains(&policy) {
+            causes.push(Cause::not_supported(
+                format!("{path}.imagePullPolicy"),
+                policy,
+                &["Always", "IfNotPresent", "Never"],
+            ));
+        }
+    }
+}
+
+pub fn validate_service(svc: &Service, causes: &mut Vec<Cause>) {
+    let Some(spec) = &svc.spec else {
+        causes.push(Cause::required("spec"));
+        return;
+    };
+    let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
+    if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty) {
+        causes.push(Cause::not_supported(
+            "spec.type",
+            ty,
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
+    }
+    let ports = spec.ports.as_deref().unwrap_or_default();
+    if ports.is_empty() && ty != "ExternalName" && spec.cluster_ip.as_deref() != Some("None") {
+        causes.push(Cause::required("spec.ports"));
+    }
+    let mut names = BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        if !(1..=65535).contains(&p.port) {
+            causes.push(Cause::invalid(
+                format!("spec.ports[{i}].port"),
+                p.port,
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        let name = p.name.clone().unwrap_or_default();
+        if ports.len() > 1 && name.is_empty() {
+            causes.push(Cause::required(format!("spec.ports[{i}].name")));
+        } else if !names.insert(name.clone()) {
+            causes.push(Cause::duplicate(format!("spec.ports[{i}].name"), &name));
+        }
+        if let Some(proto) = p.protocol.as_deref() {
+            if !["TCP", "UDP", "SCTP"].contains(&proto) {
+                causes.push(Cause::not_supported(
+                    format!("spec.ports[{i}].protocol"),
+                    proto,
+                    &["SCTP", "TCP", "UDP"],
+                ));
+            }
+        }
+    }
+}
+
+pub fn validate_deployment(d: &Deployment, causes: &mut Vec<Cause>) {
+    let spec = &d.spec;
+    if let Some(r) = spec.replicas {
+        if r < 0 {
+            causes.push(Cause::invalid(
+                "spec.replicas",
+                r,
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    let selector = LabelSelector::from_k8s(&spec.selector);
+    match &selector {
+        Ok(sel) if sel.is_empty() => causes.push(Cause::required("spec.selector")),
+        Ok(_) => {}
+        Err(e) => causes.push(Cause::invalid("spec.selector", "", &e.to_string())),
+    }
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    if let Ok(sel) = selector {
+        if !sel.is_empty() && !sel.matches(&labels) {
+            causes.push(Cause::invalid(
+                "spec.template.metadata.labels",
+                format!("{labels:?}"),
+                "`selector` does not match template `labels`",
+            ));
+        }
+    }
+    match &spec.template.spec {
+        Some(pod) => validate_pod_spec(pod, "spec.template.spec", causes),
+        None => causes.push(Cause::required("spec.template.spec.containers")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns1123_label("web-1"));
+        assert!(!is_dns1123_label("Web"));
+        assert!(!is_dns1123_label("-web"));
+        assert!(is_dns1123_subdomain("a.b-c.d"));
+        assert!(!is_dns1123_subdomain("a..b"));
+    }
+
+    #[test]
+    fn pod_without_image_or_containers_lists_each_field() {
+        let spec = PodSpec {
+            containers: vec![Container {
+                name: "Bad_Name".into(),
+                ..Default::default()
+            }],
+            restart_policy: Some("Sometimes".into()),
+            ..Default::default()
+        };
+        let mut causes = Vec::new();
+        validate_pod_spec(&spec, "spec", &mut causes);
+        let fields: Vec<_> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.containers[0].name",
+                "spec.containers[0].image",
+                "spec.restartPolicy"
+            ]
+        );
+        let mut causes = Vec::new();
+        validate_pod_spec(&PodSpec::default(), "spec", &mut causes);
+        assert_eq!(causes, [Cause::required("spec.containers")]);
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build the sample apps in release and copy them to sample-apps/dist/:
+#   hello.wasm       WASI preview 1 module   (wasm32-wasip1)
+#   spin.wasm        WASI preview 1 module   (wasm32-wasip1)
+#   http-hello.wasm  WASI preview 2 component exporting wasi:http/incoming-handler (wasm32-wasip2)
+# Works from any directory. Needs: rustup target add wasm32-wasip1 wasm32-wasip2
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+target_dir="$here/target"
+dist="$here/dist"
+
+cd "$here"
+cargo build --locked --release --target-dir "$target_dir" --target wasm32-wasip1 -p hello -p spin
+cargo build --locked --release --target-dir "$target_dir" --target wasm32-wasip2 -p http-hello
+
+mkdir -p "$dist"
+cp "$target_dir/wasm32-wasip1/release/hello.wasm" "$dist/hello.wasm"
+cp "$target_dir/wasm32-wasip1/release/spin.wasm" "$dist/spin.wasm"
+cp "$target_dir/wasm32-wasip2/release/http_hello.wasm" "$dist/http-hello.wasm"
+
+for app in hello spin http-hello; do
+    printf '%-16s %8d bytes\n' "$app.wasm" "$(wc -c <"$dist/$app.wasm")"
+done
