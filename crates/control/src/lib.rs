@@ -1,1 +1,165 @@
-//! herd-control
+//! The herd control plane: the Kubernetes API server over an embedded SQLite store, the scheduler and the
+//! controllers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), herd_control::ControlError> {
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let cfg = herd_control::ControlConfig::new("/tmp/herd".into(), "127.0.0.1:0".parse().unwrap());
+//! let plane = herd_control::ControlPlane::start(cfg, shutdown.clone()).await?;
+//! println!("API at http://{}", plane.addr());
+//! shutdown.cancel();
+//! plane.wait().await
+//! # }
+//! ```
+
+pub mod controllers;
+pub mod error;
+pub mod objects;
+pub mod scheduler;
+pub mod server;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herd_api::resources;
+use ipnet::{IpNet, Ipv4Net};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+use objects::{Objects, Settings};
+use store::{Store, StoreError};
+
+/// Namespaces every cluster has.
+const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Where Service cluster IPs come from.
+    pub service_cidr: IpNet,
+    /// Where node pod CIDRs come from.
+    pub cluster_cidr: Ipv4Net,
+    /// Prefix length of each node's pod CIDR.
+    pub node_cidr_prefix: u8,
+}
+
+impl ControlConfig {
+    /// Defaults that need no root: every address lies in 127.0.0.0/8.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            data_dir,
+            listen,
+            service_cidr: "127.10.0.0/16".parse().expect("valid default service CIDR"),
+            cluster_cidr: "127.64.0.0/10".parse().expect("valid default cluster CIDR"),
+            node_cidr_prefix: 24,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("creating data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("listening on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("bootstrapping {what}: {source}")]
+    Bootstrap { what: String, source: ApiError },
+    #[error("serving the API: {0}")]
+    Serve(std::io::Error),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    addr: SocketAddr,
+    store: Store,
+    server: JoinHandle<std::io::Result<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Opens the store, bootstraps the system namespaces, binds the API listener and starts the scheduler and
+    /// controllers. Everything stops when `shutdown` is cancelled; then call [`ControlPlane::wait`].
+    ///
+    /// # Errors
+    /// When the data dir, store or listener cannot be set up.
+    pub async fn start(cfg: ControlConfig, shutdown: CancellationToken) -> Result<Self, ControlError> {
+        if cfg.node_cidr_prefix < cfg.cluster_cidr.prefix_len() || cfg.node_cidr_prefix > 30 {
+            return Err(ControlError::Config(format!(
+                "node CIDR prefix /{} does not fit in cluster CIDR {}",
+                cfg.node_cidr_prefix, cfg.cluster_cidr
+            )));
+        }
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|source| ControlError::DataDir { path: cfg.data_dir.clone(), source })?;
+        let store = Store::open(&cfg.data_dir.join("herd.db")).await?;
+        let objects = Objects::new(store.clone(), Settings { service_cidr: cfg.service_cidr });
+        bootstrap(&objects).await?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| ControlError::Listen { addr: cfg.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| ControlError::Listen { addr: cfg.listen, source })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ControlError::Config(format!("HTTP client: {e}")))?;
+        let state = server::AppState { objects: objects.clone(), shutdown: shutdown.clone(), http };
+        let server = tokio::spawn(server::serve(listener, state));
+        let mut tasks = controllers::spawn_all(&objects, cfg.cluster_cidr, cfg.node_cidr_prefix, &shutdown);
+        tasks.push(tokio::spawn(scheduler::run(objects.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(compact_periodically(store.clone(), shutdown)));
+        tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "control plane started");
+        Ok(Self { addr, store, server, tasks })
+    }
+
+    /// The address the API server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits for the API server and every task to stop (after the shutdown token was cancelled).
+    pub async fn wait(self) -> Result<(), ControlError> {
+        let served = self.server.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.store.close().await;
+        match served {
+            Ok(result) => result.map_err(ControlError::Serve),
+            Err(join) => Err(ControlError::Serve(std::io::Error::other(join))),
+        }
+    }
+}
+
+async fn bootstrap(objects: &Objects) -> Result<(), ControlError> {
+    let namespaces = resources::by_path("", "v1", "namespaces").expect("namespaces are in the table");
+    for ns in SYSTEM_NAMESPACES {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match objects.create(namespaces, None, obj, false).await {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+            Err(source) => return Err(ControlError::Bootstrap { what: format!("namespace {ns}"), source }),
+        }
+    }
+    Ok(())
+}
+
+async fn compact_periodically(store: Store, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(60)) => {
+                if let Err(e) = store.compact().await {
+                    tracing::warn!(error = %e, "compacting the change log failed");
+                }
+            }
+        }
+    }
+}

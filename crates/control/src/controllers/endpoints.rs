@@ -1,0 +1,164 @@
+//! Endpoints: for each Service with a selector, the addresses of the pods it selects (ready ones in
+//! `addresses`, others in `notReadyAddresses`) and the target ports.
+
+use std::collections::BTreeMap;
+
+use herd_api::LabelSelector;
+use herd_api::resources::{self, ResourceInfo};
+use serde_json::{Value, json};
+
+use super::replicaset::object_key;
+use super::{Controller, Key, key_of, pod_is_active, pod_is_ready};
+use crate::error::ApiError;
+use crate::objects::{DeleteOptions, Objects};
+use crate::store::{Change, Mutation};
+
+pub struct EndpointsController {
+    objects: Objects,
+    endpoints: &'static ResourceInfo,
+}
+
+/// Key name meaning "every Service in this namespace" (a pod change can affect any of them).
+const ALL: &str = "*";
+
+impl EndpointsController {
+    pub fn new(objects: Objects) -> Self {
+        Self { objects, endpoints: resources::by_path("", "v1", "endpoints").expect("endpoints") }
+    }
+
+    async fn reconcile_service(&self, ns: &str, name: &str) -> Result<(), ApiError> {
+        let svc = self.objects.store().get("services", ns, name).await?;
+        let Some(selector) = svc.as_ref().and_then(|s| s.pointer("/spec/selector")).and_then(Value::as_object) else {
+            // No Service (or no selector): endpoints we manage are removed.
+            if svc.is_none() {
+                match self.objects.delete(self.endpoints, Some(ns), name, DeleteOptions::default()).await {
+                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        };
+        let svc = svc.clone().unwrap_or_default();
+        let labels: BTreeMap<String, String> =
+            selector.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect();
+        let selector = LabelSelector::from_map(&labels);
+        let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
+        let svc_ports = svc.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        // Pods are grouped by the ports they resolve to, as the Kubernetes controller does with subsets.
+        let mut subsets: BTreeMap<String, (Vec<Value>, Vec<Value>, Vec<Value>)> = BTreeMap::new();
+        for pod in pods.iter().filter(|p| selector.matches_object(p) && pod_is_active(p)) {
+            let Some(ip) = pod.pointer("/status/podIP").and_then(Value::as_str).filter(|ip| !ip.is_empty()) else { continue };
+            let ports: Vec<Value> = svc_ports
+                .iter()
+                .filter_map(|sp| {
+                    let port = resolve_target_port(pod, sp)?;
+                    let mut p = json!({"port": port, "protocol": sp.get("protocol").cloned().unwrap_or(json!("TCP"))});
+                    if let Some(n) = sp.get("name").filter(|n| n.as_str().is_some_and(|s| !s.is_empty())) {
+                        p["name"] = n.clone();
+                    }
+                    Some(p)
+                })
+                .collect();
+            let address = json!({
+                "ip": ip,
+                "nodeName": pod.pointer("/spec/nodeName").cloned().unwrap_or(Value::Null),
+                "targetRef": {
+                    "kind": "Pod", "namespace": ns,
+                    "name": pod.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+                    "uid": pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+                },
+            });
+            let entry = subsets.entry(serde_json::to_string(&ports).unwrap_or_default()).or_insert_with(|| (Vec::new(), Vec::new(), ports));
+            if pod_is_ready(pod) { entry.0.push(address) } else { entry.1.push(address) }
+        }
+        let subsets: Vec<Value> = subsets
+            .into_values()
+            .map(|(mut ready, mut not_ready, ports)| {
+                ready.sort_by(|a, b| a["ip"].as_str().cmp(&b["ip"].as_str()));
+                not_ready.sort_by(|a, b| a["ip"].as_str().cmp(&b["ip"].as_str()));
+                let mut s = json!({"ports": ports});
+                if !ready.is_empty() {
+                    s["addresses"] = json!(ready);
+                }
+                if !not_ready.is_empty() {
+                    s["notReadyAddresses"] = json!(not_ready);
+                }
+                s
+            })
+            .collect();
+        let labels = svc.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+        let existing = self.objects.store().get(&self.endpoints.key(), ns, name).await?;
+        match existing {
+            None => {
+                let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns, "labels": labels}, "subsets": subsets});
+                match self.objects.create(self.endpoints, Some(ns), ep, false).await {
+                    Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Some(_) => {
+                self.objects.store().mutate::<_, ApiError>(&self.endpoints.key(), ns, name, |cur| {
+                    let Some(mut ep) = cur else { return Ok((Mutation::Keep, ())) };
+                    let empty = json!([]);
+                    if ep.get("subsets").unwrap_or(&empty) == &json!(subsets) {
+                        return Ok((Mutation::Keep, ()));
+                    }
+                    ep["subsets"] = json!(subsets);
+                    Ok((Mutation::Put(ep), ()))
+                }).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The pod port a Service port sends to: a number, or a named container port of the pod.
+fn resolve_target_port(pod: &Value, svc_port: &Value) -> Option<i64> {
+    match svc_port.get("targetPort") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(name)) => {
+            if let Ok(n) = name.parse() {
+                return Some(n);
+            }
+            pod.pointer("/spec/containers")?
+                .as_array()?
+                .iter()
+                .flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten())
+                .find(|p| p["name"] == name.as_str())
+                .and_then(|p| p["containerPort"].as_i64())
+        }
+        _ => svc_port.get("port").and_then(Value::as_i64),
+    }
+}
+
+impl Controller for EndpointsController {
+    const NAME: &'static str = "endpoints";
+
+    fn watches(&self) -> &'static [&'static str] {
+        &["services", "pods"]
+    }
+
+    fn keys_for(&self, change: &Change) -> Vec<Key> {
+        if &*change.resource == "pods" {
+            return vec![(change.namespace.clone(), ALL.to_string())];
+        }
+        vec![key_of(change)]
+    }
+
+    async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
+        let (items, _) = self.objects.store().list("services", None).await?;
+        let (eps, _) = self.objects.store().list(&self.endpoints.key(), None).await?;
+        Ok(items.iter().chain(eps.iter()).filter_map(object_key).collect())
+    }
+
+    async fn reconcile(&self, (ns, name): &Key) -> Result<(), ApiError> {
+        if name == ALL {
+            let (services, _) = self.objects.store().list("services", Some(ns)).await?;
+            for key in services.iter().filter_map(object_key) {
+                self.reconcile_service(ns, &key.1).await?;
+            }
+            return Ok(());
+        }
+        self.reconcile_service(ns, name).await
+    }
+}

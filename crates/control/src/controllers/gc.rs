@@ -1,0 +1,117 @@
+//! Garbage collection: deletes objects whose controlling owner is gone (background propagation), and
+//! empties a terminating Namespace before removing it.
+
+use std::collections::BTreeSet;
+
+use herd_api::resources::{self, RESOURCES};
+use serde_json::Value;
+
+use super::{Controller, Key};
+use crate::error::ApiError;
+use crate::objects::{DeleteOptions, Objects};
+use crate::store::{Change, EventType, Mutation};
+
+pub struct GarbageCollector {
+    objects: Objects,
+}
+
+const SWEEP: &str = "sweep";
+
+impl GarbageCollector {
+    pub fn new(objects: Objects) -> Self {
+        Self { objects }
+    }
+
+    async fn sweep_orphans(&self) -> Result<(), ApiError> {
+        let mut uids = BTreeSet::new();
+        let mut all = Vec::new();
+        for res in RESOURCES {
+            let (items, _) = self.objects.store().list(&res.key(), None).await?;
+            for item in items {
+                if let Some(uid) = item.pointer("/metadata/uid").and_then(Value::as_str) {
+                    uids.insert(uid.to_string());
+                }
+                all.push((res, item));
+            }
+        }
+        for (res, item) in all {
+            let Some(refs) = item.pointer("/metadata/ownerReferences").and_then(Value::as_array) else { continue };
+            if refs.is_empty() || refs.iter().any(|r| r["uid"].as_str().is_some_and(|u| uids.contains(u))) {
+                continue;
+            }
+            let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
+            let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str) else { continue };
+            match self.objects.delete(res, ns, name, DeleteOptions::default()).await {
+                Ok(_) | Err(ApiError::NotFound { .. }) => tracing::info!(kind = res.kind, %name, "deleted dependent of a deleted owner"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish_namespace(&self, ns: &str) -> Result<(), ApiError> {
+        let Some(namespace) = self.objects.store().get("namespaces", "", ns).await? else { return Ok(()) };
+        if namespace.pointer("/metadata/deletionTimestamp").is_none() {
+            return Ok(());
+        }
+        let mut remaining = 0;
+        for res in RESOURCES.iter().filter(|r| r.namespaced) {
+            let (items, _) = self.objects.store().list(&res.key(), Some(ns)).await?;
+            for item in items {
+                remaining += 1;
+                if item.pointer("/metadata/deletionTimestamp").is_some() {
+                    continue;
+                }
+                if let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str) {
+                    match self.objects.delete(res, Some(ns), name, DeleteOptions::default()).await {
+                        Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        if remaining > 0 {
+            return Err(ApiError::Unavailable(format!("namespace {ns} still has {remaining} objects")));
+        }
+        let namespaces = resources::by_path("", "v1", "namespaces").expect("namespaces");
+        self.objects.store().mutate::<_, ApiError>(&namespaces.key(), "", ns, |_| Ok((Mutation::Delete, ()))).await?;
+        Ok(())
+    }
+}
+
+impl Controller for GarbageCollector {
+    const NAME: &'static str = "garbagecollector";
+
+    fn watches(&self) -> &'static [&'static str] {
+        &["deployments.apps", "replicasets.apps", "services", "namespaces", "pods"]
+    }
+
+    fn keys_for(&self, change: &Change) -> Vec<Key> {
+        if &*change.resource == "namespaces" && change.object.pointer("/metadata/deletionTimestamp").is_some() && change.kind != EventType::Deleted {
+            return vec![("namespace".into(), change.name.clone())];
+        }
+        if &*change.resource == "pods" {
+            // A pod going away may be the last thing a terminating namespace waits for.
+            return vec![("namespace".into(), change.namespace.clone())];
+        }
+        if change.kind == EventType::Deleted { vec![(String::new(), SWEEP.into())] } else { vec![] }
+    }
+
+    async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
+        let (namespaces, _) = self.objects.store().list("namespaces", None).await?;
+        let mut keys: Vec<Key> = namespaces
+            .iter()
+            .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())
+            .filter_map(|n| Some(("namespace".to_string(), n.pointer("/metadata/name")?.as_str()?.to_string())))
+            .collect();
+        keys.push((String::new(), SWEEP.into()));
+        Ok(keys)
+    }
+
+    async fn reconcile(&self, (scope, name): &Key) -> Result<(), ApiError> {
+        match scope.as_str() {
+            "namespace" => self.finish_namespace(name).await,
+            _ => self.sweep_orphans().await,
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Node IPAM: gives each Node a pod CIDR (`spec.podCIDR`) carved out of the cluster CIDR.
+
+use std::collections::BTreeSet;
+
+use herd_api::resources::{self, ResourceInfo};
+use ipnet::Ipv4Net;
+use serde_json::{Value, json};
+
+use super::{Controller, Key, key_of};
+use crate::error::ApiError;
+use crate::objects::Objects;
+use crate::store::Change;
+
+pub struct NodeIpam {
+    objects: Objects,
+    nodes: &'static ResourceInfo,
+    cluster_cidr: Ipv4Net,
+    node_prefix: u8,
+}
+
+impl NodeIpam {
+    pub fn new(objects: Objects, cluster_cidr: Ipv4Net, node_prefix: u8) -> Self {
+        Self { objects, nodes: resources::by_path("", "v1", "nodes").expect("nodes"), cluster_cidr, node_prefix }
+    }
+}
+
+impl Controller for NodeIpam {
+    const NAME: &'static str = "nodeipam";
+
+    fn watches(&self) -> &'static [&'static str] {
+        &["nodes"]
+    }
+
+    fn keys_for(&self, change: &Change) -> Vec<Key> {
+        vec![key_of(change)]
+    }
+
+    async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
+        let (items, _) = self.objects.store().list("nodes", None).await?;
+        Ok(items.iter().filter_map(|n| Some((String::new(), n.pointer("/metadata/name")?.as_str()?.to_string()))).collect())
+    }
+
+    async fn reconcile(&self, (_, name): &Key) -> Result<(), ApiError> {
+        let (nodes, _) = self.objects.store().list("nodes", None).await?;
+        let Some(node) = nodes.iter().find(|n| n.pointer("/metadata/name").and_then(Value::as_str) == Some(name)) else { return Ok(()) };
+        if node.pointer("/spec/podCIDR").and_then(Value::as_str).is_some_and(|c| !c.is_empty()) {
+            return Ok(());
+        }
+        let used: BTreeSet<String> =
+            nodes.iter().filter_map(|n| n.pointer("/spec/podCIDR").and_then(Value::as_str).map(str::to_string)).collect();
+        let subnets = self
+            .cluster_cidr
+            .subnets(self.node_prefix)
+            .map_err(|e| ApiError::Internal(format!("cluster CIDR {} cannot hold /{} node ranges: {e}", self.cluster_cidr, self.node_prefix)))?;
+        let Some(cidr) = subnets.map(|s| s.to_string()).find(|s| !used.contains(s)) else {
+            return Err(ApiError::Internal(format!("no pod CIDR left in {} for node {name}", self.cluster_cidr)));
+        };
+        self.objects
+            .edit(self.nodes, "", name, |n| {
+                if n.pointer("/spec/podCIDR").and_then(Value::as_str).is_some_and(|c| !c.is_empty()) {
+                    return false;
+                }
+                n["spec"]["podCIDR"] = json!(cidr);
+                n["spec"]["podCIDRs"] = json!([cidr]);
+                true
+            })
+            .await?;
+        tracing::info!(node = %name, %cidr, "assigned pod CIDR");
+        Ok(())
+    }
+}

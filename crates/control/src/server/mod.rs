@@ -1,0 +1,219 @@
+//! The HTTP API server: Kubernetes REST paths over the resource layer.
+//!
+//! Paths are parsed by hand ([`route::Target`]) because the Kubernetes URL tree is not regular enough for a
+//! router: `/api/v1/namespaces/x/status` is a subresource of a Namespace while `/api/v1/namespaces/x/pods`
+//! is a collection.
+
+mod discovery;
+mod logs;
+mod route;
+mod watch;
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use herd_api::{FieldSelector, LabelSelector, ResourceInfo};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::objects::{DeleteOptions, Objects, Patch};
+use route::Target;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub objects: Objects,
+    pub shutdown: CancellationToken,
+    pub http: reqwest::Client,
+}
+
+/// The API server's routes, apart from serving them (so tests can drive it directly).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/version", get(discovery::version))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/api", get(discovery::api_versions))
+        .route("/apis", get(discovery::api_groups))
+        .fallback(dispatch)
+        .with_state(state)
+}
+
+type Params = HashMap<String, String>;
+
+async fn dispatch(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match handle(&state, &method, uri.path(), &params, &headers, body).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    params: &Params,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let target = route::parse(path)?;
+    let objects = &state.objects;
+    let dry_run = params.get("dryRun").is_some_and(|v| v == "All");
+    match (target, method.clone()) {
+        (Target::GroupVersion { group, version }, Method::GET) => Ok(json_response(discovery::resource_list(&group, &version)?)),
+        (Target::Collection { res, ns }, Method::GET) => {
+            let labels = LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let fields = FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                return watch::serve(state, res, ns, labels, fields, params).await;
+            }
+            let (items, rev) = objects.list(res, ns.as_deref(), &labels, &fields).await?;
+            Ok(json_response(json!({
+                "kind": format!("{}List", res.kind),
+                "apiVersion": res.api_version(),
+                "metadata": {"resourceVersion": rev.to_string()},
+                "items": items,
+            })))
+        }
+        (Target::Collection { res, ns }, Method::POST) => {
+            let obj = decode_body(headers, &body)?;
+            let created = objects.create(res, ns.as_deref(), obj, dry_run).await?;
+            Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+        }
+        (Target::Object { res, ns, name }, Method::GET) => Ok(json_response(objects.get(res, ns.as_deref(), &name).await?)),
+        (Target::Object { res, ns, name }, Method::PUT) => {
+            let obj = decode_body(headers, &body)?;
+            Ok(json_response(objects.replace(res, ns.as_deref(), &name, obj, false, dry_run).await?))
+        }
+        (Target::Object { res, ns, name }, Method::PATCH) => {
+            let patch = decode_patch(headers, &body)?;
+            Ok(json_response(objects.patch(res, ns.as_deref(), &name, patch, false, dry_run).await?))
+        }
+        (Target::Object { res, ns, name }, Method::DELETE) => {
+            let opts = delete_options(params, &body)?;
+            Ok(json_response(objects.delete(res, ns.as_deref(), &name, opts).await?))
+        }
+        (Target::Subresource { res, ns, name, sub }, m) => subresource(state, res, ns, name, &sub, m, params, headers, body, dry_run).await,
+        (_, m) => Err(ApiError::MethodNotAllowed(format!("the server does not allow this method on the requested resource: {m}"))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn subresource(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<String>,
+    name: String,
+    sub: &str,
+    method: Method,
+    params: &Params,
+    headers: &HeaderMap,
+    body: Bytes,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let objects = &state.objects;
+    match (sub, method) {
+        ("status", Method::GET) => Ok(json_response(objects.get(res, ns.as_deref(), &name).await?)),
+        ("status", Method::PUT) => {
+            let obj = decode_body(headers, &body)?;
+            Ok(json_response(objects.replace(res, ns.as_deref(), &name, obj, true, dry_run).await?))
+        }
+        ("status", Method::PATCH) => {
+            let patch = decode_patch(headers, &body)?;
+            Ok(json_response(objects.patch(res, ns.as_deref(), &name, patch, true, dry_run).await?))
+        }
+        ("log", Method::GET) => logs::proxy(state, ns.as_deref().unwrap_or("default"), &name, params).await,
+        ("binding", Method::POST) => {
+            let binding = decode_body(headers, &body)?;
+            let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
+            if node.is_empty() {
+                return Err(ApiError::BadRequest("binding has no target.name".into()));
+            }
+            crate::scheduler::bind(objects, ns.as_deref().unwrap_or("default"), &name, &node).await?;
+            Ok((StatusCode::CREATED, axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}))).into_response())
+        }
+        (sub, m) => Err(ApiError::MethodNotAllowed(format!("{m} is not supported on {}/{sub}", res.plural))),
+    }
+}
+
+fn json_response(v: Value) -> Response {
+    axum::Json(v).into_response()
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json")
+}
+
+/// Decodes a JSON or YAML request body.
+fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = content_type(headers);
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty".into()));
+    }
+    if ct.contains("yaml") {
+        serde_yaml::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))
+    } else if ct.contains("json") || ct.is_empty() {
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}")))
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})")))
+    }
+}
+
+fn decode_patch(headers: &HeaderMap, body: &[u8]) -> Result<Patch, ApiError> {
+    let ct = content_type(headers).split(';').next().unwrap_or_default().trim().to_string();
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    match ct.as_str() {
+        "application/merge-patch+json" => Ok(Patch::Merge(doc)),
+        "application/json-patch+json" => Ok(Patch::Json(doc)),
+        "application/strategic-merge-patch+json" => Ok(Patch::Strategic(doc)),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other})"
+        ))),
+    }
+}
+
+fn delete_options(params: &Params, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let mut opts = DeleteOptions::default();
+    if !body.is_empty() {
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))?;
+        opts.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
+        opts.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
+        opts.precondition_rv = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+    }
+    if let Some(g) = params.get("gracePeriodSeconds") {
+        opts.grace_period_seconds =
+            Some(g.parse().map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds {g:?}")))?);
+    }
+    Ok(opts)
+}
+
+/// Serves the API until `shutdown` is cancelled.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+pub(crate) fn body_stream<S>(stream: S) -> Body
+where
+    S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    Body::from_stream(stream)
+}
