@@ -1,1 +1,57 @@
-fn main() {}
+//! `herd`: Kubernetes-style orchestration for WebAssembly workloads, in one rootless binary.
+//!
+//! `herd up` runs the control plane, a node agent, the Service proxy and an OCI registry in one process;
+//! `herd control` and `herd node` run the halves on separate hosts; the other subcommands are a small
+//! kubectl-like client.
+
+mod cli;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "herd", version, about = "Kubernetes-style orchestration for WebAssembly workloads")]
+struct Cli {
+    #[command(flatten)]
+    client: cli::ClientOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything on this machine: control plane, one node, the proxy and an OCI registry.
+    Up(serve::UpArgs),
+    /// Run the control plane alone (API server, store, scheduler, controllers).
+    Control(serve::ControlArgs),
+    /// Run a node agent and its Service proxy against a control plane.
+    Node(serve::NodeArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(a) => serve::up(a).await,
+            Command::Control(a) => serve::control(a).await,
+            Command::Node(a) => serve::node(a, cli.client.kubeconfig).await,
+            Command::Client(cmd) => cli::run(cli.client, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

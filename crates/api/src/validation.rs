@@ -138,14 +138,14 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, causes: &mut Vec<Cause>) {
             causes,
         );
     }
-    if let Some(policy) = spec.restart_policy.as_deref() {
-        if !["Always", "OnFailure", "Never"].contains(&policy) {
-            causes.push(Cause::not_supported(
-                format!("{path}.restartPolicy"),
-                policy,
-                &["Always", "OnFailure", "Never"],
-            ));
-        }
+    if let Some(policy) = spec.restart_policy.as_deref()
+        && !["Always", "OnFailure", "Never"].contains(&policy)
+    {
+        causes.push(Cause::not_supported(
+            format!("{path}.restartPolicy"),
+            policy,
+            &["Always", "OnFailure", "Never"],
+        ));
     }
 }
 
@@ -178,14 +178,14 @@ fn validate_container(
             ));
         }
     }
-    if let Some(policy) = c.image_pull_policy.as_deref() {
-        if !["Always", "IfNotPresent", "Never"].contains(&policy) {
-            causes.push(Cause::not_supported(
-                format!("{path}.imagePullPolicy"),
-                policy,
-                &["Always", "IfNotPresent", "Never"],
-            ));
-        }
+    if let Some(policy) = c.image_pull_policy.as_deref()
+        && !["Always", "IfNotPresent", "Never"].contains(&policy)
+    {
+        causes.push(Cause::not_supported(
+            format!("{path}.imagePullPolicy"),
+            policy,
+            &["Always", "IfNotPresent", "Never"],
+        ));
     }
 }
 
@@ -221,28 +221,28 @@ pub fn validate_service(svc: &Service, causes: &mut Vec<Cause>) {
         } else if !names.insert(name.clone()) {
             causes.push(Cause::duplicate(format!("spec.ports[{i}].name"), &name));
         }
-        if let Some(proto) = p.protocol.as_deref() {
-            if !["TCP", "UDP", "SCTP"].contains(&proto) {
-                causes.push(Cause::not_supported(
-                    format!("spec.ports[{i}].protocol"),
-                    proto,
-                    &["SCTP", "TCP", "UDP"],
-                ));
-            }
+        if let Some(proto) = p.protocol.as_deref()
+            && !["TCP", "UDP", "SCTP"].contains(&proto)
+        {
+            causes.push(Cause::not_supported(
+                format!("spec.ports[{i}].protocol"),
+                proto,
+                &["SCTP", "TCP", "UDP"],
+            ));
         }
     }
 }
 
 pub fn validate_deployment(d: &Deployment, causes: &mut Vec<Cause>) {
     let spec = &d.spec;
-    if let Some(r) = spec.replicas {
-        if r < 0 {
-            causes.push(Cause::invalid(
-                "spec.replicas",
-                r,
-                "must be greater than or equal to 0",
-            ));
-        }
+    if let Some(r) = spec.replicas
+        && r < 0
+    {
+        causes.push(Cause::invalid(
+            "spec.replicas",
+            r,
+            "must be greater than or equal to 0",
+        ));
     }
     let selector = LabelSelector::from_k8s(&spec.selector);
     match &selector {
@@ -256,14 +256,15 @@ pub fn validate_deployment(d: &Deployment, causes: &mut Vec<Cause>) {
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    if let Ok(sel) = selector {
-        if !sel.is_empty() && !sel.matches(&labels) {
-            causes.push(Cause::invalid(
-                "spec.template.metadata.labels",
-                format!("{labels:?}"),
-                "`selector` does not match template `labels`",
-            ));
-        }
+    if let Ok(sel) = selector
+        && !sel.is_empty()
+        && !sel.matches(&labels)
+    {
+        causes.push(Cause::invalid(
+            "spec.template.metadata.labels",
+            format!("{labels:?}"),
+            "`selector` does not match template `labels`",
+        ));
     }
     match &spec.template.spec {
         Some(pod) => validate_pod_spec(pod, "spec.template.spec", causes),

@@ -10,13 +10,34 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    NotFound { message: String, group: String, kind: String, name: String },
+    NotFound {
+        message: String,
+        group: String,
+        kind: String,
+        name: String,
+    },
     #[error("{message}")]
-    AlreadyExists { message: String, group: String, kind: String, name: String },
+    AlreadyExists {
+        message: String,
+        group: String,
+        kind: String,
+        name: String,
+    },
     #[error("{message}")]
-    Conflict { message: String, group: String, kind: String, name: String },
+    Conflict {
+        message: String,
+        group: String,
+        kind: String,
+        name: String,
+    },
     #[error("{message}")]
-    Invalid { message: String, group: String, kind: String, name: String, causes: Vec<Cause> },
+    Invalid {
+        message: String,
+        group: String,
+        kind: String,
+        name: String,
+        causes: Vec<Cause>,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -65,9 +86,18 @@ impl ApiError {
     pub fn admit(res: &ResourceInfo, e: AdmitError) -> Self {
         match e {
             AdmitError::BadRequest(m) => Self::BadRequest(m),
-            AdmitError::Invalid { kind, name, message, causes } => {
-                Self::Invalid { message, group: res.group.into(), kind, name, causes }
-            }
+            AdmitError::Invalid {
+                kind,
+                name,
+                message,
+                causes,
+            } => Self::Invalid {
+                message,
+                group: res.group.into(),
+                kind,
+                name,
+                causes,
+            },
         }
     }
 
@@ -79,7 +109,9 @@ impl ApiError {
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
-            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+            }
             Self::Gone(_) => (StatusCode::GONE, "Expired"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
@@ -99,10 +131,22 @@ impl ApiError {
             "code": code.as_u16(),
         });
         let details = match self {
-            Self::NotFound { group, kind, name, .. }
-            | Self::AlreadyExists { group, kind, name, .. }
-            | Self::Conflict { group, kind, name, .. } => Some(json!({"name": name, "group": group, "kind": kind})),
-            Self::Invalid { group, kind, name, causes, .. } => Some(json!({
+            Self::NotFound {
+                group, kind, name, ..
+            }
+            | Self::AlreadyExists {
+                group, kind, name, ..
+            }
+            | Self::Conflict {
+                group, kind, name, ..
+            } => Some(json!({"name": name, "group": group, "kind": kind})),
+            Self::Invalid {
+                group,
+                kind,
+                name,
+                causes,
+                ..
+            } => Some(json!({
                 "name": name, "group": group, "kind": kind,
                 "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
             })),
@@ -116,7 +160,11 @@ impl ApiError {
 }
 
 fn qualified(res: &ResourceInfo) -> String {
-    if res.group.is_empty() { res.plural.to_string() } else { format!("{}.{}", res.plural, res.group) }
+    if res.group.is_empty() {
+        res.plural.to_string()
+    } else {
+        format!("{}.{}", res.plural, res.group)
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -64,11 +64,17 @@ impl ControlConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("creating data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("opening the store: {0}")]
     Store(#[from] StoreError),
     #[error("listening on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("bootstrapping {what}: {source}")]
     Bootstrap { what: String, source: ApiError },
     #[error("serving the API: {0}")]
@@ -91,33 +97,64 @@ impl ControlPlane {
     ///
     /// # Errors
     /// When the data dir, store or listener cannot be set up.
-    pub async fn start(cfg: ControlConfig, shutdown: CancellationToken) -> Result<Self, ControlError> {
+    pub async fn start(
+        cfg: ControlConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ControlError> {
         if cfg.node_cidr_prefix < cfg.cluster_cidr.prefix_len() || cfg.node_cidr_prefix > 30 {
             return Err(ControlError::Config(format!(
                 "node CIDR prefix /{} does not fit in cluster CIDR {}",
                 cfg.node_cidr_prefix, cfg.cluster_cidr
             )));
         }
-        std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|source| ControlError::DataDir { path: cfg.data_dir.clone(), source })?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ControlError::DataDir {
+            path: cfg.data_dir.clone(),
+            source,
+        })?;
         let store = Store::open(&cfg.data_dir.join("herd.db")).await?;
-        let objects = Objects::new(store.clone(), Settings { service_cidr: cfg.service_cidr });
+        let objects = Objects::new(
+            store.clone(),
+            Settings {
+                service_cidr: cfg.service_cidr,
+            },
+        );
         bootstrap(&objects).await?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
-            .map_err(|source| ControlError::Listen { addr: cfg.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| ControlError::Listen { addr: cfg.listen, source })?;
+            .map_err(|source| ControlError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ControlError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ControlError::Config(format!("HTTP client: {e}")))?;
-        let state = server::AppState { objects: objects.clone(), shutdown: shutdown.clone(), http };
+        let state = server::AppState {
+            objects: objects.clone(),
+            shutdown: shutdown.clone(),
+            http,
+        };
         let server = tokio::spawn(server::serve(listener, state));
-        let mut tasks = controllers::spawn_all(&objects, cfg.cluster_cidr, cfg.node_cidr_prefix, &shutdown);
-        tasks.push(tokio::spawn(scheduler::run(objects.clone(), shutdown.clone())));
+        let mut tasks =
+            controllers::spawn_all(&objects, cfg.cluster_cidr, cfg.node_cidr_prefix, &shutdown);
+        tasks.push(tokio::spawn(scheduler::run(
+            objects.clone(),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(compact_periodically(store.clone(), shutdown)));
         tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "control plane started");
-        Ok(Self { addr, store, server, tasks })
+        Ok(Self {
+            addr,
+            store,
+            server,
+            tasks,
+        })
     }
 
     /// The address the API server listens on.
@@ -140,12 +177,18 @@ impl ControlPlane {
 }
 
 async fn bootstrap(objects: &Objects) -> Result<(), ControlError> {
-    let namespaces = resources::by_path("", "v1", "namespaces").expect("namespaces are in the table");
+    let namespaces =
+        resources::by_path("", "v1", "namespaces").expect("namespaces are in the table");
     for ns in SYSTEM_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         match objects.create(namespaces, None, obj, false).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
-            Err(source) => return Err(ControlError::Bootstrap { what: format!("namespace {ns}"), source }),
+            Err(source) => {
+                return Err(ControlError::Bootstrap {
+                    what: format!("namespace {ns}"),
+                    source,
+                });
+            }
         }
     }
     Ok(())

@@ -28,7 +28,10 @@ fn has_status_subresource(res: &ResourceInfo) -> bool {
 
 /// Kinds whose create ignores a client-sent status, as kube-apiserver's strategies do.
 fn resets_status_on_create(res: &ResourceInfo) -> bool {
-    matches!(res.kind, "Pod" | "Service" | "Deployment" | "ReplicaSet" | "Namespace")
+    matches!(
+        res.kind,
+        "Pod" | "Service" | "Deployment" | "ReplicaSet" | "Namespace"
+    )
 }
 
 #[derive(Debug, Clone, Default)]
@@ -57,35 +60,58 @@ pub struct Objects {
 }
 
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn ns_key(res: &ResourceInfo, ns: Option<&str>) -> String {
-    if res.namespaced { ns.unwrap_or("default").to_string() } else { String::new() }
+    if res.namespaced {
+        ns.unwrap_or("default").to_string()
+    } else {
+        String::new()
+    }
 }
 
 fn meta(obj: &Value, field: &str) -> Option<String> {
-    obj.get("metadata")?.get(field)?.as_str().map(str::to_string)
+    obj.get("metadata")?
+        .get(field)?
+        .as_str()
+        .map(str::to_string)
 }
 
 fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 impl Objects {
     pub fn new(store: Store, settings: Settings) -> Self {
-        Self { store, settings: Arc::new(settings), service_ips: Arc::new(Mutex::new(())) }
+        Self {
+            store,
+            settings: Arc::new(settings),
+            service_ips: Arc::new(Mutex::new(())),
+        }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    pub async fn get(&self, res: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
-        self.store.get(&res.key(), &ns_key(res, ns), name).await?.ok_or_else(|| ApiError::not_found(res, name))
+    pub async fn get(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        self.store
+            .get(&res.key(), &ns_key(res, ns), name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(res, name))
     }
 
     /// Lists a resource in one namespace (or all, with `None`), filtered by selectors.
@@ -98,7 +124,10 @@ impl Objects {
     ) -> Result<(Vec<Value>, i64), ApiError> {
         let ns = if res.namespaced { ns } else { None };
         let (items, rev) = self.store.list(&res.key(), ns).await?;
-        let items = items.into_iter().filter(|o| labels.matches_object(o) && fields.matches(o)).collect();
+        let items = items
+            .into_iter()
+            .filter(|o| labels.matches_object(o) && fields.matches(o))
+            .collect();
         Ok((items, rev))
     }
 
@@ -111,12 +140,16 @@ impl Objects {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let ns = ns_key(res, ns);
-        let map = obj.as_object_mut().ok_or_else(|| ApiError::BadRequest("the body is not an object".into()))?;
+        let map = obj
+            .as_object_mut()
+            .ok_or_else(|| ApiError::BadRequest("the body is not an object".into()))?;
         if resets_status_on_create(res) {
             map.remove("status");
         }
         let md = map.entry("metadata").or_insert_with(|| json!({}));
-        let md = md.as_object_mut().ok_or_else(|| ApiError::BadRequest("metadata is not an object".into()))?;
+        let md = md
+            .as_object_mut()
+            .ok_or_else(|| ApiError::BadRequest("metadata is not an object".into()))?;
         if res.namespaced {
             match md.get("namespace").and_then(Value::as_str) {
                 Some(body_ns) if !body_ns.is_empty() && body_ns != ns => {
@@ -131,14 +164,20 @@ impl Objects {
         } else {
             md.remove("namespace");
         }
-        let name_missing = md.get("name").and_then(Value::as_str).is_none_or(str::is_empty);
-        if name_missing {
-            if let Some(prefix) = md.get("generateName").and_then(Value::as_str) {
-                let name = format!("{prefix}{}", random_suffix());
-                md.insert("name".into(), json!(name));
-            }
+        let name_missing = md
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+        if name_missing && let Some(prefix) = md.get("generateName").and_then(Value::as_str) {
+            let name = format!("{prefix}{}", random_suffix());
+            md.insert("name".into(), json!(name));
         }
-        for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"] {
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+        ] {
             md.remove(field);
         }
         md.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -147,11 +186,16 @@ impl Objects {
         let mut obj = admit(res, obj).map_err(|e| ApiError::admit(res, e))?;
         let name = meta(&obj, "name").unwrap_or_default();
         if res.namespaced && self.store.get("namespaces", "", &ns).await?.is_none() {
-            let ns_res = resources::by_path("", "v1", "namespaces").ok_or_else(|| ApiError::Internal("no namespaces".into()))?;
+            let ns_res = resources::by_path("", "v1", "namespaces")
+                .ok_or_else(|| ApiError::Internal("no namespaces".into()))?;
             return Err(ApiError::not_found(ns_res, &ns));
         }
         // Cluster IPs are allocated under one lock so two Services never get the same address.
-        let _ip_guard = if res.kind == "Service" { Some(self.service_ips.lock().await) } else { None };
+        let _ip_guard = if res.kind == "Service" {
+            Some(self.service_ips.lock().await)
+        } else {
+            None
+        };
         if res.kind == "Service" {
             self.assign_cluster_ip(&mut obj).await?;
         }
@@ -172,18 +216,29 @@ impl Objects {
     }
 
     async fn assign_cluster_ip(&self, svc: &mut Value) -> Result<(), ApiError> {
-        let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+        let ty = svc
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP");
         if ty == "ExternalName" {
             return Ok(());
         }
-        let requested = svc.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
+        let requested = svc
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if requested == "None" {
             return Ok(());
         }
         let (services, _) = self.store.list("services", None).await?;
         let used: BTreeSet<String> = services
             .iter()
-            .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(str::to_string))
+            .filter_map(|s| {
+                s.pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .collect();
         let cidr = self.settings.service_cidr;
         let ip = if requested.is_empty() {
@@ -193,27 +248,44 @@ impl Objects {
                 .ok_or_else(|| ApiError::Internal(format!("no free cluster IP left in {cidr}")))?
         } else {
             let invalid = |why: String| ApiError::Invalid {
-                message: format!("Service is invalid: spec.clusterIPs: Invalid value: [\"{requested}\"]: {why}"),
+                message: format!(
+                    "Service is invalid: spec.clusterIPs: Invalid value: [\"{requested}\"]: {why}"
+                ),
                 group: String::new(),
                 kind: "Service".into(),
                 name: meta(svc, "name").unwrap_or_default(),
-                causes: vec![herd_api::Cause::invalid("spec.clusterIPs", &requested, &why)],
+                causes: vec![herd_api::Cause::invalid(
+                    "spec.clusterIPs",
+                    &requested,
+                    &why,
+                )],
             };
-            let parsed: IpAddr = requested.parse().map_err(|_| invalid("must be a valid IP address".into()))?;
+            let parsed: IpAddr = requested
+                .parse()
+                .map_err(|_| invalid("must be a valid IP address".into()))?;
             if !cidr.contains(&parsed) {
-                return Err(invalid(format!("the provided IP ({requested}) is not in the valid range ({cidr})")));
+                return Err(invalid(format!(
+                    "the provided IP ({requested}) is not in the valid range ({cidr})"
+                )));
             }
             if used.contains(&requested) {
-                return Err(invalid(format!("failed to allocate IP {requested}: provided IP is already allocated")));
+                return Err(invalid(format!(
+                    "failed to allocate IP {requested}: provided IP is already allocated"
+                )));
             }
             requested.clone()
         };
-        let spec = svc.get_mut("spec").and_then(Value::as_object_mut).ok_or_else(|| ApiError::BadRequest("no spec".into()))?;
+        let spec = svc
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| ApiError::BadRequest("no spec".into()))?;
         spec.insert("clusterIP".into(), json!(ip));
         spec.insert("clusterIPs".into(), json!([ip]));
         spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
-        spec.entry("ipFamilyPolicy").or_insert_with(|| json!("SingleStack"));
-        spec.entry("internalTrafficPolicy").or_insert_with(|| json!("Cluster"));
+        spec.entry("ipFamilyPolicy")
+            .or_insert_with(|| json!("SingleStack"));
+        spec.entry("internalTrafficPolicy")
+            .or_insert_with(|| json!("Cluster"));
         Ok(())
     }
 
@@ -233,7 +305,8 @@ impl Objects {
                 meta(&body, "name").unwrap_or_default()
             )));
         }
-        self.update(res, ns, name, status, dry_run, move |_| Ok(body)).await
+        self.update(res, ns, name, status, dry_run, move |_| Ok(body))
+            .await
     }
 
     /// PATCH, in any of the supported patch types.
@@ -249,18 +322,21 @@ impl Objects {
         self.update(res, ns, name, status, dry_run, move |current| {
             let mut doc = current.clone();
             match patch {
-                Patch::Merge(p) | Patch::Strategic(p) => json_patch::merge(&mut doc, &strip_directives(p)),
+                Patch::Merge(p) | Patch::Strategic(p) => {
+                    json_patch::merge(&mut doc, &strip_directives(p))
+                }
                 Patch::Json(p) => {
                     let p: json_patch::Patch = serde_json::from_value(p)
                         .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
-                    json_patch::patch(&mut doc, &p)
-                        .map_err(|e| ApiError::Invalid {
-                            message: format!("the server rejected our request due to an error in our request: {e}"),
-                            group: res.group.into(),
-                            kind: res.kind.into(),
-                            name: name.into(),
-                            causes: vec![],
-                        })?;
+                    json_patch::patch(&mut doc, &p).map_err(|e| ApiError::Invalid {
+                        message: format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                        group: res.group.into(),
+                        kind: res.kind.into(),
+                        name: name.into(),
+                        causes: vec![],
+                    })?;
                 }
             }
             Ok(doc)
@@ -301,11 +377,17 @@ impl Objects {
                 }
                 let mut admitted = admit(res, desired).map_err(|e| ApiError::admit(res, e))?;
                 if !status && spec_changed(&current, &admitted) {
-                    let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+                    let generation = current
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
                     admitted["metadata"]["generation"] = json!(generation + 1);
                 }
                 let finalized = admitted.pointer("/metadata/deletionTimestamp").is_some()
-                    && admitted.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+                    && admitted
+                        .pointer("/metadata/finalizers")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty)
                     && res.kind != "Pod";
                 if dry_run {
                     return Ok((Mutation::Keep, admitted));
@@ -335,8 +417,14 @@ impl Objects {
         let ((), change) = self
             .store
             .mutate::<_, ApiError>(&res.key(), &ns, name, |current| {
-                let Some(mut obj) = current else { return Ok((Mutation::Keep, ())) };
-                if edit(&mut obj) { Ok((Mutation::Put(obj), ())) } else { Ok((Mutation::Keep, ())) }
+                let Some(mut obj) = current else {
+                    return Ok((Mutation::Keep, ()));
+                };
+                if edit(&mut obj) {
+                    Ok((Mutation::Put(obj), ()))
+                } else {
+                    Ok((Mutation::Keep, ()))
+                }
             })
             .await?;
         Ok(change)
@@ -356,18 +444,32 @@ impl Objects {
             .store
             .mutate(&res.key(), &ns, name, |current| {
                 let current = current.ok_or_else(|| ApiError::not_found(res, name))?;
-                if opts.precondition_uid.as_ref().is_some_and(|u| Some(u) != meta(&current, "uid").as_ref())
-                    || opts.precondition_rv.as_ref().is_some_and(|r| Some(r) != meta(&current, "resourceVersion").as_ref())
+                if opts
+                    .precondition_uid
+                    .as_ref()
+                    .is_some_and(|u| Some(u) != meta(&current, "uid").as_ref())
+                    || opts
+                        .precondition_rv
+                        .as_ref()
+                        .is_some_and(|r| Some(r) != meta(&current, "resourceVersion").as_ref())
                 {
                     return Err(ApiError::conflict(res, name));
                 }
-                let has_finalizers =
-                    current.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+                let has_finalizers = current
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty());
                 let graceful = match res.kind {
                     "Pod" => {
-                        let bound = current.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+                        let bound = current
+                            .pointer("/spec/nodeName")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| !n.is_empty());
                         let grace = opts.grace_period_seconds.unwrap_or_else(|| {
-                            current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)
+                            current
+                                .pointer("/spec/terminationGracePeriodSeconds")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(30)
                         });
                         (bound && grace > 0).then_some(grace)
                     }
@@ -383,7 +485,8 @@ impl Objects {
                         }
                         let mut marked = current;
                         let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                        marked["metadata"]["deletionTimestamp"] = json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                        marked["metadata"]["deletionTimestamp"] =
+                            json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
                         marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
                         if res.kind == "Namespace" {
                             marked["status"]["phase"] = json!("Terminating");
@@ -403,20 +506,39 @@ fn committed(fallback: Value, change: Option<Arc<Change>>) -> Value {
 }
 
 /// Keeps the fields a client may not change: identity, creation time, deletion marks.
-fn preserve_metadata(current: &Value, desired: &mut Value, ns: &str, name: &str, namespaced: bool) -> Result<(), ApiError> {
+fn preserve_metadata(
+    current: &Value,
+    desired: &mut Value,
+    ns: &str,
+    name: &str,
+    namespaced: bool,
+) -> Result<(), ApiError> {
     let md = desired
         .as_object_mut()
         .ok_or_else(|| ApiError::BadRequest("the body is not an object".into()))?
         .entry("metadata")
         .or_insert_with(|| json!({}));
-    let md = md.as_object_mut().ok_or_else(|| ApiError::BadRequest("metadata is not an object".into()))?;
-    if let Some(uid) = md.get("uid").and_then(Value::as_str) {
-        if Some(uid) != current.pointer("/metadata/uid").and_then(Value::as_str) {
-            return Err(ApiError::BadRequest(format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                current.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default())));
-        }
+    let md = md
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("metadata is not an object".into()))?;
+    if let Some(uid) = md.get("uid").and_then(Value::as_str)
+        && Some(uid) != current.pointer("/metadata/uid").and_then(Value::as_str)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+            current
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        )));
     }
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match current.pointer(&format!("/metadata/{field}")) {
             Some(v) => md.insert(field.into(), v.clone()),
             None => md.remove(field),
@@ -433,15 +555,19 @@ fn preserve_metadata(current: &Value, desired: &mut Value, ns: &str, name: &str,
 
 /// Pod specs are immutable but for container images; a PUT without `nodeName` keeps the binding.
 fn check_pod_update(current: &Value, desired: &mut Value, name: &str) -> Result<(), ApiError> {
-    if desired.pointer("/spec/nodeName").is_none() {
-        if let Some(node) = current.pointer("/spec/nodeName") {
-            desired["spec"]["nodeName"] = node.clone();
-        }
+    if desired.pointer("/spec/nodeName").is_none()
+        && let Some(node) = current.pointer("/spec/nodeName")
+    {
+        desired["spec"]["nodeName"] = node.clone();
     }
     let mut comparable = desired.get("spec").cloned().unwrap_or(Value::Null);
     if let (Some(new), Some(old)) = (
-        comparable.get_mut("containers").and_then(Value::as_array_mut),
-        current.pointer("/spec/containers").and_then(Value::as_array),
+        comparable
+            .get_mut("containers")
+            .and_then(Value::as_array_mut),
+        current
+            .pointer("/spec/containers")
+            .and_then(Value::as_array),
     ) {
         for (n, o) in new.iter_mut().zip(old) {
             if let Some(img) = o.get("image") {
@@ -449,9 +575,13 @@ fn check_pod_update(current: &Value, desired: &mut Value, name: &str) -> Result<
             }
         }
     }
-    let pods = resources::by_path("", "v1", "pods").ok_or_else(|| ApiError::Internal("no pods".into()))?;
-    let defaulted = admit(pods, json!({"metadata": {"name": name}, "spec": comparable}))
-        .map_err(|e| ApiError::admit(pods, e))?;
+    let pods =
+        resources::by_path("", "v1", "pods").ok_or_else(|| ApiError::Internal("no pods".into()))?;
+    let defaulted = admit(
+        pods,
+        json!({"metadata": {"name": name}, "spec": comparable}),
+    )
+    .map_err(|e| ApiError::admit(pods, e))?;
     if defaulted.get("spec") != current.get("spec") {
         return Err(ApiError::Invalid {
             message: format!("Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"),

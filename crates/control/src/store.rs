@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use futures::Stream;
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::{Mutex, broadcast};
 
@@ -106,11 +108,23 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let revision: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&pool).await?;
+        let revision: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&pool)
+            .await?;
         let (fanout, _) = broadcast::channel(FANOUT_CAPACITY);
-        Ok(Self { inner: Arc::new(Inner { pool, write: Mutex::new(()), revision: AtomicI64::new(revision), fanout }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                write: Mutex::new(()),
+                revision: AtomicI64::new(revision),
+                fanout,
+            }),
+        })
     }
 
     /// The revision of the last committed write.
@@ -118,22 +132,35 @@ impl Store {
         self.inner.revision.load(Ordering::SeqCst)
     }
 
-    pub async fn get(&self, resource: &str, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
-        let row = sqlx::query("SELECT body FROM objects WHERE resource = ? AND namespace = ? AND name = ?")
-            .bind(resource)
-            .bind(namespace)
-            .bind(name)
-            .fetch_optional(&self.inner.pool)
-            .await?;
+    pub async fn get(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query(
+            "SELECT body FROM objects WHERE resource = ? AND namespace = ? AND name = ?",
+        )
+        .bind(resource)
+        .bind(namespace)
+        .bind(name)
+        .fetch_optional(&self.inner.pool)
+        .await?;
         row.map(|r| decode(r.get::<&str, _>(0))).transpose()
     }
 
     /// Every object of a resource (in one namespace, or all), sorted by namespace and name, and the revision
     /// the list is consistent with.
-    pub async fn list(&self, resource: &str, namespace: Option<&str>) -> Result<(Vec<Value>, i64), StoreError> {
+    pub async fn list(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> Result<(Vec<Value>, i64), StoreError> {
         // Reading inside one transaction gives a consistent snapshot that includes the revision.
         let mut tx = self.inner.pool.begin().await?;
-        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&mut *tx).await?;
+        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&mut *tx)
+            .await?;
         let rows = match namespace {
             Some(ns) => {
                 sqlx::query("SELECT body FROM objects WHERE resource = ? AND namespace = ? ORDER BY namespace, name")
@@ -150,7 +177,10 @@ impl Store {
             }
         };
         tx.commit().await?;
-        let items = rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect::<Result<_, _>>()?;
+        let items = rows
+            .iter()
+            .map(|r| decode(r.get::<&str, _>(0)))
+            .collect::<Result<_, _>>()?;
         Ok((items, rev))
     }
 
@@ -188,7 +218,14 @@ impl Store {
             }
             Mutation::Put(mut obj) => {
                 set_resource_version(&mut obj, rev);
-                (if existed { EventType::Modified } else { EventType::Added }, obj)
+                (
+                    if existed {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    },
+                    obj,
+                )
             }
         };
         let body = serde_json::to_string(&object).map_err(StoreError::from)?;
@@ -219,13 +256,18 @@ impl Store {
         &self,
         resource: Option<&str>,
         since: i64,
-    ) -> Result<impl Stream<Item = Result<Arc<Change>, StoreError>> + Send + 'static, StoreError> {
+    ) -> Result<impl Stream<Item = Result<Arc<Change>, StoreError>> + Send + 'static, StoreError>
+    {
         // Subscribe before reading the log so nothing committed in between is missed.
         let mut live = self.inner.fanout.subscribe();
-        let compacted: i64 =
-            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'").fetch_one(&self.inner.pool).await?;
+        let compacted: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'")
+            .fetch_one(&self.inner.pool)
+            .await?;
         if since < compacted {
-            return Err(StoreError::Expired { requested: since, oldest: compacted });
+            return Err(StoreError::Expired {
+                requested: since,
+                oldest: compacted,
+            });
         }
         let rows = match resource {
             Some(r) => {
@@ -265,7 +307,9 @@ impl Store {
             loop {
                 match live.recv().await {
                     Ok(change) => {
-                        if change.rev <= last || resource.as_deref().is_some_and(|r| r != &*change.resource) {
+                        if change.rev <= last
+                            || resource.as_deref().is_some_and(|r| r != &*change.resource)
+                        {
                             continue;
                         }
                         last = change.rev;
@@ -274,7 +318,12 @@ impl Store {
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = tx.send(Err(StoreError::Expired { requested: last, oldest: last + 1 })).await;
+                        let _ = tx
+                            .send(Err(StoreError::Expired {
+                                requested: last,
+                                oldest: last + 1,
+                            }))
+                            .await;
                         return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -290,7 +339,10 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.inner.pool.begin().await?;
-        sqlx::query("DELETE FROM changes WHERE rev <= ?").bind(cutoff).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM changes WHERE rev <= ?")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE meta SET value = ? WHERE key = 'compacted' AND value < ?")
             .bind(cutoff)
             .bind(cutoff)
@@ -343,7 +395,10 @@ async fn write_rows(
         .bind(body)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("UPDATE meta SET value = ? WHERE key = 'revision'").bind(rev).execute(&mut **tx).await?;
+    sqlx::query("UPDATE meta SET value = ? WHERE key = 'revision'")
+        .bind(rev)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -377,8 +432,10 @@ mod tests {
 
     async fn put(store: &Store, name: &str, v: i64) -> Arc<Change> {
         let obj = json!({"metadata": {"name": name}, "v": v});
-        let ((), change) =
-            store.mutate::<_, StoreError>("pods", "default", name, |_| Ok((Mutation::Put(obj), ()))).await.unwrap();
+        let ((), change) = store
+            .mutate::<_, StoreError>("pods", "default", name, |_| Ok((Mutation::Put(obj), ())))
+            .await
+            .unwrap();
         change.unwrap()
     }
 
@@ -424,7 +481,11 @@ mod tests {
         }
         assert_eq!(
             seen,
-            [(2, "b".into(), EventType::Added), (3, "c".into(), EventType::Added), (4, "a".into(), EventType::Deleted)]
+            [
+                (2, "b".into(), EventType::Added),
+                (3, "c".into(), EventType::Added),
+                (4, "a".into(), EventType::Deleted)
+            ]
         );
         assert!(store.get("pods", "default", "a").await.unwrap().is_none());
     }
@@ -434,7 +495,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
         put(&store, "a", 1).await;
-        sqlx::query("UPDATE meta SET value = 1 WHERE key = 'compacted'").execute(&store.inner.pool).await.unwrap();
-        assert!(matches!(store.watch(None, 0).await, Err(StoreError::Expired { .. })));
+        sqlx::query("UPDATE meta SET value = 1 WHERE key = 'compacted'")
+            .execute(&store.inner.pool)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.watch(None, 0).await,
+            Err(StoreError::Expired { .. })
+        ));
     }
 }

@@ -61,7 +61,10 @@ impl Controller for Deployments {
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
         if &*change.resource == "replicasets.apps" {
-            return controller_owner(&change.object, "Deployment").map(|d| (change.namespace.clone(), d)).into_iter().collect();
+            return controller_owner(&change.object, "Deployment")
+                .map(|d| (change.namespace.clone(), d))
+                .into_iter()
+                .collect();
         }
         vec![key_of(change)]
     }
@@ -72,26 +75,48 @@ impl Controller for Deployments {
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<(), ApiError> {
-        let Some(d) = self.objects.store().get(&self.deploy.key(), ns, name).await? else { return Ok(()) };
+        let Some(d) = self
+            .objects
+            .store()
+            .get(&self.deploy.key(), ns, name)
+            .await?
+        else {
+            return Ok(());
+        };
         if d.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(());
         }
-        let uid = d.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
-        let replicas = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+        let uid = d
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let replicas = d
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
         let rs_name = format!("{name}-{hash}");
         let (all_rs, _) = self.objects.store().list(&self.rs.key(), Some(ns)).await?;
-        let owned: Vec<Value> = all_rs.into_iter().filter(|rs| is_owned_by(rs, &uid)).collect();
+        let owned: Vec<Value> = all_rs
+            .into_iter()
+            .filter(|rs| is_owned_by(rs, &uid))
+            .collect();
         let max_revision = owned.iter().map(revision).max().unwrap_or(0);
-        let current = owned.iter().find(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) == Some(&rs_name));
+        let current = owned
+            .iter()
+            .find(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) == Some(&rs_name));
         match current {
             None => {
                 let mut template = template.clone();
                 template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
                 let mut selector = d.pointer("/spec/selector").cloned().unwrap_or(json!({}));
                 selector["matchLabels"]["pod-template-hash"] = json!(hash);
-                let mut labels = d.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}));
+                let mut labels = d
+                    .pointer("/spec/template/metadata/labels")
+                    .cloned()
+                    .unwrap_or(json!({}));
                 labels["pod-template-hash"] = json!(hash);
                 let rs = json!({
                     "apiVersion": "apps/v1",
@@ -126,49 +151,108 @@ impl Controller for Deployments {
             }
             Some(_) => {}
         }
-        for old in owned.iter().filter(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) != Some(&rs_name)) {
-            if old.pointer("/spec/replicas").and_then(Value::as_i64) != Some(0) {
-                if let Some(old_name) = old.pointer("/metadata/name").and_then(Value::as_str) {
-                    self.objects
-                        .edit(self.rs, ns, old_name, |rs| {
-                            rs["spec"]["replicas"] = json!(0);
-                            true
-                        })
-                        .await?;
-                }
+        for old in owned
+            .iter()
+            .filter(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) != Some(&rs_name))
+        {
+            if old.pointer("/spec/replicas").and_then(Value::as_i64) != Some(0)
+                && let Some(old_name) = old.pointer("/metadata/name").and_then(Value::as_str)
+            {
+                self.objects
+                    .edit(self.rs, ns, old_name, |rs| {
+                        rs["spec"]["replicas"] = json!(0);
+                        true
+                    })
+                    .await?;
             }
         }
-        self.update_status(ns, name, &d, &owned, &rs_name, replicas).await
+        self.update_status(ns, name, &d, &owned, &rs_name, replicas)
+            .await
     }
 }
 
 impl Deployments {
-    async fn update_status(&self, ns: &str, name: &str, d: &Value, owned: &[Value], rs_name: &str, replicas: i64) -> Result<(), ApiError> {
-        let sum = |field: &str| owned.iter().map(|rs| rs.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0)).sum::<i64>();
+    async fn update_status(
+        &self,
+        ns: &str,
+        name: &str,
+        d: &Value,
+        owned: &[Value],
+        rs_name: &str,
+        replicas: i64,
+    ) -> Result<(), ApiError> {
+        let sum = |field: &str| {
+            owned
+                .iter()
+                .map(|rs| {
+                    rs.pointer(&format!("/status/{field}"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                })
+                .sum::<i64>()
+        };
         let updated = owned
             .iter()
             .find(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) == Some(rs_name))
             .and_then(|rs| rs.pointer("/status/replicas").and_then(Value::as_i64))
             .unwrap_or(0);
-        let (total, ready, available) = (sum("replicas"), sum("readyReplicas"), sum("availableReplicas"));
+        let (total, ready, available) = (
+            sum("replicas"),
+            sum("readyReplicas"),
+            sum("availableReplicas"),
+        );
         let complete = updated == replicas && total == replicas && available == replicas;
-        let old_conditions = d.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+        let old_conditions = d
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let condition = |ty: &str, status: &str, reason: &str, message: String| {
             let prev = old_conditions.iter().find(|c| c["type"] == ty);
             let unchanged = prev.is_some_and(|p| p["status"] == status && p["reason"] == reason);
-            let transition = if unchanged { prev.and_then(|p| p.get("lastTransitionTime").cloned()).unwrap_or(json!(now())) } else { json!(now()) };
-            let update = if unchanged { prev.and_then(|p| p.get("lastUpdateTime").cloned()).unwrap_or(json!(now())) } else { json!(now()) };
+            let transition = if unchanged {
+                prev.and_then(|p| p.get("lastTransitionTime").cloned())
+                    .unwrap_or(json!(now()))
+            } else {
+                json!(now())
+            };
+            let update = if unchanged {
+                prev.and_then(|p| p.get("lastUpdateTime").cloned())
+                    .unwrap_or(json!(now()))
+            } else {
+                json!(now())
+            };
             json!({"type": ty, "status": status, "reason": reason, "message": message, "lastTransitionTime": transition, "lastUpdateTime": update})
         };
         let available_cond = if available >= replicas {
-            condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
+            condition(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.".into(),
+            )
         } else {
-            condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into())
+            condition(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.".into(),
+            )
         };
         let progressing = if complete {
-            condition("Progressing", "True", "NewReplicaSetAvailable", format!("ReplicaSet \"{rs_name}\" has successfully progressed."))
+            condition(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+            )
         } else {
-            condition("Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."))
+            condition(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                format!("ReplicaSet \"{rs_name}\" is progressing."),
+            )
         };
         let status = json!({
             "observedGeneration": d.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),

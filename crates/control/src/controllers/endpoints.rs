@@ -18,20 +18,34 @@ pub struct EndpointsController {
     endpoints: &'static ResourceInfo,
 }
 
+/// Ready addresses, not-ready addresses, ports.
+type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
+
 /// Key name meaning "every Service in this namespace" (a pod change can affect any of them).
 const ALL: &str = "*";
 
 impl EndpointsController {
     pub fn new(objects: Objects) -> Self {
-        Self { objects, endpoints: resources::by_path("", "v1", "endpoints").expect("endpoints") }
+        Self {
+            objects,
+            endpoints: resources::by_path("", "v1", "endpoints").expect("endpoints"),
+        }
     }
 
     async fn reconcile_service(&self, ns: &str, name: &str) -> Result<(), ApiError> {
         let svc = self.objects.store().get("services", ns, name).await?;
-        let Some(selector) = svc.as_ref().and_then(|s| s.pointer("/spec/selector")).and_then(Value::as_object) else {
+        let Some(selector) = svc
+            .as_ref()
+            .and_then(|s| s.pointer("/spec/selector"))
+            .and_then(Value::as_object)
+        else {
             // No Service (or no selector): endpoints we manage are removed.
             if svc.is_none() {
-                match self.objects.delete(self.endpoints, Some(ns), name, DeleteOptions::default()).await {
+                match self
+                    .objects
+                    .delete(self.endpoints, Some(ns), name, DeleteOptions::default())
+                    .await
+                {
                     Ok(_) | Err(ApiError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -39,15 +53,30 @@ impl EndpointsController {
             return Ok(());
         };
         let svc = svc.clone().unwrap_or_default();
-        let labels: BTreeMap<String, String> =
-            selector.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect();
+        let labels: BTreeMap<String, String> = selector
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect();
         let selector = LabelSelector::from_map(&labels);
         let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
-        let svc_ports = svc.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        let svc_ports = svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         // Pods are grouped by the ports they resolve to, as the Kubernetes controller does with subsets.
-        let mut subsets: BTreeMap<String, (Vec<Value>, Vec<Value>, Vec<Value>)> = BTreeMap::new();
-        for pod in pods.iter().filter(|p| selector.matches_object(p) && pod_is_active(p)) {
-            let Some(ip) = pod.pointer("/status/podIP").and_then(Value::as_str).filter(|ip| !ip.is_empty()) else { continue };
+        let mut subsets: BTreeMap<String, Subset> = BTreeMap::new();
+        for pod in pods
+            .iter()
+            .filter(|p| selector.matches_object(p) && pod_is_active(p))
+        {
+            let Some(ip) = pod
+                .pointer("/status/podIP")
+                .and_then(Value::as_str)
+                .filter(|ip| !ip.is_empty())
+            else {
+                continue;
+            };
             let ports: Vec<Value> = svc_ports
                 .iter()
                 .filter_map(|sp| {
@@ -68,8 +97,14 @@ impl EndpointsController {
                     "uid": pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
                 },
             });
-            let entry = subsets.entry(serde_json::to_string(&ports).unwrap_or_default()).or_insert_with(|| (Vec::new(), Vec::new(), ports));
-            if pod_is_ready(pod) { entry.0.push(address) } else { entry.1.push(address) }
+            let entry = subsets
+                .entry(serde_json::to_string(&ports).unwrap_or_default())
+                .or_insert_with(|| (Vec::new(), Vec::new(), ports));
+            if pod_is_ready(pod) {
+                entry.0.push(address)
+            } else {
+                entry.1.push(address)
+            }
         }
         let subsets: Vec<Value> = subsets
             .into_values()
@@ -86,26 +121,42 @@ impl EndpointsController {
                 s
             })
             .collect();
-        let labels = svc.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
-        let existing = self.objects.store().get(&self.endpoints.key(), ns, name).await?;
+        let labels = svc
+            .pointer("/metadata/labels")
+            .cloned()
+            .unwrap_or(json!({}));
+        let existing = self
+            .objects
+            .store()
+            .get(&self.endpoints.key(), ns, name)
+            .await?;
         match existing {
             None => {
                 let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns, "labels": labels}, "subsets": subsets});
-                match self.objects.create(self.endpoints, Some(ns), ep, false).await {
+                match self
+                    .objects
+                    .create(self.endpoints, Some(ns), ep, false)
+                    .await
+                {
                     Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
                     Err(e) => Err(e),
                 }
             }
             Some(_) => {
-                self.objects.store().mutate::<_, ApiError>(&self.endpoints.key(), ns, name, |cur| {
-                    let Some(mut ep) = cur else { return Ok((Mutation::Keep, ())) };
-                    let empty = json!([]);
-                    if ep.get("subsets").unwrap_or(&empty) == &json!(subsets) {
-                        return Ok((Mutation::Keep, ()));
-                    }
-                    ep["subsets"] = json!(subsets);
-                    Ok((Mutation::Put(ep), ()))
-                }).await?;
+                self.objects
+                    .store()
+                    .mutate::<_, ApiError>(&self.endpoints.key(), ns, name, |cur| {
+                        let Some(mut ep) = cur else {
+                            return Ok((Mutation::Keep, ()));
+                        };
+                        let empty = json!([]);
+                        if ep.get("subsets").unwrap_or(&empty) == &json!(subsets) {
+                            return Ok((Mutation::Keep, ()));
+                        }
+                        ep["subsets"] = json!(subsets);
+                        Ok((Mutation::Put(ep), ()))
+                    })
+                    .await?;
                 Ok(())
             }
         }
@@ -123,7 +174,12 @@ fn resolve_target_port(pod: &Value, svc_port: &Value) -> Option<i64> {
             pod.pointer("/spec/containers")?
                 .as_array()?
                 .iter()
-                .flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten())
+                .flat_map(|c| {
+                    c.get("ports")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                })
                 .find(|p| p["name"] == name.as_str())
                 .and_then(|p| p["containerPort"].as_i64())
         }
@@ -147,8 +203,16 @@ impl Controller for EndpointsController {
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
         let (items, _) = self.objects.store().list("services", None).await?;
-        let (eps, _) = self.objects.store().list(&self.endpoints.key(), None).await?;
-        Ok(items.iter().chain(eps.iter()).filter_map(object_key).collect())
+        let (eps, _) = self
+            .objects
+            .store()
+            .list(&self.endpoints.key(), None)
+            .await?;
+        Ok(items
+            .iter()
+            .chain(eps.iter())
+            .filter_map(object_key)
+            .collect())
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<(), ApiError> {

@@ -35,14 +35,31 @@ impl GarbageCollector {
             }
         }
         for (res, item) in all {
-            let Some(refs) = item.pointer("/metadata/ownerReferences").and_then(Value::as_array) else { continue };
-            if refs.is_empty() || refs.iter().any(|r| r["uid"].as_str().is_some_and(|u| uids.contains(u))) {
+            let Some(refs) = item
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            if refs.is_empty()
+                || refs
+                    .iter()
+                    .any(|r| r["uid"].as_str().is_some_and(|u| uids.contains(u)))
+            {
                 continue;
             }
             let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
-            let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str) else { continue };
-            match self.objects.delete(res, ns, name, DeleteOptions::default()).await {
-                Ok(_) | Err(ApiError::NotFound { .. }) => tracing::info!(kind = res.kind, %name, "deleted dependent of a deleted owner"),
+            let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str) else {
+                continue;
+            };
+            match self
+                .objects
+                .delete(res, ns, name, DeleteOptions::default())
+                .await
+            {
+                Ok(_) | Err(ApiError::NotFound { .. }) => {
+                    tracing::info!(kind = res.kind, %name, "deleted dependent of a deleted owner")
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -50,7 +67,9 @@ impl GarbageCollector {
     }
 
     async fn finish_namespace(&self, ns: &str) -> Result<(), ApiError> {
-        let Some(namespace) = self.objects.store().get("namespaces", "", ns).await? else { return Ok(()) };
+        let Some(namespace) = self.objects.store().get("namespaces", "", ns).await? else {
+            return Ok(());
+        };
         if namespace.pointer("/metadata/deletionTimestamp").is_none() {
             return Ok(());
         }
@@ -63,7 +82,11 @@ impl GarbageCollector {
                     continue;
                 }
                 if let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str) {
-                    match self.objects.delete(res, Some(ns), name, DeleteOptions::default()).await {
+                    match self
+                        .objects
+                        .delete(res, Some(ns), name, DeleteOptions::default())
+                        .await
+                    {
                         Ok(_) | Err(ApiError::NotFound { .. }) => {}
                         Err(e) => return Err(e),
                     }
@@ -71,10 +94,15 @@ impl GarbageCollector {
             }
         }
         if remaining > 0 {
-            return Err(ApiError::Unavailable(format!("namespace {ns} still has {remaining} objects")));
+            return Err(ApiError::Unavailable(format!(
+                "namespace {ns} still has {remaining} objects"
+            )));
         }
         let namespaces = resources::by_path("", "v1", "namespaces").expect("namespaces");
-        self.objects.store().mutate::<_, ApiError>(&namespaces.key(), "", ns, |_| Ok((Mutation::Delete, ()))).await?;
+        self.objects
+            .store()
+            .mutate::<_, ApiError>(&namespaces.key(), "", ns, |_| Ok((Mutation::Delete, ())))
+            .await?;
         Ok(())
     }
 }
@@ -83,18 +111,34 @@ impl Controller for GarbageCollector {
     const NAME: &'static str = "garbagecollector";
 
     fn watches(&self) -> &'static [&'static str] {
-        &["deployments.apps", "replicasets.apps", "services", "namespaces", "pods"]
+        &[
+            "deployments.apps",
+            "replicasets.apps",
+            "services",
+            "namespaces",
+            "pods",
+        ]
     }
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
-        if &*change.resource == "namespaces" && change.object.pointer("/metadata/deletionTimestamp").is_some() && change.kind != EventType::Deleted {
+        if &*change.resource == "namespaces"
+            && change
+                .object
+                .pointer("/metadata/deletionTimestamp")
+                .is_some()
+            && change.kind != EventType::Deleted
+        {
             return vec![("namespace".into(), change.name.clone())];
         }
         if &*change.resource == "pods" {
             // A pod going away may be the last thing a terminating namespace waits for.
             return vec![("namespace".into(), change.namespace.clone())];
         }
-        if change.kind == EventType::Deleted { vec![(String::new(), SWEEP.into())] } else { vec![] }
+        if change.kind == EventType::Deleted {
+            vec![(String::new(), SWEEP.into())]
+        } else {
+            vec![]
+        }
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
@@ -102,7 +146,12 @@ impl Controller for GarbageCollector {
         let mut keys: Vec<Key> = namespaces
             .iter()
             .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())
-            .filter_map(|n| Some(("namespace".to_string(), n.pointer("/metadata/name")?.as_str()?.to_string())))
+            .filter_map(|n| {
+                Some((
+                    "namespace".to_string(),
+                    n.pointer("/metadata/name")?.as_str()?.to_string(),
+                ))
+            })
             .collect();
         keys.push((String::new(), SWEEP.into()));
         Ok(keys)

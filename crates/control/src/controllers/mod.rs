@@ -44,13 +44,38 @@ pub trait Controller: Send + Sync + 'static {
 }
 
 /// Starts every controller; they stop when `shutdown` is cancelled.
-pub fn spawn_all(objects: &Objects, cluster_cidr: Ipv4Net, node_prefix: u8, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_all(
+    objects: &Objects,
+    cluster_cidr: Ipv4Net,
+    node_prefix: u8,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
-        tokio::spawn(run(replicaset::ReplicaSets::new(objects.clone()), objects.clone(), shutdown.clone())),
-        tokio::spawn(run(deployment::Deployments::new(objects.clone()), objects.clone(), shutdown.clone())),
-        tokio::spawn(run(endpoints::EndpointsController::new(objects.clone()), objects.clone(), shutdown.clone())),
-        tokio::spawn(run(nodeipam::NodeIpam::new(objects.clone(), cluster_cidr, node_prefix), objects.clone(), shutdown.clone())),
-        tokio::spawn(run(gc::GarbageCollector::new(objects.clone()), objects.clone(), shutdown.clone())),
+        tokio::spawn(run(
+            replicaset::ReplicaSets::new(objects.clone()),
+            objects.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            deployment::Deployments::new(objects.clone()),
+            objects.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            endpoints::EndpointsController::new(objects.clone()),
+            objects.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            nodeipam::NodeIpam::new(objects.clone(), cluster_cidr, node_prefix),
+            objects.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            gc::GarbageCollector::new(objects.clone()),
+            objects.clone(),
+            shutdown.clone(),
+        )),
     ]
 }
 
@@ -75,7 +100,11 @@ async fn run<C: Controller>(controller: C, objects: Objects, shutdown: Cancellat
             last_resync = Instant::now();
         }
         let now = Instant::now();
-        let due: Vec<Key> = retry.iter().filter(|(_, (at, _))| *at <= now).map(|(k, _)| k.clone()).collect();
+        let due: Vec<Key> = retry
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         queue.extend(due);
         // Drain everything already committed before reconciling, so bursts coalesce into one pass per key.
         loop {
@@ -88,9 +117,15 @@ async fn run<C: Controller>(controller: C, objects: Objects, shutdown: Cancellat
                 Some(Some(Err(e))) => {
                     tracing::warn!(controller = C::NAME, error = %e, "watch fell behind; resyncing");
                     last_resync = Instant::now() - RESYNC;
-                    match objects.store().watch(None, objects.store().revision()).await {
+                    match objects
+                        .store()
+                        .watch(None, objects.store().revision())
+                        .await
+                    {
                         Ok(s) => changes = s.boxed(),
-                        Err(e) => tracing::error!(controller = C::NAME, error = %e, "cannot watch the store"),
+                        Err(e) => {
+                            tracing::error!(controller = C::NAME, error = %e, "cannot watch the store")
+                        }
                     }
                     break;
                 }
@@ -105,7 +140,11 @@ async fn run<C: Controller>(controller: C, objects: Objects, shutdown: Cancellat
                     retry.remove(&key);
                 }
                 Err(e) => {
-                    let delay = retry.get(&key).map_or(Duration::from_millis(200), |(_, d)| (*d * 2).min(MAX_BACKOFF));
+                    let delay = retry
+                        .get(&key)
+                        .map_or(Duration::from_millis(200), |(_, d)| {
+                            (*d * 2).min(MAX_BACKOFF)
+                        });
                     tracing::debug!(error = %e, ?delay, "reconcile failed; will retry");
                     retry.insert(key, (Instant::now() + delay, delay));
                 }
@@ -116,7 +155,9 @@ async fn run<C: Controller>(controller: C, objects: Objects, shutdown: Cancellat
             continue;
         }
         let next_retry = retry.values().map(|(at, _)| *at).min();
-        let sleep_until = next_retry.unwrap_or_else(|| last_resync + RESYNC).min(last_resync + RESYNC);
+        let sleep_until = next_retry
+            .unwrap_or_else(|| last_resync + RESYNC)
+            .min(last_resync + RESYNC);
         tokio::select! {
             () = shutdown.cancelled() => return,
             change = changes.next() => match change {
@@ -151,17 +192,28 @@ fn controller_owner(obj: &Value, kind: &str) -> Option<String> {
 fn is_owned_by(obj: &Value, uid: &str) -> bool {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid && r["controller"] == true))
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["uid"] == uid && r["controller"] == true)
+        })
 }
 
 /// A pod that counts towards a controller's replicas: not finished and not being deleted.
 fn pod_is_active(pod: &Value) -> bool {
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");
-    phase != "Succeeded" && phase != "Failed" && pod.pointer("/metadata/deletionTimestamp").is_none()
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("Pending");
+    phase != "Succeeded"
+        && phase != "Failed"
+        && pod.pointer("/metadata/deletionTimestamp").is_none()
 }
 
 fn pod_is_ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }

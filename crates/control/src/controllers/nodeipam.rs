@@ -20,7 +20,12 @@ pub struct NodeIpam {
 
 impl NodeIpam {
     pub fn new(objects: Objects, cluster_cidr: Ipv4Net, node_prefix: u8) -> Self {
-        Self { objects, nodes: resources::by_path("", "v1", "nodes").expect("nodes"), cluster_cidr, node_prefix }
+        Self {
+            objects,
+            nodes: resources::by_path("", "v1", "nodes").expect("nodes"),
+            cluster_cidr,
+            node_prefix,
+        }
     }
 }
 
@@ -37,27 +42,58 @@ impl Controller for NodeIpam {
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
         let (items, _) = self.objects.store().list("nodes", None).await?;
-        Ok(items.iter().filter_map(|n| Some((String::new(), n.pointer("/metadata/name")?.as_str()?.to_string()))).collect())
+        Ok(items
+            .iter()
+            .filter_map(|n| {
+                Some((
+                    String::new(),
+                    n.pointer("/metadata/name")?.as_str()?.to_string(),
+                ))
+            })
+            .collect())
     }
 
     async fn reconcile(&self, (_, name): &Key) -> Result<(), ApiError> {
         let (nodes, _) = self.objects.store().list("nodes", None).await?;
-        let Some(node) = nodes.iter().find(|n| n.pointer("/metadata/name").and_then(Value::as_str) == Some(name)) else { return Ok(()) };
-        if node.pointer("/spec/podCIDR").and_then(Value::as_str).is_some_and(|c| !c.is_empty()) {
+        let Some(node) = nodes
+            .iter()
+            .find(|n| n.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+        else {
+            return Ok(());
+        };
+        if node
+            .pointer("/spec/podCIDR")
+            .and_then(Value::as_str)
+            .is_some_and(|c| !c.is_empty())
+        {
             return Ok(());
         }
-        let used: BTreeSet<String> =
-            nodes.iter().filter_map(|n| n.pointer("/spec/podCIDR").and_then(Value::as_str).map(str::to_string)).collect();
-        let subnets = self
-            .cluster_cidr
-            .subnets(self.node_prefix)
-            .map_err(|e| ApiError::Internal(format!("cluster CIDR {} cannot hold /{} node ranges: {e}", self.cluster_cidr, self.node_prefix)))?;
+        let used: BTreeSet<String> = nodes
+            .iter()
+            .filter_map(|n| {
+                n.pointer("/spec/podCIDR")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        let subnets = self.cluster_cidr.subnets(self.node_prefix).map_err(|e| {
+            ApiError::Internal(format!(
+                "cluster CIDR {} cannot hold /{} node ranges: {e}",
+                self.cluster_cidr, self.node_prefix
+            ))
+        })?;
         let Some(cidr) = subnets.map(|s| s.to_string()).find(|s| !used.contains(s)) else {
-            return Err(ApiError::Internal(format!("no pod CIDR left in {} for node {name}", self.cluster_cidr)));
+            return Err(ApiError::Internal(format!(
+                "no pod CIDR left in {} for node {name}",
+                self.cluster_cidr
+            )));
         };
         self.objects
             .edit(self.nodes, "", name, |n| {
-                if n.pointer("/spec/podCIDR").and_then(Value::as_str).is_some_and(|c| !c.is_empty()) {
+                if n.pointer("/spec/podCIDR")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| !c.is_empty())
+                {
                     return false;
                 }
                 n["spec"]["podCIDR"] = json!(cidr);

@@ -26,7 +26,11 @@ impl ReplicaSets {
 
 /// Deletion order when scaling down: unscheduled, then pending, then not ready, then ready; newest first.
 fn deletion_rank(pod: &Value) -> (u8, std::cmp::Reverse<String>) {
-    let rank = if pod.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty) {
+    let rank = if pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         0
     } else if pod.pointer("/status/phase") == Some(&json!("Pending")) {
         1
@@ -35,7 +39,10 @@ fn deletion_rank(pod: &Value) -> (u8, std::cmp::Reverse<String>) {
     } else {
         3
     };
-    let created = pod.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or_default();
+    let created = pod
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     (rank, std::cmp::Reverse(created.to_string()))
 }
 
@@ -48,7 +55,10 @@ impl Controller for ReplicaSets {
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
         if &*change.resource == "pods" {
-            return controller_owner(&change.object, "ReplicaSet").map(|rs| (change.namespace.clone(), rs)).into_iter().collect();
+            return controller_owner(&change.object, "ReplicaSet")
+                .map(|rs| (change.namespace.clone(), rs))
+                .into_iter()
+                .collect();
         }
         vec![key_of(change)]
     }
@@ -59,14 +69,27 @@ impl Controller for ReplicaSets {
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<(), ApiError> {
-        let Some(rs) = self.objects.store().get(&self.rs.key(), ns, name).await? else { return Ok(()) };
+        let Some(rs) = self.objects.store().get(&self.rs.key(), ns, name).await? else {
+            return Ok(());
+        };
         if rs.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(());
         }
-        let uid = rs.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
+        let uid = rs
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
-        let mut active: Vec<Value> = pods.into_iter().filter(|p| is_owned_by(p, &uid) && pod_is_active(p)).collect();
-        let want = rs.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1).max(0) as usize;
+        let mut active: Vec<Value> = pods
+            .into_iter()
+            .filter(|p| is_owned_by(p, &uid) && pod_is_active(p))
+            .collect();
+        let want = rs
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0) as usize;
         if active.len() < want {
             let template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
             for _ in active.len()..want {
@@ -93,7 +116,11 @@ impl Controller for ReplicaSets {
             let surplus = active.len() - want;
             for pod in active.drain(..surplus) {
                 if let Some(pod_name) = pod.pointer("/metadata/name").and_then(Value::as_str) {
-                    match self.objects.delete(self.pods, Some(ns), pod_name, DeleteOptions::default()).await {
+                    match self
+                        .objects
+                        .delete(self.pods, Some(ns), pod_name, DeleteOptions::default())
+                        .await
+                    {
                         Ok(_) | Err(ApiError::NotFound { .. }) => {}
                         Err(e) => return Err(e),
                     }
@@ -123,5 +150,11 @@ impl Controller for ReplicaSets {
 
 pub(super) fn object_key(obj: &Value) -> Option<Key> {
     let md = obj.get("metadata")?;
-    Some((md.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string(), md.get("name")?.as_str()?.to_string()))
+    Some((
+        md.get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        md.get("name")?.as_str()?.to_string(),
+    ))
 }

@@ -45,7 +45,10 @@ pub async fn api_groups() -> Json<Value> {
 
 pub fn resource_list(group: &str, version: &str) -> Result<Value, ApiError> {
     let mut list = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         list.push(json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -69,6 +72,12 @@ pub fn resource_list(group: &str, version: &str) -> Result<Value, ApiError> {
             }));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Ok(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Ok(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
 }

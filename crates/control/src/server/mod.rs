@@ -74,12 +74,16 @@ async fn handle(
     let objects = &state.objects;
     let dry_run = params.get("dryRun").is_some_and(|v| v == "All");
     match (target, method.clone()) {
-        (Target::GroupVersion { group, version }, Method::GET) => Ok(json_response(discovery::resource_list(&group, &version)?)),
+        (Target::GroupVersion { group, version }, Method::GET) => {
+            Ok(json_response(discovery::resource_list(&group, &version)?))
+        }
         (Target::Collection { res, ns }, Method::GET) => {
-            let labels = LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let fields = FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let labels =
+                LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let fields =
+                FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
                 return watch::serve(state, res, ns, labels, fields, params).await;
             }
@@ -96,21 +100,40 @@ async fn handle(
             let created = objects.create(res, ns.as_deref(), obj, dry_run).await?;
             Ok((StatusCode::CREATED, axum::Json(created)).into_response())
         }
-        (Target::Object { res, ns, name }, Method::GET) => Ok(json_response(objects.get(res, ns.as_deref(), &name).await?)),
+        (Target::Object { res, ns, name }, Method::GET) => {
+            Ok(json_response(objects.get(res, ns.as_deref(), &name).await?))
+        }
         (Target::Object { res, ns, name }, Method::PUT) => {
             let obj = decode_body(headers, &body)?;
-            Ok(json_response(objects.replace(res, ns.as_deref(), &name, obj, false, dry_run).await?))
+            Ok(json_response(
+                objects
+                    .replace(res, ns.as_deref(), &name, obj, false, dry_run)
+                    .await?,
+            ))
         }
         (Target::Object { res, ns, name }, Method::PATCH) => {
             let patch = decode_patch(headers, &body)?;
-            Ok(json_response(objects.patch(res, ns.as_deref(), &name, patch, false, dry_run).await?))
+            Ok(json_response(
+                objects
+                    .patch(res, ns.as_deref(), &name, patch, false, dry_run)
+                    .await?,
+            ))
         }
         (Target::Object { res, ns, name }, Method::DELETE) => {
             let opts = delete_options(params, &body)?;
-            Ok(json_response(objects.delete(res, ns.as_deref(), &name, opts).await?))
+            Ok(json_response(
+                objects.delete(res, ns.as_deref(), &name, opts).await?,
+            ))
         }
-        (Target::Subresource { res, ns, name, sub }, m) => subresource(state, res, ns, name, &sub, m, params, headers, body, dry_run).await,
-        (_, m) => Err(ApiError::MethodNotAllowed(format!("the server does not allow this method on the requested resource: {m}"))),
+        (Target::Subresource { res, ns, name, sub }, m) => {
+            subresource(
+                state, res, ns, name, &sub, m, params, headers, body, dry_run,
+            )
+            .await
+        }
+        (_, m) => Err(ApiError::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource: {m}"
+        ))),
     }
 }
 
@@ -132,23 +155,47 @@ async fn subresource(
         ("status", Method::GET) => Ok(json_response(objects.get(res, ns.as_deref(), &name).await?)),
         ("status", Method::PUT) => {
             let obj = decode_body(headers, &body)?;
-            Ok(json_response(objects.replace(res, ns.as_deref(), &name, obj, true, dry_run).await?))
+            Ok(json_response(
+                objects
+                    .replace(res, ns.as_deref(), &name, obj, true, dry_run)
+                    .await?,
+            ))
         }
         ("status", Method::PATCH) => {
             let patch = decode_patch(headers, &body)?;
-            Ok(json_response(objects.patch(res, ns.as_deref(), &name, patch, true, dry_run).await?))
+            Ok(json_response(
+                objects
+                    .patch(res, ns.as_deref(), &name, patch, true, dry_run)
+                    .await?,
+            ))
         }
-        ("log", Method::GET) => logs::proxy(state, ns.as_deref().unwrap_or("default"), &name, params).await,
+        ("log", Method::GET) => {
+            logs::proxy(state, ns.as_deref().unwrap_or("default"), &name, params).await
+        }
         ("binding", Method::POST) => {
             let binding = decode_body(headers, &body)?;
-            let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             if node.is_empty() {
                 return Err(ApiError::BadRequest("binding has no target.name".into()));
             }
-            crate::scheduler::bind(objects, ns.as_deref().unwrap_or("default"), &name, &node).await?;
-            Ok((StatusCode::CREATED, axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}))).into_response())
+            crate::scheduler::bind(objects, ns.as_deref().unwrap_or("default"), &name, &node)
+                .await?;
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}),
+                ),
+            )
+                .into_response())
         }
-        (sub, m) => Err(ApiError::MethodNotAllowed(format!("{m} is not supported on {}/{sub}", res.plural))),
+        (sub, m) => Err(ApiError::MethodNotAllowed(format!(
+            "{m} is not supported on {}/{sub}",
+            res.plural
+        ))),
     }
 }
 
@@ -157,7 +204,10 @@ fn json_response(v: Value) -> Response {
 }
 
 fn content_type(headers: &HeaderMap) -> &str {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json")
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
 }
 
 /// Decodes a JSON or YAML request body.
@@ -167,18 +217,27 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
     if ct.contains("yaml") {
-        serde_yaml::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))
+        serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))
     } else if ct.contains("json") || ct.is_empty() {
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}")))
     } else {
-        Err(ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})")))
+        Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})"
+        )))
     }
 }
 
 fn decode_patch(headers: &HeaderMap, body: &[u8]) -> Result<Patch, ApiError> {
-    let ct = content_type(headers).split(';').next().unwrap_or_default().trim().to_string();
-    let doc: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    let ct = content_type(headers)
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
     match ct.as_str() {
         "application/merge-patch+json" => Ok(Patch::Merge(doc)),
         "application/json-patch+json" => Ok(Patch::Json(doc)),
@@ -192,15 +251,23 @@ fn decode_patch(headers: &HeaderMap, body: &[u8]) -> Result<Patch, ApiError> {
 fn delete_options(params: &Params, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     let mut opts = DeleteOptions::default();
     if !body.is_empty() {
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))?;
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))?;
         opts.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-        opts.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-        opts.precondition_rv = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        opts.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        opts.precondition_rv = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
     }
     if let Some(g) = params.get("gracePeriodSeconds") {
-        opts.grace_period_seconds =
-            Some(g.parse().map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds {g:?}")))?);
+        opts.grace_period_seconds = Some(
+            g.parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds {g:?}")))?,
+        );
     }
     Ok(opts)
 }
@@ -208,7 +275,9 @@ fn delete_options(params: &Params, body: &[u8]) -> Result<DeleteOptions, ApiErro
 /// Serves the API until `shutdown` is cancelled.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
-    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 pub(crate) fn body_stream<S>(stream: S) -> Body

@@ -39,7 +39,9 @@ pub async fn serve(
         });
     }
     let ns = if res.namespaced { ns } else { None };
-    let rv = params.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0");
+    let rv = params
+        .get("resourceVersion")
+        .filter(|v| !v.is_empty() && *v != "0");
     let timeout = params
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -47,10 +49,17 @@ pub async fn serve(
     // Without a resourceVersion the watch starts with the current state as ADDED events.
     let (initial, since) = match rv {
         Some(rv) => {
-            let since = rv.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv}")))?;
+            let since = rv
+                .parse::<i64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv}")))?;
             (Vec::new(), since)
         }
-        None => state.objects.list(res, ns.as_deref(), &labels, &fields).await?,
+        None => {
+            state
+                .objects
+                .list(res, ns.as_deref(), &labels, &fields)
+                .await?
+        }
     };
     let changes = match state.objects.store().watch(Some(&res.key()), since).await {
         Ok(s) => s,
@@ -58,13 +67,17 @@ pub async fn serve(
             // kube-apiserver reports an expired resourceVersion as an ERROR event on a 200 stream.
             let status = ApiError::from(e).status();
             let line = event_line("ERROR", &status);
-            return Ok(stream_response(futures::stream::once(async move { Ok(line) }).boxed()));
+            return Ok(stream_response(
+                futures::stream::once(async move { Ok(line) }).boxed(),
+            ));
         }
     };
     let initial = futures::stream::iter(initial.into_iter().map(|o| Ok(event_line("ADDED", &o))));
     let live = changes.filter_map(move |c| {
         let out = match c {
-            Ok(change) => filter(&change, ns.as_deref(), &labels, &fields).map(|(t, o)| Ok(event_line(t, &o))),
+            Ok(change) => {
+                filter(&change, ns.as_deref(), &labels, &fields).map(|(t, o)| Ok(event_line(t, &o)))
+            }
             Err(e) => Some(Ok(event_line("ERROR", &ApiError::from(e).status()))),
         };
         futures::future::ready(out)
@@ -82,8 +95,14 @@ pub async fn serve(
     Ok(stream_response(stream))
 }
 
-fn stream_response(stream: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body_stream(stream)).into_response()
+fn stream_response(
+    stream: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body_stream(stream),
+    )
+        .into_response()
 }
 
 fn event_line(kind: &str, object: &Value) -> Bytes {

@@ -1,0 +1,97 @@
+//! [`push`]: publishes Wasm bytes as a CNCF Wasm OCI artifact.
+
+use oci_client::Reference;
+use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
+
+use crate::FetchError;
+use crate::artifact::{
+    MANIFEST_MEDIA_TYPE, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE, WasmConfig,
+    check_wasm_magic, sha256_digest,
+};
+use crate::reference::{client, parse, uses_plain_http};
+
+/// Pushes `wasm` (a core module or a component) to `image` as a Wasm OCI artifact: an OCI image
+/// manifest with a `application/vnd.wasm.config.v0+json` config and one `application/wasm`
+/// layer. Blobs the repository already has are not uploaded again. Loopback registries and those
+/// in `insecure_registries` are spoken to over plain HTTP.
+///
+/// Returns the manifest digest (`sha256:<hex>`).
+///
+/// # Errors
+///
+/// [`FetchError::NotWasm`] if `wasm` does not start with `\0asm`; [`FetchError::InvalidReference`];
+/// [`FetchError::Registry`] with what the registry said.
+pub async fn push(
+    wasm: &[u8],
+    image: &str,
+    insecure_registries: &[String],
+) -> Result<String, FetchError> {
+    check_wasm_magic(wasm).map_err(|message| FetchError::NotWasm {
+        image: image.to_string(),
+        message,
+    })?;
+    let reference = parse(image)?;
+    let client = client(uses_plain_http(
+        reference.resolve_registry(),
+        insecure_registries,
+    ));
+    let oci = |e| FetchError::from_oci(image, e);
+    client
+        .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
+        .await;
+
+    let layer_digest = sha256_digest(wasm);
+    let config = serde_json::to_vec(&WasmConfig::for_wasm(wasm, &layer_digest))
+        .map_err(std::io::Error::other)?;
+    let config_digest = sha256_digest(&config);
+
+    upload_blob(&client, &reference, wasm.to_vec(), &layer_digest)
+        .await
+        .map_err(oci)?;
+    upload_blob(&client, &reference, config.clone(), &config_digest)
+        .await
+        .map_err(oci)?;
+
+    let manifest = OciImageManifest {
+        schema_version: 2,
+        media_type: Some(MANIFEST_MEDIA_TYPE.to_string()),
+        config: descriptor(WASM_CONFIG_MEDIA_TYPE, &config_digest, config.len()),
+        layers: vec![descriptor(WASM_LAYER_MEDIA_TYPE, &layer_digest, wasm.len())],
+        ..OciImageManifest::default()
+    };
+    let body = serde_json::to_vec(&manifest).map_err(std::io::Error::other)?;
+    let manifest_digest = sha256_digest(&body);
+    client
+        .push_manifest_raw(
+            &reference,
+            body,
+            http::HeaderValue::from_static(MANIFEST_MEDIA_TYPE),
+        )
+        .await
+        .map_err(oci)?;
+    tracing::info!(image, digest = %manifest_digest, "pushed image");
+    Ok(manifest_digest)
+}
+
+/// Uploads a blob unless the repository already has it.
+async fn upload_blob(
+    client: &oci_client::Client,
+    reference: &Reference,
+    data: Vec<u8>,
+    digest: &str,
+) -> Result<(), oci_client::errors::OciDistributionError> {
+    if client.blob_exists(reference, digest).await? {
+        return Ok(());
+    }
+    client.push_blob(reference, data, digest).await.map(drop)
+}
+
+fn descriptor(media_type: &str, digest: &str, size: usize) -> OciDescriptor {
+    OciDescriptor {
+        media_type: media_type.to_string(),
+        digest: digest.to_string(),
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        ..OciDescriptor::default()
+    }
+}

@@ -1,0 +1,272 @@
+//! The long-running subcommands: `herd up`, `herd control`, `herd node`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ipnet::{IpNet, Ipv4Net};
+use k8s_openapi::api::core::v1::Node;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long shutdown may take before the process gives up waiting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Directory for the store (herd.db), the kubeconfig and, with `up`, the node's and registry's data.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address of the API server; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Range Service cluster IPs are allocated from (loopback by default, so no root is needed).
+    #[arg(long, default_value = "127.10.0.0/16")]
+    service_cidr: IpNet,
+    /// Range node pod CIDRs (a /24 each) are carved from.
+    #[arg(long, default_value = "127.64.0.0/10")]
+    cluster_cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Where the embedded OCI registry listens.
+    #[arg(long, default_value = "127.0.0.1:5000", conflicts_with = "no_registry")]
+    registry_listen: SocketAddr,
+    /// Do not run the embedded OCI registry.
+    #[arg(long)]
+    no_registry: bool,
+    /// Name of the node (default: this host's name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// A registry (HOST:PORT) to speak plain HTTP to; loopback registries always are.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControlArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// Name of the Node object.
+    #[arg(long)]
+    name: String,
+    /// Directory for the image cache, pod logs and volumes.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The node's address: where its pods' IPs are reached and its kubelet port listens.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: IpAddr,
+    /// A registry (HOST:PORT) to speak plain HTTP to; loopback registries always are.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let shutdown = CancellationToken::new();
+    let data_dir = args.cluster.data_dir.clone();
+    let plane = start_control(&args.cluster, &shutdown).await?;
+    let kubeconfig = write_kubeconfig(&data_dir, plane.addr())?;
+    let mut tasks: Vec<(&str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
+    let registry = if args.no_registry {
+        "off".to_string()
+    } else {
+        let listener = tokio::net::TcpListener::bind(args.registry_listen)
+            .await
+            .with_context(|| format!("registry listening on {}", args.registry_listen))?;
+        let addr = listener.local_addr()?;
+        let root = data_dir.join("registry");
+        let token = shutdown.clone();
+        tasks.push(("registry", tokio::spawn(async move { Ok(herd_registry::serve(listener, root, token).await?) })));
+        addr.to_string()
+    };
+    let client = kube_client(&kubeconfig).await?;
+    let node_name = match args.node_name {
+        Some(n) => n,
+        None => default_node_name(),
+    };
+    let node_cfg = herd_node::NodeConfig {
+        name: node_name.clone(),
+        data_dir: data_dir.join("node"),
+        address: IpAddr::from([127, 0, 0, 1]),
+        kubelet_port: 0,
+        insecure_registries: args.insecure_registries,
+        lease_renew_interval: Duration::from_secs(10),
+    };
+    tasks.extend(spawn_node(client.clone(), node_cfg, &shutdown));
+    wait_node_ready(&client, &node_name, &shutdown).await?;
+    tracing::info!(
+        "herd is ready api=http://{} registry={registry} kubeconfig={}",
+        plane.addr(),
+        kubeconfig.display()
+    );
+    run_until_signal(shutdown, tasks, Some(plane)).await
+}
+
+pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let shutdown = CancellationToken::new();
+    let plane = start_control(&args.cluster, &shutdown).await?;
+    let kubeconfig = write_kubeconfig(&args.cluster.data_dir, plane.addr())?;
+    tracing::info!("herd is ready api=http://{} kubeconfig={}", plane.addr(), kubeconfig.display());
+    run_until_signal(shutdown, Vec::new(), Some(plane)).await
+}
+
+pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
+    init_tracing();
+    let Some(kubeconfig) = kubeconfig else { bail!("herd node needs --kubeconfig FILE (written by herd control)") };
+    let shutdown = CancellationToken::new();
+    let client = kube_client(&kubeconfig).await?;
+    let cfg = herd_node::NodeConfig {
+        name: args.name.clone(),
+        data_dir: args.data_dir,
+        address: args.address,
+        kubelet_port: 0,
+        insecure_registries: args.insecure_registries,
+        lease_renew_interval: Duration::from_secs(10),
+    };
+    let tasks = spawn_node(client.clone(), cfg, &shutdown);
+    wait_node_ready(&client, &args.name, &shutdown).await?;
+    tracing::info!("herd node {} is ready", args.name);
+    run_until_signal(shutdown, tasks, None).await
+}
+
+async fn start_control(args: &ClusterArgs, shutdown: &CancellationToken) -> anyhow::Result<herd_control::ControlPlane> {
+    let mut cfg = herd_control::ControlConfig::new(args.data_dir.clone(), args.listen);
+    cfg.service_cidr = args.service_cidr;
+    cfg.cluster_cidr = args.cluster_cidr;
+    Ok(herd_control::ControlPlane::start(cfg, shutdown.clone()).await?)
+}
+
+fn spawn_node(
+    client: kube::Client,
+    cfg: herd_node::NodeConfig,
+    shutdown: &CancellationToken,
+) -> Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> {
+    let (node_token, proxy_token) = (shutdown.clone(), shutdown.clone());
+    let proxy_client = client.clone();
+    vec![
+        ("node agent", tokio::spawn(async move { Ok(herd_node::run(client, cfg, node_token).await?) })),
+        ("proxy", tokio::spawn(async move { Ok(herd_proxy::run(proxy_client, proxy_token).await?) })),
+    ]
+}
+
+/// Waits until the node reports Ready, so "ready" means pods can run.
+async fn wait_node_ready(client: &kube::Client, name: &str, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(node)) = nodes.get_opt(name).await {
+            let ready = node.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            let has_cidr = node.spec.and_then(|s| s.pod_cidr).is_some();
+            if ready && has_cidr {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("node {name} did not become Ready within 60 s");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => bail!("stopped before node {name} was ready"),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// Runs until SIGTERM/SIGINT (or a task fails), then stops everything through the one token.
+async fn run_until_signal(
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    plane: Option<herd_control::ControlPlane>,
+) -> anyhow::Result<()> {
+    let mut failed: Option<anyhow::Error> = None;
+    let (names, handles): (Vec<_>, Vec<_>) = tasks.into_iter().unzip();
+    let mut handles: futures::stream::FuturesUnordered<_> = handles
+        .into_iter()
+        .zip(names)
+        .map(|(h, name)| async move { (name, h.await) })
+        .collect();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        _ = sigterm.recv() => tracing::info!("terminated; shutting down"),
+        Some((name, result)) = futures::StreamExt::next(&mut handles), if !handles.is_empty() => {
+            let err = match result {
+                Ok(Ok(())) => anyhow::anyhow!("{name} stopped unexpectedly"),
+                Ok(Err(e)) => e.context(format!("{name} failed")),
+                Err(join) => anyhow::anyhow!("{name} crashed: {join}"),
+            };
+            tracing::error!("{err:#}");
+            failed = Some(err);
+        }
+    }
+    shutdown.cancel();
+    let finish = async {
+        while let Some((name, result)) = futures::StreamExt::next(&mut handles).await {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("{name} stopped with an error: {e:#}"),
+                Err(join) => tracing::warn!("{name} crashed: {join}"),
+            }
+        }
+        if let Some(plane) = plane {
+            if let Err(e) = plane.wait().await {
+                tracing::warn!("control plane stopped with an error: {e:#}");
+            }
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, finish).await.is_err() {
+        tracing::warn!("shutdown took longer than {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    tracing::info!("stopped");
+    failed.map_or(Ok(()), Err)
+}
+
+/// Writes an admin kubeconfig pointing at `addr`, atomically.
+fn write_kubeconfig(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join("kubeconfig.yaml");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: herd\n  cluster:\n    server: http://{addr}\nusers:\n- name: herd-admin\n  user: {{}}\ncontexts:\n- name: herd\n  context:\n    cluster: herd\n    user: herd-admin\n    namespace: default\ncurrent-context: herd\npreferences: {{}}\n"
+    );
+    let tmp = data_dir.join(".kubeconfig.yaml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+async fn kube_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading {}", kubeconfig.display()))?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// This host's name, as a valid Node name.
+fn default_node_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .collect();
+    let name = name.trim_matches(|c| c == '-' || c == '.').to_string();
+    if name.is_empty() { "herd-node".into() } else { name }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HERD_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,kube=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
