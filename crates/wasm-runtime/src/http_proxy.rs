@@ -1,0 +1,225 @@
+//! Serving a `wasi:http/incoming-handler` component over HTTP/1.1: one fresh
+//! store and instance per request, like `wasmtime serve`.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::error::{RuntimeError, describe};
+use crate::state::{ComponentState, GuestEnv, yielding_store};
+
+/// How long to back off when `accept` fails (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A bound listener plus everything needed to handle a request.
+pub(crate) struct Server {
+    listener: TcpListener,
+    handler: Arc<Handler>,
+}
+
+/// Per-workload request state shared by all connections.
+struct Handler {
+    pre: ProxyPre<ComponentState>,
+    env: GuestEnv,
+    /// `Host` for requests that name none (HTTP/1.0): the listen address.
+    default_host: HeaderValue,
+}
+
+impl Server {
+    /// Binds the listener; nothing is served until [`Server::serve`].
+    pub(crate) async fn bind(
+        pre: ProxyPre<ComponentState>,
+        env: GuestEnv,
+        addr: Option<SocketAddr>,
+    ) -> Result<Self, RuntimeError> {
+        let Some(addr) = addr else {
+            return Err(RuntimeError::Bind {
+                addr: None,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an HTTP proxy workload needs a listen address",
+                ),
+            });
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RuntimeError::Bind {
+                addr: Some(addr),
+                source,
+            })?;
+        let local = listener.local_addr().unwrap_or(addr);
+        let default_host = HeaderValue::from_str(&local.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        Ok(Self {
+            listener,
+            handler: Arc::new(Handler {
+                pre,
+                env,
+                default_host,
+            }),
+        })
+    }
+
+    /// Accepts and serves connections until `stop` is cancelled, then aborts
+    /// every connection and every guest still running.
+    pub(crate) async fn serve(self, stop: CancellationToken) {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        connections.spawn(serve_connection(
+                            self.handler.clone(),
+                            stream,
+                            peer,
+                            stop.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        }
+                    }
+                },
+            }
+        }
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_connection(
+    handler: Arc<Handler>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
+    let service = service_fn(move |req| {
+        let handler = handler.clone();
+        let stop = stop.clone();
+        async move { Ok::<_, Infallible>(handler.handle(req, stop).await) }
+    });
+    if let Err(e) = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+}
+
+impl Handler {
+    /// Runs the guest for one request. Failures become a 500 (or 400) rather
+    /// than a dropped connection.
+    async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        stop: CancellationToken,
+    ) -> Response<HyperOutgoingBody> {
+        if req.uri().authority().is_none() && !req.headers().contains_key(HOST) {
+            req.headers_mut().insert(HOST, self.default_host.clone());
+        }
+        match self.call_guest(req, stop).await {
+            Ok(response) => response,
+            Err(Failure::BadRequest(message)) => text_response(StatusCode::BAD_REQUEST, message),
+            Err(Failure::Guest(message)) => {
+                tracing::warn!(error = %message, "HTTP guest failed to respond");
+                text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal server error\n".into(),
+                )
+            }
+        }
+    }
+
+    async fn call_guest(
+        &self,
+        req: Request<Incoming>,
+        stop: CancellationToken,
+    ) -> Result<Response<HyperOutgoingBody>, Failure> {
+        let mut store = yielding_store(self.pre.engine(), ComponentState::new(&self.env));
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(|e| Failure::BadRequest(format!("{}\n", describe(&e))))?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| Failure::Guest(describe(&e)))?;
+
+        // The guest runs in its own task so it can keep streaming the body
+        // after it has handed over the response head.
+        let pre = self.pre.clone();
+        let guest = tokio::spawn(async move {
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => Ok(()),
+                result = run => result,
+            }
+        });
+
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(Failure::Guest(format!(
+                "guest answered with error {code:?}"
+            ))),
+            // The guest dropped the response outparam without setting it.
+            Err(_) => Err(Failure::Guest(match guest.await {
+                Ok(Ok(())) => "guest returned without setting a response".to_owned(),
+                Ok(Err(e)) => describe(&e),
+                Err(e) => format!("guest task failed: {e}"),
+            })),
+        }
+    }
+}
+
+/// Why a request got no response from the guest.
+enum Failure {
+    BadRequest(String),
+    Guest(String),
+}
+
+fn text_response(status: StatusCode, message: String) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from(message))
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,127 @@
+//! A loaded workload and how it is run.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use wasmtime::InstancePre;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::error::RuntimeError;
+use crate::runtime::Shared;
+use crate::state::{ComponentState, GuestEnv};
+use crate::{guest, http_proxy};
+
+/// What kind of program a [`Workload`] is, detected by [`Runtime::load`](crate::Runtime::load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadKind {
+    /// A WASI preview 1 core module; runs `_start`.
+    Module,
+    /// A WASI 0.2 component exporting `wasi:cli/run`.
+    Command,
+    /// A WASI 0.2 component exporting `wasi:http/incoming-handler`; the host
+    /// serves HTTP/1.1 and instantiates it once per request.
+    HttpProxy,
+}
+
+/// How to run a workload once.
+#[derive(Debug)]
+pub struct RunSpec {
+    /// The guest's arguments; `argv[0]` is the program name.
+    pub argv: Vec<String>,
+    /// The guest's environment variables.
+    pub env: Vec<(String, String)>,
+    /// Where the guest's stdout goes (written through, in order).
+    pub stdout: std::fs::File,
+    /// Where the guest's stderr goes; may be a clone of `stdout`'s file.
+    pub stderr: std::fs::File,
+    /// [`WorkloadKind::HttpProxy`] only: the address the host serves on.
+    pub http_listen: Option<SocketAddr>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// The guest exited with this status (0 on a normal return).
+    Exited(i32),
+    /// The guest trapped or a host call it made failed; the message says why.
+    Trapped(String),
+    /// The stop token was cancelled.
+    Stopped,
+}
+
+/// A compiled, linked workload, ready to be run any number of times
+/// (concurrently too). Cheap to clone.
+#[derive(Clone)]
+pub struct Workload {
+    /// Keeps the engine and its epoch ticker alive while the workload exists.
+    _shared: Arc<Shared>,
+    compiled: Compiled,
+}
+
+/// The pre-instantiated form of each kind of workload.
+#[derive(Clone)]
+pub(crate) enum Compiled {
+    Module(InstancePre<WasiP1Ctx>),
+    Command(CommandPre<ComponentState>),
+    HttpProxy(ProxyPre<ComponentState>),
+}
+
+impl Workload {
+    pub(crate) fn new(shared: Arc<Shared>, compiled: Compiled) -> Self {
+        Self {
+            _shared: shared,
+            compiled,
+        }
+    }
+
+    /// What kind of workload this is.
+    pub fn kind(&self) -> WorkloadKind {
+        match self.compiled {
+            Compiled::Module(_) => WorkloadKind::Module,
+            Compiled::Command(_) => WorkloadKind::Command,
+            Compiled::HttpProxy(_) => WorkloadKind::HttpProxy,
+        }
+    }
+
+    /// Runs the workload until it exits or `stop` is cancelled.
+    ///
+    /// Modules and commands run once: the result is how the guest exited. An
+    /// HTTP proxy first binds `spec.http_listen`, then serves until `stop`.
+    /// Either way a cancelled `stop` ends the run within a few epoch ticks
+    /// (even a guest spinning in a loop) with [`Exit::Stopped`].
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Bind`] when an HTTP proxy has no listen address or
+    /// cannot bind it; [`RuntimeError::Instantiate`] when instantiation fails
+    /// for a reason other than a trap or an exit.
+    pub async fn run(&self, spec: RunSpec, stop: CancellationToken) -> Result<Exit, RuntimeError> {
+        let env = GuestEnv::new(spec.argv, spec.env, spec.stdout, spec.stderr);
+        match &self.compiled {
+            Compiled::Module(pre) => until_stopped(guest::run_module(pre, &env), &stop).await,
+            Compiled::Command(pre) => until_stopped(guest::run_command(pre, &env), &stop).await,
+            Compiled::HttpProxy(pre) => {
+                let server = http_proxy::Server::bind(pre.clone(), env, spec.http_listen).await?;
+                server.serve(stop).await;
+                Ok(Exit::Stopped)
+            }
+        }
+    }
+}
+
+/// Drives a guest until it finishes or `stop` is cancelled. Dropping the
+/// guest future drops its store; a guest only runs while it is polled.
+async fn until_stopped(
+    guest: impl Future<Output = Result<Exit, RuntimeError>>,
+    stop: &CancellationToken,
+) -> Result<Exit, RuntimeError> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => Ok(Exit::Stopped),
+        exit = guest => exit,
+    }
+}

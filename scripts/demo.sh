@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Quick start: builds herd and the sample apps, runs `herd up`, pushes the samples to its embedded registry,
+# applies their manifests and shows how to reach the HTTP sample through its Service IP. Ctrl-C stops herd.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+cargo build --bin herd
+sample-apps/build.sh
+herd="$root/target/debug/herd"
+data="${HERD_DATA_DIR:-$(mktemp -d -t herd-demo.XXXXXX)}"
+export KUBECONFIG="$data/kubeconfig.yaml"
+
+"$herd" up --data-dir "$data" --listen 127.0.0.1:6443 --registry-listen 127.0.0.1:5000 &
+herd_pid=$!
+trap 'kill -TERM $herd_pid 2>/dev/null; wait $herd_pid' EXIT INT TERM
+
+for _ in $(seq 1 600); do
+  if [ -f "$KUBECONFIG" ] && "$herd" get nodes >/dev/null 2>&1 && \
+     "$herd" get nodes | grep -q ' Ready'; then break; fi
+  kill -0 $herd_pid || { echo "herd up exited" >&2; exit 1; }
+  sleep 0.1
+done
+
+for app in hello http-hello spin; do
+  "$herd" push "sample-apps/dist/$app.wasm" "127.0.0.1:5000/$app:v1"
+done
+"$herd" apply -f sample-apps/hello/manifest.yaml
+"$herd" apply -f sample-apps/http-hello/manifest.yaml
+
+echo "waiting for the http-hello pods to run..."
+for _ in $(seq 1 300); do
+  if [ "$("$herd" get pods -l app=http-hello | grep -c Running)" -ge 2 ]; then break; fi
+  sleep 0.2
+done
+"$herd" get pods -o wide
+"$herd" get services
+ip="$("$herd" get services http-hello | awk 'NR==2 {print $3}')"
+cat <<TXT
+
+herd is up (data in $data). Try:
+  export KUBECONFIG=$KUBECONFIG
+  curl http://$ip/
+  $herd logs hello
+  kubectl get pods -o wide        # stock kubectl works with the same kubeconfig
+Ctrl-C stops herd.
+TXT
+wait $herd_pid
