@@ -1,0 +1,304 @@
+//! The API server over a real socket: CRUD, optimistic concurrency, Status errors, watch resumption, and the
+//! scheduler and controllers reacting to what is stored.
+
+use std::time::Duration;
+
+use herd_control::{ControlConfig, ControlPlane};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Plane {
+    base: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    plane: Option<ControlPlane>,
+    _dir: tempfile::TempDir,
+}
+
+impl Plane {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        cfg.service_cidr = "127.250.0.0/24".parse().unwrap();
+        let shutdown = CancellationToken::new();
+        let plane = ControlPlane::start(cfg, shutdown.clone()).await.unwrap();
+        Self {
+            base: format!("http://{}", plane.addr()),
+            http: reqwest::Client::new(),
+            shutdown,
+            plane: Some(plane),
+            _dir: dir,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, String)>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some((ct, b)) = body {
+            req = req.header("content-type", ct).body(b);
+        }
+        let resp = req.send().await.unwrap();
+        let code = resp.status().as_u16();
+        (code, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, v: Value) -> (u16, Value) {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(("application/json", v.to_string())),
+        )
+        .await
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.plane.take().unwrap().wait().await.unwrap();
+    }
+}
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+           "spec": {"containers": [{"name": "c", "image": "127.0.0.1:5000/hello:v1"}]}})
+}
+
+#[tokio::test]
+async fn crud_conflicts_and_status_errors() {
+    let p = Plane::start().await;
+    let (code, created) = p.post("/api/v1/namespaces/default/pods", pod("a")).await;
+    assert_eq!(code, 201, "{created}");
+    for field in ["uid", "creationTimestamp", "resourceVersion"] {
+        assert!(
+            created["metadata"][field].is_string(),
+            "{field} missing: {created}"
+        );
+    }
+    assert_eq!(created["metadata"]["generation"], 1);
+    let (code, dup) = p.post("/api/v1/namespaces/default/pods", pod("a")).await;
+    assert_eq!((code, dup["reason"].as_str()), (409, Some("AlreadyExists")));
+
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: b\nspec:\n  containers:\n  - name: c\n    image: r/x:v1\n";
+    let (code, _) = p
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/namespaces/default/pods",
+            Some(("application/yaml", yaml.into())),
+        )
+        .await;
+    assert_eq!(code, 201);
+
+    let (code, list) = p
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/default/pods?labelSelector=app%3Da",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+
+    // A stale resourceVersion is a Conflict, and nothing changes.
+    // (The scheduler may have written the pod meanwhile, so start from a fresh read.)
+    let (_, current) = p
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/default/pods/a",
+            None,
+        )
+        .await;
+    let mut stale = current.clone();
+    stale["metadata"]["labels"]["x"] = json!("y");
+    let (code, ok) = p
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/default/pods/a",
+            Some(("application/json", stale.to_string())),
+        )
+        .await;
+    assert_eq!(code, 200, "{ok}");
+    let (code, conflict) = p
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/default/pods/a",
+            Some(("application/json", stale.to_string())),
+        )
+        .await;
+    assert_eq!((code, conflict["reason"].as_str()), (409, Some("Conflict")));
+
+    let (code, missing) = p
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/default/pods/nope",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (code, missing["kind"].as_str(), missing["reason"].as_str()),
+        (404, Some("Status"), Some("NotFound"))
+    );
+    assert_eq!(missing["message"], "pods \"nope\" not found");
+
+    let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c"}]}});
+    let (code, invalid) = p.post("/api/v1/namespaces/default/pods", bad).await;
+    assert_eq!((code, invalid["reason"].as_str()), (422, Some("Invalid")));
+    let fields: Vec<&str> = invalid["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["metadata.name", "spec.containers[0].image"]);
+
+    let (code, garbage) = p
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/namespaces/default/pods",
+            Some(("application/json", "{nope".into())),
+        )
+        .await;
+    assert_eq!(
+        (code, garbage["reason"].as_str()),
+        (400, Some("BadRequest"))
+    );
+
+    let (code, _) = p.post("/api/v1/namespaces/nowhere/pods", pod("c")).await;
+    assert_eq!(code, 404);
+
+    // An unbound pod is deleted at once.
+    let (code, _) = p
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/namespaces/default/pods/b",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = p
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/default/pods/b",
+            None,
+        )
+        .await;
+    assert_eq!(code, 404);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn watch_resumes_from_a_resource_version() {
+    let p = Plane::start().await;
+    let (_, a) = p.post("/api/v1/namespaces/default/pods", pod("a")).await;
+    let rv = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    p.post("/api/v1/namespaces/default/pods", pod("b")).await;
+    let url = format!(
+        "{}/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}",
+        p.base
+    );
+    let mut resp = p.http.get(url).send().await.unwrap();
+    p.send(
+        reqwest::Method::DELETE,
+        "/api/v1/namespaces/default/pods/a",
+        None,
+    )
+    .await;
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    while !events.iter().any(|(t, n)| t == "DELETED" && n == "a") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(i) = buf.find('\n') {
+            let line: Value = serde_json::from_str(&buf[..i]).unwrap();
+            events.push((
+                line["type"].as_str().unwrap().to_string(),
+                line["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ));
+            buf.drain(..=i);
+        }
+    }
+    // Only what happened after `rv`: b's creation, a's deletion (and any status writes in between), never a's creation.
+    assert_eq!(
+        events.first(),
+        Some(&("ADDED".to_string(), "b".to_string()))
+    );
+    assert!(
+        !events.contains(&("ADDED".to_string(), "a".to_string())),
+        "{events:?}"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn deployments_make_pods_and_services_get_cluster_ips() {
+    let p = Plane::start().await;
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "r/x:v1"}]}}}});
+    let (code, _) = p
+        .post("/apis/apps/v1/namespaces/default/deployments", deploy)
+        .await;
+    assert_eq!(code, 201);
+    let mut pods = Vec::new();
+    for _ in 0..100 {
+        let (_, list) = p
+            .send(
+                reqwest::Method::GET,
+                "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb",
+                None,
+            )
+            .await;
+        pods = list["items"].as_array().cloned().unwrap_or_default();
+        if pods.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pods.len(), 2);
+    assert_eq!(
+        pods[0]["metadata"]["ownerReferences"][0]["kind"],
+        "ReplicaSet"
+    );
+    // No node exists: the pods stay Pending with the scheduler's reason.
+    for _ in 0..100 {
+        let (_, pod) = p
+            .send(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/v1/namespaces/default/pods/{}",
+                    pods[0]["metadata"]["name"].as_str().unwrap()
+                ),
+                None,
+            )
+            .await;
+        if pod["status"]["conditions"][0]["reason"] == "Unschedulable" {
+            assert_eq!(pod["status"]["conditions"][0]["status"], "False");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}});
+    let (code, svc) = p.post("/api/v1/namespaces/default/services", svc).await;
+    assert_eq!(code, 201, "{svc}");
+    let ip: std::net::IpAddr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    assert!(
+        "127.250.0.0/24"
+            .parse::<ipnet::IpNet>()
+            .unwrap()
+            .contains(&ip)
+    );
+    p.stop().await;
+}
