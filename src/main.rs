@@ -10,7 +10,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "herd", version, about = "Kubernetes-style orchestration for WebAssembly workloads")]
+#[command(
+    name = "herd",
+    version,
+    about = "Kubernetes-style orchestration for WebAssembly workloads"
+)]
 struct Cli {
     #[command(flatten)]
     client: cli::ClientOpts,
@@ -32,7 +36,12 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Both rustls providers are linked (wasmtime-wasi-http wants ring, reqwest aws-lc-rs): pick one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");

@@ -85,7 +85,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let root = data_dir.join("registry");
         let token = shutdown.clone();
-        tasks.push(("registry", tokio::spawn(async move { Ok(herd_registry::serve(listener, root, token).await?) })));
+        tasks.push((
+            "registry",
+            tokio::spawn(async move { Ok(herd_registry::serve(listener, root, token).await?) }),
+        ));
         addr.to_string()
     };
     let client = kube_client(&kubeconfig).await?;
@@ -116,13 +119,19 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let plane = start_control(&args.cluster, &shutdown).await?;
     let kubeconfig = write_kubeconfig(&args.cluster.data_dir, plane.addr())?;
-    tracing::info!("herd is ready api=http://{} kubeconfig={}", plane.addr(), kubeconfig.display());
+    tracing::info!(
+        "herd is ready api=http://{} kubeconfig={}",
+        plane.addr(),
+        kubeconfig.display()
+    );
     run_until_signal(shutdown, Vec::new(), Some(plane)).await
 }
 
 pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
     init_tracing();
-    let Some(kubeconfig) = kubeconfig else { bail!("herd node needs --kubeconfig FILE (written by herd control)") };
+    let Some(kubeconfig) = kubeconfig else {
+        bail!("herd node needs --kubeconfig FILE (written by herd control)")
+    };
     let shutdown = CancellationToken::new();
     let client = kube_client(&kubeconfig).await?;
     let cfg = herd_node::NodeConfig {
@@ -139,7 +148,10 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
     run_until_signal(shutdown, tasks, None).await
 }
 
-async fn start_control(args: &ClusterArgs, shutdown: &CancellationToken) -> anyhow::Result<herd_control::ControlPlane> {
+async fn start_control(
+    args: &ClusterArgs,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<herd_control::ControlPlane> {
     let mut cfg = herd_control::ControlConfig::new(args.data_dir.clone(), args.listen);
     cfg.service_cidr = args.service_cidr;
     cfg.cluster_cidr = args.cluster_cidr;
@@ -154,20 +166,31 @@ fn spawn_node(
     let (node_token, proxy_token) = (shutdown.clone(), shutdown.clone());
     let proxy_client = client.clone();
     vec![
-        ("node agent", tokio::spawn(async move { Ok(herd_node::run(client, cfg, node_token).await?) })),
-        ("proxy", tokio::spawn(async move { Ok(herd_proxy::run(proxy_client, proxy_token).await?) })),
+        (
+            "node agent",
+            tokio::spawn(async move { Ok(herd_node::run(client, cfg, node_token).await?) }),
+        ),
+        (
+            "proxy",
+            tokio::spawn(async move { Ok(herd_proxy::run(proxy_client, proxy_token).await?) }),
+        ),
     ]
 }
 
 /// Waits until the node reports Ready, so "ready" means pods can run.
-async fn wait_node_ready(client: &kube::Client, name: &str, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn wait_node_ready(
+    client: &kube::Client,
+    name: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(Some(node)) = nodes.get_opt(name).await {
-            let ready = node.status.and_then(|s| s.conditions).is_some_and(|cs| {
-                cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-            });
+            let ready = node
+                .status
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
             let has_cidr = node.spec.and_then(|s| s.pod_cidr).is_some();
             if ready && has_cidr {
                 return Ok(());
@@ -245,10 +268,12 @@ fn write_kubeconfig(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<PathBuf
 }
 
 async fn kube_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("loading {}", kubeconfig.display()))?;
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .with_context(|| format!("loading {}", kubeconfig.display()))?;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -259,14 +284,30 @@ fn default_node_name() -> String {
         .trim()
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let name = name.trim_matches(|c| c == '-' || c == '.').to_string();
-    if name.is_empty() { "herd-node".into() } else { name }
+    if name.is_empty() {
+        "herd-node".into()
+    } else {
+        name
+    }
 }
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("HERD_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,kube=warn,hyper=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = EnvFilter::try_from_env("HERD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,kube=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }

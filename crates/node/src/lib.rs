@@ -1,1 +1,226 @@
-//! herd-node
+//! herd-node: herd's kubelet.
+//!
+//! [`run`] serves the kubelet port, registers the Node, keeps its Lease and Ready heartbeat
+//! fresh, waits for the control plane to assign the node a pod CIDR, then watches the pods bound
+//! to the node and runs one `PodWorker` per pod: pull the Wasm image, run each container in
+//! wasmtime, write its output to a log file, report the pod's status, and remove the pod when
+//! it is deleted. The control plane is reached only through its HTTP API with the `kube` client.
+//!
+//! ```text
+//! run ─┬─ kubelet server   /healthz, /containerLogs/{ns}/{pod}/{container}
+//!      ├─ heartbeat        Lease kube-node-lease/<node>, Node Ready condition
+//!      └─ PodAgent         watch pods (spec.nodeName=<node>), pod IPs from spec.podCIDR
+//!           └─ PodWorker per pod UID ── ContainerRunner per container (pull → load → run)
+//! ```
+//!
+//! Files under `data_dir`: the image cache (`blobs/`, `refs/`, see `herd-oci-fetch`) and the
+//! container logs, `pods/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
+
+mod container_logs;
+mod container_runner;
+mod container_spec;
+mod heartbeat;
+mod ip_pool;
+mod kubelet_server;
+mod pod_agent;
+mod pod_status;
+mod pod_worker;
+mod registration;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herd_oci_fetch::Fetcher;
+use herd_wasm_runtime::{Runtime, RuntimeError};
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use crate::container_logs::ContainerLogs;
+use crate::ip_pool::IpPool;
+use crate::pod_agent::PodAgent;
+use crate::pod_worker::NodeContext;
+use crate::registration::{HostInfo, NodeIdentity};
+
+/// How to run one node agent.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The Node's name (and its Lease's).
+    pub name: String,
+    /// Image cache and container logs.
+    pub data_dir: PathBuf,
+    /// The node's InternalIP: the kubelet port and the pods' host IP.
+    pub address: IpAddr,
+    /// The kubelet port; 0 picks a free one (reported in `daemonEndpoints`).
+    pub kubelet_port: u16,
+    /// Registries (`host:port`) spoken to over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// How often the Lease and the Ready heartbeat are renewed.
+    pub lease_renew_interval: Duration,
+}
+
+impl NodeConfig {
+    /// A node on 127.0.0.1 with an ephemeral kubelet port, renewing its lease every 10 s.
+    pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            data_dir: data_dir.into(),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            kubelet_port: 0,
+            insecure_registries: Vec::new(),
+            lease_renew_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the node agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: io::Error },
+    /// The kubelet port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    KubeletBind { addr: SocketAddr, source: io::Error },
+    /// The wasm runtime could not be created.
+    #[error("cannot start the wasm runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    /// The API server refused or failed a Node write.
+    #[error("cannot register the node: {0}")]
+    Register(#[source] kube::Error),
+    /// `spec.podCIDR` is not a CIDR.
+    #[error("the node's pod CIDR {0:?} is not a valid CIDR")]
+    BadPodCidr(String),
+}
+
+const REGISTER_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Runs the node agent until `shutdown` is cancelled. Then pods are stopped without touching
+/// their status (they start again with the next agent), and `Ok(())` is returned.
+///
+/// # Errors
+///
+/// Start-up failures: the data directory, the kubelet port, the wasm runtime, or a pod CIDR
+/// that does not parse. An unreachable API server is retried, not an error.
+pub async fn run(
+    client: kube::Client,
+    cfg: NodeConfig,
+    shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    // Cancelled when the agent ends for any reason; the caller's token is only read.
+    let shutdown = shutdown.child_token();
+    tokio::fs::create_dir_all(&cfg.data_dir)
+        .await
+        .map_err(|source| NodeError::DataDir {
+            path: cfg.data_dir.clone(),
+            source,
+        })?;
+    let logs = ContainerLogs::new(&cfg.data_dir);
+
+    let addr = SocketAddr::new(cfg.address, cfg.kubelet_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::KubeletBind { addr, source })?;
+    let kubelet_port = listener
+        .local_addr()
+        .map_err(|source| NodeError::KubeletBind { addr, source })?
+        .port();
+    tracing::info!(node = %cfg.name, address = %cfg.address, kubelet_port, "kubelet server listening");
+    let server = tokio::spawn({
+        let router = kubelet_server::router(logs.clone(), shutdown.clone());
+        let stop = shutdown.clone();
+        async move {
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                tracing::error!(%error, "kubelet server failed");
+            }
+        }
+    });
+
+    let result = run_agent(client, &cfg, kubelet_port, logs, &shutdown).await;
+    shutdown.cancel();
+    if let Err(error) = server.await {
+        tracing::error!(%error, "kubelet server task failed");
+    }
+    result
+}
+
+async fn run_agent(
+    client: kube::Client,
+    cfg: &NodeConfig,
+    kubelet_port: u16,
+    logs: ContainerLogs,
+    shutdown: &CancellationToken,
+) -> Result<(), NodeError> {
+    let runtime = tokio::task::spawn_blocking(Runtime::new)
+        .await
+        .map_err(|e| RuntimeError::Engine(format!("runtime start-up panicked: {e}")))??;
+    let fetcher = Fetcher::new(cfg.data_dir.clone(), cfg.insecure_registries.clone());
+    let identity = NodeIdentity {
+        name: cfg.name.clone(),
+        address: cfg.address,
+        kubelet_port,
+        host: HostInfo::read(),
+        ready_since: Timestamp::now(),
+    };
+    if !register_with_retry(&client, &identity, shutdown).await {
+        return Ok(());
+    }
+    let heartbeat = tokio::spawn(heartbeat::run(
+        client.clone(),
+        identity.clone(),
+        cfg.lease_renew_interval,
+        shutdown.clone(),
+    ));
+
+    let result = match registration::wait_for_pod_cidr(&client, &cfg.name, shutdown).await {
+        Ok(Some(cidr)) => {
+            let ctx = Arc::new(NodeContext {
+                client,
+                fetcher,
+                runtime,
+                logs,
+                node_name: cfg.name.clone(),
+                host_ip: cfg.address,
+            });
+            PodAgent::new(ctx, IpPool::new(cidr), shutdown.clone())
+                .run()
+                .await;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    shutdown.cancel();
+    if let Err(error) = heartbeat.await {
+        tracing::error!(%error, "heartbeat task failed");
+    }
+    result
+}
+
+/// Registers the node, retrying with back-off while the API server is not reachable or
+/// refuses; `false` if `shutdown` came first.
+async fn register_with_retry(
+    client: &kube::Client,
+    identity: &NodeIdentity,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut back_off = Duration::from_millis(250);
+    loop {
+        match registration::register(client, identity).await {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::warn!(node = %identity.name, %error, "registration failed, retrying")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(back_off) => {}
+        }
+        back_off = (back_off * 2).min(REGISTER_RETRY_MAX);
+    }
+}

@@ -134,8 +134,7 @@ async fn run<C: Controller>(controller: C, objects: Objects, shutdown: Cancellat
         }
         if let Some(key) = queue.pop_first() {
             let span = tracing::info_span!("reconcile", controller = C::NAME, key = %format!("{}/{}", key.0, key.1));
-            let _enter = span.enter();
-            match controller.reconcile(&key).await {
+            match tracing::Instrument::instrument(controller.reconcile(&key), span).await {
                 Ok(()) => {
                     retry.remove(&key);
                 }

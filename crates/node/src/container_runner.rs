@@ -1,0 +1,371 @@
+//! One container of a pod, from image pull to its last exit: a state machine whose `step`
+//! does one thing and says what comes next. Every change of the container's state is
+//! reported to the pod worker, which turns the reports into the pod's status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herd_oci_fetch::{Fetcher, PullPolicy};
+use herd_wasm_runtime::{Exit, RunSpec, Runtime, Workload, WorkloadKind};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Container;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::container_logs::{ContainerLogs, PodLogKey};
+use crate::container_spec::{self, PodFacts, RestartPolicy};
+use crate::pod_status::{ContainerReport, RunState, Termination};
+
+/// The first back-off after a failed pull, load or run; it doubles up to [`BACK_OFF_MAX`].
+pub(crate) const BACK_OFF_MIN: Duration = Duration::from_secs(1);
+pub(crate) const BACK_OFF_MAX: Duration = Duration::from_secs(30);
+/// How long `ErrImagePull` shows before the back-off reason `ImagePullBackOff` replaces it.
+const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(1);
+/// A run at least this long resets the crash back-off, as the kubelet does.
+const BACK_OFF_RESET: Duration = Duration::from_secs(600);
+/// The exit code of a guest that trapped, as the `wasmtime` CLI reports it (128 + SIGABRT).
+const TRAP_EXIT_CODE: i32 = 134;
+/// The exit code of a guest stopped by the agent (128 + SIGKILL, like a killed container).
+const STOPPED_EXIT_CODE: i32 = 137;
+/// The exit code of a container that could not be started.
+const START_ERROR_EXIT_CODE: i32 = 128;
+
+/// A report from runner `index`.
+pub(crate) type Report = (usize, ContainerReport);
+
+/// Everything one container's runner works with.
+pub(crate) struct ContainerRunner {
+    pub index: usize,
+    pub container: Container,
+    pub pod: PodFacts,
+    pub restart_policy: RestartPolicy,
+    pub log_key: PodLogKey,
+    pub logs: ContainerLogs,
+    pub fetcher: Fetcher,
+    pub runtime: Runtime,
+    pub reports: mpsc::UnboundedSender<Report>,
+    /// Cancelled to stop the container (pod deleted or agent shutting down).
+    pub stop: CancellationToken,
+    /// What is reported; starts from the pod's previous status.
+    pub report: ContainerReport,
+}
+
+/// Where a container is in its life.
+enum Step {
+    Pull {
+        back_off: Duration,
+    },
+    PullBackOff {
+        error: String,
+        back_off: Duration,
+    },
+    Load {
+        wasm: Arc<[u8]>,
+        image_id: String,
+        back_off: Duration,
+    },
+    CreateBackOff {
+        back_off: Duration,
+        retry: Box<Step>,
+    },
+    Run {
+        back_off: Duration,
+    },
+    CrashLoopBackOff {
+        back_off: Duration,
+    },
+    Done,
+}
+
+impl ContainerRunner {
+    /// Runs the container until it will not run again or `stop` is cancelled.
+    pub async fn run(mut self) {
+        let mut cache: Option<(String, Workload)> = None;
+        let mut step = Step::Pull {
+            back_off: BACK_OFF_MIN,
+        };
+        loop {
+            step = match step {
+                Step::Done => break,
+                step => self.step(step, &mut cache).await,
+            };
+        }
+    }
+
+    async fn step(&mut self, step: Step, cache: &mut Option<(String, Workload)>) -> Step {
+        match step {
+            Step::Pull { back_off } => self.pull(back_off, cache).await,
+            Step::PullBackOff { error, back_off } => self.pull_back_off(error, back_off).await,
+            Step::Load {
+                wasm,
+                image_id,
+                back_off,
+            } => self.load(wasm, image_id, back_off, cache).await,
+            Step::CreateBackOff { back_off, retry } => match self.sleep(back_off).await {
+                true => *retry,
+                false => Step::Done,
+            },
+            Step::Run { back_off } => match cache.as_ref() {
+                Some((_, workload)) => self.run_once(workload.clone(), back_off).await,
+                None => Step::Pull { back_off },
+            },
+            Step::CrashLoopBackOff { back_off } => self.crash_loop_back_off(back_off).await,
+            Step::Done => Step::Done,
+        }
+    }
+
+    fn image(&self) -> &str {
+        self.container.image.as_deref().unwrap_or_default()
+    }
+
+    fn send(&mut self, state: RunState) {
+        self.report.state = state;
+        // The worker only goes away after every runner has ended.
+        let _ = self.reports.send((self.index, self.report.clone()));
+    }
+
+    /// Sleeps `duration`; `false` if `stop` was cancelled first.
+    async fn sleep(&self, duration: Duration) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => false,
+            () = tokio::time::sleep(duration) => true,
+        }
+    }
+
+    async fn pull(&mut self, back_off: Duration, cache: &Option<(String, Workload)>) -> Step {
+        if !matches!(&self.report.state, RunState::Waiting { reason, .. } if reason == "ImagePullBackOff")
+        {
+            self.send(RunState::waiting("ContainerCreating", None));
+        }
+        let policy = container_spec::pull_policy(&self.container);
+        if policy != PullPolicy::Always
+            && let Some((image_id, _)) = cache
+        {
+            self.report.image_id = Some(image_id.clone());
+            return Step::Run { back_off };
+        }
+        let image = self.image().to_owned();
+        let pulled = tokio::select! {
+            () = self.stop.cancelled() => return Step::Done,
+            pulled = self.fetcher.pull(&image, policy) => pulled,
+        };
+        match pulled {
+            Ok(pulled) => {
+                self.report.image_id = Some(pulled.image_id.clone());
+                match cache {
+                    Some((image_id, _)) if *image_id == pulled.image_id => Step::Run { back_off },
+                    _ => Step::Load {
+                        wasm: pulled.wasm.into(),
+                        image_id: pulled.image_id,
+                        back_off,
+                    },
+                }
+            }
+            Err(error) => {
+                let error = error.to_string();
+                tracing::warn!(pod = %self.pod.name, container = %self.container.name, %image, %error, "pull failed");
+                self.send(RunState::waiting("ErrImagePull", Some(error.clone())));
+                Step::PullBackOff { error, back_off }
+            }
+        }
+    }
+
+    async fn pull_back_off(&mut self, error: String, back_off: Duration) -> Step {
+        if !self.sleep(ERR_IMAGE_PULL_SHOWN.min(back_off)).await {
+            return Step::Done;
+        }
+        let message = format!("Back-off pulling image {:?}: {error}", self.image());
+        self.send(RunState::waiting("ImagePullBackOff", Some(message)));
+        if !self
+            .sleep(back_off.saturating_sub(ERR_IMAGE_PULL_SHOWN))
+            .await
+        {
+            return Step::Done;
+        }
+        Step::Pull {
+            back_off: next_back_off(back_off),
+        }
+    }
+
+    async fn load(
+        &mut self,
+        wasm: Arc<[u8]>,
+        image_id: String,
+        back_off: Duration,
+        cache: &mut Option<(String, Workload)>,
+    ) -> Step {
+        let runtime = self.runtime.clone();
+        let bytes = wasm.clone();
+        let loaded = match tokio::task::spawn_blocking(move || runtime.load(&bytes)).await {
+            Ok(loaded) => loaded.map_err(|e| e.to_string()),
+            Err(join) => Err(format!("loading the workload failed: {join}")),
+        };
+        match loaded {
+            Ok(workload) => {
+                *cache = Some((image_id, workload));
+                Step::Run { back_off }
+            }
+            Err(message) => self.create_error(
+                message,
+                back_off,
+                Step::Load {
+                    wasm,
+                    image_id,
+                    back_off: next_back_off(back_off),
+                },
+            ),
+        }
+    }
+
+    /// The container cannot be created: `CreateContainerError`, retried after a back-off unless
+    /// the pod never restarts its containers.
+    fn create_error(&mut self, message: String, back_off: Duration, retry: Step) -> Step {
+        tracing::warn!(pod = %self.pod.name, container = %self.container.name, %message, "cannot create container");
+        if self.restart_policy == RestartPolicy::Never {
+            self.report.finished = true;
+        }
+        self.send(RunState::waiting("CreateContainerError", Some(message)));
+        match self.restart_policy {
+            RestartPolicy::Never => Step::Done,
+            _ => Step::CreateBackOff {
+                back_off,
+                retry: Box::new(retry),
+            },
+        }
+    }
+
+    async fn run_once(&mut self, workload: Workload, back_off: Duration) -> Step {
+        let http_listen = match workload.kind() {
+            WorkloadKind::HttpProxy => {
+                match container_spec::http_listen(&self.container, self.pod.pod_ip) {
+                    Ok(addr) => Some(addr),
+                    Err(message) => {
+                        return self.create_error(
+                            message,
+                            back_off,
+                            Step::Run {
+                                back_off: next_back_off(back_off),
+                            },
+                        );
+                    }
+                }
+            }
+            WorkloadKind::Module | WorkloadKind::Command => None,
+        };
+        let restart_count = self.report.restart_count;
+        let opened = self
+            .logs
+            .open_run(&self.log_key, &self.container.name, restart_count)
+            .and_then(|(file, guard)| {
+                let stderr = file.try_clone()?;
+                Ok((file, stderr, guard))
+            });
+        let (stdout, stderr, _writing) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                let message = format!("cannot open the log file: {e}");
+                return self.create_error(
+                    message,
+                    back_off,
+                    Step::Run {
+                        back_off: next_back_off(back_off),
+                    },
+                );
+            }
+        };
+        let env = container_spec::environment(&self.container, &self.pod);
+        let spec = RunSpec {
+            argv: container_spec::argv(&self.container, &env),
+            env,
+            stdout,
+            stderr,
+            http_listen,
+        };
+        let container_id = format!(
+            "wasmtime://{}/{}/{}",
+            self.pod.uid, self.container.name, restart_count
+        );
+        let started_at = Timestamp::now();
+        let started = tokio::time::Instant::now();
+        self.send(RunState::Running {
+            started_at,
+            container_id: container_id.clone(),
+        });
+        tracing::info!(pod = %self.pod.name, container = %self.container.name, restart_count, "container started");
+
+        let exit = workload.run(spec, self.stop.clone()).await;
+        let (exit_code, reason, message) = match exit {
+            Ok(Exit::Exited(0)) => (0, "Completed", None),
+            Ok(Exit::Exited(code)) => (code, "Error", None),
+            Ok(Exit::Trapped(trap)) => (TRAP_EXIT_CODE, "Error", Some(trap)),
+            Ok(Exit::Stopped) => (
+                STOPPED_EXIT_CODE,
+                "Error",
+                Some("stopped by the node agent".to_owned()),
+            ),
+            Err(error) => (START_ERROR_EXIT_CODE, "StartError", Some(error.to_string())),
+        };
+        let termination = Termination {
+            exit_code,
+            reason: reason.to_owned(),
+            message,
+            started_at,
+            finished_at: Timestamp::now(),
+            container_id,
+        };
+        tracing::info!(pod = %self.pod.name, container = %self.container.name, exit_code, "container ended");
+        let restarts = !self.stop.is_cancelled() && self.restart_policy.restarts(exit_code);
+        self.report.finished = !restarts;
+        self.send(RunState::Terminated(termination));
+        if !restarts {
+            return Step::Done;
+        }
+        let back_off = if started.elapsed() >= BACK_OFF_RESET {
+            BACK_OFF_MIN
+        } else {
+            back_off
+        };
+        Step::CrashLoopBackOff { back_off }
+    }
+
+    async fn crash_loop_back_off(&mut self, back_off: Duration) -> Step {
+        if let RunState::Terminated(termination) = &self.report.state {
+            self.report.last_termination = Some(termination.clone());
+        }
+        let message = format!(
+            "back-off {}s restarting failed container={} pod={}_{}({})",
+            back_off.as_secs(),
+            self.container.name,
+            self.pod.name,
+            self.pod.namespace,
+            self.pod.uid
+        );
+        self.send(RunState::waiting("CrashLoopBackOff", Some(message)));
+        if !self.sleep(back_off).await {
+            return Step::Done;
+        }
+        self.report.restart_count += 1;
+        Step::Pull {
+            back_off: next_back_off(back_off),
+        }
+    }
+}
+
+fn next_back_off(back_off: Duration) -> Duration {
+    (back_off * 2).min(BACK_OFF_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_up_to_the_cap() {
+        let delays: Vec<u64> =
+            std::iter::successors(Some(BACK_OFF_MIN), |d| Some(next_back_off(*d)))
+                .take(7)
+                .map(|d| d.as_secs())
+                .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+    }
+}

@@ -1,0 +1,115 @@
+//! Pod IPs out of the node's `spec.podCIDR`.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// The addresses of a pod CIDR this node hands to its pods: every host address except the
+/// first (kept for a gateway, as CNI plugins do), lowest free one first.
+#[derive(Debug)]
+pub(crate) struct IpPool {
+    cidr: IpNet,
+    used: BTreeSet<IpAddr>,
+}
+
+impl IpPool {
+    pub fn new(cidr: IpNet) -> Self {
+        Self {
+            cidr: cidr.trunc(),
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// Takes `preferred` if it is a free pod address of this CIDR (a pod keeps its IP across an
+    /// agent restart), else the lowest free one. `None` when the CIDR is full.
+    pub fn allocate(&mut self, preferred: Option<IpAddr>) -> Option<IpAddr> {
+        let ip = preferred
+            .filter(|ip| self.is_pod_address(*ip) && !self.used.contains(ip))
+            .or_else(|| self.candidates().find(|ip| !self.used.contains(ip)))?;
+        self.used.insert(ip);
+        Some(ip)
+    }
+
+    /// Returns `ip` to the pool.
+    pub fn release(&mut self, ip: IpAddr) {
+        self.used.remove(&ip);
+    }
+
+    fn candidates(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.cidr.hosts().skip(1)
+    }
+
+    fn is_pod_address(&self, ip: IpAddr) -> bool {
+        self.cidr.contains(&ip) && self.candidates().any(|candidate| candidate == ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn pool(cidr: &str) -> IpPool {
+        IpPool::new(cidr.parse().expect("cidr"))
+    }
+
+    #[test]
+    fn lowest_free_skipping_network_and_first_host() {
+        let mut pool = pool("127.1.0.0/24");
+        assert_eq!(pool.allocate(None), Some(ip("127.1.0.2")));
+        assert_eq!(pool.allocate(None), Some(ip("127.1.0.3")));
+        pool.release(ip("127.1.0.2"));
+        assert_eq!(pool.allocate(None), Some(ip("127.1.0.2")));
+        assert_eq!(pool.allocate(None), Some(ip("127.1.0.4")));
+    }
+
+    #[test]
+    fn preferred_address_when_free_and_valid() {
+        let mut pool = pool("127.1.0.0/24");
+        assert_eq!(pool.allocate(Some(ip("127.1.0.9"))), Some(ip("127.1.0.9")));
+        assert_eq!(
+            pool.allocate(Some(ip("127.1.0.9"))),
+            Some(ip("127.1.0.2")),
+            "taken"
+        );
+        assert_eq!(
+            pool.allocate(Some(ip("127.2.0.9"))),
+            Some(ip("127.1.0.3")),
+            "outside the CIDR"
+        );
+        assert_eq!(
+            pool.allocate(Some(ip("127.1.0.1"))),
+            Some(ip("127.1.0.4")),
+            "the reserved first host"
+        );
+        assert_eq!(
+            pool.allocate(Some(ip("127.1.0.255"))),
+            Some(ip("127.1.0.5")),
+            "broadcast"
+        );
+    }
+
+    #[test]
+    fn full_pool() {
+        let mut pool = pool("127.1.0.0/29");
+        let all: Vec<IpAddr> = std::iter::from_fn(|| pool.allocate(None)).collect();
+        assert_eq!(
+            all,
+            [
+                "127.1.0.2",
+                "127.1.0.3",
+                "127.1.0.4",
+                "127.1.0.5",
+                "127.1.0.6"
+            ]
+            .map(ip)
+        );
+        pool.release(ip("127.1.0.4"));
+        assert_eq!(pool.allocate(None), Some(ip("127.1.0.4")));
+        assert_eq!(pool.allocate(None), None);
+    }
+}

@@ -1,0 +1,545 @@
+//! What a pod's status says, computed from what its containers are doing. Pure: no I/O, the
+//! clock is an argument.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// The state of one container as its runner last reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ContainerReport {
+    pub state: RunState,
+    /// How the previous run ended, if there was one.
+    pub last_termination: Option<Termination>,
+    pub restart_count: i32,
+    /// The pulled image's ID, once known.
+    pub image_id: Option<String>,
+    /// The runner is done: this container will not run again.
+    pub finished: bool,
+}
+
+impl ContainerReport {
+    /// A container that has not been looked at yet.
+    pub fn created(restart_count: i32, last_termination: Option<Termination>) -> Self {
+        Self {
+            state: RunState::waiting("ContainerCreating", None),
+            last_termination,
+            restart_count,
+            image_id: None,
+            finished: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RunState {
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        started_at: Timestamp,
+        container_id: String,
+    },
+    Terminated(Termination),
+}
+
+impl RunState {
+    pub fn waiting(reason: &str, message: Option<String>) -> Self {
+        RunState::Waiting {
+            reason: reason.to_owned(),
+            message,
+        }
+    }
+}
+
+/// How one run of a container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Termination {
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub container_id: String,
+}
+
+/// Everything the status of one pod is computed from.
+pub(crate) struct StatusInput<'a> {
+    /// `(name, image)` of each container, in spec order, with its report.
+    pub containers: Vec<(&'a str, &'a str, &'a ContainerReport)>,
+    /// The pod is being deleted: nothing will run again.
+    pub terminating: bool,
+    pub pod_ip: Option<String>,
+    pub host_ip: String,
+    pub start_time: Timestamp,
+    /// The conditions currently on the pod, to keep their transition times.
+    pub previous_conditions: &'a [PodCondition],
+    pub now: Timestamp,
+}
+
+/// The pod phase, following the kubelet: Pending while any container waits for its first run;
+/// Running while any runs or will be restarted; then Succeeded if every container exited 0,
+/// else Failed.
+pub(crate) fn pod_phase(containers: &[&ContainerReport], terminating: bool) -> &'static str {
+    let (mut waiting, mut running, mut stopped, mut succeeded, mut restarting) = (0, 0, 0, 0, 0);
+    for report in containers {
+        let will_run_again = !report.finished && !terminating;
+        let ended = match &report.state {
+            RunState::Running { .. } => {
+                running += 1;
+                continue;
+            }
+            RunState::Terminated(termination) => Some(termination.exit_code),
+            RunState::Waiting { .. } => match &report.last_termination {
+                _ if report.finished || terminating => Some(-1),
+                Some(termination) => Some(termination.exit_code),
+                None => None,
+            },
+        };
+        match ended {
+            None => waiting += 1,
+            Some(exit_code) => {
+                stopped += 1;
+                if exit_code == 0 {
+                    succeeded += 1;
+                }
+                if will_run_again {
+                    restarting += 1;
+                }
+            }
+        }
+    }
+    if waiting > 0 && !terminating {
+        "Pending"
+    } else if running > 0 || restarting > 0 {
+        "Running"
+    } else if stopped > 0 && stopped == succeeded && waiting == 0 {
+        "Succeeded"
+    } else if stopped > 0 || waiting > 0 {
+        "Failed"
+    } else {
+        "Pending"
+    }
+}
+
+/// The whole status the node reports for a pod.
+pub(crate) fn pod_status(input: &StatusInput<'_>) -> PodStatus {
+    let reports: Vec<&ContainerReport> = input.containers.iter().map(|(_, _, r)| *r).collect();
+    let phase = pod_phase(&reports, input.terminating);
+    let terminal = matches!(phase, "Succeeded" | "Failed");
+    let unready: Vec<&str> = input
+        .containers
+        .iter()
+        .filter(|(_, _, r)| !matches!(r.state, RunState::Running { .. }))
+        .map(|(name, _, _)| *name)
+        .collect();
+    let ready = unready.is_empty() && !input.containers.is_empty() && !terminal;
+    let (ready_reason, ready_message) = if ready {
+        (None, None)
+    } else if terminal {
+        (Some("PodCompleted"), None)
+    } else {
+        (
+            Some("ContainersNotReady"),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
+        )
+    };
+    let condition = |type_: &str, status: bool, reason: Option<&str>, message: Option<String>| {
+        condition(
+            input.previous_conditions,
+            input.now,
+            type_,
+            status,
+            reason,
+            message,
+        )
+    };
+    let conditions = vec![
+        condition(
+            "PodReadyToStartContainers",
+            input.pod_ip.is_some(),
+            None,
+            None,
+        ),
+        condition("Initialized", true, None, None),
+        condition("Ready", ready, ready_reason, ready_message.clone()),
+        condition("ContainersReady", ready, ready_reason, ready_message),
+        condition("PodScheduled", true, None, None),
+    ];
+    PodStatus {
+        phase: Some(phase.to_owned()),
+        conditions: Some(conditions),
+        host_ip: Some(input.host_ip.clone()),
+        host_ips: Some(vec![HostIP {
+            ip: input.host_ip.clone(),
+        }]),
+        pod_ip: input.pod_ip.clone(),
+        pod_ips: input.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
+        start_time: Some(Time(input.start_time)),
+        container_statuses: Some(
+            input
+                .containers
+                .iter()
+                .map(|(name, image, report)| container_status(name, image, report))
+                .collect(),
+        ),
+        qos_class: Some("BestEffort".to_owned()),
+        ..PodStatus::default()
+    }
+}
+
+fn container_status(name: &str, image: &str, report: &ContainerReport) -> ContainerStatus {
+    let running = matches!(report.state, RunState::Running { .. });
+    let container_id = match &report.state {
+        RunState::Running { container_id, .. } => Some(container_id.clone()),
+        RunState::Terminated(termination) => Some(termination.container_id.clone()),
+        RunState::Waiting { .. } => None,
+    };
+    ContainerStatus {
+        name: name.to_owned(),
+        image: image.to_owned(),
+        image_id: report.image_id.clone().unwrap_or_default(),
+        container_id,
+        ready: running,
+        started: Some(running),
+        restart_count: report.restart_count,
+        state: Some(container_state(&report.state)),
+        last_state: Some(
+            report
+                .last_termination
+                .as_ref()
+                .map(terminated_state)
+                .unwrap_or_default(),
+        ),
+        ..ContainerStatus::default()
+    }
+}
+
+fn container_state(state: &RunState) -> ContainerState {
+    match state {
+        RunState::Waiting { reason, message } => ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.clone()),
+                message: message.clone(),
+            }),
+            ..ContainerState::default()
+        },
+        RunState::Running { started_at, .. } => ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(Time(*started_at)),
+            }),
+            ..ContainerState::default()
+        },
+        RunState::Terminated(termination) => terminated_state(termination),
+    }
+}
+
+fn terminated_state(termination: &Termination) -> ContainerState {
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: termination.exit_code,
+            reason: Some(termination.reason.clone()),
+            message: termination.message.clone(),
+            started_at: Some(Time(termination.started_at)),
+            finished_at: Some(Time(termination.finished_at)),
+            container_id: Some(termination.container_id.clone()),
+            signal: None,
+        }),
+        ..ContainerState::default()
+    }
+}
+
+/// A condition that keeps its previous transition time while its status does not change.
+fn condition(
+    previous: &[PodCondition],
+    now: Timestamp,
+    type_: &str,
+    status: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+) -> PodCondition {
+    let status = if status { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    PodCondition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.map(str::to_owned),
+        message,
+        last_transition_time: Some(last_transition_time),
+        ..PodCondition::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + seconds).expect("valid timestamp")
+    }
+
+    fn termination(exit_code: i32) -> Termination {
+        Termination {
+            exit_code,
+            reason: if exit_code == 0 { "Completed" } else { "Error" }.to_owned(),
+            message: None,
+            started_at: at(1),
+            finished_at: at(2),
+            container_id: "wasmtime://uid/app/0".to_owned(),
+        }
+    }
+
+    fn report(state: RunState, last: Option<Termination>, finished: bool) -> ContainerReport {
+        ContainerReport {
+            state,
+            last_termination: last,
+            restart_count: 0,
+            image_id: None,
+            finished,
+        }
+    }
+
+    fn waiting(reason: &str) -> RunState {
+        RunState::waiting(reason, None)
+    }
+
+    fn running() -> RunState {
+        RunState::Running {
+            started_at: at(1),
+            container_id: "wasmtime://uid/app/0".to_owned(),
+        }
+    }
+
+    #[test]
+    fn phases_follow_the_kubelet() {
+        let cases: Vec<(&str, Vec<ContainerReport>, bool, &str)> = vec![
+            (
+                "pulling",
+                vec![report(waiting("ContainerCreating"), None, false)],
+                false,
+                "Pending",
+            ),
+            (
+                "one pulling, one running",
+                vec![
+                    report(waiting("ImagePullBackOff"), None, false),
+                    report(running(), None, false),
+                ],
+                false,
+                "Pending",
+            ),
+            (
+                "all running",
+                vec![
+                    report(running(), None, false),
+                    report(running(), None, false),
+                ],
+                false,
+                "Running",
+            ),
+            (
+                "one done, one running",
+                vec![
+                    report(RunState::Terminated(termination(0)), None, true),
+                    report(running(), None, false),
+                ],
+                false,
+                "Running",
+            ),
+            (
+                "all exited 0",
+                vec![
+                    report(RunState::Terminated(termination(0)), None, true),
+                    report(RunState::Terminated(termination(0)), None, true),
+                ],
+                false,
+                "Succeeded",
+            ),
+            (
+                "one exited 1 for good",
+                vec![
+                    report(RunState::Terminated(termination(0)), None, true),
+                    report(RunState::Terminated(termination(1)), None, true),
+                ],
+                false,
+                "Failed",
+            ),
+            (
+                "crash loop back-off",
+                vec![report(
+                    waiting("CrashLoopBackOff"),
+                    Some(termination(1)),
+                    false,
+                )],
+                false,
+                "Running",
+            ),
+            (
+                "exited, about to restart",
+                vec![report(RunState::Terminated(termination(1)), None, false)],
+                false,
+                "Running",
+            ),
+            (
+                "create error, gave up",
+                vec![report(waiting("CreateContainerError"), None, true)],
+                false,
+                "Failed",
+            ),
+            (
+                "create error, retrying",
+                vec![report(waiting("CreateContainerError"), None, false)],
+                false,
+                "Pending",
+            ),
+            (
+                "deleted while running Always",
+                vec![report(RunState::Terminated(termination(137)), None, false)],
+                true,
+                "Failed",
+            ),
+            (
+                "deleted after success",
+                vec![report(RunState::Terminated(termination(0)), None, false)],
+                true,
+                "Succeeded",
+            ),
+            (
+                "deleted while pulling",
+                vec![report(waiting("ImagePullBackOff"), None, false)],
+                true,
+                "Failed",
+            ),
+        ];
+        for (name, reports, terminating, phase) in cases {
+            let reports: Vec<&ContainerReport> = reports.iter().collect();
+            assert_eq!(pod_phase(&reports, terminating), phase, "{name}");
+        }
+    }
+
+    fn input<'a>(
+        containers: Vec<(&'a str, &'a str, &'a ContainerReport)>,
+        previous: &'a [PodCondition],
+    ) -> StatusInput<'a> {
+        StatusInput {
+            containers,
+            terminating: false,
+            pod_ip: Some("127.1.0.2".to_owned()),
+            host_ip: "127.0.0.1".to_owned(),
+            start_time: at(0),
+            previous_conditions: previous,
+            now: at(10),
+        }
+    }
+
+    fn find<'a>(status: &'a PodStatus, type_: &str) -> &'a PodCondition {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_)
+            .expect("condition present")
+    }
+
+    #[test]
+    fn running_pod_is_ready_with_ips_and_container_ids() {
+        let app = report(running(), None, false);
+        let status = pod_status(&input(vec![("app", "reg/app:v1", &app)], &[]));
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(status.pod_ip.as_deref(), Some("127.1.0.2"));
+        assert_eq!(
+            status.pod_ips.as_ref().map(|ips| ips[0].ip.as_str()),
+            Some("127.1.0.2")
+        );
+        assert_eq!(
+            status.host_ips.as_ref().map(|ips| ips[0].ip.as_str()),
+            Some("127.0.0.1")
+        );
+        assert_eq!(find(&status, "Ready").status, "True");
+        assert_eq!(find(&status, "ContainersReady").status, "True");
+        let container = &status.container_statuses.as_ref().expect("statuses")[0];
+        assert!(container.ready);
+        assert_eq!(container.started, Some(true));
+        assert_eq!(
+            container.container_id.as_deref(),
+            Some("wasmtime://uid/app/0")
+        );
+        assert_eq!(container.image, "reg/app:v1");
+    }
+
+    #[test]
+    fn waiting_and_completed_pods_are_not_ready() {
+        let pulling = report(waiting("ErrImagePull"), None, false);
+        let done = report(RunState::Terminated(termination(0)), None, true);
+        let status = pod_status(&input(vec![("a", "i", &pulling), ("b", "i", &done)], &[]));
+        let ready = find(&status, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("False", Some("ContainersNotReady"))
+        );
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("containers with unready status: [a b]")
+        );
+
+        let status = pod_status(&input(vec![("b", "i", &done)], &[]));
+        assert_eq!(status.phase.as_deref(), Some("Succeeded"));
+        assert_eq!(
+            find(&status, "Ready").reason.as_deref(),
+            Some("PodCompleted")
+        );
+        let state = status.container_statuses.as_ref().expect("statuses")[0]
+            .state
+            .clone()
+            .expect("state");
+        let terminated = state.terminated.expect("terminated");
+        assert_eq!(
+            (terminated.exit_code, terminated.reason.as_deref()),
+            (0, Some("Completed"))
+        );
+    }
+
+    #[test]
+    fn conditions_keep_their_transition_time_until_they_change() {
+        let app = report(running(), None, false);
+        let first = pod_status(&input(vec![("app", "i", &app)], &[]));
+        let previous = first.conditions.clone().unwrap_or_default();
+        let mut later = input(vec![("app", "i", &app)], &previous);
+        later.now = at(20);
+        let second = pod_status(&later);
+        assert_eq!(first, second, "nothing changed, so nothing to send");
+
+        let crashed = report(waiting("CrashLoopBackOff"), Some(termination(1)), false);
+        let mut changed = input(vec![("app", "i", &crashed)], &previous);
+        changed.now = at(30);
+        let third = pod_status(&changed);
+        assert_eq!(
+            find(&third, "Ready").last_transition_time,
+            Some(Time(at(30)))
+        );
+        assert_eq!(
+            find(&third, "PodScheduled").last_transition_time,
+            Some(Time(at(10)))
+        );
+        let container = &third.container_statuses.as_ref().expect("statuses")[0];
+        assert_eq!(
+            container
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .map(|t| t.exit_code),
+            Some(1)
+        );
+    }
+}

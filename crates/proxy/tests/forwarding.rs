@@ -1,0 +1,156 @@
+//! The forwarder against real sockets on loopback: round robin over two backends, closing
+//! connections when a frontend has no endpoints, and stopping listeners that leave the table.
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::time::Duration;
+
+use herd_proxy::{Forwarder, RoutingTable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// A backend that answers every connection with `name` followed by what it received.
+async fn backend(ip: &str, name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).await.expect("bind backend");
+    let addr = listener.local_addr().expect("backend address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let mut reply = name.as_bytes().to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = stream.write_all(&reply).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A port that is free on `ip` right now.
+fn free_addr(ip: &str) -> SocketAddr {
+    StdTcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+async fn request(frontend: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(frontend)
+        .await
+        .expect("connect to frontend");
+    stream.write_all(b":ping").await.expect("write");
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut reply))
+        .await
+        .expect("reply in time")
+        .expect("read reply");
+    reply
+}
+
+#[tokio::test]
+async fn round_robin_over_two_backends() {
+    let a = backend("127.0.0.2", "a").await;
+    let b = backend("127.0.0.3", "b").await;
+    let frontend = free_addr("127.0.0.4");
+    let mut forwarder = Forwarder::new(CancellationToken::new());
+    let mut table = RoutingTable::new();
+    table.insert(frontend, vec![a, b]);
+    forwarder.update(table);
+
+    let mut replies = Vec::new();
+    for _ in 0..4 {
+        replies.push(request(frontend).await);
+    }
+    assert_eq!(replies, ["a:ping", "b:ping", "a:ping", "b:ping"]);
+    forwarder.shutdown().await;
+}
+
+#[tokio::test]
+async fn skips_a_backend_that_refuses() {
+    let a = backend("127.0.0.2", "a").await;
+    let dead = free_addr("127.0.0.3");
+    let frontend = free_addr("127.0.0.4");
+    let mut forwarder = Forwarder::new(CancellationToken::new());
+    let mut table = RoutingTable::new();
+    table.insert(frontend, vec![a, dead]);
+    forwarder.update(table);
+
+    for _ in 0..3 {
+        assert_eq!(request(frontend).await, "a:ping");
+    }
+    forwarder.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_endpoints_closes_and_new_endpoints_apply_without_rebinding() {
+    let frontend = free_addr("127.0.0.5");
+    let mut forwarder = Forwarder::new(CancellationToken::new());
+    let mut table = RoutingTable::new();
+    table.insert(frontend, vec![]);
+    forwarder.update(table);
+
+    let mut stream = TcpStream::connect(frontend)
+        .await
+        .expect("connect to frontend");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "no endpoints: closed without data, got {read:?}"
+    );
+
+    let a = backend("127.0.0.2", "a").await;
+    let mut table = RoutingTable::new();
+    table.insert(frontend, vec![a]);
+    forwarder.update(table);
+    assert_eq!(request(frontend).await, "a:ping");
+    forwarder.shutdown().await;
+}
+
+#[tokio::test]
+async fn removed_frontend_stops_listening() {
+    let a = backend("127.0.0.2", "a").await;
+    let frontend = free_addr("127.0.0.6");
+    let mut forwarder = Forwarder::new(CancellationToken::new());
+    let mut table = RoutingTable::new();
+    table.insert(frontend, vec![a]);
+    forwarder.update(table);
+    assert_eq!(request(frontend).await, "a:ping");
+
+    forwarder.update(RoutingTable::new());
+    assert_eq!(forwarder.frontends().count(), 0);
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if TcpStream::connect(frontend).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        refused.is_ok(),
+        "the listener on {frontend} should be closed"
+    );
+    forwarder.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_forwarders_share_one_frontend() {
+    let a = backend("127.0.0.2", "a").await;
+    let frontend = free_addr("127.0.0.7");
+    let mut first = Forwarder::new(CancellationToken::new());
+    let mut second = Forwarder::new(CancellationToken::new());
+    for forwarder in [&mut first, &mut second] {
+        let mut table = RoutingTable::new();
+        table.insert(frontend, vec![a]);
+        forwarder.update(table);
+    }
+    for _ in 0..4 {
+        assert_eq!(request(frontend).await, "a:ping");
+    }
+    first.shutdown().await;
+    second.shutdown().await;
+}

@@ -1,0 +1,277 @@
+//! The client half of the `herd` CLI: `apply`, `get`, `delete`, `logs`, `push`.
+//!
+//! Everything but `push` talks to the API server only through the `kube` client, with
+//! `Api<DynamicObject>` typed by herd-api's resource table. Failures come back as one line, in
+//! kubectl's words where kubectl has some (`Error from server (NotFound): pods "x" not found`).
+
+mod apply;
+mod errors;
+mod get;
+mod manifest;
+mod table;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, anyhow, bail};
+use futures::AsyncReadExt as _;
+use herd_api::resources::ResourceInfo;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DynamicObject, LogParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tokio::io::AsyncWriteExt as _;
+
+use errors::{from_kube, one_line};
+
+/// Options every client subcommand shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientOpts {
+    /// Kubeconfig to use (several may be joined with `:`); without it, kube's usual inference
+    /// (`~/.kube/config`, then in-cluster).
+    #[arg(long, env = "KUBECONFIG", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace; defaults to the kubeconfig context's, else `default`.
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+}
+
+/// The client subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Create or update objects from a YAML/JSON file (several documents separated by ---);
+    /// `-f -` reads stdin, `-f DIR` every .yaml/.yml/.json file in it.
+    Apply {
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+    },
+    /// Show one object or a list of them.
+    Get {
+        /// Resource type: `pods`, `po`, `deployments.apps`, … or `TYPE/NAME`.
+        resource: String,
+        /// Object name; without it, the list.
+        name: Option<String>,
+        /// List across all namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Label selector, e.g. `app=web,tier!=db`.
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long, value_parser = ["wide", "yaml", "json", "name"])]
+        output: Option<String>,
+    },
+    /// Delete an object by type and name, or the objects of a manifest with -f.
+    Delete {
+        /// Resource type, or `TYPE/NAME`.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        resource: Option<String>,
+        /// Object name.
+        name: Option<String>,
+        #[arg(short = 'f', long)]
+        file: Option<PathBuf>,
+    },
+    /// Print the logs of a pod's container.
+    Logs {
+        /// Pod name.
+        pod: String,
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep streaming new output.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Push a .wasm file to an OCI registry as a Wasm artifact; prints the manifest digest.
+    Push {
+        /// The .wasm file (core module or component).
+        file: PathBuf,
+        /// Image reference, e.g. `127.0.0.1:5000/hello:v1`.
+        image: String,
+        /// Registry (`host:port`) to speak plain HTTP to; loopback registries always are.
+        #[arg(long = "insecure-registry")]
+        insecure: Vec<String>,
+    },
+}
+
+/// Runs one client subcommand.
+///
+/// # Errors
+///
+/// One line fit to print after `error: `: the API server's `Status` as kubectl shows it, or why
+/// the manifest, kubeconfig, registry or connection failed.
+pub async fn run(opts: ClientOpts, cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Apply { file } => {
+            let (client, namespace) = connect(&opts).await?;
+            apply::apply_file(&client, &file, &namespace).await
+        }
+        ClientCommand::Get {
+            resource,
+            name,
+            all_namespaces,
+            selector,
+            output,
+        } => {
+            let (client, namespace) = connect(&opts).await?;
+            let request = get::GetRequest {
+                resource,
+                name,
+                namespace,
+                all_namespaces,
+                selector,
+                output: get::Output::parse(output.as_deref())?,
+            };
+            get::get(&client, request).await
+        }
+        ClientCommand::Delete {
+            resource,
+            name,
+            file,
+        } => {
+            let (client, namespace) = connect(&opts).await?;
+            match (file, resource) {
+                (Some(file), _) => apply::delete_file(&client, &file, &namespace).await,
+                (None, Some(resource)) => {
+                    let (info, name) = get::split_type_and_name(&resource, name.as_deref())?;
+                    let name = name.ok_or_else(|| {
+                        anyhow!("resource(s) were provided, but no name was specified")
+                    })?;
+                    let ns = info.namespaced.then_some(namespace.as_str());
+                    apply::delete(&client, info, &name, ns).await
+                }
+                (None, None) => {
+                    bail!("you must provide one or more resources by argument or filename")
+                }
+            }
+        }
+        ClientCommand::Logs {
+            pod,
+            container,
+            follow,
+        } => {
+            let (client, namespace) = connect(&opts).await?;
+            logs(client, &namespace, &pod, container, follow).await
+        }
+        ClientCommand::Push {
+            file,
+            image,
+            insecure,
+        } => push(&file, &image, &insecure).await,
+    }
+}
+
+/// Builds the client from `--kubeconfig`/`$KUBECONFIG` or kube's inference, and picks the
+/// namespace: `-n`, else the kubeconfig context's, else `default`.
+async fn connect(opts: &ClientOpts) -> anyhow::Result<(Client, String)> {
+    let paths: Vec<PathBuf> = opts
+        .kubeconfig
+        .as_deref()
+        .map(|p| std::env::split_paths(p.as_os_str()).collect())
+        .unwrap_or_default();
+    let paths: Vec<PathBuf> = paths
+        .into_iter()
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    let config = if paths.is_empty() {
+        Config::infer().await.map_err(|e| {
+            anyhow!(
+                "no kubeconfig found (pass --kubeconfig or set KUBECONFIG): {}",
+                one_line(&e)
+            )
+        })?
+    } else {
+        let mut merged = Kubeconfig::default();
+        for path in &paths {
+            let file = Kubeconfig::read_from(path).map_err(|e| {
+                anyhow!(
+                    "cannot load kubeconfig {}: {}",
+                    path.display(),
+                    one_line(&e)
+                )
+            })?;
+            merged = merged.merge(file).map_err(|e| {
+                anyhow!(
+                    "cannot merge kubeconfig {}: {}",
+                    path.display(),
+                    one_line(&e)
+                )
+            })?;
+        }
+        Config::from_custom_kubeconfig(merged, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| anyhow!("invalid kubeconfig: {}", one_line(&e)))?
+    };
+    let namespace = opts
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = Client::try_from(config).map_err(from_kube)?;
+    Ok((client, namespace))
+}
+
+/// The dynamic API of a resource type, in `namespace` or across all namespaces (and for
+/// cluster-scoped types) with `None`.
+fn api(client: &Client, info: &ResourceInfo, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: info.group.to_string(),
+        version: info.version.to_string(),
+        api_version: info.api_version(),
+        kind: info.kind.to_string(),
+        plural: info.plural.to_string(),
+    };
+    match namespace {
+        Some(ns) if info.namespaced => Api::namespaced_with(client.clone(), ns, &resource),
+        _ => Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// Streams a container's log to stdout until the server ends it (with `follow`, when the
+/// container stops). A closed stdout (`| head`) ends it quietly.
+async fn logs(
+    client: Client,
+    namespace: &str,
+    pod: &str,
+    container: Option<String>,
+    follow: bool,
+) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client, namespace);
+    let params = LogParams {
+        container,
+        follow,
+        ..LogParams::default()
+    };
+    let stream = pods.log_stream(pod, &params).await.map_err(from_kube)?;
+    let mut stream = std::pin::pin!(stream);
+    let mut stdout = tokio::io::stdout();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| anyhow!("reading the log of pod {pod}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        let written = async {
+            stdout.write_all(&buf[..n]).await?;
+            stdout.flush().await
+        };
+        match written.await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e).context("writing to stdout"),
+        }
+    }
+    Ok(())
+}
+
+/// `herd push FILE IMAGE`: prints the manifest digest.
+async fn push(file: &Path, image: &str, insecure: &[String]) -> anyhow::Result<()> {
+    let wasm = tokio::fs::read(file)
+        .await
+        .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+    let digest = herd_oci_fetch::push(&wasm, image, insecure)
+        .await
+        .map_err(|e| anyhow!("cannot push {image}: {}", one_line(&e)))?;
+    println!("{digest}");
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! End-to-end tests of the real `herd` binary: each test starts its own herd (and, when it needs images,
+//! Debian's `docker-registry`) on its own data dir and loopback ranges, and talks to it the way a user would:
+//! Kubernetes REST over HTTP, a kube-rs client, and the herd CLI.
+//!
+//! Needs: `sample-apps/build.sh` run first, `/usr/bin/docker-registry` (Debian package `docker-registry`),
+//! and for the unprivileged test root plus `runuser`. `scripts/test.sh` does the building.
+
+mod harness;
+
+mod agent;
+mod api;
+mod cli;
+mod deployments;
+mod embedded_registry;
+mod logs;
+mod persistence;
+mod scheduler;
+mod services;
+mod status;
+mod unprivileged;
+mod up;
