@@ -117,12 +117,12 @@ pub(crate) fn pod_phase(containers: &[&ContainerReport], terminating: bool) -> &
         "Pending"
     } else if running > 0 || restarting > 0 {
         "Running"
-    } else if stopped > 0 && stopped == succeeded && waiting == 0 {
-        "Succeeded"
-    } else if stopped > 0 || waiting > 0 {
-        "Failed"
-    } else {
+    } else if stopped == 0 {
         "Pending"
+    } else if stopped == succeeded {
+        "Succeeded"
+    } else {
+        "Failed"
     }
 }
 
