@@ -242,10 +242,10 @@ async fn run_until_signal(
                 Err(join) => tracing::warn!("{name} crashed: {join}"),
             }
         }
-        if let Some(plane) = plane {
-            if let Err(e) = plane.wait().await {
-                tracing::warn!("control plane stopped with an error: {e:#}");
-            }
+        if let Some(plane) = plane
+            && let Err(e) = plane.wait().await
+        {
+            tracing::warn!("control plane stopped with an error: {e:#}");
         }
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, finish).await.is_err() {
