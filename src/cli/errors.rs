@@ -5,6 +5,12 @@
 pub fn from_kube(err: kube::Error) -> anyhow::Error {
     match err {
         kube::Error::Api(status) => anyhow::anyhow!(server_message(&status)),
+        kube::Error::Service(e) => {
+            anyhow::anyhow!("cannot reach the API server: {}", one_line(e.as_ref()))
+        }
+        kube::Error::HyperError(e) => {
+            anyhow::anyhow!("cannot reach the API server: {}", one_line(&e))
+        }
         other => anyhow::anyhow!(one_line(&other)),
     }
 }
@@ -78,6 +84,13 @@ mod tests {
             format!("{e:#}"),
             "Pod \"x\" is invalid: spec: Required value"
         );
+    }
+
+    #[test]
+    fn connection_failures_name_the_api_server() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = from_kube(kube::Error::Service(Box::new(io)));
+        assert_eq!(format!("{e:#}"), "cannot reach the API server: refused");
     }
 
     #[test]

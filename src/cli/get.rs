@@ -55,6 +55,20 @@ pub fn resource_type(name: &str) -> anyhow::Result<&'static ResourceInfo> {
         .ok_or_else(|| anyhow!("the server doesn't have a resource type \"{name}\""))
 }
 
+/// The types `get` without `/` accepts: `pods`, `pods,services`, or kubectl's `all` (pods,
+/// services, deployments, replicasets).
+pub fn resource_types(resource: &str) -> anyhow::Result<Vec<&'static ResourceInfo>> {
+    let names: Vec<&str> = if resource == "all" {
+        vec!["pods", "services", "deployments", "replicasets"]
+    } else {
+        resource.split(',').filter(|n| !n.is_empty()).collect()
+    };
+    if names.is_empty() {
+        return Err(anyhow!("no resource type given"));
+    }
+    names.into_iter().map(resource_type).collect()
+}
+
 /// Splits `pod/hello` into its type and name.
 pub fn split_type_and_name(
     resource: &str,
@@ -74,72 +88,120 @@ pub fn split_type_and_name(
 
 /// Runs `herd get` and prints the result.
 pub async fn get(client: &Client, request: GetRequest) -> anyhow::Result<()> {
-    let (info, name) = split_type_and_name(&request.resource, request.name.as_deref())?;
-    let now = jiff::Timestamp::now();
-    if let Some(name) = name {
-        let namespace = info.namespaced.then_some(request.namespace.as_str());
-        let object = super::api(client, info, namespace)
-            .get(&name)
-            .await
-            .map_err(from_kube)?;
-        let object = to_json(object, info)?;
-        let text = match request.output {
-            Output::Table { wide } => {
-                let options = TableOptions {
-                    wide,
-                    with_namespace: false,
-                };
-                table::render(&table::build(info.plural, &[object], options, now))
-            }
-            Output::Yaml => serde_yaml::to_string(&object)?,
-            Output::Json => pretty_json(&object)?,
-            Output::Name => format!("{}/{name}\n", type_name(info)),
-        };
-        print!("{text}");
-        return Ok(());
+    if request.resource.contains('/') || request.name.is_some() {
+        let (info, name) = split_type_and_name(&request.resource, request.name.as_deref())?;
+        if let Some(name) = name {
+            return get_one(client, info, &name, &request).await;
+        }
     }
-
-    let all = request.all_namespaces || !info.namespaced;
-    let namespace = (!all).then_some(request.namespace.as_str());
+    let types = resource_types(&request.resource)?;
     let mut params = ListParams::default();
     if let Some(selector) = &request.selector {
         params = params.labels(selector);
     }
-    let list = super::api(client, info, namespace)
-        .list(&params)
-        .await
-        .map_err(from_kube)?;
-    let mut objects = list
-        .items
-        .into_iter()
-        .map(|o| to_json(o, info))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    objects.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    let mut lists = Vec::new();
+    for info in &types {
+        let namespace =
+            (info.namespaced && !request.all_namespaces).then_some(request.namespace.as_str());
+        let list = super::api(client, info, namespace)
+            .list(&params)
+            .await
+            .map_err(from_kube)?;
+        let mut objects = list
+            .items
+            .into_iter()
+            .map(|o| to_json(o, info))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        objects.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+        lists.push((*info, objects));
+    }
 
+    let everything = || {
+        lists
+            .iter()
+            .flat_map(|(_, objects)| objects.iter().cloned())
+    };
     let text = match request.output {
-        Output::Yaml => serde_yaml::to_string(&as_list(objects))?,
-        Output::Json => pretty_json(&as_list(objects))?,
-        _ if objects.is_empty() => {
-            match namespace {
-                Some(ns) => eprintln!("No resources found in {ns} namespace."),
-                None => eprintln!("No resources found"),
+        Output::Yaml => serde_yaml::to_string(&as_list(everything().collect()))?,
+        Output::Json => pretty_json(&as_list(everything().collect()))?,
+        _ if lists.iter().all(|(_, objects)| objects.is_empty()) => {
+            if types.iter().any(|t| t.namespaced) && !request.all_namespaces {
+                eprintln!("No resources found in {} namespace.", request.namespace);
+            } else {
+                eprintln!("No resources found");
             }
             return Ok(());
         }
-        Output::Name => objects
+        Output::Name => lists
             .iter()
-            .map(|o| format!("{}/{}\n", type_name(info), name_of(o)))
+            .flat_map(|(info, objects)| {
+                objects
+                    .iter()
+                    .map(|o| format!("{}/{}\n", type_name(info), name_of(o)))
+            })
             .collect(),
         Output::Table { wide } => {
-            let options = TableOptions {
-                wide,
-                with_namespace: request.all_namespaces && info.namespaced,
-            };
-            table::render(&table::build(info.plural, &objects, options, now))
+            let sections: Vec<String> = lists
+                .iter()
+                .filter(|(_, objects)| !objects.is_empty())
+                .map(|(info, objects)| {
+                    let options = TableOptions {
+                        wide,
+                        with_namespace: request.all_namespaces && info.namespaced,
+                    };
+                    let mut built =
+                        table::build(info.plural, objects, options, jiff::Timestamp::now());
+                    if types.len() > 1 {
+                        qualify_names(&mut built, info, options);
+                    }
+                    table::render(&built)
+                })
+                .collect();
+            sections.join("\n")
         }
     };
     print!("{text}");
     Ok(())
+}
+
+async fn get_one(
+    client: &Client,
+    info: &'static ResourceInfo,
+    name: &str,
+    request: &GetRequest,
+) -> anyhow::Result<()> {
+    let namespace = info.namespaced.then_some(request.namespace.as_str());
+    let object = super::api(client, info, namespace)
+        .get(name)
+        .await
+        .map_err(from_kube)?;
+    let object = to_json(object, info)?;
+    let text = match request.output {
+        Output::Table { wide } => {
+            let options = TableOptions {
+                wide,
+                with_namespace: false,
+            };
+            let now = jiff::Timestamp::now();
+            table::render(&table::build(info.plural, &[object], options, now))
+        }
+        Output::Yaml => serde_yaml::to_string(&object)?,
+        Output::Json => pretty_json(&object)?,
+        Output::Name => format!("{}/{name}\n", type_name(info)),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// With several types in one `get`, kubectl writes NAME as `pod/hello`.
+fn qualify_names(built: &mut table::Table, info: &ResourceInfo, options: TableOptions) {
+    let column = usize::from(options.with_namespace);
+    let prefix = type_name(info);
+    for row in &mut built.rows {
+        if let Some(cell) = row.get_mut(column) {
+            *cell = format!("{prefix}/{cell}");
+        }
+    }
 }
 
 /// The object as JSON with `apiVersion` and `kind` filled in (list items often lack them).
@@ -201,6 +263,37 @@ mod tests {
         );
         assert_eq!(Output::parse(Some("yaml")).ok(), Some(Output::Yaml));
         assert!(Output::parse(Some("jsonpath")).is_err());
+    }
+
+    #[test]
+    fn several_types_and_all() {
+        let plurals = |arg| -> Vec<&str> {
+            resource_types(arg)
+                .expect("valid")
+                .iter()
+                .map(|t| t.plural)
+                .collect()
+        };
+        assert_eq!(plurals("po,svc"), ["pods", "services"]);
+        assert_eq!(
+            plurals("all"),
+            ["pods", "services", "deployments", "replicasets"]
+        );
+        assert!(resource_types("pods,widgets").is_err());
+        assert!(resource_types(",").is_err());
+    }
+
+    #[test]
+    fn several_types_qualify_the_name_column() {
+        let info = resources::by_name("svc").expect("services");
+        let options = TableOptions {
+            wide: false,
+            with_namespace: true,
+        };
+        let object = json!({"metadata": {"name": "web", "namespace": "default"}});
+        let mut built = table::build(info.plural, &[object], options, jiff::Timestamp::now());
+        qualify_names(&mut built, info, options);
+        assert_eq!(built.rows[0][..2], ["default", "service/web"]);
     }
 
     #[test]

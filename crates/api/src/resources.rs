@@ -14,6 +14,8 @@ pub struct ResourceInfo {
     pub short_names: &'static [&'static str],
     /// Subresources served below an object (`status`, `log`, …).
     pub subresources: &'static [&'static str],
+    /// Discovery categories (`all` makes `kubectl get all` include the resource).
+    pub categories: &'static [&'static str],
 }
 
 impl ResourceInfo {
@@ -69,6 +71,7 @@ const fn res(
     namespaced: bool,
     short_names: &'static [&'static str],
     subresources: &'static [&'static str],
+    categories: &'static [&'static str],
 ) -> ResourceInfo {
     ResourceInfo {
         group,
@@ -79,6 +82,7 @@ const fn res(
         namespaced,
         short_names,
         subresources,
+        categories,
     }
 }
 
@@ -93,6 +97,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         false,
         &["ns"],
         &["status"],
+        &[],
     ),
     res(
         "",
@@ -103,6 +108,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         false,
         &["no"],
         &["status"],
+        &[],
     ),
     res(
         "",
@@ -113,6 +119,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         true,
         &["po"],
         &["status", "log", "binding"],
+        &["all"],
     ),
     res(
         "",
@@ -123,6 +130,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         true,
         &["svc"],
         &["status"],
+        &["all"],
     ),
     res(
         "",
@@ -132,6 +140,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         "endpoints",
         true,
         &["ep"],
+        &[],
         &[],
     ),
     res(
@@ -143,9 +152,20 @@ pub const RESOURCES: &[ResourceInfo] = &[
         true,
         &["cm"],
         &[],
+        &[],
     ),
-    res("", "v1", "Secret", "secrets", "secret", true, &[], &[]),
-    res("", "v1", "Event", "events", "event", true, &["ev"], &[]),
+    res("", "v1", "Secret", "secrets", "secret", true, &[], &[], &[]),
+    res(
+        "",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        &["ev"],
+        &[],
+        &[],
+    ),
     res(
         "apps",
         "v1",
@@ -155,6 +175,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         true,
         &["deploy"],
         &["status"],
+        &["all"],
     ),
     res(
         "apps",
@@ -165,6 +186,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         true,
         &["rs"],
         &["status"],
+        &["all"],
     ),
     res(
         "coordination.k8s.io",
@@ -173,6 +195,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         "leases",
         "lease",
         true,
+        &[],
         &[],
         &[],
     ),

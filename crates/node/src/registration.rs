@@ -24,7 +24,7 @@ use crate::NodeError;
 /// `nodeSelector: {kubernetes.io/os: wasi}`.
 pub(crate) const OS: &str = "wasi";
 pub(crate) const ARCH: &str = "wasm32";
-pub(crate) const KUBELET_VERSION: &str = "v1.35.0-herd";
+pub(crate) const KUBELET_VERSION: &str = "v1.37.0-herd";
 const RUNTIME_VERSION: &str = "wasmtime://48.0.8";
 const OS_IMAGE: &str = "herd (wasmtime 48)";
 const MAX_PODS: &str = "110";

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 
-pub const KUBERNETES_VERSION: (&str, &str) = ("1", "35");
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "37");
 
 pub async fn version() -> Json<Value> {
     let (major, minor) = KUBERNETES_VERSION;
@@ -56,6 +56,7 @@ pub fn resource_list(group: &str, version: &str) -> Result<Value, ApiError> {
             "kind": r.kind,
             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
             "shortNames": r.short_names,
+            "categories": r.categories,
         }));
         for sub in r.subresources {
             let (kind, verbs): (&str, &[&str]) = match *sub {
