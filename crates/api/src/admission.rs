@@ -141,6 +141,58 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
     })
 }
 
+/// The fields of `obj` that the kind's schema does not know, as dotted paths (`spec.foo`,
+/// `spec.containers[0].bogus`): what `fieldValidation=Strict` rejects and `Warn` warns about.
+pub fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Vec<String> {
+    fn rt<T: DeserializeOwned + Serialize>(obj: &Value) -> Option<Value> {
+        serde_json::to_value(serde_json::from_value::<T>(obj.clone()).ok()?).ok()
+    }
+    let decoded = match res.kind {
+        "Pod" => rt::<Pod>(obj),
+        "Service" => rt::<Service>(obj),
+        "Deployment" => rt::<Deployment>(obj),
+        "ReplicaSet" => rt::<ReplicaSet>(obj),
+        "Namespace" => rt::<Namespace>(obj),
+        "Node" => rt::<Node>(obj),
+        "Endpoints" => rt::<Endpoints>(obj),
+        "ConfigMap" => rt::<ConfigMap>(obj),
+        "Secret" => rt::<Secret>(obj),
+        "Event" => rt::<Event>(obj),
+        "Lease" => rt::<Lease>(obj),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    if let Some(decoded) = decoded {
+        diff_unknown(obj, &decoded, "", &mut out);
+    }
+    out
+}
+
+fn diff_unknown(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get(k) {
+                    Some(kv) => diff_unknown(v, kv, &p, out),
+                    None if !v.is_null() => out.push(p),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, kv)) in a.iter().zip(b).enumerate() {
+                diff_unknown(v, kv, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn typed<T: DeserializeOwned + Serialize>(
     obj: Value,
     causes: &mut Vec<Cause>,
@@ -289,6 +341,20 @@ mod tests {
             admit(pods(), json!([1])),
             Err(AdmitError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn finds_unknown_fields_at_any_depth() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
+            "spec": {"foo": null, "bar": {"x": 1}, "containers": [{"name": "c", "image": "i", "imagePolicy": "x"}]}});
+        assert_eq!(
+            unknown_fields(pods(), &pod),
+            [
+                "metadata.bogus",
+                "spec.bar",
+                "spec.containers[0].imagePolicy"
+            ]
+        );
     }
 
     #[test]

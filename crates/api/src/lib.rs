@@ -11,7 +11,7 @@ pub mod resources;
 pub mod selector;
 pub mod validation;
 
-pub use admission::{AdmitError, admit};
+pub use admission::{AdmitError, admit, unknown_fields};
 pub use resources::{RESOURCES, ResourceInfo};
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
 pub use validation::Cause;

@@ -174,7 +174,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         "deployment",
         true,
         &["deploy"],
-        &["status"],
+        &["status", "scale"],
         &["all"],
     ),
     res(
@@ -185,7 +185,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         "replicaset",
         true,
         &["rs"],
-        &["status"],
+        &["status", "scale"],
         &["all"],
     ),
     res(

@@ -14,6 +14,7 @@
 
 pub mod controllers;
 pub mod error;
+pub mod events;
 pub mod objects;
 pub mod scheduler;
 pub mod server;

@@ -39,7 +39,24 @@ pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
+    pub propagation: Propagation,
+    pub dry_run: bool,
 }
+
+/// `DeleteOptions.propagationPolicy`: what happens to the objects this one owns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// Delete the owner now; the garbage collector deletes dependents afterwards.
+    #[default]
+    Background,
+    /// Keep the owner (with a `foregroundDeletion` finalizer) until its blocking dependents are gone.
+    Foreground,
+    /// Delete the owner and leave the dependents, without their owner reference.
+    Orphan,
+}
+
+/// The finalizer that holds an owner during foreground deletion.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 
 /// A patch document by content type.
 #[derive(Debug, Clone)]
@@ -320,32 +337,13 @@ impl Objects {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         self.update(res, ns, name, status, dry_run, move |current| {
-            let mut doc = current.clone();
-            match patch {
-                Patch::Merge(p) | Patch::Strategic(p) => {
-                    json_patch::merge(&mut doc, &strip_directives(p))
-                }
-                Patch::Json(p) => {
-                    let p: json_patch::Patch = serde_json::from_value(p)
-                        .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
-                    json_patch::patch(&mut doc, &p).map_err(|e| ApiError::Invalid {
-                        message: format!(
-                            "the server rejected our request due to an error in our request: {e}"
-                        ),
-                        group: res.group.into(),
-                        kind: res.kind.into(),
-                        name: name.into(),
-                        causes: vec![],
-                    })?;
-                }
-            }
-            Ok(doc)
+            apply_patch(current.clone(), patch, res.kind)
         })
         .await
     }
 
     /// The read-modify-write core of PUT and PATCH. `compute` turns the current object into the desired one.
-    async fn update(
+    pub(crate) async fn update(
         &self,
         res: &'static ResourceInfo,
         ns: Option<&str>,
@@ -440,6 +438,16 @@ impl Objects {
         opts: DeleteOptions,
     ) -> Result<Value, ApiError> {
         let ns = ns_key(res, ns);
+        if opts.propagation == Propagation::Orphan
+            && !opts.dry_run
+            && let Some(uid) = self
+                .store
+                .get(&res.key(), &ns, name)
+                .await?
+                .and_then(|o| meta(&o, "uid"))
+        {
+            self.orphan_dependents(&uid).await?;
+        }
         let (out, change) = self
             .store
             .mutate(&res.key(), &ns, name, |current| {
@@ -459,7 +467,12 @@ impl Objects {
                     .pointer("/metadata/finalizers")
                     .and_then(Value::as_array)
                     .is_some_and(|f| !f.is_empty());
+                if opts.dry_run {
+                    return Ok((Mutation::Keep, current));
+                }
+                let foreground = opts.propagation == Propagation::Foreground && res.kind != "Pod";
                 let graceful = match res.kind {
+                    _ if foreground => Some(0),
                     "Pod" => {
                         let bound = current
                             .pointer("/spec/nodeName")
@@ -484,6 +497,17 @@ impl Objects {
                             return Ok((Mutation::Keep, current));
                         }
                         let mut marked = current;
+                        if foreground {
+                            let finalizers = marked["metadata"]["finalizers"]
+                                .as_array()
+                                .cloned()
+                                .unwrap_or_default();
+                            if !finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
+                                let mut finalizers = finalizers;
+                                finalizers.push(json!(FOREGROUND_FINALIZER));
+                                marked["metadata"]["finalizers"] = json!(finalizers);
+                            }
+                        }
                         let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
                         marked["metadata"]["deletionTimestamp"] =
                             json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
@@ -498,6 +522,63 @@ impl Objects {
             .await?;
         Ok(committed(out, change))
     }
+}
+
+impl Objects {
+    /// Removes owner references to `uid` from every object (what `propagationPolicy: Orphan` leaves behind).
+    async fn orphan_dependents(&self, uid: &str) -> Result<(), ApiError> {
+        for res in resources::RESOURCES {
+            let (items, _) = self.store.list(&res.key(), None).await?;
+            for item in items.iter().filter(|i| owner_uids(i).any(|u| u == uid)) {
+                let ns = meta(item, "namespace").unwrap_or_default();
+                let name = meta(item, "name").unwrap_or_default();
+                self.edit(res, &ns, &name, |obj| {
+                    let Some(refs) = obj
+                        .pointer_mut("/metadata/ownerReferences")
+                        .and_then(Value::as_array_mut)
+                    else {
+                        return false;
+                    };
+                    let before = refs.len();
+                    refs.retain(|r| r["uid"] != uid);
+                    before != refs.len()
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The uids of an object's owners.
+pub fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uid"].as_str())
+}
+
+/// Applies a patch document to `doc` (an object of `kind`).
+pub fn apply_patch(mut doc: Value, patch: Patch, kind: &str) -> Result<Value, ApiError> {
+    let _ = kind;
+    match patch {
+        Patch::Merge(p) | Patch::Strategic(p) => json_patch::merge(&mut doc, &strip_directives(p)),
+        Patch::Json(p) => {
+            let p: json_patch::Patch = serde_json::from_value(p)
+                .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
+            json_patch::patch(&mut doc, &p).map_err(|e| ApiError::Invalid {
+                message: format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ),
+                group: String::new(),
+                kind: kind.into(),
+                name: String::new(),
+                causes: vec![],
+            })?;
+        }
+    }
+    Ok(doc)
 }
 
 /// The object as committed (with its new resourceVersion), or `fallback` when nothing was written.

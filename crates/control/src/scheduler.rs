@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::events::Recorder;
 use crate::objects::{Objects, now};
 
 /// How often unschedulable pods are retried even when nothing changed.
@@ -92,9 +93,10 @@ fn is_terminal(pod: &Pod) -> bool {
 
 /// Runs scheduling passes whenever pods or nodes change, until `shutdown`.
 pub async fn run(objects: Objects, shutdown: CancellationToken) {
+    let recorder = Recorder::new(objects.clone(), "default-scheduler");
     loop {
         let since = objects.store().revision();
-        if let Err(e) = schedule_pending(&objects).await {
+        if let Err(e) = schedule_pending(&objects, &recorder).await {
             tracing::warn!(error = %e, "scheduling pass failed");
         }
         // Wait for a pod or node change after the pass, or the retry period.
@@ -123,7 +125,7 @@ pub async fn run(objects: Objects, shutdown: CancellationToken) {
 }
 
 /// One pass: binds every pod it can; records why the others cannot run.
-pub async fn schedule_pending(objects: &Objects) -> Result<(), ApiError> {
+pub async fn schedule_pending(objects: &Objects, recorder: &Recorder) -> Result<(), ApiError> {
     let (node_values, _) = objects.store().list("nodes", None).await?;
     let (pod_values, _) = objects.store().list("pods", None).await?;
     let nodes: Vec<Node> = node_values
@@ -205,6 +207,14 @@ pub async fn schedule_pending(objects: &Objects) -> Result<(), ApiError> {
                         left.pods -= req.pods;
                     }
                     tracing::info!(pod = %format!("{ns}/{pod_name}"), %node, "scheduled");
+                    let obj = serde_json::to_value(pod).unwrap_or_default();
+                    recorder
+                        .normal(
+                            &obj,
+                            "Scheduled",
+                            &format!("Successfully assigned {ns}/{pod_name} to {node}"),
+                        )
+                        .await;
                 }
                 Err(e) => tracing::debug!(error = %e, "bind lost a race"),
             },
@@ -223,7 +233,10 @@ pub async fn schedule_pending(objects: &Objects) -> Result<(), ApiError> {
                 } else {
                     format!("0/{total} nodes are available: {}.", parts.join(", "))
                 };
-                mark_unschedulable(objects, &ns, &pod_name, &message).await?;
+                if mark_unschedulable(objects, &ns, &pod_name, &message).await? {
+                    let obj = serde_json::to_value(pod).unwrap_or_default();
+                    recorder.warning(&obj, "FailedScheduling", &message).await;
+                }
             }
         }
     }
@@ -268,8 +281,8 @@ async fn mark_unschedulable(
     ns: &str,
     name: &str,
     message: &str,
-) -> Result<(), ApiError> {
-    objects
+) -> Result<bool, ApiError> {
+    let change = objects
         .edit(pods_res(), ns, name, |pod| {
             if pod
                 .pointer("/spec/nodeName")
@@ -281,7 +294,7 @@ async fn mark_unschedulable(
             set_condition(pod, "False", Some("Unschedulable"), Some(message))
         })
         .await?;
-    Ok(())
+    Ok(change.is_some())
 }
 
 /// Binds a pod to a node (also the `pods/binding` subresource). A pod already bound is a Conflict.

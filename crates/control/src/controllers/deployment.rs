@@ -7,11 +7,13 @@ use serde_json::{Value, json};
 use super::replicaset::object_key;
 use super::{Controller, Key, controller_owner, is_owned_by, key_of};
 use crate::error::ApiError;
+use crate::events::Recorder;
 use crate::objects::{Objects, now};
 use crate::store::Change;
 
 pub struct Deployments {
     objects: Objects,
+    recorder: Recorder,
     deploy: &'static ResourceInfo,
     rs: &'static ResourceInfo,
 }
@@ -19,6 +21,7 @@ pub struct Deployments {
 impl Deployments {
     pub fn new(objects: Objects) -> Self {
         Self {
+            recorder: Recorder::new(objects.clone(), "deployment-controller"),
             objects,
             deploy: resources::by_path("apps", "v1", "deployments").expect("deployments"),
             rs: resources::by_path("apps", "v1", "replicasets").expect("replicasets"),
@@ -137,17 +140,28 @@ impl Controller for Deployments {
                     "spec": {"replicas": replicas, "selector": selector, "template": template},
                 });
                 match self.objects.create(self.rs, Some(ns), rs, false).await {
-                    Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+                    Ok(_) => {
+                        let msg = format!("Scaled up replica set {rs_name} from 0 to {replicas}");
+                        self.recorder.normal(&d, "ScalingReplicaSet", &msg).await;
+                    }
+                    Err(ApiError::AlreadyExists { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }
             Some(rs) if rs.pointer("/spec/replicas").and_then(Value::as_i64) != Some(replicas) => {
+                let from = rs
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 self.objects
                     .edit(self.rs, ns, &rs_name, |rs| {
                         rs["spec"]["replicas"] = json!(replicas);
                         true
                     })
                     .await?;
+                let dir = if replicas > from { "up" } else { "down" };
+                let msg = format!("Scaled {dir} replica set {rs_name} from {from} to {replicas}");
+                self.recorder.normal(&d, "ScalingReplicaSet", &msg).await;
             }
             Some(_) => {}
         }
@@ -158,12 +172,18 @@ impl Controller for Deployments {
             if old.pointer("/spec/replicas").and_then(Value::as_i64) != Some(0)
                 && let Some(old_name) = old.pointer("/metadata/name").and_then(Value::as_str)
             {
+                let from = old
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 self.objects
                     .edit(self.rs, ns, old_name, |rs| {
                         rs["spec"]["replicas"] = json!(0);
                         true
                     })
                     .await?;
+                let msg = format!("Scaled down replica set {old_name} from {from} to 0");
+                self.recorder.normal(&d, "ScalingReplicaSet", &msg).await;
             }
         }
         self.update_status(ns, name, &d, &owned, &rs_name, replicas)

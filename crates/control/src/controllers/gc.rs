@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{Controller, Key};
 use crate::error::ApiError;
-use crate::objects::{DeleteOptions, Objects};
+use crate::objects::{DeleteOptions, FOREGROUND_FINALIZER, Objects, Propagation, owner_uids};
 use crate::store::{Change, EventType, Mutation};
 
 pub struct GarbageCollector {
@@ -34,6 +34,7 @@ impl GarbageCollector {
                 all.push((res, item));
             }
         }
+        self.finish_foreground(&all).await?;
         for (res, item) in all {
             let Some(refs) = item
                 .pointer("/metadata/ownerReferences")
@@ -62,6 +63,77 @@ impl GarbageCollector {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    /// Owners deleted in the foreground wait until their dependents are gone, then lose the finalizer and go.
+    async fn finish_foreground(
+        &self,
+        all: &[(&'static herd_api::ResourceInfo, Value)],
+    ) -> Result<(), ApiError> {
+        for (res, owner) in all {
+            let waiting = owner.pointer("/metadata/deletionTimestamp").is_some()
+                && owner
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_FINALIZER));
+            let Some(uid) = owner
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .filter(|_| waiting)
+            else {
+                continue;
+            };
+            let dependents: Vec<_> = all
+                .iter()
+                .filter(|(_, d)| owner_uids(d).any(|u| u == uid))
+                .collect();
+            for (dep_res, dep) in &dependents {
+                if dep.pointer("/metadata/deletionTimestamp").is_some() {
+                    continue;
+                }
+                let ns = dep.pointer("/metadata/namespace").and_then(Value::as_str);
+                let Some(name) = dep.pointer("/metadata/name").and_then(Value::as_str) else {
+                    continue;
+                };
+                let opts = DeleteOptions {
+                    propagation: Propagation::Foreground,
+                    ..Default::default()
+                };
+                match self.objects.delete(dep_res, ns, name, opts).await {
+                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !dependents.is_empty() {
+                continue;
+            }
+            let ns = owner
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let Some(name) = owner.pointer("/metadata/name").and_then(Value::as_str) else {
+                continue;
+            };
+            self.objects
+                .store()
+                .mutate::<_, ApiError>(&res.key(), ns, name, |cur| {
+                    let Some(mut obj) = cur else {
+                        return Ok((Mutation::Keep, ()));
+                    };
+                    if let Some(f) = obj
+                        .pointer_mut("/metadata/finalizers")
+                        .and_then(Value::as_array_mut)
+                    {
+                        f.retain(|f| f != FOREGROUND_FINALIZER);
+                        if !f.is_empty() {
+                            return Ok((Mutation::Put(obj), ()));
+                        }
+                    }
+                    Ok((Mutation::Delete, ()))
+                })
+                .await?;
         }
         Ok(())
     }
@@ -131,8 +203,12 @@ impl Controller for GarbageCollector {
             return vec![("namespace".into(), change.name.clone())];
         }
         if &*change.resource == "pods" {
-            // A pod going away may be the last thing a terminating namespace waits for.
-            return vec![("namespace".into(), change.namespace.clone())];
+            // A pod going away may be the last thing a terminating namespace, or a foreground owner, waits for.
+            let mut keys = vec![("namespace".to_string(), change.namespace.clone())];
+            if change.kind == EventType::Deleted {
+                keys.push((String::new(), SWEEP.into()));
+            }
+            return keys;
         }
         if change.kind == EventType::Deleted {
             vec![(String::new(), SWEEP.into())]

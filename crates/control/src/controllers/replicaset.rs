@@ -5,11 +5,13 @@ use serde_json::{Value, json};
 
 use super::{Controller, Key, controller_owner, is_owned_by, key_of, pod_is_active, pod_is_ready};
 use crate::error::ApiError;
+use crate::events::Recorder;
 use crate::objects::{DeleteOptions, Objects};
 use crate::store::Change;
 
 pub struct ReplicaSets {
     objects: Objects,
+    recorder: Recorder,
     rs: &'static ResourceInfo,
     pods: &'static ResourceInfo,
 }
@@ -17,6 +19,7 @@ pub struct ReplicaSets {
 impl ReplicaSets {
     pub fn new(objects: Objects) -> Self {
         Self {
+            recorder: Recorder::new(objects.clone(), "replicaset-controller"),
             objects,
             rs: resources::by_path("apps", "v1", "replicasets").expect("replicasets"),
             pods: resources::by_path("", "v1", "pods").expect("pods"),
@@ -109,6 +112,13 @@ impl Controller for ReplicaSets {
                     "spec": template.get("spec").cloned().unwrap_or(json!({})),
                 });
                 let created = self.objects.create(self.pods, Some(ns), pod, false).await?;
+                let pod_name = created
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                self.recorder
+                    .normal(&rs, "SuccessfulCreate", &format!("Created pod: {pod_name}"))
+                    .await;
                 active.push(created);
             }
         } else if active.len() > want {
@@ -121,7 +131,16 @@ impl Controller for ReplicaSets {
                         .delete(self.pods, Some(ns), pod_name, DeleteOptions::default())
                         .await
                     {
-                        Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                        Ok(_) => {
+                            self.recorder
+                                .normal(
+                                    &rs,
+                                    "SuccessfulDelete",
+                                    &format!("Deleted pod: {pod_name}"),
+                                )
+                                .await;
+                        }
+                        Err(ApiError::NotFound { .. }) => {}
                         Err(e) => return Err(e),
                     }
                 }

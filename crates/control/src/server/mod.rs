@@ -7,6 +7,7 @@
 mod discovery;
 mod logs;
 mod route;
+mod scale;
 mod watch;
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::objects::{DeleteOptions, Objects, Patch};
+use crate::objects::{DeleteOptions, Objects, Patch, Propagation};
 use route::Target;
 
 /// Shared state of the handlers.
@@ -88,28 +89,33 @@ async fn handle(
                 return watch::serve(state, res, ns, labels, fields, params).await;
             }
             let (items, rev) = objects.list(res, ns.as_deref(), &labels, &fields).await?;
+            let (items, metadata) = paginate(items, rev, params)?;
             Ok(json_response(json!({
                 "kind": format!("{}List", res.kind),
                 "apiVersion": res.api_version(),
-                "metadata": {"resourceVersion": rev.to_string()},
+                "metadata": metadata,
                 "items": items,
             })))
         }
         (Target::Collection { res, ns }, Method::POST) => {
             let obj = decode_body(headers, &body)?;
+            let warnings = field_validation(res, &obj, params)?;
             let created = objects.create(res, ns.as_deref(), obj, dry_run).await?;
-            Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+            Ok(with_warnings(
+                (StatusCode::CREATED, axum::Json(created)).into_response(),
+                &warnings,
+            ))
         }
         (Target::Object { res, ns, name }, Method::GET) => {
             Ok(json_response(objects.get(res, ns.as_deref(), &name).await?))
         }
         (Target::Object { res, ns, name }, Method::PUT) => {
             let obj = decode_body(headers, &body)?;
-            Ok(json_response(
-                objects
-                    .replace(res, ns.as_deref(), &name, obj, false, dry_run)
-                    .await?,
-            ))
+            let warnings = field_validation(res, &obj, params)?;
+            let updated = objects
+                .replace(res, ns.as_deref(), &name, obj, false, dry_run)
+                .await?;
+            Ok(with_warnings(json_response(updated), &warnings))
         }
         (Target::Object { res, ns, name }, Method::PATCH) => {
             let patch = decode_patch(headers, &body)?;
@@ -120,7 +126,8 @@ async fn handle(
             ))
         }
         (Target::Object { res, ns, name }, Method::DELETE) => {
-            let opts = delete_options(params, &body)?;
+            let mut opts = delete_options(params, &body)?;
+            opts.dry_run |= dry_run;
             Ok(json_response(
                 objects.delete(res, ns.as_deref(), &name, opts).await?,
             ))
@@ -167,6 +174,24 @@ async fn subresource(
                 objects
                     .patch(res, ns.as_deref(), &name, patch, true, dry_run)
                     .await?,
+            ))
+        }
+        ("scale", Method::GET) => Ok(json_response(scale::scale_of(
+            &objects.get(res, ns.as_deref(), &name).await?,
+        ))),
+        ("scale", Method::PUT) => {
+            let wanted = decode_body(headers, &body)?;
+            Ok(json_response(
+                scale::update(objects, res, ns.as_deref(), &name, dry_run, |_| Ok(wanted)).await?,
+            ))
+        }
+        ("scale", Method::PATCH) => {
+            let patch = decode_patch(headers, &body)?;
+            Ok(json_response(
+                scale::update(objects, res, ns.as_deref(), &name, dry_run, |cur| {
+                    scale::patched(cur, patch)
+                })
+                .await?,
             ))
         }
         ("log", Method::GET) => {
@@ -250,9 +275,25 @@ fn decode_patch(headers: &HeaderMap, body: &[u8]) -> Result<Patch, ApiError> {
 
 fn delete_options(params: &Params, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     let mut opts = DeleteOptions::default();
+    let mut policy = params.get("propagationPolicy").cloned();
+    if params.get("dryRun").is_some_and(|v| v == "All") {
+        opts.dry_run = true;
+    }
     if !body.is_empty() {
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))?;
+        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+            policy = Some(p.to_string());
+        }
+        if v.get("orphanDependents") == Some(&Value::Bool(true)) {
+            policy.get_or_insert_with(|| "Orphan".into());
+        }
+        if v.get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|d| d.iter().any(|x| x == "All"))
+        {
+            opts.dry_run = true;
+        }
         opts.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
         opts.precondition_uid = v
             .pointer("/preconditions/uid")
@@ -263,6 +304,26 @@ fn delete_options(params: &Params, body: &[u8]) -> Result<DeleteOptions, ApiErro
             .and_then(Value::as_str)
             .map(str::to_string);
     }
+    opts.propagation = match policy.as_deref() {
+        None | Some("Background") => Propagation::Background,
+        Some("Foreground") => Propagation::Foreground,
+        Some("Orphan") => Propagation::Orphan,
+        Some(other) => {
+            return Err(ApiError::Invalid {
+                message: format!(
+                    "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                ),
+                group: "meta.k8s.io".into(),
+                kind: "DeleteOptions".into(),
+                name: String::new(),
+                causes: vec![herd_api::Cause::not_supported(
+                    "propagationPolicy",
+                    other,
+                    &["Foreground", "Background", "Orphan", "nil"],
+                )],
+            });
+        }
+    };
     if let Some(g) = params.get("gracePeriodSeconds") {
         opts.grace_period_seconds = Some(
             g.parse()
@@ -270,6 +331,88 @@ fn delete_options(params: &Params, body: &[u8]) -> Result<DeleteOptions, ApiErro
         );
     }
     Ok(opts)
+}
+
+/// `fieldValidation`: `Strict` rejects unknown fields (400, as kube-apiserver's strict decoding does), `Warn`
+/// (the default) returns them as warnings, `Ignore` drops them silently.
+fn field_validation(
+    res: &ResourceInfo,
+    obj: &Value,
+    params: &Params,
+) -> Result<Vec<String>, ApiError> {
+    let mode = params.get("fieldValidation").map_or("Warn", String::as_str);
+    if mode == "Ignore" {
+        return Ok(Vec::new());
+    }
+    if !matches!(mode, "Strict" | "Warn") {
+        return Err(ApiError::BadRequest(format!(
+            "fieldValidation parameter unsupported: {mode}. Supported values are: Ignore, Warn, Strict"
+        )));
+    }
+    let unknown: Vec<String> = herd_api::unknown_fields(res, obj)
+        .into_iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    if mode == "Strict" && !unknown.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            res.kind,
+            res.version,
+            res.kind,
+            unknown.join(", ")
+        )));
+    }
+    Ok(unknown)
+}
+
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
+}
+
+/// `limit`/`continue`: items are sorted by namespace and name, so a continue token is the last key served.
+fn paginate(items: Vec<Value>, rev: i64, params: &Params) -> Result<(Vec<Value>, Value), ApiError> {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let key = |o: &Value| {
+        (
+            o.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            o.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    let mut items = items;
+    if let Some(token) = params.get("continue").filter(|t| !t.is_empty()) {
+        let bad = || ApiError::BadRequest("continue key is not valid".into());
+        let decoded = engine.decode(token).map_err(|_| bad())?;
+        let after: (String, String) = serde_json::from_slice(&decoded).map_err(|_| bad())?;
+        items.retain(|o| key(o) > after);
+    }
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let mut metadata = json!({"resourceVersion": rev.to_string()});
+    if let Some(limit) = limit.filter(|l| items.len() > *l) {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        if let Some(last) = items.last() {
+            let token = engine.encode(serde_json::to_vec(&key(last)).unwrap_or_default());
+            metadata["continue"] = json!(token);
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    }
+    Ok((items, metadata))
 }
 
 /// Serves the API until `shutdown` is cancelled.
