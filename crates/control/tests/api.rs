@@ -317,3 +317,91 @@ async fn deployments_make_pods_and_services_get_cluster_ips() {
     );
     p.stop().await;
 }
+
+async fn wait_gone(p: &Plane, path: &str) -> bool {
+    for _ in 0..100 {
+        let (code, _) = p.send(reqwest::Method::GET, path, None).await;
+        if code == 404 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn count(p: &Plane, path: &str) -> usize {
+    let (_, list) = p.send(reqwest::Method::GET, path, None).await;
+    list["items"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test]
+async fn delete_propagation_policies() {
+    let p = Plane::start().await;
+    let deploy = |name: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "r/x:v1"}]}}}})
+    };
+    for (name, policy, rs_left, pods_left) in [
+        ("fg", "Foreground", 0, 0),
+        ("bg", "Background", 0, 0),
+        ("or", "Orphan", 1, 2),
+    ] {
+        p.post("/apis/apps/v1/namespaces/default/deployments", deploy(name))
+            .await;
+        let pods = format!("/api/v1/namespaces/default/pods?labelSelector=app%3D{name}");
+        let rs = format!("/apis/apps/v1/namespaces/default/replicasets?labelSelector=app%3D{name}");
+        for _ in 0..100 {
+            if count(&p, &pods).await == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(count(&p, &pods).await, 2, "{name}: pods were not created");
+        let body =
+            json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy});
+        let (code, _) = p
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/apis/apps/v1/namespaces/default/deployments/{name}"),
+                Some(("application/json", body.to_string())),
+            )
+            .await;
+        assert_eq!(code, 200);
+        assert!(
+            wait_gone(
+                &p,
+                &format!("/apis/apps/v1/namespaces/default/deployments/{name}")
+            )
+            .await,
+            "{policy}: deployment still there"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..100 {
+            if count(&p, &rs).await == rs_left && count(&p, &pods).await == pods_left {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            (count(&p, &rs).await, count(&p, &pods).await),
+            (rs_left, pods_left),
+            "{policy}"
+        );
+    }
+    // Orphans lost their owner reference.
+    let (_, rs) = p
+        .send(
+            reqwest::Method::GET,
+            "/apis/apps/v1/namespaces/default/replicasets?labelSelector=app%3Dor",
+            None,
+        )
+        .await;
+    assert!(
+        rs["items"][0]["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{rs}"
+    );
+    p.stop().await;
+}

@@ -165,6 +165,8 @@ impl Controller for Deployments {
             }
             Some(_) => {}
         }
+        self.sync_revisions(ns, name, &d, current, max_revision)
+            .await?;
         for old in owned
             .iter()
             .filter(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) != Some(&rs_name))
@@ -191,7 +193,56 @@ impl Controller for Deployments {
     }
 }
 
+const REVISION: &str = "deployment.kubernetes.io/revision";
+
 impl Deployments {
+    /// The current ReplicaSet carries the newest revision (an older template brought back by `rollout undo`
+    /// becomes the newest again), and the Deployment carries its current ReplicaSet's revision.
+    async fn sync_revisions(
+        &self,
+        ns: &str,
+        name: &str,
+        d: &Value,
+        current: Option<&Value>,
+        max_revision: i64,
+    ) -> Result<(), ApiError> {
+        let revision_now = match current {
+            None => max_revision + 1,
+            Some(rs) if revision(rs) < max_revision => {
+                let rs_name = rs
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let next = (max_revision + 1).to_string();
+                self.objects
+                    .edit(self.rs, ns, rs_name, |rs| {
+                        rs["metadata"]["annotations"][REVISION] = json!(next);
+                        true
+                    })
+                    .await?;
+                max_revision + 1
+            }
+            Some(rs) => revision(rs),
+        };
+        let want = revision_now.to_string();
+        if d.pointer("/metadata/annotations")
+            .and_then(|a| a.get(REVISION))
+            .and_then(Value::as_str)
+            != Some(&want)
+        {
+            self.objects
+                .edit(self.deploy, ns, name, |d| {
+                    if !d["metadata"]["annotations"].is_object() {
+                        d["metadata"]["annotations"] = json!({});
+                    }
+                    d["metadata"]["annotations"][REVISION] = json!(want);
+                    true
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn update_status(
         &self,
         ns: &str,

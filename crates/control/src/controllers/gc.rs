@@ -210,7 +210,16 @@ impl Controller for GarbageCollector {
             }
             return keys;
         }
-        if change.kind == EventType::Deleted {
+        let foreground = change
+            .object
+            .pointer("/metadata/deletionTimestamp")
+            .is_some()
+            && change
+                .object
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_FINALIZER));
+        if change.kind == EventType::Deleted || foreground {
             vec![(String::new(), SWEEP.into())]
         } else {
             vec![]
