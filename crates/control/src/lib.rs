@@ -148,7 +148,7 @@ impl ControlPlane {
             objects.clone(),
             shutdown.clone(),
         )));
-        tasks.push(tokio::spawn(compact_periodically(store.clone(), shutdown)));
+        tasks.push(tokio::spawn(upkeep(objects.clone(), shutdown)));
         tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "control plane started");
         Ok(Self {
             addr,
@@ -195,15 +195,51 @@ async fn bootstrap(objects: &Objects) -> Result<(), ControlError> {
     Ok(())
 }
 
-async fn compact_periodically(store: Store, shutdown: CancellationToken) {
+/// How long Events are kept (kube-apiserver's default `--event-ttl`).
+const EVENT_TTL: Duration = Duration::from_secs(3600);
+
+/// Periodic upkeep: compacts the change log and expires old Events.
+async fn upkeep(objects: Objects, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(60)) => {
-                if let Err(e) = store.compact().await {
+                if let Err(e) = objects.store().compact().await {
                     tracing::warn!(error = %e, "compacting the change log failed");
+                }
+                if let Err(e) = expire_events(&objects).await {
+                    tracing::warn!(error = %e, "expiring events failed");
                 }
             }
         }
     }
+}
+
+async fn expire_events(objects: &Objects) -> Result<(), ApiError> {
+    let events = resources::by_path("", "v1", "events").expect("events are in the table");
+    let cutoff =
+        jiff::Timestamp::now() - jiff::SignedDuration::try_from(EVENT_TTL).unwrap_or_default();
+    let (items, _) = objects.store().list(&events.key(), None).await?;
+    for ev in items {
+        let last = ev["lastTimestamp"].as_str().or(ev
+            .pointer("/metadata/creationTimestamp")
+            .and_then(|v| v.as_str()));
+        let old = last
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .is_some_and(|t| t < cutoff);
+        if !old {
+            continue;
+        }
+        let ns = ev.pointer("/metadata/namespace").and_then(|v| v.as_str());
+        if let Some(name) = ev.pointer("/metadata/name").and_then(|v| v.as_str()) {
+            match objects
+                .delete(events, ns, name, objects::DeleteOptions::default())
+                .await
+            {
+                Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
