@@ -1,12 +1,12 @@
 //! Container log files: where they live, which are still being written, and reading them
-//! (whole, tailed, or followed).
+//! (whole, tailed, or followed, rendered by [`Renderer`]).
 //!
 //! Layout: `<data_dir>/pods/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`, one file per
-//! run, stdout and stderr interleaved.
+//! run, stdout and stderr interleaved as CRI records (see `cri_log`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -16,6 +16,8 @@ use futures::Stream;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
+
+use crate::log_render::{RenderOptions, Renderer};
 
 /// How often a follower looks for new bytes.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -140,7 +142,8 @@ impl ContainerLogs {
         }
     }
 
-    /// Opens (appending) the log file of one run and marks it as being written.
+    /// Opens (appending) the log file of one run and marks it as being written. A record torn
+    /// by a crash of an earlier agent is ended first, so it cannot swallow the next one.
     pub fn open_run(
         &self,
         key: &PodLogKey,
@@ -151,7 +154,14 @@ impl ContainerLogs {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = File::options().create(true).append(true).open(&path)?;
+        let mut file = File::options()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        if ends_torn(&mut file)? {
+            file.write_all(b"\n")?;
+        }
         self.live().writing.insert(path.clone());
         Ok((
             file,
@@ -221,9 +231,10 @@ impl ContainerLogs {
     }
 
     /// Streams a container's log: the newest run's (or with `previous`, the one before),
-    /// starting `tail_lines` lines from the end if given. With `follow`, keeps streaming what is
-    /// appended until the run ends or `stop` is cancelled; a container that has not started yet
-    /// is waited for while its pod is live.
+    /// starting `tail_lines` records from the end if given, rendered as `request.render` says.
+    /// With `follow`, keeps streaming what is appended until the run ends, the byte limit is
+    /// reached or `stop` is cancelled; a container that has not started yet is waited for while
+    /// its pod is live.
     pub async fn stream(
         &self,
         request: LogRequest,
@@ -274,12 +285,16 @@ impl ContainerLogs {
                     .map_err(io::Error::other)??;
             tokio::io::AsyncSeekExt::seek(&mut file, SeekFrom::Start(offset)).await?;
         }
+        // Without follow, a tail is exactly the records found now; lines appended meanwhile
+        // are not served.
+        let record_count = request.tail_lines.filter(|_| !request.follow);
         let follower = Follower {
             logs: self.clone(),
             path,
             file,
             follow: request.follow,
             stop,
+            renderer: Renderer::new(request.render, record_count),
             done: false,
         };
         Ok(futures::stream::unfold(follower, Follower::next))
@@ -295,6 +310,7 @@ pub(crate) struct LogRequest {
     pub follow: bool,
     pub previous: bool,
     pub tail_lines: Option<u64>,
+    pub render: RenderOptions,
 }
 
 struct Follower {
@@ -303,16 +319,15 @@ struct Follower {
     file: tokio::fs::File,
     follow: bool,
     stop: CancellationToken,
+    renderer: Renderer,
     done: bool,
 }
 
 impl Follower {
     async fn next(mut self) -> Option<(io::Result<Bytes>, Self)> {
-        if self.done {
-            return None;
-        }
         let mut buf = vec![0u8; READ_CHUNK];
-        loop {
+        let mut out = Vec::new();
+        while !self.done {
             // Checked before reading, so the bytes of a run that just ended are still sent.
             let writing = self.follow && self.logs.is_writing(&self.path);
             match self.file.read(&mut buf).await {
@@ -322,18 +337,37 @@ impl Follower {
                         () = tokio::time::sleep(FOLLOW_POLL) => {}
                     }
                 }
-                Ok(0) => return None,
+                Ok(0) => {
+                    self.renderer.finish(&mut out);
+                    self.done = true;
+                }
                 Ok(n) => {
-                    buf.truncate(n);
-                    return Some((Ok(Bytes::from(buf)), self));
+                    self.renderer.push(&buf[..n], &mut out);
+                    self.done = self.renderer.is_done();
                 }
                 Err(e) => {
                     self.done = true;
                     return Some((Err(e), self));
                 }
             }
+            if !out.is_empty() {
+                return Some((Ok(Bytes::from(out)), self));
+            }
         }
+        None
     }
+}
+
+/// Whether `file` is non-empty and does not end with a newline.
+fn ends_torn(file: &mut File) -> io::Result<bool> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// The run logs in a container's directory, ordered by restart count.
@@ -391,8 +425,9 @@ pub(crate) fn tail_offset<R: Read + Seek>(mut reader: R, lines: u64) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cri_log::{LineSplitter, Stream};
     use futures::StreamExt;
-    use std::io::{Cursor, Write};
+    use std::io::Cursor;
 
     fn tail(text: &str, lines: u64) -> String {
         let offset = tail_offset(Cursor::new(text.as_bytes()), lines).expect("tail");
@@ -419,6 +454,19 @@ mod tests {
         }
     }
 
+    fn at(second: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_700_000_000 + second).expect("time")
+    }
+
+    /// `text` as the CRI records of stdout output read at `second`.
+    fn records(text: &str, second: i64) -> Vec<u8> {
+        let mut splitter = LineSplitter::new(Stream::Stdout);
+        let mut out = Vec::new();
+        splitter.push(text.as_bytes(), at(second), &mut out);
+        splitter.finish(at(second), &mut out);
+        out
+    }
+
     fn request(follow: bool, previous: bool, tail_lines: Option<u64>) -> LogRequest {
         LogRequest {
             namespace: "shop".into(),
@@ -427,6 +475,7 @@ mod tests {
             follow,
             previous,
             tail_lines,
+            render: RenderOptions::default(),
         }
     }
 
@@ -450,32 +499,32 @@ mod tests {
         );
     }
 
+    async fn logs_with_runs(dir: &Path) -> ContainerLogs {
+        let logs = ContainerLogs::new(dir);
+        for (run, text) in [(0, "first\n"), (1, "second\n"), (2, "third\nfourth\n")] {
+            let (mut file, _writing) = logs.open_run(&key(), "app", run).expect("open");
+            file.write_all(&records(text, run.into())).expect("write");
+        }
+        let (mut file, _writing) = logs.open_run(&key(), "app", 2).expect("open");
+        file.write_all(&records("fifth", 10)).expect("write");
+        logs
+    }
+
     #[tokio::test]
     async fn newest_previous_and_tail() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let logs = ContainerLogs::new(dir.path());
-        for (run, text) in [(0, "first\n"), (1, "second\n"), (2, "third\nfourth\n")] {
-            let (mut file, _writing) = logs.open_run(&key(), "app", run).expect("open");
-            file.write_all(text.as_bytes()).expect("write");
-        }
+        let logs = logs_with_runs(dir.path()).await;
+        let get = |request| {
+            let logs = logs.clone();
+            async move { collect(&logs, request).await.expect("logs") }
+        };
         assert_eq!(
-            collect(&logs, request(false, false, None))
-                .await
-                .expect("logs"),
-            "third\nfourth\n"
+            get(request(false, false, None)).await,
+            "third\nfourth\nfifth"
         );
-        assert_eq!(
-            collect(&logs, request(false, true, None))
-                .await
-                .expect("logs"),
-            "second\n"
-        );
-        assert_eq!(
-            collect(&logs, request(false, false, Some(1)))
-                .await
-                .expect("logs"),
-            "fourth\n"
-        );
+        assert_eq!(get(request(false, true, None)).await, "second\n");
+        assert_eq!(get(request(false, false, Some(2))).await, "fourth\nfifth");
+        assert_eq!(get(request(false, false, Some(0))).await, "");
         let other = LogRequest {
             pod: "nope".into(),
             ..request(false, false, None)
@@ -487,7 +536,62 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn follow_streams_appended_bytes_until_the_run_ends() {
+    async fn tail_with_timestamps_since_and_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = logs_with_runs(dir.path()).await;
+        let with = |tail_lines, render| LogRequest {
+            render,
+            ..request(false, false, tail_lines)
+        };
+        let timestamps = RenderOptions {
+            timestamps: true,
+            ..RenderOptions::default()
+        };
+        assert_eq!(
+            collect(&logs, with(Some(2), timestamps.clone()))
+                .await
+                .expect("logs"),
+            "2023-11-14T22:13:22.000000000Z fourth\n2023-11-14T22:13:30.000000000Z fifth"
+        );
+        let since = RenderOptions {
+            since: Some(at(5)),
+            ..RenderOptions::default()
+        };
+        assert_eq!(
+            collect(&logs, with(None, since)).await.expect("logs"),
+            "fifth"
+        );
+        let limited = RenderOptions {
+            limit_bytes: Some(8),
+            ..timestamps
+        };
+        assert_eq!(
+            collect(&logs, with(Some(1), limited)).await.expect("logs"),
+            "2023-11-"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_torn_record_is_ended_before_appending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = ContainerLogs::new(dir.path());
+        let (mut file, writing) = logs.open_run(&key(), "app", 0).expect("open");
+        file.write_all(&records("whole\n", 0)).expect("write");
+        file.write_all(b"2023-11-14T22:13:20.0Z stdout F tor")
+            .expect("write");
+        drop((file, writing));
+        let (mut file, _writing) = logs.open_run(&key(), "app", 0).expect("open again");
+        file.write_all(&records("after\n", 1)).expect("write");
+        assert_eq!(
+            collect(&logs, request(false, false, None))
+                .await
+                .expect("logs"),
+            "whole\ntor\nafter\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn follow_streams_appended_records_until_the_run_ends() {
         let dir = tempfile::tempdir().expect("tempdir");
         let logs = ContainerLogs::new(dir.path());
         let _pod = logs.register_pod(key());
@@ -497,20 +601,47 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (mut file, writing) = logs.open_run(&key(), "app", 0).expect("open");
-        file.write_all(b"hello\n").expect("write");
+        file.write_all(&records("hello\n", 0)).expect("write");
+        // A record seen half-written is served once it is complete.
+        let world = records("world\n", 1);
+        let (first, second) = world.split_at(12);
+        file.write_all(first).expect("write");
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
             !follower.is_finished(),
             "still following while the run is live"
         );
-        file.write_all(b"world\n").expect("write");
+        file.write_all(second).expect("write");
+        file.write_all(&records("bye", 2)).expect("write");
         drop(writing);
         let text = tokio::time::timeout(Duration::from_secs(5), follower)
             .await
             .expect("follow ends after the run")
             .expect("join")
             .expect("logs");
-        assert_eq!(text, "hello\nworld\n");
+        assert_eq!(text, "hello\nworld\nbye");
+    }
+
+    #[tokio::test]
+    async fn follow_ends_at_the_byte_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = ContainerLogs::new(dir.path());
+        let _pod = logs.register_pod(key());
+        let (mut file, _writing) = logs.open_run(&key(), "app", 0).expect("open");
+        file.write_all(&records("hello\nworld\n", 0))
+            .expect("write");
+        let limited = LogRequest {
+            render: RenderOptions {
+                limit_bytes: Some(7),
+                ..RenderOptions::default()
+            },
+            ..request(true, false, None)
+        };
+        let text = tokio::time::timeout(Duration::from_secs(5), collect(&logs, limited))
+            .await
+            .expect("the limit ends a follow")
+            .expect("logs");
+        assert_eq!(text, "hello\nw");
     }
 
     #[tokio::test]

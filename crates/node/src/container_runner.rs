@@ -1,11 +1,12 @@
 //! One container of a pod, from image pull to its last exit: a state machine whose `step`
 //! does one thing and says what comes next. Every change of the container's state is
-//! reported to the pod worker, which turns the reports into the pod's status.
+//! reported to the pod worker, which turns the reports into the pod's status, and recorded as
+//! the kubelet's events (`Pulling`, `Pulled`, `Created`, `Started`, `BackOff`, `Failed`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_oci_fetch::{Fetcher, PullPolicy};
+use herd_oci_fetch::{Fetcher, PullPolicy, Pulled};
 use herd_wasm_runtime::{Exit, RunSpec, Runtime, Workload, WorkloadKind};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Container;
@@ -14,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::container_logs::{ContainerLogs, PodLogKey};
 use crate::container_spec::{self, PodFacts, RestartPolicy};
+use crate::event_correlator::EventType;
+use crate::events::{self, PodEvents};
+use crate::log_capture;
 use crate::pod_status::{ContainerReport, RunState, Termination};
 
 /// The first back-off after a failed pull, load or run; it doubles up to [`BACK_OFF_MAX`].
@@ -29,6 +33,8 @@ const TRAP_EXIT_CODE: i32 = 134;
 const STOPPED_EXIT_CODE: i32 = 137;
 /// The exit code of a container that could not be started.
 const START_ERROR_EXIT_CODE: i32 = 128;
+/// How long a run's output may take to reach its log file after the guest is gone.
+const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A report from runner `index`.
 pub(crate) type Report = (usize, ContainerReport);
@@ -44,6 +50,7 @@ pub(crate) struct ContainerRunner {
     pub fetcher: Fetcher,
     pub runtime: Runtime,
     pub reports: mpsc::UnboundedSender<Report>,
+    pub events: PodEvents,
     /// Cancelled to stop the container (pod deleted or agent shutting down).
     pub stop: CancellationToken,
     /// What is reported; starts from the pod's previous status.
@@ -64,7 +71,8 @@ enum Step {
         image_id: String,
         back_off: Duration,
     },
-    CreateBackOff {
+    /// Wait, then try `retry` again.
+    RetryAfter {
         back_off: Duration,
         retry: Box<Step>,
     },
@@ -101,7 +109,7 @@ impl ContainerRunner {
                 image_id,
                 back_off,
             } => self.load(wasm, image_id, back_off, cache).await,
-            Step::CreateBackOff { back_off, retry } => match self.sleep(back_off).await {
+            Step::RetryAfter { back_off, retry } => match self.sleep(back_off).await {
                 true => *retry,
                 false => Step::Done,
             },
@@ -118,6 +126,11 @@ impl ContainerRunner {
         self.container.image.as_deref().unwrap_or_default()
     }
 
+    fn event(&self, type_: EventType, reason: &str, message: String) {
+        self.events
+            .container(&self.container.name, type_, reason, message);
+    }
+
     fn send(&mut self, state: RunState) {
         self.report.state = state;
         // The worker only goes away after every runner has ended.
@@ -132,41 +145,117 @@ impl ContainerRunner {
         }
     }
 
+    /// Makes sure the image is here, as the kubelet's image manager does: an image already
+    /// present is used unless the policy is `Always`; otherwise it is pulled.
     async fn pull(&mut self, back_off: Duration, cache: &Option<(String, Workload)>) -> Step {
-        if !matches!(&self.report.state, RunState::Waiting { reason, .. } if reason == "ImagePullBackOff")
+        if !matches!(&self.report.state, RunState::Waiting { reason, .. }
+            if reason == "ImagePullBackOff" || reason == "ErrImageNeverPull")
         {
             self.send(RunState::waiting("ContainerCreating", None));
         }
         let policy = container_spec::pull_policy(&self.container);
-        if policy != PullPolicy::Always
-            && let Some((image_id, _)) = cache
-        {
-            self.report.image_id = Some(image_id.clone());
-            return Step::Run { back_off };
-        }
         let image = self.image().to_owned();
+        if policy != PullPolicy::Always {
+            if let Some((image_id, _)) = cache {
+                self.report.image_id = Some(image_id.clone());
+                self.already_present(&image);
+                return Step::Run { back_off };
+            }
+            let present = tokio::select! {
+                () = self.stop.cancelled() => return Step::Done,
+                present = self.fetcher.pull(&image, PullPolicy::Never) => present,
+            };
+            match present {
+                Ok(pulled) => {
+                    self.already_present(&image);
+                    return self.pulled(pulled, back_off, cache);
+                }
+                Err(_) if policy == PullPolicy::Never => return self.never_pull(&image, back_off),
+                Err(_) => {}
+            }
+        }
+        self.event(
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image {image:?}"),
+        );
+        let started = tokio::time::Instant::now();
         let pulled = tokio::select! {
             () = self.stop.cancelled() => return Step::Done,
             pulled = self.fetcher.pull(&image, policy) => pulled,
         };
         match pulled {
             Ok(pulled) => {
-                self.report.image_id = Some(pulled.image_id.clone());
-                match cache {
-                    Some((image_id, _)) if *image_id == pulled.image_id => Step::Run { back_off },
-                    _ => Step::Load {
-                        wasm: pulled.wasm.into(),
-                        image_id: pulled.image_id,
-                        back_off,
-                    },
-                }
+                let took = started.elapsed();
+                let size = u64::try_from(pulled.wasm.len()).unwrap_or(u64::MAX);
+                self.event(
+                    EventType::Normal,
+                    "Pulled",
+                    events::pulled_message(&image, took, took, size),
+                );
+                self.pulled(pulled, back_off, cache)
             }
             Err(error) => {
                 let error = error.to_string();
                 tracing::warn!(pod = %self.pod.name, container = %self.container.name, %image, %error, "pull failed");
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    format!("Failed to pull image {image:?}: {error}"),
+                );
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    "Error: ErrImagePull".to_owned(),
+                );
                 self.send(RunState::waiting("ErrImagePull", Some(error.clone())));
                 Step::PullBackOff { error, back_off }
             }
+        }
+    }
+
+    fn already_present(&self, image: &str) {
+        self.event(
+            EventType::Normal,
+            "Pulled",
+            format!("Container image {image:?} already present on machine"),
+        );
+    }
+
+    /// The image is here: load it, unless it is the workload already loaded.
+    fn pulled(
+        &mut self,
+        pulled: Pulled,
+        back_off: Duration,
+        cache: &Option<(String, Workload)>,
+    ) -> Step {
+        self.report.image_id = Some(pulled.image_id.clone());
+        match cache {
+            Some((image_id, _)) if *image_id == pulled.image_id => Step::Run { back_off },
+            _ => Step::Load {
+                wasm: pulled.wasm.into(),
+                image_id: pulled.image_id,
+                back_off,
+            },
+        }
+    }
+
+    /// `imagePullPolicy: Never` and the image is not here: `ErrImageNeverPull`, looked for
+    /// again after a back-off.
+    fn never_pull(&mut self, image: &str, back_off: Duration) -> Step {
+        let message = format!("Container image {image:?} is not present with pull policy of Never");
+        self.event(EventType::Warning, "ErrImageNeverPull", message.clone());
+        self.event(
+            EventType::Warning,
+            "Failed",
+            "Error: ErrImageNeverPull".to_owned(),
+        );
+        self.send(RunState::waiting("ErrImageNeverPull", Some(message)));
+        Step::RetryAfter {
+            back_off,
+            retry: Box::new(Step::Pull {
+                back_off: next_back_off(back_off),
+            }),
         }
     }
 
@@ -174,7 +263,18 @@ impl ContainerRunner {
         if !self.sleep(ERR_IMAGE_PULL_SHOWN.min(back_off)).await {
             return Step::Done;
         }
-        let message = format!("Back-off pulling image {:?}: {error}", self.image());
+        let image = self.image().to_owned();
+        self.event(
+            EventType::Normal,
+            "BackOff",
+            format!("Back-off pulling image {image:?}"),
+        );
+        self.event(
+            EventType::Warning,
+            "Failed",
+            "Error: ImagePullBackOff".to_owned(),
+        );
+        let message = format!("Back-off pulling image {image:?}: ErrImagePull: {error}");
         self.send(RunState::waiting("ImagePullBackOff", Some(message)));
         if !self
             .sleep(back_off.saturating_sub(ERR_IMAGE_PULL_SHOWN))
@@ -221,13 +321,14 @@ impl ContainerRunner {
     /// the pod never restarts its containers.
     fn create_error(&mut self, message: String, back_off: Duration, retry: Step) -> Step {
         tracing::warn!(pod = %self.pod.name, container = %self.container.name, %message, "cannot create container");
+        self.event(EventType::Warning, "Failed", format!("Error: {message}"));
         if self.restart_policy == RestartPolicy::Never {
             self.report.finished = true;
         }
         self.send(RunState::waiting("CreateContainerError", Some(message)));
         match self.restart_policy {
             RestartPolicy::Never => Step::Done,
-            _ => Step::CreateBackOff {
+            _ => Step::RetryAfter {
                 back_off,
                 retry: Box::new(retry),
             },
@@ -256,11 +357,11 @@ impl ContainerRunner {
         let opened = self
             .logs
             .open_run(&self.log_key, &self.container.name, restart_count)
-            .and_then(|(file, guard)| {
-                let stderr = file.try_clone()?;
-                Ok((file, stderr, guard))
+            .and_then(|(file, writing)| {
+                let (output, capture) = log_capture::capture(file)?;
+                Ok((output, capture, writing))
             });
-        let (stdout, stderr, _writing) = match opened {
+        let (output, capture, writing) = match opened {
             Ok(opened) => opened,
             Err(e) => {
                 let message = format!("cannot open the log file: {e}");
@@ -277,13 +378,24 @@ impl ContainerRunner {
         let spec = RunSpec {
             argv: container_spec::argv(&self.container, &env),
             env,
-            stdout,
-            stderr,
+            stdout: output.stdout,
+            stderr: output.stderr,
             http_listen,
         };
         let container_id = format!(
             "wasmtime://{}/{}/{}",
             self.pod.uid, self.container.name, restart_count
+        );
+        let name = self.container.name.clone();
+        self.event(
+            EventType::Normal,
+            "Created",
+            format!("Created container: {name}"),
+        );
+        self.event(
+            EventType::Normal,
+            "Started",
+            format!("Started container {name}"),
         );
         let started_at = Timestamp::now();
         let started = tokio::time::Instant::now();
@@ -294,6 +406,15 @@ impl ContainerRunner {
         tracing::info!(pod = %self.pod.name, container = %self.container.name, restart_count, "container started");
 
         let exit = workload.run(spec, self.stop.clone()).await;
+        let finished_at = Timestamp::now();
+        // Everything the guest wrote is in the log before the run is reported over.
+        if !capture.drained(LOG_DRAIN_TIMEOUT).await {
+            tracing::warn!(pod = %self.pod.name, container = %name, "the guest's output is still open after its run");
+        }
+        drop(writing);
+        if let Err(error) = &exit {
+            self.event(EventType::Warning, "Failed", format!("Error: {error}"));
+        }
         let (exit_code, reason, message) = match exit {
             Ok(Exit::Exited(0)) => (0, "Completed", None),
             Ok(Exit::Exited(code)) => (code, "Error", None),
@@ -310,7 +431,7 @@ impl ContainerRunner {
             reason: reason.to_owned(),
             message,
             started_at,
-            finished_at: Timestamp::now(),
+            finished_at,
             container_id,
         };
         tracing::info!(pod = %self.pod.name, container = %self.container.name, exit_code, "container ended");
@@ -341,6 +462,14 @@ impl ContainerRunner {
             self.pod.uid
         );
         self.send(RunState::waiting("CrashLoopBackOff", Some(message)));
+        self.event(
+            EventType::Warning,
+            "BackOff",
+            format!(
+                "Back-off restarting failed container {} in pod {}_{}({})",
+                self.container.name, self.pod.name, self.pod.namespace, self.pod.uid
+            ),
+        );
         if !self.sleep(back_off).await {
             return Step::Done;
         }

@@ -7,10 +7,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use jiff::Timestamp;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::container_logs::{ContainerLogs, LogError, LogRequest};
+use crate::log_render::RenderOptions;
 
 #[derive(Clone)]
 struct KubeletState {
@@ -30,14 +32,18 @@ pub(crate) fn router(logs: ContainerLogs, shutdown: CancellationToken) -> Router
         .with_state(KubeletState { logs, shutdown })
 }
 
-/// The query of a log request, as the API server forwards it. Booleans are parsed like Go's
-/// `strconv.ParseBool`; the other kubectl options are accepted and ignored.
-#[derive(Debug, Deserialize)]
+/// The query of a log request (`PodLogOptions`), as the API server forwards it. Booleans are
+/// parsed like Go's `strconv.ParseBool`; other parameters are ignored.
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LogQuery {
     follow: Option<String>,
     previous: Option<String>,
     tail_lines: Option<String>,
+    timestamps: Option<String>,
+    since_seconds: Option<String>,
+    since_time: Option<String>,
+    limit_bytes: Option<String>,
 }
 
 async fn container_logs(
@@ -45,7 +51,7 @@ async fn container_logs(
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(query): Query<LogQuery>,
 ) -> Response {
-    let request = match log_request(namespace, pod, container, &query) {
+    let request = match log_request(namespace, pod, container, &query, Timestamp::now()) {
         Ok(request) => request,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
@@ -68,19 +74,53 @@ async fn container_logs(
     }
 }
 
+/// The request `query` makes at `now`, checked like `ValidatePodLogOptions`.
 fn log_request(
     namespace: String,
     pod: String,
     container: String,
     query: &LogQuery,
+    now: Timestamp,
 ) -> Result<LogRequest, String> {
-    let tail_lines = match query.tail_lines.as_deref() {
-        None | Some("") => None,
-        Some(value) => Some(
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("invalid tailLines {value:?}"))?,
-        ),
+    let tail_lines = parse_int("tailLines", query.tail_lines.as_deref())?
+        .map(|lines| {
+            u64::try_from(lines).map_err(|_| {
+                format!("tailLines: Invalid value: {lines}: must be greater than or equal to 0")
+            })
+        })
+        .transpose()?;
+    let positive = |name: &str, value: Option<&str>| -> Result<Option<u64>, String> {
+        match parse_int(name, value)? {
+            Some(n) if n < 1 => Err(format!(
+                "{name}: Invalid value: {n}: must be greater than 0"
+            )),
+            n => Ok(n.and_then(|n| u64::try_from(n).ok())),
+        }
+    };
+    let limit_bytes = positive("limitBytes", query.limit_bytes.as_deref())?;
+    let since_seconds = positive("sinceSeconds", query.since_seconds.as_deref())?;
+    let since_time =
+        match query.since_time.as_deref() {
+            None | Some("") => None,
+            Some(value) => Some(value.parse::<Timestamp>().map_err(|_| {
+                format!("sinceTime: Invalid value: {value:?}: not an RFC 3339 time")
+            })?),
+        };
+    let since = match (since_seconds, since_time) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "sinceSeconds: Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"
+                    .to_owned(),
+            );
+        }
+        (Some(seconds), None) => {
+            let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+            Some(
+                now.checked_sub(jiff::SignedDuration::from_secs(seconds))
+                    .unwrap_or(Timestamp::MIN),
+            )
+        }
+        (None, time) => time,
     };
     Ok(LogRequest {
         namespace,
@@ -89,7 +129,22 @@ fn log_request(
         follow: parse_bool("follow", query.follow.as_deref())?,
         previous: parse_bool("previous", query.previous.as_deref())?,
         tail_lines,
+        render: RenderOptions {
+            timestamps: parse_bool("timestamps", query.timestamps.as_deref())?,
+            since,
+            limit_bytes,
+        },
     })
+}
+
+fn parse_int(name: &str, value: Option<&str>) -> Result<Option<i64>, String> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(value) => value
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| format!("invalid {name} {value:?}")),
+    }
 }
 
 fn parse_bool(name: &str, value: Option<&str>) -> Result<bool, String> {
@@ -105,6 +160,7 @@ fn parse_bool(name: &str, value: Option<&str>) -> Result<bool, String> {
 mod tests {
     use super::*;
     use crate::container_logs::PodLogKey;
+    use crate::cri_log::{Stream, format_record};
     use http_body_util::BodyExt;
     use std::io::Write;
     use tower::ServiceExt;
@@ -134,44 +190,77 @@ mod tests {
             uid: "u".into(),
         };
         let (mut file, _writing) = logs.open_run(&key, "app", 0).expect("open");
-        file.write_all(b"one\ntwo\nthree\n").expect("write");
+        let mut records = Vec::new();
+        for (second, line) in [(0, "one"), (1, "two"), (2, "three")] {
+            let time = Timestamp::from_second(1_700_000_000 + second).expect("time");
+            format_record(&mut records, time, Stream::Stdout, false, line.as_bytes());
+        }
+        file.write_all(&records).expect("write");
         let app = router(logs, CancellationToken::new());
+        let logs_of = |query: &str| {
+            let app = app.clone();
+            let uri = format!("/containerLogs/default/hello/app{query}");
+            async move { get(app, &uri).await }
+        };
 
         assert_eq!(
             get(app.clone(), "/healthz").await,
             (StatusCode::OK, "ok".into())
         );
+        assert_eq!(logs_of("").await.1, "one\ntwo\nthree\n");
         assert_eq!(
-            get(app.clone(), "/containerLogs/default/hello/app").await.1,
-            "one\ntwo\nthree\n"
-        );
-        assert_eq!(
-            get(
-                app.clone(),
-                "/containerLogs/default/hello/app?tailLines=2&timestamps=false"
-            )
-            .await
-            .1,
+            logs_of("?tailLines=2&timestamps=false").await.1,
             "two\nthree\n"
         );
+        assert_eq!(
+            logs_of("?tailLines=1&timestamps=true").await.1,
+            "2023-11-14T22:13:22.000000000Z three\n"
+        );
+        assert_eq!(
+            logs_of("?sinceTime=2023-11-14T22:13:21Z").await.1,
+            "two\nthree\n"
+        );
+        assert_eq!(logs_of("?limitBytes=6").await.1, "one\ntw");
         assert_eq!(
             get(app.clone(), "/containerLogs/default/nope/app").await.0,
             StatusCode::NOT_FOUND
         );
+        for bad in [
+            "?previous=true",
+            "?follow=maybe",
+            "?limitBytes=0",
+            "?tailLines=-1",
+            "?sinceSeconds=5&sinceTime=2023-11-14T22:13:21Z",
+        ] {
+            assert_eq!(logs_of(bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn since_seconds_counts_back_from_now() {
+        let now = Timestamp::from_second(1_700_000_100).expect("time");
+        let query = LogQuery {
+            since_seconds: Some("60".into()),
+            timestamps: Some("1".into()),
+            ..LogQuery::default()
+        };
+        let request =
+            log_request("ns".into(), "p".into(), "c".into(), &query, now).expect("request");
         assert_eq!(
-            get(
-                app.clone(),
-                "/containerLogs/default/hello/app?previous=true"
-            )
-            .await
-            .0,
-            StatusCode::BAD_REQUEST
+            request.render,
+            RenderOptions {
+                timestamps: true,
+                since: Some(Timestamp::from_second(1_700_000_040).expect("time")),
+                limit_bytes: None,
+            }
         );
+        let query = LogQuery {
+            since_seconds: Some("0".into()),
+            ..LogQuery::default()
+        };
         assert_eq!(
-            get(app, "/containerLogs/default/hello/app?follow=maybe")
-                .await
-                .0,
-            StatusCode::BAD_REQUEST
+            log_request("ns".into(), "p".into(), "c".into(), &query, now).err(),
+            Some("sinceSeconds: Invalid value: 0: must be greater than 0".to_owned())
         );
     }
 }

@@ -3,25 +3,34 @@
 //! [`run`] serves the kubelet port, registers the Node, keeps its Lease and Ready heartbeat
 //! fresh, waits for the control plane to assign the node a pod CIDR, then watches the pods bound
 //! to the node and runs one `PodWorker` per pod: pull the Wasm image, run each container in
-//! wasmtime, write its output to a log file, report the pod's status, and remove the pod when
-//! it is deleted. The control plane is reached only through its HTTP API with the `kube` client.
+//! wasmtime, write its output to a log file, report the pod's status, record the kubelet's
+//! Events, and remove the pod when it is deleted. The control plane is reached only through its
+//! HTTP API with the `kube` client.
 //!
 //! ```text
 //! run ─┬─ kubelet server   /healthz, /containerLogs/{ns}/{pod}/{container}
+//!      ├─ event writer     Events, repeats folded into `count` (event_correlator)
 //!      ├─ heartbeat        Lease kube-node-lease/<node>, Node Ready condition
 //!      └─ PodAgent         watch pods (spec.nodeName=<node>), pod IPs from spec.podCIDR
 //!           └─ PodWorker per pod UID ── ContainerRunner per container (pull → load → run)
+//!                                         └─ log capture: guest stdout/stderr pipes → CRI log
 //! ```
 //!
 //! Files under `data_dir`: the image cache (`blobs/`, `refs/`, see `herd-oci-fetch`) and the
-//! container logs, `pods/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
+//! container logs in the CRI format (`<time> <stream> <P|F> <line>`, see `cri_log`),
+//! `pods/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
 
 mod container_logs;
 mod container_runner;
 mod container_spec;
+mod cri_log;
+mod event_correlator;
+mod events;
 mod heartbeat;
 mod ip_pool;
 mod kubelet_server;
+mod log_capture;
+mod log_render;
 mod pod_agent;
 mod pod_status;
 mod pod_worker;
@@ -39,6 +48,7 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::container_logs::ContainerLogs;
+use crate::events::EventRecorder;
 use crate::ip_pool::IpPool;
 use crate::pod_agent::PodAgent;
 use crate::pod_worker::NodeContext;
@@ -170,6 +180,8 @@ async fn run_agent(
     if !register_with_retry(&client, &identity, shutdown).await {
         return Ok(());
     }
+    let (events, event_writer) = EventRecorder::start(client.clone(), &cfg.name, shutdown.clone());
+    events.node_started(&cfg.name);
     let heartbeat = tokio::spawn(heartbeat::run(
         client.clone(),
         identity.clone(),
@@ -184,6 +196,7 @@ async fn run_agent(
                 fetcher,
                 runtime,
                 logs,
+                events,
                 node_name: cfg.name.clone(),
                 host_ip: cfg.address,
             });
@@ -198,6 +211,9 @@ async fn run_agent(
     shutdown.cancel();
     if let Err(error) = heartbeat.await {
         tracing::error!(%error, "heartbeat task failed");
+    }
+    if let Err(error) = event_writer.await {
+        tracing::error!(%error, "event writer task failed");
     }
     result
 }

@@ -76,6 +76,8 @@ pub(crate) struct StatusInput<'a> {
     pub pod_ip: Option<String>,
     pub host_ip: String,
     pub start_time: Timestamp,
+    /// The pod's `metadata.generation` this status describes.
+    pub observed_generation: Option<i64>,
     /// The conditions currently on the pod, to keep their transition times.
     pub previous_conditions: &'a [PodCondition],
     pub now: Timestamp,
@@ -151,16 +153,18 @@ pub(crate) fn pod_status(input: &StatusInput<'_>) -> PodStatus {
             )),
         )
     };
-    let condition = |type_: &str, status: bool, reason: Option<&str>, message: Option<String>| {
-        condition(
-            input.previous_conditions,
-            input.now,
-            type_,
-            status,
-            reason,
-            message,
-        )
-    };
+    let condition =
+        |type_: &str, status: bool, reason: Option<&str>, message: Option<String>| PodCondition {
+            observed_generation: input.observed_generation,
+            ..condition(
+                input.previous_conditions,
+                input.now,
+                type_,
+                status,
+                reason,
+                message,
+            )
+        };
     let conditions = vec![
         condition(
             "PodReadyToStartContainers",
@@ -171,7 +175,8 @@ pub(crate) fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         condition("Initialized", true, None, None),
         condition("Ready", ready, ready_reason, ready_message.clone()),
         condition("ContainersReady", ready, ready_reason, ready_message),
-        condition("PodScheduled", true, None, None),
+        // The scheduler's condition: kept as it was written.
+        scheduled(input.previous_conditions, input.now),
     ];
     PodStatus {
         phase: Some(phase.to_owned()),
@@ -191,6 +196,7 @@ pub(crate) fn pod_status(input: &StatusInput<'_>) -> PodStatus {
                 .collect(),
         ),
         qos_class: Some("BestEffort".to_owned()),
+        observed_generation: input.observed_generation,
         ..PodStatus::default()
     }
 }
@@ -253,6 +259,17 @@ fn terminated_state(termination: &Termination) -> ContainerState {
             signal: None,
         }),
         ..ContainerState::default()
+    }
+}
+
+/// `PodScheduled` as the scheduler wrote it (the pod is on this node, so it is `True`).
+fn scheduled(previous: &[PodCondition], now: Timestamp) -> PodCondition {
+    let written = previous
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "True");
+    match written {
+        Some(condition) => condition.clone(),
+        None => condition(previous, now, "PodScheduled", true, None, None),
     }
 }
 
@@ -438,6 +455,7 @@ mod tests {
             pod_ip: Some("127.1.0.2".to_owned()),
             host_ip: "127.0.0.1".to_owned(),
             start_time: at(0),
+            observed_generation: Some(3),
             previous_conditions: previous,
             now: at(10),
         }
@@ -468,6 +486,9 @@ mod tests {
         );
         assert_eq!(find(&status, "Ready").status, "True");
         assert_eq!(find(&status, "ContainersReady").status, "True");
+        // `kubectl wait --for=condition=Ready` ignores conditions of an older generation.
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(find(&status, "Ready").observed_generation, Some(3));
         let container = &status.container_statuses.as_ref().expect("statuses")[0];
         assert!(container.ready);
         assert_eq!(container.started, Some(true));

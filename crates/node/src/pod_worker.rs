@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::container_logs::{ContainerLogs, PodLogKey};
 use crate::container_runner::{BACK_OFF_MAX, BACK_OFF_MIN, ContainerRunner, Report};
 use crate::container_spec::{PodFacts, RestartPolicy};
+use crate::event_correlator::EventType;
+use crate::events::{EventRecorder, PodEvents};
 use crate::pod_status::{self, ContainerReport, RunState, StatusInput, Termination};
 
 /// What every pod worker of this node shares.
@@ -34,6 +36,7 @@ pub(crate) struct NodeContext {
     pub fetcher: Fetcher,
     pub runtime: Runtime,
     pub logs: ContainerLogs,
+    pub events: EventRecorder,
     pub node_name: String,
     pub host_ip: IpAddr,
 }
@@ -62,6 +65,7 @@ pub(crate) struct PodWorker {
     ctx: Arc<NodeContext>,
     pod: Pod,
     updates: watch::Receiver<Pod>,
+    events: PodEvents,
     ip: Option<IpAddr>,
     key: PodLogKey,
     /// Cancelled by the agent: stop without touching the pod.
@@ -97,10 +101,12 @@ impl PodWorker {
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
             .map_or_else(Timestamp::now, |t| t.0);
+        let events = PodEvents::new(ctx.events.clone(), updates.clone());
         Self {
             ctx,
             pod,
             updates,
+            events,
             ip,
             key,
             containers_stop: stop.child_token(),
@@ -130,6 +136,13 @@ impl PodWorker {
             WorkerState::Start => self.start(),
             WorkerState::Running => self.running().await,
             WorkerState::Terminating => {
+                for slot in &self.containers {
+                    if matches!(slot.report.state, RunState::Running { .. }) {
+                        let message = format!("Stopping container {}", slot.name);
+                        self.events
+                            .container(&slot.name, EventType::Normal, "Killing", message);
+                    }
+                }
                 self.containers_stop.cancel();
                 self.drain_reports().await;
                 self.publish(true).await;
@@ -170,7 +183,7 @@ impl PodWorker {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         for (index, container) in spec.containers.into_iter().enumerate() {
             let before = previous.iter().find(|s| s.name == container.name);
-            let report = resumed_report(before, restart_policy);
+            let report = resumed_report(before, restart_policy, Timestamp::now());
             self.containers.push(ContainerSlot {
                 name: container.name.clone(),
                 image: container.image.clone().unwrap_or_default(),
@@ -189,6 +202,7 @@ impl PodWorker {
                 fetcher: self.ctx.fetcher.clone(),
                 runtime: self.ctx.runtime.clone(),
                 reports: reports_tx.clone(),
+                events: self.events.clone(),
                 stop: self.containers_stop.clone(),
                 report,
             };
@@ -283,6 +297,7 @@ impl PodWorker {
             pod_ip: self.ip.map(|ip| ip.to_string()),
             host_ip: self.ctx.host_ip.to_string(),
             start_time: self.start_time,
+            observed_generation: self.pod.metadata.generation,
             previous_conditions: previous,
             now: Timestamp::now(),
         })
@@ -368,10 +383,13 @@ impl PodWorker {
 
 /// Where a container resumes when its pod is picked up again (after an agent restart), from
 /// the status the previous agent reported. A container that had ended for good stays ended;
-/// one that had started counts a restart.
+/// one that had started counts a restart. One that was running when the previous agent went
+/// away ended unseen: its last state says so (`Unknown`, exit code 255, finished `now`), as
+/// the kubelet reports a container lost with its node.
 pub(crate) fn resumed_report(
     previous: Option<&ContainerStatus>,
     policy: RestartPolicy,
+    now: Timestamp,
 ) -> ContainerReport {
     let Some(previous) = previous else {
         return ContainerReport::created(0, None);
@@ -394,12 +412,28 @@ pub(crate) fn resumed_report(
             finished: true,
         },
         Some(ended) => ContainerReport::created(previous.restart_count + 1, Some(ended)),
-        None if state.is_some_and(|s| s.running.is_some()) => {
-            ContainerReport::created(previous.restart_count + 1, last)
-        }
-        None => ContainerReport::created(previous.restart_count, last),
+        None => match state.and_then(|s| s.running.as_ref()) {
+            Some(running) => {
+                let lost = Termination {
+                    exit_code: LOST_EXIT_CODE,
+                    reason: "Unknown".to_owned(),
+                    message: None,
+                    started_at: running
+                        .started_at
+                        .as_ref()
+                        .map_or(Timestamp::UNIX_EPOCH, |time| time.0),
+                    finished_at: now,
+                    container_id: previous.container_id.clone().unwrap_or_default(),
+                };
+                ContainerReport::created(previous.restart_count + 1, Some(lost))
+            }
+            None => ContainerReport::created(previous.restart_count, last),
+        },
     }
 }
+
+/// The exit code the kubelet reports for a container whose end it did not see.
+const LOST_EXIT_CODE: i32 = 255;
 
 fn termination_from(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Termination {
     let epoch = Timestamp::UNIX_EPOCH;
@@ -418,13 +452,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("time")
+    }
+
     fn status(value: serde_json::Value) -> ContainerStatus {
         serde_json::from_value(value).expect("valid ContainerStatus")
     }
 
     #[test]
     fn new_container_starts_fresh() {
-        let report = resumed_report(None, RestartPolicy::Always);
+        let report = resumed_report(None, RestartPolicy::Always, now());
         assert_eq!(report, ContainerReport::created(0, None));
     }
 
@@ -435,9 +473,14 @@ mod tests {
             "state": {"running": {"startedAt": "2025-01-01T00:00:00Z"}},
             "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}
         }));
-        let report = resumed_report(Some(&running), RestartPolicy::Always);
+        let report = resumed_report(Some(&running), RestartPolicy::Always, now());
         assert_eq!(report.restart_count, 3);
-        assert_eq!(report.last_termination.map(|t| t.exit_code), Some(1));
+        let lost = report
+            .last_termination
+            .expect("the lost run is the last state");
+        assert_eq!((lost.exit_code, lost.reason.as_str()), (255, "Unknown"));
+        assert_eq!(lost.started_at.to_string(), "2025-01-01T00:00:00Z");
+        assert_eq!(lost.finished_at, now());
         assert!(!report.finished);
     }
 
@@ -447,12 +490,12 @@ mod tests {
             "name": "app", "image": "i", "imageID": "reg/app@sha256:1", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": 0, "reason": "Completed", "containerID": "wasmtime://u/app/0"}}
         }));
-        let report = resumed_report(Some(&completed), RestartPolicy::OnFailure);
+        let report = resumed_report(Some(&completed), RestartPolicy::OnFailure, now());
         assert!(report.finished);
         assert!(matches!(report.state, RunState::Terminated(ref t) if t.exit_code == 0));
         assert_eq!(report.image_id.as_deref(), Some("reg/app@sha256:1"));
 
-        let again = resumed_report(Some(&completed), RestartPolicy::Always);
+        let again = resumed_report(Some(&completed), RestartPolicy::Always, now());
         assert!(!again.finished);
         assert_eq!(again.restart_count, 1);
     }
@@ -464,7 +507,7 @@ mod tests {
             "state": {"waiting": {"reason": "CrashLoopBackOff"}}
         }));
         assert_eq!(
-            resumed_report(Some(&waiting), RestartPolicy::Always).restart_count,
+            resumed_report(Some(&waiting), RestartPolicy::Always, now()).restart_count,
             4
         );
     }

@@ -80,6 +80,7 @@ pub async fn proxy(
         "previous",
         "timestamps",
         "sinceSeconds",
+        "sinceTime",
         "limitBytes",
     ] {
         if let Some(v) = params.get(key) {

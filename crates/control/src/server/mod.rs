@@ -85,7 +85,7 @@ async fn handle(
             let fields =
                 FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
                     .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
+            if params.get("watch").is_some_and(|w| w.eq_ignore_ascii_case("true") || w == "1") {
                 return watch::serve(state, res, ns, labels, fields, params).await;
             }
             let (items, rev) = objects.list(res, ns.as_deref(), &labels, &fields).await?;
