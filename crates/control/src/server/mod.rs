@@ -8,6 +8,7 @@ mod discovery;
 mod logs;
 mod route;
 mod scale;
+mod table;
 mod watch;
 
 use std::collections::HashMap;
@@ -85,11 +86,15 @@ async fn handle(
             let fields =
                 FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
                     .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let table = table::TableRequest::from_request(headers, params.get("includeObject").map(String::as_str))?;
             if params.get("watch").is_some_and(|w| w.eq_ignore_ascii_case("true") || w == "1") {
-                return watch::serve(state, res, ns, labels, fields, params).await;
+                return watch::serve(state, res, ns, labels, fields, params, table).await;
             }
             let (items, rev) = objects.list(res, ns.as_deref(), &labels, &fields).await?;
             let (items, metadata) = paginate(items, rev, params)?;
+            if let Some(table) = table {
+                return Ok(json_response(table.list(res, &items, &metadata)));
+            }
             Ok(json_response(json!({
                 "kind": format!("{}List", res.kind),
                 "apiVersion": res.api_version(),
@@ -107,7 +112,12 @@ async fn handle(
             ))
         }
         (Target::Object { res, ns, name }, Method::GET) => {
-            Ok(json_response(objects.get(res, ns.as_deref(), &name).await?))
+            let table = table::TableRequest::from_request(headers, params.get("includeObject").map(String::as_str))?;
+            let obj = objects.get(res, ns.as_deref(), &name).await?;
+            Ok(json_response(match table {
+                Some(table) => table.object(res, &obj),
+                None => obj,
+            }))
         }
         (Target::Object { res, ns, name }, Method::PUT) => {
             let obj = decode_body(headers, &body)?;

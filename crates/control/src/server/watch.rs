@@ -10,6 +10,7 @@ use futures::StreamExt;
 use herd_api::{FieldSelector, LabelSelector, ResourceInfo};
 use serde_json::{Value, json};
 
+use super::table::TableRequest;
 use super::{AppState, Params, body_stream};
 use crate::error::ApiError;
 use crate::store::{Change, EventType};
@@ -24,6 +25,7 @@ pub async fn serve(
     labels: LabelSelector,
     fields: FieldSelector,
     params: &Params,
+    table: Option<TableRequest>,
 ) -> Result<Response, ApiError> {
     if params.get("sendInitialEvents").is_some_and(|v| v == "true") {
         return Err(ApiError::Invalid {
@@ -72,19 +74,28 @@ pub async fn serve(
             ));
         }
     };
-    let initial = futures::stream::iter(initial.into_iter().map(|o| Ok(event_line("ADDED", &o))));
+    let initial = futures::stream::iter(initial.into_iter().map(|o| ("ADDED", o)));
     let live = changes.filter_map(move |c| {
         let out = match c {
-            Ok(change) => {
-                filter(&change, ns.as_deref(), &labels, &fields).map(|(t, o)| Ok(event_line(t, &o)))
-            }
-            Err(e) => Some(Ok(event_line("ERROR", &ApiError::from(e).status()))),
+            Ok(change) => filter(&change, ns.as_deref(), &labels, &fields),
+            Err(e) => Some(("ERROR", ApiError::from(e).status())),
         };
         futures::future::ready(out)
     });
+    // A Table watch sends columnDefinitions with its first event only, as kube-apiserver does.
+    let mut first = true;
+    let encode = move |(kind, object): (&'static str, Value)| {
+        let line = match table {
+            Some(t) => event_line(kind, &t.watch_event(res, &object, first)),
+            None => event_line(kind, &object),
+        };
+        first = false;
+        Ok(line)
+    };
     let shutdown = state.shutdown.clone();
     let stream = initial
         .chain(live)
+        .map(encode)
         .take_until(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
