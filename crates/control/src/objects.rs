@@ -694,7 +694,7 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
 
 /// Removes strategic-merge directives (`$patch`, `$setElementOrder/…`, `$retainKeys`) so a strategic patch
 /// can be applied with merge-patch semantics.
-fn strip_directives(mut v: Value) -> Value {
+pub fn strip_directives(mut v: Value) -> Value {
     if let Some(map) = v.as_object_mut() {
         map.retain(|k, _| !k.starts_with('$'));
         for val in map.values_mut() {

@@ -83,8 +83,18 @@ pub async fn version() -> Json<Value> {
         "buildDate": "1970-01-01T00:00:00Z",
         "goVersion": "none (herd is written in Rust)",
         "compiler": "rustc",
-        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch(std::env::consts::ARCH)),
     }))
+}
+
+/// The architecture as Go (and so kube-apiserver's `platform`) names it.
+fn go_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
 }
 
 /// `/api`. `serverAddressByClientCIDRs` tells every client (`0.0.0.0/0`) the address it reached us at.

@@ -5,6 +5,7 @@
 //! is a collection.
 
 mod discovery;
+mod openapi;
 mod logs;
 mod route;
 mod scale;
@@ -44,6 +45,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(|| async { "ok" }))
         .route("/api", get(discovery::api_versions))
         .route("/apis", get(discovery::api_groups))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::index))
+        .route("/openapi/v3/{*path}", get(openapi::group_version))
         .fallback(dispatch)
         .with_state(state)
 }
@@ -129,11 +133,14 @@ async fn handle(
         }
         (Target::Object { res, ns, name }, Method::PATCH) => {
             let patch = decode_patch(headers, &body)?;
-            Ok(json_response(
-                objects
-                    .patch(res, ns.as_deref(), &name, patch, false, dry_run)
-                    .await?,
-            ))
+            let warnings = match &patch {
+                Patch::Merge(doc) | Patch::Strategic(doc) => {
+                    field_validation(res, &crate::objects::strip_directives(doc.clone()), params)?
+                }
+                Patch::Json(_) => Vec::new(),
+            };
+            let patched = objects.patch(res, ns.as_deref(), &name, patch, false, dry_run).await?;
+            Ok(with_warnings(json_response(patched), &warnings))
         }
         (Target::Object { res, ns, name }, Method::DELETE) => {
             let mut opts = delete_options(params, &body)?;

@@ -9,6 +9,7 @@
 //! as in kube-openapi's handler, so clients cache a document until the server changes it. [`v2`] serves
 //! the little kubectl still reads from OpenAPI v2.
 
+mod parameters;
 mod paths;
 mod schemas;
 mod v2;

@@ -13,6 +13,9 @@ use herd_api::resources::RESOURCES;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use serde_json::{Map, Value, json};
 
+use super::parameters::{
+    delete_params, list_params, log_params, path_param, query_param, write_params,
+};
 use super::schemas::{Components, Gvk, reference};
 use crate::server::discovery;
 
@@ -216,6 +219,39 @@ fn operation(doc: &Doc, verb: Verb, t: &Target<'_>) -> (&'static str, Value) {
 const CREATED_CODES: [(&str, &str); 3] = [("200", "OK"), ("201", "Created"), ("202", "Accepted")];
 const UPDATED_CODES: [(&str, &str); 2] = [("200", "OK"), ("201", "Created")];
 
+/// Which operation each discovery verb is, on a collection, an object and a subresource.
+const COLLECTION_VERBS: &[(&str, Verb)] = &[
+    ("list", Verb::List),
+    ("create", Verb::Create),
+    ("deletecollection", Verb::DeleteCollection),
+];
+const OBJECT_VERBS: &[(&str, Verb)] = &[
+    ("get", Verb::Read),
+    ("update", Verb::Replace),
+    ("patch", Verb::Patch),
+    ("delete", Verb::Delete),
+];
+const SUBRESOURCE_VERBS: &[(&str, Verb)] = &[
+    ("get", Verb::Read),
+    ("update", Verb::Replace),
+    ("patch", Verb::Patch),
+    ("create", Verb::Create),
+];
+
+/// The operations of the `served` verbs among `table`.
+fn operations(
+    doc: &Doc,
+    served: &[&str],
+    table: &[(&str, Verb)],
+    t: &Target<'_>,
+) -> Vec<(&'static str, Value)> {
+    table
+        .iter()
+        .filter(|(verb, _)| served.contains(verb))
+        .map(|(_, op)| operation(doc, *op, t))
+        .collect()
+}
+
 fn resource_paths(
     paths: &mut Map<String, Value>,
     components: &mut Components,
@@ -226,7 +262,6 @@ fn resource_paths(
     let schema = components.kind(gvk);
     let list_schema = components.list(gvk, &schema);
     let verbs = discovery::verbs(res);
-    let served = |v: &[&str], verb: &str| v.contains(&verb);
     let scope = if res.namespaced { "Namespaced" } else { "" };
     let target = Target {
         gvk,
@@ -249,17 +284,10 @@ fn resource_paths(
         (format!("{}/{}", doc.prefix, res.plural), Vec::new())
     };
 
-    let ops = [
-        ("list", Verb::List),
-        ("create", Verb::Create),
-        ("deletecollection", Verb::DeleteCollection),
-    ]
-    .into_iter()
-    .filter(|(v, _)| served(verbs, v))
-    .map(|(_, verb)| operation(doc, verb, &target));
-    insert_path(paths, &collection, &scope_params, ops.collect());
+    let ops = operations(doc, verbs, COLLECTION_VERBS, &target);
+    insert_path(paths, &collection, &scope_params, ops);
 
-    if res.namespaced && served(verbs, "list") {
+    if res.namespaced && verbs.contains(&"list") {
         let all = Target {
             subject: format!("{}ForAllNamespaces", res.kind),
             ..target
@@ -279,17 +307,8 @@ fn resource_paths(
         scope_params,
     ]
     .concat();
-    let object_verbs = [
-        ("get", Verb::Read),
-        ("update", Verb::Replace),
-        ("patch", Verb::Patch),
-        ("delete", Verb::Delete),
-    ];
-    let ops = object_verbs
-        .into_iter()
-        .filter(|(v, _)| served(verbs, v))
-        .map(|(_, verb)| operation(doc, verb, &target));
-    insert_path(paths, &object, &object_params, ops.collect());
+    let ops = operations(doc, verbs, OBJECT_VERBS, &target);
+    insert_path(paths, &object, &object_params, ops);
 
     for sub in res.subresources {
         let info = discovery::subresource(res, sub);
@@ -314,16 +333,8 @@ fn resource_paths(
             parent_kind: res.kind,
             sub,
         };
-        let ops = [
-            ("get", Verb::Read),
-            ("update", Verb::Replace),
-            ("patch", Verb::Patch),
-            ("create", Verb::Create),
-        ]
-        .into_iter()
-        .filter(|(v, _)| served(info.verbs, v))
-        .map(|(_, verb)| operation(doc, verb, &sub_target));
-        insert_path(paths, &path, &object_params, ops.collect());
+        let ops = operations(doc, info.verbs, SUBRESOURCE_VERBS, &sub_target);
+        insert_path(paths, &path, &object_params, ops);
     }
 }
 
@@ -394,173 +405,6 @@ fn responses(codes: &[(&str, &str)], schema: &str, types: &[&str]) -> Value {
         .collect();
     out.insert("401".into(), json!({"description": "Unauthorized"}));
     Value::Object(out)
-}
-
-fn path_param(name: &str, description: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "description": description,
-           "schema": {"type": "string", "uniqueItems": true}})
-}
-
-fn query_param(name: &str, ty: &str, description: &str) -> Value {
-    json!({"name": name, "in": "query", "description": description,
-           "schema": {"type": ty, "uniqueItems": true}})
-}
-
-/// (name, type, description) rows of query parameters.
-type ParamRows = &'static [(&'static str, &'static str, &'static str)];
-
-fn params(rows: ParamRows) -> Vec<Value> {
-    rows.iter().map(|(n, t, d)| query_param(n, t, d)).collect()
-}
-
-fn list_params() -> Vec<Value> {
-    params(&[
-        (
-            "allowWatchBookmarks",
-            "boolean",
-            "requests watch events with type \"BOOKMARK\".",
-        ),
-        (
-            "continue",
-            "string",
-            "the continue token of a previous chunked list call.",
-        ),
-        (
-            "fieldSelector",
-            "string",
-            "restricts the returned objects by their fields.",
-        ),
-        (
-            "labelSelector",
-            "string",
-            "restricts the returned objects by their labels.",
-        ),
-        (
-            "limit",
-            "integer",
-            "the maximum number of objects to return in one response.",
-        ),
-        (
-            "resourceVersion",
-            "string",
-            "constrains which resource versions the request may be served from.",
-        ),
-        (
-            "resourceVersionMatch",
-            "string",
-            "how resourceVersion is applied to list calls.",
-        ),
-        (
-            "sendInitialEvents",
-            "boolean",
-            "with watch=true, starts with synthetic ADDED events for the current state.",
-        ),
-        (
-            "timeoutSeconds",
-            "integer",
-            "timeout for the list/watch call.",
-        ),
-        (
-            "watch",
-            "boolean",
-            "watch for changes and return them as a stream of add, update and remove notifications.",
-        ),
-    ])
-}
-
-/// `dryRun`, `fieldManager`, `fieldValidation` (and `force` for PATCH).
-fn write_params(patch: bool) -> Vec<Value> {
-    let mut out = params(&[
-        (
-            "dryRun",
-            "string",
-            "When present, modifications are not persisted. Valid values are: - All",
-        ),
-        (
-            "fieldManager",
-            "string",
-            "a name associated with the actor or entity that is making these changes.",
-        ),
-        (
-            "fieldValidation",
-            "string",
-            "how to handle unknown or duplicate fields in the request: Ignore, Warn (the default) or Strict (fail with BadRequest).",
-        ),
-    ]);
-    if patch {
-        out.push(query_param(
-            "force",
-            "boolean",
-            "Force is going to \"force\" Apply requests.",
-        ));
-    }
-    out
-}
-
-fn delete_params() -> Vec<Value> {
-    params(&[
-        (
-            "dryRun",
-            "string",
-            "When present, modifications are not persisted. Valid values are: - All",
-        ),
-        (
-            "gracePeriodSeconds",
-            "integer",
-            "The duration in seconds before the object should be deleted.",
-        ),
-        (
-            "orphanDependents",
-            "boolean",
-            "Deprecated: please use the PropagationPolicy.",
-        ),
-        (
-            "propagationPolicy",
-            "string",
-            "Whether and how garbage collection will be performed: Orphan, Background or Foreground.",
-        ),
-    ])
-}
-
-fn log_params() -> Vec<Value> {
-    params(&[
-        (
-            "container",
-            "string",
-            "The container whose logs to return; defaults to the only container.",
-        ),
-        ("follow", "boolean", "Follow the log stream of the pod."),
-        (
-            "limitBytes",
-            "integer",
-            "The number of bytes to read before terminating the log output.",
-        ),
-        (
-            "previous",
-            "boolean",
-            "Return the logs of the previous terminated container.",
-        ),
-        (
-            "sinceSeconds",
-            "integer",
-            "Show logs newer than this many seconds.",
-        ),
-        (
-            "sinceTime",
-            "string",
-            "Show logs newer than this RFC3339 timestamp.",
-        ),
-        (
-            "tailLines",
-            "integer",
-            "The number of lines from the end of the logs to show.",
-        ),
-        (
-            "timestamps",
-            "boolean",
-            "Prefix every line of log output with an RFC3339 timestamp.",
-        ),
-    ])
 }
 
 /// `Core` for the core group; otherwise the group without `.k8s.io`, camel-cased: `Coordination`,
