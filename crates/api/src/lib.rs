@@ -6,6 +6,7 @@
 //! field validation does.
 
 pub mod admission;
+pub mod patch;
 pub mod quantity;
 pub mod resources;
 pub mod selector;

@@ -38,6 +38,9 @@ pub enum ApiError {
         name: String,
         causes: Vec<Cause>,
     },
+    /// Server-side apply found fields owned by other managers (409 Conflict with causes).
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Cause> },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -105,7 +108,9 @@ impl ApiError {
         match self {
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
             Self::AlreadyExists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
-            Self::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
+            Self::Conflict { .. } | Self::ApplyConflict { .. } => {
+                (StatusCode::CONFLICT, "Conflict")
+            }
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
@@ -148,6 +153,9 @@ impl ApiError {
                 ..
             } => Some(json!({
                 "name": name, "group": group, "kind": kind,
+                "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
+            })),
+            Self::ApplyConflict { causes, .. } => Some(json!({
                 "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
             })),
             _ => None,

@@ -65,8 +65,14 @@ pub enum Patch {
     Merge(Value),
     /// `application/json-patch+json` (RFC 6902).
     Json(Value),
-    /// `application/strategic-merge-patch+json`, applied with merge-patch semantics for now.
+    /// `application/strategic-merge-patch+json`, with the Kubernetes list merge keys.
     Strategic(Value),
+    /// `application/apply-patch+yaml`: server-side apply by `manager`.
+    Apply {
+        config: Value,
+        manager: String,
+        force: bool,
+    },
 }
 
 #[derive(Clone)]
@@ -193,7 +199,6 @@ impl Objects {
             "resourceVersion",
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
-            "managedFields",
         ] {
             md.remove(field);
         }
@@ -336,6 +341,23 @@ impl Objects {
         status: bool,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
+        if let Patch::Apply {
+            config,
+            manager,
+            force,
+        } = &patch
+            && self
+                .store
+                .get(&res.key(), &ns_key(res, ns), name)
+                .await?
+                .is_none()
+        {
+            let mut created =
+                herd_api::patch::server_side_apply(None, config, manager, *force, res.kind, &now())
+                    .map_err(apply_error)?;
+            created["metadata"]["name"] = json!(name);
+            return self.create(res, ns, created, dry_run).await;
+        }
         self.update(res, ns, name, status, dry_run, move |current| {
             apply_patch(current.clone(), patch, res.kind)
         })
@@ -561,9 +583,26 @@ pub fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
 
 /// Applies a patch document to `doc` (an object of `kind`).
 pub fn apply_patch(mut doc: Value, patch: Patch, kind: &str) -> Result<Value, ApiError> {
-    let _ = kind;
     match patch {
-        Patch::Merge(p) | Patch::Strategic(p) => json_patch::merge(&mut doc, &strip_directives(p)),
+        Patch::Merge(p) => json_patch::merge(&mut doc, &p),
+        Patch::Strategic(p) => {
+            doc = herd_api::patch::strategic_merge(&doc, &p, kind).map_err(patch_error)?;
+        }
+        Patch::Apply {
+            config,
+            manager,
+            force,
+        } => {
+            doc = herd_api::patch::server_side_apply(
+                Some(&doc),
+                &config,
+                &manager,
+                force,
+                kind,
+                &now(),
+            )
+            .map_err(apply_error)?;
+        }
         Patch::Json(p) => {
             let p: json_patch::Patch = serde_json::from_value(p)
                 .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
@@ -579,6 +618,32 @@ pub fn apply_patch(mut doc: Value, patch: Patch, kind: &str) -> Result<Value, Ap
         }
     }
     Ok(doc)
+}
+
+fn patch_error(e: herd_api::patch::PatchError) -> ApiError {
+    match e.code() {
+        400 => ApiError::BadRequest(e.to_string()),
+        415 => ApiError::UnsupportedMediaType(e.to_string()),
+        422 => ApiError::Invalid {
+            message: e.to_string(),
+            group: String::new(),
+            kind: String::new(),
+            name: String::new(),
+            causes: vec![],
+        },
+        _ => ApiError::Internal(e.to_string()),
+    }
+}
+
+fn apply_error(e: herd_api::patch::ApplyError) -> ApiError {
+    match e {
+        herd_api::patch::ApplyError::Conflicts(c) => ApiError::ApplyConflict {
+            message: c.to_string(),
+            causes: c.causes(),
+        },
+        other if other.code() == 400 => ApiError::BadRequest(other.to_string()),
+        other => ApiError::Internal(other.to_string()),
+    }
 }
 
 /// The object as committed (with its new resourceVersion), or `fallback` when nothing was written.
@@ -629,7 +694,12 @@ fn preserve_metadata(
     if namespaced {
         md.insert("namespace".into(), json!(ns));
     }
-    md.remove("managedFields");
+    // Server-side apply writes managedFields; a client that sends none keeps the current ones.
+    if !md.contains_key("managedFields")
+        && let Some(mf) = current.pointer("/metadata/managedFields")
+    {
+        md.insert("managedFields".into(), mf.clone());
+    }
     md.remove("resourceVersion");
     Ok(())
 }

@@ -5,8 +5,8 @@
 //! is a collection.
 
 mod discovery;
-mod openapi;
 mod logs;
+mod openapi;
 mod route;
 mod scale;
 mod table;
@@ -90,8 +90,14 @@ async fn handle(
             let fields =
                 FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
                     .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let table = table::TableRequest::from_request(headers, params.get("includeObject").map(String::as_str))?;
-            if params.get("watch").is_some_and(|w| w.eq_ignore_ascii_case("true") || w == "1") {
+            let table = table::TableRequest::from_request(
+                headers,
+                params.get("includeObject").map(String::as_str),
+            )?;
+            if params
+                .get("watch")
+                .is_some_and(|w| w.eq_ignore_ascii_case("true") || w == "1")
+            {
                 return watch::serve(state, res, ns, labels, fields, params, table).await;
             }
             let (items, rev) = objects.list(res, ns.as_deref(), &labels, &fields).await?;
@@ -116,7 +122,10 @@ async fn handle(
             ))
         }
         (Target::Object { res, ns, name }, Method::GET) => {
-            let table = table::TableRequest::from_request(headers, params.get("includeObject").map(String::as_str))?;
+            let table = table::TableRequest::from_request(
+                headers,
+                params.get("includeObject").map(String::as_str),
+            )?;
             let obj = objects.get(res, ns.as_deref(), &name).await?;
             Ok(json_response(match table {
                 Some(table) => table.object(res, &obj),
@@ -132,14 +141,17 @@ async fn handle(
             Ok(with_warnings(json_response(updated), &warnings))
         }
         (Target::Object { res, ns, name }, Method::PATCH) => {
-            let patch = decode_patch(headers, &body)?;
+            let patch = decode_patch(headers, &body, params)?;
             let warnings = match &patch {
                 Patch::Merge(doc) | Patch::Strategic(doc) => {
                     field_validation(res, &crate::objects::strip_directives(doc.clone()), params)?
                 }
+                Patch::Apply { config, .. } => field_validation(res, config, params)?,
                 Patch::Json(_) => Vec::new(),
             };
-            let patched = objects.patch(res, ns.as_deref(), &name, patch, false, dry_run).await?;
+            let patched = objects
+                .patch(res, ns.as_deref(), &name, patch, false, dry_run)
+                .await?;
             Ok(with_warnings(json_response(patched), &warnings))
         }
         (Target::Object { res, ns, name }, Method::DELETE) => {
@@ -186,7 +198,7 @@ async fn subresource(
             ))
         }
         ("status", Method::PATCH) => {
-            let patch = decode_patch(headers, &body)?;
+            let patch = decode_patch(headers, &body, params)?;
             Ok(json_response(
                 objects
                     .patch(res, ns.as_deref(), &name, patch, true, dry_run)
@@ -203,7 +215,7 @@ async fn subresource(
             ))
         }
         ("scale", Method::PATCH) => {
-            let patch = decode_patch(headers, &body)?;
+            let patch = decode_patch(headers, &body, params)?;
             Ok(json_response(
                 scale::update(objects, res, ns.as_deref(), &name, dry_run, |cur| {
                     scale::patched(cur, patch)
@@ -271,13 +283,39 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
-fn decode_patch(headers: &HeaderMap, body: &[u8]) -> Result<Patch, ApiError> {
+fn decode_patch(headers: &HeaderMap, body: &[u8], params: &Params) -> Result<Patch, ApiError> {
     let ct = content_type(headers)
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
         .to_string();
+    let force = params.get("force").is_some_and(|f| f == "true");
+    if ct == "application/apply-patch+yaml" || ct == "application/apply-patch+json" {
+        let config: Value = serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+        let manager = params.get("fieldManager").filter(|m| !m.is_empty()).cloned().ok_or_else(|| ApiError::Invalid {
+            message: "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
+            group: "meta.k8s.io".into(),
+            kind: "PatchOptions".into(),
+            name: String::new(),
+            causes: vec![herd_api::Cause::required("fieldManager")],
+        })?;
+        return Ok(Patch::Apply {
+            config,
+            manager,
+            force,
+        });
+    }
+    if force {
+        return Err(ApiError::Invalid {
+            message: "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch".into(),
+            group: "meta.k8s.io".into(),
+            kind: "PatchOptions".into(),
+            name: String::new(),
+            causes: vec![],
+        });
+    }
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
     match ct.as_str() {
@@ -285,7 +323,7 @@ fn decode_patch(headers: &HeaderMap, body: &[u8]) -> Result<Patch, ApiError> {
         "application/json-patch+json" => Ok(Patch::Json(doc)),
         "application/strategic-merge-patch+json" => Ok(Patch::Strategic(doc)),
         other => Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other})"
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"
         ))),
     }
 }

@@ -24,6 +24,7 @@ pub const PATCH_CONTENT_TYPES: &[&str] = &[
     "application/json-patch+json",
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
 ];
 
 /// Builds the OpenAPI document of `group`/`version`: `paths` and `components`.
