@@ -8,6 +8,42 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::selector::LabelSelector;
 
+/// The offending value of an invalid field.
+pub enum FieldValue {
+    Text(String),
+    Int(i64),
+}
+
+impl From<&str> for FieldValue {
+    fn from(s: &str) -> Self {
+        Self::Text(s.to_string())
+    }
+}
+
+impl From<String> for FieldValue {
+    fn from(s: String) -> Self {
+        Self::Text(s)
+    }
+}
+
+impl From<&String> for FieldValue {
+    fn from(s: &String) -> Self {
+        Self::Text(s.clone())
+    }
+}
+
+impl From<i32> for FieldValue {
+    fn from(i: i32) -> Self {
+        Self::Int(i.into())
+    }
+}
+
+impl From<i64> for FieldValue {
+    fn from(i: i64) -> Self {
+        Self::Int(i)
+    }
+}
+
 /// One invalid field: a `StatusCause` of a 422 Invalid response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cause {
@@ -26,11 +62,16 @@ impl Cause {
         }
     }
 
-    pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, why: &str) -> Self {
+    /// `Invalid value: "text": why` for strings, `Invalid value: 5: why` for numbers, as kube-apiserver prints.
+    pub fn invalid(field: impl Into<String>, value: impl Into<FieldValue>, why: &str) -> Self {
+        let value = match value.into() {
+            FieldValue::Text(t) => format!("\"{t}\""),
+            FieldValue::Int(i) => i.to_string(),
+        };
         Self {
             reason: "FieldValueInvalid",
             field: field.into(),
-            message: format!("Invalid value: \"{value}\": {why}"),
+            message: format!("Invalid value: {value}: {why}"),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod cidr;
 mod herd;
+mod kubectl;
 mod manifests;
 mod process;
 mod registry;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub use cidr::Cidr;
 pub use herd::{Herd, HerdOptions};
+pub use kubectl::*;
 pub use manifests::*;
 pub use registry::Registry;
 pub use watch::{WatchStream, describe as watch_describe};

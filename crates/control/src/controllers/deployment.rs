@@ -31,8 +31,10 @@ impl Deployments {
 
 /// A short, stable hash of the pod template, spelled with the alphabet Kubernetes uses for names.
 pub fn template_hash(template: &Value) -> String {
-    // serde_json maps are sorted, so equal templates serialise equally.
-    let text = serde_json::to_string(template).unwrap_or_default();
+    // serde_json maps are sorted, so equal templates serialise equally; empty values are dropped so a
+    // template that round-tripped through a client (`resources: {}`, `creationTimestamp: null`, as
+    // `kubectl rollout undo` sends) hashes like the original.
+    let text = serde_json::to_string(&without_empty(template)).unwrap_or_default();
     let mut h: u32 = 0x811c_9dc5;
     for b in text.bytes() {
         h ^= u32::from(b);
@@ -46,6 +48,29 @@ pub fn template_hash(template: &Value) -> String {
         n /= ALPHABET.len() as u32;
     }
     out
+}
+
+/// A copy without nulls, empty objects and empty arrays.
+fn without_empty(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), without_empty(v)))
+                .filter(|(_, v)| !is_empty(v))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_empty).collect()),
+        other => other.clone(),
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
 }
 
 fn revision(rs: &Value) -> i64 {
@@ -357,6 +382,8 @@ mod tests {
         let b = json!({"spec": {"containers": [{"name": "c", "image": "x:2"}]}});
         assert_eq!(template_hash(&a), template_hash(&a.clone()));
         assert_ne!(template_hash(&a), template_hash(&b));
+        let round_tripped = json!({"metadata": {"creationTimestamp": null}, "spec": {"containers": [{"name": "c", "image": "x:1", "resources": {}}]}});
+        assert_eq!(template_hash(&a), template_hash(&round_tripped));
         assert!(template_hash(&a).chars().all(|c| c.is_ascii_alphanumeric()));
     }
 }
