@@ -4,6 +4,7 @@
 //! API. Setup goes through the REST API where the behaviour under test is not the setup itself.
 
 mod apply;
+mod create;
 mod delete;
 mod describe;
 mod discovery;

@@ -107,7 +107,10 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
         "Node" => named::<Node>(obj, &mut causes, |n| &n.metadata),
         "Endpoints" => named::<Endpoints>(obj, &mut causes, |n| &n.metadata),
         "ConfigMap" => named::<ConfigMap>(obj, &mut causes, |n| &n.metadata),
-        "Secret" => named::<Secret>(obj, &mut causes, |n| &n.metadata),
+        "Secret" => typed(obj, &mut causes, |sec: &mut Secret, c| {
+            validation::validate_name(&sec.metadata, false, c);
+            sec.type_.get_or_insert_with(|| "Opaque".into());
+        }),
         "Event" => named::<Event>(obj, &mut causes, |n| &n.metadata),
         "Lease" => named::<Lease>(obj, &mut causes, |n| &n.metadata),
         other => {

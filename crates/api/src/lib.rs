@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod patch;
+pub mod protobuf;
 pub mod quantity;
 pub mod resources;
 pub mod selector;

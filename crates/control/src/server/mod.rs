@@ -270,7 +270,15 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
-    if ct.contains("yaml") {
+    if ct.starts_with("application/vnd.kubernetes.protobuf") {
+        // kubectl's generator commands (`kubectl create deployment|configmap|secret|…`) send protobuf.
+        herd_api::protobuf::decode(body).map_err(|e| match e {
+            herd_api::protobuf::ProtobufError::UnsupportedKind(_) => {
+                ApiError::UnsupportedMediaType(e.to_string())
+            }
+            other => ApiError::BadRequest(format!("error decoding protobuf: {other}")),
+        })
+    } else if ct.contains("yaml") {
         serde_yaml::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))
     } else if ct.contains("json") || ct.is_empty() {
@@ -278,7 +286,7 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}")))
     } else {
         Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct})"
         )))
     }
 }
