@@ -4,8 +4,9 @@
 //! as kube-apiserver does with its default field validation.
 
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
+    DaemonSet, Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
 };
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodSpec, PodStatus, Secret, Service,
@@ -97,6 +98,47 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
                 validation::validate_pod_spec(pod, "spec.template.spec", c);
             }
         }),
+        "DaemonSet" => typed(obj, &mut causes, |d: &mut DaemonSet, c| {
+            validation::validate_name(&d.metadata, false, c);
+            let spec = &mut d.spec;
+            spec.revision_history_limit.get_or_insert(10);
+            let strategy = spec.update_strategy.get_or_insert_with(Default::default);
+            strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
+            match spec.template.spec.as_mut() {
+                Some(pod) => {
+                    default_pod_spec(pod);
+                    validation::validate_pod_spec(pod, "spec.template.spec", c);
+                }
+                None => c.push(Cause::required("spec.template.spec.containers")),
+            }
+        }),
+        "Job" => typed(obj, &mut causes, |j: &mut Job, c| {
+            validation::validate_name(&j.metadata, false, c);
+            let spec = j.spec.get_or_insert_with(Default::default);
+            spec.completions.get_or_insert(1);
+            spec.parallelism.get_or_insert(1);
+            spec.backoff_limit.get_or_insert(6);
+            spec.completion_mode
+                .get_or_insert_with(|| "NonIndexed".into());
+            spec.suspend.get_or_insert(false);
+            match spec.template.spec.as_mut() {
+                Some(pod) => {
+                    if pod.restart_policy.is_none() {
+                        c.push(Cause::required("spec.template.spec.restartPolicy"));
+                    }
+                    default_pod_spec(pod);
+                    if pod.restart_policy.as_deref() == Some("Always") {
+                        c.push(Cause::not_supported(
+                            "spec.template.spec.restartPolicy",
+                            "Always",
+                            &["OnFailure", "Never"],
+                        ));
+                    }
+                    validation::validate_pod_spec(pod, "spec.template.spec", c);
+                }
+                None => c.push(Cause::required("spec.template.spec.containers")),
+            }
+        }),
         "Namespace" => typed(obj, &mut causes, |n: &mut Namespace, c| {
             validation::validate_name(&n.metadata, true, c);
             n.status
@@ -155,6 +197,8 @@ pub fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Vec<String> {
         "Service" => rt::<Service>(obj),
         "Deployment" => rt::<Deployment>(obj),
         "ReplicaSet" => rt::<ReplicaSet>(obj),
+        "DaemonSet" => rt::<DaemonSet>(obj),
+        "Job" => rt::<Job>(obj),
         "Namespace" => rt::<Namespace>(obj),
         "Node" => rt::<Node>(obj),
         "Endpoints" => rt::<Endpoints>(obj),
