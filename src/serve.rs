@@ -27,6 +27,12 @@ pub struct ClusterArgs {
     /// Range node pod CIDRs (a /24 each) are carved from.
     #[arg(long, default_value = "127.64.0.0/10")]
     cluster_cidr: Ipv4Net,
+    /// How stale a node's Lease may get before the node is Ready=Unknown and tainted unreachable.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How long pods without their own toleration stay on an unreachable node before eviction.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -45,6 +51,9 @@ pub struct UpArgs {
     /// A registry (HOST:PORT) to speak plain HTTP to; loopback registries always are.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// How often the node agent renews its Lease.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    lease_renew_interval: Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -67,6 +76,9 @@ pub struct NodeArgs {
     /// A registry (HOST:PORT) to speak plain HTTP to; loopback registries always are.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// How often the node agent renews its Lease.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    lease_renew_interval: Duration,
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -102,7 +114,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         address: IpAddr::from([127, 0, 0, 1]),
         kubelet_port: 0,
         insecure_registries: args.insecure_registries,
-        lease_renew_interval: Duration::from_secs(10),
+        lease_renew_interval: args.lease_renew_interval,
     };
     tasks.extend(spawn_node(client.clone(), node_cfg, &shutdown));
     wait_node_ready(&client, &node_name, &shutdown).await?;
@@ -140,7 +152,7 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         address: args.address,
         kubelet_port: 0,
         insecure_registries: args.insecure_registries,
-        lease_renew_interval: Duration::from_secs(10),
+        lease_renew_interval: args.lease_renew_interval,
     };
     let tasks = spawn_node(client.clone(), cfg, &shutdown);
     wait_node_ready(&client, &args.name, &shutdown).await?;
@@ -155,6 +167,12 @@ async fn start_control(
     let mut cfg = herd_control::ControlConfig::new(args.data_dir.clone(), args.listen);
     cfg.service_cidr = args.service_cidr;
     cfg.cluster_cidr = args.cluster_cidr;
+    cfg.node_lifecycle = herd_control::nodelifecycle::NodeLifecycleConfig {
+        monitor_grace_period: args.node_monitor_grace_period,
+        default_unreachable_toleration: Duration::from_secs(
+            args.default_unreachable_toleration_seconds,
+        ),
+    };
     Ok(herd_control::ControlPlane::start(cfg, shutdown.clone()).await?)
 }
 
@@ -310,4 +328,42 @@ fn init_tracing() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
+}
+
+/// Parses `40s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |i| (&text[..i], &text[i..]));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?} (use e.g. 40s, 500ms, 2m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {text:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_like_kubernetes_flags() {
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
 }

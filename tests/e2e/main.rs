@@ -14,6 +14,7 @@ mod deployments;
 mod embedded_registry;
 mod kubectl;
 mod logs;
+mod nodes;
 mod persistence;
 mod python_client;
 mod scheduler;

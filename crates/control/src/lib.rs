@@ -15,6 +15,7 @@
 pub mod controllers;
 pub mod error;
 pub mod events;
+pub mod nodelifecycle;
 pub mod objects;
 pub mod scheduler;
 pub mod server;
@@ -47,6 +48,8 @@ pub struct ControlConfig {
     pub cluster_cidr: Ipv4Net,
     /// Prefix length of each node's pod CIDR.
     pub node_cidr_prefix: u8,
+    /// Node lease monitoring and eviction timings.
+    pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
 }
 
 impl ControlConfig {
@@ -58,6 +61,7 @@ impl ControlConfig {
             service_cidr: "127.10.0.0/16".parse().expect("valid default service CIDR"),
             cluster_cidr: "127.64.0.0/10".parse().expect("valid default cluster CIDR"),
             node_cidr_prefix: 24,
+            node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
         }
     }
 }
@@ -144,6 +148,11 @@ impl ControlPlane {
         let server = tokio::spawn(server::serve(listener, state));
         let mut tasks =
             controllers::spawn_all(&objects, cfg.cluster_cidr, cfg.node_cidr_prefix, &shutdown);
+        tasks.push(tokio::spawn(nodelifecycle::run(
+            objects.clone(),
+            cfg.node_lifecycle,
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(scheduler::run(
             objects.clone(),
             shutdown.clone(),

@@ -30,6 +30,8 @@ pub struct HerdOptions {
     pub insecure_registries: Vec<String>,
     /// Run herd as `nobody` through `runuser` (only possible as root).
     pub unprivileged: bool,
+    /// More flags for `herd up` / `herd control` (e.g. `--node-monitor-grace-period 2s`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for HerdOptions {
@@ -40,6 +42,7 @@ impl Default for HerdOptions {
             registry: false,
             insecure_registries: Vec::new(),
             unprivileged: false,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -131,6 +134,7 @@ impl Herd {
             "--cluster-cidr".into(),
             self.cidrs.cluster.to_string(),
         ]);
+        args.extend(self.opts.extra_args.iter().cloned());
         if self.opts.mode == Mode::Up {
             args.extend(["--node-name".into(), self.opts.node_name.clone()]);
             if self.opts.registry {
@@ -210,6 +214,11 @@ impl Herd {
 
     /// Starts `herd node --name NAME` against this control plane.
     pub async fn start_node(&self, name: &str) -> NodeProcess {
+        self.start_node_with(name, &[]).await
+    }
+
+    /// Starts `herd node --name NAME EXTRA…` against this control plane.
+    pub async fn start_node_with(&self, name: &str, extra: &[&str]) -> NodeProcess {
         let dir = self.root_path().join(format!("node-{name}"));
         std::fs::create_dir_all(&dir).expect("node data dir");
         let mut args: Vec<String> = vec![
@@ -224,6 +233,7 @@ impl Herd {
         for r in &self.opts.insecure_registries {
             args.extend(["--insecure-registry".into(), r.clone()]);
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         NodeProcess {
             process: HerdProcess::spawn(
                 &format!("herd-node-{name}"),

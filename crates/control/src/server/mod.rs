@@ -223,6 +223,23 @@ async fn subresource(
                 .await?,
             ))
         }
+        ("eviction", Method::POST) => {
+            // policy/v1 Eviction: herd serves no PodDisruptionBudgets, so every eviction is allowed and is
+            // a delete with the eviction's deleteOptions.
+            let eviction = decode_body(headers, &body)?;
+            let opts_body = eviction
+                .get("deleteOptions")
+                .map(|o| o.to_string())
+                .unwrap_or_default();
+            let mut opts = delete_options(params, opts_body.as_bytes())?;
+            opts.dry_run |= dry_run;
+            objects.delete(res, ns.as_deref(), &name, opts).await?;
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})),
+            )
+                .into_response())
+        }
         ("log", Method::GET) => {
             logs::proxy(state, ns.as_deref().unwrap_or("default"), &name, params).await
         }
