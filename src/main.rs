@@ -4,6 +4,7 @@
 //! `herd control` and `herd node` run the halves on separate hosts; the other subcommands are a small
 //! kubectl-like client.
 
+mod bench;
 mod cli;
 mod serve;
 
@@ -30,6 +31,9 @@ enum Command {
     Control(serve::ControlArgs),
     /// Run a node agent and its Service proxy against a control plane.
     Node(serve::NodeArgs),
+    /// Benchmarks that print figures (speed targets live here, not in tests).
+    #[command(subcommand)]
+    Bench(bench::Bench),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
             Command::Up(a) => serve::up(a).await,
             Command::Control(a) => serve::control(a).await,
             Command::Node(a) => serve::node(a, cli.client.kubeconfig).await,
+            Command::Bench(b) => bench::run(b).await,
             Command::Client(cmd) => cli::run(cli.client, cmd).await,
         }
     });
