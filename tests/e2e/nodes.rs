@@ -131,3 +131,66 @@ async fn killed_node_is_tainted_and_its_pods_move() {
             .all(|(name, _)| !before.iter().any(|(old, n)| old == name && *n == victim))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_empties_a_node_and_uncordon_lets_pods_back() {
+    let registry = Registry::start().await;
+    let image = registry.image("http-hello:v1");
+    push("http-hello", &image).await;
+    let herd = Herd::up(HerdOptions::default()).await;
+    herd.wait_node_ready("e2e-node").await;
+    herd.create(
+        "/apis/apps/v1/namespaces/default/deployments",
+        &http_hello_deployment("moving", &image, 2),
+    )
+    .await;
+    wait_for("2 running pods", Duration::from_secs(30), || running(&herd)).await;
+
+    let out = kubectl(&herd, &["drain", "e2e-node", "--timeout=30s"])
+        .await
+        .ok();
+    out.stdout_has("node/e2e-node drained");
+    let node = herd.get_ok("/api/v1/nodes/e2e-node").await;
+    assert_eq!(
+        node["spec"]["unschedulable"], true,
+        "drain cordons the node"
+    );
+    // The evicted pods' replacements cannot be placed on the only, cordoned node.
+    let pending = wait_for(
+        "replacements Pending as unschedulable",
+        Duration::from_secs(15),
+        || async {
+            let list = herd
+                .get_ok("/api/v1/namespaces/default/pods?labelSelector=app%3Dmoving")
+                .await;
+            let pods: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
+            let pending = pods
+                .iter()
+                .filter(|p| {
+                    phase(p) == "Pending" && p.pointer("/spec/nodeName").is_none_or(Value::is_null)
+                })
+                .count();
+            if pods.len() == 2 && pending == 2 {
+                Ok(pending)
+            } else {
+                Err(format!(
+                    "{:?}",
+                    pods.iter().map(pod_summary).collect::<Vec<_>>()
+                ))
+            }
+        },
+    )
+    .await;
+    assert_eq!(pending, 2);
+
+    kubectl(&herd, &["uncordon", "e2e-node"])
+        .await
+        .ok()
+        .stdout_has("node/e2e-node uncordoned");
+    wait_for(
+        "2 running pods after uncordon",
+        Duration::from_secs(30),
+        || running(&herd),
+    )
+    .await;
+}
