@@ -1,21 +1,28 @@
-//! Deployment: owns one ReplicaSet per pod template (named by the template's hash) and scales the current
-//! one to `replicas`, older ones to zero.
+//! Deployment: owns one ReplicaSet per pod template (named by the template's hash, adopting orphans its
+//! selector matches) and rolls from the old ones to the current one: RollingUpdate within maxSurge and
+//! maxUnavailable, or Recreate; paused, progress deadline, revision history. The arithmetic is in `rollout`,
+//! the status in `status`.
+
+mod rollout;
+mod status;
 
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
-use super::replicaset::object_key;
+use self::rollout::{RecreateStep, RsState};
+use super::replicaset::{SelectorCache, claim, object_key, owner_reference};
 use super::{Controller, Key, controller_owner, is_owned_by, key_of};
 use crate::error::ApiError;
 use crate::events::Recorder;
-use crate::objects::{Objects, now};
-use crate::store::Change;
+use crate::objects::{DeleteOptions, Objects};
+use crate::store::{Change, EventType};
 
 pub struct Deployments {
     objects: Objects,
     recorder: Recorder,
     deploy: &'static ResourceInfo,
     rs: &'static ResourceInfo,
+    selectors: SelectorCache,
 }
 
 impl Deployments {
@@ -25,6 +32,7 @@ impl Deployments {
             objects,
             deploy: resources::by_path("apps", "v1", "deployments").expect("deployments"),
             rs: resources::by_path("apps", "v1", "replicasets").expect("replicasets"),
+            selectors: SelectorCache::default(),
         }
     }
 }
@@ -89,16 +97,32 @@ impl Controller for Deployments {
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
         if &*change.resource == "replicasets.apps" {
-            return controller_owner(&change.object, "Deployment")
-                .map(|d| (change.namespace.clone(), d))
+            if let Some(owner) = controller_owner(&change.object, "Deployment") {
+                return vec![(change.namespace.clone(), owner)];
+            }
+            if change.kind == EventType::Deleted {
+                return Vec::new();
+            }
+            // An orphan wakes the owners that would adopt it, but not the owner that just let it go (an
+            // orphaning delete): that one is about to disappear.
+            let released_by = change
+                .previous
+                .as_ref()
+                .and_then(|prev| controller_owner(prev, "Deployment"));
+            return self
+                .selectors
+                .matching(&change.namespace, &change.object)
                 .into_iter()
+                .filter(|(_, n)| Some(n) != released_by.as_ref())
                 .collect();
         }
+        self.selectors.observe(change);
         vec![key_of(change)]
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
         let (items, _) = self.objects.store().list(&self.deploy.key(), None).await?;
+        self.selectors.reset(&items);
         Ok(items.iter().filter_map(object_key).collect())
     }
 
@@ -114,107 +138,205 @@ impl Controller for Deployments {
         if d.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(());
         }
-        let uid = d
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let replicas = d
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
+        let spec = Spec::of(&d);
         let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
         let rs_name = format!("{name}-{hash}");
         let (all_rs, _) = self.objects.store().list(&self.rs.key(), Some(ns)).await?;
-        let owned: Vec<Value> = all_rs
-            .into_iter()
-            .filter(|rs| is_owned_by(rs, &uid))
-            .collect();
+        let owned = claim(&self.objects, self.rs, &d, "Deployment", all_rs).await?;
         let max_revision = owned.iter().map(revision).max().unwrap_or(0);
-        let current = owned
-            .iter()
-            .find(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) == Some(&rs_name));
-        match current {
-            None => {
-                let mut template = template.clone();
-                template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
-                let mut selector = d.pointer("/spec/selector").cloned().unwrap_or(json!({}));
-                selector["matchLabels"]["pod-template-hash"] = json!(hash);
-                let mut labels = d
-                    .pointer("/spec/template/metadata/labels")
-                    .cloned()
-                    .unwrap_or(json!({}));
-                labels["pod-template-hash"] = json!(hash);
-                let rs = json!({
-                    "apiVersion": "apps/v1",
-                    "kind": "ReplicaSet",
-                    "metadata": {
-                        "name": rs_name,
-                        "namespace": ns,
-                        "labels": labels,
-                        "annotations": {
-                            "deployment.kubernetes.io/revision": (max_revision + 1).to_string(),
-                            "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
-                        },
-                        "ownerReferences": [{
-                            "apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid,
-                            "controller": true, "blockOwnerDeletion": true,
-                        }],
-                    },
-                    "spec": {"replicas": replicas, "selector": selector, "template": template},
-                });
-                match self.objects.create(self.rs, Some(ns), rs, false).await {
-                    Ok(_) => {
-                        let msg = format!("Scaled up replica set {rs_name} from 0 to {replicas}");
-                        self.recorder.normal(&d, "ScalingReplicaSet", &msg).await;
+        let mut new_rs = owned.iter().find(|rs| name_of(rs) == rs_name).cloned();
+        let old: Vec<&Value> = owned.iter().filter(|rs| name_of(rs) != rs_name).collect();
+        let old_states: Vec<RsState> = old.iter().map(|rs| rs_state(rs)).collect();
+        let stale = owned.iter().any(|rs| {
+            int(rs, "/status/observedGeneration") < int(rs, "/metadata/generation").max(1)
+        });
+        let mut created = false;
+        if spec.paused {
+            // Paused: no rollout; a scale applies to the current ReplicaSet only.
+            let current = new_rs
+                .as_ref()
+                .or_else(|| owned.iter().max_by_key(|rs| revision(rs)));
+            if let Some(current) = current {
+                let total: i64 = owned.iter().map(|rs| int(rs, "/spec/replicas")).sum();
+                let to = (int(current, "/spec/replicas") + spec.replicas - total).max(0);
+                self.scale(&d, &spec, current, to).await?;
+            }
+        } else if spec.recreate {
+            let old_uids: Vec<&str> = old
+                .iter()
+                .filter_map(|rs| rs.pointer("/metadata/uid").and_then(Value::as_str))
+                .collect();
+            let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
+            let old_pods_running = pods.iter().any(|p| {
+                old_uids.iter().any(|u| is_owned_by(p, u))
+                    && !matches!(
+                        p.pointer("/status/phase").and_then(Value::as_str),
+                        Some("Succeeded" | "Failed")
+                    )
+            });
+            match rollout::recreate_step(&old_states, old_pods_running) {
+                RecreateStep::ScaleDownOld(names) => {
+                    for rs in old
+                        .iter()
+                        .filter(|rs| names.iter().any(|n| n == name_of(rs)))
+                    {
+                        self.scale(&d, &spec, rs, 0).await?;
                     }
-                    Err(ApiError::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(e),
+                }
+                RecreateStep::WaitForOldPods => {}
+                RecreateStep::ScaleUpNew => match &new_rs {
+                    None => {
+                        new_rs = self
+                            .create_rs(&d, &spec, &rs_name, &hash, spec.replicas, max_revision)
+                            .await?;
+                        created = new_rs.is_some();
+                    }
+                    Some(rs) => {
+                        self.scale(&d, &spec, rs, spec.replicas).await?;
+                    }
+                },
+            }
+        } else {
+            let new_spec = new_rs.as_ref().map_or(0, |rs| int(rs, "/spec/replicas"));
+            let new_pods = new_rs.as_ref().map_or(0, |rs| int(rs, "/status/replicas"));
+            let target = rollout::new_rs_replicas(
+                spec.replicas,
+                spec.max_surge,
+                new_spec,
+                new_pods,
+                &old_states,
+            );
+            let scaled_up = match &new_rs {
+                None => {
+                    new_rs = self
+                        .create_rs(&d, &spec, &rs_name, &hash, target, max_revision)
+                        .await?;
+                    created = new_rs.is_some();
+                    true
+                }
+                Some(rs) => self.scale(&d, &spec, rs, target).await? && target > new_spec,
+            };
+            // Like kube, old ReplicaSets wait for the next pass after a scale-up, and for fresh statuses.
+            if !scaled_up && !stale {
+                let new_available = new_rs
+                    .as_ref()
+                    .map_or(0, |rs| int(rs, "/status/availableReplicas"));
+                let plan = rollout::old_rs_scale_down(
+                    spec.replicas,
+                    spec.max_unavailable,
+                    target,
+                    new_available,
+                    &old_states,
+                );
+                for (rs_to_scale, to) in plan {
+                    if let Some(rs) = old.iter().find(|rs| name_of(rs) == rs_to_scale) {
+                        self.scale(&d, &spec, rs, to).await?;
+                    }
                 }
             }
-            Some(rs) if rs.pointer("/spec/replicas").and_then(Value::as_i64) != Some(replicas) => {
-                let from = rs
-                    .pointer("/spec/replicas")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                self.objects
-                    .edit(self.rs, ns, &rs_name, |rs| {
-                        rs["spec"]["replicas"] = json!(replicas);
-                        true
-                    })
-                    .await?;
-                let dir = if replicas > from { "up" } else { "down" };
-                let msg = format!("Scaled {dir} replica set {rs_name} from {from} to {replicas}");
-                self.recorder.normal(&d, "ScalingReplicaSet", &msg).await;
-            }
-            Some(_) => {}
         }
-        self.sync_revisions(ns, name, &d, current, max_revision)
+        if let Some(rs) = &new_rs {
+            self.sync_min_ready(ns, rs, spec.min_ready).await?;
+            self.sync_revisions(ns, name, &d, Some(rs), max_revision)
+                .await?;
+        }
+        let inputs = status::Inputs {
+            replicas: spec.replicas,
+            max_unavailable: spec.max_unavailable,
+            paused: spec.paused,
+            new_rs: new_rs.as_ref().map(name_of),
+            created,
+            deadline: spec.deadline,
+            now: jiff::Timestamp::now(),
+        };
+        let status = status::compute(&d, &owned, &inputs);
+        let complete = int(&status, "/updatedReplicas") == spec.replicas
+            && int(&status, "/replicas") == spec.replicas
+            && int(&status, "/availableReplicas") == spec.replicas;
+        if spec.paused || complete {
+            self.clean_history(ns, &old, spec.history_limit).await?;
+        }
+        self.objects
+            .edit(self.deploy, ns, name, |d| {
+                if d.get("status") == Some(&status) {
+                    return false;
+                }
+                d["status"] = status;
+                true
+            })
             .await?;
-        for old in owned
-            .iter()
-            .filter(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) != Some(&rs_name))
-        {
-            if old.pointer("/spec/replicas").and_then(Value::as_i64) != Some(0)
-                && let Some(old_name) = old.pointer("/metadata/name").and_then(Value::as_str)
-            {
-                let from = old
-                    .pointer("/spec/replicas")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                self.objects
-                    .edit(self.rs, ns, old_name, |rs| {
-                        rs["spec"]["replicas"] = json!(0);
-                        true
-                    })
-                    .await?;
-                let msg = format!("Scaled down replica set {old_name} from {from} to 0");
-                self.recorder.normal(&d, "ScalingReplicaSet", &msg).await;
-            }
+        Ok(())
+    }
+}
+
+/// The parts of a Deployment's spec the rollout reads, with kube's defaults.
+struct Spec {
+    replicas: i64,
+    paused: bool,
+    recreate: bool,
+    max_surge: i64,
+    max_unavailable: i64,
+    min_ready: i64,
+    deadline: Option<i64>,
+    history_limit: i64,
+}
+
+impl Spec {
+    fn of(d: &Value) -> Self {
+        let replicas = d
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0);
+        let recreate = d.pointer("/spec/strategy/type") == Some(&json!("Recreate"));
+        let (max_surge, max_unavailable) = if recreate {
+            (0, 0)
+        } else {
+            rollout::fenceposts(
+                replicas,
+                d.pointer("/spec/strategy/rollingUpdate/maxSurge"),
+                d.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+            )
+        };
+        let deadline = d
+            .pointer("/spec/progressDeadlineSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(600);
+        Self {
+            replicas,
+            paused: d.pointer("/spec/paused") == Some(&json!(true)),
+            recreate,
+            max_surge,
+            max_unavailable,
+            min_ready: int(d, "/spec/minReadySeconds"),
+            deadline: (deadline != i64::from(i32::MAX)).then_some(deadline),
+            history_limit: d
+                .pointer("/spec/revisionHistoryLimit")
+                .and_then(Value::as_i64)
+                .unwrap_or(10),
         }
-        self.update_status(ns, name, &d, &owned, &rs_name, replicas)
-            .await
+    }
+}
+
+fn int(v: &Value, ptr: &str) -> i64 {
+    v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn name_of(v: &Value) -> &str {
+    v.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn rs_state(rs: &Value) -> RsState {
+    let spec = int(rs, "/spec/replicas");
+    RsState {
+        name: name_of(rs).to_string(),
+        revision: revision(rs),
+        spec,
+        available: int(rs, "/status/availableReplicas").min(spec),
+        pods: int(rs, "/status/replicas"),
     }
 }
 
@@ -268,106 +390,123 @@ impl Deployments {
         Ok(())
     }
 
-    async fn update_status(
-        &self,
-        ns: &str,
-        name: &str,
-        d: &Value,
-        owned: &[Value],
-        rs_name: &str,
-        replicas: i64,
-    ) -> Result<(), ApiError> {
-        let sum = |field: &str| {
-            owned
-                .iter()
-                .map(|rs| {
-                    rs.pointer(&format!("/status/{field}"))
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0)
-                })
-                .sum::<i64>()
-        };
-        let updated = owned
-            .iter()
-            .find(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) == Some(rs_name))
-            .and_then(|rs| rs.pointer("/status/replicas").and_then(Value::as_i64))
-            .unwrap_or(0);
-        let (total, ready, available) = (
-            sum("replicas"),
-            sum("readyReplicas"),
-            sum("availableReplicas"),
+    /// Sets a ReplicaSet's `spec.replicas` (bumping its generation, as an API update would) and records the
+    /// ScalingReplicaSet event. Returns whether anything changed.
+    async fn scale(&self, d: &Value, spec: &Spec, rs: &Value, to: i64) -> Result<bool, ApiError> {
+        let from = int(rs, "/spec/replicas");
+        if from == to {
+            return Ok(false);
+        }
+        let (ns, rs_name) = object_key(rs).unwrap_or_default();
+        let (desired, max) = (
+            spec.replicas.to_string(),
+            (spec.replicas + spec.max_surge).to_string(),
         );
-        let complete = updated == replicas && total == replicas && available == replicas;
-        let old_conditions = d
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let condition = |ty: &str, status: &str, reason: &str, message: String| {
-            let prev = old_conditions.iter().find(|c| c["type"] == ty);
-            let unchanged = prev.is_some_and(|p| p["status"] == status && p["reason"] == reason);
-            let transition = if unchanged {
-                prev.and_then(|p| p.get("lastTransitionTime").cloned())
-                    .unwrap_or(json!(now()))
-            } else {
-                json!(now())
-            };
-            let update = if unchanged {
-                prev.and_then(|p| p.get("lastUpdateTime").cloned())
-                    .unwrap_or(json!(now()))
-            } else {
-                json!(now())
-            };
-            json!({"type": ty, "status": status, "reason": reason, "message": message, "lastTransitionTime": transition, "lastUpdateTime": update})
-        };
-        let available_cond = if available >= replicas {
-            condition(
-                "Available",
-                "True",
-                "MinimumReplicasAvailable",
-                "Deployment has minimum availability.".into(),
-            )
-        } else {
-            condition(
-                "Available",
-                "False",
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.".into(),
-            )
-        };
-        let progressing = if complete {
-            condition(
-                "Progressing",
-                "True",
-                "NewReplicaSetAvailable",
-                format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
-            )
-        } else {
-            condition(
-                "Progressing",
-                "True",
-                "ReplicaSetUpdated",
-                format!("ReplicaSet \"{rs_name}\" is progressing."),
-            )
-        };
-        let status = json!({
-            "observedGeneration": d.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
-            "replicas": total,
-            "updatedReplicas": updated,
-            "readyReplicas": ready,
-            "availableReplicas": available,
-            "unavailableReplicas": (total - available).max(0),
-            "conditions": [available_cond, progressing],
-        });
-        self.objects
-            .edit(self.deploy, ns, name, |d| {
-                if d.get("status") == Some(&status) {
-                    return false;
+        let changed = self
+            .objects
+            .edit(self.rs, &ns, &rs_name, |rs| {
+                rs["spec"]["replicas"] = json!(to);
+                rs["metadata"]["generation"] = json!(int(rs, "/metadata/generation") + 1);
+                if !rs["metadata"]["annotations"].is_object() {
+                    rs["metadata"]["annotations"] = json!({});
                 }
-                d["status"] = status;
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
+                    json!(desired);
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"] = json!(max);
+                true
+            })
+            .await?
+            .is_some();
+        if changed {
+            let dir = if to > from { "up" } else { "down" };
+            let msg = format!("Scaled {dir} replica set {rs_name} from {from} to {to}");
+            self.recorder.normal(d, "ScalingReplicaSet", &msg).await;
+        }
+        Ok(changed)
+    }
+
+    /// Creates the ReplicaSet of the current template with `replicas` and the next revision. `None` when a
+    /// ReplicaSet of that name exists but is not this Deployment's.
+    async fn create_rs(
+        &self,
+        d: &Value,
+        spec: &Spec,
+        rs_name: &str,
+        hash: &str,
+        replicas: i64,
+        max_revision: i64,
+    ) -> Result<Option<Value>, ApiError> {
+        let (ns, _) = object_key(d).unwrap_or_default();
+        let mut template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+        let mut selector = d.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+        selector["matchLabels"]["pod-template-hash"] = json!(hash);
+        let labels = template["metadata"]["labels"].clone();
+        let mut rs_spec = json!({"replicas": replicas, "selector": selector, "template": template});
+        if spec.min_ready > 0 {
+            rs_spec["minReadySeconds"] = json!(spec.min_ready);
+        }
+        let rs = json!({
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": rs_name,
+                "namespace": ns,
+                "labels": labels,
+                "annotations": {
+                    REVISION: (max_revision + 1).to_string(),
+                    "deployment.kubernetes.io/desired-replicas": spec.replicas.to_string(),
+                    "deployment.kubernetes.io/max-replicas": (spec.replicas + spec.max_surge).to_string(),
+                },
+                "ownerReferences": [owner_reference(d, "Deployment")],
+            },
+            "spec": rs_spec,
+        });
+        match self.objects.create(self.rs, Some(&ns), rs, false).await {
+            Ok(created) => {
+                let msg = format!("Scaled up replica set {rs_name} from 0 to {replicas}");
+                self.recorder.normal(d, "ScalingReplicaSet", &msg).await;
+                Ok(Some(created))
+            }
+            Err(ApiError::AlreadyExists { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn sync_min_ready(&self, ns: &str, rs: &Value, min_ready: i64) -> Result<(), ApiError> {
+        if int(rs, "/spec/minReadySeconds") == min_ready {
+            return Ok(());
+        }
+        self.objects
+            .edit(self.rs, ns, name_of(rs), |rs| {
+                rs["spec"]["minReadySeconds"] = json!(min_ready);
+                rs["metadata"]["generation"] = json!(int(rs, "/metadata/generation") + 1);
                 true
             })
             .await?;
+        Ok(())
+    }
+
+    /// revisionHistoryLimit: deletes the oldest fully scaled-down old ReplicaSets beyond the limit.
+    async fn clean_history(&self, ns: &str, old: &[&Value], limit: i64) -> Result<(), ApiError> {
+        let states: Vec<(RsState, i64)> = old
+            .iter()
+            .filter(|rs| {
+                int(rs, "/status/observedGeneration") >= int(rs, "/metadata/generation")
+                    && rs.pointer("/metadata/deletionTimestamp").is_none()
+            })
+            .map(|rs| (rs_state(rs), int(rs, "/status/replicas")))
+            .collect();
+        for rs_name in rollout::history_to_delete(&states, limit) {
+            match self
+                .objects
+                .delete(self.rs, Some(ns), &rs_name, DeleteOptions::default())
+                .await
+            {
+                Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 }

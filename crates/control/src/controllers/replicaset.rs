@@ -1,5 +1,10 @@
-//! ReplicaSet: keeps `replicas` active pods matching its template alive.
+//! ReplicaSet: keeps `replicas` active pods matching its template alive, adopting orphan pods its selector
+//! matches and releasing owned pods it no longer matches.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use herd_api::LabelSelector;
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
@@ -7,13 +12,14 @@ use super::{Controller, Key, controller_owner, is_owned_by, key_of, pod_is_activ
 use crate::error::ApiError;
 use crate::events::Recorder;
 use crate::objects::{DeleteOptions, Objects};
-use crate::store::Change;
+use crate::store::{Change, EventType};
 
 pub struct ReplicaSets {
     objects: Objects,
     recorder: Recorder,
     rs: &'static ResourceInfo,
     pods: &'static ResourceInfo,
+    selectors: SelectorCache,
 }
 
 impl ReplicaSets {
@@ -23,6 +29,7 @@ impl ReplicaSets {
             objects,
             rs: resources::by_path("apps", "v1", "replicasets").expect("replicasets"),
             pods: resources::by_path("", "v1", "pods").expect("pods"),
+            selectors: SelectorCache::default(),
         }
     }
 }
@@ -58,16 +65,32 @@ impl Controller for ReplicaSets {
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
         if &*change.resource == "pods" {
-            return controller_owner(&change.object, "ReplicaSet")
-                .map(|rs| (change.namespace.clone(), rs))
+            if let Some(owner) = controller_owner(&change.object, "ReplicaSet") {
+                return vec![(change.namespace.clone(), owner)];
+            }
+            if change.kind == EventType::Deleted {
+                return Vec::new();
+            }
+            // An orphan wakes the owners that would adopt it, but not the owner that just let it go (an
+            // orphaning delete): that one is about to disappear.
+            let released_by = change
+                .previous
+                .as_ref()
+                .and_then(|prev| controller_owner(prev, "ReplicaSet"));
+            return self
+                .selectors
+                .matching(&change.namespace, &change.object)
                 .into_iter()
+                .filter(|(_, n)| Some(n) != released_by.as_ref())
                 .collect();
         }
+        self.selectors.observe(change);
         vec![key_of(change)]
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
         let (items, _) = self.objects.store().list(&self.rs.key(), None).await?;
+        self.selectors.reset(&items);
         Ok(items.iter().filter_map(object_key).collect())
     }
 
@@ -78,16 +101,9 @@ impl Controller for ReplicaSets {
         if rs.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(());
         }
-        let uid = rs
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
         let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
-        let mut active: Vec<Value> = pods
-            .into_iter()
-            .filter(|p| is_owned_by(p, &uid) && pod_is_active(p))
-            .collect();
+        let owned = claim(&self.objects, self.pods, &rs, "ReplicaSet", pods).await?;
+        let mut active: Vec<Value> = owned.into_iter().filter(pod_is_active).collect();
         let want = rs
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)
@@ -104,10 +120,7 @@ impl Controller for ReplicaSets {
                         "namespace": ns,
                         "labels": template.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
                         "annotations": template.pointer("/metadata/annotations").cloned().unwrap_or(json!({})),
-                        "ownerReferences": [{
-                            "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": uid,
-                            "controller": true, "blockOwnerDeletion": true,
-                        }],
+                        "ownerReferences": [owner_reference(&rs, "ReplicaSet")],
                     },
                     "spec": template.get("spec").cloned().unwrap_or(json!({})),
                 });
@@ -146,12 +159,21 @@ impl Controller for ReplicaSets {
                 }
             }
         }
+        let min_ready = rs
+            .pointer("/spec/minReadySeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let now = jiff::Timestamp::now();
         let ready = active.iter().filter(|p| pod_is_ready(p)).count() as i64;
+        let available = active
+            .iter()
+            .filter(|p| pod_is_available(p, min_ready, now))
+            .count() as i64;
         let status = json!({
             "replicas": active.len(),
             "fullyLabeledReplicas": active.len(),
             "readyReplicas": ready,
-            "availableReplicas": ready,
+            "availableReplicas": available,
             "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         });
         self.objects
@@ -164,6 +186,156 @@ impl Controller for ReplicaSets {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// A pod is available once it has been Ready for `min_ready` seconds.
+pub(super) fn pod_is_available(pod: &Value, min_ready: i64, now: jiff::Timestamp) -> bool {
+    if !pod_is_ready(pod) {
+        return false;
+    }
+    if min_ready <= 0 {
+        return true;
+    }
+    let since = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    since.is_some_and(|t| now.as_second() - t.as_second() >= min_ready)
+}
+
+/// The object's `spec.selector`; `None` when missing, invalid or empty (such a selector adopts nothing).
+pub(super) fn selector_of(obj: &Value) -> Option<LabelSelector> {
+    let raw = obj.pointer("/spec/selector")?.clone();
+    let sel: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
+        serde_json::from_value(raw).ok()?;
+    LabelSelector::from_k8s(&sel).ok().filter(|s| !s.is_empty())
+}
+
+/// A controlling ownerReference to `owner`.
+pub(super) fn owner_reference(owner: &Value, kind: &str) -> Value {
+    json!({
+        "apiVersion": owner.get("apiVersion").cloned().unwrap_or(json!("apps/v1")),
+        "kind": kind,
+        "name": owner.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+        "uid": owner.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+fn has_controller(obj: &Value) -> bool {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| refs.iter().any(|r| r["controller"] == true))
+}
+
+/// Kube's ControllerRefManager: of `candidates`, adopts orphans that match `owner`'s selector, releases owned
+/// ones that no longer match, and returns those `owner` controls afterwards.
+pub(super) async fn claim(
+    objects: &Objects,
+    res: &'static ResourceInfo,
+    owner: &Value,
+    owner_kind: &str,
+    candidates: Vec<Value>,
+) -> Result<Vec<Value>, ApiError> {
+    let uid = owner
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let selector = selector_of(owner);
+    let matches = |obj: &Value| selector.as_ref().is_some_and(|s| s.matches_object(obj));
+    let mut owned = Vec::new();
+    for obj in candidates {
+        let Some((ns, name)) = object_key(&obj) else {
+            continue;
+        };
+        let deleting = obj.pointer("/metadata/deletionTimestamp").is_some();
+        if is_owned_by(&obj, &uid) {
+            if matches(&obj) || deleting {
+                owned.push(obj);
+                continue;
+            }
+            let released = objects
+                .edit(res, &ns, &name, |o| {
+                    let Some(refs) = o
+                        .pointer_mut("/metadata/ownerReferences")
+                        .and_then(Value::as_array_mut)
+                    else {
+                        return false;
+                    };
+                    let before = refs.len();
+                    refs.retain(|r| r["uid"] != uid.as_str());
+                    refs.len() != before
+                })
+                .await;
+            match released {
+                Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        } else if !has_controller(&obj) && !deleting && matches(&obj) {
+            let reference = owner_reference(owner, owner_kind);
+            let adopted = objects
+                .edit(res, &ns, &name, |o| {
+                    if has_controller(o) || !matches(o) {
+                        return false;
+                    }
+                    match o
+                        .pointer_mut("/metadata/ownerReferences")
+                        .and_then(Value::as_array_mut)
+                    {
+                        Some(refs) => refs.push(reference),
+                        None => o["metadata"]["ownerReferences"] = json!([reference]),
+                    }
+                    true
+                })
+                .await?;
+            if let Some(change) = adopted {
+                owned.push((*change.object).clone());
+            }
+        }
+    }
+    Ok(owned)
+}
+
+/// The selectors of every object a controller manages, so a change to an orphan can wake the owners that
+/// would adopt it.
+#[derive(Default)]
+pub(super) struct SelectorCache(Mutex<BTreeMap<Key, LabelSelector>>);
+
+impl SelectorCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, LabelSelector>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn observe(&self, change: &Change) {
+        let key = key_of(change);
+        let selector = (change.kind != EventType::Deleted)
+            .then(|| selector_of(&change.object))
+            .flatten();
+        match selector {
+            Some(s) => self.lock().insert(key, s),
+            None => self.lock().remove(&key),
+        };
+    }
+
+    pub(super) fn reset(&self, items: &[Value]) {
+        let fresh: BTreeMap<Key, LabelSelector> = items
+            .iter()
+            .filter_map(|o| Some((object_key(o)?, selector_of(o)?)))
+            .collect();
+        *self.lock() = fresh;
+    }
+
+    pub(super) fn matching(&self, ns: &str, obj: &Value) -> Vec<Key> {
+        self.lock()
+            .iter()
+            .filter(|((n, _), s)| n == ns && s.matches_object(obj))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }
 
