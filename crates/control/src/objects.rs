@@ -30,7 +30,7 @@ fn has_status_subresource(res: &ResourceInfo) -> bool {
 fn resets_status_on_create(res: &ResourceInfo) -> bool {
     matches!(
         res.kind,
-        "Pod" | "Service" | "Deployment" | "ReplicaSet" | "Namespace"
+        "Pod" | "Service" | "Deployment" | "ReplicaSet" | "Namespace" | "Job" | "DaemonSet"
     )
 }
 
@@ -468,6 +468,20 @@ impl Objects {
                 .await?
                 .and_then(|o| meta(&o, "uid"))
         {
+            // Mark the owner as being deleted first, so no controller adopts the dependents again between
+            // their release and the owner's removal.
+            if res.kind != "Pod" {
+                let stamp = now();
+                self.edit(res, &ns, name, |o| {
+                    if o.pointer("/metadata/deletionTimestamp").is_some() {
+                        return false;
+                    }
+                    o["metadata"]["deletionTimestamp"] = json!(stamp);
+                    o["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                    true
+                })
+                .await?;
+            }
             self.orphan_dependents(&uid).await?;
         }
         let (out, change) = self

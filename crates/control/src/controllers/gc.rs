@@ -186,6 +186,8 @@ impl Controller for GarbageCollector {
         &[
             "deployments.apps",
             "replicasets.apps",
+            "jobs.batch",
+            "daemonsets.apps",
             "services",
             "namespaces",
             "pods",

@@ -5,9 +5,11 @@
 //! reconciled twice at once; a failed key is retried with a doubling delay, and every key is resynced
 //! periodically.
 
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;
+mod job;
 mod nodeipam;
 mod replicaset;
 
@@ -68,6 +70,16 @@ pub fn spawn_all(
         )),
         tokio::spawn(run(
             nodeipam::NodeIpam::new(objects.clone(), cluster_cidr, node_prefix),
+            objects.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            daemonset::DaemonSets::new(objects.clone()),
+            objects.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            job::Jobs::new(objects.clone(), shutdown.clone()),
             objects.clone(),
             shutdown.clone(),
         )),

@@ -1,0 +1,593 @@
+//! DaemonSet: one pod per eligible node (kube's daemon controller), replaced node by node when the
+//! template changes (RollingUpdate with `maxUnavailable`).
+//!
+//! A node is eligible when it matches the template's nodeSelector and required node affinity and every
+//! NoSchedule/NoExecute taint is tolerated — by the template's tolerations plus the ones kube adds to
+//! every daemon pod (not-ready, unreachable, unschedulable, pressure). Readiness and `unschedulable` do
+//! not matter. Pods are created bound (`spec.nodeName`): herd's scheduler only places pods on Ready nodes
+//! and does not read node affinity, and a daemon pod must run on a not-ready or cordoned node too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use herd_api::resources::{self, ResourceInfo};
+use serde_json::{Value, json};
+
+use super::{Controller, Key, controller_owner, is_owned_by, key_of, pod_is_ready};
+use crate::error::ApiError;
+use crate::events::Recorder;
+use crate::objects::{DeleteOptions, Objects};
+use crate::store::{Change, EventType};
+
+const REVISION_LABEL: &str = "controller-revision-hash";
+
+pub struct DaemonSets {
+    objects: Objects,
+    recorder: Recorder,
+    daemonsets: &'static ResourceInfo,
+    pods: &'static ResourceInfo,
+    /// Every DaemonSet's key, so a node change can wake them all (`keys_for` cannot read the store).
+    known: Mutex<BTreeSet<Key>>,
+}
+
+impl DaemonSets {
+    pub fn new(objects: Objects) -> Self {
+        Self {
+            recorder: Recorder::new(objects.clone(), "daemonset-controller"),
+            objects,
+            daemonsets: resources::by_path("apps", "v1", "daemonsets").expect("daemonsets"),
+            pods: resources::by_path("", "v1", "pods").expect("pods"),
+            known: Mutex::default(),
+        }
+    }
+}
+
+impl Controller for DaemonSets {
+    const NAME: &'static str = "daemonset";
+
+    fn watches(&self) -> &'static [&'static str] {
+        &["daemonsets.apps", "pods", "nodes"]
+    }
+
+    fn keys_for(&self, change: &Change) -> Vec<Key> {
+        match &*change.resource {
+            "pods" => controller_owner(&change.object, "DaemonSet")
+                .map(|ds| (change.namespace.clone(), ds))
+                .into_iter()
+                .collect(),
+            "nodes" => self
+                .known
+                .lock()
+                .map(|k| k.iter().cloned().collect())
+                .unwrap_or_default(),
+            _ => {
+                let key = key_of(change);
+                if let Ok(mut known) = self.known.lock() {
+                    if change.kind == EventType::Deleted {
+                        known.remove(&key);
+                    } else {
+                        known.insert(key.clone());
+                    }
+                }
+                vec![key]
+            }
+        }
+    }
+
+    async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
+        let (items, _) = self
+            .objects
+            .store()
+            .list(&self.daemonsets.key(), None)
+            .await?;
+        let keys: Vec<Key> = items.iter().filter_map(object_key).collect();
+        if let Ok(mut known) = self.known.lock() {
+            *known = keys.iter().cloned().collect();
+        }
+        Ok(keys)
+    }
+
+    async fn reconcile(&self, (ns, name): &Key) -> Result<(), ApiError> {
+        let Some(ds) = self
+            .objects
+            .store()
+            .get(&self.daemonsets.key(), ns, name)
+            .await?
+        else {
+            return Ok(());
+        };
+        if ds.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok(());
+        }
+        let uid = ds
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let template = ds.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        let hash = template_hash(&template);
+        let mut pod_spec = template.get("spec").cloned().unwrap_or(json!({}));
+        add_daemon_tolerations(&mut pod_spec);
+        let (nodes, _) = self.objects.store().list("nodes", None).await?;
+        let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
+        let mut by_node: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for pod in pods.into_iter().filter(|p| is_owned_by(p, &uid)) {
+            let node = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            by_node.entry(node).or_default().push(pod);
+        }
+
+        let mut status = Counts::default();
+        let mut to_create: Vec<String> = Vec::new();
+        let mut to_delete: Vec<Value> = Vec::new();
+        let mut old_running: Vec<Value> = Vec::new();
+        let mut unavailable = 0usize;
+        for node in &nodes {
+            let Some(node_name) = node.pointer("/metadata/name").and_then(Value::as_str) else {
+                continue;
+            };
+            let (should_run, should_continue) = placement(&pod_spec, node);
+            let pods = by_node.remove(node_name).unwrap_or_default();
+            let (terminal_failed, others): (Vec<Value>, Vec<Value>) = pods
+                .into_iter()
+                .partition(|p| p.pointer("/status/phase") == Some(&json!("Failed")));
+            let mut running: Vec<Value> = others
+                .into_iter()
+                .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+                .collect();
+            if should_run {
+                status.desired += 1;
+            }
+            if !running.is_empty() {
+                if should_run {
+                    status.current += 1;
+                } else {
+                    status.misscheduled += 1;
+                }
+            }
+            if !should_continue {
+                to_delete.extend(running);
+                to_delete.extend(terminal_failed);
+                continue;
+            }
+            // A failed daemon pod is replaced.
+            to_delete.extend(terminal_failed);
+            // Keep the oldest running pod; extras go.
+            running.sort_by_key(|p| {
+                p.pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            });
+            let extras = running.split_off(running.len().min(1));
+            to_delete.extend(extras);
+            match running.pop() {
+                None if should_run => {
+                    to_create.push(node_name.to_string());
+                    unavailable += 1;
+                }
+                None => {}
+                Some(pod) => {
+                    let updated = pod.pointer(&format!("/metadata/labels/{REVISION_LABEL}"))
+                        == Some(&json!(hash));
+                    let ready = pod_is_ready(&pod);
+                    if should_run {
+                        status.ready += usize::from(ready);
+                        status.updated += usize::from(updated);
+                        if !ready {
+                            unavailable += 1;
+                        }
+                    }
+                    if !updated {
+                        old_running.push(pod);
+                    }
+                }
+            }
+        }
+        // Pods on nodes that no longer exist (or never bound) go at once, as the pod GC would.
+        let orphans: Vec<Value> = by_node.into_values().flatten().collect();
+
+        for node in &to_create {
+            self.create_pod(&ds, ns, name, &uid, &hash, &template, &pod_spec, node)
+                .await?;
+        }
+        for pod in &to_delete {
+            self.delete_pod(&ds, ns, pod, None).await?;
+        }
+        for pod in &orphans {
+            self.delete_pod(&ds, ns, pod, Some(0)).await?;
+        }
+        if rolling(&ds) {
+            let max_unavailable = max_unavailable(&ds, status.desired);
+            // Unavailable old pods are replaced first; they cost nothing.
+            old_running.sort_by_key(pod_is_ready);
+            for pod in old_running {
+                if pod_is_ready(&pod) {
+                    if unavailable >= max_unavailable {
+                        break;
+                    }
+                    unavailable += 1;
+                }
+                self.delete_pod(&ds, ns, &pod, None).await?;
+            }
+        }
+
+        let mut new_status = json!({
+            "desiredNumberScheduled": status.desired,
+            "currentNumberScheduled": status.current,
+            "numberMisscheduled": status.misscheduled,
+            "numberReady": status.ready,
+            "numberAvailable": status.ready,
+            "updatedNumberScheduled": status.updated,
+            "observedGeneration": ds.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+        });
+        let unavailable_count = status.desired.saturating_sub(status.ready);
+        if unavailable_count > 0 {
+            new_status["numberUnavailable"] = json!(unavailable_count);
+        }
+        // kube omits these when zero.
+        if let Some(m) = new_status.as_object_mut() {
+            m.retain(|k, v| {
+                !(v == &json!(0) && (k == "numberAvailable" || k == "updatedNumberScheduled"))
+            });
+        }
+        self.objects
+            .edit(self.daemonsets, ns, name, |d| {
+                if d.pointer("/metadata/uid") != Some(&json!(uid))
+                    || d.get("status") == Some(&new_status)
+                {
+                    return false;
+                }
+                d["status"] = new_status;
+                true
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    desired: usize,
+    current: usize,
+    misscheduled: usize,
+    ready: usize,
+    updated: usize,
+}
+
+impl DaemonSets {
+    #[allow(clippy::too_many_arguments)]
+    async fn create_pod(
+        &self,
+        ds: &Value,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        hash: &str,
+        template: &Value,
+        pod_spec: &Value,
+        node: &str,
+    ) -> Result<(), ApiError> {
+        let mut labels = template
+            .pointer("/metadata/labels")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or(json!({}));
+        labels[REVISION_LABEL] = json!(hash);
+        labels["pod-template-generation"] = json!(
+            ds.pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                .to_string()
+        );
+        let mut spec = pod_spec.clone();
+        spec["nodeName"] = json!(node);
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "generateName": format!("{name}-"),
+                "namespace": ns,
+                "labels": labels,
+                "annotations": template.pointer("/metadata/annotations").cloned().unwrap_or(json!({})),
+                "ownerReferences": [{
+                    "apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "uid": uid,
+                    "controller": true, "blockOwnerDeletion": true,
+                }],
+            },
+            "spec": spec,
+        });
+        let created = self.objects.create(self.pods, Some(ns), pod, false).await?;
+        let pod_name = created
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        self.recorder
+            .normal(ds, "SuccessfulCreate", &format!("Created pod: {pod_name}"))
+            .await;
+        Ok(())
+    }
+
+    async fn delete_pod(
+        &self,
+        ds: &Value,
+        ns: &str,
+        pod: &Value,
+        grace: Option<i64>,
+    ) -> Result<(), ApiError> {
+        let Some(pod_name) = pod.pointer("/metadata/name").and_then(Value::as_str) else {
+            return Ok(());
+        };
+        let opts = DeleteOptions {
+            grace_period_seconds: grace,
+            ..DeleteOptions::default()
+        };
+        match self
+            .objects
+            .delete(self.pods, Some(ns), pod_name, opts)
+            .await
+        {
+            Ok(_) => {
+                self.recorder
+                    .normal(ds, "SuccessfulDelete", &format!("Deleted pod: {pod_name}"))
+                    .await;
+                Ok(())
+            }
+            Err(ApiError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn rolling(ds: &Value) -> bool {
+    ds.pointer("/spec/updateStrategy/type")
+        .and_then(Value::as_str)
+        .is_none_or(|t| t == "RollingUpdate")
+}
+
+/// `maxUnavailable` (a count or a percentage of the desired pods, rounded up); at least 1.
+fn max_unavailable(ds: &Value, desired: usize) -> usize {
+    let value = ds.pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable");
+    let n = match value {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(1) as usize,
+        Some(Value::String(s)) => s
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<usize>().ok())
+            .map_or(1, |p| (p * desired).div_ceil(100)),
+        _ => 1,
+    };
+    n.max(1)
+}
+
+/// kube's `AddOrUpdateDaemonPodTolerations`.
+fn add_daemon_tolerations(spec: &mut Value) {
+    let mut tolerations = spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut wanted = vec![
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        ("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ];
+    if spec.get("hostNetwork") == Some(&json!(true)) {
+        wanted.push(("node.kubernetes.io/network-unavailable", "NoSchedule"));
+    }
+    for (key, effect) in wanted {
+        let present = tolerations
+            .iter()
+            .any(|t| t["key"] == key && t["effect"] == effect && t["operator"] == "Exists");
+        if !present {
+            tolerations.push(json!({"key": key, "operator": "Exists", "effect": effect}));
+        }
+    }
+    spec["tolerations"] = json!(tolerations);
+}
+
+/// kube's `NodeShouldRunDaemonPod`: (should run a pod there, may keep a pod already running there).
+fn placement(pod_spec: &Value, node: &Value) -> (bool, bool) {
+    if !fits_selector_and_affinity(pod_spec, node) {
+        return (false, false);
+    }
+    let taints: Vec<&Value> = node
+        .pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().collect())
+        .unwrap_or_default();
+    let tolerations: Vec<&Value> = pod_spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().collect())
+        .unwrap_or_default();
+    let untolerated = |effect: &str| {
+        taints
+            .iter()
+            .filter(|t| t["effect"] == effect)
+            .any(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
+    };
+    let no_execute = untolerated("NoExecute");
+    if untolerated("NoSchedule") || no_execute {
+        return (false, !no_execute);
+    }
+    (true, true)
+}
+
+fn tolerates(toleration: &Value, taint: &Value) -> bool {
+    let effect = toleration["effect"].as_str().unwrap_or_default();
+    if !effect.is_empty() && taint["effect"] != effect {
+        return false;
+    }
+    let key = toleration["key"].as_str().unwrap_or_default();
+    match toleration["operator"].as_str().unwrap_or("Equal") {
+        "Exists" => key.is_empty() || taint["key"] == key,
+        _ => {
+            taint["key"] == key
+                && taint["value"].as_str().unwrap_or_default()
+                    == toleration["value"].as_str().unwrap_or_default()
+        }
+    }
+}
+
+fn fits_selector_and_affinity(pod_spec: &Value, node: &Value) -> bool {
+    let labels = node.pointer("/metadata/labels").and_then(Value::as_object);
+    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let selector_fits = pod_spec
+        .get("nodeSelector")
+        .and_then(Value::as_object)
+        .is_none_or(|sel| sel.iter().all(|(k, v)| label(k) == v.as_str()));
+    if !selector_fits {
+        return false;
+    }
+    let Some(terms) = pod_spec
+        .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .and_then(Value::as_array)
+    else {
+        return true;
+    };
+    let name = node.pointer("/metadata/name").and_then(Value::as_str);
+    let field = |k: &str| (k == "metadata.name").then_some(name).flatten();
+    terms.iter().any(|term| {
+        let exprs = |f: &str| {
+            term.get(f)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (labels_e, fields_e) = (exprs("matchExpressions"), exprs("matchFields"));
+        if labels_e.is_empty() && fields_e.is_empty() {
+            return false;
+        }
+        labels_e.iter().all(|e| requirement_fits(e, &label))
+            && fields_e.iter().all(|e| requirement_fits(e, &field))
+    })
+}
+
+/// One NodeSelectorRequirement against a lookup of the node's labels or fields.
+fn requirement_fits<'a>(req: &Value, lookup: &impl Fn(&str) -> Option<&'a str>) -> bool {
+    let key = req["key"].as_str().unwrap_or_default();
+    let values: Vec<&str> = req["values"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let have = lookup(key);
+    let number = |s: &str| s.parse::<i64>().ok();
+    match req["operator"].as_str().unwrap_or_default() {
+        "In" => have.is_some_and(|h| values.contains(&h)),
+        "NotIn" => have.is_none_or(|h| !values.contains(&h)),
+        "Exists" => have.is_some(),
+        "DoesNotExist" => have.is_none(),
+        "Gt" => {
+            matches!((have.and_then(number), values.first().and_then(|v| number(v))), (Some(h), Some(v)) if h > v)
+        }
+        "Lt" => {
+            matches!((have.and_then(number), values.first().and_then(|v| number(v))), (Some(h), Some(v)) if h < v)
+        }
+        _ => false,
+    }
+}
+
+/// The (namespace, name) of a stored object.
+fn object_key(obj: &Value) -> Option<Key> {
+    let md = obj.get("metadata")?;
+    Some((
+        md.get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        md.get("name")?.as_str()?.to_string(),
+    ))
+}
+
+/// A short, stable hash of the pod template (FNV-1a of its serialised form; serde_json maps are sorted).
+fn template_hash(template: &Value) -> String {
+    let text = serde_json::to_string(template).unwrap_or_default();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in text.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut out = String::new();
+    let mut n = h;
+    while out.len() < 10 && (n > 0 || out.is_empty()) {
+        out.push(ALPHABET[(n % ALPHABET.len() as u32) as usize] as char);
+        n /= ALPHABET.len() as u32;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(labels: Value, taints: Value) -> Value {
+        json!({"metadata": {"name": "n1", "labels": labels}, "spec": {"taints": taints}})
+    }
+
+    #[test]
+    fn daemon_tolerations_cover_unschedulable_and_not_ready() {
+        let mut spec = json!({"containers": []});
+        add_daemon_tolerations(&mut spec);
+        let cordoned = node(
+            json!({}),
+            json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"},
+                   {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
+        );
+        assert_eq!(placement(&spec, &cordoned), (true, true));
+        let tainted = node(
+            json!({}),
+            json!([{"key": "gpu", "value": "x", "effect": "NoSchedule"}]),
+        );
+        assert_eq!(placement(&spec, &tainted), (false, true));
+        let evicting = node(json!({}), json!([{"key": "gpu", "effect": "NoExecute"}]));
+        assert_eq!(placement(&spec, &evicting), (false, false));
+        spec["tolerations"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"key": "gpu", "operator": "Equal", "value": "x"}));
+        assert_eq!(placement(&spec, &tainted), (true, true));
+    }
+
+    #[test]
+    fn selector_and_required_affinity_pick_nodes() {
+        let n = node(json!({"zone": "a", "cores": "8"}), json!([]));
+        assert!(fits_selector_and_affinity(
+            &json!({"nodeSelector": {"zone": "a"}}),
+            &n
+        ));
+        assert!(!fits_selector_and_affinity(
+            &json!({"nodeSelector": {"zone": "b"}}),
+            &n
+        ));
+        let affinity = |term: Value| {
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [term]}}}})
+        };
+        let by_name = affinity(json!({"matchFields": [
+            {"key": "metadata.name", "operator": "In", "values": ["n1"]}]}));
+        assert!(fits_selector_and_affinity(&by_name, &n));
+        let other = affinity(json!({"matchFields": [
+            {"key": "metadata.name", "operator": "In", "values": ["n2"]}]}));
+        assert!(!fits_selector_and_affinity(&other, &n));
+        let gt = affinity(json!({"matchExpressions": [
+            {"key": "cores", "operator": "Gt", "values": ["4"]},
+            {"key": "gpu", "operator": "DoesNotExist"}]}));
+        assert!(fits_selector_and_affinity(&gt, &n));
+    }
+
+    #[test]
+    fn max_unavailable_scales_percentages_up() {
+        let ds = |v: Value| json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": v}}}});
+        assert_eq!(max_unavailable(&json!({}), 10), 1);
+        assert_eq!(max_unavailable(&ds(json!(3)), 10), 3);
+        assert_eq!(max_unavailable(&ds(json!("25%")), 10), 3);
+        assert_eq!(max_unavailable(&ds(json!("0%")), 10), 1);
+    }
+}

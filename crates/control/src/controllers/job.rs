@@ -1,0 +1,553 @@
+//! Job: runs pods from its template until `completions` of them succeed, retrying failures up to
+//! `backoffLimit`, stopping at `activeDeadlineSeconds`, and deleting the finished Job after
+//! `ttlSecondsAfterFinished` (kube's job and ttl-after-finished controllers).
+//!
+//! Like kube 1.31+, a Job that reaches its end first gets a `SuccessCriteriaMet` or `FailureTarget`
+//! condition, its active pods are deleted, and `Complete` or `Failed` follows once none are terminating.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herd_api::resources::{self, ResourceInfo};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{Controller, Key, controller_owner, is_owned_by, key_of, pod_is_active, pod_is_ready};
+use crate::error::ApiError;
+use crate::events::Recorder;
+use crate::objects::{DeleteOptions, Objects, Propagation, now};
+use crate::store::Change;
+
+const BACKOFF_MESSAGE: &str = "Job has reached the specified backoff limit";
+const DEADLINE_MESSAGE: &str = "Job was active longer than specified deadline";
+const COMPLETIONS_MESSAGE: &str = "Reached expected number of succeeded pods";
+
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    objects: Objects,
+    recorder: Recorder,
+    jobs: &'static ResourceInfo,
+    pods: &'static ResourceInfo,
+    /// Serialises the reconcile loop with the timers (deadlines, TTLs).
+    lock: tokio::sync::Mutex<()>,
+    /// The pending timer per Job, so a resync does not stack them up.
+    wakes: Mutex<BTreeMap<Key, Instant>>,
+    shutdown: CancellationToken,
+}
+
+impl Jobs {
+    pub fn new(objects: Objects, shutdown: CancellationToken) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                recorder: Recorder::new(objects.clone(), "job-controller"),
+                objects,
+                jobs: resources::by_path("batch", "v1", "jobs").expect("jobs"),
+                pods: resources::by_path("", "v1", "pods").expect("pods"),
+                lock: tokio::sync::Mutex::new(()),
+                wakes: Mutex::default(),
+                shutdown,
+            }),
+        }
+    }
+}
+
+impl Controller for Jobs {
+    const NAME: &'static str = "job";
+
+    fn watches(&self) -> &'static [&'static str] {
+        &["jobs.batch", "pods"]
+    }
+
+    fn keys_for(&self, change: &Change) -> Vec<Key> {
+        if &*change.resource == "pods" {
+            return controller_owner(&change.object, "Job")
+                .map(|job| (change.namespace.clone(), job))
+                .into_iter()
+                .collect();
+        }
+        vec![key_of(change)]
+    }
+
+    async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
+        let (items, _) = self
+            .inner
+            .objects
+            .store()
+            .list(&self.inner.jobs.key(), None)
+            .await?;
+        Ok(items.iter().filter_map(object_key).collect())
+    }
+
+    async fn reconcile(&self, key: &Key) -> Result<(), ApiError> {
+        let _serial = self.inner.lock.lock().await;
+        self.inner.sync(key).await
+    }
+}
+
+fn parse_time(v: Option<&Value>) -> Option<jiff::Timestamp> {
+    v?.as_str()?.parse().ok()
+}
+
+fn spec_i64(job: &Value, field: &str) -> Option<i64> {
+    job.pointer(&format!("/spec/{field}"))
+        .and_then(Value::as_i64)
+}
+
+fn condition<'a>(job: &'a Value, type_: &str) -> Option<&'a Value> {
+    job.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_ && c["status"] == "True")
+}
+
+fn new_condition(type_: &str, reason: &str, message: &str) -> Value {
+    let at = now();
+    json!({
+        "type": type_, "status": "True", "reason": reason, "message": message,
+        "lastProbeTime": at, "lastTransitionTime": at,
+    })
+}
+
+/// When the Job reached `Complete` or `Failed`, if it has.
+fn finished_at(job: &Value) -> Option<Option<jiff::Timestamp>> {
+    ["Complete", "Failed"]
+        .iter()
+        .find_map(|t| condition(job, t))
+        .map(|c| parse_time(c.get("lastTransitionTime")))
+}
+
+/// Time left until `at` (zero if it has passed), plus a little slack for second-granular timestamps.
+fn until(at: jiff::Timestamp) -> Duration {
+    let left = at.duration_since(jiff::Timestamp::now());
+    Duration::try_from(left).unwrap_or_default() + Duration::from_millis(50)
+}
+
+/// kube's `pastBackoffLimitOnFailure`: with restartPolicy OnFailure, container restarts count as failures.
+fn past_backoff_on_failure(job: &Value, active: &[Value], backoff_limit: i64) -> bool {
+    if job.pointer("/spec/template/spec/restartPolicy") != Some(&json!("OnFailure")) {
+        return false;
+    }
+    let restarts: i64 = active
+        .iter()
+        .flat_map(|p| {
+            ["initContainerStatuses", "containerStatuses"]
+                .into_iter()
+                .filter_map(|f| p.pointer(&format!("/status/{f}")).and_then(Value::as_array))
+                .flatten()
+        })
+        .filter_map(|s| s["restartCount"].as_i64())
+        .sum();
+    if backoff_limit == 0 {
+        restarts > 0
+    } else {
+        restarts >= backoff_limit
+    }
+}
+
+/// The deadline the Job has passed, if `activeDeadlineSeconds` is set and over.
+fn deadline(job: &Value) -> Option<jiff::Timestamp> {
+    let secs = spec_i64(job, "activeDeadlineSeconds")?;
+    let start = parse_time(job.pointer("/status/startTime"))?;
+    start
+        .checked_add(jiff::SignedDuration::from_secs(secs))
+        .ok()
+}
+
+impl Inner {
+    async fn sync(self: &Arc<Self>, (ns, name): &Key) -> Result<(), ApiError> {
+        let Some(job) = self.objects.store().get(&self.jobs.key(), ns, name).await? else {
+            return Ok(());
+        };
+        if job.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok(());
+        }
+        let key = (ns.clone(), name.clone());
+        if finished_at(&job).is_some() {
+            return self.expire_finished(&key, &job).await;
+        }
+        let uid = job
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
+        let owned: Vec<Value> = pods.into_iter().filter(|p| is_owned_by(p, &uid)).collect();
+        let phase = |p: &Value, ph: &str| p.pointer("/status/phase") == Some(&json!(ph));
+        let mut active: Vec<Value> = owned.iter().filter(|p| pod_is_active(p)).cloned().collect();
+        let mut terminating = owned
+            .iter()
+            .filter(|p| {
+                p.pointer("/metadata/deletionTimestamp").is_some()
+                    && !phase(p, "Succeeded")
+                    && !phase(p, "Failed")
+            })
+            .count();
+        let status_count = |f: &str| {
+            job.pointer(&format!("/status/{f}"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        };
+        // Terminated pods stay until the Job goes, but a count never goes back if one is deleted.
+        let succeeded = (owned.iter().filter(|p| phase(p, "Succeeded")).count() as i64)
+            .max(status_count("succeeded"));
+        let failed = (owned.iter().filter(|p| phase(p, "Failed")).count() as i64)
+            .max(status_count("failed"));
+        let suspended = job.pointer("/spec/suspend") == Some(&json!(true));
+        let completions = spec_i64(&job, "completions").unwrap_or(1).max(0);
+        let parallelism = spec_i64(&job, "parallelism").unwrap_or(1).max(0);
+        let backoff_limit = spec_i64(&job, "backoffLimit").unwrap_or(6).max(0);
+
+        let mut conditions: Vec<Value> = job
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut start_time = job.pointer("/status/startTime").cloned();
+        if start_time.is_none() && !suspended {
+            start_time = Some(json!(now()));
+        }
+        let mut with_start = job.clone();
+        if let Some(st) = &start_time {
+            with_start["status"]["startTime"] = st.clone();
+        }
+
+        let mut failure = condition(&job, "FailureTarget").map(|c| {
+            c["reason"]
+                .as_str()
+                .unwrap_or("BackoffLimitExceeded")
+                .to_string()
+        });
+        let mut success = condition(&job, "SuccessCriteriaMet").is_some();
+        if failure.is_none() && !success {
+            let reached = |at: jiff::Timestamp| at <= jiff::Timestamp::now();
+            if succeeded >= completions {
+                success = true;
+                conditions.push(new_condition(
+                    "SuccessCriteriaMet",
+                    "CompletionsReached",
+                    COMPLETIONS_MESSAGE,
+                ));
+            } else if failed > backoff_limit
+                || past_backoff_on_failure(&job, &active, backoff_limit)
+            {
+                failure = Some("BackoffLimitExceeded".into());
+                conditions.push(new_condition(
+                    "FailureTarget",
+                    "BackoffLimitExceeded",
+                    BACKOFF_MESSAGE,
+                ));
+            } else if !suspended && deadline(&with_start).is_some_and(reached) {
+                failure = Some("DeadlineExceeded".into());
+                conditions.push(new_condition(
+                    "FailureTarget",
+                    "DeadlineExceeded",
+                    DEADLINE_MESSAGE,
+                ));
+            }
+        }
+
+        let mut completion_time = None;
+        if failure.is_some() || success || suspended {
+            for pod in active.drain(..) {
+                terminating += usize::from(self.delete_pod(&job, ns, &pod).await?);
+            }
+        } else {
+            let want = parallelism.min(completions - succeeded).max(0) as usize;
+            if active.len() < want {
+                for _ in active.len()..want {
+                    let created = self.create_pod(&job, ns, name, &uid).await?;
+                    active.push(created);
+                }
+            } else if active.len() > want {
+                active.sort_by_key(|p| {
+                    std::cmp::Reverse(
+                        p.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                });
+                let surplus = active.len() - want;
+                for pod in active.drain(..surplus) {
+                    terminating += usize::from(self.delete_pod(&job, ns, &pod).await?);
+                }
+            }
+            if let Some(at) = deadline(&with_start) {
+                self.wake_at(key.clone(), until(at));
+            }
+        }
+        if terminating == 0 {
+            if let Some(reason) = &failure {
+                let message = if reason == "DeadlineExceeded" {
+                    DEADLINE_MESSAGE
+                } else {
+                    BACKOFF_MESSAGE
+                };
+                conditions.push(new_condition("Failed", reason, message));
+                self.recorder.warning(&job, reason, message).await;
+            } else if success {
+                conditions.push(new_condition(
+                    "Complete",
+                    "CompletionsReached",
+                    COMPLETIONS_MESSAGE,
+                ));
+                completion_time = Some(json!(now()));
+                self.recorder
+                    .normal(&job, "Completed", "Job completed")
+                    .await;
+            }
+        }
+
+        let ready = active.iter().filter(|p| pod_is_ready(p)).count();
+        let mut status = json!({
+            "active": active.len(),
+            "ready": ready,
+            "terminating": terminating,
+            "succeeded": succeeded,
+            "failed": failed,
+            "uncountedTerminatedPods": {},
+        });
+        if let Some(st) = start_time {
+            status["startTime"] = st;
+        }
+        if let Some(ct) = completion_time {
+            status["completionTime"] = ct;
+        }
+        if !conditions.is_empty() {
+            status["conditions"] = json!(conditions);
+        }
+        // Zero counts are omitted, as kube's omitempty does.
+        if let Some(map) = status.as_object_mut() {
+            map.retain(|k, v| v != &json!(0) || k == "ready" || k == "terminating");
+        }
+        let change = self
+            .objects
+            .edit(self.jobs, ns, name, |j| {
+                if j.pointer("/metadata/uid") != Some(&json!(uid))
+                    || j.get("status") == Some(&status)
+                {
+                    return false;
+                }
+                j["status"] = status;
+                true
+            })
+            .await?;
+        if let Some(change) = change
+            && finished_at(&change.object).is_some()
+        {
+            return self.expire_finished(&key, &change.object).await;
+        }
+        Ok(())
+    }
+
+    async fn create_pod(
+        &self,
+        job: &Value,
+        ns: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<Value, ApiError> {
+        let template = job
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let mut labels = template
+            .pointer("/metadata/labels")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or(json!({}));
+        for (k, v) in [
+            ("batch.kubernetes.io/job-name", name),
+            ("job-name", name),
+            ("batch.kubernetes.io/controller-uid", uid),
+            ("controller-uid", uid),
+        ] {
+            labels[k] = json!(v);
+        }
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "generateName": format!("{name}-"),
+                "namespace": ns,
+                "labels": labels,
+                "annotations": template.pointer("/metadata/annotations").cloned().unwrap_or(json!({})),
+                "ownerReferences": [{
+                    "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
+                    "controller": true, "blockOwnerDeletion": true,
+                }],
+            },
+            "spec": template.get("spec").cloned().unwrap_or(json!({})),
+        });
+        let created = self.objects.create(self.pods, Some(ns), pod, false).await?;
+        let pod_name = created
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        self.recorder
+            .normal(job, "SuccessfulCreate", &format!("Created pod: {pod_name}"))
+            .await;
+        Ok(created)
+    }
+
+    /// Deletes one of the Job's pods; true if it is now terminating (bound pods stop gracefully).
+    async fn delete_pod(&self, job: &Value, ns: &str, pod: &Value) -> Result<bool, ApiError> {
+        let Some(pod_name) = pod.pointer("/metadata/name").and_then(Value::as_str) else {
+            return Ok(false);
+        };
+        match self
+            .objects
+            .delete(self.pods, Some(ns), pod_name, DeleteOptions::default())
+            .await
+        {
+            Ok(left) => {
+                self.recorder
+                    .normal(job, "SuccessfulDelete", &format!("Deleted pod: {pod_name}"))
+                    .await;
+                Ok(left.pointer("/metadata/deletionTimestamp").is_some())
+            }
+            Err(ApiError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// For a finished Job: deletes it once `ttlSecondsAfterFinished` has passed, or sets a timer for then.
+    async fn expire_finished(self: &Arc<Self>, key: &Key, job: &Value) -> Result<(), ApiError> {
+        if let Some(left) = self.delete_if_expired(key, job).await? {
+            self.wake_at(key.clone(), left);
+        }
+        Ok(())
+    }
+
+    /// Deletes a finished Job whose TTL has passed (Background propagation); else the time left, if any.
+    async fn delete_if_expired(
+        &self,
+        key: &Key,
+        job: &Value,
+    ) -> Result<Option<Duration>, ApiError> {
+        let Some(ttl) = spec_i64(job, "ttlSecondsAfterFinished") else {
+            return Ok(None);
+        };
+        let finished = finished_at(job)
+            .flatten()
+            .unwrap_or_else(jiff::Timestamp::now);
+        let Ok(expires) = finished.checked_add(jiff::SignedDuration::from_secs(ttl)) else {
+            return Ok(None);
+        };
+        if expires > jiff::Timestamp::now() {
+            return Ok(Some(until(expires)));
+        }
+        let opts = DeleteOptions {
+            propagation: Propagation::Background,
+            precondition_uid: job
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            ..DeleteOptions::default()
+        };
+        match self
+            .objects
+            .delete(self.jobs, Some(&key.0), &key.1, opts)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(job = %format!("{}/{}", key.0, key.1), "deleted after ttlSecondsAfterFinished");
+                Ok(None)
+            }
+            Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs the time-driven part of a sync for `key` after `after`: the deadline and the TTL.
+    fn wake_at(self: &Arc<Self>, key: Key, after: Duration) {
+        let at = Instant::now() + after;
+        if let Ok(mut wakes) = self.wakes.lock() {
+            if wakes
+                .get(&key)
+                .is_some_and(|prev| *prev <= at && *prev > Instant::now())
+            {
+                return;
+            }
+            wakes.insert(key.clone(), at);
+        }
+        let inner = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(at.into()) => {}
+            }
+            if let Ok(mut wakes) = inner.wakes.lock()
+                && wakes.get(&key) == Some(&at)
+            {
+                wakes.remove(&key);
+            }
+            let _serial = inner.lock.lock().await;
+            if let Err(e) = inner.on_timer(&key).await {
+                tracing::debug!(error = %e, "job timer failed; the resync will retry");
+            }
+        });
+    }
+
+    /// A timer fired: delete an expired finished Job, or mark a Job past its deadline (the reconcile the
+    /// status change wakes then deletes its pods and fails it).
+    async fn on_timer(&self, key: &Key) -> Result<(), ApiError> {
+        let (ns, name) = key;
+        let Some(job) = self.objects.store().get(&self.jobs.key(), ns, name).await? else {
+            return Ok(());
+        };
+        if job.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok(());
+        }
+        if finished_at(&job).is_some() {
+            // A later expiry (the TTL was raised) is picked up by the reconcile the edit wakes, or the resync.
+            self.delete_if_expired(key, &job).await?;
+            return Ok(());
+        }
+        let passed = deadline(&job).is_some_and(|at| at <= jiff::Timestamp::now());
+        let ending = condition(&job, "FailureTarget").is_some()
+            || condition(&job, "SuccessCriteriaMet").is_some();
+        if !passed || ending || job.pointer("/spec/suspend") == Some(&json!(true)) {
+            return Ok(());
+        }
+        let uid = job.pointer("/metadata/uid").cloned();
+        self.objects
+            .edit(self.jobs, ns, name, |j| {
+                if j.pointer("/metadata/uid") != uid.as_ref()
+                    || condition(j, "FailureTarget").is_some()
+                {
+                    return false;
+                }
+                let mut conds = j
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                conds.push(new_condition(
+                    "FailureTarget",
+                    "DeadlineExceeded",
+                    DEADLINE_MESSAGE,
+                ));
+                j["status"]["conditions"] = json!(conds);
+                true
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// The (namespace, name) of a stored object.
+fn object_key(obj: &Value) -> Option<Key> {
+    let md = obj.get("metadata")?;
+    Some((
+        md.get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        md.get("name")?.as_str()?.to_string(),
+    ))
+}

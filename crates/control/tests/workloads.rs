@@ -1,0 +1,440 @@
+//! The Job and DaemonSet controllers against a real control plane. No node agent runs here, so the tests
+//! play its part: they finish, fail and ready pods by writing `pods/status`, and remove stopped pods.
+
+use std::time::{Duration, Instant};
+
+use herd_control::{ControlConfig, ControlPlane};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "/api/v1/namespaces/default";
+const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
+const DAEMONSETS: &str = "/apis/apps/v1/namespaces/default/daemonsets";
+
+struct Plane {
+    base: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    plane: Option<ControlPlane>,
+    _dir: tempfile::TempDir,
+}
+
+impl Plane {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        cfg.service_cidr = "127.251.0.0/24".parse().unwrap();
+        let shutdown = CancellationToken::new();
+        let plane = ControlPlane::start(cfg, shutdown.clone()).await.unwrap();
+        Self {
+            base: format!("http://{}", plane.addr()),
+            http: reqwest::Client::new(),
+            shutdown,
+            plane: Some(plane),
+            _dir: dir,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, Value)>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some((ct, b)) = body {
+            req = req.header("content-type", ct).body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let code = resp.status().as_u16();
+        (code, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, v: Value) -> Value {
+        let (code, out) = self
+            .send(reqwest::Method::POST, path, Some(("application/json", v)))
+            .await;
+        assert_eq!(code, 201, "POST {path}: {out}");
+        out
+    }
+
+    async fn merge(&self, path: &str, v: Value) -> Value {
+        let (code, out) = self
+            .send(
+                reqwest::Method::PATCH,
+                path,
+                Some(("application/merge-patch+json", v)),
+            )
+            .await;
+        assert_eq!(code, 200, "PATCH {path}: {out}");
+        out
+    }
+
+    async fn delete(&self, path: &str, grace: Option<i64>) {
+        let body = grace.map(|g| ("application/json", json!({"gracePeriodSeconds": g})));
+        self.send(reqwest::Method::DELETE, path, body).await;
+    }
+
+    /// Pods with this label selector.
+    async fn pods(&self, selector: &str) -> Vec<Value> {
+        let (_, list) = self
+            .get(&format!("{NS}/pods?labelSelector={selector}"))
+            .await;
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn set_pod_status(&self, pod: &Value, status: Value) {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        self.merge(
+            &format!("{NS}/pods/{name}/status"),
+            json!({"status": status}),
+        )
+        .await;
+    }
+
+    async fn events_with_reason(&self, reason: &str) -> usize {
+        let (_, list) = self.get(&format!("{NS}/events")).await;
+        list["items"].as_array().map_or(0, |evs| {
+            evs.iter().filter(|e| e["reason"] == reason).count()
+        })
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.plane.take().unwrap().wait().await.unwrap();
+    }
+}
+
+fn name(obj: &Value) -> &str {
+    obj["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn terminal(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Succeeded" || pod["status"]["phase"] == "Failed"
+}
+
+fn active(pod: &Value) -> bool {
+    !terminal(pod) && pod["metadata"]["deletionTimestamp"].is_null()
+}
+
+fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_ && c["status"] == "True")
+}
+
+fn job(name: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["template"] = json!({"spec": {"restartPolicy": "Never",
+        "containers": [{"name": "c", "image": "127.0.0.1:5000/hello:v1"}]}});
+    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec})
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(20)
+}
+
+async fn tick() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
+async fn job_runs_completions_with_bounded_parallelism() {
+    let p = Plane::start().await;
+    p.post(
+        JOBS,
+        job("work", json!({"completions": 3, "parallelism": 2})),
+    )
+    .await;
+    let selector = "batch.kubernetes.io/job-name=work";
+    let until = deadline();
+    let done = loop {
+        assert!(Instant::now() < until, "the Job never completed");
+        let pods = p.pods(selector).await;
+        let running: Vec<&Value> = pods.iter().filter(|p| active(p)).collect();
+        assert!(
+            running.len() <= 2,
+            "more than parallelism active: {}",
+            running.len()
+        );
+        let (_, j) = p.get(&format!("{JOBS}/work")).await;
+        if condition(&j, "Complete").is_some() {
+            break (j, pods);
+        }
+        // Finish one pod at a time, as a node would.
+        if let Some(pod) = running.first() {
+            assert_eq!(pod["metadata"]["labels"]["job-name"], "work");
+            assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Job");
+            p.set_pod_status(pod, json!({"phase": "Succeeded"})).await;
+        }
+        tick().await;
+    };
+    let (j, pods) = done;
+    assert_eq!(j["status"]["succeeded"], 3, "{j}");
+    assert!(j["status"]["active"].is_null(), "{j}");
+    assert!(j["status"]["completionTime"].is_string(), "{j}");
+    assert!(j["status"]["startTime"].is_string(), "{j}");
+    assert_eq!(
+        condition(&j, "SuccessCriteriaMet").map(|c| c["reason"].clone()),
+        Some(json!("CompletionsReached"))
+    );
+    assert_eq!(pods.len(), 3, "exactly the needed pods were made");
+    assert!(pods.iter().all(|p| p["status"]["phase"] == "Succeeded"));
+    assert_eq!(p.events_with_reason("SuccessfulCreate").await, 3);
+    assert_eq!(p.events_with_reason("Completed").await, 1);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn failing_pods_are_retried_until_the_backoff_limit() {
+    let p = Plane::start().await;
+    p.post(JOBS, job("flaky", json!({"backoffLimit": 2}))).await;
+    let selector = "job-name=flaky";
+    let until = deadline();
+    let j = loop {
+        assert!(Instant::now() < until, "the Job never failed");
+        let (_, j) = p.get(&format!("{JOBS}/flaky")).await;
+        if condition(&j, "Failed").is_some() {
+            break j;
+        }
+        for pod in p.pods(selector).await.iter().filter(|p| active(p)) {
+            p.set_pod_status(pod, json!({"phase": "Failed"})).await;
+        }
+        tick().await;
+    };
+    let failed = condition(&j, "Failed").unwrap();
+    assert_eq!(failed["reason"], "BackoffLimitExceeded", "{j}");
+    assert_eq!(
+        j["status"]["failed"], 3,
+        "backoffLimit 2 allows two retries: {j}"
+    );
+    assert!(j["status"]["completionTime"].is_null());
+    assert_eq!(p.pods(selector).await.len(), 3);
+    assert_eq!(p.events_with_reason("BackoffLimitExceeded").await, 1);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn active_deadline_fails_the_job_and_removes_its_pods() {
+    let p = Plane::start().await;
+    p.post(JOBS, job("slow", json!({"activeDeadlineSeconds": 1})))
+        .await;
+    let until = deadline();
+    let j = loop {
+        assert!(Instant::now() < until, "the deadline never fired");
+        let (_, j) = p.get(&format!("{JOBS}/slow")).await;
+        if condition(&j, "Failed").is_some() {
+            break j;
+        }
+        tick().await;
+    };
+    assert_eq!(
+        condition(&j, "Failed").unwrap()["reason"],
+        "DeadlineExceeded"
+    );
+    // The pod was never bound, so its deletion is immediate.
+    assert!(p.pods("job-name=slow").await.is_empty());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn finished_job_is_deleted_after_its_ttl() {
+    let p = Plane::start().await;
+    p.post(JOBS, job("once", json!({"ttlSecondsAfterFinished": 1})))
+        .await;
+    let until = deadline();
+    loop {
+        assert!(Instant::now() < until, "no pod appeared");
+        if let Some(pod) = p.pods("job-name=once").await.first() {
+            p.set_pod_status(pod, json!({"phase": "Succeeded"})).await;
+            break;
+        }
+        tick().await;
+    }
+    let mut saw_complete = false;
+    loop {
+        assert!(Instant::now() < until, "the finished Job was never deleted");
+        let (code, j) = p.get(&format!("{JOBS}/once")).await;
+        if code == 404 {
+            break;
+        }
+        saw_complete |= condition(&j, "Complete").is_some();
+        tick().await;
+    }
+    assert!(saw_complete, "the Job was deleted before it completed");
+    p.stop().await;
+}
+
+async fn add_node(p: &Plane, name: &str, taints: Value) {
+    p.post(
+        "/api/v1/nodes",
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+            "labels": {"kubernetes.io/hostname": name}}, "spec": {"taints": taints}}),
+    )
+    .await;
+}
+
+/// Node name → the DaemonSet's live (not terminating) pods there, after removing stopped pods the way a
+/// node agent would.
+async fn daemon_pods(p: &Plane) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut out: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for pod in p.pods("app=agent").await {
+        if !pod["metadata"]["deletionTimestamp"].is_null() {
+            p.delete(&format!("{NS}/pods/{}", name(&pod)), Some(0))
+                .await;
+            continue;
+        }
+        let node = pod["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        out.entry(node).or_default().push(pod);
+    }
+    out
+}
+
+async fn wait_for_nodes(
+    p: &Plane,
+    want: &[&str],
+) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let until = deadline();
+    loop {
+        let pods = daemon_pods(p).await;
+        let nodes: Vec<&str> = pods.keys().map(String::as_str).collect();
+        if nodes == want && pods.values().all(|v| v.len() == 1) {
+            return pods;
+        }
+        assert!(
+            Instant::now() < until,
+            "daemon pods on {nodes:?}, wanted {want:?}"
+        );
+        tick().await;
+    }
+}
+
+async fn ready_all(p: &Plane, pods: &std::collections::BTreeMap<String, Vec<Value>>) {
+    for pod in pods.values().flatten() {
+        if pod["status"]["conditions"]
+            .as_array()
+            .is_none_or(|c| !c.iter().any(|c| c["type"] == "Ready"))
+        {
+            p.set_pod_status(
+                pod,
+                json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
+            )
+            .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn daemonset_follows_nodes_and_rolls_its_template() {
+    let p = Plane::start().await;
+    add_node(
+        &p,
+        "n1",
+        json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]),
+    )
+    .await;
+    add_node(&p, "n2", json!([])).await;
+    add_node(
+        &p,
+        "gpu",
+        json!([{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]),
+    )
+    .await;
+    p.post(
+        DAEMONSETS,
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                    "spec": {"containers": [{"name": "c", "image": "127.0.0.1:5000/agent:v1"}]}}}}),
+    )
+    .await;
+    // A cordoned node still gets one; a node with a taint the template does not tolerate does not.
+    let pods = wait_for_nodes(&p, &["n1", "n2"]).await;
+    let first = &pods["n1"][0];
+    assert_eq!(first["metadata"]["ownerReferences"][0]["kind"], "DaemonSet");
+    assert!(
+        first["spec"]["tolerations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unschedulable" && t["operator"] == "Exists"),
+        "{first}"
+    );
+    ready_all(&p, &pods).await;
+
+    add_node(&p, "n3", json!([])).await;
+    let pods = wait_for_nodes(&p, &["n1", "n2", "n3"]).await;
+    ready_all(&p, &pods).await;
+    p.delete("/api/v1/nodes/n2", None).await;
+    let pods = wait_for_nodes(&p, &["n1", "n3"]).await;
+    let old_hash = pods["n1"][0]["metadata"]["labels"]["controller-revision-hash"].clone();
+
+    let until = deadline();
+    loop {
+        let (_, ds) = p.get(&format!("{DAEMONSETS}/agent")).await;
+        let s = &ds["status"];
+        if s["desiredNumberScheduled"] == 2
+            && s["numberReady"] == 2
+            && s["currentNumberScheduled"] == 2
+        {
+            assert_eq!(s["updatedNumberScheduled"], 2, "{ds}");
+            assert_eq!(
+                s["observedGeneration"], ds["metadata"]["generation"],
+                "{ds}"
+            );
+            break;
+        }
+        assert!(Instant::now() < until, "status never settled: {ds}");
+        tick().await;
+    }
+
+    p.merge(
+        &format!("{DAEMONSETS}/agent"),
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "127.0.0.1:5000/agent:v2"}]}}}}),
+    )
+    .await;
+    let until = deadline();
+    loop {
+        assert!(Instant::now() < until, "the rollout never finished");
+        let pods = daemon_pods(&p).await;
+        let ready = |v: &Vec<Value>| {
+            v.iter().any(|pod| {
+                pod["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+        };
+        let unavailable = ["n1", "n3"]
+            .iter()
+            .filter(|n| pods.get(**n).is_none_or(|v| !ready(v)))
+            .count();
+        assert!(unavailable <= 1, "maxUnavailable 1 exceeded: {pods:?}");
+        let all_new = pods.len() == 2
+            && pods.values().flatten().count() == 2
+            && pods
+                .values()
+                .flatten()
+                .all(|pod| pod["metadata"]["labels"]["controller-revision-hash"] != old_hash);
+        if all_new && pods.values().all(ready) {
+            let images: Vec<&Value> = pods
+                .values()
+                .flatten()
+                .map(|pod| &pod["spec"]["containers"][0]["image"])
+                .collect();
+            assert!(images.iter().all(|i| *i == "127.0.0.1:5000/agent:v2"));
+            break;
+        }
+        ready_all(&p, &pods).await;
+        tick().await;
+    }
+    p.stop().await;
+}
