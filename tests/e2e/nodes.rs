@@ -194,3 +194,109 @@ async fn kubectl_drain_empties_a_node_and_uncordon_lets_pods_back() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_spread_replicas_and_every_proxy_reaches_every_pod() {
+    let registry = Registry::start().await;
+    let image = registry.image("http-hello:v1");
+    push("http-hello", &image).await;
+    let control = Herd::up(HerdOptions::control()).await;
+    // Separate hosts on one machine: each agent has its own data dir, address and pod CIDR.
+    let mut agents = Vec::new();
+    for (name, address) in [
+        ("host-1", "127.0.0.1"),
+        ("host-2", "127.0.0.2"),
+        ("host-3", "127.0.0.3"),
+    ] {
+        agents.push(control.start_node_with(name, &["--address", address]).await);
+        control.wait_node_ready(name).await;
+    }
+    control
+        .create(
+            "/apis/apps/v1/namespaces/default/deployments",
+            &http_hello_deployment("spread", &image, 6),
+        )
+        .await;
+    control
+        .create(
+            "/api/v1/namespaces/default/services",
+            &service("spread", "spread", 80, 8080),
+        )
+        .await;
+    let placed = wait_for("6 running pods", Duration::from_secs(60), || async {
+        let list = control
+            .get_ok("/api/v1/namespaces/default/pods?labelSelector=app%3Dspread")
+            .await;
+        let pods: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
+        let running: Vec<(String, String)> = pods
+            .iter()
+            .filter(|p| phase(p) == "Running")
+            .map(|p| {
+                (
+                    s(p, "/metadata/name").to_string(),
+                    s(p, "/spec/nodeName").to_string(),
+                )
+            })
+            .collect();
+        if running.len() == 6 {
+            Ok(running)
+        } else {
+            Err(format!(
+                "{:?}",
+                pods.iter().map(pod_summary).collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await;
+    for host in ["host-1", "host-2", "host-3"] {
+        let here = placed.iter().filter(|(_, n)| n == host).count();
+        assert_eq!(here, 2, "replicas per node: {placed:?}");
+    }
+    let host_ips: Vec<String> = {
+        let list = control
+            .get_ok("/api/v1/namespaces/default/pods?labelSelector=app%3Dspread")
+            .await;
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| s(p, "/status/hostIP").to_string())
+            .collect()
+    };
+    for address in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        assert!(
+            host_ips.iter().any(|h| h == address),
+            "hostIPs {host_ips:?}"
+        );
+    }
+    // The cluster IP (served by all three proxies) reaches pods on every node.
+    let svc = control
+        .get_ok("/api/v1/namespaces/default/services/spread")
+        .await;
+    let url = format!("http://{}:80/", s(&svc, "/spec/clusterIP"));
+    let mut nodes_seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while nodes_seen.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only pods on {nodes_seen:?} answered through {url}"
+        );
+        if let Ok(resp) = http_client()
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        {
+            let text = resp.text().await.unwrap_or_default();
+            if let Some((_, node)) = placed
+                .iter()
+                .find(|(pod, _)| text.contains(&format!("pod={pod} ")))
+            {
+                nodes_seen.insert(node.clone());
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    drop(agents);
+}
