@@ -22,3 +22,4 @@ mod services;
 mod status;
 mod unprivileged;
 mod up;
+mod workloads;
