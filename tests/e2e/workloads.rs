@@ -49,6 +49,19 @@ async fn jobs_complete_or_stop_at_their_backoff_limit() {
     })
     .await;
     assert_eq!(done["status"]["succeeded"], 3, "{}", done["status"]);
+    // kubectl prints kube-apiserver's Job columns.
+    let table = kubectl(&herd, &["get", "jobs"]).await.ok().table();
+    assert_eq!(
+        table.columns,
+        ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    );
+    assert_eq!(
+        (
+            table.row("works").get("STATUS"),
+            table.row("works").get("COMPLETIONS")
+        ),
+        ("Complete", "3/3")
+    );
 
     herd.create(
         "/apis/batch/v1/namespaces/default/jobs",
@@ -129,4 +142,19 @@ async fn daemonset_follows_a_node_joining() {
         .await["status"]
         .clone();
     assert_eq!(status["desiredNumberScheduled"], 2, "{status}");
+    let table = kubectl(&control, &["get", "ds"]).await.ok().table();
+    assert_eq!(
+        table.columns,
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "NODE SELECTOR",
+            "AGE"
+        ]
+    );
+    assert_eq!(table.row("agent").get("DESIRED"), "2");
 }

@@ -34,6 +34,45 @@ impl Printer {
                     json!(selector),
                 ]
             }
+            Self::DaemonSet => {
+                let (names, images) = containers(o.pointer("/spec/template/spec/containers"));
+                let node_selector = o
+                    .pointer("/spec/template/spec/nodeSelector")
+                    .and_then(Value::as_object)
+                    .filter(|m| !m.is_empty())
+                    .map_or("<none>".to_string(), |m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    });
+                vec![
+                    name,
+                    json!(int(o, "/status/desiredNumberScheduled")),
+                    json!(int(o, "/status/currentNumberScheduled")),
+                    json!(int(o, "/status/numberReady")),
+                    json!(int(o, "/status/updatedNumberScheduled")),
+                    json!(int(o, "/status/numberAvailable")),
+                    json!(node_selector),
+                    age(),
+                    json!(names),
+                    json!(images),
+                    json!(format_label_selector(o.pointer("/spec/selector"))),
+                ]
+            }
+            Self::Job => {
+                let (names, images) = containers(o.pointer("/spec/template/spec/containers"));
+                vec![
+                    name,
+                    json!(job_status(o)),
+                    json!(job_completions(o)),
+                    json!(job_duration(o, now)),
+                    age(),
+                    json!(names),
+                    json!(images),
+                    json!(format_label_selector(o.pointer("/spec/selector"))),
+                ]
+            }
             Self::ReplicaSet => {
                 let (names, images) = containers(o.pointer("/spec/template/spec/containers"));
                 vec![
@@ -135,6 +174,58 @@ pub(super) fn non_empty<'a>(v: &'a str, default: &'a str) -> &'a str {
 }
 
 /// `spec.replicas`, which defaulting sets to 1 when it is absent.
+/// printJob's STATUS: the finished condition, else Terminating/Suspended/Running.
+fn job_status(o: &Value) -> &'static str {
+    let has = |ty: &str| {
+        o.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == ty && c["status"] == "True"))
+    };
+    if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if o.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else if has("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else if has("FailureTarget") {
+        "FailureTarget"
+    } else if o.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
+        "Suspended"
+    } else {
+        "Running"
+    }
+}
+
+/// `succeeded/completions`, or `succeeded/1 of parallelism` for a work-queue Job.
+fn job_completions(o: &Value) -> String {
+    let succeeded = int(o, "/status/succeeded");
+    match o.pointer("/spec/completions").and_then(Value::as_i64) {
+        Some(c) => format!("{succeeded}/{c}"),
+        None => format!(
+            "{succeeded}/1 of {}",
+            o.pointer("/spec/parallelism")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+        ),
+    }
+}
+
+/// completionTime − startTime, or the time running so far.
+fn job_duration(o: &Value, now: Timestamp) -> String {
+    let ts = |p: &str| {
+        o.pointer(p)
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<Timestamp>().ok())
+    };
+    match (ts("/status/startTime"), ts("/status/completionTime")) {
+        (Some(start), Some(end)) => human_duration(end.duration_since(start)),
+        (Some(start), None) => human_duration(now.duration_since(start)),
+        _ => String::new(),
+    }
+}
+
 fn replicas(o: &Value) -> i64 {
     o.pointer("/spec/replicas")
         .and_then(Value::as_i64)

@@ -310,6 +310,67 @@ pub(super) const LEASE_COLUMNS: &[Column] = &[
     AGE,
 ];
 
+pub(super) const DAEMON_SET_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Desired",
+        "integer",
+        "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod).",
+    ),
+    col(
+        "Current",
+        "integer",
+        "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
+    ),
+    col(
+        "Ready",
+        "integer",
+        "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition.",
+    ),
+    col(
+        "Up-to-date",
+        "integer",
+        "The total number of nodes that are running updated daemon pod",
+    ),
+    col(
+        "Available",
+        "integer",
+        "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)",
+    ),
+    col(
+        "Node Selector",
+        "string",
+        "NodeSelector is a selector which must be true for the pod to fit on a node.",
+    ),
+    AGE,
+    wide("Containers", "string", CONTAINERS_DOC),
+    wide("Images", "string", IMAGES_DOC),
+    wide(
+        "Selector",
+        "string",
+        "A label query over pods that are managed by the daemon set.",
+    ),
+];
+
+pub(super) const JOB_COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", "string", "Status of the job."),
+    col(
+        "Completions",
+        "string",
+        "The desired number of successfully finished pods the job should be run with.",
+    ),
+    col("Duration", "string", "Time required to complete the job."),
+    AGE,
+    wide("Containers", "string", CONTAINERS_DOC),
+    wide("Images", "string", IMAGES_DOC),
+    wide(
+        "Selector",
+        "string",
+        "A label query over pods that should match the pod count.",
+    ),
+];
+
 /// apiserver's default table convertor, for resources without a printer.
 pub(super) const DEFAULT_COLUMNS: &[Column] = &[NAME, col("Created At", "date", CREATED_DOC)];
 
@@ -326,6 +387,8 @@ pub(super) enum Printer {
     Secret,
     Event,
     Lease,
+    DaemonSet,
+    Job,
     Default,
 }
 
@@ -343,6 +406,8 @@ impl Printer {
             ("", "Secret") => Self::Secret,
             ("", "Event") => Self::Event,
             ("coordination.k8s.io", "Lease") => Self::Lease,
+            ("apps", "DaemonSet") => Self::DaemonSet,
+            ("batch", "Job") => Self::Job,
             _ => Self::Default,
         }
     }
@@ -360,6 +425,8 @@ impl Printer {
             Self::Secret => SECRET_COLUMNS,
             Self::Event => EVENT_COLUMNS,
             Self::Lease => LEASE_COLUMNS,
+            Self::DaemonSet => DAEMON_SET_COLUMNS,
+            Self::Job => JOB_COLUMNS,
             Self::Default => DEFAULT_COLUMNS,
         }
     }
