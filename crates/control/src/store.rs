@@ -35,6 +35,8 @@ pub enum StoreError {
     /// The requested revision has been compacted away.
     #[error("too old resource version: {requested} ({oldest})")]
     Expired { requested: i64, oldest: i64 },
+    #[error("the write task failed: {0}")]
+    Task(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +92,7 @@ pub struct Store {
 
 struct Inner {
     pool: SqlitePool,
-    write: Mutex<()>,
+    write: Arc<Mutex<()>>,
     revision: AtomicI64,
     fanout: broadcast::Sender<Arc<Change>>,
 }
@@ -120,7 +122,7 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
-                write: Mutex::new(()),
+                write: Arc::new(Mutex::new(())),
                 revision: AtomicI64::new(revision),
                 fanout,
             }),
@@ -202,48 +204,65 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let _guard = self.inner.write.lock().await;
+        let guard = self.inner.write.clone().lock_owned().await;
         let current = self.get(resource, namespace, name).await?;
         let previous = current.clone().map(Arc::new);
         let existed = current.is_some();
         let (mutation, out) = decide(current)?;
-        let rev = self.revision() + 1;
         let (kind, object) = match mutation {
             Mutation::Keep => return Ok((out, None)),
             Mutation::Delete if !existed => return Ok((out, None)),
-            Mutation::Delete => {
-                let mut last = previous.as_deref().cloned().unwrap_or(Value::Null);
-                set_resource_version(&mut last, rev);
-                (EventType::Deleted, last)
-            }
-            Mutation::Put(mut obj) => {
-                set_resource_version(&mut obj, rev);
-                (
-                    if existed {
-                        EventType::Modified
-                    } else {
-                        EventType::Added
-                    },
-                    obj,
-                )
-            }
+            Mutation::Delete => (
+                EventType::Deleted,
+                previous.as_deref().cloned().unwrap_or(Value::Null),
+            ),
+            Mutation::Put(obj) => (
+                if existed {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                },
+                obj,
+            ),
         };
-        let body = serde_json::to_string(&object).map_err(StoreError::from)?;
-        let mut tx = self.inner.pool.begin().await.map_err(StoreError::from)?;
-        write_rows(&mut tx, resource, namespace, name, rev, kind, &body).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        self.inner.revision.store(rev, Ordering::SeqCst);
-        let change = Arc::new(Change {
-            rev,
-            resource: Arc::from(resource),
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            kind,
-            object: Arc::new(object),
-            previous,
+        // The commit runs in its own task, holding the write lock: if the caller is dropped (a client hung
+        // up), the write still either happens completely — revision counter and fan-out included — or not at
+        // all, so the in-memory revision never falls behind the database.
+        let inner = self.inner.clone();
+        let (resource, namespace, name) = (
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        let commit = tokio::spawn(async move {
+            let _guard = guard;
+            let mut object = object;
+            let mut tx = inner.pool.begin().await?;
+            let last: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+                .fetch_one(&mut *tx)
+                .await?;
+            let rev = last + 1;
+            set_resource_version(&mut object, rev);
+            let body = serde_json::to_string(&object)?;
+            write_rows(&mut tx, &resource, &namespace, &name, rev, kind, &body).await?;
+            tx.commit().await?;
+            inner.revision.store(rev, Ordering::SeqCst);
+            let change = Arc::new(Change {
+                rev,
+                resource: Arc::from(resource.as_str()),
+                namespace,
+                name,
+                kind,
+                object: Arc::new(object),
+                previous,
+            });
+            // No receivers is fine: nobody is watching.
+            let _ = inner.fanout.send(change.clone());
+            Ok::<_, StoreError>(change)
         });
-        // No receivers is fine: nobody is watching.
-        let _ = self.inner.fanout.send(change.clone());
+        let change = commit
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
         Ok((out, Some(change)))
     }
 
@@ -488,6 +507,30 @@ mod tests {
             ]
         );
         assert!(store.get("pods", "default", "a").await.unwrap().is_none());
+    }
+
+    /// A caller dropped mid-write (an HTTP client hanging up) must never leave the revision counter behind
+    /// the database, or every later write fails on the change log's unique revision.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropped_writers_never_desync_the_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
+        // Sweep the give-up point across a whole write, in fine steps.
+        let started = std::time::Instant::now();
+        put(&store, "warm", 0).await;
+        let write_time = started.elapsed().max(Duration::from_micros(50));
+        let steps = 400u32;
+        for i in 0..steps {
+            let obj = json!({"metadata": {"name": "a"}, "v": i});
+            let write = store
+                .mutate::<_, StoreError>("pods", "default", "a", |_| Ok((Mutation::Put(obj), ())));
+            // Give up on the write at varying points, as a disconnecting client does.
+            let _ = tokio::time::timeout(write_time * 2 * i / steps, write).await;
+        }
+        let change = put(&store, "b", 1).await;
+        let (_, listed_rev) = store.list("pods", None).await.unwrap();
+        assert_eq!(change.rev, listed_rev);
+        assert_eq!(store.revision(), listed_rev);
     }
 
     #[tokio::test]

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 use self::rollout::{RecreateStep, RsState};
 use super::replicaset::{SelectorCache, claim, object_key, owner_reference};
-use super::{Controller, Key, controller_owner, is_owned_by, key_of};
+use super::{Controller, Key, is_owned_by, key_of};
 use crate::error::ApiError;
 use crate::events::Recorder;
 use crate::objects::{DeleteOptions, Objects};
-use crate::store::{Change, EventType};
+use crate::store::Change;
 
 pub struct Deployments {
     objects: Objects,
@@ -97,24 +97,7 @@ impl Controller for Deployments {
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
         if &*change.resource == "replicasets.apps" {
-            if let Some(owner) = controller_owner(&change.object, "Deployment") {
-                return vec![(change.namespace.clone(), owner)];
-            }
-            if change.kind == EventType::Deleted {
-                return Vec::new();
-            }
-            // An orphan wakes the owners that would adopt it, but not the owner that just let it go (an
-            // orphaning delete): that one is about to disappear.
-            let released_by = change
-                .previous
-                .as_ref()
-                .and_then(|prev| controller_owner(prev, "Deployment"));
-            return self
-                .selectors
-                .matching(&change.namespace, &change.object)
-                .into_iter()
-                .filter(|(_, n)| Some(n) != released_by.as_ref())
-                .collect();
+            return self.selectors.owners_to_wake(change, "Deployment");
         }
         self.selectors.observe(change);
         vec![key_of(change)]

@@ -65,24 +65,7 @@ impl Controller for ReplicaSets {
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
         if &*change.resource == "pods" {
-            if let Some(owner) = controller_owner(&change.object, "ReplicaSet") {
-                return vec![(change.namespace.clone(), owner)];
-            }
-            if change.kind == EventType::Deleted {
-                return Vec::new();
-            }
-            // An orphan wakes the owners that would adopt it, but not the owner that just let it go (an
-            // orphaning delete): that one is about to disappear.
-            let released_by = change
-                .previous
-                .as_ref()
-                .and_then(|prev| controller_owner(prev, "ReplicaSet"));
-            return self
-                .selectors
-                .matching(&change.namespace, &change.object)
-                .into_iter()
-                .filter(|(_, n)| Some(n) != released_by.as_ref())
-                .collect();
+            return self.selectors.owners_to_wake(change, "ReplicaSet");
         }
         self.selectors.observe(change);
         vec![key_of(change)]
@@ -307,6 +290,26 @@ pub(super) async fn claim(
 pub(super) struct SelectorCache(Mutex<BTreeMap<Key, LabelSelector>>);
 
 impl SelectorCache {
+    /// The owners a change of a dependent wakes: its controller, or, for an orphan, the owners whose selector
+    /// would adopt it — but not the owner that just let it go (an orphaning delete): that one is about to
+    /// disappear.
+    pub(super) fn owners_to_wake(&self, change: &Change, owner_kind: &str) -> Vec<Key> {
+        if let Some(owner) = controller_owner(&change.object, owner_kind) {
+            return vec![(change.namespace.clone(), owner)];
+        }
+        if change.kind == EventType::Deleted {
+            return Vec::new();
+        }
+        let released_by = change
+            .previous
+            .as_ref()
+            .and_then(|prev| controller_owner(prev, owner_kind));
+        self.matching(&change.namespace, &change.object)
+            .into_iter()
+            .filter(|(_, n)| Some(n) != released_by.as_ref())
+            .collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, LabelSelector>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
