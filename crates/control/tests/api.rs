@@ -1,36 +1,13 @@
 //! The API server over a real socket: CRUD, optimistic concurrency, Status errors, watch resumption, and the
 //! scheduler and controllers reacting to what is stored.
 
+mod common;
+use common::Plane;
 use std::time::Duration;
 
-use herd_control::{ControlConfig, ControlPlane};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-struct Plane {
-    base: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-    plane: Option<ControlPlane>,
-    _dir: tempfile::TempDir,
-}
 
 impl Plane {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
-        cfg.service_cidr = "127.250.0.0/24".parse().unwrap();
-        let shutdown = CancellationToken::new();
-        let plane = ControlPlane::start(cfg, shutdown.clone()).await.unwrap();
-        Self {
-            base: format!("http://{}", plane.addr()),
-            http: reqwest::Client::new(),
-            shutdown,
-            plane: Some(plane),
-            _dir: dir,
-        }
-    }
-
     async fn send(
         &self,
         method: reqwest::Method,
@@ -53,11 +30,6 @@ impl Plane {
             Some(("application/json", v.to_string())),
         )
         .await
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        self.plane.take().unwrap().wait().await.unwrap();
     }
 }
 

@@ -1,39 +1,16 @@
 //! Deployment rollouts against a running control plane. No node agent runs here, so the test plays the
 //! kubelet: it marks pods Ready (with a podIP) through the pods/status subresource a moment after they appear.
 
+mod common;
+use common::Plane;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use herd_control::{ControlConfig, ControlPlane};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-struct Plane {
-    base: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-    plane: Option<ControlPlane>,
-    _dir: tempfile::TempDir,
-}
 
 const NS: &str = "/apis/apps/v1/namespaces/default";
 
 impl Plane {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
-        cfg.service_cidr = "127.251.0.0/24".parse().unwrap();
-        let shutdown = CancellationToken::new();
-        let plane = ControlPlane::start(cfg, shutdown.clone()).await.unwrap();
-        Self {
-            base: format!("http://{}", plane.addr()),
-            http: reqwest::Client::new(),
-            shutdown,
-            plane: Some(plane),
-            _dir: dir,
-        }
-    }
-
     async fn send(
         &self,
         method: reqwest::Method,
@@ -112,11 +89,6 @@ impl Plane {
             now_seen.insert(name);
         }
         *seen = now_seen;
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        self.plane.take().unwrap().wait().await.unwrap();
     }
 }
 

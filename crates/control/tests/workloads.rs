@@ -1,40 +1,17 @@
 //! The Job and DaemonSet controllers against a real control plane. No node agent runs here, so the tests
 //! play its part: they finish, fail and ready pods by writing `pods/status`, and remove stopped pods.
 
+mod common;
+use common::Plane;
 use std::time::{Duration, Instant};
 
-use herd_control::{ControlConfig, ControlPlane};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const NS: &str = "/api/v1/namespaces/default";
 const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
 const DAEMONSETS: &str = "/apis/apps/v1/namespaces/default/daemonsets";
 
-struct Plane {
-    base: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-    plane: Option<ControlPlane>,
-    _dir: tempfile::TempDir,
-}
-
 impl Plane {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
-        cfg.service_cidr = "127.251.0.0/24".parse().unwrap();
-        let shutdown = CancellationToken::new();
-        let plane = ControlPlane::start(cfg, shutdown.clone()).await.unwrap();
-        Self {
-            base: format!("http://{}", plane.addr()),
-            http: reqwest::Client::new(),
-            shutdown,
-            plane: Some(plane),
-            _dir: dir,
-        }
-    }
-
     async fn send(
         &self,
         method: reqwest::Method,
@@ -101,11 +78,6 @@ impl Plane {
         list["items"].as_array().map_or(0, |evs| {
             evs.iter().filter(|e| e["reason"] == reason).count()
         })
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        self.plane.take().unwrap().wait().await.unwrap();
     }
 }
 

@@ -1,0 +1,35 @@
+//! A control plane on a real loopback socket, shared by this crate's integration tests. Each test file adds
+//! the request helpers it needs in its own `impl Plane`.
+
+use herd_control::{ControlConfig, ControlPlane};
+use tokio_util::sync::CancellationToken;
+
+pub struct Plane {
+    pub base: String,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    plane: Option<ControlPlane>,
+    _dir: tempfile::TempDir,
+}
+
+impl Plane {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        cfg.service_cidr = "127.250.0.0/24".parse().unwrap();
+        let shutdown = CancellationToken::new();
+        let plane = ControlPlane::start(cfg, shutdown.clone()).await.unwrap();
+        Self {
+            base: format!("http://{}", plane.addr()),
+            http: reqwest::Client::new(),
+            shutdown,
+            plane: Some(plane),
+            _dir: dir,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.plane.take().unwrap().wait().await.unwrap();
+    }
+}
