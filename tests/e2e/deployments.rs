@@ -127,3 +127,87 @@ async fn deployment_creates_replicaset_and_pods_and_replaces_a_deleted_pod() {
     )
     .await;
 }
+
+/// A rolling update (maxSurge 1, maxUnavailable 1) never drops below replicas − maxUnavailable Ready pods
+/// while it rolls, sampled throughout; `kubectl rollout undo` brings the old image back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_keeps_enough_ready_pods_and_undo_restores_the_image() {
+    let registry = Registry::start().await;
+    let v1 = registry.image("http-hello:v1");
+    let v2 = registry.image("http-hello:v2");
+    push("http-hello", &v1).await;
+    push("http-hello", &v2).await;
+    let herd = Herd::up(HerdOptions::default()).await;
+    herd.wait_node_ready("e2e-node").await;
+    let mut deploy = http_hello_deployment("roll", &v1, 4);
+    deploy["spec"]["strategy"] = serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+    herd.create("/apis/apps/v1/namespaces/default/deployments", &deploy)
+        .await;
+    let ready_images = || async {
+        let list = herd
+            .get_ok("/api/v1/namespaces/default/pods?labelSelector=app%3Droll")
+            .await;
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+            .filter(|p| condition(p, "Ready").is_some_and(|c| c["status"] == "True"))
+            .map(|p| s(p, "/spec/containers/0/image").to_string())
+            .collect::<Vec<_>>()
+    };
+    wait_for("4 ready v1 pods", Duration::from_secs(60), || async {
+        let ready = ready_images().await;
+        if ready.len() == 4 {
+            Ok(())
+        } else {
+            Err(format!("{ready:?}"))
+        }
+    })
+    .await;
+
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "http-hello", "image": v2}]}}}});
+    let (code, _) = herd
+        .send_raw(
+            reqwest::Method::PATCH,
+            "/apis/apps/v1/namespaces/default/deployments/roll",
+            Some(("application/strategic-merge-patch+json", patch.to_string())),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut fewest = usize::MAX;
+    loop {
+        let ready = ready_images().await;
+        fewest = fewest.min(ready.len());
+        if ready.len() == 4 && ready.iter().all(|i| *i == v2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rollout did not finish: {ready:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        fewest >= 3,
+        "Ready pods fell to {fewest} during the rollout (replicas 4, maxUnavailable 1)"
+    );
+
+    kubectl(&herd, &["rollout", "undo", "deployment/roll"])
+        .await
+        .ok();
+    wait_for(
+        "4 ready v1 pods after undo",
+        Duration::from_secs(90),
+        || async {
+            let ready = ready_images().await;
+            if ready.len() == 4 && ready.iter().all(|i| *i == v1) {
+                Ok(())
+            } else {
+                Err(format!("{ready:?}"))
+            }
+        },
+    )
+    .await;
+}
