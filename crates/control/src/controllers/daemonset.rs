@@ -13,7 +13,10 @@ use std::sync::Mutex;
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
-use super::{Controller, Key, controller_owner, is_owned_by, key_of, pod_is_ready};
+use super::deployment::template_hash;
+use super::{
+    Controller, Key, controller_owner, is_owned_by, key_of, pod_from_template, pod_is_ready,
+};
 use crate::error::ApiError;
 use crate::events::Recorder;
 use crate::objects::{DeleteOptions, Objects};
@@ -191,7 +194,7 @@ impl Controller for DaemonSets {
         let orphans: Vec<Value> = by_node.into_values().flatten().collect();
 
         for node in &to_create {
-            self.create_pod(&ds, ns, name, &uid, &hash, &template, &pod_spec, node)
+            self.create_pod(&ds, ns, &hash, &template, &pod_spec, node)
                 .await?;
         }
         for pod in &to_delete {
@@ -259,13 +262,10 @@ struct Counts {
 }
 
 impl DaemonSets {
-    #[allow(clippy::too_many_arguments)]
     async fn create_pod(
         &self,
         ds: &Value,
         ns: &str,
-        name: &str,
-        uid: &str,
         hash: &str,
         template: &Value,
         pod_spec: &Value,
@@ -285,21 +285,7 @@ impl DaemonSets {
         );
         let mut spec = pod_spec.clone();
         spec["nodeName"] = json!(node);
-        let pod = json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "generateName": format!("{name}-"),
-                "namespace": ns,
-                "labels": labels,
-                "annotations": template.pointer("/metadata/annotations").cloned().unwrap_or(json!({})),
-                "ownerReferences": [{
-                    "apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "uid": uid,
-                    "controller": true, "blockOwnerDeletion": true,
-                }],
-            },
-            "spec": spec,
-        });
+        let pod = pod_from_template(ds, "DaemonSet", template, labels, spec);
         let created = self.objects.create(self.pods, Some(ns), pod, false).await?;
         let pod_name = created
             .pointer("/metadata/name")
@@ -503,24 +489,6 @@ fn object_key(obj: &Value) -> Option<Key> {
             .to_string(),
         md.get("name")?.as_str()?.to_string(),
     ))
-}
-
-/// A short, stable hash of the pod template (FNV-1a of its serialised form; serde_json maps are sorted).
-fn template_hash(template: &Value) -> String {
-    let text = serde_json::to_string(template).unwrap_or_default();
-    let mut h: u32 = 0x811c_9dc5;
-    for b in text.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut out = String::new();
-    let mut n = h;
-    while out.len() < 10 && (n > 0 || out.is_empty()) {
-        out.push(ALPHABET[(n % ALPHABET.len() as u32) as usize] as char);
-        n /= ALPHABET.len() as u32;
-    }
-    out
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@ use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{Controller, Key, controller_owner, is_owned_by, key_of, pod_is_active, pod_is_ready};
+use super::{
+    Controller, Key, controller_owner, is_owned_by, key_of, pod_from_template, pod_is_active,
+    pod_is_ready,
+};
 use crate::error::ApiError;
 use crate::events::Recorder;
 use crate::objects::{DeleteOptions, Objects, Propagation, now};
@@ -368,21 +371,8 @@ impl Inner {
         ] {
             labels[k] = json!(v);
         }
-        let pod = json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "generateName": format!("{name}-"),
-                "namespace": ns,
-                "labels": labels,
-                "annotations": template.pointer("/metadata/annotations").cloned().unwrap_or(json!({})),
-                "ownerReferences": [{
-                    "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
-                    "controller": true, "blockOwnerDeletion": true,
-                }],
-            },
-            "spec": template.get("spec").cloned().unwrap_or(json!({})),
-        });
+        let spec = template.get("spec").cloned().unwrap_or(json!({}));
+        let pod = pod_from_template(job, "Job", &template, labels, spec);
         let created = self.objects.create(self.pods, Some(ns), pod, false).await?;
         let pod_name = created
             .pointer("/metadata/name")

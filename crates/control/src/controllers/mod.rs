@@ -228,3 +228,30 @@ fn pod_is_ready(pod: &Value) -> bool {
                 .any(|c| c["type"] == "Ready" && c["status"] == "True")
         })
 }
+
+/// A pod of a workload `owner` (of `kind`) built from its pod `template`: named `<owner>-<random>`, with
+/// the given labels and spec, the template's annotations and the owner as controller.
+fn pod_from_template(
+    owner: &Value,
+    kind: &str,
+    template: &Value,
+    labels: Value,
+    spec: Value,
+) -> Value {
+    let name = owner
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": format!("{name}-"),
+            "namespace": owner.pointer("/metadata/namespace").cloned().unwrap_or(Value::Null),
+            "labels": labels,
+            "annotations": template.pointer("/metadata/annotations").cloned().unwrap_or(serde_json::json!({})),
+            "ownerReferences": [replicaset::owner_reference(owner, kind)],
+        },
+        "spec": spec,
+    })
+}

@@ -8,7 +8,10 @@ use herd_api::LabelSelector;
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
-use super::{Controller, Key, controller_owner, is_owned_by, key_of, pod_is_active, pod_is_ready};
+use super::{
+    Controller, Key, controller_owner, is_owned_by, key_of, pod_from_template, pod_is_active,
+    pod_is_ready,
+};
 use crate::error::ApiError;
 use crate::events::Recorder;
 use crate::objects::{DeleteOptions, Objects};
@@ -95,18 +98,12 @@ impl Controller for ReplicaSets {
         if active.len() < want {
             let template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
             for _ in active.len()..want {
-                let pod = json!({
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {
-                        "generateName": format!("{name}-"),
-                        "namespace": ns,
-                        "labels": template.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
-                        "annotations": template.pointer("/metadata/annotations").cloned().unwrap_or(json!({})),
-                        "ownerReferences": [owner_reference(&rs, "ReplicaSet")],
-                    },
-                    "spec": template.get("spec").cloned().unwrap_or(json!({})),
-                });
+                let labels = template
+                    .pointer("/metadata/labels")
+                    .cloned()
+                    .unwrap_or(json!({}));
+                let spec = template.get("spec").cloned().unwrap_or(json!({}));
+                let pod = pod_from_template(&rs, "ReplicaSet", &template, labels, spec);
                 let created = self.objects.create(self.pods, Some(ns), pod, false).await?;
                 let pod_name = created
                     .pointer("/metadata/name")
