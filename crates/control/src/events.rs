@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::objects::{Objects, now};
 
 /// (involved uid, reason, message) → name of the Event already written.
-type Seen = HashMap<(String, String, String), String>;
+type Seen = HashMap<SeenKey, String>;
 
 #[derive(Clone)]
 pub struct Recorder {
@@ -57,39 +57,96 @@ impl Recorder {
         reason: &str,
         message: &str,
     ) -> Result<(), ApiError> {
-        let md = &obj["metadata"];
-        let uid = md["uid"].as_str().unwrap_or_default().to_string();
-        let name = md["name"].as_str().unwrap_or_default();
-        let ns = md["namespace"]
-            .as_str()
-            .filter(|n| !n.is_empty())
-            .unwrap_or("default")
-            .to_string();
-        let key = (uid.clone(), reason.to_string(), message.to_string());
-        let existing = self.seen.lock().ok().and_then(|m| m.get(&key).cloned());
         let stamp = now();
-        if let Some(event_name) = existing {
-            let bumped = self
-                .objects
-                .edit(events(), &ns, &event_name, |ev| {
-                    ev["count"] = json!(ev["count"].as_i64().unwrap_or(1) + 1);
-                    ev["lastTimestamp"] = json!(stamp);
-                    true
-                })
-                .await?;
-            if bumped.is_some() {
-                return Ok(());
+        if self.bump_repeat(obj, reason, message, &stamp).await? {
+            return Ok(());
+        }
+        let (key, ns, event) = self.new_event(obj, type_, reason, message, &stamp);
+        let created = self
+            .objects
+            .create(events(), Some(&ns), event, false)
+            .await?;
+        self.remember(key, &created);
+        Ok(())
+    }
+
+    /// Records many events in one store transaction (the scheduler's hot path); repeats of an event already
+    /// written still bump its count. Failures are logged, never returned.
+    pub async fn record_many(&self, notes: Vec<Note<'_>>) {
+        let stamp = now();
+        let mut fresh = Vec::with_capacity(notes.len());
+        let mut keys = Vec::with_capacity(notes.len());
+        for note in notes {
+            match self
+                .bump_repeat(note.obj, note.reason, &note.message, &stamp)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    let (key, ns, event) =
+                        self.new_event(note.obj, note.type_, note.reason, &note.message, &stamp);
+                    keys.push(key);
+                    fresh.push((Some(ns), event));
+                }
             }
         }
+        match self.objects.create_many(events(), fresh).await {
+            Ok(results) => {
+                for (key, result) in keys.into_iter().zip(results) {
+                    match result {
+                        Ok(created) => self.remember(key, &created),
+                        Err(e) => tracing::debug!(error = %e, "could not write event"),
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not write events"),
+        }
+    }
+
+    /// Bumps the count of the Event already written for this (object, reason, message); false when there is
+    /// none to bump.
+    async fn bump_repeat(
+        &self,
+        obj: &Value,
+        reason: &str,
+        message: &str,
+        stamp: &str,
+    ) -> Result<bool, ApiError> {
+        let key = seen_key(obj, reason, message);
+        let Some(event_name) = self.seen.lock().ok().and_then(|m| m.get(&key).cloned()) else {
+            return Ok(false);
+        };
+        let bumped = self
+            .objects
+            .edit(events(), &event_namespace(obj), &event_name, |ev| {
+                ev["count"] = json!(ev["count"].as_i64().unwrap_or(1) + 1);
+                ev["lastTimestamp"] = json!(stamp);
+                true
+            })
+            .await?;
+        Ok(bumped.is_some())
+    }
+
+    /// A new Event about `obj`: its correlation key, namespace and body.
+    fn new_event(
+        &self,
+        obj: &Value,
+        type_: &str,
+        reason: &str,
+        message: &str,
+        stamp: &str,
+    ) -> (SeenKey, String, Value) {
+        let md = &obj["metadata"];
+        let name = md["name"].as_str().unwrap_or_default();
+        let ns = event_namespace(obj);
         let nanos = jiff::Timestamp::now().as_nanosecond();
-        let event_name = format!("{name}.{nanos:x}");
         let event = json!({
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": event_name, "namespace": ns},
+            "metadata": {"name": format!("{name}.{nanos:x}"), "namespace": ns},
             "involvedObject": {
                 "kind": obj["kind"], "apiVersion": obj["apiVersion"], "name": name,
-                "namespace": md["namespace"], "uid": uid, "resourceVersion": md["resourceVersion"],
+                "namespace": md["namespace"], "uid": md["uid"], "resourceVersion": md["resourceVersion"],
             },
             "reason": reason,
             "message": message,
@@ -101,15 +158,46 @@ impl Recorder {
             "lastTimestamp": stamp,
             "count": 1,
         });
-        self.objects
-            .create(events(), Some(&ns), event, false)
-            .await?;
+        (seen_key(obj, reason, message), ns, event)
+    }
+
+    fn remember(&self, key: SeenKey, created: &Value) {
+        let Some(event_name) = created.pointer("/metadata/name").and_then(Value::as_str) else {
+            return;
+        };
         if let Ok(mut m) = self.seen.lock() {
             if m.len() > 4096 {
                 m.clear();
             }
-            m.insert(key, event_name);
+            m.insert(key, event_name.to_string());
         }
-        Ok(())
     }
+}
+
+/// One event of [`Recorder::record_many`].
+pub struct Note<'a> {
+    pub obj: &'a Value,
+    pub type_: &'static str,
+    pub reason: &'a str,
+    pub message: String,
+}
+
+type SeenKey = (String, String, String);
+
+fn seen_key(obj: &Value, reason: &str, message: &str) -> SeenKey {
+    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str);
+    (
+        uid.unwrap_or_default().to_string(),
+        reason.to_string(),
+        message.to_string(),
+    )
+}
+
+/// Events live in their object's namespace; cluster-scoped objects' events go to `default`, as kube's do.
+fn event_namespace(obj: &Value) -> String {
+    obj.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+        .to_string()
 }

@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::error::ApiError;
-use crate::store::{Change, Mutation, Store};
+use crate::store::{BatchItem, Change, Mutation, Store};
+
+/// One edit of [`Objects::edit_many`]: changes the object in place, or returns false to keep it.
+pub type ObjectEdit = Box<dyn FnOnce(&mut Value) -> bool + Send>;
 
 /// Cluster-wide settings the resource layer needs.
 #[derive(Debug, Clone)]
@@ -103,6 +106,13 @@ fn meta(obj: &Value, field: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+fn namespace_not_found(ns: &str) -> ApiError {
+    match resources::by_path("", "v1", "namespaces") {
+        Some(ns_res) => ApiError::not_found(ns_res, ns),
+        None => ApiError::Internal("no namespaces in the resource table".into()),
+    }
+}
+
 fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -159,9 +169,120 @@ impl Objects {
         &self,
         res: &'static ResourceInfo,
         ns: Option<&str>,
-        mut obj: Value,
+        obj: Value,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
+        let (ns, name, mut obj) = Self::prepare_create(res, ns, obj)?;
+        self.require_namespace(res, &ns).await?;
+        // Cluster IPs are allocated under one lock so two Services never get the same address.
+        let _ip_guard = if res.kind == "Service" {
+            Some(self.service_ips.lock().await)
+        } else {
+            None
+        };
+        if res.kind == "Service" {
+            self.assign_cluster_ip(&mut obj).await?;
+        }
+        if dry_run {
+            return match self.store.get(&res.key(), &ns, &name).await? {
+                Some(_) => Err(ApiError::already_exists(res, &name)),
+                None => Ok(obj),
+            };
+        }
+        let ((), change) = self
+            .store
+            .mutate(&res.key(), &ns, &name, |current| match current {
+                Some(_) => Err(ApiError::already_exists(res, &name)),
+                None => Ok((Mutation::Put(obj), ())),
+            })
+            .await?;
+        Ok(change.map(|c| (*c.object).clone()).unwrap_or(Value::Null))
+    }
+
+    /// Creates many objects of one kind in one transaction (for the control plane's own bulk writes, such as
+    /// the scheduler's Events). Each object is admitted on its own; one that fails admission or already
+    /// exists gets its error in its slot and the others are still written. Services go one by one, for
+    /// their cluster IPs.
+    ///
+    /// # Errors
+    /// A store error, when nothing was written.
+    pub async fn create_many(
+        &self,
+        res: &'static ResourceInfo,
+        objs: Vec<(Option<String>, Value)>,
+    ) -> Result<Vec<Result<Value, ApiError>>, ApiError> {
+        if res.kind == "Service" {
+            let mut out = Vec::with_capacity(objs.len());
+            for (ns, obj) in objs {
+                out.push(self.create(res, ns.as_deref(), obj, false).await);
+            }
+            return Ok(out);
+        }
+        let mut out: Vec<Result<Value, ApiError>> = Vec::with_capacity(objs.len());
+        let mut items = Vec::new();
+        let mut slots = Vec::new();
+        let (exists_tx, exists_rx) = std::sync::mpsc::channel::<usize>();
+        // Each namespace is checked once for the whole batch.
+        let mut namespaces: std::collections::HashMap<String, bool> =
+            std::collections::HashMap::new();
+        for (ns, obj) in objs {
+            let mut prepared = Self::prepare_create(res, ns.as_deref(), obj);
+            if let Ok((ns, _, _)) = &prepared {
+                let exists = match namespaces.get(ns) {
+                    Some(&exists) => exists,
+                    None => {
+                        let exists = self.require_namespace(res, ns).await.is_ok();
+                        namespaces.insert(ns.clone(), exists);
+                        exists
+                    }
+                };
+                if !exists {
+                    prepared = Err(namespace_not_found(ns));
+                }
+            }
+            match prepared {
+                Ok((ns, name, obj)) => {
+                    let slot = out.len();
+                    let exists = exists_tx.clone();
+                    items.push(BatchItem {
+                        resource: res.key(),
+                        namespace: ns,
+                        name,
+                        decide: Box::new(move |current| match current {
+                            Some(_) => {
+                                let _ = exists.send(slot);
+                                Mutation::Keep
+                            }
+                            None => Mutation::Put(obj),
+                        }),
+                    });
+                    slots.push(slot);
+                    out.push(Ok(Value::Null));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        drop(exists_tx);
+        let changes = self.store.mutate_batch(items).await?;
+        for (slot, change) in slots.into_iter().zip(changes) {
+            if let Some(change) = change {
+                out[slot] = Ok((*change.object).clone());
+            }
+        }
+        for slot in exists_rx.try_iter() {
+            let name = out[slot].as_ref().ok().and_then(|v| meta(v, "name"));
+            out[slot] = Err(ApiError::already_exists(res, &name.unwrap_or_default()));
+        }
+        Ok(out)
+    }
+
+    /// Everything of a create before the write but the namespace check: metadata and admission. Returns the
+    /// store namespace, the name and the admitted object.
+    fn prepare_create(
+        res: &'static ResourceInfo,
+        ns: Option<&str>,
+        mut obj: Value,
+    ) -> Result<(String, String, Value), ApiError> {
         let ns = ns_key(res, ns);
         let map = obj
             .as_object_mut()
@@ -205,36 +326,17 @@ impl Objects {
         md.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         md.insert("creationTimestamp".into(), json!(now()));
         md.insert("generation".into(), json!(1));
-        let mut obj = admit(res, obj).map_err(|e| ApiError::admit(res, e))?;
+        let obj = admit(res, obj).map_err(|e| ApiError::admit(res, e))?;
         let name = meta(&obj, "name").unwrap_or_default();
-        if res.namespaced && self.store.get("namespaces", "", &ns).await?.is_none() {
-            let ns_res = resources::by_path("", "v1", "namespaces")
-                .ok_or_else(|| ApiError::Internal("no namespaces".into()))?;
-            return Err(ApiError::not_found(ns_res, &ns));
+        Ok((ns, name, obj))
+    }
+
+    /// NotFound unless the namespace `ns` exists (for namespaced kinds).
+    async fn require_namespace(&self, res: &ResourceInfo, ns: &str) -> Result<(), ApiError> {
+        if res.namespaced && self.store.get("namespaces", "", ns).await?.is_none() {
+            return Err(namespace_not_found(ns));
         }
-        // Cluster IPs are allocated under one lock so two Services never get the same address.
-        let _ip_guard = if res.kind == "Service" {
-            Some(self.service_ips.lock().await)
-        } else {
-            None
-        };
-        if res.kind == "Service" {
-            self.assign_cluster_ip(&mut obj).await?;
-        }
-        if dry_run {
-            return match self.store.get(&res.key(), &ns, &name).await? {
-                Some(_) => Err(ApiError::already_exists(res, &name)),
-                None => Ok(obj),
-            };
-        }
-        let ((), change) = self
-            .store
-            .mutate(&res.key(), &ns, &name, |current| match current {
-                Some(_) => Err(ApiError::already_exists(res, &name)),
-                None => Ok((Mutation::Put(obj), ())),
-            })
-            .await?;
-        Ok(change.map(|c| (*c.object).clone()).unwrap_or(Value::Null))
+        Ok(())
     }
 
     async fn assign_cluster_ip(&self, svc: &mut Value) -> Result<(), ApiError> {
@@ -448,6 +550,34 @@ impl Objects {
             })
             .await?;
         Ok(change)
+    }
+
+    /// [`Objects::edit`] for many objects of one resource, committed in one transaction. Returns each
+    /// edit's change (`None` for a missing object or an edit that returned false).
+    pub async fn edit_many(
+        &self,
+        res: &ResourceInfo,
+        edits: Vec<(String, String, ObjectEdit)>,
+    ) -> Result<Vec<Option<Arc<Change>>>, ApiError> {
+        let items = edits
+            .into_iter()
+            .map(|(ns, name, edit)| BatchItem {
+                resource: res.key(),
+                namespace: ns_key(res, Some(&ns)),
+                name,
+                decide: Box::new(move |current| {
+                    let Some(mut obj) = current else {
+                        return Mutation::Keep;
+                    };
+                    if edit(&mut obj) {
+                        Mutation::Put(obj)
+                    } else {
+                        Mutation::Keep
+                    }
+                }),
+            })
+            .collect();
+        Ok(self.store.mutate_batch(items).await?)
     }
 
     /// DELETE. Pods bound to a node are deleted gracefully (deletionTimestamp; the node agent stops them and

@@ -16,12 +16,41 @@ pub(crate) enum Decision {
     Unschedulable(String),
 }
 
-pub(crate) fn decide(snap: &Snapshot, pod: &Pod) -> Decision {
+/// kube-scheduler's floor on how many feasible nodes a search looks for.
+const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// kube-scheduler's floor on the adaptive percentage of nodes to score.
+const MIN_FEASIBLE_NODE_PERCENTAGE: usize = 5;
+
+/// How many feasible nodes are enough to stop filtering: kube-scheduler's adaptive percentageOfNodesToScore
+/// (every node below 100, then 50% falling by 1% per 125 nodes, at least 5% and at least 100 nodes).
+pub(crate) fn feasible_nodes_to_find(all: usize) -> usize {
+    if all < MIN_FEASIBLE_NODES_TO_FIND {
+        return all;
+    }
+    let percentage = 50usize
+        .saturating_sub(all / 125)
+        .max(MIN_FEASIBLE_NODE_PERCENTAGE);
+    (all * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+/// Filters nodes starting at `*next_start` (round robin across pods, as kube-scheduler's
+/// nextStartNodeIndex) until enough are feasible, scores those and picks the best. When fewer are feasible,
+/// every node has been filtered and the reasons make kube's FitError message.
+pub(crate) fn decide(snap: &Snapshot, pod: &Pod, next_start: &mut usize) -> Decision {
     let c = Candidate::new(snap, pod);
+    let all = snap.nodes.len();
+    let enough = feasible_nodes_to_find(all);
+    let start = if all == 0 { 0 } else { *next_start % all };
     let mut feasible = Vec::new();
     let mut reasons: HashMap<String, usize> = HashMap::new();
     let mut preemption: HashMap<&str, usize> = HashMap::new();
-    for (i, node) in snap.nodes.iter().enumerate() {
+    let mut processed = 0;
+    for i in (start..all).chain(0..start) {
+        if feasible.len() >= enough {
+            break;
+        }
+        processed += 1;
+        let node = &snap.nodes[i];
         match c.refuse(node) {
             None => feasible.push(i),
             Some(r) => {
@@ -36,6 +65,9 @@ pub(crate) fn decide(snap: &Snapshot, pod: &Pod) -> Decision {
                 *preemption.entry(why).or_default() += 1;
             }
         }
+    }
+    if all > 0 {
+        *next_start = (start + processed) % all;
     }
     match pick(snap, &c, &feasible) {
         Some(i) => Decision::Bind(i),

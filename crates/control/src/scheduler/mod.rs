@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 pub use bench::{BenchError, BenchReport, bench};
 
 use crate::error::ApiError;
-use crate::events::Recorder;
-use crate::objects::{Objects, now};
+use crate::events::{Note, Recorder};
+use crate::objects::{ObjectEdit, Objects, now};
 use decide::{Decision, decide};
 use snapshot::{Snapshot, is_terminal};
 
@@ -110,24 +110,21 @@ async fn pass(objects: &Objects, recorder: &Recorder) -> Result<usize, ApiError>
         .filter_map(|v| Some((serde_json::from_value(v.clone()).ok()?, v)))
         .collect();
     let mut snap = Snapshot::new(&nodes, pods.iter().map(|(p, _)| p));
+    let mut binds = Binds::default();
     let mut bound = 0;
     for (pod, value) in pods.iter().filter(|(p, _)| wants_scheduling(p)) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        match decide(&snap, pod) {
+        match decide(&snap, pod, &mut binds.next_start) {
             Decision::Bind(i) => {
                 let Some(node) = snap.nodes.get(i).map(|n| n.name) else {
                     continue;
                 };
-                match bind(objects, ns, name, node).await {
-                    Ok(()) => {
-                        snap.assume(pod, i);
-                        bound += 1;
-                        tracing::debug!(pod = %format!("{ns}/{name}"), %node, "scheduled");
-                        let message = format!("Successfully assigned {ns}/{name} to {node}");
-                        recorder.normal(value, "Scheduled", &message).await;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "bind lost a race"),
+                // Assumed at once, as kube-scheduler's cache does, so the next pod sees this one's requests.
+                snap.assume(pod, i);
+                binds.pending.push((value, node.to_string()));
+                if binds.pending.len() >= BIND_BATCH {
+                    bound += binds.flush(objects, recorder).await?;
                 }
             }
             Decision::Unschedulable(message) => {
@@ -137,7 +134,65 @@ async fn pass(objects: &Objects, recorder: &Recorder) -> Result<usize, ApiError>
             }
         }
     }
+    bound += binds.flush(objects, recorder).await?;
     Ok(bound)
+}
+
+/// How many binds one store transaction carries at most.
+const BIND_BATCH: usize = 512;
+
+/// Binds decided in a pass, committed in batches: one transaction (one fsync) for up to [`BIND_BATCH`]
+/// binds, then their Scheduled events in another.
+#[derive(Default)]
+struct Binds<'p> {
+    pending: Vec<(&'p Value, String)>,
+    /// Where the next pod's node search starts (kube-scheduler's nextStartNodeIndex).
+    next_start: usize,
+}
+
+impl Binds<'_> {
+    async fn flush(&mut self, objects: &Objects, recorder: &Recorder) -> Result<usize, ApiError> {
+        if self.pending.is_empty() {
+            return Ok(0);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let edits = pending
+            .iter()
+            .map(|(pod, node)| {
+                let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+                let name = pod.pointer("/metadata/name").and_then(Value::as_str);
+                let node = node.clone();
+                let edit: ObjectEdit = Box::new(move |pod| bind_to(pod, &node).is_ok());
+                (
+                    ns.unwrap_or_default().to_string(),
+                    name.unwrap_or_default().to_string(),
+                    edit,
+                )
+            })
+            .collect();
+        let changes = objects.edit_many(pods_res(), edits).await?;
+        let mut notes = Vec::with_capacity(pending.len());
+        for ((pod, node), change) in pending.into_iter().zip(changes) {
+            let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+            let name = pod.pointer("/metadata/name").and_then(Value::as_str);
+            let (ns, name) = (ns.unwrap_or_default(), name.unwrap_or_default());
+            if change.is_none() {
+                // Deleted or bound by someone else since the snapshot; the next pass sees the truth.
+                tracing::debug!(pod = %format!("{ns}/{name}"), "bind lost a race");
+                continue;
+            }
+            tracing::debug!(pod = %format!("{ns}/{name}"), %node, "scheduled");
+            notes.push(Note {
+                obj: pod,
+                type_: "Normal",
+                reason: "Scheduled",
+                message: format!("Successfully assigned {ns}/{name} to {node}"),
+            });
+        }
+        let bound = notes.len();
+        recorder.record_many(notes).await;
+        Ok(bound)
+    }
 }
 
 fn set_condition(
@@ -195,6 +250,16 @@ async fn mark_unschedulable(
     Ok(change.is_some())
 }
 
+/// Sets `spec.nodeName` and PodScheduled=True; the node the pod is already bound to, if it is.
+fn bind_to(pod: &mut Value, node: &str) -> Result<(), String> {
+    if let Some(current) = bound_node(pod) {
+        return Err(current.to_string());
+    }
+    pod["spec"]["nodeName"] = json!(node);
+    set_condition(pod, "True", None, None);
+    Ok(())
+}
+
 /// Binds a pod to a node (also the `pods/binding` subresource) in one store write. A pod already bound is a
 /// Conflict; a missing pod is NotFound.
 pub async fn bind(objects: &Objects, ns: &str, name: &str, node: &str) -> Result<(), ApiError> {
@@ -204,13 +269,13 @@ pub async fn bind(objects: &Objects, ns: &str, name: &str, node: &str) -> Result
     objects
         .edit(res, ns, name, |pod| {
             found = true;
-            if let Some(n) = bound_node(pod) {
-                current = Some(n.to_string());
-                return false;
+            match bind_to(pod, node) {
+                Ok(()) => true,
+                Err(bound) => {
+                    current = Some(bound);
+                    false
+                }
             }
-            pod["spec"]["nodeName"] = json!(node);
-            set_condition(pod, "True", None, None);
-            true
         })
         .await?;
     if !found {

@@ -55,7 +55,7 @@ fn one(reason: &str) -> Option<Vec<String>> {
 
 fn chosen(nodes: &[Node], placed: &[Pod], p: &Pod) -> String {
     let snap = Snapshot::new(nodes, placed);
-    match decide(&snap, p) {
+    match decide(&snap, p, &mut 0) {
         Decision::Bind(i) => snap.nodes[i].name.to_string(),
         Decision::Unschedulable(m) => m,
     }
@@ -428,7 +428,7 @@ fn a_pass_packs_pods_as_it_binds_them() {
     let mut snap = Snapshot::new(&nodes, &[]);
     let mut got = Vec::new();
     for p in &pending {
-        match decide(&snap, p) {
+        match decide(&snap, p, &mut 0) {
             Decision::Bind(i) => {
                 got.push(snap.nodes[i].name.to_string());
                 snap.assume(p, i);
@@ -441,6 +441,54 @@ fn a_pass_packs_pods_as_it_binds_them() {
         got[4].starts_with("0/2 nodes are available: 2 Insufficient cpu."),
         "{}",
         got[4]
+    );
+}
+
+#[test]
+fn the_number_of_nodes_searched_follows_kube_schedulers_adaptive_percentage() {
+    use super::decide::feasible_nodes_to_find;
+    // Below 100 nodes every node; 1,000 nodes → 42%; 5,000 → 10%; never under 5% nor under 100 nodes.
+    assert_eq!(
+        [50, 99, 100, 150, 1000, 5000, 100_000].map(feasible_nodes_to_find),
+        [50, 99, 100, 100, 420, 500, 5000]
+    );
+}
+
+#[test]
+fn large_clusters_stop_searching_after_enough_feasible_nodes_and_rotate_the_start() {
+    let nodes: Vec<Node> = (0..200)
+        .map(|i| node(&format!("n{i:03}"), "8", "32Gi", json!({})))
+        .collect();
+    let snap = Snapshot::new(&nodes, &[]);
+    let p = pod("p", "100m", "10Mi", json!({}));
+    // 200 nodes → 100 feasible are enough: the first search looks at n000..n099 only.
+    let mut next = 0;
+    let Decision::Bind(first) = decide(&snap, &p, &mut next) else {
+        panic!("fits");
+    };
+    assert_eq!((first, next), (0, 100));
+    // The next pod's search starts where this one stopped.
+    let Decision::Bind(second) = decide(&snap, &p, &mut next) else {
+        panic!("fits");
+    };
+    assert_eq!((second, next), (100, 0));
+    // Infeasible nodes do not count towards "enough": the search goes on, wrapping around.
+    let busy: Vec<Pod> = (0..150)
+        .map(|i| {
+            let mut q = pod(&format!("q{i}"), "8", "1Mi", json!({}));
+            q.spec.as_mut().unwrap().node_name = Some(format!("n{i:03}"));
+            q
+        })
+        .collect();
+    let snap = Snapshot::new(&nodes, &busy);
+    let mut next = 120;
+    let Decision::Bind(third) = decide(&snap, &p, &mut next) else {
+        panic!("fits");
+    };
+    assert_eq!(
+        (third, next),
+        (150, 120),
+        "all 200 nodes searched, only 50 feasible"
     );
 }
 
