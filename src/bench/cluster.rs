@@ -1,0 +1,160 @@
+//! A real `herd up` child process for the benchmarks: started from this very binary on a temporary data dir
+//! with free ports, so the figures include everything a user's cluster does (API, store, scheduler, node
+//! agent, registry) and nothing of the benchmark's own bookkeeping.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long `herd up` may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Cluster {
+    child: Child,
+    pub client: kube::Client,
+    /// `host:port` of the embedded registry.
+    pub registry: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `herd up` with `extra` flags appended and waits for its ready line.
+    pub async fn start(extra: &[String]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("temporary data dir")?;
+        let exe = std::env::current_exe().context("locating the herd binary")?;
+        let mut child = Command::new(exe)
+            .arg("up")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--registry-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--service-cidr", "127.250.0.0/16"])
+            .args(["--cluster-cidr", "127.128.0.0/10"])
+            .args(extra)
+            .env("HERD_LOG", "warn,herd=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting herd up")?;
+        let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+        let mut lines = BufReader::new(stderr).lines();
+        let ready = tokio::time::timeout(READY_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await? {
+                if line.contains("herd is ready") {
+                    return Ok(line);
+                }
+            }
+            bail!("herd up exited before it was ready")
+        })
+        .await
+        .map_err(|_| anyhow!("herd up was not ready within {READY_TIMEOUT:?}"))??;
+        // Keep draining stderr so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let field = |name: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("no {name} in {ready:?}"))
+        };
+        let registry = field("registry=")?;
+        let kubeconfig = PathBuf::from(field("kubeconfig=")?);
+        let client = client(&kubeconfig).await?;
+        Ok(Self {
+            child,
+            client,
+            registry,
+            _dir: dir,
+        })
+    }
+
+    /// The child's resident memory in bytes (VmRSS).
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let pid = self
+            .child
+            .id()
+            .ok_or_else(|| anyhow!("herd up has exited"))?;
+        rss_of(pid)
+    }
+
+    /// Pushes a Wasm file to the cluster's registry as `name:tag`; returns the image reference.
+    pub async fn push(&self, wasm: &Path, name: &str) -> anyhow::Result<String> {
+        let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+        let image = format!("{}/{name}", self.registry);
+        herd_oci_fetch::push(&bytes, &image, &[])
+            .await
+            .with_context(|| format!("pushing {image}"))?;
+        Ok(image)
+    }
+
+    /// Stops the child with SIGTERM (as a user would), waiting for it to exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+fn rss_of(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
+    Ok(kib * 1024)
+}
+
+async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// `p` in 0..=100 of sorted samples (nearest rank).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&samples, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&samples, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&samples, 100.0), Duration::from_millis(100));
+        assert_eq!(percentile(&samples[..1], 99.0), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+}

@@ -1,0 +1,99 @@
+//! `herd bench …`: benchmarks that print figures (speed and memory targets live here, never in tests).
+
+mod cluster;
+mod density;
+mod http;
+mod pods;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The wasi-http sample, as `sample-apps/build.sh` leaves it.
+const HTTP_SAMPLE: &str = "sample-apps/dist/http-hello.wasm";
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Bench {
+    /// Binds pods to simulated nodes (nodes that exist only as API objects) in a real store; prints binds/s.
+    Scheduler {
+        /// How many Ready nodes to create.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// How many pods to schedule.
+        #[arg(long, default_value_t = 10_000)]
+        pods: usize,
+    },
+    /// Starts a real `herd up` and measures pod start latency (create → Running) for a cached image, and the
+    /// first start of an image against the second.
+    Pods {
+        /// How many cached starts to measure.
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        /// The wasi-http component to run.
+        #[arg(long, default_value = HTTP_SAMPLE)]
+        wasm: PathBuf,
+    },
+    /// Starts a real `herd up`, runs many idle wasi-http pods on its node and prints the memory each costs.
+    Density {
+        /// How many pods.
+        #[arg(long, default_value_t = 10_000)]
+        pods: usize,
+        /// The wasi-http component to run.
+        #[arg(long, default_value = HTTP_SAMPLE)]
+        wasm: PathBuf,
+        /// How long all pods may take to be Running.
+        #[arg(long, default_value_t = 900)]
+        timeout_seconds: u64,
+    },
+    /// Requests/s of the wasi-http sample served by herd and by `wasmtime serve`.
+    Http {
+        /// The wasi-http component to serve.
+        #[arg(long, default_value = HTTP_SAMPLE)]
+        wasm: PathBuf,
+        /// The wasmtime CLI (48.x) to compare with.
+        #[arg(long, default_value = "wasmtime")]
+        wasmtime: PathBuf,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds of load per server.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+pub async fn run(bench: Bench) -> anyhow::Result<()> {
+    match bench {
+        Bench::Scheduler { nodes, pods } => {
+            let started = Instant::now();
+            let report = herd_control::scheduler::bench(nodes, pods).await?;
+            println!(
+                "scheduler: {} pods bound to {nodes} nodes in {:.2} s = {:.0} binds/s (setup included: {:.2} s total)",
+                report.binds,
+                report.seconds,
+                report.binds_per_second,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Bench::Pods { count, wasm } => pods::run(count, &wasm).await,
+        Bench::Density {
+            pods,
+            wasm,
+            timeout_seconds,
+        } => density::run(pods, &wasm, Duration::from_secs(timeout_seconds)).await,
+        Bench::Http {
+            wasm,
+            wasmtime,
+            connections,
+            seconds,
+        } => {
+            http::run(http::HttpArgs {
+                wasm: &wasm,
+                wasmtime: &wasmtime,
+                connections,
+                duration: Duration::from_secs(seconds),
+            })
+            .await
+        }
+    }
+}
