@@ -33,6 +33,9 @@ pub struct ClusterArgs {
     /// How long pods without their own toleration stay on an unreachable node before eviction.
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: u64,
+    /// The first delay before a Job's failed pod is replaced; it doubles per failure, up to 6 minutes.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    job_backoff_base: Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -54,6 +57,10 @@ pub struct UpArgs {
     /// How often the node agent renews its Lease.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     lease_renew_interval: Duration,
+    /// The first delay before a crashed container is restarted (CrashLoopBackOff); it doubles per crash up
+    /// to 30 times this (5 min for the kubelet's 10 s) and resets after 10 min of running.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    crash_loop_back_off_base: Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -79,6 +86,10 @@ pub struct NodeArgs {
     /// How often the node agent renews its Lease.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     lease_renew_interval: Duration,
+    /// The first delay before a crashed container is restarted (CrashLoopBackOff); it doubles per crash up
+    /// to 30 times this (5 min for the kubelet's 10 s) and resets after 10 min of running.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    crash_loop_back_off_base: Duration,
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -115,6 +126,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         kubelet_port: 0,
         insecure_registries: args.insecure_registries,
         lease_renew_interval: args.lease_renew_interval,
+        crash_loop_back_off_base: args.crash_loop_back_off_base,
     };
     tasks.extend(spawn_node(client.clone(), node_cfg, &shutdown));
     wait_node_ready(&client, &node_name, &shutdown).await?;
@@ -153,6 +165,7 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         kubelet_port: 0,
         insecure_registries: args.insecure_registries,
         lease_renew_interval: args.lease_renew_interval,
+        crash_loop_back_off_base: args.crash_loop_back_off_base,
     };
     let tasks = spawn_node(client.clone(), cfg, &shutdown);
     wait_node_ready(&client, &args.name, &shutdown).await?;
@@ -173,6 +186,7 @@ async fn start_control(
             args.default_unreachable_toleration_seconds,
         ),
     };
+    cfg.job_backoff_base = args.job_backoff_base;
     Ok(herd_control::ControlPlane::start(cfg, shutdown.clone()).await?)
 }
 

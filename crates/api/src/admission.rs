@@ -4,7 +4,8 @@
 //! as kube-apiserver does with its default field validation.
 
 use k8s_openapi::api::apps::v1::{
-    DaemonSet, Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
+    DaemonSet, Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDaemonSet,
+    RollingUpdateDeployment,
 };
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -18,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::resources::ResourceInfo;
-use crate::validation::{self, Cause};
+use crate::validation::{self, Cause, FieldValue};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdmitError {
@@ -103,7 +104,13 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
             let spec = &mut d.spec;
             spec.revision_history_limit.get_or_insert(10);
             let strategy = spec.update_strategy.get_or_insert_with(Default::default);
-            strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
+            let ty = strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
+            if ty == "RollingUpdate" {
+                let ru = strategy.rolling_update.get_or_insert_with(Default::default);
+                ru.max_unavailable.get_or_insert(IntOrString::Int(1));
+                ru.max_surge.get_or_insert(IntOrString::Int(0));
+                validate_daemonset_rolling_update(ru, c);
+            }
             match spec.template.spec.as_mut() {
                 Some(pod) => {
                     default_pod_spec(pod);
@@ -121,6 +128,8 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
             spec.completion_mode
                 .get_or_insert_with(|| "NonIndexed".into());
             spec.suspend.get_or_insert(false);
+            default_job_selector(j, c);
+            let spec = j.spec.get_or_insert_with(Default::default);
             match spec.template.spec.as_mut() {
                 Some(pod) => {
                     if pod.restart_policy.is_none() {
@@ -300,6 +309,138 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
     }
 }
 
+/// The label that ties a Job's pods to it: `spec.selector` selects it when kube-apiserver generates it.
+const JOB_CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+const JOB_LABELS: [(&str, bool); 4] = [
+    ("batch.kubernetes.io/job-name", false),
+    ("job-name", false),
+    (JOB_CONTROLLER_UID_LABEL, true),
+    ("controller-uid", true),
+];
+
+/// kube-apiserver's Job selector (`generateSelector` and `validateGeneratedSelector`): unless
+/// `spec.manualSelector` is true, `spec.selector` becomes `{matchLabels: {controller-uid: <uid>}}` and the
+/// template is labelled with the Job's name and uid; a selector set by hand is rejected. With
+/// `manualSelector`, the selector is required and must match the template's labels. Needs
+/// `metadata.uid`, which the store sets before admission; without it (no object to tie to) nothing is
+/// generated.
+fn default_job_selector(job: &mut Job, causes: &mut Vec<Cause>) {
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let spec = job.spec.get_or_insert_with(Default::default);
+    if spec.manual_selector == Some(true) {
+        let labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        let Some(selector) = &spec.selector else {
+            causes.push(Cause::required("spec.selector"));
+            return;
+        };
+        match crate::selector::LabelSelector::from_k8s(selector) {
+            Ok(sel) if sel.is_empty() => causes.push(Cause::required("spec.selector")),
+            Ok(sel) if !sel.matches(&labels) => causes.push(Cause::invalid(
+                "spec.template.metadata.labels",
+                format!("{labels:?}"),
+                "`selector` does not match template `labels`",
+            )),
+            Ok(_) => {}
+            Err(e) => causes.push(Cause::invalid("spec.selector", "", &e.to_string())),
+        }
+        return;
+    }
+    if uid.is_empty() {
+        return;
+    }
+    let labels = spec
+        .template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default);
+    for (label, is_uid) in JOB_LABELS {
+        let want = if is_uid { &uid } else { &name };
+        match labels.get(label) {
+            None => {
+                labels.insert(label.to_string(), want.clone());
+            }
+            Some(have) if have != want => causes.push(Cause::invalid(
+                format!("spec.template.metadata.labels[{label}]"),
+                have,
+                &format!("must be '{want}'"),
+            )),
+            Some(_) => {}
+        }
+    }
+    let selector = spec.selector.get_or_insert_with(Default::default);
+    let match_labels = selector.match_labels.get_or_insert_with(Default::default);
+    match_labels
+        .entry(JOB_CONTROLLER_UID_LABEL.to_string())
+        .or_insert_with(|| uid.clone());
+    let generated = selector
+        .match_expressions
+        .as_ref()
+        .is_none_or(Vec::is_empty)
+        && match_labels.len() == 1
+        && match_labels.get(JOB_CONTROLLER_UID_LABEL) == Some(&uid);
+    if !generated {
+        causes.push(Cause::invalid(
+            "spec.selector",
+            serde_json::to_string(selector).unwrap_or_default(),
+            "`selector` not auto-generated",
+        ));
+    }
+}
+
+/// kube's `ValidateRollingUpdateDaemonSet`: neither is negative, and exactly one of maxSurge and
+/// maxUnavailable is non-zero.
+fn validate_daemonset_rolling_update(ru: &RollingUpdateDaemonSet, causes: &mut Vec<Cause>) {
+    const PATH: &str = "spec.updateStrategy.rollingUpdate";
+    let value = |v: &Option<IntOrString>| match v {
+        Some(IntOrString::Int(i)) => i64::from(*i),
+        Some(IntOrString::String(s)) => s
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(0),
+        None => 0,
+    };
+    let shown = |v: &Option<IntOrString>| -> FieldValue {
+        match v {
+            Some(IntOrString::Int(i)) => FieldValue::Int(i64::from(*i)),
+            Some(IntOrString::String(s)) => FieldValue::Text(s.clone()),
+            None => FieldValue::Int(0),
+        }
+    };
+    let (unavailable, surge) = (value(&ru.max_unavailable), value(&ru.max_surge));
+    for (field, v, n) in [
+        ("maxUnavailable", &ru.max_unavailable, unavailable),
+        ("maxSurge", &ru.max_surge, surge),
+    ] {
+        if n < 0 {
+            causes.push(Cause::invalid(
+                format!("{PATH}.{field}"),
+                shown(v),
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    match (unavailable != 0, surge != 0) {
+        (true, true) => causes.push(Cause::invalid(
+            format!("{PATH}.maxSurge"),
+            shown(&ru.max_surge),
+            "may not be set when maxUnavailable is non-zero",
+        )),
+        (false, false) => causes.push(Cause {
+            reason: "FieldValueRequired",
+            field: format!("{PATH}.maxUnavailable"),
+            message: "Required value: cannot be 0 when maxSurge is 0".into(),
+        }),
+        _ => {}
+    }
+}
+
 fn default_service(svc: &mut Service) {
     let spec = svc.spec.get_or_insert_with(Default::default);
     spec.type_.get_or_insert_with(|| "ClusterIP".into());
@@ -401,6 +542,151 @@ mod tests {
                 "spec.bar",
                 "spec.containers[0].imagePolicy"
             ]
+        );
+    }
+
+    fn jobs() -> &'static ResourceInfo {
+        by_kind("batch/v1", "Job").expect("jobs")
+    }
+
+    fn job(spec: Value) -> Value {
+        let mut spec = spec;
+        spec["template"] = json!({"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "x:1"}]}});
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "pi", "namespace": "default", "uid": "u-1"}, "spec": spec})
+    }
+
+    fn invalid_fields(err: AdmitError) -> Vec<(String, String)> {
+        match err {
+            AdmitError::Invalid { causes, .. } => {
+                causes.into_iter().map(|c| (c.field, c.message)).collect()
+            }
+            other => panic!("not Invalid: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn job_selector_is_generated_from_the_uid() {
+        let out = admit(jobs(), job(json!({}))).expect("admitted");
+        assert_eq!(
+            out["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        assert_eq!(
+            out["spec"]["template"]["metadata"]["labels"],
+            json!({"batch.kubernetes.io/controller-uid": "u-1", "controller-uid": "u-1",
+                "batch.kubernetes.io/job-name": "pi", "job-name": "pi"})
+        );
+        // Admitting the stored object again (an update) changes nothing.
+        assert_eq!(admit(jobs(), out.clone()).expect("re-admitted"), out);
+        // User labels stay next to the generated ones.
+        let mut labelled = job(json!({}));
+        labelled["spec"]["template"]["metadata"] = json!({"labels": {"app": "pi"}});
+        let out = admit(jobs(), labelled).expect("admitted");
+        assert_eq!(out["spec"]["template"]["metadata"]["labels"]["app"], "pi");
+        assert_eq!(
+            out["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "pi"
+        );
+    }
+
+    #[test]
+    fn a_hand_made_job_selector_needs_manual_selector() {
+        let hand = job(json!({"selector": {"matchLabels": {"app": "pi"}}}));
+        let fields = invalid_fields(admit(jobs(), hand).unwrap_err());
+        assert_eq!(fields.len(), 1, "{fields:?}");
+        assert_eq!(fields[0].0, "spec.selector");
+        assert!(
+            fields[0].1.ends_with("`selector` not auto-generated"),
+            "{fields:?}"
+        );
+
+        let mut wrong_uid = job(json!({}));
+        wrong_uid["spec"]["template"]["metadata"] = json!({"labels": {"controller-uid": "other"}});
+        let fields = invalid_fields(admit(jobs(), wrong_uid).unwrap_err());
+        assert_eq!(
+            fields,
+            [(
+                "spec.template.metadata.labels[controller-uid]".to_string(),
+                "Invalid value: \"other\": must be 'u-1'".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn manual_selector_requires_a_matching_selector() {
+        let missing = job(json!({"manualSelector": true}));
+        let err = admit(jobs(), missing).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Job \"pi\" is invalid: spec.selector: Required value"
+        );
+
+        let mut manual = job(json!({"manualSelector": true,
+            "selector": {"matchLabels": {"app": "pi"}}}));
+        manual["spec"]["template"]["metadata"] = json!({"labels": {"app": "pi"}});
+        let out = admit(jobs(), manual.clone()).expect("admitted");
+        assert_eq!(
+            out["spec"]["selector"],
+            json!({"matchLabels": {"app": "pi"}})
+        );
+        assert_eq!(
+            out["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "pi"})
+        );
+
+        manual["spec"]["template"]["metadata"] = json!({"labels": {"app": "other"}});
+        let fields = invalid_fields(admit(jobs(), manual).unwrap_err());
+        assert_eq!(fields.len(), 1, "{fields:?}");
+        assert_eq!(fields[0].0, "spec.template.metadata.labels");
+    }
+
+    fn daemonset(rolling_update: Option<Value>) -> Value {
+        let mut ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "a"}},
+                "template": {"metadata": {"labels": {"app": "a"}},
+                    "spec": {"containers": [{"name": "c", "image": "x:1"}]}}}});
+        if let Some(ru) = rolling_update {
+            ds["spec"]["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": ru});
+        }
+        ds
+    }
+
+    #[test]
+    fn daemonset_rolling_update_defaults_and_surge_rules() {
+        let ds = by_kind("apps/v1", "DaemonSet").expect("daemonsets");
+        let out = admit(ds, daemonset(None)).expect("admitted");
+        assert_eq!(
+            out["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+        );
+        let surge = admit(
+            ds,
+            daemonset(Some(json!({"maxSurge": "25%", "maxUnavailable": 0}))),
+        )
+        .expect("surge with maxUnavailable 0 is valid");
+        assert_eq!(
+            surge["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"],
+            "25%"
+        );
+        // maxUnavailable defaults to 1, so a surge alone is rejected, as kube does.
+        let err = admit(ds, daemonset(Some(json!({"maxSurge": 1})))).unwrap_err();
+        assert_eq!(
+            invalid_fields(err),
+            [(
+                "spec.updateStrategy.rollingUpdate.maxSurge".to_string(),
+                "Invalid value: 1: may not be set when maxUnavailable is non-zero".to_string()
+            )]
+        );
+        let err = admit(ds, daemonset(Some(json!({"maxUnavailable": "0%"})))).unwrap_err();
+        assert_eq!(
+            invalid_fields(err),
+            [(
+                "spec.updateStrategy.rollingUpdate.maxUnavailable".to_string(),
+                "Required value: cannot be 0 when maxSurge is 0".to_string()
+            )]
         );
     }
 

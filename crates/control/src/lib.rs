@@ -50,6 +50,9 @@ pub struct ControlConfig {
     pub node_cidr_prefix: u8,
     /// Node lease monitoring and eviction timings.
     pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
+    /// The first back-off before a Job's failed pod is replaced (doubling per failure, at most 6 min);
+    /// kube's `DefaultJobPodFailureBackOff`, 10 s.
+    pub job_backoff_base: Duration,
 }
 
 impl ControlConfig {
@@ -62,6 +65,7 @@ impl ControlConfig {
             cluster_cidr: "127.64.0.0/10".parse().expect("valid default cluster CIDR"),
             node_cidr_prefix: 24,
             node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
+            job_backoff_base: Duration::from_secs(10),
         }
     }
 }
@@ -146,8 +150,13 @@ impl ControlPlane {
             http,
         };
         let server = tokio::spawn(server::serve(listener, state));
-        let mut tasks =
-            controllers::spawn_all(&objects, cfg.cluster_cidr, cfg.node_cidr_prefix, &shutdown);
+        let mut tasks = controllers::spawn_all(
+            &objects,
+            cfg.cluster_cidr,
+            cfg.node_cidr_prefix,
+            cfg.job_backoff_base,
+            &shutdown,
+        );
         tasks.push(tokio::spawn(nodelifecycle::run(
             objects.clone(),
             cfg.node_lifecycle,

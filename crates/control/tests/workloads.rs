@@ -1,17 +1,52 @@
 //! The Job and DaemonSet controllers against a real control plane. No node agent runs here, so the tests
 //! play its part: they finish, fail and ready pods by writing `pods/status`, and remove stopped pods.
 
-mod common;
-use common::Plane;
 use std::time::{Duration, Instant};
 
+use herd_control::{ControlConfig, ControlPlane};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 const NS: &str = "/api/v1/namespaces/default";
 const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
 const DAEMONSETS: &str = "/apis/apps/v1/namespaces/default/daemonsets";
 
+/// A control plane on a real loopback socket, like `tests/common`'s, with the Job back-off base chosen by
+/// the test (the default 10 s would make retries slow).
+struct Plane {
+    base: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    plane: Option<ControlPlane>,
+    _dir: tempfile::TempDir,
+}
+
 impl Plane {
+    async fn start() -> Self {
+        Self::with_job_backoff(Duration::from_millis(100)).await
+    }
+
+    async fn with_job_backoff(job_backoff_base: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        cfg.service_cidr = "127.250.0.0/24".parse().unwrap();
+        cfg.job_backoff_base = job_backoff_base;
+        let shutdown = CancellationToken::new();
+        let plane = ControlPlane::start(cfg, shutdown.clone()).await.unwrap();
+        Self {
+            base: format!("http://{}", plane.addr()),
+            http: reqwest::Client::new(),
+            shutdown,
+            plane: Some(plane),
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.plane.take().unwrap().wait().await.unwrap();
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -148,6 +183,16 @@ async fn job_runs_completions_with_bounded_parallelism() {
     };
     let (j, pods) = done;
     assert_eq!(j["status"]["succeeded"], 3, "{j}");
+    // kube-apiserver's generated selector picks the Job's pods by its uid.
+    let uid = &j["metadata"]["uid"];
+    assert_eq!(
+        j["spec"]["selector"],
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}})
+    );
+    assert!(
+        pods.iter()
+            .all(|p| &p["metadata"]["labels"]["batch.kubernetes.io/controller-uid"] == uid)
+    );
     assert!(j["status"]["active"].is_null(), "{j}");
     assert!(j["status"]["completionTime"].is_string(), "{j}");
     assert!(j["status"]["startTime"].is_string(), "{j}");
@@ -194,11 +239,13 @@ async fn failing_pods_are_retried_until_the_backoff_limit() {
 #[tokio::test]
 async fn active_deadline_fails_the_job_and_removes_its_pods() {
     let p = Plane::start().await;
-    p.post(JOBS, job("slow", json!({"activeDeadlineSeconds": 1})))
+    let posted = Instant::now();
+    p.post(JOBS, job("slow", json!({"activeDeadlineSeconds": 2})))
         .await;
-    let until = deadline();
+    // The deadline is due after 2 s (3 s with second-granular startTime); not at the 30 s resync.
+    let until = posted + Duration::from_secs(5);
     let j = loop {
-        assert!(Instant::now() < until, "the deadline never fired");
+        assert!(Instant::now() < until, "the deadline did not fire in time");
         let (_, j) = p.get(&format!("{JOBS}/slow")).await;
         if condition(&j, "Failed").is_some() {
             break j;
@@ -229,8 +276,13 @@ async fn finished_job_is_deleted_after_its_ttl() {
         tick().await;
     }
     let mut saw_complete = false;
+    // ttlSecondsAfterFinished 1 is due within 2 s of finishing (second-granular timestamps).
+    let until = Instant::now() + Duration::from_secs(4);
     loop {
-        assert!(Instant::now() < until, "the finished Job was never deleted");
+        assert!(
+            Instant::now() < until,
+            "the finished Job was not deleted in time"
+        );
         let (code, j) = p.get(&format!("{JOBS}/once")).await;
         if code == 404 {
             break;
@@ -239,6 +291,153 @@ async fn finished_job_is_deleted_after_its_ttl() {
         tick().await;
     }
     assert!(saw_complete, "the Job was deleted before it completed");
+    p.stop().await;
+}
+
+/// Fails the Job's one active pod now, as a node would report it; returns the moment it did.
+async fn fail_active_pod(p: &Plane, selector: &str) -> Instant {
+    let until = deadline();
+    loop {
+        assert!(Instant::now() < until, "no active pod appeared");
+        if let Some(pod) = p.pods(selector).await.iter().find(|p| active(p)) {
+            let at = jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
+            p.set_pod_status(
+                pod,
+                json!({"phase": "Failed", "containerStatuses": [{"name": "c", "ready": false,
+                    "restartCount": 0, "image": "x", "imageID": "",
+                    "state": {"terminated": {"exitCode": 1, "finishedAt": at}}}]}),
+            )
+            .await;
+            return Instant::now();
+        }
+        tick().await;
+    }
+}
+
+/// Waits for a new active pod of the Job; returns when it appeared.
+async fn replacement(p: &Plane, selector: &str) -> Instant {
+    let until = deadline();
+    loop {
+        assert!(Instant::now() < until, "no replacement pod appeared");
+        if p.pods(selector).await.iter().any(active) {
+            return Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn failed_pods_are_replaced_after_a_doubling_back_off() {
+    let p = Plane::with_job_backoff(Duration::from_secs(2)).await;
+    p.post(JOBS, job("retry", json!({"backoffLimit": 6}))).await;
+    let selector = "job-name=retry";
+    // Failure times are whole seconds, so each wait may come up to 1 s short.
+    let failed = fail_active_pod(&p, selector).await;
+    let first = replacement(&p, selector).await - failed;
+    assert!(
+        first >= Duration::from_millis(900) && first < Duration::from_millis(3500),
+        "first back-off (2 s): {first:?}"
+    );
+    let failed = fail_active_pod(&p, selector).await;
+    let second = replacement(&p, selector).await - failed;
+    assert!(
+        second >= Duration::from_millis(2900) && second < Duration::from_millis(5500),
+        "second back-off (4 s): {second:?}"
+    );
+    let until = deadline();
+    loop {
+        let (_, j) = p.get(&format!("{JOBS}/retry")).await;
+        if j["status"]["failed"] == 2 && j["status"]["active"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < until, "status never caught up: {j}");
+        tick().await;
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn time_based_deployment_checks_do_not_wait_for_the_resync() {
+    let p = Plane::start().await;
+    // No node: the pods stay Pending, so the rollout makes no progress and passes its deadline.
+    let posted = Instant::now();
+    p.post(
+        "/apis/apps/v1/namespaces/default/deployments",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck"},
+            "spec": {"replicas": 1, "progressDeadlineSeconds": 2,
+                "selector": {"matchLabels": {"app": "stuck"}},
+                "template": {"metadata": {"labels": {"app": "stuck"}},
+                    "spec": {"containers": [{"name": "c", "image": "127.0.0.1:5000/hello:v1"}]}}}}),
+    )
+    .await;
+    let until = posted + Duration::from_secs(6);
+    loop {
+        assert!(
+            Instant::now() < until,
+            "progress deadline not reported in time"
+        );
+        let (_, d) = p
+            .get("/apis/apps/v1/namespaces/default/deployments/stuck")
+            .await;
+        let progressing = d["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing").cloned());
+        if progressing
+            .as_ref()
+            .is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded")
+        {
+            assert_eq!(progressing.unwrap()["status"], "False");
+            break;
+        }
+        tick().await;
+    }
+
+    // minReadySeconds: a Ready pod becomes available 2 s later, not at the resync.
+    p.post(
+        "/apis/apps/v1/namespaces/default/replicasets",
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "slow"},
+            "spec": {"replicas": 1, "minReadySeconds": 2,
+                "selector": {"matchLabels": {"app": "slow"}},
+                "template": {"metadata": {"labels": {"app": "slow"}},
+                    "spec": {"containers": [{"name": "c", "image": "127.0.0.1:5000/hello:v1"}]}}}}),
+    )
+    .await;
+    let until = deadline();
+    let pod = loop {
+        assert!(Instant::now() < until, "no pod appeared");
+        if let Some(pod) = p.pods("app=slow").await.pop() {
+            break pod;
+        }
+        tick().await;
+    };
+    let at = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    p.set_pod_status(
+        &pod,
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": at}]}),
+    )
+    .await;
+    let readied = Instant::now();
+    loop {
+        let (_, rs) = p
+            .get("/apis/apps/v1/namespaces/default/replicasets/slow")
+            .await;
+        if rs["status"]["readyReplicas"] == 1 && rs["status"]["availableReplicas"] == 1 {
+            break;
+        }
+        assert!(
+            readied.elapsed() < Duration::from_secs(5),
+            "the pod did not become available in time: {rs}"
+        );
+        tick().await;
+    }
+    assert!(
+        readied.elapsed() >= Duration::from_millis(900),
+        "available before minReadySeconds"
+    );
     p.stop().await;
 }
 
@@ -408,5 +607,71 @@ async fn daemonset_follows_nodes_and_rolls_its_template() {
         ready_all(&p, &pods).await;
         tick().await;
     }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn daemonset_surges_a_new_pod_before_removing_the_old_one() {
+    let p = Plane::start().await;
+    for n in ["n1", "n2", "n3"] {
+        add_node(&p, n, json!([])).await;
+    }
+    let ds = |image: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "updateStrategy": {"type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                    "spec": {"containers": [{"name": "c", "image": image}]}}}})
+    };
+    p.post(DAEMONSETS, ds("127.0.0.1:5000/agent:v1")).await;
+    let pods = wait_for_nodes(&p, &["n1", "n2", "n3"]).await;
+    ready_all(&p, &pods).await;
+    let old_hash = pods["n1"][0]["metadata"]["labels"]["controller-revision-hash"].clone();
+    p.merge(
+        &format!("{DAEMONSETS}/agent"),
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "127.0.0.1:5000/agent:v2"}]}}}}),
+    )
+    .await;
+    let ready = |pod: &Value| {
+        pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    };
+    let until = deadline();
+    let mut surged = 0;
+    loop {
+        assert!(Instant::now() < until, "the surge rollout never finished");
+        let pods = daemon_pods(&p).await;
+        // maxUnavailable 0: every node keeps a Ready pod throughout.
+        for n in ["n1", "n2", "n3"] {
+            assert!(
+                pods.get(n).is_some_and(|v| v.iter().any(ready)),
+                "{n} has no Ready pod: {pods:?}"
+            );
+        }
+        // maxSurge 1: at most one node runs an extra pod that is not yet Ready (as kube counts surge: a
+        // node whose new pod is Ready has its old one deleted in the same sync that may surge elsewhere).
+        let doubled = pods
+            .values()
+            .filter(|v| v.len() > 1 && !v.iter().all(ready))
+            .count();
+        assert!(doubled <= 1, "more than maxSurge extra pods: {pods:?}");
+        surged += doubled;
+        let all_new = pods.values().all(|v| {
+            v.len() == 1 && v[0]["metadata"]["labels"]["controller-revision-hash"] != old_hash
+        });
+        if all_new && pods.values().flatten().all(ready) {
+            break;
+        }
+        // Play the node: new pods become Ready a moment after they appear.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        ready_all(&p, &pods).await;
+    }
+    assert!(
+        surged > 0,
+        "no node ever ran the new pod next to the old one"
+    );
     p.stop().await;
 }

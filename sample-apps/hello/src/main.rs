@@ -1,9 +1,11 @@
 //! `hello` — a WASI preview 1 command (wasm32-wasip1, a plain `fn main`).
 //!
 //! Prints `Hello from herd!`, then its arguments (without argv[0]) on one line `args: [...]`, then each
-//! environment variable as `env NAME=value`, sorted by name. Two flags change how it ends:
-//! `--exit=N` exits with status N (to fail on purpose for restart-policy demos) and `--sleep-ms=N` sleeps
-//! N milliseconds before exiting. Any other argument is only printed.
+//! environment variable as `env NAME=value`, sorted by name. Three flags change how it ends:
+//! `--exit=N` exits with status N (to fail on purpose for restart-policy demos), `--sleep-ms=N` sleeps
+//! N milliseconds before exiting, and `--fail-until-unix-ms=T` exits with status 1 (after the sleep) while
+//! the wall clock is before T, Unix time in milliseconds, and behaves as without it from then on (to show
+//! a Job's retries). Any other argument is only printed.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -14,6 +16,18 @@ use std::time::Duration;
 struct Options {
     exit_code: u8,
     sleep: Duration,
+    /// Fail (status 1) while the wall clock is before this, in Unix milliseconds.
+    fail_until_unix_ms: Option<u64>,
+}
+
+impl Options {
+    /// The exit status at `now_unix_ms`.
+    fn exit_code_at(&self, now_unix_ms: u64) -> u8 {
+        match self.fail_until_unix_ms {
+            Some(until) if now_unix_ms < until => 1,
+            _ => self.exit_code,
+        }
+    }
 }
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
@@ -28,6 +42,11 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 .parse()
                 .map_err(|_| format!("--sleep-ms wants milliseconds, got {value:?}"))?;
             options.sleep = Duration::from_millis(ms);
+        } else if let Some(value) = arg.strip_prefix("--fail-until-unix-ms=") {
+            let ms: u64 = value.parse().map_err(|_| {
+                format!("--fail-until-unix-ms wants Unix milliseconds, got {value:?}")
+            })?;
+            options.fail_until_unix_ms = Some(ms);
         }
     }
     Ok(options)
@@ -56,7 +75,16 @@ fn main() -> ExitCode {
     match parse_options(&args) {
         Ok(options) => {
             std::thread::sleep(options.sleep);
-            ExitCode::from(options.exit_code)
+            let now_unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let code = options.exit_code_at(now_unix_ms);
+            if code == 1 && options.fail_until_unix_ms.is_some_and(|t| now_unix_ms < t) {
+                eprintln!(
+                    "hello: failing on purpose until {now_unix_ms} reaches the requested time"
+                );
+            }
+            ExitCode::from(code)
         }
         Err(message) => {
             eprintln!("hello: {message}");
@@ -89,7 +117,8 @@ mod tests {
             options,
             Ok(Options {
                 exit_code: 7,
-                sleep: Duration::from_millis(250)
+                sleep: Duration::from_millis(250),
+                fail_until_unix_ms: None,
             })
         );
         assert_eq!(parse_options(&strings(&["plain"])), Ok(Options::default()));
@@ -100,5 +129,18 @@ mod tests {
         assert!(parse_options(&strings(&["--exit=300"])).is_err());
         assert!(parse_options(&strings(&["--exit=x"])).is_err());
         assert!(parse_options(&strings(&["--sleep-ms=-1"])).is_err());
+        assert!(parse_options(&strings(&["--fail-until-unix-ms=soon"])).is_err());
+        assert!(parse_options(&strings(&["--fail-until-unix-ms=-5"])).is_err());
+    }
+
+    #[test]
+    fn fail_until_fails_before_the_time_and_not_after() {
+        let options = parse_options(&strings(&["--fail-until-unix-ms=1700000000000"])).unwrap();
+        assert_eq!(options.fail_until_unix_ms, Some(1_700_000_000_000));
+        assert_eq!(options.exit_code_at(1_699_999_999_999), 1);
+        assert_eq!(options.exit_code_at(1_700_000_000_000), 0);
+        let with_exit = parse_options(&strings(&["--exit=3", "--fail-until-unix-ms=10"])).unwrap();
+        assert_eq!(with_exit.exit_code_at(9), 1);
+        assert_eq!(with_exit.exit_code_at(11), 3);
     }
 }

@@ -1,5 +1,7 @@
 //! DaemonSet: one pod per eligible node (kube's daemon controller), replaced node by node when the
-//! template changes (RollingUpdate with `maxUnavailable`).
+//! template changes: RollingUpdate with `maxUnavailable` deletes old pods first; with `maxSurge` (and
+//! `maxUnavailable` 0) it starts the updated pod next to the old one and deletes the old pod once the new
+//! one is Ready, on at most `maxSurge` nodes at a time.
 //!
 //! A node is eligible when it matches the template's nodeSelector and required node affinity and every
 //! NoSchedule/NoExecute taint is tolerated — by the template's tolerations plus the ones kube adds to
@@ -15,7 +17,8 @@ use serde_json::{Value, json};
 
 use super::deployment::template_hash;
 use super::{
-    Controller, Key, controller_owner, is_owned_by, key_of, pod_from_template, pod_is_ready,
+    Controller, Key, Requeue, controller_owner, is_owned_by, key_of, pod_from_template,
+    pod_is_ready,
 };
 use crate::error::ApiError;
 use crate::events::Recorder;
@@ -90,17 +93,17 @@ impl Controller for DaemonSets {
         Ok(keys)
     }
 
-    async fn reconcile(&self, (ns, name): &Key) -> Result<(), ApiError> {
+    async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
         let Some(ds) = self
             .objects
             .store()
             .get(&self.daemonsets.key(), ns, name)
             .await?
         else {
-            return Ok(());
+            return Ok(None);
         };
         if ds.pointer("/metadata/deletionTimestamp").is_some() {
-            return Ok(());
+            return Ok(None);
         }
         let uid = ds
             .pointer("/metadata/uid")
@@ -128,6 +131,16 @@ impl Controller for DaemonSets {
         let mut to_delete: Vec<Value> = Vec::new();
         let mut old_running: Vec<Value> = Vec::new();
         let mut unavailable = 0usize;
+        let desired = nodes.iter().filter(|n| placement(&pod_spec, n).0).count();
+        let max_surge = if rolling(&ds) {
+            max_surge(&ds, desired)
+        } else {
+            0
+        };
+        let mut surge = Surge::default();
+        let is_updated = |p: &Value| {
+            p.pointer(&format!("/metadata/labels/{REVISION_LABEL}")) == Some(&json!(hash))
+        };
         for node in &nodes {
             let Some(node_name) = node.pointer("/metadata/name").and_then(Value::as_str) else {
                 continue;
@@ -165,6 +178,39 @@ impl Controller for DaemonSets {
                     .unwrap_or_default()
                     .to_string()
             });
+            if max_surge > 0 {
+                // Surging: an updated pod joins the old one on its node before the old one goes.
+                let (mut new, mut old): (Vec<Value>, Vec<Value>) =
+                    running.into_iter().partition(|p| is_updated(p));
+                to_delete.extend(new.split_off(new.len().min(1)));
+                to_delete.extend(old.split_off(old.len().min(1)));
+                let (new, old) = (new.pop(), old.pop());
+                if should_run {
+                    let ready = new.iter().chain(old.iter()).any(pod_is_ready);
+                    status.ready += usize::from(ready);
+                    status.updated += usize::from(new.is_some());
+                }
+                match (new, old) {
+                    (None, None) if should_run => to_create.push(node_name.to_string()),
+                    (None, Some(old)) if should_run => {
+                        if pod_is_ready(&old) {
+                            surge.candidates.push(node_name.to_string());
+                        } else {
+                            // An unavailable old pod costs nothing to replace.
+                            surge.allowed.push(node_name.to_string());
+                        }
+                    }
+                    (Some(new), Some(old)) => {
+                        if pod_is_ready(&new) {
+                            to_delete.push(old);
+                        } else {
+                            surge.in_flight += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             let extras = running.split_off(running.len().min(1));
             to_delete.extend(extras);
             match running.pop() {
@@ -189,6 +235,14 @@ impl Controller for DaemonSets {
                     }
                 }
             }
+        }
+        if max_surge > 0 {
+            // kube's surge: replace unavailable old pods, and surge onto at most maxSurge nodes at once.
+            let room = max_surge
+                .saturating_sub(surge.in_flight)
+                .min(surge.candidates.len());
+            to_create.extend(surge.allowed);
+            to_create.extend(surge.candidates.into_iter().take(room));
         }
         // Pods on nodes that no longer exist (or never bound) go at once, as the pod GC would.
         let orphans: Vec<Value> = by_node.into_values().flatten().collect();
@@ -248,8 +302,19 @@ impl Controller for DaemonSets {
                 true
             })
             .await?;
-        Ok(())
+        Ok(None)
     }
+}
+
+/// The nodes a surging rollout may create updated pods on.
+#[derive(Default)]
+struct Surge {
+    /// Nodes whose old pod is unavailable: replaced without counting against maxSurge.
+    allowed: Vec<String>,
+    /// Nodes with an available old pod, in node order.
+    candidates: Vec<String>,
+    /// Nodes where an updated pod is not yet available next to the old one.
+    in_flight: usize,
 }
 
 #[derive(Default)]
@@ -346,6 +411,18 @@ fn max_unavailable(ds: &Value, desired: usize) -> usize {
         _ => 1,
     };
     n.max(1)
+}
+
+/// `maxSurge` (a count or a percentage of the desired pods, rounded up); 0 when unset.
+fn max_surge(ds: &Value, desired: usize) -> usize {
+    match ds.pointer("/spec/updateStrategy/rollingUpdate/maxSurge") {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
+        Some(Value::String(s)) => s
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<usize>().ok())
+            .map_or(0, |p| (p * desired).div_ceil(100)),
+        _ => 0,
+    }
 }
 
 /// kube's `AddOrUpdateDaemonPodTolerations`.
@@ -557,5 +634,10 @@ mod tests {
         assert_eq!(max_unavailable(&ds(json!(3)), 10), 3);
         assert_eq!(max_unavailable(&ds(json!("25%")), 10), 3);
         assert_eq!(max_unavailable(&ds(json!("0%")), 10), 1);
+        let surge =
+            |v: Value| json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxSurge": v}}}});
+        assert_eq!(max_surge(&json!({}), 10), 0);
+        assert_eq!(max_surge(&surge(json!(2)), 10), 2);
+        assert_eq!(max_surge(&surge(json!("25%")), 10), 3);
     }
 }

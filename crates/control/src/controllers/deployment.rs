@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use self::rollout::{RecreateStep, RsState};
 use super::replicaset::{SelectorCache, claim, object_key, owner_reference};
-use super::{Controller, Key, is_owned_by, key_of};
+use super::{Controller, Key, Requeue, is_owned_by, key_of};
 use crate::error::ApiError;
 use crate::events::Recorder;
 use crate::objects::{DeleteOptions, Objects};
@@ -109,17 +109,17 @@ impl Controller for Deployments {
         Ok(items.iter().filter_map(object_key).collect())
     }
 
-    async fn reconcile(&self, (ns, name): &Key) -> Result<(), ApiError> {
+    async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
         let Some(d) = self
             .objects
             .store()
             .get(&self.deploy.key(), ns, name)
             .await?
         else {
-            return Ok(());
+            return Ok(None);
         };
         if d.pointer("/metadata/deletionTimestamp").is_some() {
-            return Ok(());
+            return Ok(None);
         }
         let spec = Spec::of(&d);
         let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -240,6 +240,7 @@ impl Controller for Deployments {
         if spec.paused || complete {
             self.clean_history(ns, &old, spec.history_limit).await?;
         }
+        let check_again = status::until_deadline(&status, spec.deadline, jiff::Timestamp::now());
         self.objects
             .edit(self.deploy, ns, name, |d| {
                 if d.get("status") == Some(&status) {
@@ -249,7 +250,7 @@ impl Controller for Deployments {
                 true
             })
             .await?;
-        Ok(())
+        Ok(check_again.filter(|_| !spec.paused))
     }
 }
 

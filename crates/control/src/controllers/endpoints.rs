@@ -8,7 +8,7 @@ use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
 use super::replicaset::object_key;
-use super::{Controller, Key, key_of, pod_is_active, pod_is_ready};
+use super::{Controller, Key, Requeue, key_of, pod_is_active, pod_is_ready};
 use crate::error::ApiError;
 use crate::objects::{DeleteOptions, Objects};
 use crate::store::{Change, Mutation};
@@ -215,14 +215,15 @@ impl Controller for EndpointsController {
             .collect())
     }
 
-    async fn reconcile(&self, (ns, name): &Key) -> Result<(), ApiError> {
+    async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
         if name == ALL {
             let (services, _) = self.objects.store().list("services", Some(ns)).await?;
             for key in services.iter().filter_map(object_key) {
                 self.reconcile_service(ns, &key.1).await?;
             }
-            return Ok(());
+            return Ok(None);
         }
-        self.reconcile_service(ns, name).await
+        self.reconcile_service(ns, name).await?;
+        Ok(None)
     }
 }

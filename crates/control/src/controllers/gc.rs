@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use herd_api::resources::{self, RESOURCES};
 use serde_json::Value;
 
-use super::{Controller, Key};
+use super::{Controller, Key, Requeue};
 use crate::error::ApiError;
 use crate::objects::{DeleteOptions, FOREGROUND_FINALIZER, Objects, Propagation, owner_uids};
 use crate::store::{Change, EventType, Mutation};
@@ -244,10 +244,11 @@ impl Controller for GarbageCollector {
         Ok(keys)
     }
 
-    async fn reconcile(&self, (scope, name): &Key) -> Result<(), ApiError> {
+    async fn reconcile(&self, (scope, name): &Key) -> Result<Requeue, ApiError> {
         match scope.as_str() {
-            "namespace" => self.finish_namespace(name).await,
-            _ => self.sweep_orphans().await,
+            "namespace" => self.finish_namespace(name).await?,
+            _ => self.sweep_orphans().await?,
         }
+        Ok(None)
     }
 }

@@ -4,18 +4,19 @@
 //!
 //! Like kube 1.31+, a Job that reaches its end first gets a `SuccessCriteriaMet` or `FailureTarget`
 //! condition, its active pods are deleted, and `Complete` or `Failed` follows once none are terminating.
+//!
+//! A failed pod is replaced only after kube's pod-failure back-off: `base × 2^(failures−1)` from the last
+//! failure (failures since the last success), capped at 6 minutes; `base` is 10 s in kube, configurable
+//! here. Deadlines, TTLs and back-offs are waited for by asking the loop to requeue the Job.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use super::{
-    Controller, Key, controller_owner, is_owned_by, key_of, pod_from_template, pod_is_active,
-    pod_is_ready,
+    Controller, Key, Requeue, controller_owner, is_owned_by, key_of, pod_from_template,
+    pod_is_active, pod_is_ready,
 };
 use crate::error::ApiError;
 use crate::events::Recorder;
@@ -25,35 +26,26 @@ use crate::store::Change;
 const BACKOFF_MESSAGE: &str = "Job has reached the specified backoff limit";
 const DEADLINE_MESSAGE: &str = "Job was active longer than specified deadline";
 const COMPLETIONS_MESSAGE: &str = "Reached expected number of succeeded pods";
+/// kube's `MaxJobPodFailureBackOff`.
+const MAX_POD_FAILURE_BACKOFF: Duration = Duration::from_secs(360);
 
 pub struct Jobs {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     objects: Objects,
     recorder: Recorder,
     jobs: &'static ResourceInfo,
     pods: &'static ResourceInfo,
-    /// Serialises the reconcile loop with the timers (deadlines, TTLs).
-    lock: tokio::sync::Mutex<()>,
-    /// The pending timer per Job, so a resync does not stack them up.
-    wakes: Mutex<BTreeMap<Key, Instant>>,
-    shutdown: CancellationToken,
+    /// The first pod-failure back-off (kube's `DefaultJobPodFailureBackOff`, 10 s).
+    backoff_base: Duration,
 }
 
 impl Jobs {
-    pub fn new(objects: Objects, shutdown: CancellationToken) -> Self {
+    pub fn new(objects: Objects, backoff_base: Duration) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                recorder: Recorder::new(objects.clone(), "job-controller"),
-                objects,
-                jobs: resources::by_path("batch", "v1", "jobs").expect("jobs"),
-                pods: resources::by_path("", "v1", "pods").expect("pods"),
-                lock: tokio::sync::Mutex::new(()),
-                wakes: Mutex::default(),
-                shutdown,
-            }),
+            recorder: Recorder::new(objects.clone(), "job-controller"),
+            objects,
+            jobs: resources::by_path("batch", "v1", "jobs").expect("jobs"),
+            pods: resources::by_path("", "v1", "pods").expect("pods"),
+            backoff_base,
         }
     }
 }
@@ -76,18 +68,12 @@ impl Controller for Jobs {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self
-            .inner
-            .objects
-            .store()
-            .list(&self.inner.jobs.key(), None)
-            .await?;
+        let (items, _) = self.objects.store().list(&self.jobs.key(), None).await?;
         Ok(items.iter().filter_map(object_key).collect())
     }
 
-    async fn reconcile(&self, key: &Key) -> Result<(), ApiError> {
-        let _serial = self.inner.lock.lock().await;
-        self.inner.sync(key).await
+    async fn reconcile(&self, key: &Key) -> Result<Requeue, ApiError> {
+        self.sync(key).await
     }
 }
 
@@ -160,17 +146,66 @@ fn deadline(job: &Value) -> Option<jiff::Timestamp> {
         .ok()
 }
 
-impl Inner {
-    async fn sync(self: &Arc<Self>, (ns, name): &Key) -> Result<(), ApiError> {
+/// When a pod stopped, as kube's `getFinishedTime` reads it: the latest container `finishedAt`, else when
+/// it stopped being Ready, else its deletion, else its creation.
+fn pod_finished_at(pod: &Value) -> Option<jiff::Timestamp> {
+    let containers = ["initContainerStatuses", "containerStatuses"]
+        .into_iter()
+        .filter_map(|f| {
+            pod.pointer(&format!("/status/{f}"))
+                .and_then(Value::as_array)
+        })
+        .flatten()
+        .filter_map(|s| parse_time(s.pointer("/state/terminated/finishedAt")))
+        .max();
+    let not_ready = || {
+        pod.pointer("/status/conditions")
+            .and_then(Value::as_array)?
+            .iter()
+            .find(|c| c["type"] == "Ready" && c["status"] == "False")
+            .and_then(|c| parse_time(c.get("lastTransitionTime")))
+    };
+    containers
+        .or_else(not_ready)
+        .or_else(|| parse_time(pod.pointer("/metadata/deletionTimestamp")))
+        .or_else(|| parse_time(pod.pointer("/metadata/creationTimestamp")))
+}
+
+/// kube's pod-failure back-off (`backoffRecord.getRemainingTime`): with `n` pods failed since the last
+/// success, a replacement waits `base × 2^(n−1)` (at most 6 min) from the last failure. Returns the time
+/// still to wait, `None` when a pod may be created now.
+fn backoff_left(pods: &[Value], base: Duration, now: jiff::Timestamp) -> Option<Duration> {
+    let finished = |phase: &'static str| {
+        pods.iter()
+            .filter(move |p| p.pointer("/status/phase") == Some(&json!(phase)))
+            .filter_map(pod_finished_at)
+    };
+    let last_success = finished("Succeeded").max();
+    let failures: Vec<jiff::Timestamp> = finished("Failed")
+        .filter(|t| last_success.is_none_or(|s| *t > s))
+        .collect();
+    let last_failure = *failures.iter().max()?;
+    let exponent = u32::try_from(failures.len() - 1)
+        .unwrap_or(u32::MAX)
+        .min(16);
+    let backoff = base
+        .saturating_mul(1 << exponent)
+        .min(MAX_POD_FAILURE_BACKOFF);
+    let elapsed = Duration::try_from(now.duration_since(last_failure)).unwrap_or_default();
+    backoff.checked_sub(elapsed).filter(|left| !left.is_zero())
+}
+
+impl Jobs {
+    async fn sync(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
         let Some(job) = self.objects.store().get(&self.jobs.key(), ns, name).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if job.pointer("/metadata/deletionTimestamp").is_some() {
-            return Ok(());
+            return Ok(None);
         }
         let key = (ns.clone(), name.clone());
         if finished_at(&job).is_some() {
-            return self.expire_finished(&key, &job).await;
+            return self.delete_if_expired(&key, &job).await;
         }
         let uid = job
             .pointer("/metadata/uid")
@@ -254,6 +289,7 @@ impl Inner {
         }
 
         let mut completion_time = None;
+        let mut check_again: Option<Duration> = None;
         if failure.is_some() || success || suspended {
             for pod in active.drain(..) {
                 terminating += usize::from(self.delete_pod(&job, ns, &pod).await?);
@@ -261,9 +297,14 @@ impl Inner {
         } else {
             let want = parallelism.min(completions - succeeded).max(0) as usize;
             if active.len() < want {
-                for _ in active.len()..want {
-                    let created = self.create_pod(&job, ns, name, &uid).await?;
-                    active.push(created);
+                match backoff_left(&owned, self.backoff_base, jiff::Timestamp::now()) {
+                    Some(left) => check_again = Some(left),
+                    None => {
+                        for _ in active.len()..want {
+                            let created = self.create_pod(&job, ns, name, &uid).await?;
+                            active.push(created);
+                        }
+                    }
                 }
             } else if active.len() > want {
                 active.sort_by_key(|p| {
@@ -280,7 +321,8 @@ impl Inner {
                 }
             }
             if let Some(at) = deadline(&with_start) {
-                self.wake_at(key.clone(), until(at));
+                let left = until(at);
+                check_again = Some(check_again.map_or(left, |c| c.min(left)));
             }
         }
         if terminating == 0 {
@@ -342,9 +384,9 @@ impl Inner {
         if let Some(change) = change
             && finished_at(&change.object).is_some()
         {
-            return self.expire_finished(&key, &change.object).await;
+            return self.delete_if_expired(&key, &change.object).await;
         }
-        Ok(())
+        Ok(check_again)
     }
 
     async fn create_pod(
@@ -405,14 +447,6 @@ impl Inner {
         }
     }
 
-    /// For a finished Job: deletes it once `ttlSecondsAfterFinished` has passed, or sets a timer for then.
-    async fn expire_finished(self: &Arc<Self>, key: &Key, job: &Value) -> Result<(), ApiError> {
-        if let Some(left) = self.delete_if_expired(key, job).await? {
-            self.wake_at(key.clone(), left);
-        }
-        Ok(())
-    }
-
     /// Deletes a finished Job whose TTL has passed (Background propagation); else the time left, if any.
     async fn delete_if_expired(
         &self,
@@ -452,82 +486,6 @@ impl Inner {
             Err(e) => Err(e),
         }
     }
-
-    /// Runs the time-driven part of a sync for `key` after `after`: the deadline and the TTL.
-    fn wake_at(self: &Arc<Self>, key: Key, after: Duration) {
-        let at = Instant::now() + after;
-        if let Ok(mut wakes) = self.wakes.lock() {
-            if wakes
-                .get(&key)
-                .is_some_and(|prev| *prev <= at && *prev > Instant::now())
-            {
-                return;
-            }
-            wakes.insert(key.clone(), at);
-        }
-        let inner = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::select! {
-                () = inner.shutdown.cancelled() => return,
-                () = tokio::time::sleep_until(at.into()) => {}
-            }
-            if let Ok(mut wakes) = inner.wakes.lock()
-                && wakes.get(&key) == Some(&at)
-            {
-                wakes.remove(&key);
-            }
-            let _serial = inner.lock.lock().await;
-            if let Err(e) = inner.on_timer(&key).await {
-                tracing::debug!(error = %e, "job timer failed; the resync will retry");
-            }
-        });
-    }
-
-    /// A timer fired: delete an expired finished Job, or mark a Job past its deadline (the reconcile the
-    /// status change wakes then deletes its pods and fails it).
-    async fn on_timer(&self, key: &Key) -> Result<(), ApiError> {
-        let (ns, name) = key;
-        let Some(job) = self.objects.store().get(&self.jobs.key(), ns, name).await? else {
-            return Ok(());
-        };
-        if job.pointer("/metadata/deletionTimestamp").is_some() {
-            return Ok(());
-        }
-        if finished_at(&job).is_some() {
-            // A later expiry (the TTL was raised) is picked up by the reconcile the edit wakes, or the resync.
-            self.delete_if_expired(key, &job).await?;
-            return Ok(());
-        }
-        let passed = deadline(&job).is_some_and(|at| at <= jiff::Timestamp::now());
-        let ending = condition(&job, "FailureTarget").is_some()
-            || condition(&job, "SuccessCriteriaMet").is_some();
-        if !passed || ending || job.pointer("/spec/suspend") == Some(&json!(true)) {
-            return Ok(());
-        }
-        let uid = job.pointer("/metadata/uid").cloned();
-        self.objects
-            .edit(self.jobs, ns, name, |j| {
-                if j.pointer("/metadata/uid") != uid.as_ref()
-                    || condition(j, "FailureTarget").is_some()
-                {
-                    return false;
-                }
-                let mut conds = j
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                conds.push(new_condition(
-                    "FailureTarget",
-                    "DeadlineExceeded",
-                    DEADLINE_MESSAGE,
-                ));
-                j["status"]["conditions"] = json!(conds);
-                true
-            })
-            .await?;
-        Ok(())
-    }
 }
 
 /// The (namespace, name) of a stored object.
@@ -540,4 +498,63 @@ fn object_key(obj: &Value) -> Option<Key> {
             .to_string(),
         md.get("name")?.as_str()?.to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(phase: &str, finished: &str) -> Value {
+        json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": phase,
+            "containerStatuses": [{"state": {"terminated": {"finishedAt": finished}}}]}})
+    }
+
+    fn at(t: &str) -> jiff::Timestamp {
+        t.parse().unwrap()
+    }
+
+    #[test]
+    fn back_off_doubles_per_failure_since_the_last_success_and_is_capped() {
+        let base = Duration::from_secs(10);
+        assert_eq!(backoff_left(&[], base, at("2026-01-01T00:01:00Z")), None);
+        let one = [pod("Failed", "2026-01-01T00:01:00Z")];
+        assert_eq!(
+            backoff_left(&one, base, at("2026-01-01T00:01:04Z")),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(backoff_left(&one, base, at("2026-01-01T00:01:10Z")), None);
+        let three = [
+            pod("Failed", "2026-01-01T00:00:10Z"),
+            pod("Failed", "2026-01-01T00:00:30Z"),
+            pod("Failed", "2026-01-01T00:01:00Z"),
+        ];
+        assert_eq!(
+            backoff_left(&three, base, at("2026-01-01T00:01:00Z")),
+            Some(Duration::from_secs(40))
+        );
+        // A success resets the count.
+        let mut after_success = three.to_vec();
+        after_success.push(pod("Succeeded", "2026-01-01T00:00:40Z"));
+        assert_eq!(
+            backoff_left(&after_success, base, at("2026-01-01T00:01:00Z")),
+            Some(Duration::from_secs(10))
+        );
+        let many: Vec<Value> = (0..12)
+            .map(|_| pod("Failed", "2026-01-01T00:01:00Z"))
+            .collect();
+        assert_eq!(
+            backoff_left(&many, base, at("2026-01-01T00:01:00Z")),
+            Some(MAX_POD_FAILURE_BACKOFF)
+        );
+    }
+
+    #[test]
+    fn a_pod_without_container_times_finished_when_it_stopped_being_ready() {
+        let p = json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"conditions": [{"type": "Ready", "status": "False",
+                "lastTransitionTime": "2026-01-01T00:00:05Z"}]}});
+        assert_eq!(pod_finished_at(&p), Some(at("2026-01-01T00:00:05Z")));
+        let p = json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}});
+        assert_eq!(pod_finished_at(&p), Some(at("2026-01-01T00:00:00Z")));
+    }
 }

@@ -2,8 +2,9 @@
 //!
 //! Each controller names the resources it watches and maps every change to the keys it must reconcile.
 //! Keys wait in a deduplicating queue and are reconciled one at a time, so the same key is never
-//! reconciled twice at once; a failed key is retried with a doubling delay, and every key is resynced
-//! periodically.
+//! reconciled twice at once; a failed key is retried with a doubling delay, a reconcile may ask to see its
+//! key again after a delay (a deadline or a delay it waits for, like kube's `AddAfter`), and every key is
+//! resynced periodically.
 
 mod daemonset;
 mod deployment;
@@ -41,15 +42,21 @@ pub trait Controller: Send + Sync + 'static {
     fn keys_for(&self, change: &Change) -> Vec<Key>;
     /// Every key, for the periodic resync.
     fn all_keys(&self) -> impl Future<Output = Result<Vec<Key>, ApiError>> + Send;
-    /// Brings one key's world to its desired state.
-    fn reconcile(&self, key: &Key) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Brings one key's world to its desired state; `Some(delay)` asks to reconcile the key again after
+    /// `delay` because something time-based falls due then.
+    fn reconcile(&self, key: &Key) -> impl Future<Output = Result<Requeue, ApiError>> + Send;
 }
+
+/// What a successful reconcile asks of the loop: `None`, nothing until a change (or the resync);
+/// `Some(delay)`, reconcile the key again after `delay`.
+pub type Requeue = Option<Duration>;
 
 /// Starts every controller; they stop when `shutdown` is cancelled.
 pub fn spawn_all(
     objects: &Objects,
     cluster_cidr: Ipv4Net,
     node_prefix: u8,
+    job_backoff_base: Duration,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
@@ -79,7 +86,7 @@ pub fn spawn_all(
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            job::Jobs::new(objects.clone(), shutdown.clone()),
+            job::Jobs::new(objects.clone(), job_backoff_base),
             objects.clone(),
             shutdown.clone(),
         )),
@@ -94,6 +101,7 @@ pub fn spawn_all(
 async fn run<C: Controller>(controller: C, objects: Objects, shutdown: CancellationToken) {
     let mut queue: BTreeSet<Key> = BTreeSet::new();
     let mut retry: BTreeMap<Key, (Instant, Duration)> = BTreeMap::new();
+    let mut requeue: BTreeMap<Key, Instant> = BTreeMap::new();
     let mut last_resync = Instant::now() - RESYNC;
     let since = objects.store().revision();
     let mut changes = match objects.store().watch(None, since).await {
@@ -118,6 +126,15 @@ async fn run<C: Controller>(controller: C, objects: Objects, shutdown: Cancellat
             .map(|(k, _)| k.clone())
             .collect();
         queue.extend(due);
+        let due: Vec<Key> = requeue
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            requeue.remove(&key);
+            queue.insert(key);
+        }
         // Drain everything already committed before reconciling, so bursts coalesce into one pass per key.
         loop {
             match futures::FutureExt::now_or_never(changes.next()) {
@@ -147,8 +164,13 @@ async fn run<C: Controller>(controller: C, objects: Objects, shutdown: Cancellat
         if let Some(key) = queue.pop_first() {
             let span = tracing::info_span!("reconcile", controller = C::NAME, key = %format!("{}/{}", key.0, key.1));
             match tracing::Instrument::instrument(controller.reconcile(&key), span).await {
-                Ok(()) => {
+                Ok(after) => {
                     retry.remove(&key);
+                    // The latest reconcile saw the whole state, so its answer replaces an earlier one.
+                    match after {
+                        Some(delay) => requeue.insert(key, Instant::now() + delay),
+                        None => requeue.remove(&key),
+                    };
                 }
                 Err(e) => {
                     let delay = retry
@@ -165,10 +187,11 @@ async fn run<C: Controller>(controller: C, objects: Objects, shutdown: Cancellat
             }
             continue;
         }
-        let next_retry = retry.values().map(|(at, _)| *at).min();
-        let sleep_until = next_retry
-            .unwrap_or_else(|| last_resync + RESYNC)
-            .min(last_resync + RESYNC);
+        let sleep_until = retry
+            .values()
+            .map(|(at, _)| *at)
+            .chain(requeue.values().copied())
+            .fold(last_resync + RESYNC, Instant::min);
         tokio::select! {
             () = shutdown.cancelled() => return,
             change = changes.next() => match change {

@@ -6,7 +6,7 @@ use herd_api::resources::{self, ResourceInfo};
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
 
-use super::{Controller, Key, key_of};
+use super::{Controller, Key, Requeue, key_of};
 use crate::error::ApiError;
 use crate::objects::Objects;
 use crate::store::Change;
@@ -53,20 +53,20 @@ impl Controller for NodeIpam {
             .collect())
     }
 
-    async fn reconcile(&self, (_, name): &Key) -> Result<(), ApiError> {
+    async fn reconcile(&self, (_, name): &Key) -> Result<Requeue, ApiError> {
         let (nodes, _) = self.objects.store().list("nodes", None).await?;
         let Some(node) = nodes
             .iter()
             .find(|n| n.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
         else {
-            return Ok(());
+            return Ok(None);
         };
         if node
             .pointer("/spec/podCIDR")
             .and_then(Value::as_str)
             .is_some_and(|c| !c.is_empty())
         {
-            return Ok(());
+            return Ok(None);
         }
         let used: BTreeSet<String> = nodes
             .iter()
@@ -102,6 +102,6 @@ impl Controller for NodeIpam {
             })
             .await?;
         tracing::info!(node = %name, %cidr, "assigned pod CIDR");
-        Ok(())
+        Ok(None)
     }
 }

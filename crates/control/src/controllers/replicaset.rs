@@ -9,8 +9,8 @@ use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
 use super::{
-    Controller, Key, controller_owner, is_owned_by, key_of, pod_from_template, pod_is_active,
-    pod_is_ready,
+    Controller, Key, Requeue, controller_owner, is_owned_by, key_of, pod_from_template,
+    pod_is_active, pod_is_ready,
 };
 use crate::error::ApiError;
 use crate::events::Recorder;
@@ -80,12 +80,12 @@ impl Controller for ReplicaSets {
         Ok(items.iter().filter_map(object_key).collect())
     }
 
-    async fn reconcile(&self, (ns, name): &Key) -> Result<(), ApiError> {
+    async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
         let Some(rs) = self.objects.store().get(&self.rs.key(), ns, name).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if rs.pointer("/metadata/deletionTimestamp").is_some() {
-            return Ok(());
+            return Ok(None);
         }
         let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
         let owned = claim(&self.objects, self.pods, &rs, "ReplicaSet", pods).await?;
@@ -165,7 +165,11 @@ impl Controller for ReplicaSets {
                 true
             })
             .await?;
-        Ok(())
+        // A Ready pod that is not yet available becomes so after minReadySeconds: look again then.
+        Ok(active
+            .iter()
+            .filter_map(|p| until_available(p, min_ready, now))
+            .min())
     }
 }
 
@@ -177,13 +181,33 @@ pub(super) fn pod_is_available(pod: &Value, min_ready: i64, now: jiff::Timestamp
     if min_ready <= 0 {
         return true;
     }
-    let since = pod
-        .pointer("/status/conditions")
+    ready_since(pod).is_some_and(|t| now.as_second() - t.as_second() >= min_ready)
+}
+
+/// When the pod's Ready condition last changed.
+fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
+    pod.pointer("/status/conditions")
         .and_then(Value::as_array)
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
         .and_then(|c| c["lastTransitionTime"].as_str())
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    since.is_some_and(|t| now.as_second() - t.as_second() >= min_ready)
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+}
+
+/// How long until a Ready pod that is not yet available becomes so; `None` when that is not pending.
+pub(super) fn until_available(
+    pod: &Value,
+    min_ready: i64,
+    now: jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    if min_ready <= 0 || !pod_is_ready(pod) || pod_is_available(pod, min_ready, now) {
+        return None;
+    }
+    let since = ready_since(pod)?;
+    let left = (since.as_second() + min_ready - now.as_second()).max(0);
+    // Whole seconds are compared, so wake just after the second turns.
+    Some(
+        std::time::Duration::from_secs(left.unsigned_abs()) + std::time::Duration::from_millis(100),
+    )
 }
 
 /// The object's `spec.selector`; `None` when missing, invalid or empty (such a selector adopts nothing).

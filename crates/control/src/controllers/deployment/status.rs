@@ -191,6 +191,36 @@ fn timed_out(cond: Option<&Value>, deadline: Option<i64>, now: jiff::Timestamp) 
     }
 }
 
+/// kube's `requeueStuckDeployment`: how long until a rollout in progress passes its progress deadline, so
+/// the Deployment is looked at again then; `None` when no deadline is pending.
+pub fn until_deadline(
+    status: &Value,
+    deadline: Option<i64>,
+    now: jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    let deadline = deadline?;
+    let cond = status
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Progressing")?;
+    if matches!(
+        cond["reason"].as_str(),
+        Some("NewReplicaSetAvailable" | "ProgressDeadlineExceeded" | "DeploymentPaused")
+    ) {
+        return None;
+    }
+    let from = cond["lastUpdateTime"]
+        .as_str()?
+        .parse::<jiff::Timestamp>()
+        .ok()?;
+    // `timed_out` needs more than `deadline` whole seconds to have passed.
+    let left = (from.as_second() + deadline + 1 - now.as_second()).max(0);
+    Some(
+        std::time::Duration::from_secs(left.unsigned_abs()) + std::time::Duration::from_millis(100),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +280,21 @@ mod tests {
             "ReplicaSet \"d-new\" has successfully progressed."
         );
         assert_eq!(s["conditions"][0]["status"], "True");
+    }
+
+    #[test]
+    fn a_rollout_in_progress_is_looked_at_again_at_its_deadline() {
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let d = json!({"metadata": {"name": "d"}, "spec": {}});
+        let owned = [rs("d-old", 2, 2, 2), rs("d-new", 1, 1, 0)];
+        let s = compute(&d, &owned, &inputs(t0));
+        let later = t0 + jiff::SignedDuration::from_secs(4);
+        let left = until_deadline(&s, Some(10), later).expect("a deadline is pending");
+        assert_eq!(left.as_secs(), 7, "{left:?}");
+        assert_eq!(until_deadline(&s, None, later), None);
+        let done = [rs("d-new", 2, 2, 2)];
+        let s = compute(&d, &done, &inputs(t0));
+        assert_eq!(until_deadline(&s, Some(10), later), None);
     }
 
     #[test]
