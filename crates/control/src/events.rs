@@ -72,19 +72,19 @@ impl Recorder {
 
     /// Records many events in one store transaction (the scheduler's hot path); repeats of an event already
     /// written still bump its count. Failures are logged, never returned.
-    pub async fn record_many(&self, notes: Vec<Note<'_>>) {
+    pub async fn record_many(&self, notes: Vec<Note>) {
         let stamp = now();
         let mut fresh = Vec::with_capacity(notes.len());
         let mut keys = Vec::with_capacity(notes.len());
         for note in notes {
             match self
-                .bump_repeat(note.obj, note.reason, &note.message, &stamp)
+                .bump_repeat(&note.obj, note.reason, &note.message, &stamp)
                 .await
             {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {
                     let (key, ns, event) =
-                        self.new_event(note.obj, note.type_, note.reason, &note.message, &stamp);
+                        self.new_event(&note.obj, note.type_, note.reason, &note.message, &stamp);
                     keys.push(key);
                     fresh.push((Some(ns), event));
                 }
@@ -174,12 +174,67 @@ impl Recorder {
     }
 }
 
-/// One event of [`Recorder::record_many`].
-pub struct Note<'a> {
-    pub obj: &'a Value,
+/// One event of [`Recorder::record_many`]: about `obj` (its kind, apiVersion and metadata are enough).
+pub struct Note {
+    pub obj: Value,
     pub type_: &'static str,
-    pub reason: &'a str,
+    pub reason: &'static str,
     pub message: String,
+}
+
+enum Queued {
+    Notes(Vec<Note>),
+    Flushed(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Events written in the background, in batches, for a hot path that must not wait for them (the
+/// scheduler, as kube-scheduler's event broadcaster). The writer ends when the queue is dropped, after
+/// writing what was queued.
+pub struct EventQueue {
+    tx: tokio::sync::mpsc::UnboundedSender<Queued>,
+}
+
+impl EventQueue {
+    pub fn spawn(recorder: Recorder) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                // Everything queued meanwhile goes into the same batch.
+                let mut notes = Vec::new();
+                let mut flushed = Vec::new();
+                let mut next = Some(first);
+                while let Some(item) = next {
+                    match item {
+                        Queued::Notes(n) => notes.extend(n),
+                        Queued::Flushed(done) => flushed.push(done),
+                    }
+                    next = rx.try_recv().ok();
+                }
+                if !notes.is_empty() {
+                    recorder.record_many(notes).await;
+                }
+                for done in flushed {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Queues events to be written soon.
+    pub fn push(&self, notes: Vec<Note>) {
+        if !notes.is_empty() {
+            let _ = self.tx.send(Queued::Notes(notes));
+        }
+    }
+
+    /// Waits until everything queued so far is written.
+    pub async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.tx.send(Queued::Flushed(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
 }
 
 type SeenKey = (String, String, String);

@@ -13,6 +13,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -24,8 +25,9 @@ use tokio_util::sync::CancellationToken;
 pub use bench::{BenchError, BenchReport, bench};
 
 use crate::error::ApiError;
-use crate::events::{Note, Recorder};
+use crate::events::{EventQueue, Note, Recorder};
 use crate::objects::{ObjectEdit, Objects, now};
+use crate::store::Change;
 use decide::{Decision, decide};
 use snapshot::{Snapshot, is_terminal};
 
@@ -42,9 +44,10 @@ fn pods_res() -> &'static ResourceInfo {
 /// Runs scheduling passes whenever pods or nodes change, until `shutdown`.
 pub async fn run(objects: Objects, shutdown: CancellationToken) {
     let recorder = Recorder::new(objects.clone(), "default-scheduler");
+    let events = EventQueue::spawn(recorder.clone());
     loop {
         let since = objects.store().revision();
-        if let Err(e) = schedule_pending(&objects, &recorder).await {
+        if let Err(e) = pass(&objects, &recorder, &events).await {
             tracing::warn!(error = %e, "scheduling pass failed");
         }
         // Wait for a pod or node change after the pass, or the retry period.
@@ -72,12 +75,12 @@ pub async fn run(objects: Objects, shutdown: CancellationToken) {
 }
 
 /// Nodes and pods as of one revision when possible: re-lists if a write landed between the two lists.
-async fn list_snapshot(objects: &Objects) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
+async fn list_snapshot(objects: &Objects) -> Result<(Vec<Node>, Vec<Pod>), ApiError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (nodes, node_rev) = objects.store().list("nodes", None).await?;
-        let (pods, pod_rev) = objects.store().list("pods", None).await?;
+        let (nodes, node_rev) = objects.store().list_as::<Node>("nodes").await?;
+        let (pods, pod_rev) = objects.store().list_as::<Pod>("pods").await?;
         if node_rev == pod_rev || attempt >= SNAPSHOT_ATTEMPTS {
             return Ok((nodes, pods));
         }
@@ -93,89 +96,121 @@ fn wants_scheduling(pod: &Pod) -> bool {
     unbound && ours && pod.metadata.deletion_timestamp.is_none() && !is_terminal(pod)
 }
 
-/// One pass: binds every pod it can; records why the others cannot run.
-pub async fn schedule_pending(objects: &Objects, recorder: &Recorder) -> Result<(), ApiError> {
-    pass(objects, recorder).await.map(|_| ())
-}
-
-/// [`schedule_pending`], returning how many pods were bound.
-async fn pass(objects: &Objects, recorder: &Recorder) -> Result<usize, ApiError> {
-    let (node_values, pod_values) = list_snapshot(objects).await?;
-    let nodes: Vec<Node> = node_values
-        .into_iter()
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect();
-    let pods: Vec<(Pod, Value)> = pod_values
-        .into_iter()
-        .filter_map(|v| Some((serde_json::from_value(v.clone()).ok()?, v)))
-        .collect();
-    let mut snap = Snapshot::new(&nodes, pods.iter().map(|(p, _)| p));
+/// One pass: binds every pod it can and records why the others cannot run; returns how many pods were
+/// bound. Scheduled events go to `events`, written in the background.
+async fn pass(
+    objects: &Objects,
+    recorder: &Recorder,
+    events: &EventQueue,
+) -> Result<usize, ApiError> {
+    let (nodes, pods) = list_snapshot(objects).await?;
+    let mut snap = Snapshot::new(&nodes, &pods);
     let mut binds = Binds::default();
+    let mut next_start = 0;
     let mut bound = 0;
-    for (pod, value) in pods.iter().filter(|(p, _)| wants_scheduling(p)) {
+    for pod in pods.iter().filter(|p| wants_scheduling(p)) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        match decide(&snap, pod, &mut binds.next_start) {
+        match decide(&snap, pod, &mut next_start) {
             Decision::Bind(i) => {
                 let Some(node) = snap.nodes.get(i).map(|n| n.name) else {
                     continue;
                 };
                 // Assumed at once, as kube-scheduler's cache does, so the next pod sees this one's requests.
                 snap.assume(pod, i);
-                binds.pending.push((value, node.to_string()));
+                binds.add(pod, node);
                 if binds.pending.len() >= BIND_BATCH {
-                    bound += binds.flush(objects, recorder).await?;
+                    bound += binds.send(objects, events).await?;
                 }
             }
             Decision::Unschedulable(message) => {
                 if mark_unschedulable(objects, ns, name, &message).await? {
-                    recorder.warning(value, "FailedScheduling", &message).await;
+                    recorder
+                        .warning(&event_subject(pod), "FailedScheduling", &message)
+                        .await;
                 }
             }
         }
     }
-    bound += binds.flush(objects, recorder).await?;
+    bound += binds.send(objects, events).await?;
+    bound += binds.settle(events).await?;
     Ok(bound)
+}
+
+/// What an Event needs to know of the pod it is about.
+fn event_subject(pod: &Pod) -> Value {
+    let md = &pod.metadata;
+    json!({"kind": "Pod", "apiVersion": "v1", "metadata": {
+        "name": md.name, "namespace": md.namespace, "uid": md.uid, "resourceVersion": md.resource_version,
+    }})
 }
 
 /// How many binds one store transaction carries at most.
 const BIND_BATCH: usize = 512;
 
-/// Binds decided in a pass, committed in batches: one transaction (one fsync) for up to [`BIND_BATCH`]
-/// binds, then their Scheduled events in another.
-#[derive(Default)]
-struct Binds<'p> {
-    pending: Vec<(&'p Value, String)>,
-    /// Where the next pod's node search starts (kube-scheduler's nextStartNodeIndex).
-    next_start: usize,
+/// One decided bind: the pod's namespace and name, the node, and the pod for its event.
+struct PendingBind {
+    namespace: String,
+    name: String,
+    node: String,
+    subject: Value,
 }
 
-impl Binds<'_> {
-    async fn flush(&mut self, objects: &Objects, recorder: &Recorder) -> Result<usize, ApiError> {
+type Commit = tokio::task::JoinHandle<Result<Vec<Option<Arc<Change>>>, ApiError>>;
+
+/// Binds decided in a pass, committed in batches of up to [`BIND_BATCH`] (one transaction, one fsync
+/// each). A batch commits while the next one is being decided; its Scheduled events then go to the
+/// background writer.
+#[derive(Default)]
+struct Binds {
+    pending: Vec<PendingBind>,
+    /// The batch being committed.
+    inflight: Option<(Vec<PendingBind>, Commit)>,
+}
+
+impl Binds {
+    fn add(&mut self, pod: &Pod, node: &str) {
+        self.pending.push(PendingBind {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            node: node.to_string(),
+            subject: event_subject(pod),
+        });
+    }
+
+    /// Waits for the batch in flight (returning how many of its pods were bound), then starts committing
+    /// the pending one.
+    async fn send(&mut self, objects: &Objects, events: &EventQueue) -> Result<usize, ApiError> {
+        let bound = self.settle(events).await?;
         if self.pending.is_empty() {
-            return Ok(0);
+            return Ok(bound);
         }
-        let pending = std::mem::take(&mut self.pending);
-        let edits = pending
+        let batch = std::mem::take(&mut self.pending);
+        let edits = batch
             .iter()
-            .map(|(pod, node)| {
-                let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-                let name = pod.pointer("/metadata/name").and_then(Value::as_str);
-                let node = node.clone();
+            .map(|b| {
+                let node = b.node.clone();
                 let edit: ObjectEdit = Box::new(move |pod| bind_to(pod, &node).is_ok());
-                (
-                    ns.unwrap_or_default().to_string(),
-                    name.unwrap_or_default().to_string(),
-                    edit,
-                )
+                (b.namespace.clone(), b.name.clone(), edit)
             })
             .collect();
-        let changes = objects.edit_many(pods_res(), edits).await?;
-        let mut notes = Vec::with_capacity(pending.len());
-        for ((pod, node), change) in pending.into_iter().zip(changes) {
-            let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-            let name = pod.pointer("/metadata/name").and_then(Value::as_str);
-            let (ns, name) = (ns.unwrap_or_default(), name.unwrap_or_default());
+        let objects = objects.clone();
+        let commit = tokio::spawn(async move { objects.edit_many(pods_res(), edits).await });
+        self.inflight = Some((batch, commit));
+        Ok(bound)
+    }
+
+    /// Waits for the batch in flight; queues the events of the pods it bound and returns how many.
+    async fn settle(&mut self, events: &EventQueue) -> Result<usize, ApiError> {
+        let Some((batch, commit)) = self.inflight.take() else {
+            return Ok(0);
+        };
+        let changes = commit
+            .await
+            .map_err(|e| ApiError::Internal(format!("the bind task failed: {e}")))??;
+        let mut notes = Vec::with_capacity(batch.len());
+        for (b, change) in batch.into_iter().zip(changes) {
+            let (ns, name, node) = (&b.namespace, &b.name, &b.node);
             if change.is_none() {
                 // Deleted or bound by someone else since the snapshot; the next pass sees the truth.
                 tracing::debug!(pod = %format!("{ns}/{name}"), "bind lost a race");
@@ -183,14 +218,14 @@ impl Binds<'_> {
             }
             tracing::debug!(pod = %format!("{ns}/{name}"), %node, "scheduled");
             notes.push(Note {
-                obj: pod,
+                message: format!("Successfully assigned {ns}/{name} to {node}"),
+                obj: b.subject,
                 type_: "Normal",
                 reason: "Scheduled",
-                message: format!("Successfully assigned {ns}/{name} to {node}"),
             });
         }
         let bound = notes.len();
-        recorder.record_many(notes).await;
+        events.push(notes);
         Ok(bound)
     }
 }
