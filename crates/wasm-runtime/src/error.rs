@@ -28,6 +28,14 @@ pub enum RuntimeError {
         /// What went wrong.
         source: io::Error,
     },
+    /// A preopened directory of the run spec cannot be opened.
+    #[error("cannot preopen {}: {message}", host.display())]
+    Preopen {
+        /// The host directory.
+        host: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A host I/O operation failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +24,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::error::{RuntimeError, describe};
-use crate::state::{ComponentState, GuestEnv, yielding_store};
+use crate::limits::limited_store;
+use crate::state::{ComponentState, GuestEnv};
+use crate::workload::Exit;
 
 /// How long to back off when `accept` fails (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -41,6 +43,11 @@ struct Handler {
     env: GuestEnv,
     /// `Host` for requests that name none (HTTP/1.0): the listen address.
     default_host: HeaderValue,
+    /// Set when a request's instance exceeded the memory limit: the whole
+    /// workload is then killed, like a container hitting its limit.
+    out_of_memory: Mutex<Option<String>>,
+    /// Cancelled together with setting `out_of_memory`.
+    killed: CancellationToken,
 }
 
 impl Server {
@@ -74,18 +81,37 @@ impl Server {
                 pre,
                 env,
                 default_host,
+                out_of_memory: Mutex::new(None),
+                killed: CancellationToken::new(),
             }),
         })
     }
 
-    /// Accepts and serves connections until `stop` is cancelled, then aborts
-    /// every connection and every guest still running.
-    pub(crate) async fn serve(self, stop: CancellationToken) {
+    /// Accepts and serves connections until `stop` is cancelled (then
+    /// aborts every connection and every guest still running), or `drain`
+    /// is (then stops accepting, lets every connection finish its current
+    /// request and closes it), or a request exceeds the memory limit.
+    pub(crate) async fn serve(
+        self,
+        stop: CancellationToken,
+        drain: Option<CancellationToken>,
+    ) -> Exit {
+        let drain = drain.unwrap_or_default();
         let mut connections = JoinSet::new();
+        let killed = self.handler.killed.clone();
         loop {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
+                () = killed.cancelled() => break,
+                () = drain.cancelled() => {
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = killed.cancelled() => {}
+                        () = async { while connections.join_next().await.is_some() {} } => {}
+                    }
+                    break;
+                }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
@@ -94,6 +120,7 @@ impl Server {
                             stream,
                             peer,
                             stop.clone(),
+                            drain.clone(),
                         ));
                     }
                     Err(e) => {
@@ -107,6 +134,14 @@ impl Server {
             }
         }
         connections.shutdown().await;
+        let out_of_memory = match self.handler.out_of_memory.lock() {
+            Ok(mut message) => message.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        match out_of_memory {
+            Some(message) => Exit::OutOfMemory(message),
+            None => Exit::Stopped,
+        }
     }
 }
 
@@ -115,17 +150,26 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     stop: CancellationToken,
+    drain: CancellationToken,
 ) {
     let service = service_fn(move |req| {
         let handler = handler.clone();
         let stop = stop.clone();
         async move { Ok::<_, Infallible>(handler.handle(req, stop).await) }
     });
-    if let Err(e) = http1::Builder::new()
+    let connection = http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = drain.cancelled() => {
+            // Finish the request in flight (if any), then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
     }
 }
@@ -159,7 +203,8 @@ impl Handler {
         req: Request<Incoming>,
         stop: CancellationToken,
     ) -> Result<Response<HyperOutgoingBody>, Failure> {
-        let mut store = yielding_store(self.pre.engine(), ComponentState::new(&self.env));
+        let state = ComponentState::new(&self.env).map_err(|e| Failure::Guest(e.to_string()))?;
+        let mut store = limited_store(self.pre.engine(), state, self.env.cpu.as_ref());
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
@@ -183,11 +228,13 @@ impl Handler {
                     .call_handle(&mut store, req, out)
                     .await
             };
-            tokio::select! {
+            let result = tokio::select! {
                 biased;
                 () = stop.cancelled() => Ok(()),
                 result = run => result,
-            }
+            };
+            let out_of_memory = store.data().limiter.refused().map(str::to_owned);
+            (result, out_of_memory)
         });
 
         match receiver.await {
@@ -197,11 +244,23 @@ impl Handler {
             ))),
             // The guest dropped the response outparam without setting it.
             Err(_) => Err(Failure::Guest(match guest.await {
-                Ok(Ok(())) => "guest returned without setting a response".to_owned(),
-                Ok(Err(e)) => describe(&e),
+                Ok((_, Some(message))) => {
+                    self.kill_out_of_memory(message.clone());
+                    message
+                }
+                Ok((Ok(()), None)) => "guest returned without setting a response".to_owned(),
+                Ok((Err(e), None)) => describe(&e),
                 Err(e) => format!("guest task failed: {e}"),
             })),
         }
+    }
+
+    fn kill_out_of_memory(&self, message: String) {
+        match self.out_of_memory.lock() {
+            Ok(mut slot) => *slot = Some(message),
+            Err(poisoned) => *poisoned.into_inner() = Some(message),
+        }
+        self.killed.cancel();
     }
 }
 

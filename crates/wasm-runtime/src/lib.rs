@@ -22,26 +22,36 @@
 //!
 //! let runtime = Runtime::new()?;
 //! let workload = runtime.load(wasm)?;
-//! let spec = RunSpec {
-//!     argv: vec!["hello".into()],
-//!     env: vec![("GREETING".into(), "hi".into())],
-//!     stdout: log.try_clone()?,
-//!     stderr: log,
-//!     http_listen: None,
-//! };
+//! let spec = RunSpec::new(
+//!     vec!["hello".into()],
+//!     vec![("GREETING".into(), "hi".into())],
+//!     log.try_clone()?,
+//!     log,
+//! );
 //! let exit = workload.run(spec, CancellationToken::new()).await?;
 //! assert_eq!(exit, Exit::Exited(0));
 //! # Ok(())
 //! # }
 //! ```
 
+mod cache;
 mod error;
 mod guest;
 mod http_proxy;
+mod limits;
+mod network;
 mod runtime;
+mod sinks;
 mod state;
 mod workload;
 
+pub use cache::CacheOutcome;
 pub use error::RuntimeError;
-pub use runtime::Runtime;
+pub use ipnet::IpNet;
+pub use limits::Limits;
+pub use network::{NetworkPolicy, Outbound};
+pub use runtime::{Runtime, RuntimeConfig};
+pub use sinks::{Output, OutputSink};
+pub use state::Preopen;
+pub use wasmtime_wasi::sockets::SocketAddrUse;
 pub use workload::{Exit, RunSpec, Workload, WorkloadKind};

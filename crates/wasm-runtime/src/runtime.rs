@@ -1,6 +1,7 @@
 //! The shared engine: configuration, linkers, the epoch ticker, and `load`
 //! (the one place where wasm is compiled).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -8,12 +9,12 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Config, Engine, Linker, Module, OptLevel};
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::cache::{CacheOutcome, DiskCache, MemoryCache};
 use crate::error::{RuntimeError, describe};
-use crate::state::ComponentState;
+use crate::state::{ComponentState, ModuleState};
 use crate::workload::{Compiled, Workload};
 
 /// How often the epoch advances. Guests yield to the executor once per tick,
@@ -39,9 +40,19 @@ pub struct Runtime {
 /// State shared by a runtime and every workload loaded from it.
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
-    module_linker: Linker<WasiP1Ctx>,
+    module_linker: Linker<ModuleState>,
     component_linker: ComponentLinker<ComponentState>,
+    disk_cache: Option<DiskCache>,
+    memory_cache: MemoryCache,
     _ticker: Ticker,
+}
+
+/// How to set up a [`Runtime`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Where [`Runtime::load_cached`] keeps compiled code; `None` keeps it in
+    /// memory only. Created if missing.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -54,6 +65,16 @@ impl Runtime {
     /// [`RuntimeError::Engine`] if wasmtime rejects the configuration or the
     /// linkers, [`RuntimeError::Io`] if the ticker thread cannot be spawned.
     pub fn new() -> Result<Self, RuntimeError> {
+        Self::with_config(RuntimeConfig::default())
+    }
+
+    /// Like [`Runtime::new`], with a compiled-code cache directory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::new`]; [`RuntimeError::Io`] if the cache directory cannot
+    /// be created.
+    pub fn with_config(runtime_config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         // Async support is implied by using the `*_async` APIs in wasmtime 48
         // (`Config::async_support` is deprecated and has no effect).
@@ -65,8 +86,10 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
 
         let mut module_linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |ctx| ctx)
-            .map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |state: &mut ModuleState| {
+            &mut state.wasi
+        })
+        .map_err(|e| RuntimeError::Engine(describe(&e)))?;
 
         // One component linker serves both commands and HTTP proxies: all of
         // WASI 0.2 plus wasi:http, so a command may make outbound requests too.
@@ -76,12 +99,18 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             .map_err(|e| RuntimeError::Engine(describe(&e)))?;
 
+        let disk_cache = match runtime_config.cache_dir {
+            Some(dir) => Some(DiskCache::open(dir, &engine)?),
+            None => None,
+        };
         let ticker = Ticker::start(engine.clone())?;
         Ok(Self {
             inner: Arc::new(Shared {
                 engine,
                 module_linker,
                 component_linker,
+                disk_cache,
+                memory_cache: MemoryCache::default(),
                 _ticker: ticker,
             }),
         })
@@ -106,18 +135,62 @@ impl Runtime {
     /// no supported entry point; [`RuntimeError::Instantiate`] when the wasm
     /// imports something the host does not provide.
     pub fn load(&self, wasm: &[u8]) -> Result<Workload, RuntimeError> {
-        let binary = to_binary(wasm)?;
-        let compiled = match binary_layer(&binary)? {
-            Layer::Module => self.load_module(&binary)?,
-            Layer::Component => self.load_component(&binary)?,
-        };
+        let compiled = self.link(compile(&self.inner.engine, wasm)?)?;
         Ok(Workload::new(self.inner.clone(), compiled))
     }
 
-    fn load_module(&self, binary: &[u8]) -> Result<Compiled, RuntimeError> {
+    /// Like [`Runtime::load`], but reuses compiled code: `key` names the
+    /// wasm (the caller's image digest). A key loaded before by this runtime
+    /// is returned at once ([`CacheOutcome::FromMemory`]); otherwise, with a
+    /// cache directory, a valid entry for the key and this engine's
+    /// configuration is mapped from disk ([`CacheOutcome::FromDisk`]);
+    /// otherwise the wasm is compiled and the entry (re)written
+    /// ([`CacheOutcome::Compiled`]). A corrupt entry is removed and rebuilt.
+    /// Failing to write the cache is logged, not an error.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::load`].
+    pub fn load_cached(
+        &self,
+        wasm: &[u8],
+        key: &str,
+    ) -> Result<(Workload, CacheOutcome), RuntimeError> {
+        if let Some(compiled) = self.inner.memory_cache.get(key) {
+            return Ok((
+                Workload::new(self.inner.clone(), compiled),
+                CacheOutcome::FromMemory,
+            ));
+        }
         let engine = &self.inner.engine;
-        let module = Module::from_binary(engine, binary)
-            .map_err(|e| RuntimeError::InvalidWasm(describe(&e)))?;
+        let (code, outcome) = match self
+            .inner
+            .disk_cache
+            .as_ref()
+            .and_then(|d| d.get(engine, key))
+        {
+            Some(code) => (code, CacheOutcome::FromDisk),
+            None => {
+                let code = compile(engine, wasm)?;
+                if let Some(disk) = &self.inner.disk_cache {
+                    disk.put(key, &code);
+                }
+                (code, CacheOutcome::Compiled)
+            }
+        };
+        let compiled = self.link(code)?;
+        self.inner.memory_cache.insert(key, compiled.clone());
+        Ok((Workload::new(self.inner.clone(), compiled), outcome))
+    }
+
+    fn link(&self, code: Code) -> Result<Compiled, RuntimeError> {
+        match code {
+            Code::Module(module) => self.link_module(&module),
+            Code::Component(component) => self.link_component(&component),
+        }
+    }
+
+    fn link_module(&self, module: &Module) -> Result<Compiled, RuntimeError> {
         let has_start = module
             .get_export("_start")
             .and_then(|export| export.func().cloned())
@@ -132,15 +205,13 @@ impl Runtime {
         let pre = self
             .inner
             .module_linker
-            .instantiate_pre(&module)
+            .instantiate_pre(module)
             .map_err(|e| RuntimeError::Instantiate(describe(&e)))?;
         Ok(Compiled::Module(pre))
     }
 
-    fn load_component(&self, binary: &[u8]) -> Result<Compiled, RuntimeError> {
+    fn link_component(&self, component: &Component) -> Result<Compiled, RuntimeError> {
         let engine = &self.inner.engine;
-        let component = Component::from_binary(engine, binary)
-            .map_err(|e| RuntimeError::InvalidWasm(describe(&e)))?;
         let exports: Vec<String> = component
             .component_type()
             .exports(engine)
@@ -159,7 +230,7 @@ impl Runtime {
         let pre = self
             .inner
             .component_linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| RuntimeError::Instantiate(describe(&e)))?;
         if exports_http {
             let pre = ProxyPre::new(pre).map_err(|e| {
@@ -179,6 +250,24 @@ impl Runtime {
             Ok(Compiled::Command(pre))
         }
     }
+}
+
+/// Compiled code not yet linked.
+pub(crate) enum Code {
+    Module(Module),
+    Component(Component),
+}
+
+/// Compiles wasm (or WAT) for `engine`.
+fn compile(engine: &Engine, wasm: &[u8]) -> Result<Code, RuntimeError> {
+    let binary = to_binary(wasm)?;
+    let invalid = |e: wasmtime::Error| RuntimeError::InvalidWasm(describe(&e));
+    Ok(match binary_layer(&binary)? {
+        Layer::Module => Code::Module(Module::from_binary(engine, &binary).map_err(invalid)?),
+        Layer::Component => {
+            Code::Component(Component::from_binary(engine, &binary).map_err(invalid)?)
+        }
+    })
 }
 
 /// Which layer of the WebAssembly binary format some bytes are.

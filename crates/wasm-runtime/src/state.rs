@@ -1,51 +1,110 @@
 //! Per-store host state and the WASI context every guest gets.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store};
-use wasmtime_wasi::cli::OutputFile;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// What a guest sees of its environment: argv, env and where stdout/stderr
-/// go. Cheap to clone (the files are shared), so an HTTP proxy can give each
-/// request's store the same streams.
+use crate::error::{RuntimeError, describe};
+use crate::limits::{CpuThrottle, HasLimiter, Limits, MemoryLimiter};
+use crate::network::{NetworkPolicy, PolicyHooks};
+use crate::sinks::GuestOutput;
+use crate::workload::RunSpec;
+
+/// A host directory the guest sees as a WASI preopened directory; the guest
+/// can reach no file outside its preopens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it, e.g. `/data`.
+    pub guest: String,
+    /// Files and directories under it cannot be created, written or removed.
+    pub read_only: bool,
+}
+
+/// What a guest sees of its environment: argv, env, output streams,
+/// preopens, network policy, limits. Cheap to clone (the streams are
+/// shared), so an HTTP proxy can give each request's store the same ones.
 #[derive(Clone)]
 pub(crate) struct GuestEnv {
     argv: Vec<String>,
     env: Vec<(String, String)>,
-    stdout: OutputFile,
-    stderr: OutputFile,
+    stdout: GuestOutput,
+    stderr: GuestOutput,
+    preopens: Arc<[Preopen]>,
+    network: Arc<NetworkPolicy>,
+    limits: Limits,
+    pub(crate) cpu: Option<Arc<CpuThrottle>>,
 }
 
 impl GuestEnv {
-    pub(crate) fn new(
-        argv: Vec<String>,
-        env: Vec<(String, String)>,
-        stdout: std::fs::File,
-        stderr: std::fs::File,
-    ) -> Self {
-        Self {
-            argv,
-            env,
-            stdout: OutputFile::new(stdout),
-            stderr: OutputFile::new(stderr),
-        }
+    /// The environment of a run; checks every preopen can be opened.
+    pub(crate) fn new(spec: RunSpec) -> Result<Self, RuntimeError> {
+        let env = Self {
+            argv: spec.argv,
+            env: spec.env,
+            stdout: spec.stdout.into(),
+            stderr: spec.stderr.into(),
+            preopens: spec.preopens.into(),
+            network: Arc::new(spec.network),
+            limits: spec.limits,
+            cpu: spec.limits.cpu_millis.and_then(CpuThrottle::new),
+        };
+        env.wasi_builder()?;
+        Ok(env)
     }
 
-    /// A WASI context builder with this environment and the network policy
-    /// (for now: any address, TCP, UDP and name lookups allowed).
-    pub(crate) fn wasi_builder(&self) -> WasiCtxBuilder {
+    /// A WASI context builder with this environment and network policy.
+    pub(crate) fn wasi_builder(&self) -> Result<WasiCtxBuilder, RuntimeError> {
         let mut builder = WasiCtxBuilder::new();
+        builder.args(&self.argv).envs(&self.env);
+        self.stdout.set_stdout(&mut builder);
+        self.stderr.set_stderr(&mut builder);
         builder
-            .args(&self.argv)
-            .envs(&self.env)
-            .stdout(self.stdout.clone())
-            .stderr(self.stderr.clone())
             .inherit_network()
             .allow_tcp(true)
             .allow_udp(true)
             .allow_ip_name_lookup(true);
-        builder
+        self.network.apply(&mut builder);
+        for preopen in self.preopens.iter() {
+            let perms = if preopen.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            builder
+                .preopened_dir(&preopen.host, &preopen.guest, perms)
+                .map_err(|e| RuntimeError::Preopen {
+                    host: preopen.host.clone(),
+                    message: describe(&e),
+                })?;
+        }
+        Ok(builder)
+    }
+}
+
+/// The `T` of every core module store.
+pub(crate) struct ModuleState {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limiter: MemoryLimiter,
+}
+
+impl ModuleState {
+    pub(crate) fn new(env: &GuestEnv) -> Result<Self, RuntimeError> {
+        Ok(Self {
+            wasi: env.wasi_builder()?.build_p1(),
+            limiter: MemoryLimiter::new(&env.limits),
+        })
+    }
+}
+
+impl HasLimiter for ModuleState {
+    fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
     }
 }
 
@@ -53,16 +112,28 @@ impl GuestEnv {
 pub(crate) struct ComponentState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
+    hooks: PolicyHooks,
     table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
 }
 
 impl ComponentState {
-    pub(crate) fn new(env: &GuestEnv) -> Self {
-        Self {
-            wasi: env.wasi_builder().build(),
+    pub(crate) fn new(env: &GuestEnv) -> Result<Self, RuntimeError> {
+        Ok(Self {
+            wasi: env.wasi_builder()?.build(),
             http: WasiHttpCtx::new(),
+            hooks: PolicyHooks {
+                policy: env.network.clone(),
+            },
             table: ResourceTable::new(),
-        }
+            limiter: MemoryLimiter::new(&env.limits),
+        })
+    }
+}
+
+impl HasLimiter for ComponentState {
+    fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
     }
 }
 
@@ -80,16 +151,7 @@ impl WasiHttpView for ComponentState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
+            hooks: &mut self.hooks,
         }
     }
-}
-
-/// A store whose guest yields to the async executor on every epoch tick, so
-/// it can always be stopped by dropping the future that drives it.
-pub(crate) fn yielding_store<T: 'static>(engine: &Engine, data: T) -> Store<T> {
-    let mut store = Store::new(engine, data);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
-    store
 }

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use wasmtime::InstancePre;
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::error::RuntimeError;
+use crate::limits::Limits;
+use crate::network::NetworkPolicy;
 use crate::runtime::Shared;
-use crate::state::{ComponentState, GuestEnv};
+use crate::sinks::Output;
+use crate::state::{ComponentState, GuestEnv, ModuleState, Preopen};
 use crate::{guest, http_proxy};
 
 /// What kind of program a [`Workload`] is, detected by [`Runtime::load`](crate::Runtime::load).
@@ -27,7 +29,8 @@ pub enum WorkloadKind {
     HttpProxy,
 }
 
-/// How to run a workload once.
+/// How to run a workload once. Build it with [`RunSpec::new`] and set the
+/// fields you use.
 #[derive(Debug)]
 pub struct RunSpec {
     /// The guest's arguments; `argv[0]` is the program name.
@@ -35,11 +38,45 @@ pub struct RunSpec {
     /// The guest's environment variables.
     pub env: Vec<(String, String)>,
     /// Where the guest's stdout goes (written through, in order).
-    pub stdout: std::fs::File,
+    pub stdout: Output,
     /// Where the guest's stderr goes; may be a clone of `stdout`'s file.
-    pub stderr: std::fs::File,
+    pub stderr: Output,
     /// [`WorkloadKind::HttpProxy`] only: the address the host serves on.
     pub http_listen: Option<SocketAddr>,
+    /// Memory and CPU limits; none by default.
+    pub limits: Limits,
+    /// Host directories the guest sees; no file system access by default.
+    pub preopens: Vec<Preopen>,
+    /// Where components may bind and connect; anywhere by default.
+    pub network: NetworkPolicy,
+    /// Cancelled to begin a graceful stop: an HTTP proxy stops accepting
+    /// connections and ends with [`Exit::Stopped`] once its in-flight
+    /// requests are answered. Modules and commands ignore it.
+    pub drain: Option<CancellationToken>,
+}
+
+impl RunSpec {
+    /// A spec with these arguments, environment and outputs, and defaults
+    /// for the rest: no listen address, no limits, no preopens, network
+    /// allowed, no drain token.
+    pub fn new(
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        stdout: impl Into<Output>,
+        stderr: impl Into<Output>,
+    ) -> Self {
+        Self {
+            argv,
+            env,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            http_listen: None,
+            limits: Limits::default(),
+            preopens: Vec::new(),
+            network: NetworkPolicy::default(),
+            drain: None,
+        }
+    }
 }
 
 /// How a run ended.
@@ -49,8 +86,11 @@ pub enum Exit {
     Exited(i32),
     /// The guest trapped or a host call it made failed; the message says why.
     Trapped(String),
-    /// The stop token was cancelled.
+    /// The stop token was cancelled, or an HTTP proxy finished draining.
     Stopped,
+    /// The guest grew a memory or table past [`Limits::memory_bytes`] and was
+    /// killed (for an HTTP proxy: any request did); the message says what it asked for.
+    OutOfMemory(String),
 }
 
 /// A compiled, linked workload, ready to be run any number of times
@@ -65,7 +105,7 @@ pub struct Workload {
 /// The pre-instantiated form of each kind of workload.
 #[derive(Clone)]
 pub(crate) enum Compiled {
-    Module(InstancePre<WasiP1Ctx>),
+    Module(InstancePre<ModuleState>),
     Command(CommandPre<ComponentState>),
     HttpProxy(ProxyPre<ComponentState>),
 }
@@ -90,24 +130,28 @@ impl Workload {
     /// Runs the workload until it exits or `stop` is cancelled.
     ///
     /// Modules and commands run once: the result is how the guest exited. An
-    /// HTTP proxy first binds `spec.http_listen`, then serves until `stop`.
+    /// HTTP proxy first binds `spec.http_listen`, then serves until `stop`,
+    /// until `spec.drain` is cancelled and its in-flight requests are done,
+    /// or until a request exceeds the memory limit ([`Exit::OutOfMemory`]).
     /// Either way a cancelled `stop` ends the run within a few epoch ticks
     /// (even a guest spinning in a loop) with [`Exit::Stopped`].
     ///
     /// # Errors
     ///
     /// [`RuntimeError::Bind`] when an HTTP proxy has no listen address or
-    /// cannot bind it; [`RuntimeError::Instantiate`] when instantiation fails
-    /// for a reason other than a trap or an exit.
+    /// cannot bind it; [`RuntimeError::Preopen`] when a preopened directory
+    /// cannot be opened; [`RuntimeError::Instantiate`] when instantiation
+    /// fails for a reason other than a trap, an exit or the memory limit.
     pub async fn run(&self, spec: RunSpec, stop: CancellationToken) -> Result<Exit, RuntimeError> {
-        let env = GuestEnv::new(spec.argv, spec.env, spec.stdout, spec.stderr);
+        let http_listen = spec.http_listen;
+        let drain = spec.drain.clone();
+        let env = GuestEnv::new(spec)?;
         match &self.compiled {
             Compiled::Module(pre) => until_stopped(guest::run_module(pre, &env), &stop).await,
             Compiled::Command(pre) => until_stopped(guest::run_command(pre, &env), &stop).await,
             Compiled::HttpProxy(pre) => {
-                let server = http_proxy::Server::bind(pre.clone(), env, spec.http_listen).await?;
-                server.serve(stop).await;
-                Ok(Exit::Stopped)
+                let server = http_proxy::Server::bind(pre.clone(), env, http_listen).await?;
+                Ok(server.serve(stop, drain).await)
             }
         }
     }

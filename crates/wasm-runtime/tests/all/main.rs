@@ -1,8 +1,11 @@
 //! Integration tests for herd-wasm-runtime, one binary with a module per topic.
 
+mod cache;
 mod command;
 mod core_module;
+mod limits;
 mod load;
+mod preopens;
 mod sample_apps;
 
 use std::fs::{File, OpenOptions};
@@ -39,16 +42,14 @@ impl Log {
 
     /// A spec writing both stdout and stderr to this log.
     pub(crate) fn spec(&self, argv: &[&str], env: &[(&str, &str)]) -> RunSpec {
-        RunSpec {
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-            env: env
-                .iter()
+        RunSpec::new(
+            argv.iter().map(|s| s.to_string()).collect(),
+            env.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            stdout: self.open(),
-            stderr: self.open(),
-            http_listen: None,
-        }
+            self.open(),
+            self.open(),
+        )
     }
 
     pub(crate) fn contents(&self) -> Vec<u8> {

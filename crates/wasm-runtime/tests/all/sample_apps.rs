@@ -67,14 +67,14 @@ async fn spin_module_stops_promptly() {
 }
 
 /// An address on loopback that nothing listens on (right now).
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     let listener = StdTcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("local addr")
 }
 
 /// `GET path` over a fresh TCP connection, retrying the connect while the
 /// server starts.
-async fn get(addr: SocketAddr, path: &str) -> (StatusCode, Bytes) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (StatusCode, Bytes) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let stream = loop {
         match TcpStream::connect(addr).await {
@@ -173,4 +173,33 @@ async fn http_proxy_reports_an_address_in_use() {
         Err(RuntimeError::Bind { addr: Some(a), .. }) => assert_eq!(a, addr),
         other => panic!("expected Bind, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_proxy_drains_then_stops() {
+    let runtime = runtime();
+    let workload = load(&runtime, sample_app("http-hello.wasm"));
+    let log = Log::new();
+    let addr = free_addr();
+    let mut spec = log.spec(&["http-hello"], &[]);
+    spec.http_listen = Some(addr);
+    let drain = CancellationToken::new();
+    spec.drain = Some(drain.clone());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move { workload.run(spec, stop).await }
+    });
+    let (status, _) = with_timeout(get(addr, "/")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // An idle keep-alive connection must not hold the drain up.
+    let idle = TcpStream::connect(addr).await.expect("connect");
+    drain.cancel();
+    let exit = with_timeout(server).await.expect("server task");
+
+    assert_eq!(exit.ok(), Some(Exit::Stopped));
+    assert!(!stop.is_cancelled());
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+    drop(idle);
 }
