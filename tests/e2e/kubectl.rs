@@ -66,7 +66,10 @@ fn sleeper_deployment(name: &str, image: &str, replicas: i32) -> Value {
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "hello", "image": image, "args": [SLEEP_ARG]}]},
+                "spec": {
+                    "terminationGracePeriodSeconds": TEST_GRACE_SECONDS,
+                    "containers": [{"name": "hello", "image": image, "args": [SLEEP_ARG]}],
+                },
             },
         },
     })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herd_oci_fetch::{Fetcher, PullPolicy, Pulled};
-use herd_wasm_runtime::{Exit, RunSpec, Runtime, Workload, WorkloadKind};
+use herd_wasm_runtime::{Exit, RunSpec, Runtime, RuntimeError, Workload, WorkloadKind};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Container;
 use tokio::sync::mpsc;
@@ -15,18 +15,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::container_logs::{ContainerLogs, PodLogKey};
 use crate::container_spec::{self, PodFacts, RestartPolicy};
+use crate::crash_back_off::{CrashBackOff, go_duration};
 use crate::event_correlator::EventType;
 use crate::events::{self, PodEvents};
 use crate::log_capture;
 use crate::pod_status::{ContainerReport, RunState, Termination};
+use crate::probes::{ContainerProbes, ProbeEvent, ProbeKind};
 
-/// The first back-off after a failed pull, load or run; it doubles up to [`BACK_OFF_MAX`].
+/// The first back-off after a failed pull or load; it doubles up to [`BACK_OFF_MAX`].
 pub(crate) const BACK_OFF_MIN: Duration = Duration::from_secs(1);
 pub(crate) const BACK_OFF_MAX: Duration = Duration::from_secs(30);
 /// How long `ErrImagePull` shows before the back-off reason `ImagePullBackOff` replaces it.
 const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(1);
-/// A run at least this long resets the crash back-off, as the kubelet does.
-const BACK_OFF_RESET: Duration = Duration::from_secs(600);
 /// The exit code of a guest that trapped, as the `wasmtime` CLI reports it (128 + SIGABRT).
 const TRAP_EXIT_CODE: i32 = 134;
 /// The exit code of a guest stopped by the agent (128 + SIGKILL, like a killed container).
@@ -51,8 +51,13 @@ pub(crate) struct ContainerRunner {
     pub runtime: Runtime,
     pub reports: mpsc::UnboundedSender<Report>,
     pub events: PodEvents,
-    /// Cancelled to stop the container (pod deleted or agent shutting down).
+    /// Cancelled to interrupt the container (pod deleted or agent shutting down).
     pub stop: CancellationToken,
+    /// Cancelled to ask the container to stop gracefully (the pod's grace period began).
+    pub drain: CancellationToken,
+    pub crash_back_off: CrashBackOff,
+    /// The delay before the next restart after a crash.
+    pub crash_delay: Duration,
     /// What is reported; starts from the pod's previous status.
     pub report: ContainerReport,
 }
@@ -95,6 +100,8 @@ impl ContainerRunner {
         loop {
             step = match step {
                 Step::Done => break,
+                // Being stopped: nothing new starts.
+                _ if self.drain.is_cancelled() => break,
                 step => self.step(step, &mut cache).await,
             };
         }
@@ -132,15 +139,20 @@ impl ContainerRunner {
     }
 
     fn send(&mut self, state: RunState) {
+        if !matches!(state, RunState::Running { .. }) {
+            self.report.ready = false;
+            self.report.started = false;
+        }
         self.report.state = state;
         // The worker only goes away after every runner has ended.
         let _ = self.reports.send((self.index, self.report.clone()));
     }
 
-    /// Sleeps `duration`; `false` if `stop` was cancelled first.
+    /// Sleeps `duration`; `false` if `stop` or `drain` was cancelled first.
     async fn sleep(&self, duration: Duration) -> bool {
         tokio::select! {
             () = self.stop.cancelled() => false,
+            () = self.drain.cancelled() => false,
             () = tokio::time::sleep(duration) => true,
         }
     }
@@ -375,13 +387,15 @@ impl ContainerRunner {
             }
         };
         let env = container_spec::environment(&self.container, &self.pod);
-        let spec = RunSpec {
-            argv: container_spec::argv(&self.container, &env),
+        let argv = container_spec::argv(&self.container, &env);
+        let spec = run_spec(
+            argv,
             env,
-            stdout: output.stdout,
-            stderr: output.stderr,
+            output.stdout,
+            output.stderr,
             http_listen,
-        };
+            &self.drain,
+        );
         let container_id = format!(
             "wasmtime://{}/{}/{}",
             self.pod.uid, self.container.name, restart_count
@@ -405,7 +419,7 @@ impl ContainerRunner {
         });
         tracing::info!(pod = %self.pod.name, container = %self.container.name, restart_count, "container started");
 
-        let exit = workload.run(spec, self.stop.clone()).await;
+        let exit = self.supervise(&workload, spec, http_listen, started).await;
         let finished_at = Timestamp::now();
         // Everything the guest wrote is in the log before the run is reported over.
         if !capture.drained(LOG_DRAIN_TIMEOUT).await {
@@ -415,17 +429,7 @@ impl ContainerRunner {
         if let Err(error) = &exit {
             self.event(EventType::Warning, "Failed", format!("Error: {error}"));
         }
-        let (exit_code, reason, message) = match exit {
-            Ok(Exit::Exited(0)) => (0, "Completed", None),
-            Ok(Exit::Exited(code)) => (code, "Error", None),
-            Ok(Exit::Trapped(trap)) => (TRAP_EXIT_CODE, "Error", Some(trap)),
-            Ok(Exit::Stopped) => (
-                STOPPED_EXIT_CODE,
-                "Error",
-                Some("stopped by the node agent".to_owned()),
-            ),
-            Err(error) => (START_ERROR_EXIT_CODE, "StartError", Some(error.to_string())),
-        };
+        let (exit_code, reason, message) = exit_reason(exit);
         let termination = Termination {
             exit_code,
             reason: reason.to_owned(),
@@ -435,18 +439,70 @@ impl ContainerRunner {
             container_id,
         };
         tracing::info!(pod = %self.pod.name, container = %self.container.name, exit_code, "container ended");
-        let restarts = !self.stop.is_cancelled() && self.restart_policy.restarts(exit_code);
+        let restarts = !self.stop.is_cancelled()
+            && !self.drain.is_cancelled()
+            && self.restart_policy.restarts(exit_code);
         self.report.finished = !restarts;
         self.send(RunState::Terminated(termination));
         if !restarts {
             return Step::Done;
         }
-        let back_off = if started.elapsed() >= BACK_OFF_RESET {
-            BACK_OFF_MIN
-        } else {
-            back_off
-        };
-        Step::CrashLoopBackOff { back_off }
+        if started.elapsed() >= self.crash_back_off.reset_after() {
+            self.crash_delay = self.crash_back_off.base;
+        }
+        Step::CrashLoopBackOff {
+            back_off: self.crash_delay,
+        }
+    }
+
+    /// Runs the workload while its probes run: readiness and startup are reported, a failed
+    /// liveness or startup probe kills the run.
+    async fn supervise(
+        &mut self,
+        workload: &Workload,
+        spec: RunSpec,
+        http_listen: Option<std::net::SocketAddr>,
+        started: tokio::time::Instant,
+    ) -> Result<Exit, RuntimeError> {
+        let run_stop = self.stop.child_token();
+        let (mut probes, warnings) =
+            ContainerProbes::new(&self.container, self.pod.pod_ip, http_listen, started);
+        for warning in warnings {
+            self.event(EventType::Warning, "Unhealthy", warning);
+        }
+        let run = workload.run(spec, run_stop.clone());
+        tokio::pin!(run);
+        loop {
+            let event = tokio::select! {
+                exit = &mut run => return exit,
+                event = probes.next(), if !run_stop.is_cancelled() => event,
+            };
+            match event {
+                ProbeEvent::Unhealthy(message) => {
+                    self.event(EventType::Warning, "Unhealthy", message);
+                }
+                ProbeEvent::Started => {
+                    self.report.started = true;
+                    let _ = self.reports.send((self.index, self.report.clone()));
+                }
+                ProbeEvent::Ready(ready) => {
+                    self.report.ready = ready;
+                    let _ = self.reports.send((self.index, self.report.clone()));
+                }
+                ProbeEvent::Kill(kind) => {
+                    let which = match kind {
+                        ProbeKind::Startup => "startup",
+                        ProbeKind::Liveness | ProbeKind::Readiness => "liveness",
+                    };
+                    let message = format!(
+                        "Container {} failed {which} probe, will be restarted",
+                        self.container.name
+                    );
+                    self.event(EventType::Normal, "Killing", message);
+                    run_stop.cancel();
+                }
+            }
+        }
     }
 
     async fn crash_loop_back_off(&mut self, back_off: Duration) -> Step {
@@ -454,8 +510,8 @@ impl ContainerRunner {
             self.report.last_termination = Some(termination.clone());
         }
         let message = format!(
-            "back-off {}s restarting failed container={} pod={}_{}({})",
-            back_off.as_secs(),
+            "back-off {} restarting failed container={} pod={}_{}({})",
+            go_duration(back_off),
             self.container.name,
             self.pod.name,
             self.pod.namespace,
@@ -473,10 +529,48 @@ impl ContainerRunner {
         if !self.sleep(back_off).await {
             return Step::Done;
         }
+        self.crash_delay = self.crash_back_off.next(back_off);
         self.report.restart_count += 1;
         Step::Pull {
-            back_off: next_back_off(back_off),
+            back_off: BACK_OFF_MIN,
         }
+    }
+}
+
+/// The run of one container; the only place a `RunSpec` is built. `drain` begins a graceful
+/// stop (an HTTP proxy finishes its in-flight requests; modules and commands, which WASI gives
+/// no way to be told, run on until `stop` at the end of the grace period).
+///
+/// TODO(lead): set `limits`, `preopens` and `network` here when helper B's volumes and the
+/// resources land (`spec.limits = ...; spec.preopens = mounts...`).
+fn run_spec(
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+    http_listen: Option<std::net::SocketAddr>,
+    drain: &CancellationToken,
+) -> RunSpec {
+    let mut spec = RunSpec::new(argv, env, stdout, stderr);
+    spec.http_listen = http_listen;
+    spec.drain = Some(drain.clone());
+    spec
+}
+
+/// How a run's end is reported: exit code, `terminated.reason` and message, as the kubelet
+/// reports a container's (`Completed`, `Error`, `OOMKilled` with 137 like a SIGKILLed one).
+fn exit_reason(exit: Result<Exit, RuntimeError>) -> (i32, &'static str, Option<String>) {
+    match exit {
+        Ok(Exit::Exited(0)) => (0, "Completed", None),
+        Ok(Exit::Exited(code)) => (code, "Error", None),
+        Ok(Exit::Trapped(trap)) => (TRAP_EXIT_CODE, "Error", Some(trap)),
+        Ok(Exit::OutOfMemory(message)) => (STOPPED_EXIT_CODE, "OOMKilled", Some(message)),
+        Ok(Exit::Stopped) => (
+            STOPPED_EXIT_CODE,
+            "Error",
+            Some("stopped by the node agent".to_owned()),
+        ),
+        Err(error) => (START_ERROR_EXIT_CODE, "StartError", Some(error.to_string())),
     }
 }
 
@@ -487,6 +581,18 @@ fn next_back_off(back_off: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exits_become_kubelet_reasons() {
+        assert_eq!(exit_reason(Ok(Exit::Exited(0))), (0, "Completed", None));
+        assert_eq!(exit_reason(Ok(Exit::Exited(3))), (3, "Error", None));
+        assert_eq!(exit_reason(Ok(Exit::Trapped("t".into()))).1, "Error");
+        assert_eq!(exit_reason(Ok(Exit::Stopped)).0, 137);
+        assert_eq!(
+            exit_reason(Ok(Exit::OutOfMemory("grew".into()))),
+            (137, "OOMKilled", Some("grew".to_owned()))
+        );
+    }
 
     #[test]
     fn back_off_doubles_up_to_the_cap() {

@@ -12,8 +12,11 @@
 //!      ├─ event writer     Events, repeats folded into `count` (event_correlator)
 //!      ├─ heartbeat        Lease kube-node-lease/<node>, Node Ready condition
 //!      └─ PodAgent         watch pods (spec.nodeName=<node>), pod IPs from spec.podCIDR
-//!           └─ PodWorker per pod UID ── ContainerRunner per container (pull → load → run)
-//!                                         └─ log capture: guest stdout/stderr pipes → CRI log
+//!           └─ PodWorker per pod UID ── init containers one by one, then the containers
+//!                ├─ ContainerRunner per container (pull → load → run → crash back-off)
+//!                │    ├─ probes: startup gates liveness (kills) and readiness (Ready)
+//!                │    └─ log capture: guest stdout/stderr → CRI log
+//!                └─ on delete: drain, wait the grace period, interrupt; activeDeadlineSeconds
 //! ```
 //!
 //! Files under `data_dir`: the image cache (`blobs/`, `refs/`, see `herd-oci-fetch`) and the
@@ -21,8 +24,10 @@
 //! `pods/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
 
 mod container_logs;
+mod container_resume;
 mod container_runner;
 mod container_spec;
+mod crash_back_off;
 mod cri_log;
 mod event_correlator;
 mod events;
@@ -32,8 +37,11 @@ mod kubelet_server;
 mod log_capture;
 mod log_render;
 mod pod_agent;
+mod pod_env;
 mod pod_status;
+mod pod_volumes;
 mod pod_worker;
+mod probes;
 mod registration;
 
 use std::io;
@@ -48,6 +56,7 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::container_logs::ContainerLogs;
+use crate::crash_back_off::CrashBackOff;
 use crate::events::EventRecorder;
 use crate::ip_pool::IpPool;
 use crate::pod_agent::PodAgent;
@@ -69,6 +78,9 @@ pub struct NodeConfig {
     pub insecure_registries: Vec<String>,
     /// How often the Lease and the Ready heartbeat are renewed.
     pub lease_renew_interval: Duration,
+    /// The first delay before a crashed container is restarted (the kubelet's 10 s); it doubles
+    /// up to 30 × this (5 min) and is forgotten after a run of 60 × this (10 min).
+    pub crash_loop_back_off_base: Duration,
 }
 
 impl NodeConfig {
@@ -81,6 +93,7 @@ impl NodeConfig {
             kubelet_port: 0,
             insecure_registries: Vec::new(),
             lease_renew_interval: Duration::from_secs(10),
+            crash_loop_back_off_base: Duration::from_secs(10),
         }
     }
 }
@@ -199,6 +212,9 @@ async fn run_agent(
                 events,
                 node_name: cfg.name.clone(),
                 host_ip: cfg.address,
+                crash_back_off: CrashBackOff {
+                    base: cfg.crash_loop_back_off_base,
+                },
             });
             PodAgent::new(ctx, IpPool::new(cidr), shutdown.clone())
                 .run()

@@ -19,6 +19,10 @@ pub(crate) struct ContainerReport {
     pub image_id: Option<String>,
     /// The runner is done: this container will not run again.
     pub finished: bool,
+    /// Running and its startup probe (if any) succeeded.
+    pub started: bool,
+    /// Running and its readiness probe (if any) succeeds.
+    pub ready: bool,
 }
 
 impl ContainerReport {
@@ -30,6 +34,8 @@ impl ContainerReport {
             restart_count,
             image_id: None,
             finished: false,
+            started: false,
+            ready: false,
         }
     }
 }
@@ -69,8 +75,12 @@ pub(crate) struct Termination {
 
 /// Everything the status of one pod is computed from.
 pub(crate) struct StatusInput<'a> {
+    /// `(name, image)` of each init container, in spec order, with its report.
+    pub init_containers: Vec<(&'a str, &'a str, &'a ContainerReport)>,
     /// `(name, image)` of each container, in spec order, with its report.
     pub containers: Vec<(&'a str, &'a str, &'a ContainerReport)>,
+    /// `spec.activeDeadlineSeconds` ran out: the pod failed with `DeadlineExceeded`.
+    pub deadline_exceeded: bool,
     /// The pod is being deleted: nothing will run again.
     pub terminating: bool,
     pub pod_ip: Option<String>,
@@ -128,15 +138,52 @@ pub(crate) fn pod_phase(containers: &[&ContainerReport], terminating: bool) -> &
     }
 }
 
+/// Whether an init container completed successfully.
+pub(crate) fn init_succeeded(report: &ContainerReport) -> bool {
+    matches!(&report.state, RunState::Terminated(t) if t.exit_code == 0)
+}
+
+/// Whether an init container failed and will not be run again, which fails the pod.
+pub(crate) fn init_failed(report: &ContainerReport) -> bool {
+    report.finished && !init_succeeded(report)
+}
+
+/// The pod phase with init containers first, as the kubelet: Failed once an init container
+/// failed for good, Pending until every one succeeded, then [`pod_phase`] of the containers.
+pub(crate) fn pod_phase_with_init(
+    init: &[&ContainerReport],
+    containers: &[&ContainerReport],
+    terminating: bool,
+) -> &'static str {
+    if init.iter().any(|r| init_failed(r)) {
+        return "Failed";
+    }
+    if !init.iter().all(|r| init_succeeded(r)) {
+        return if terminating { "Failed" } else { "Pending" };
+    }
+    pod_phase(containers, terminating)
+}
+
 /// The whole status the node reports for a pod.
 pub(crate) fn pod_status(input: &StatusInput<'_>) -> PodStatus {
     let reports: Vec<&ContainerReport> = input.containers.iter().map(|(_, _, r)| *r).collect();
-    let phase = pod_phase(&reports, input.terminating);
+    let init: Vec<&ContainerReport> = input.init_containers.iter().map(|(_, _, r)| *r).collect();
+    let phase = match input.deadline_exceeded {
+        true => "Failed",
+        false => pod_phase_with_init(&init, &reports, input.terminating),
+    };
     let terminal = matches!(phase, "Succeeded" | "Failed");
+    let incomplete: Vec<&str> = input
+        .init_containers
+        .iter()
+        .filter(|(_, _, r)| !init_succeeded(r))
+        .map(|(name, _, _)| *name)
+        .collect();
+    let initialized = incomplete.is_empty();
     let unready: Vec<&str> = input
         .containers
         .iter()
-        .filter(|(_, _, r)| !matches!(r.state, RunState::Running { .. }))
+        .filter(|(_, _, r)| !(r.ready && matches!(r.state, RunState::Running { .. })))
         .map(|(name, _, _)| *name)
         .collect();
     let ready = unready.is_empty() && !input.containers.is_empty() && !terminal;
@@ -172,14 +219,47 @@ pub(crate) fn pod_status(input: &StatusInput<'_>) -> PodStatus {
             None,
             None,
         ),
-        condition("Initialized", true, None, None),
+        match initialized {
+            true => condition("Initialized", true, None, None),
+            false => condition(
+                "Initialized",
+                false,
+                Some("ContainersNotInitialized"),
+                Some(format!(
+                    "containers with incomplete status: [{}]",
+                    incomplete.join(" ")
+                )),
+            ),
+        },
         condition("Ready", ready, ready_reason, ready_message.clone()),
         condition("ContainersReady", ready, ready_reason, ready_message),
         // The scheduler's condition: kept as it was written.
         scheduled(input.previous_conditions, input.now),
     ];
+    let (reason, message) = match input.deadline_exceeded {
+        true => (
+            Some("DeadlineExceeded".to_owned()),
+            Some("Pod was active on the node longer than the specified deadline".to_owned()),
+        ),
+        false => (None, None),
+    };
+    let init_statuses = input
+        .init_containers
+        .iter()
+        .map(|(name, image, report)| {
+            let done = init_succeeded(report);
+            ContainerStatus {
+                ready: done,
+                started: Some(matches!(report.state, RunState::Running { .. }) || done),
+                ..container_status(name, image, report)
+            }
+        })
+        .collect::<Vec<_>>();
     PodStatus {
         phase: Some(phase.to_owned()),
+        reason,
+        message,
+        init_container_statuses: Some(init_statuses).filter(|s| !s.is_empty()),
         conditions: Some(conditions),
         host_ip: Some(input.host_ip.clone()),
         host_ips: Some(vec![HostIP {
@@ -192,12 +272,30 @@ pub(crate) fn pod_status(input: &StatusInput<'_>) -> PodStatus {
             input
                 .containers
                 .iter()
-                .map(|(name, image, report)| container_status(name, image, report))
+                .map(|(name, image, report)| {
+                    let status = container_status(name, image, report);
+                    match initialized {
+                        true => status,
+                        false => initializing(status),
+                    }
+                })
                 .collect(),
         ),
         qos_class: Some("BestEffort".to_owned()),
         observed_generation: input.observed_generation,
         ..PodStatus::default()
+    }
+}
+
+/// An app container's status while init containers still run: waiting, `PodInitializing`.
+fn initializing(status: ContainerStatus) -> ContainerStatus {
+    let waiting = status.state.as_ref().is_none_or(|s| s.waiting.is_some());
+    match waiting {
+        true => ContainerStatus {
+            state: Some(container_state(&RunState::waiting("PodInitializing", None))),
+            ..status
+        },
+        false => status,
     }
 }
 
@@ -213,8 +311,8 @@ fn container_status(name: &str, image: &str, report: &ContainerReport) -> Contai
         image: image.to_owned(),
         image_id: report.image_id.clone().unwrap_or_default(),
         container_id,
-        ready: running,
-        started: Some(running),
+        ready: running && report.ready,
+        started: Some(running && report.started),
         restart_count: report.restart_count,
         state: Some(container_state(&report.state)),
         last_state: Some(
@@ -318,12 +416,15 @@ mod tests {
     }
 
     fn report(state: RunState, last: Option<Termination>, finished: bool) -> ContainerReport {
+        let running = matches!(state, RunState::Running { .. });
         ContainerReport {
             state,
             last_termination: last,
             restart_count: 0,
             image_id: None,
             finished,
+            started: running,
+            ready: running,
         }
     }
 
@@ -450,7 +551,9 @@ mod tests {
         previous: &'a [PodCondition],
     ) -> StatusInput<'a> {
         StatusInput {
+            init_containers: Vec::new(),
             containers,
+            deadline_exceeded: false,
             terminating: false,
             pod_ip: Some("127.1.0.2".to_owned()),
             host_ip: "127.0.0.1".to_owned(),
@@ -561,6 +664,90 @@ mod tests {
                 .and_then(|s| s.terminated.as_ref())
                 .map(|t| t.exit_code),
             Some(1)
+        );
+    }
+
+    #[test]
+    fn init_containers_gate_the_pod() {
+        let init_running = report(running(), None, false);
+        let init_done = report(RunState::Terminated(termination(0)), None, true);
+        let app = report(waiting("ContainerCreating"), None, false);
+        let status_of = |init: Vec<(&'static str, &'static str, &ContainerReport)>| {
+            let mut i = input(vec![("app", "i", &app)], &[]);
+            i.init_containers = init;
+            pod_status(&i)
+        };
+        let status = status_of(vec![
+            ("setup", "i", &init_done),
+            ("migrate", "i", &init_running),
+        ]);
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
+        let initialized = find(&status, "Initialized");
+        assert_eq!(
+            (
+                initialized.status.as_str(),
+                initialized.reason.as_deref(),
+                initialized.message.as_deref()
+            ),
+            (
+                "False",
+                Some("ContainersNotInitialized"),
+                Some("containers with incomplete status: [migrate]")
+            )
+        );
+        let app_state = status.container_statuses.as_ref().expect("statuses")[0]
+            .state
+            .clone();
+        assert_eq!(
+            app_state
+                .and_then(|s| s.waiting)
+                .and_then(|w| w.reason)
+                .as_deref(),
+            Some("PodInitializing")
+        );
+        let init_statuses = status.init_container_statuses.expect("init statuses");
+        assert_eq!(init_statuses.len(), 2);
+        assert!(
+            init_statuses[0].ready,
+            "a completed init container is ready"
+        );
+        assert!(!init_statuses[1].ready);
+
+        let status = status_of(vec![("setup", "i", &init_done)]);
+        assert_eq!(find(&status, "Initialized").status, "True");
+
+        let failed = report(RunState::Terminated(termination(1)), None, true);
+        let status = status_of(vec![("setup", "i", &failed)]);
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        let retrying = report(waiting("CrashLoopBackOff"), Some(termination(1)), false);
+        let status = status_of(vec![("setup", "i", &retrying)]);
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
+    }
+
+    #[test]
+    fn readiness_comes_from_the_report() {
+        let mut app = report(running(), None, false);
+        app.ready = false;
+        let status = pod_status(&input(vec![("app", "i", &app)], &[]));
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(find(&status, "Ready").status, "False");
+        assert_eq!(find(&status, "ContainersReady").status, "False");
+        let container = &status.container_statuses.as_ref().expect("statuses")[0];
+        assert!(!container.ready);
+        assert_eq!(container.started, Some(true));
+    }
+
+    #[test]
+    fn deadline_exceeded_fails_the_pod() {
+        let app = report(RunState::Terminated(termination(137)), None, true);
+        let mut i = input(vec![("app", "i", &app)], &[]);
+        i.deadline_exceeded = true;
+        let status = pod_status(&i);
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
+        assert_eq!(
+            status.message.as_deref(),
+            Some("Pod was active on the node longer than the specified deadline")
         );
     }
 }

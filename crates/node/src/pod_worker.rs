@@ -15,7 +15,7 @@ use std::time::Duration;
 use herd_oci_fetch::Fetcher;
 use herd_wasm_runtime::Runtime;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodStatus};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::json;
@@ -24,11 +24,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::container_logs::{ContainerLogs, PodLogKey};
+use crate::container_resume::resumed_report;
 use crate::container_runner::{BACK_OFF_MAX, BACK_OFF_MIN, ContainerRunner, Report};
 use crate::container_spec::{PodFacts, RestartPolicy};
+use crate::crash_back_off::CrashBackOff;
 use crate::event_correlator::EventType;
 use crate::events::{EventRecorder, PodEvents};
-use crate::pod_status::{self, ContainerReport, RunState, StatusInput, Termination};
+use crate::pod_status::{
+    self, ContainerReport, RunState, StatusInput, init_failed, init_succeeded,
+};
 
 /// What every pod worker of this node shares.
 pub(crate) struct NodeContext {
@@ -39,7 +43,11 @@ pub(crate) struct NodeContext {
     pub events: EventRecorder,
     pub node_name: String,
     pub host_ip: IpAddr,
+    pub crash_back_off: CrashBackOff,
 }
+
+/// `terminationGracePeriodSeconds` when the pod does not say.
+const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
 /// How a pod worker ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +63,8 @@ pub(crate) enum WorkerOutcome {
 enum WorkerState {
     Start,
     Running,
+    /// `spec.activeDeadlineSeconds` ran out: kill the containers, fail the pod.
+    DeadlineExceeded,
     Terminating,
     Deleting,
     Stopping,
@@ -72,19 +82,33 @@ pub(crate) struct PodWorker {
     stop: CancellationToken,
     /// Cancelled to stop the containers (a child of `stop`).
     containers_stop: CancellationToken,
+    /// Cancelled to ask the containers to stop gracefully (the grace period began).
+    containers_drain: CancellationToken,
+    /// Init containers first (`init_count` of them), then the app containers.
     containers: Vec<ContainerSlot>,
+    init_count: usize,
+    facts: Option<PodFacts>,
+    /// Where runners report; dropped once every runner that will run has been started, so
+    /// `reports` ends when the last runner does.
+    reports_tx: Option<mpsc::UnboundedSender<Report>>,
     reports: Option<mpsc::UnboundedReceiver<Report>>,
+    /// When `spec.activeDeadlineSeconds` runs out.
+    deadline: Option<tokio::time::Instant>,
+    deadline_exceeded: bool,
     runners: JoinSet<()>,
     start_time: Timestamp,
     /// The status last written, to send only changes.
     sent: Option<PodStatus>,
 }
 
-/// A container's spec identity and latest report.
+/// A container's spec, its latest report and whether its runner was started.
 struct ContainerSlot {
     name: String,
     image: String,
+    container: Container,
+    restart_policy: RestartPolicy,
     report: ContainerReport,
+    spawned: bool,
 }
 
 impl PodWorker {
@@ -110,9 +134,15 @@ impl PodWorker {
             ip,
             key,
             containers_stop: stop.child_token(),
+            containers_drain: CancellationToken::new(),
             stop,
             containers: Vec::new(),
+            init_count: 0,
+            facts: None,
+            reports_tx: None,
             reports: None,
+            deadline: None,
+            deadline_exceeded: false,
             runners: JoinSet::new(),
             start_time,
             sent: None,
@@ -135,21 +165,22 @@ impl PodWorker {
         match state {
             WorkerState::Start => self.start(),
             WorkerState::Running => self.running().await,
+            WorkerState::DeadlineExceeded => {
+                tracing::info!(pod = %self.key.pod, namespace = %self.key.namespace, "pod exceeded its active deadline");
+                // Interrupted at once: a guest cannot be told to stop (WASI has no signals).
+                self.kill(Duration::ZERO).await;
+                self.deadline_exceeded = true;
+                self.publish_until_sent().await;
+                WorkerState::Done(WorkerOutcome::Finished)
+            }
             WorkerState::Terminating => {
-                for slot in &self.containers {
-                    if matches!(slot.report.state, RunState::Running { .. }) {
-                        let message = format!("Stopping container {}", slot.name);
-                        self.events
-                            .container(&slot.name, EventType::Normal, "Killing", message);
-                    }
-                }
-                self.containers_stop.cancel();
-                self.drain_reports().await;
+                self.kill(grace_period(&self.pod)).await;
                 self.publish(true).await;
                 WorkerState::Deleting
             }
             WorkerState::Deleting => self.delete().await,
             WorkerState::Stopping => {
+                self.reports_tx = None;
                 self.containers_stop.cancel();
                 self.drain_reports().await;
                 WorkerState::Done(WorkerOutcome::Stopped)
@@ -166,51 +197,163 @@ impl PodWorker {
             return WorkerState::Done(WorkerOutcome::Finished);
         };
         let restart_policy = RestartPolicy::parse(spec.restart_policy.as_deref());
-        let previous = self
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.clone())
-            .unwrap_or_default();
-        let facts = PodFacts {
+        // Init containers run to completion: retried on failure unless the pod never restarts.
+        let init_policy = match restart_policy {
+            RestartPolicy::Never => RestartPolicy::Never,
+            RestartPolicy::Always | RestartPolicy::OnFailure => RestartPolicy::OnFailure,
+        };
+        let status = self.pod.status.clone().unwrap_or_default();
+        let previous_init = status.init_container_statuses.unwrap_or_default();
+        let previous = status.container_statuses.unwrap_or_default();
+        let now = Timestamp::now();
+        let init = spec.init_containers.unwrap_or_default();
+        self.init_count = init.len();
+        let all = init
+            .into_iter()
+            .map(|c| (c, init_policy, &previous_init))
+            .chain(
+                spec.containers
+                    .into_iter()
+                    .map(|c| (c, restart_policy, &previous)),
+            );
+        for (container, policy, previous) in all {
+            let before = previous.iter().find(|s| s.name == container.name);
+            self.containers.push(ContainerSlot {
+                name: container.name.clone(),
+                image: container.image.clone().unwrap_or_default(),
+                report: resumed_report(before, policy, now),
+                restart_policy: policy,
+                container,
+                spawned: false,
+            });
+        }
+        self.facts = Some(PodFacts {
             name: self.key.pod.clone(),
             namespace: self.key.namespace.clone(),
             uid: self.key.uid.clone(),
             node_name: self.ctx.node_name.clone(),
             pod_ip: self.ip,
             host_ip: self.ctx.host_ip,
-        };
-        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-        for (index, container) in spec.containers.into_iter().enumerate() {
-            let before = previous.iter().find(|s| s.name == container.name);
-            let report = resumed_report(before, restart_policy, Timestamp::now());
-            self.containers.push(ContainerSlot {
-                name: container.name.clone(),
-                image: container.image.clone().unwrap_or_default(),
-                report: report.clone(),
+        });
+        self.deadline = spec
+            .active_deadline_seconds
+            .and_then(|seconds| u64::try_from(seconds).ok())
+            .map(|seconds| {
+                let active = now.duration_since(self.start_time).unsigned_abs();
+                tokio::time::Instant::now() + Duration::from_secs(seconds).saturating_sub(active)
             });
-            if report.finished {
-                continue;
-            }
-            let runner = ContainerRunner {
-                index,
-                container,
-                pod: facts.clone(),
-                restart_policy,
-                log_key: self.key.clone(),
-                logs: self.ctx.logs.clone(),
-                fetcher: self.ctx.fetcher.clone(),
-                runtime: self.ctx.runtime.clone(),
-                reports: reports_tx.clone(),
-                events: self.events.clone(),
-                stop: self.containers_stop.clone(),
-                report,
-            };
-            self.runners.spawn(runner.run());
-        }
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        self.reports_tx = Some(reports_tx);
         self.reports = Some(reports_rx);
+        self.advance();
         tracing::info!(pod = %self.key.pod, namespace = %self.key.namespace, ip = ?self.ip, "starting pod");
         WorkerState::Running
+    }
+
+    /// Starts the runners that may run now: the first init container not yet done, or once
+    /// all of them succeeded, every app container. Drops the report sender when no runner is
+    /// left to start.
+    fn advance(&mut self) {
+        if self.reports_tx.is_none() {
+            return;
+        }
+        for index in 0..self.init_count {
+            let Some(slot) = self.containers.get(index) else {
+                break;
+            };
+            if init_succeeded(&slot.report) {
+                continue;
+            }
+            if init_failed(&slot.report) {
+                self.reports_tx = None;
+            } else if !slot.spawned {
+                self.spawn(index);
+            }
+            return;
+        }
+        for index in self.init_count..self.containers.len() {
+            if self
+                .containers
+                .get(index)
+                .is_some_and(|slot| !slot.spawned && !slot.report.finished)
+            {
+                self.spawn(index);
+            }
+        }
+        self.reports_tx = None;
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let (Some(reports), Some(facts), Some(slot)) = (
+            self.reports_tx.clone(),
+            self.facts.clone(),
+            self.containers.get_mut(index),
+        ) else {
+            return;
+        };
+        slot.spawned = true;
+        let runner = ContainerRunner {
+            index,
+            container: slot.container.clone(),
+            pod: facts,
+            restart_policy: slot.restart_policy,
+            log_key: self.key.clone(),
+            logs: self.ctx.logs.clone(),
+            fetcher: self.ctx.fetcher.clone(),
+            runtime: self.ctx.runtime.clone(),
+            reports,
+            events: self.events.clone(),
+            stop: self.containers_stop.clone(),
+            drain: self.containers_drain.clone(),
+            crash_back_off: self.ctx.crash_back_off,
+            crash_delay: self.ctx.crash_back_off.base,
+            report: slot.report.clone(),
+        };
+        self.runners.spawn(runner.run());
+    }
+
+    /// Stops the containers: asks them to stop, waits up to `grace` for them to end, then
+    /// interrupts what still runs. A pod update that shortens `deletionGracePeriodSeconds`
+    /// (a forced delete) shortens the wait, as with the kubelet.
+    async fn kill(&mut self, grace: Duration) {
+        self.reports_tx = None;
+        for slot in &self.containers {
+            if matches!(slot.report.state, RunState::Running { .. }) {
+                let message = format!("Stopping container {}", slot.name);
+                self.events
+                    .container(&slot.name, EventType::Normal, "Killing", message);
+            }
+        }
+        self.containers_drain.cancel();
+        let began = tokio::time::Instant::now();
+        let mut until = began + grace;
+        let mut updates = self.updates.clone();
+        if let Some(reports) = self.reports.as_mut() {
+            loop {
+                tokio::select! {
+                    report = reports.recv() => match report {
+                        Some((index, report)) => {
+                            if let Some(slot) = self.containers.get_mut(index) {
+                                slot.report = report;
+                            }
+                        }
+                        None => break,
+                    },
+                    changed = updates.changed(), if updates.has_changed().is_ok() => {
+                        if changed.is_ok() {
+                            let pod = updates.borrow_and_update().clone();
+                            until = until.min(began + grace_period(&pod));
+                        }
+                    }
+                    () = tokio::time::sleep_until(until) => {
+                        tracing::info!(pod = %self.key.pod, namespace = %self.key.namespace, ?grace, "grace period over, interrupting the containers");
+                        break;
+                    }
+                }
+            }
+        }
+        self.containers_stop.cancel();
+        self.drain_reports().await;
     }
 
     async fn running(&mut self) -> WorkerState {
@@ -222,11 +365,19 @@ impl PodWorker {
                 false => std::future::pending().await,
             }
         };
+        let deadline = self.deadline;
+        let deadline = async move {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let Some(reports) = self.reports.as_mut() else {
             return WorkerState::Done(WorkerOutcome::Finished);
         };
         tokio::select! {
             () = self.stop.cancelled() => WorkerState::Stopping,
+            () = deadline => WorkerState::DeadlineExceeded,
             changed = self.updates.changed() => {
                 if changed.is_err() {
                     return WorkerState::Stopping;
@@ -265,6 +416,7 @@ impl PodWorker {
                 slot.report = report;
             }
         }
+        self.advance();
     }
 
     /// Collects reports until every runner has ended.
@@ -287,12 +439,13 @@ impl PodWorker {
             .or(self.pod.status.as_ref())
             .and_then(|s| s.conditions.as_ref())
             .unwrap_or(&no_conditions);
+        let (init, containers) = self
+            .containers
+            .split_at(self.init_count.min(self.containers.len()));
         pod_status::pod_status(&StatusInput {
-            containers: self
-                .containers
-                .iter()
-                .map(|c| (c.name.as_str(), c.image.as_str(), &c.report))
-                .collect(),
+            init_containers: view(init),
+            containers: view(containers),
+            deadline_exceeded: self.deadline_exceeded,
             terminating,
             pod_ip: self.ip.map(|ip| ip.to_string()),
             host_ip: self.ctx.host_ip.to_string(),
@@ -381,70 +534,26 @@ impl PodWorker {
     }
 }
 
-/// Where a container resumes when its pod is picked up again (after an agent restart), from
-/// the status the previous agent reported. A container that had ended for good stays ended;
-/// one that had started counts a restart. One that was running when the previous agent went
-/// away ended unseen: its last state says so (`Unknown`, exit code 255, finished `now`), as
-/// the kubelet reports a container lost with its node.
-pub(crate) fn resumed_report(
-    previous: Option<&ContainerStatus>,
-    policy: RestartPolicy,
-    now: Timestamp,
-) -> ContainerReport {
-    let Some(previous) = previous else {
-        return ContainerReport::created(0, None);
-    };
-    let state = previous.state.as_ref();
-    let terminated = state
-        .and_then(|s| s.terminated.as_ref())
-        .map(termination_from);
-    let last = previous
-        .last_state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .map(termination_from);
-    match terminated {
-        Some(ended) if !policy.restarts(ended.exit_code) => ContainerReport {
-            state: RunState::Terminated(ended),
-            last_termination: last,
-            restart_count: previous.restart_count,
-            image_id: Some(previous.image_id.clone()).filter(|id| !id.is_empty()),
-            finished: true,
-        },
-        Some(ended) => ContainerReport::created(previous.restart_count + 1, Some(ended)),
-        None => match state.and_then(|s| s.running.as_ref()) {
-            Some(running) => {
-                let lost = Termination {
-                    exit_code: LOST_EXIT_CODE,
-                    reason: "Unknown".to_owned(),
-                    message: None,
-                    started_at: running
-                        .started_at
-                        .as_ref()
-                        .map_or(Timestamp::UNIX_EPOCH, |time| time.0),
-                    finished_at: now,
-                    container_id: previous.container_id.clone().unwrap_or_default(),
-                };
-                ContainerReport::created(previous.restart_count + 1, Some(lost))
-            }
-            None => ContainerReport::created(previous.restart_count, last),
-        },
-    }
+/// `(name, image, report)` of each slot, as the status wants them.
+fn view(slots: &[ContainerSlot]) -> Vec<(&str, &str, &ContainerReport)> {
+    slots
+        .iter()
+        .map(|c| (c.name.as_str(), c.image.as_str(), &c.report))
+        .collect()
 }
 
-/// The exit code the kubelet reports for a container whose end it did not see.
-const LOST_EXIT_CODE: i32 = 255;
-
-fn termination_from(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Termination {
-    let epoch = Timestamp::UNIX_EPOCH;
-    Termination {
-        exit_code: t.exit_code,
-        reason: t.reason.clone().unwrap_or_default(),
-        message: t.message.clone(),
-        started_at: t.started_at.as_ref().map_or(epoch, |time| time.0),
-        finished_at: t.finished_at.as_ref().map_or(epoch, |time| time.0),
-        container_id: t.container_id.clone().unwrap_or_default(),
-    }
+/// How long a deleted pod's containers get to stop: `metadata.deletionGracePeriodSeconds`,
+/// else `spec.terminationGracePeriodSeconds`, else 30 s.
+pub(crate) fn grace_period(pod: &Pod) -> Duration {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .and_then(|seconds| u64::try_from(seconds).ok())
+        .map_or(DEFAULT_GRACE_PERIOD, Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -452,63 +561,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn now() -> Timestamp {
-        Timestamp::from_second(1_800_000_000).expect("time")
-    }
-
-    fn status(value: serde_json::Value) -> ContainerStatus {
-        serde_json::from_value(value).expect("valid ContainerStatus")
-    }
-
     #[test]
-    fn new_container_starts_fresh() {
-        let report = resumed_report(None, RestartPolicy::Always, now());
-        assert_eq!(report, ContainerReport::created(0, None));
-    }
-
-    #[test]
-    fn interrupted_run_counts_a_restart() {
-        let running = status(json!({
-            "name": "app", "image": "i", "imageID": "", "ready": true, "restartCount": 2,
-            "state": {"running": {"startedAt": "2025-01-01T00:00:00Z"}},
-            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}
-        }));
-        let report = resumed_report(Some(&running), RestartPolicy::Always, now());
-        assert_eq!(report.restart_count, 3);
-        let lost = report
-            .last_termination
-            .expect("the lost run is the last state");
-        assert_eq!((lost.exit_code, lost.reason.as_str()), (255, "Unknown"));
-        assert_eq!(lost.started_at.to_string(), "2025-01-01T00:00:00Z");
-        assert_eq!(lost.finished_at, now());
-        assert!(!report.finished);
-    }
-
-    #[test]
-    fn container_done_for_good_stays_done() {
-        let completed = status(json!({
-            "name": "app", "image": "i", "imageID": "reg/app@sha256:1", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "containerID": "wasmtime://u/app/0"}}
-        }));
-        let report = resumed_report(Some(&completed), RestartPolicy::OnFailure, now());
-        assert!(report.finished);
-        assert!(matches!(report.state, RunState::Terminated(ref t) if t.exit_code == 0));
-        assert_eq!(report.image_id.as_deref(), Some("reg/app@sha256:1"));
-
-        let again = resumed_report(Some(&completed), RestartPolicy::Always, now());
-        assert!(!again.finished);
-        assert_eq!(again.restart_count, 1);
-    }
-
-    #[test]
-    fn waiting_container_keeps_its_count() {
-        let waiting = status(json!({
-            "name": "app", "image": "i", "imageID": "", "ready": false, "restartCount": 4,
-            "state": {"waiting": {"reason": "CrashLoopBackOff"}}
-        }));
+    fn grace_period_from_deletion_then_spec_then_default() {
+        let pod = |value: serde_json::Value| -> Pod { serde_json::from_value(value).expect("pod") };
+        let spec = json!({"containers": [], "terminationGracePeriodSeconds": 5});
         assert_eq!(
-            resumed_report(Some(&waiting), RestartPolicy::Always, now()).restart_count,
-            4
+            grace_period(&pod(
+                json!({"metadata": {"deletionGracePeriodSeconds": 2}, "spec": spec})
+            )),
+            Duration::from_secs(2)
         );
+        assert_eq!(
+            grace_period(&pod(json!({"spec": spec}))),
+            Duration::from_secs(5)
+        );
+        assert_eq!(grace_period(&pod(json!({}))), Duration::from_secs(30));
     }
 }

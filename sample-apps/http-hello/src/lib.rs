@@ -1,7 +1,7 @@
 //! `http-hello` — a WASI preview 2 component exporting `wasi:http/incoming-handler` (the `wasi:http/proxy`
 //! world). The host owns the listener and calls `handle` once per request, in a fresh instance.
 //!
-//! Routes (everything else greets):
+//! Each request is logged to stdout as `GET <path> <status>`. Routes (everything else greets):
 //! - `/status/<code>` answers that status code (for probe demos: a liveness probe on `/status/500` fails);
 //! - `/ready` answers 200 when the file named by `READY_FILE` (default `/config/ready`) says `true`, else 503
 //!   (a readiness probe driven by a mounted ConfigMap);
@@ -28,6 +28,8 @@ impl wasi::exports::http::incoming_handler::Guest for HttpHello {
         let path_with_query = request.path_with_query();
         let path = path_only(path_with_query.as_deref());
         let (status, body) = route(path);
+        // An access log line on stdout, which the node agent keeps as the container's log.
+        println!("GET {path} {status}");
         // Nothing useful can be done if the host refuses the response; the host then answers 500 itself.
         let _ = respond(response_out, status, body.as_bytes());
     }

@@ -16,6 +16,10 @@ pub const NAMESPACES: &str = "/api/v1/namespaces";
 /// How long a pod may take to pull, compile and start (2 shared cores, cold wasmtime cache).
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The termination grace period of the test pods: a Wasm command cannot be signalled, so a deleted one
+/// that does not exit by itself runs out its grace period (30 s by default, as with the kubelet).
+pub const TEST_GRACE_SECONDS: i64 = 1;
+
 /// A `hello` pod: `args`, env `GREETING=hi`, the given restart policy.
 pub fn hello_pod(name: &str, image: &str, args: &[&str], restart_policy: &str) -> Value {
     json!({
@@ -24,6 +28,7 @@ pub fn hello_pod(name: &str, image: &str, args: &[&str], restart_policy: &str) -
         "metadata": {"name": name, "labels": {"app": "hello"}},
         "spec": {
             "restartPolicy": restart_policy,
+            "terminationGracePeriodSeconds": TEST_GRACE_SECONDS,
             "containers": [{
                 "name": "hello",
                 "image": image,
@@ -40,7 +45,10 @@ pub fn spin_pod(name: &str, image: &str) -> Value {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": "spin"}},
-        "spec": {"containers": [{"name": "spin", "image": image}]},
+        "spec": {
+            "terminationGracePeriodSeconds": TEST_GRACE_SECONDS,
+            "containers": [{"name": "spin", "image": image}],
+        },
     })
 }
 

@@ -1,0 +1,425 @@
+//! The node agent against a real control plane and registry: crash back-off, init containers,
+//! and an agent restarted on the same data dir picking its pod up again.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herd_control::{ControlConfig, ControlPlane};
+use herd_node::NodeConfig;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Cluster {
+    client: kube::Client,
+    registry: SocketAddr,
+    shutdown: CancellationToken,
+    plane: Option<ControlPlane>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cfg = ControlConfig::new(
+            dir.path().join("control"),
+            "127.0.0.1:0".parse().expect("addr"),
+        );
+        cfg.service_cidr = "127.251.0.0/24".parse().expect("cidr");
+        cfg.cluster_cidr = "127.252.0.0/16".parse().expect("cidr");
+        let shutdown = CancellationToken::new();
+        let plane = ControlPlane::start(cfg, shutdown.clone())
+            .await
+            .expect("control plane");
+        let config = kube::Config::new(format!("http://{}", plane.addr()).parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let registry = listener.local_addr().expect("addr");
+        tokio::spawn(herd_registry::serve(
+            listener,
+            dir.path().join("registry"),
+            shutdown.clone(),
+        ));
+        Self {
+            client,
+            registry,
+            shutdown,
+            plane: Some(plane),
+            dir,
+        }
+    }
+
+    /// Pushes a sample app, returning its image reference.
+    async fn push(&self, app: &str) -> String {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../../sample-apps/dist/{app}.wasm"));
+        let wasm = std::fs::read(&path).expect("sample app built");
+        let image = format!("{}/{app}:v1", self.registry);
+        herd_oci_fetch::push(&wasm, &image, &[])
+            .await
+            .expect("push");
+        image
+    }
+
+    fn node(&self, shutdown: &CancellationToken) -> JoinHandle<()> {
+        let mut cfg = NodeConfig::new("lifecycle-node", self.dir.path().join("node"));
+        cfg.crash_loop_back_off_base = Duration::from_millis(100);
+        cfg.lease_renew_interval = Duration::from_secs(1);
+        let (client, shutdown) = (self.client.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            herd_node::run(client, cfg, shutdown)
+                .await
+                .expect("node runs")
+        })
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    async fn create(&self, pod: Value) {
+        let pod: Pod = serde_json::from_value(pod).expect("pod");
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("created");
+    }
+
+    /// Polls the pod until `done` holds (as JSON), for at most `timeout`.
+    async fn wait(
+        &self,
+        name: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pod = self
+                .pods()
+                .get(name)
+                .await
+                .map(|p| serde_json::to_value(p).expect("json"));
+            if let Ok(pod) = &pod
+                && done(pod)
+            {
+                return pod.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {name}: {pod:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(plane) = self.plane.take() {
+            let _ = plane.wait().await;
+        }
+    }
+}
+
+fn pod(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": spec})
+}
+
+fn waiting(pod: &Value, index: usize) -> (String, String) {
+    let w = &pod["status"]["containerStatuses"][index]["state"]["waiting"];
+    (
+        w["reason"].as_str().unwrap_or_default().to_owned(),
+        w["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_back_off_doubles_and_keeps_the_last_state() {
+    let cluster = Cluster::start().await;
+    let image = cluster.push("hello").await;
+    let node_stop = CancellationToken::new();
+    let node = cluster.node(&node_stop);
+    cluster
+        .create(pod(
+            "crasher",
+            json!({"containers": [{"name": "c", "image": image, "args": ["--exit=3"]}]}),
+        ))
+        .await;
+    let mut delays: Vec<String> = Vec::new();
+    let pod = cluster
+        .wait("crasher", Duration::from_secs(60), |pod| {
+            let (reason, message) = waiting(pod, 0);
+            if reason == "CrashLoopBackOff" {
+                let delay = message
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                if delays.last() != Some(&delay) {
+                    delays.push(delay);
+                }
+            }
+            delays.len() >= 3
+        })
+        .await;
+    // A poll may miss a short delay; the ones seen are in order and never shrink.
+    let order = ["100ms", "200ms", "400ms", "800ms", "1.6s", "3.2s"];
+    let seen: Vec<usize> = delays
+        .iter()
+        .map(|d| order.iter().position(|o| o == d).expect("a doubling delay"))
+        .collect();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{delays:?}");
+    let (_, message) = waiting(&pod, 0);
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+    assert!(
+        message.ends_with(&format!(
+            "restarting failed container=c pod=crasher_default({uid})"
+        )),
+        "{message}"
+    );
+    let status = &pod["status"]["containerStatuses"][0];
+    assert!(
+        status["restartCount"].as_i64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+    let last = &status["lastState"]["terminated"];
+    assert_eq!(
+        (last["exitCode"].as_i64(), last["reason"].as_str()),
+        (Some(3), Some("Error"))
+    );
+    assert_eq!(pod["status"]["phase"], "Running");
+    node_stop.cancel();
+    node.await.expect("node task");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_in_order_before_the_app() {
+    let cluster = Cluster::start().await;
+    let image = cluster.push("hello").await;
+    let node_stop = CancellationToken::new();
+    let node = cluster.node(&node_stop);
+    cluster
+        .create(pod(
+            "staged",
+            json!({
+                "restartPolicy": "Never",
+                "initContainers": [
+                    {"name": "first", "image": image, "args": ["--sleep-ms=300"]},
+                    {"name": "second", "image": image},
+                ],
+                "containers": [{"name": "app", "image": image}],
+            }),
+        ))
+        .await;
+    let mut saw_initializing = false;
+    let pod = cluster
+        .wait("staged", Duration::from_secs(60), |pod| {
+            if waiting(pod, 0).0 == "PodInitializing" {
+                assert_eq!(pod["status"]["phase"], "Pending");
+                saw_initializing = true;
+            }
+            pod["status"]["phase"] == "Succeeded"
+        })
+        .await;
+    assert!(saw_initializing, "the app waited as PodInitializing");
+    let inits = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let term = |i: usize, field: &str| {
+        inits[i]["state"]["terminated"][field]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        (term(0, "reason"), term(1, "reason")),
+        ("Completed".into(), "Completed".into())
+    );
+    assert!(term(1, "startedAt") >= term(0, "finishedAt"), "{inits:?}");
+    let app = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert!(
+        app["startedAt"].as_str().unwrap_or_default() >= term(1, "finishedAt").as_str(),
+        "{pod}"
+    );
+    node_stop.cancel();
+    node.await.expect("node task");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_resumes_its_pod_with_the_restart_count() {
+    let cluster = Cluster::start().await;
+    let image = cluster.push("hello").await;
+    let first = CancellationToken::new();
+    let node = cluster.node(&first);
+    cluster
+        .create(pod(
+            "survivor",
+            json!({"containers": [{"name": "c", "image": image, "args": ["--sleep-ms=600000"]}]}),
+        ))
+        .await;
+    let running =
+        |pod: &Value| pod["status"]["containerStatuses"][0]["state"]["running"].is_object();
+    let before = cluster
+        .wait("survivor", Duration::from_secs(60), running)
+        .await;
+    first.cancel();
+    node.await.expect("first agent");
+
+    let second = CancellationToken::new();
+    let node = cluster.node(&second);
+    let after = cluster
+        .wait("survivor", Duration::from_secs(60), |pod| {
+            running(pod) && pod["status"]["containerStatuses"][0]["restartCount"] == 1
+        })
+        .await;
+    assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
+    let last = &after["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["reason"], "Unknown", "{last}");
+    // One log file per run, the first one kept.
+    let uid = after["metadata"]["uid"].as_str().unwrap_or_default();
+    let logs = cluster
+        .dir
+        .path()
+        .join(format!("node/pods/default_survivor_{uid}/c"));
+    let mut files: Vec<String> = std::fs::read_dir(&logs)
+        .expect("log dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["0.log", "1.log"]);
+    let first_log = std::fs::read_to_string(logs.join("0.log")).expect("first run's log");
+    assert!(first_log.contains("Hello from herd!"), "{first_log}");
+    second.cancel();
+    node.await.expect("second agent");
+    cluster.stop().await;
+}
+
+fn condition(pod: &Value, type_: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_restart_the_unhealthy_and_gate_readiness() {
+    let cluster = Cluster::start().await;
+    let image = cluster.push("http-hello").await;
+    let node_stop = CancellationToken::new();
+    let node = cluster.node(&node_stop);
+    let web = |probe: &str, check: Value| {
+        let mut container =
+            json!({"name": "web", "image": image, "ports": [{"containerPort": 8080}]});
+        container[probe] = check;
+        json!({"containers": [container]})
+    };
+    cluster
+        .create(pod("unhealthy", web("livenessProbe", json!({
+            "httpGet": {"path": "/status/500", "port": 8080}, "periodSeconds": 1, "failureThreshold": 2
+        }))))
+        .await;
+    cluster
+        .create(pod(
+            "unready",
+            web(
+                "readinessProbe",
+                json!({
+                    "httpGet": {"path": "/status/503", "port": 8080}, "periodSeconds": 1
+                }),
+            ),
+        ))
+        .await;
+    cluster
+        .create(pod("plain", web("readinessProbe", json!(null))))
+        .await;
+    let pod = cluster
+        .wait("unhealthy", Duration::from_secs(60), |pod| {
+            pod["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 1
+        })
+        .await;
+    let last = &pod["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+
+    let plain = cluster
+        .wait("plain", Duration::from_secs(30), |pod| {
+            condition(pod, "Ready") == "True"
+        })
+        .await;
+    assert_eq!(plain["status"]["containerStatuses"][0]["ready"], true);
+    // Probed three times by now, never ready, never restarted.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let unready = cluster
+        .wait("unready", Duration::from_secs(1), |_| true)
+        .await;
+    assert_eq!(unready["status"]["phase"], "Running", "{unready}");
+    assert_eq!(condition(&unready, "Ready"), "False");
+    assert_eq!(condition(&unready, "ContainersReady"), "False");
+    let status = &unready["status"]["containerStatuses"][0];
+    assert_eq!(
+        (status["ready"].as_bool(), status["restartCount"].as_i64()),
+        (Some(false), Some(0))
+    );
+    node_stop.cancel();
+    node.await.expect("node task");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_gets_its_grace_period() {
+    let cluster = Cluster::start().await;
+    let image = cluster.push("hello").await;
+    let node_stop = CancellationToken::new();
+    let node = cluster.node(&node_stop);
+    cluster
+        .create(pod(
+            "graceful",
+            json!({
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{"name": "c", "image": image, "args": ["--sleep-ms=600000"]}]
+            }),
+        ))
+        .await;
+    cluster
+        .wait("graceful", Duration::from_secs(60), |pod| {
+            pod["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        })
+        .await;
+    let began = tokio::time::Instant::now();
+    cluster
+        .pods()
+        .delete("graceful", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete");
+    loop {
+        match cluster.pods().get_opt("graceful").await.expect("get") {
+            None => break,
+            Some(_) => {
+                assert!(began.elapsed() < Duration::from_secs(15), "still there");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(1800),
+        "the grace period was not given: {took:?}"
+    );
+    node_stop.cancel();
+    node.await.expect("node task");
+    cluster.stop().await;
+}
