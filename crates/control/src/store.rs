@@ -202,7 +202,7 @@ impl Store {
     ///
     /// # Errors
     /// A database error, or an object that does not decode as `T`.
-    pub async fn list_as<T: serde::de::DeserializeOwned>(
+    pub async fn list_as<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         resource: &str,
     ) -> Result<(Vec<T>, i64), StoreError> {
@@ -216,11 +216,8 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
         tx.commit().await?;
-        let items = rows
-            .iter()
-            .map(|r| serde_json::from_str(r.get::<&str, _>(0)))
-            .collect::<Result<_, _>>()?;
-        Ok((items, rev))
+        let bodies: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+        Ok((decode_parallel(bodies).await?, rev))
     }
 
     /// Atomically reads an object, lets `decide` choose a mutation, and commits it.
@@ -338,9 +335,11 @@ impl Store {
             let mut rows: Vec<ChangeRow> = Vec::new();
             for item in items {
                 let key = (item.resource, item.namespace, item.name);
-                let current = view.get(&key).cloned().flatten();
-                let existed = current.is_some();
-                let previous = current.clone().map(Arc::new);
+                // The view holds shared values: the change's `previous` and the closure's copy are the only
+                // deep clone per item.
+                let previous = view.get(&key).cloned().flatten();
+                let existed = previous.is_some();
+                let current = previous.as_deref().cloned();
                 let (kind, mut object) = match (item.decide)(current) {
                     Mutation::Keep => {
                         changes.push(None);
@@ -360,6 +359,7 @@ impl Store {
                 rev += 1;
                 set_resource_version(&mut object, rev);
                 let body = serde_json::to_string(&object)?;
+                let object = Arc::new(object);
                 view.insert(
                     key.clone(),
                     (kind != EventType::Deleted).then(|| object.clone()),
@@ -379,7 +379,7 @@ impl Store {
                     namespace,
                     name,
                     kind,
-                    object: Arc::new(object),
+                    object,
                     previous,
                 })));
             }
@@ -575,8 +575,8 @@ struct ChangeRow {
 async fn read_many(
     tx: &mut Transaction<'_, Sqlite>,
     keys: Vec<ObjectKey>,
-) -> Result<std::collections::HashMap<ObjectKey, Option<Value>>, StoreError> {
-    let mut view: std::collections::HashMap<ObjectKey, Option<Value>> =
+) -> Result<std::collections::HashMap<ObjectKey, Option<Arc<Value>>>, StoreError> {
+    let mut view: std::collections::HashMap<ObjectKey, Option<Arc<Value>>> =
         keys.into_iter().map(|k| (k, None)).collect();
     let keys: Vec<ObjectKey> = view.keys().cloned().collect();
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
@@ -592,7 +592,7 @@ async fn read_many(
         );
         for row in q.build().fetch_all(&mut **tx).await? {
             let key = (row.get(0), row.get(1), row.get(2));
-            view.insert(key, Some(decode(row.get::<&str, _>(3))?));
+            view.insert(key, Some(Arc::new(decode(row.get::<&str, _>(3))?)));
         }
     }
     Ok(view)
@@ -652,6 +652,39 @@ async fn write_many(
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Decodes many documents on every core (blocking threads), keeping their order.
+async fn decode_parallel<T: serde::de::DeserializeOwned + Send + 'static>(
+    bodies: Vec<String>,
+) -> Result<Vec<T>, StoreError> {
+    const MIN_CHUNK: usize = 256;
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let chunk = bodies.len().div_ceil(threads).max(MIN_CHUNK);
+    let mut bodies = bodies;
+    let mut chunks = Vec::new();
+    while bodies.len() > chunk {
+        let rest = bodies.split_off(chunk);
+        chunks.push(std::mem::replace(&mut bodies, rest));
+    }
+    chunks.push(bodies);
+    let tasks: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            tokio::task::spawn_blocking(move || {
+                chunk
+                    .iter()
+                    .map(|b| serde_json::from_str::<T>(b))
+                    .collect::<Result<Vec<T>, _>>()
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        let decoded = task.await.map_err(|e| StoreError::Task(e.to_string()))??;
+        out.extend(decoded);
+    }
+    Ok(out)
 }
 
 fn decode(body: &str) -> Result<Value, StoreError> {

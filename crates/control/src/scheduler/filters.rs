@@ -92,7 +92,7 @@ fn spread(snap: &Snapshot, pod: &Pod, c: &TopologySpreadConstraint, eligible: &[
         }
     }
     for p in &snap.placed {
-        if p.namespace != ns || !label_selector_matches(&sel, &p.labels) {
+        if p.namespace != ns || !label_selector_matches(&sel, p.labels) {
             continue;
         }
         let domain = snap
@@ -136,12 +136,8 @@ impl<'p> Candidate<'p> {
                 } else {
                     snap.placed
                         .iter()
-                        .filter(|p| {
-                            namespaces
-                                .as_ref()
-                                .is_none_or(|n| n.contains(&p.namespace.as_str()))
-                        })
-                        .filter(|p| label_selector_matches(&sel, &p.labels))
+                        .filter(|p| namespaces.as_ref().is_none_or(|n| n.contains(&p.namespace)))
+                        .filter(|p| label_selector_matches(&sel, p.labels))
                         .filter_map(|p| snap.nodes.get(p.node)?.topology_value(&t.topology_key))
                         .map(str::to_string)
                         .collect()

@@ -146,7 +146,7 @@ fn event_subject(pod: &Pod) -> Value {
 }
 
 /// How many binds one store transaction carries at most.
-const BIND_BATCH: usize = 512;
+const BIND_BATCH: usize = 2048;
 
 /// One decided bind: the pod's namespace and name, the node, and the pod for its event.
 struct PendingBind {

@@ -119,11 +119,11 @@ fn effective_taints(node: &Node) -> Vec<Taint> {
     taints
 }
 
-/// A pod that occupies a node.
+/// A pod that occupies a node (borrowed from the pass's listing).
 #[derive(Debug, Clone)]
-pub(crate) struct PlacedPod {
-    pub namespace: String,
-    pub labels: BTreeMap<String, String>,
+pub(crate) struct PlacedPod<'a> {
+    pub namespace: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
     pub node: usize,
 }
 
@@ -161,7 +161,7 @@ static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 pub(crate) struct Snapshot<'a> {
     pub nodes: Vec<NodeState<'a>>,
     /// Non-terminal pods bound to a node of the snapshot.
-    pub placed: Vec<PlacedPod>,
+    pub placed: Vec<PlacedPod<'a>>,
     /// Controller owner uid → node index → pods of that owner there.
     owners: HashMap<String, HashMap<usize, i64>>,
     by_name: HashMap<&'a str, usize>,
@@ -177,7 +177,7 @@ pub(crate) fn controller_uid(pod: &Pod) -> Option<&str> {
 }
 
 impl<'a> Snapshot<'a> {
-    pub fn new<'p>(nodes: &'a [Node], pods: impl IntoIterator<Item = &'p Pod>) -> Self {
+    pub fn new(nodes: &'a [Node], pods: impl IntoIterator<Item = &'a Pod>) -> Self {
         let nodes: Vec<NodeState<'a>> = nodes
             .iter()
             .filter_map(|n| {
@@ -213,7 +213,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// Records `pod` as running on node `node` (after a bind, or for pods already bound).
-    pub fn assume(&mut self, pod: &Pod, node: usize) {
+    pub fn assume(&mut self, pod: &'a Pod, node: usize) {
         let Some(state) = self.nodes.get_mut(node) else {
             return;
         };
@@ -221,16 +221,15 @@ impl<'a> Snapshot<'a> {
         state.requested.add(req);
         state.requested_nonzero.add(nonzero);
         if let Some(uid) = controller_uid(pod) {
-            *self
-                .owners
-                .entry(uid.to_string())
-                .or_default()
-                .entry(node)
-                .or_default() += 1;
+            let per_node = match self.owners.get_mut(uid) {
+                Some(m) => m,
+                None => self.owners.entry(uid.to_string()).or_default(),
+            };
+            *per_node.entry(node).or_default() += 1;
         }
         self.placed.push(PlacedPod {
-            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            namespace: pod.metadata.namespace.as_deref().unwrap_or_default(),
+            labels: pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS),
             node,
         });
     }
