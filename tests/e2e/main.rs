@@ -17,6 +17,7 @@ mod logs;
 mod nodes;
 mod persistence;
 mod python_client;
+mod runtime;
 mod scheduler;
 mod services;
 mod status;

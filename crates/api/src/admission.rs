@@ -161,6 +161,13 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
         "Secret" => typed(obj, &mut causes, |sec: &mut Secret, c| {
             validation::validate_name(&sec.metadata, false, c);
             sec.type_.get_or_insert_with(|| "Opaque".into());
+            // As kube-apiserver: stringData is write-only, merged into data (winning over it) and dropped.
+            if let Some(strings) = sec.string_data.take() {
+                let data = sec.data.get_or_insert_with(Default::default);
+                for (key, value) in strings {
+                    data.insert(key, k8s_openapi::ByteString(value.into_bytes()));
+                }
+            }
         }),
         "Event" => named::<Event>(obj, &mut causes, |n| &n.metadata),
         "Lease" => named::<Lease>(obj, &mut causes, |n| &n.metadata),
@@ -482,6 +489,20 @@ mod tests {
 
     fn pods() -> &'static ResourceInfo {
         by_kind("v1", "Pod").expect("pods")
+    }
+
+    #[test]
+    fn secret_string_data_is_merged_into_data() {
+        let res = crate::resources::by_path("", "v1", "secrets").expect("secrets");
+        let out = admit(
+            res,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                   "data": {"a": "b2xk", "b": "Yg=="}, "stringData": {"a": "new"}}),
+        )
+        .expect("admitted");
+        assert_eq!(out["data"], json!({"a": "bmV3", "b": "Yg=="}));
+        assert!(out.get("stringData").is_none(), "{out}");
+        assert_eq!(out["type"], "Opaque");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::crash_back_off::{CrashBackOff, go_duration};
 use crate::event_correlator::EventType;
 use crate::events::{self, PodEvents};
 use crate::log_capture;
+use crate::pod_setup::PodSetup;
 use crate::pod_status::{ContainerReport, RunState, Termination};
 use crate::probes::{ContainerProbes, ProbeEvent, ProbeKind};
 
@@ -44,6 +45,8 @@ pub(crate) struct ContainerRunner {
     pub index: usize,
     pub container: Container,
     pub pod: PodFacts,
+    /// The pod's volumes, environment sources and sandbox policy.
+    pub setup: Arc<PodSetup>,
     pub restart_policy: RestartPolicy,
     pub log_key: PodLogKey,
     pub logs: ContainerLogs,
@@ -308,10 +311,14 @@ impl ContainerRunner {
     ) -> Step {
         let runtime = self.runtime.clone();
         let bytes = wasm.clone();
-        let loaded = match tokio::task::spawn_blocking(move || runtime.load(&bytes)).await {
-            Ok(loaded) => loaded.map_err(|e| e.to_string()),
-            Err(join) => Err(format!("loading the workload failed: {join}")),
-        };
+        let key = image_id.clone();
+        let loaded =
+            match tokio::task::spawn_blocking(move || runtime.load_cached(&bytes, &key)).await {
+                Ok(loaded) => loaded
+                    .map(|(workload, _)| workload)
+                    .map_err(|e| e.to_string()),
+                Err(join) => Err(format!("loading the workload failed: {join}")),
+            };
         match loaded {
             Ok(workload) => {
                 *cache = Some((image_id, workload));
@@ -332,12 +339,40 @@ impl ContainerRunner {
     /// The container cannot be created: `CreateContainerError`, retried after a back-off unless
     /// the pod never restarts its containers.
     fn create_error(&mut self, message: String, back_off: Duration, retry: Step) -> Step {
-        tracing::warn!(pod = %self.pod.name, container = %self.container.name, %message, "cannot create container");
+        self.cannot_start("CreateContainerError", message, back_off, retry)
+    }
+
+    /// The container cannot start (`reason` is the kubelet's waiting reason); retried after a
+    /// back-off unless the pod never restarts its containers. A pod whose volumes are not ready yet
+    /// waits for them whatever its restart policy, as the kubelet does.
+    fn cannot_start(
+        &mut self,
+        reason: &str,
+        message: String,
+        back_off: Duration,
+        retry: Step,
+    ) -> Step {
+        tracing::warn!(pod = %self.pod.name, container = %self.container.name, %reason, %message, "cannot start container");
+        if reason == "ContainerCreating" {
+            self.event(EventType::Warning, "FailedMount", message.clone());
+            self.send(RunState::waiting(reason, Some(message)));
+            return Step::RetryAfter {
+                back_off,
+                retry: Box::new(retry),
+            };
+        }
         self.event(EventType::Warning, "Failed", format!("Error: {message}"));
-        if self.restart_policy == RestartPolicy::Never {
+        if self.restart_policy == RestartPolicy::Never && reason == "CreateContainerError" {
             self.report.finished = true;
         }
-        self.send(RunState::waiting("CreateContainerError", Some(message)));
+        self.send(RunState::waiting(reason, Some(message)));
+        if reason == "CreateContainerConfigError" {
+            // The kubelet keeps retrying a config error (the ConfigMap may appear) whatever the policy.
+            return Step::RetryAfter {
+                back_off,
+                retry: Box::new(retry),
+            };
+        }
         match self.restart_policy {
             RestartPolicy::Never => Step::Done,
             _ => Step::RetryAfter {
@@ -386,16 +421,32 @@ impl ContainerRunner {
                 );
             }
         };
-        let env = container_spec::environment(&self.container, &self.pod);
-        let argv = container_spec::argv(&self.container, &env);
-        let spec = run_spec(
+        let setup = match self.setup.for_container(&self.container).await {
+            Ok(setup) => setup,
+            Err(not_ready) => {
+                drop(writing);
+                return self.cannot_start(
+                    not_ready.reason,
+                    not_ready.message,
+                    back_off,
+                    Step::Run {
+                        back_off: next_back_off(back_off),
+                    },
+                );
+            }
+        };
+        let argv = container_spec::argv(&self.container, &setup.env);
+        let mut spec = run_spec(
             argv,
-            env,
+            setup.env,
             output.stdout,
             output.stderr,
             http_listen,
             &self.drain,
         );
+        spec.limits = setup.limits;
+        spec.preopens = setup.preopens;
+        spec.network = setup.network;
         let container_id = format!(
             "wasmtime://{}/{}/{}",
             self.pod.uid, self.container.name, restart_count
@@ -540,9 +591,6 @@ impl ContainerRunner {
 /// The run of one container; the only place a `RunSpec` is built. `drain` begins a graceful
 /// stop (an HTTP proxy finishes its in-flight requests; modules and commands, which WASI gives
 /// no way to be told, run on until `stop` at the end of the grace period).
-///
-/// TODO(lead): set `limits`, `preopens` and `network` here when helper B's volumes and the
-/// resources land (`spec.limits = ...; spec.preopens = mounts...`).
 fn run_spec(
     argv: Vec<String>,
     env: Vec<(String, String)>,

@@ -38,6 +38,7 @@ mod log_capture;
 mod log_render;
 mod pod_agent;
 mod pod_env;
+mod pod_setup;
 mod pod_status;
 mod pod_volumes;
 mod pod_worker;
@@ -51,7 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herd_oci_fetch::Fetcher;
-use herd_wasm_runtime::{Runtime, RuntimeError};
+use herd_wasm_runtime::{Runtime, RuntimeConfig, RuntimeError};
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,7 @@ use crate::crash_back_off::CrashBackOff;
 use crate::events::EventRecorder;
 use crate::ip_pool::IpPool;
 use crate::pod_agent::PodAgent;
+use crate::pod_env::NodeAllocatable;
 use crate::pod_worker::NodeContext;
 use crate::registration::{HostInfo, NodeIdentity};
 
@@ -179,7 +181,11 @@ async fn run_agent(
     logs: ContainerLogs,
     shutdown: &CancellationToken,
 ) -> Result<(), NodeError> {
-    let runtime = tokio::task::spawn_blocking(Runtime::new)
+    // Compiled modules are cached on disk by image digest, so a second pod of an image starts at once.
+    let runtime_config = RuntimeConfig {
+        cache_dir: Some(cfg.data_dir.join("wasm-cache")),
+    };
+    let runtime = tokio::task::spawn_blocking(move || Runtime::with_config(runtime_config))
         .await
         .map_err(|e| RuntimeError::Engine(format!("runtime start-up panicked: {e}")))??;
     let fetcher = Fetcher::new(cfg.data_dir.clone(), cfg.insecure_registries.clone());
@@ -189,6 +195,11 @@ async fn run_agent(
         kubelet_port,
         host: HostInfo::read(),
         ready_since: Timestamp::now(),
+    };
+    let allocatable = NodeAllocatable {
+        cpu_millis: i64::try_from(identity.host.cpus).unwrap_or(1) * 1000,
+        memory_bytes: i64::try_from(identity.host.memory_kib).unwrap_or(0) * 1024,
+        ephemeral_storage_bytes: 0,
     };
     if !register_with_retry(&client, &identity, shutdown).await {
         return Ok(());
@@ -215,6 +226,7 @@ async fn run_agent(
                 crash_back_off: CrashBackOff {
                     base: cfg.crash_loop_back_off_base,
                 },
+                allocatable,
             });
             PodAgent::new(ctx, IpPool::new(cidr), shutdown.clone())
                 .run()

@@ -6,9 +6,6 @@
 //! [`ConfigObjects::fetch_for_container`] is the thin part that GETs them through the API.
 //! Errors read like the kubelet's `CreateContainerConfigError` messages.
 
-// TODO(lead): drop once the container runner calls `resolve_env`.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 

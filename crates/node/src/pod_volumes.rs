@@ -7,9 +7,6 @@
 //! The file work is plain functions over fetched objects ([`PodVolumes::prepare_with`],
 //! [`PodVolumes::refresh`]); [`PodVolumes::prepare`] and the updater only add the API GETs.
 
-// TODO(lead): drop once the pod worker calls `PodVolumes`.
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};

@@ -30,6 +30,8 @@ use crate::container_spec::{PodFacts, RestartPolicy};
 use crate::crash_back_off::CrashBackOff;
 use crate::event_correlator::EventType;
 use crate::events::{EventRecorder, PodEvents};
+use crate::pod_env::NodeAllocatable;
+use crate::pod_setup::PodSetup;
 use crate::pod_status::{
     self, ContainerReport, RunState, StatusInput, init_failed, init_succeeded,
 };
@@ -44,6 +46,8 @@ pub(crate) struct NodeContext {
     pub node_name: String,
     pub host_ip: IpAddr,
     pub crash_back_off: CrashBackOff,
+    /// What `resourceFieldRef`s report for unset limits.
+    pub allocatable: NodeAllocatable,
 }
 
 /// `terminationGracePeriodSeconds` when the pod does not say.
@@ -88,6 +92,8 @@ pub(crate) struct PodWorker {
     containers: Vec<ContainerSlot>,
     init_count: usize,
     facts: Option<PodFacts>,
+    /// Volumes, environment and policy the containers share (from `start`).
+    setup: Option<Arc<PodSetup>>,
     /// Where runners report; dropped once every runner that will run has been started, so
     /// `reports` ends when the last runner does.
     reports_tx: Option<mpsc::UnboundedSender<Report>>,
@@ -139,6 +145,7 @@ impl PodWorker {
             containers: Vec::new(),
             init_count: 0,
             facts: None,
+            setup: None,
             reports_tx: None,
             reports: None,
             deadline: None,
@@ -180,6 +187,9 @@ impl PodWorker {
             }
             WorkerState::Deleting => self.delete().await,
             WorkerState::Stopping => {
+                if let Some(setup) = &self.setup {
+                    setup.detach();
+                }
                 self.reports_tx = None;
                 self.containers_stop.cancel();
                 self.drain_reports().await;
@@ -227,13 +237,19 @@ impl PodWorker {
                 spawned: false,
             });
         }
+        self.setup = Some(Arc::new(PodSetup::new(
+            self.ctx.client.clone(),
+            self.pod.clone(),
+            self.ctx.logs.pod_dir(&self.key),
+            self.ip,
+            self.ctx.host_ip,
+            self.ctx.allocatable,
+        )));
         self.facts = Some(PodFacts {
             name: self.key.pod.clone(),
             namespace: self.key.namespace.clone(),
             uid: self.key.uid.clone(),
-            node_name: self.ctx.node_name.clone(),
             pod_ip: self.ip,
-            host_ip: self.ctx.host_ip,
         });
         self.deadline = spec
             .active_deadline_seconds
@@ -284,9 +300,10 @@ impl PodWorker {
     }
 
     fn spawn(&mut self, index: usize) {
-        let (Some(reports), Some(facts), Some(slot)) = (
+        let (Some(reports), Some(facts), Some(setup), Some(slot)) = (
             self.reports_tx.clone(),
             self.facts.clone(),
+            self.setup.clone(),
             self.containers.get_mut(index),
         ) else {
             return;
@@ -296,6 +313,7 @@ impl PodWorker {
             index,
             container: slot.container.clone(),
             pod: facts,
+            setup,
             restart_policy: slot.restart_policy,
             log_key: self.key.clone(),
             logs: self.ctx.logs.clone(),
@@ -527,6 +545,9 @@ impl PodWorker {
             back_off = (back_off * 2).min(Duration::from_secs(30));
         }
         tracing::info!(pod = %self.key.pod, namespace = %self.key.namespace, "pod deleted");
+        if let Some(setup) = &self.setup {
+            setup.remove().await;
+        }
         if let Err(error) = self.ctx.logs.remove_pod(&self.key).await {
             tracing::warn!(pod = %self.key.pod, %error, "removing the pod's logs failed");
         }

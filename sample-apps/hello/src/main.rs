@@ -5,7 +5,9 @@
 //! `--exit=N` exits with status N (to fail on purpose for restart-policy demos), `--sleep-ms=N` sleeps
 //! N milliseconds before exiting, and `--fail-until-unix-ms=T` exits with status 1 (after the sleep) while
 //! the wall clock is before T, Unix time in milliseconds, and behaves as without it from then on (to show
-//! a Job's retries). Any other argument is only printed.
+//! a Job's retries). `--alloc-mib=N` first allocates and touches N MiB, one MiB at a time, printing how far it
+//! got (a memory hog for limit demos: under a smaller `limits.memory` it never finishes). Any other argument
+//! is only printed.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -18,6 +20,8 @@ struct Options {
     sleep: Duration,
     /// Fail (status 1) while the wall clock is before this, in Unix milliseconds.
     fail_until_unix_ms: Option<u64>,
+    /// MiB to allocate and touch before anything else.
+    alloc_mib: u32,
 }
 
 impl Options {
@@ -47,6 +51,10 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 format!("--fail-until-unix-ms wants Unix milliseconds, got {value:?}")
             })?;
             options.fail_until_unix_ms = Some(ms);
+        } else if let Some(value) = arg.strip_prefix("--alloc-mib=") {
+            options.alloc_mib = value
+                .parse()
+                .map_err(|_| format!("--alloc-mib wants a number of MiB, got {value:?}"))?;
         }
     }
     Ok(options)
@@ -74,6 +82,7 @@ fn main() -> ExitCode {
 
     match parse_options(&args) {
         Ok(options) => {
+            hog(options.alloc_mib);
             std::thread::sleep(options.sleep);
             let now_unix_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -91,6 +100,18 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Allocates and touches `mib` MiB, reporting each 16 MiB (the memory is kept until exit).
+fn hog(mib: u32) {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    for i in 1..=mib {
+        held.push(vec![1u8; 1 << 20]);
+        if i % 16 == 0 || i == mib {
+            println!("allocated {i} MiB");
+        }
+    }
+    std::hint::black_box(&held);
 }
 
 #[cfg(test)]
@@ -112,13 +133,19 @@ mod tests {
 
     #[test]
     fn flags_set_exit_code_and_sleep() {
-        let options = parse_options(&strings(&["a", "--exit=7", "--sleep-ms=250"]));
+        let options = parse_options(&strings(&[
+            "a",
+            "--exit=7",
+            "--sleep-ms=250",
+            "--alloc-mib=3",
+        ]));
         assert_eq!(
             options,
             Ok(Options {
                 exit_code: 7,
                 sleep: Duration::from_millis(250),
                 fail_until_unix_ms: None,
+                alloc_mib: 3,
             })
         );
         assert_eq!(parse_options(&strings(&["plain"])), Ok(Options::default()));
@@ -131,6 +158,7 @@ mod tests {
         assert!(parse_options(&strings(&["--sleep-ms=-1"])).is_err());
         assert!(parse_options(&strings(&["--fail-until-unix-ms=soon"])).is_err());
         assert!(parse_options(&strings(&["--fail-until-unix-ms=-5"])).is_err());
+        assert!(parse_options(&strings(&["--alloc-mib=lots"])).is_err());
     }
 
     #[test]

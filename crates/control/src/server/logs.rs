@@ -20,17 +20,19 @@ pub async fn proxy(
     let nodes = resources::by_path("", "v1", "nodes")
         .ok_or_else(|| ApiError::Internal("no nodes".into()))?;
     let pod = state.objects.get(pods, Some(ns), name).await?;
-    let containers: Vec<String> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.get("name")?.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = |field: &str| -> Vec<String> {
+        pod.pointer(field)
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c.get("name")?.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (containers, init) = (names("/spec/containers"), names("/spec/initContainers"));
     let container = match params.get("container") {
-        Some(c) if containers.contains(c) => c.clone(),
+        Some(c) if containers.contains(c) || init.contains(c) => c.clone(),
         Some(c) => {
             return Err(ApiError::BadRequest(format!(
                 "container {c} is not valid for pod {name}"
@@ -38,10 +40,17 @@ pub async fn proxy(
         }
         None if containers.len() == 1 => containers[0].clone(),
         None => {
-            return Err(ApiError::BadRequest(format!(
+            let mut message = format!(
                 "a container name must be specified for pod {name}, choose one of: [{}]",
                 containers.join(" ")
-            )));
+            );
+            if !init.is_empty() {
+                message.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init.join(" ")
+                ));
+            }
+            return Err(ApiError::BadRequest(message));
         }
     };
     let node_name = pod

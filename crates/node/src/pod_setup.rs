@@ -1,0 +1,240 @@
+//! What a pod's containers share on this node, set up once per pod: its volumes (materialised on first
+//! use, kept fresh by an updater, removed with the pod), the facts its environment is resolved from, and
+//! the sandbox's network policy. Each container runner asks it for its environment, mounts and limits.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herd_api::quantity;
+use herd_wasm_runtime::{IpNet, Limits, NetworkPolicy, Outbound, Preopen};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::Client;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::pod_env::{ConfigObjects, EnvFacts, NodeAllocatable, resolve_env};
+use crate::pod_volumes::PodVolumes;
+
+/// The annotation a pod author restricts outbound connections with: `none`, `all` (the default) or a
+/// comma-separated list of CIDRs the pod may connect to.
+pub(crate) const EGRESS_ANNOTATION: &str = "herd.dev/egress";
+
+/// How often ConfigMap and Secret volumes are compared with the API.
+const VOLUME_REFRESH: Duration = Duration::from_secs(1);
+
+pub(crate) struct PodSetup {
+    client: Client,
+    pod: Pod,
+    pod_dir: PathBuf,
+    facts: EnvFacts,
+    volumes: OnceCell<Arc<PodVolumes>>,
+    /// Stops the volume updater.
+    updater: CancellationToken,
+}
+
+/// Why a container cannot start yet: the kubelet's waiting reason and the message.
+pub(crate) struct NotReady {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl PodSetup {
+    pub fn new(
+        client: Client,
+        pod: Pod,
+        pod_dir: PathBuf,
+        pod_ip: Option<IpAddr>,
+        host_ip: IpAddr,
+        allocatable: NodeAllocatable,
+    ) -> Self {
+        Self {
+            client,
+            pod,
+            pod_dir,
+            facts: EnvFacts {
+                pod_ips: pod_ip.into_iter().collect(),
+                host_ip,
+                allocatable,
+            },
+            volumes: OnceCell::new(),
+            updater: CancellationToken::new(),
+        }
+    }
+
+    fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// The pod's volumes, materialised on the first call (then kept up to date in the background).
+    async fn volumes(&self) -> Result<&Arc<PodVolumes>, NotReady> {
+        self.volumes
+            .get_or_try_init(|| async {
+                let volumes = PodVolumes::prepare(&self.client, &self.pod, &self.pod_dir)
+                    .await
+                    .map_err(|e| NotReady {
+                        reason: "ContainerCreating",
+                        message: e.to_string(),
+                    })?;
+                if volumes.has_projected() {
+                    volumes.spawn_updater(
+                        self.client.clone(),
+                        VOLUME_REFRESH,
+                        self.updater.child_token(),
+                    );
+                }
+                Ok(Arc::new(volumes))
+            })
+            .await
+    }
+
+    /// Everything a run of `container` needs from the pod: its environment, its mounts as preopened
+    /// directories, its resource limits and the network policy.
+    pub async fn for_container(&self, container: &Container) -> Result<ContainerSetup, NotReady> {
+        let volumes = self.volumes().await?;
+        let config_error = |message: String| NotReady {
+            reason: "CreateContainerConfigError",
+            message,
+        };
+        let objects = ConfigObjects::fetch_for_container(&self.client, self.namespace(), container)
+            .await
+            .map_err(|e| config_error(e.to_string()))?;
+        let env = resolve_env(container, &self.pod, &self.facts, &objects)
+            .map_err(|e| config_error(e.to_string()))?;
+        let preopens = volumes
+            .mounts(container)
+            .map_err(|e| config_error(e.to_string()))?
+            .into_iter()
+            .map(|m| Preopen {
+                host: m.host,
+                guest: m.guest,
+                read_only: m.read_only,
+            })
+            .collect();
+        let outbound = egress(&self.pod).map_err(config_error)?;
+        Ok(ContainerSetup {
+            env,
+            preopens,
+            limits: limits(container),
+            network: NetworkPolicy {
+                bind_ip: self.facts.pod_ips.first().copied(),
+                outbound,
+            },
+        })
+    }
+
+    /// The pod is gone: stops the updater and removes its volumes (emptyDirs and projected files).
+    pub async fn remove(&self) {
+        self.updater.cancel();
+        if let Some(volumes) = self.volumes.get()
+            && let Err(e) = volumes.remove().await
+        {
+            tracing::warn!(error = %e, "could not remove the pod's volumes");
+        }
+    }
+
+    /// The agent stops (the pod lives on): stops the updater, keeps the volumes.
+    pub fn detach(&self) {
+        self.updater.cancel();
+    }
+}
+
+pub(crate) struct ContainerSetup {
+    pub env: Vec<(String, String)>,
+    pub preopens: Vec<Preopen>,
+    pub limits: Limits,
+    pub network: NetworkPolicy,
+}
+
+/// `resources.limits` (else requests are not limits: a container without limits is not limited).
+fn limits(container: &Container) -> Limits {
+    let get = |name: &str| {
+        container
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get(name))
+            .map(|q| q.0.as_str())
+    };
+    Limits {
+        memory_bytes: get("memory")
+            .and_then(quantity::value)
+            .and_then(|v| u64::try_from(v).ok()),
+        cpu_millis: get("cpu")
+            .and_then(quantity::cpu_millis)
+            .and_then(|v| u64::try_from(v).ok()),
+    }
+}
+
+/// The pod's outbound policy from [`EGRESS_ANNOTATION`].
+fn egress(pod: &Pod) -> Result<Outbound, String> {
+    let value = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(EGRESS_ANNOTATION))
+        .map(|v| v.trim());
+    match value {
+        None | Some("" | "all") => Ok(Outbound::Allow),
+        Some("none") => Ok(Outbound::Deny),
+        Some(list) => list
+            .split(',')
+            .map(|cidr| {
+                cidr.trim().parse::<IpNet>().map_err(|_| {
+                    format!(
+                        "annotation {EGRESS_ANNOTATION}: {cidr:?} is not a CIDR (use none, all or CIDRs separated by commas)"
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Outbound::Only),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(annotations: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p", "annotations": annotations}}))
+            .unwrap()
+    }
+
+    #[test]
+    fn egress_annotation_allows_all_none_or_listed_networks() {
+        assert!(matches!(egress(&pod(json!({}))), Ok(Outbound::Allow)));
+        assert!(matches!(
+            egress(&pod(json!({EGRESS_ANNOTATION: "all"}))),
+            Ok(Outbound::Allow)
+        ));
+        assert!(matches!(
+            egress(&pod(json!({EGRESS_ANNOTATION: "none"}))),
+            Ok(Outbound::Deny)
+        ));
+        match egress(&pod(json!({EGRESS_ANNOTATION: "10.0.0.0/8, 127.0.0.1/32"}))) {
+            Ok(Outbound::Only(nets)) => assert_eq!(
+                nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                ["10.0.0.0/8", "127.0.0.1/32"]
+            ),
+            _ => panic!("a CIDR list"),
+        }
+        let err = egress(&pod(json!({EGRESS_ANNOTATION: "internet"}))).err();
+        assert!(err.is_some_and(|e| e.contains("\"internet\" is not a CIDR")));
+    }
+
+    #[test]
+    fn limits_come_from_resource_limits_only() {
+        let c: Container = serde_json::from_value(json!({"name": "c", "resources": {
+            "limits": {"memory": "64Mi", "cpu": "250m"}, "requests": {"memory": "1Gi"}}}))
+        .unwrap();
+        let l = limits(&c);
+        assert_eq!((l.memory_bytes, l.cpu_millis), (Some(64 << 20), Some(250)));
+        let none: Container =
+            serde_json::from_value(json!({"name": "c", "resources": {"requests": {"cpu": "1"}}}))
+                .unwrap();
+        let l = limits(&none);
+        assert_eq!((l.memory_bytes, l.cpu_millis), (None, None));
+    }
+}
