@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herd_oci_fetch::{Fetcher, PullPolicy, Pulled};
-use herd_wasm_runtime::{Exit, RunSpec, Runtime, RuntimeError, Workload, WorkloadKind};
+use herd_wasm_runtime::{Exit, Output, RunSpec, Runtime, RuntimeError, Workload, WorkloadKind};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Container;
 use tokio::sync::mpsc;
@@ -34,8 +34,6 @@ const TRAP_EXIT_CODE: i32 = 134;
 const STOPPED_EXIT_CODE: i32 = 137;
 /// The exit code of a container that could not be started.
 const START_ERROR_EXIT_CODE: i32 = 128;
-/// How long a run's output may take to reach its log file after the guest is gone.
-const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A report from runner `index`.
 pub(crate) type Report = (usize, ContainerReport);
@@ -473,9 +471,7 @@ impl ContainerRunner {
         let exit = self.supervise(&workload, spec, http_listen, started).await;
         let finished_at = Timestamp::now();
         // Everything the guest wrote is in the log before the run is reported over.
-        if !capture.drained(LOG_DRAIN_TIMEOUT).await {
-            tracing::warn!(pod = %self.pod.name, container = %name, "the guest's output is still open after its run");
-        }
+        capture.finish();
         drop(writing);
         if let Err(error) = &exit {
             self.event(EventType::Warning, "Failed", format!("Error: {error}"));
@@ -594,8 +590,8 @@ impl ContainerRunner {
 fn run_spec(
     argv: Vec<String>,
     env: Vec<(String, String)>,
-    stdout: std::fs::File,
-    stderr: std::fs::File,
+    stdout: Output,
+    stderr: Output,
     http_listen: Option<std::net::SocketAddr>,
     drain: &CancellationToken,
 ) -> RunSpec {

@@ -1,111 +1,115 @@
 //! Captures a guest's stdout and stderr into its run's log file as CRI records, timestamped
-//! when read. The guest writes into OS pipes; one thread per pipe reads it, cuts the bytes
-//! into records and appends them to the file, whole records per write, so the two streams
-//! never tear each other's lines.
-//!
-//! The readers are plain threads, not tasks: the guest's writes block on a full pipe inside
-//! the async runtime, and a reader that needed a runtime worker could then never run.
+//! when written. The runtime hands each chunk the guest writes to an [`OutputSink`]; one sink
+//! per stream cuts the bytes into records and appends them to the file, whole records per
+//! write, so the two streams never tear each other's lines. No pipes and no threads: an idle
+//! pod costs nothing here, so a node can hold thousands.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use herd_wasm_runtime::{Output, OutputSink};
 use jiff::Timestamp;
-use tokio::sync::oneshot;
 
 use crate::cri_log::{LineSplitter, Stream};
 
-const READ_CHUNK: usize = 64 * 1024;
-
-/// The guest's ends of the pipes, to put into its `RunSpec`.
+/// The guest's output streams, to put into its `RunSpec`.
 pub(crate) struct GuestOutput {
-    pub stdout: File,
-    pub stderr: File,
+    pub stdout: Output,
+    pub stderr: Output,
 }
 
-/// The reader threads of one run.
+/// The two sinks of one run, to finish when the run is over.
 pub(crate) struct LogCapture {
-    done: Vec<oneshot::Receiver<()>>,
+    sinks: [Arc<CriSink>; 2],
+}
+
+/// One stream's records into the shared log file.
+struct CriSink {
+    log: Arc<Mutex<File>>,
+    state: Mutex<SinkState>,
+}
+
+struct SinkState {
+    splitter: LineSplitter,
+    records: Vec<u8>,
+    write_failed: bool,
+    stream: Stream,
 }
 
 /// Starts capturing into `log` (opened for appending).
 ///
 /// # Errors
 ///
-/// Creating a pipe or a thread failed.
+/// Never today; kept fallible for callers that treat capture set-up as part of starting.
 pub(crate) fn capture(log: File) -> io::Result<(GuestOutput, LogCapture)> {
     let log = Arc::new(Mutex::new(log));
-    let mut done = Vec::with_capacity(2);
-    let mut writers = Vec::with_capacity(2);
-    for stream in [Stream::Stdout, Stream::Stderr] {
-        let (reader, writer) = io::pipe()?;
-        let (finished, finished_rx) = oneshot::channel();
-        let log = log.clone();
-        std::thread::Builder::new()
-            .name(format!("log-{}", stream.as_str()))
-            .spawn(move || {
-                copy_records(reader, stream, &log);
-                let _ = finished.send(());
-            })?;
-        done.push(finished_rx);
-        writers.push(File::from(OwnedFd::from(writer)));
-    }
-    let stderr = writers
-        .pop()
-        .ok_or_else(|| io::Error::other("no stderr pipe"))?;
-    let stdout = writers
-        .pop()
-        .ok_or_else(|| io::Error::other("no stdout pipe"))?;
-    Ok((GuestOutput { stdout, stderr }, LogCapture { done }))
+    let sink = |stream| {
+        Arc::new(CriSink {
+            log: log.clone(),
+            state: Mutex::new(SinkState {
+                splitter: LineSplitter::new(stream),
+                records: Vec::new(),
+                write_failed: false,
+                stream,
+            }),
+        })
+    };
+    let (stdout, stderr) = (sink(Stream::Stdout), sink(Stream::Stderr));
+    let output = GuestOutput {
+        stdout: Output::Sink(stdout.clone()),
+        stderr: Output::Sink(stderr.clone()),
+    };
+    Ok((
+        output,
+        LogCapture {
+            sinks: [stdout, stderr],
+        },
+    ))
 }
 
 impl LogCapture {
-    /// Waits until every byte the guest wrote is in the log file: both pipes have reached
-    /// their end, which they do once every copy of the guest's ends is closed. `false` if that
-    /// took longer than `timeout` (the readers then finish on their own).
-    pub async fn drained(self, timeout: Duration) -> bool {
-        let all = futures::future::join_all(self.done);
-        tokio::time::timeout(timeout, all).await.is_ok()
+    /// The run is over: writes out what is left of an unterminated last line of each stream.
+    pub fn finish(self) {
+        for sink in &self.sinks {
+            sink.append(|state, now| {
+                let SinkState {
+                    splitter, records, ..
+                } = state;
+                splitter.finish(now, records);
+            });
+        }
     }
 }
 
-/// Reads `pipe` to its end, appending the records of `stream` to `log`.
-fn copy_records(mut pipe: impl Read, stream: Stream, log: &Mutex<File>) {
-    let mut splitter = LineSplitter::new(stream);
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut records = Vec::with_capacity(READ_CHUNK + 256);
-    let mut write_failed = false;
-    loop {
-        let n = match pipe.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => {
-                tracing::warn!(stream = stream.as_str(), %error, "reading the guest's output failed");
-                0
-            }
-        };
-        let now = Timestamp::now();
-        if n == 0 {
-            splitter.finish(now, &mut records);
-        } else {
-            splitter.push(&buf[..n], now, &mut records);
-        }
-        if !records.is_empty() {
-            let mut file = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            // Keep reading after a failed write, so the guest is never blocked on its output.
-            if let Err(error) = file.write_all(&records)
-                && !write_failed
-            {
-                write_failed = true;
-                tracing::warn!(stream = stream.as_str(), %error, "writing the container log failed");
-            }
-            records.clear();
-        }
-        if n == 0 {
+impl CriSink {
+    /// Lets `make` add records, then appends them to the file.
+    fn append(&self, make: impl FnOnce(&mut SinkState, Timestamp)) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        make(&mut state, Timestamp::now());
+        if state.records.is_empty() {
             return;
         }
+        let mut file = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        // A failed write is reported once; the guest is never held up by its log.
+        if let Err(error) = file.write_all(&state.records)
+            && !state.write_failed
+        {
+            state.write_failed = true;
+            tracing::warn!(stream = state.stream.as_str(), %error, "writing the container log failed");
+        }
+        state.records.clear();
+    }
+}
+
+impl OutputSink for CriSink {
+    fn write(&self, bytes: &[u8]) {
+        self.append(|state, now| {
+            let SinkState {
+                splitter, records, ..
+            } = state;
+            splitter.push(bytes, now, records);
+        });
     }
 }
 
@@ -114,8 +118,15 @@ mod tests {
     use super::*;
     use crate::cri_log::parse_record;
 
-    #[tokio::test]
-    async fn both_streams_become_records_and_nothing_is_lost() {
+    fn sink(output: &Output) -> &Arc<dyn OutputSink> {
+        match output {
+            Output::Sink(sink) => sink,
+            Output::File(_) => panic!("a sink"),
+        }
+    }
+
+    #[test]
+    fn both_streams_become_records_and_nothing_is_lost() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("0.log");
         let log = File::options()
@@ -123,18 +134,18 @@ mod tests {
             .append(true)
             .open(&path)
             .expect("open");
-        let (mut output, capture) = capture(log).expect("capture");
+        let (output, capture) = capture(log).expect("capture");
+        let (out, err) = (sink(&output.stdout).clone(), sink(&output.stderr).clone());
         let long = "y".repeat(100_000);
         let writer = std::thread::spawn(move || {
-            output.stdout.write_all(b"hello\nwor").expect("write");
-            output.stderr.write_all(b"oops\n").expect("write");
-            output.stdout.write_all(b"ld\n").expect("write");
-            // More than a pipe holds: the reader must keep up.
-            output.stdout.write_all(long.as_bytes()).expect("write");
-            output.stdout.write_all(b"\nbye").expect("write");
+            out.write(b"hello\nwor");
+            err.write(b"oops\n");
+            out.write(b"ld\n");
+            out.write(long.as_bytes());
+            out.write(b"\nbye");
         });
         writer.join().expect("writer");
-        assert!(capture.drained(Duration::from_secs(5)).await, "drained");
+        capture.finish();
 
         let text = std::fs::read(&path).expect("read");
         let records: Vec<_> = text
@@ -162,16 +173,5 @@ mod tests {
         assert_eq!(stderr, vec![&b"oops"[..]]);
         let last = records.iter().rfind(|r| r.stream == Stream::Stdout);
         assert!(last.is_some_and(|r| r.partial && r.content == b"bye"));
-    }
-
-    #[tokio::test]
-    async fn an_open_guest_end_keeps_the_capture_going() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = File::create(dir.path().join("0.log")).expect("open");
-        let (output, capture) = capture(log).expect("capture");
-        let kept = output.stdout.try_clone().expect("clone");
-        drop(output);
-        assert!(!capture.drained(Duration::from_millis(200)).await);
-        drop(kept);
     }
 }
