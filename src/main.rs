@@ -45,6 +45,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Every pod holds sockets and files: lift the soft open-files limit to the hard one, as Go programs
+    // (kubelet included) do at start-up. Failing to is not fatal.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     // Both rustls providers are linked (wasmtime-wasi-http wants ring, reqwest aws-lc-rs): pick one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

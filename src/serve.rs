@@ -24,9 +24,12 @@ pub struct ClusterArgs {
     /// Range Service cluster IPs are allocated from (loopback by default, so no root is needed).
     #[arg(long, default_value = "127.10.0.0/16")]
     service_cidr: IpNet,
-    /// Range node pod CIDRs (a /24 each) are carved from.
+    /// Range node pod CIDRs are carved from.
     #[arg(long, default_value = "127.64.0.0/10")]
     cluster_cidr: Ipv4Net,
+    /// Prefix length of each node's pod CIDR (kube-controller-manager's flag): 24 gives 254 pod IPs a node.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     /// How stale a node's Lease may get before the node is Ready=Unknown and tainted unreachable.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: Duration,
@@ -61,6 +64,9 @@ pub struct UpArgs {
     /// to 30 times this (5 min for the kubelet's 10 s) and resets after 10 min of running.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     crash_loop_back_off_base: Duration,
+    /// How many pods the node takes (the kubelet's flag); the node's pod CIDR must hold as many IPs.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -90,6 +96,9 @@ pub struct NodeArgs {
     /// to 30 times this (5 min for the kubelet's 10 s) and resets after 10 min of running.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     crash_loop_back_off_base: Duration,
+    /// How many pods the node takes (the kubelet's flag); the node's pod CIDR must hold as many IPs.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -127,6 +136,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         insecure_registries: args.insecure_registries,
         lease_renew_interval: args.lease_renew_interval,
         crash_loop_back_off_base: args.crash_loop_back_off_base,
+        max_pods: args.max_pods,
     };
     tasks.extend(spawn_node(client.clone(), node_cfg, &shutdown));
     wait_node_ready(&client, &node_name, &shutdown).await?;
@@ -166,6 +176,7 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         insecure_registries: args.insecure_registries,
         lease_renew_interval: args.lease_renew_interval,
         crash_loop_back_off_base: args.crash_loop_back_off_base,
+        max_pods: args.max_pods,
     };
     let tasks = spawn_node(client.clone(), cfg, &shutdown);
     wait_node_ready(&client, &args.name, &shutdown).await?;
@@ -180,6 +191,7 @@ async fn start_control(
     let mut cfg = herd_control::ControlConfig::new(args.data_dir.clone(), args.listen);
     cfg.service_cidr = args.service_cidr;
     cfg.cluster_cidr = args.cluster_cidr;
+    cfg.node_cidr_prefix = args.node_cidr_mask_size;
     cfg.node_lifecycle = herd_control::nodelifecycle::NodeLifecycleConfig {
         monitor_grace_period: args.node_monitor_grace_period,
         default_unreachable_toleration: Duration::from_secs(

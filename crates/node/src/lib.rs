@@ -80,6 +80,8 @@ pub struct NodeConfig {
     pub insecure_registries: Vec<String>,
     /// How often the Lease and the Ready heartbeat are renewed.
     pub lease_renew_interval: Duration,
+    /// How many pods the node takes (its `pods` capacity, as the kubelet's `--max-pods`).
+    pub max_pods: u32,
     /// The first delay before a crashed container is restarted (the kubelet's 10 s); it doubles
     /// up to 30 × this (5 min) and is forgotten after a run of 60 × this (10 min).
     pub crash_loop_back_off_base: Duration,
@@ -95,6 +97,7 @@ impl NodeConfig {
             kubelet_port: 0,
             insecure_registries: Vec::new(),
             lease_renew_interval: Duration::from_secs(10),
+            max_pods: registration::DEFAULT_MAX_PODS,
             crash_loop_back_off_base: Duration::from_secs(10),
         }
     }
@@ -195,6 +198,7 @@ async fn run_agent(
         kubelet_port,
         host: HostInfo::read(),
         ready_since: Timestamp::now(),
+        max_pods: cfg.max_pods,
     };
     let allocatable = NodeAllocatable {
         cpu_millis: i64::try_from(identity.host.cpus).unwrap_or(1) * 1000,

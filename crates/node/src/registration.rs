@@ -27,7 +27,8 @@ pub(crate) const ARCH: &str = "wasm32";
 pub(crate) const KUBELET_VERSION: &str = "v1.37.0-herd";
 const RUNTIME_VERSION: &str = "wasmtime://48.0.8";
 const OS_IMAGE: &str = "herd (wasmtime 48)";
-const MAX_PODS: &str = "110";
+/// The kubelet's default `--max-pods`.
+pub const DEFAULT_MAX_PODS: u32 = 110;
 const POD_CIDR_POLL: Duration = Duration::from_millis(200);
 
 /// What the node reports about its host; read once at start.
@@ -79,6 +80,8 @@ pub(crate) struct NodeIdentity {
     pub host: HostInfo,
     /// When this agent became ready: the Ready condition's transition time.
     pub ready_since: Timestamp,
+    /// The pods capacity the node reports (`--max-pods`).
+    pub max_pods: u32,
 }
 
 impl NodeIdentity {
@@ -111,7 +114,7 @@ impl NodeIdentity {
                 "memory".to_owned(),
                 Quantity(format!("{}Ki", self.host.memory_kib)),
             ),
-            ("pods".to_owned(), Quantity(MAX_PODS.to_owned())),
+            ("pods".to_owned(), Quantity(self.max_pods.to_string())),
         ]);
         NodeStatus {
             capacity: Some(resources.clone()),
@@ -274,6 +277,7 @@ mod tests {
                 machine_id: "m".into(),
             },
             ready_since: Timestamp::from_second(1_700_000_000).expect("time"),
+            max_pods: DEFAULT_MAX_PODS,
         }
     }
 
