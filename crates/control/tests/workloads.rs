@@ -3,48 +3,23 @@
 
 use std::time::{Duration, Instant};
 
-use herd_control::{ControlConfig, ControlPlane};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const NS: &str = "/api/v1/namespaces/default";
 const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
 const DAEMONSETS: &str = "/apis/apps/v1/namespaces/default/daemonsets";
 
-/// A control plane on a real loopback socket, like `tests/common`'s, with the Job back-off base chosen by
-/// the test (the default 10 s would make retries slow).
-struct Plane {
-    base: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-    plane: Option<ControlPlane>,
-    _dir: tempfile::TempDir,
-}
+mod common;
+use common::Plane;
 
 impl Plane {
-    async fn start() -> Self {
+    /// A plane whose Job back-off starts at 100 ms (the default 10 s would make retries slow).
+    async fn quick() -> Self {
         Self::with_job_backoff(Duration::from_millis(100)).await
     }
 
     async fn with_job_backoff(job_backoff_base: Duration) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
-        cfg.service_cidr = "127.250.0.0/24".parse().unwrap();
-        cfg.job_backoff_base = job_backoff_base;
-        let shutdown = CancellationToken::new();
-        let plane = ControlPlane::start(cfg, shutdown.clone()).await.unwrap();
-        Self {
-            base: format!("http://{}", plane.addr()),
-            http: reqwest::Client::new(),
-            shutdown,
-            plane: Some(plane),
-            _dir: dir,
-        }
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        self.plane.take().unwrap().wait().await.unwrap();
+        Self::start_with(|cfg| cfg.job_backoff_base = job_backoff_base).await
     }
 
     async fn send(
@@ -152,7 +127,7 @@ async fn tick() {
 
 #[tokio::test]
 async fn job_runs_completions_with_bounded_parallelism() {
-    let p = Plane::start().await;
+    let p = Plane::quick().await;
     p.post(
         JOBS,
         job("work", json!({"completions": 3, "parallelism": 2})),
@@ -209,7 +184,7 @@ async fn job_runs_completions_with_bounded_parallelism() {
 
 #[tokio::test]
 async fn failing_pods_are_retried_until_the_backoff_limit() {
-    let p = Plane::start().await;
+    let p = Plane::quick().await;
     p.post(JOBS, job("flaky", json!({"backoffLimit": 2}))).await;
     let selector = "job-name=flaky";
     let until = deadline();
@@ -238,7 +213,7 @@ async fn failing_pods_are_retried_until_the_backoff_limit() {
 
 #[tokio::test]
 async fn active_deadline_fails_the_job_and_removes_its_pods() {
-    let p = Plane::start().await;
+    let p = Plane::quick().await;
     let posted = Instant::now();
     p.post(JOBS, job("slow", json!({"activeDeadlineSeconds": 2})))
         .await;
@@ -263,7 +238,7 @@ async fn active_deadline_fails_the_job_and_removes_its_pods() {
 
 #[tokio::test]
 async fn finished_job_is_deleted_after_its_ttl() {
-    let p = Plane::start().await;
+    let p = Plane::quick().await;
     p.post(JOBS, job("once", json!({"ttlSecondsAfterFinished": 1})))
         .await;
     let until = deadline();
@@ -360,7 +335,7 @@ async fn failed_pods_are_replaced_after_a_doubling_back_off() {
 
 #[tokio::test]
 async fn time_based_deployment_checks_do_not_wait_for_the_resync() {
-    let p = Plane::start().await;
+    let p = Plane::quick().await;
     // No node: the pods stay Pending, so the rollout makes no progress and passes its deadline.
     let posted = Instant::now();
     p.post(
@@ -505,7 +480,7 @@ async fn ready_all(p: &Plane, pods: &std::collections::BTreeMap<String, Vec<Valu
 
 #[tokio::test]
 async fn daemonset_follows_nodes_and_rolls_its_template() {
-    let p = Plane::start().await;
+    let p = Plane::quick().await;
     add_node(
         &p,
         "n1",
@@ -612,7 +587,7 @@ async fn daemonset_follows_nodes_and_rolls_its_template() {
 
 #[tokio::test]
 async fn daemonset_surges_a_new_pod_before_removing_the_old_one() {
-    let p = Plane::start().await;
+    let p = Plane::quick().await;
     for n in ["n1", "n2", "n3"] {
         add_node(&p, n, json!([])).await;
     }

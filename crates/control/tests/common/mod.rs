@@ -14,9 +14,15 @@ pub struct Plane {
 
 impl Plane {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Plane::start`] with the configuration adjusted by `configure` first.
+    pub async fn start_with(configure: impl FnOnce(&mut ControlConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
         cfg.service_cidr = "127.250.0.0/24".parse().unwrap();
+        configure(&mut cfg);
         let shutdown = CancellationToken::new();
         let plane = ControlPlane::start(cfg, shutdown.clone()).await.unwrap();
         Self {
