@@ -1,6 +1,9 @@
 //! A control plane on a real loopback socket, shared by this crate's integration tests. Each test file adds
 //! the request helpers it needs in its own `impl Plane`.
 
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
 use herd_control::{ControlConfig, ControlPlane};
 use tokio_util::sync::CancellationToken;
 
