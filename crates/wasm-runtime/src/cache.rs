@@ -57,8 +57,9 @@ impl MemoryCache {
 /// The on-disk cache of one engine configuration.
 pub(crate) struct DiskCache {
     dir: PathBuf,
-    /// Hex of the engine's precompile compatibility hash: entries of another
-    /// wasmtime version or configuration have other names.
+    /// Hex of the engine's precompile compatibility hash (after its label,
+    /// if any): entries of another wasmtime version, configuration or engine
+    /// role have other names.
     engine_hash: String,
 }
 
@@ -66,13 +67,21 @@ pub(crate) struct DiskCache {
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl DiskCache {
-    pub(crate) fn open(dir: PathBuf, engine: &Engine) -> Result<Self, RuntimeError> {
+    /// The cache in `dir` for `engine`; `label` (empty for none) names the
+    /// engine's role in every entry, so two engines' entries never share a
+    /// name even if their compatibility hashes were equal.
+    pub(crate) fn open(dir: PathBuf, engine: &Engine, label: &str) -> Result<Self, RuntimeError> {
         std::fs::create_dir_all(&dir)?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        let hash = hasher.finish();
         Ok(Self {
             dir,
-            engine_hash: format!("{:016x}", hasher.finish()),
+            engine_hash: if label.is_empty() {
+                format!("{hash:016x}")
+            } else {
+                format!("{label}-{hash:016x}")
+            },
         })
     }
 

@@ -1,5 +1,7 @@
 //! Serving a `wasi:http/incoming-handler` component over HTTP/1.1: one fresh
-//! store and instance per request, like `wasmtime serve`.
+//! store and instance per request, like `wasmtime serve`. Instances come
+//! from the HTTP engine's pool ([`HttpPool`](crate::HttpPool)): a request
+//! that finds it full is answered `503 Service Unavailable` by the host.
 
 use std::convert::Infallible;
 use std::io;
@@ -17,6 +19,7 @@ use hyper::{Request, Response, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use wasmtime::PoolConcurrencyLimitError;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -72,6 +75,16 @@ impl Server {
                 addr: Some(addr),
                 source,
             })?;
+        // A pooled instance's memory cannot outgrow its slot: make the
+        // limiter refuse first, so that growth ends as `OutOfMemory`.
+        let slot = pre
+            .engine()
+            .get_pooling_config()
+            .map(|pool| u64::try_from(pool.get_max_memory_size()).unwrap_or(u64::MAX));
+        let env = match slot {
+            Some(slot) => env.with_memory_cap(slot),
+            None => env,
+        };
         let local = listener.local_addr().unwrap_or(addr);
         let default_host = HeaderValue::from_str(&local.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
@@ -188,6 +201,13 @@ impl Handler {
         match self.call_guest(req, stop).await {
             Ok(response) => response,
             Err(Failure::BadRequest(message)) => text_response(StatusCode::BAD_REQUEST, message),
+            Err(Failure::PoolExhausted(message)) => {
+                tracing::debug!(error = %message, "no instance slot free for an HTTP request");
+                text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service unavailable: too many requests in flight\n".into(),
+                )
+            }
             Err(Failure::Guest(message)) => {
                 tracing::warn!(error = %message, "HTTP guest failed to respond");
                 text_response(
@@ -249,6 +269,9 @@ impl Handler {
                     message
                 }
                 Ok((Ok(()), None)) => "guest returned without setting a response".to_owned(),
+                Ok((Err(e), None)) if e.is::<PoolConcurrencyLimitError>() => {
+                    return Err(Failure::PoolExhausted(describe(&e)));
+                }
                 Ok((Err(e), None)) => describe(&e),
                 Err(e) => format!("guest task failed: {e}"),
             })),
@@ -267,6 +290,8 @@ impl Handler {
 /// Why a request got no response from the guest.
 enum Failure {
     BadRequest(String),
+    /// The instance pool had no free slot for the request.
+    PoolExhausted(String),
     Guest(String),
 }
 

@@ -1,7 +1,9 @@
 //! herd's wasmtime embedding: the only crate in herd that knows wasmtime.
 //!
-//! A [`Runtime`] owns one wasmtime engine (async, epoch interruption) and a
-//! ticker thread that advances the epoch every 10 ms. [`Runtime::load`]
+//! A [`Runtime`] owns two wasmtime engines (async, epoch interruption) and a
+//! ticker thread that advances their epochs every 10 ms: one with on-demand
+//! instance allocation for modules and commands, one with a pooling
+//! allocator ([`HttpPool`]) for wasi-http proxies. [`Runtime::load`]
 //! compiles wasm once into a [`Workload`] of one of three kinds:
 //!
 //! - [`WorkloadKind::Module`]: a WASI preview 1 core module, run via `_start`;
@@ -35,11 +37,13 @@
 //! ```
 
 mod cache;
+mod detect;
 mod error;
 mod guest;
 mod http_proxy;
 mod limits;
 mod network;
+mod pooling;
 mod runtime;
 mod sinks;
 mod state;
@@ -50,6 +54,7 @@ pub use error::RuntimeError;
 pub use ipnet::IpNet;
 pub use limits::Limits;
 pub use network::{NetworkPolicy, Outbound};
+pub use pooling::HttpPool;
 pub use runtime::{Runtime, RuntimeConfig};
 pub use sinks::{Output, OutputSink};
 pub use state::Preopen;

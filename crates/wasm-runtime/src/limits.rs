@@ -14,10 +14,26 @@ pub struct Limits {
     /// Cap on every linear memory of the guest, in bytes. Tables are capped
     /// at one element per 8 bytes of it. Growing past it traps and the run
     /// ends [`Exit::OutOfMemory`](crate::Exit::OutOfMemory).
+    ///
+    /// For an HTTP proxy the cap is at most the memory slot of the runtime's
+    /// instance pool ([`HttpPool::memory_bytes`](crate::HttpPool::memory_bytes),
+    /// 256 MiB by default): a larger value, or none, is clamped to the slot,
+    /// so a request growing past the slot also ends the run
+    /// [`Exit::OutOfMemory`](crate::Exit::OutOfMemory).
     pub memory_bytes: Option<u64>,
     /// CPU share in Kubernetes millicores (1000 = one core). The guest runs
     /// at most `cpu_millis / 1000` of each period and waits otherwise.
     pub cpu_millis: Option<u64>,
+}
+
+impl Limits {
+    /// These limits with the memory cap lowered to at most `cap` bytes.
+    pub(crate) fn clamp_memory(self, cap: u64) -> Self {
+        Self {
+            memory_bytes: Some(self.memory_bytes.map_or(cap, |bytes| bytes.min(cap))),
+            ..self
+        }
+    }
 }
 
 /// Bytes of memory limit per table element allowed.
@@ -219,6 +235,17 @@ mod tests {
                 .is_ok_and(|ok| ok)
         );
         assert!(unlimited.refused().is_none());
+    }
+
+    #[test]
+    fn clamping_lowers_or_sets_the_memory_cap() {
+        let limits = |memory_bytes| Limits {
+            memory_bytes,
+            cpu_millis: Some(5),
+        };
+        assert_eq!(limits(None).clamp_memory(100), limits(Some(100)));
+        assert_eq!(limits(Some(500)).clamp_memory(100), limits(Some(100)));
+        assert_eq!(limits(Some(50)).clamp_memory(100), limits(Some(50)));
     }
 
     #[test]

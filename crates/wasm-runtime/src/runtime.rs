@@ -1,5 +1,12 @@
-//! The shared engine: configuration, linkers, the epoch ticker, and `load`
-//! (the one place where wasm is compiled).
+//! The engines: configuration, linkers, the epoch ticker, and `load` (the
+//! one place where wasm is compiled).
+//!
+//! A runtime has two engines sharing one epoch ticker: the default one, with
+//! the on-demand instance allocator, for modules and commands (long-running,
+//! possibly thousands per node, possibly with large memory limits), and the
+//! HTTP engine, with the pooling allocator ([`HttpPool`]), for wasi-http
+//! proxies, which instantiate once per request. Which engine compiles a
+//! component is decided before compiling, from its top-level exports.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +20,9 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cache::{CacheOutcome, DiskCache, MemoryCache};
+use crate::detect::{HTTP_HANDLER_0_2, Layer, binary_layer, exports_http_handler, to_binary};
 use crate::error::{RuntimeError, describe};
+use crate::pooling::HttpPool;
 use crate::state::{ComponentState, ModuleState};
 use crate::workload::{Compiled, Workload};
 
@@ -24,12 +33,14 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The prefix of every WASI 0.2.x `wasi:cli/run` export name.
 const CLI_RUN_0_2: &str = "wasi:cli/run@0.2.";
-/// The prefix of every WASI 0.2.x `wasi:http/incoming-handler` export name.
-const HTTP_HANDLER_0_2: &str = "wasi:http/incoming-handler@0.2.";
 
-/// The wasmtime engine the node agent runs every workload in.
+/// The disk-cache label of the HTTP engine's entries (the default engine's
+/// have none), on top of the engines' differing compatibility hashes.
+const HTTP_CACHE_LABEL: &str = "http";
+
+/// The wasmtime engines the node agent runs every workload in.
 ///
-/// Cloning is cheap: clones share one [`Engine`], its linkers and one epoch
+/// Cloning is cheap: clones share the engines, their linkers and one epoch
 /// ticker thread. The ticker stops once the last `Runtime` clone and the last
 /// [`Workload`] loaded from it are dropped.
 #[derive(Clone)]
@@ -39,12 +50,46 @@ pub struct Runtime {
 
 /// State shared by a runtime and every workload loaded from it.
 pub(crate) struct Shared {
-    pub(crate) engine: Engine,
+    /// On-demand allocation: modules and commands.
+    default: EngineSet,
+    /// Pooling allocation: wasi-http proxies.
+    http: EngineSet,
     module_linker: Linker<ModuleState>,
-    component_linker: ComponentLinker<ComponentState>,
-    disk_cache: Option<DiskCache>,
     memory_cache: MemoryCache,
     _ticker: Ticker,
+}
+
+/// An engine with its component linker and disk cache.
+struct EngineSet {
+    engine: Engine,
+    component_linker: ComponentLinker<ComponentState>,
+    disk_cache: Option<DiskCache>,
+}
+
+impl EngineSet {
+    fn new(
+        config: &Config,
+        cache_dir: Option<&PathBuf>,
+        cache_label: &str,
+    ) -> Result<Self, RuntimeError> {
+        let engine = Engine::new(config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        // One component linker serves both commands and HTTP proxies: all of
+        // WASI 0.2 plus wasi:http, so a command may make outbound requests too.
+        let mut component_linker = ComponentLinker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
+            .map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
+            .map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        let disk_cache = match cache_dir {
+            Some(dir) => Some(DiskCache::open(dir.clone(), &engine, cache_label)?),
+            None => None,
+        };
+        Ok(Self {
+            engine,
+            component_linker,
+            disk_cache,
+        })
+    }
 }
 
 /// How to set up a [`Runtime`].
@@ -56,9 +101,10 @@ pub struct RuntimeConfig {
 }
 
 impl Runtime {
-    /// Creates the engine (async, epoch interruption, Cranelift optimising
-    /// for speed, parallel compilation), the WASI linkers and the ticker
-    /// thread that advances the epoch every 10 ms.
+    /// Creates the engines (async, epoch interruption, Cranelift optimising
+    /// for speed, parallel compilation; the HTTP engine with the default
+    /// [`HttpPool`]), the WASI linkers and the ticker thread that advances
+    /// the epoch every 10 ms.
     ///
     /// # Errors
     ///
@@ -75,6 +121,20 @@ impl Runtime {
     /// As [`Runtime::new`]; [`RuntimeError::Io`] if the cache directory cannot
     /// be created.
     pub fn with_config(runtime_config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        Self::with_http_pool(runtime_config, HttpPool::default())
+    }
+
+    /// Like [`Runtime::with_config`], with the HTTP engine's instance pool
+    /// sized by `pool`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::with_config`]; [`RuntimeError::Engine`] also when the
+    /// pool cannot be reserved (e.g. not enough address space).
+    pub fn with_http_pool(
+        runtime_config: RuntimeConfig,
+        pool: HttpPool,
+    ) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         // Async support is implied by using the `*_async` APIs in wasmtime 48
         // (`Config::async_support` is deprecated and has no effect).
@@ -83,33 +143,23 @@ impl Runtime {
             .cranelift_opt_level(OptLevel::Speed)
             .parallel_compilation(true)
             .wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        let cache_dir = runtime_config.cache_dir.as_ref();
+        let default = EngineSet::new(&config, cache_dir, "")?;
+        pool.apply(&mut config);
+        let http = EngineSet::new(&config, cache_dir, HTTP_CACHE_LABEL)?;
 
-        let mut module_linker = Linker::new(&engine);
+        let mut module_linker = Linker::new(&default.engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |state: &mut ModuleState| {
             &mut state.wasi
         })
         .map_err(|e| RuntimeError::Engine(describe(&e)))?;
 
-        // One component linker serves both commands and HTTP proxies: all of
-        // WASI 0.2 plus wasi:http, so a command may make outbound requests too.
-        let mut component_linker = ComponentLinker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
-            .map_err(|e| RuntimeError::Engine(describe(&e)))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
-            .map_err(|e| RuntimeError::Engine(describe(&e)))?;
-
-        let disk_cache = match runtime_config.cache_dir {
-            Some(dir) => Some(DiskCache::open(dir, &engine)?),
-            None => None,
-        };
-        let ticker = Ticker::start(engine.clone())?;
+        let ticker = Ticker::start(vec![default.engine.clone(), http.engine.clone()])?;
         Ok(Self {
             inner: Arc::new(Shared {
-                engine,
+                default,
+                http,
                 module_linker,
-                component_linker,
-                disk_cache,
                 memory_cache: MemoryCache::default(),
                 _ticker: ticker,
             }),
@@ -122,7 +172,7 @@ impl Runtime {
     ///   [`WorkloadKind::Module`](crate::WorkloadKind::Module);
     /// - a component exporting `wasi:http/incoming-handler@0.2.x` is a
     ///   [`WorkloadKind::HttpProxy`](crate::WorkloadKind::HttpProxy) (even if
-    ///   it also exports `wasi:cli/run`);
+    ///   it also exports `wasi:cli/run`), compiled for the pooling engine;
     /// - a component exporting `wasi:cli/run@0.2.x` is a
     ///   [`WorkloadKind::Command`](crate::WorkloadKind::Command).
     ///
@@ -135,14 +185,16 @@ impl Runtime {
     /// no supported entry point; [`RuntimeError::Instantiate`] when the wasm
     /// imports something the host does not provide.
     pub fn load(&self, wasm: &[u8]) -> Result<Workload, RuntimeError> {
-        let compiled = self.link(compile(&self.inner.engine, wasm)?)?;
+        let (binary, layer, set) = self.classify(wasm)?;
+        let code = compile(&set.engine, &binary, layer)?;
+        let compiled = self.link(code, set)?;
         Ok(Workload::new(self.inner.clone(), compiled))
     }
 
     /// Like [`Runtime::load`], but reuses compiled code: `key` names the
     /// wasm (the caller's image digest). A key loaded before by this runtime
     /// is returned at once ([`CacheOutcome::FromMemory`]); otherwise, with a
-    /// cache directory, a valid entry for the key and this engine's
+    /// cache directory, a valid entry for the key and the chosen engine's
     /// configuration is mapped from disk ([`CacheOutcome::FromDisk`]);
     /// otherwise the wasm is compiled and the entry (re)written
     /// ([`CacheOutcome::Compiled`]). A corrupt entry is removed and rebuilt.
@@ -162,31 +214,47 @@ impl Runtime {
                 CacheOutcome::FromMemory,
             ));
         }
-        let engine = &self.inner.engine;
-        let (code, outcome) = match self
-            .inner
+        let (binary, layer, set) = self.classify(wasm)?;
+        let (code, outcome) = match set
             .disk_cache
             .as_ref()
-            .and_then(|d| d.get(engine, key))
+            .and_then(|d| d.get(&set.engine, key))
         {
             Some(code) => (code, CacheOutcome::FromDisk),
             None => {
-                let code = compile(engine, wasm)?;
-                if let Some(disk) = &self.inner.disk_cache {
+                let code = compile(&set.engine, &binary, layer)?;
+                if let Some(disk) = &set.disk_cache {
                     disk.put(key, &code);
                 }
                 (code, CacheOutcome::Compiled)
             }
         };
-        let compiled = self.link(code)?;
+        let compiled = self.link(code, set)?;
         self.inner.memory_cache.insert(key, compiled.clone());
         Ok((Workload::new(self.inner.clone(), compiled), outcome))
     }
 
-    fn link(&self, code: Code) -> Result<Compiled, RuntimeError> {
+    /// The binary form of `wasm`, its layer, and the engine that must
+    /// compile it: the HTTP (pooling) engine for a component exporting a
+    /// wasi-http handler, the default engine otherwise.
+    fn classify<'w>(
+        &self,
+        wasm: &'w [u8],
+    ) -> Result<(std::borrow::Cow<'w, [u8]>, Layer, &EngineSet), RuntimeError> {
+        let binary = to_binary(wasm)?;
+        let layer = binary_layer(&binary)?;
+        let set = if layer == Layer::Component && exports_http_handler(&binary) {
+            &self.inner.http
+        } else {
+            &self.inner.default
+        };
+        Ok((binary, layer, set))
+    }
+
+    fn link(&self, code: Code, set: &EngineSet) -> Result<Compiled, RuntimeError> {
         match code {
             Code::Module(module) => self.link_module(&module),
-            Code::Component(component) => self.link_component(&component),
+            Code::Component(component) => link_component(&component, set),
         }
     }
 
@@ -209,46 +277,45 @@ impl Runtime {
             .map_err(|e| RuntimeError::Instantiate(describe(&e)))?;
         Ok(Compiled::Module(pre))
     }
+}
 
-    fn link_component(&self, component: &Component) -> Result<Compiled, RuntimeError> {
-        let engine = &self.inner.engine;
-        let exports: Vec<String> = component
-            .component_type()
-            .exports(engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        let exports_http = exports.iter().any(|n| n.starts_with(HTTP_HANDLER_0_2));
-        let exports_run = exports.iter().any(|n| n.starts_with(CLI_RUN_0_2));
-        if !exports_http && !exports_run {
-            return Err(RuntimeError::InvalidWasm(format!(
-                "component exports neither wasi:cli/run@0.2.x nor \
-                 wasi:http/incoming-handler@0.2.x (it exports: [{}])",
-                exports.join(", ")
-            )));
-        }
+/// Links a component compiled by `set`'s engine with that engine's linker.
+fn link_component(component: &Component, set: &EngineSet) -> Result<Compiled, RuntimeError> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(&set.engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let exports_http = exports.iter().any(|n| n.starts_with(HTTP_HANDLER_0_2));
+    let exports_run = exports.iter().any(|n| n.starts_with(CLI_RUN_0_2));
+    if !exports_http && !exports_run {
+        return Err(RuntimeError::InvalidWasm(format!(
+            "component exports neither wasi:cli/run@0.2.x nor \
+             wasi:http/incoming-handler@0.2.x (it exports: [{}])",
+            exports.join(", ")
+        )));
+    }
 
-        let pre = self
-            .inner
-            .component_linker
-            .instantiate_pre(component)
-            .map_err(|e| RuntimeError::Instantiate(describe(&e)))?;
-        if exports_http {
-            let pre = ProxyPre::new(pre).map_err(|e| {
-                RuntimeError::InvalidWasm(format!(
-                    "wasi:http/incoming-handler export does not match WASI 0.2: {}",
-                    describe(&e)
-                ))
-            })?;
-            Ok(Compiled::HttpProxy(pre))
-        } else {
-            let pre = CommandPre::new(pre).map_err(|e| {
-                RuntimeError::InvalidWasm(format!(
-                    "wasi:cli/run export does not match WASI 0.2: {}",
-                    describe(&e)
-                ))
-            })?;
-            Ok(Compiled::Command(pre))
-        }
+    let pre = set
+        .component_linker
+        .instantiate_pre(component)
+        .map_err(|e| RuntimeError::Instantiate(describe(&e)))?;
+    if exports_http {
+        let pre = ProxyPre::new(pre).map_err(|e| {
+            RuntimeError::InvalidWasm(format!(
+                "wasi:http/incoming-handler export does not match WASI 0.2: {}",
+                describe(&e)
+            ))
+        })?;
+        Ok(Compiled::HttpProxy(pre))
+    } else {
+        let pre = CommandPre::new(pre).map_err(|e| {
+            RuntimeError::InvalidWasm(format!(
+                "wasi:cli/run export does not match WASI 0.2: {}",
+                describe(&e)
+            ))
+        })?;
+        Ok(Compiled::Command(pre))
     }
 }
 
@@ -258,64 +325,18 @@ pub(crate) enum Code {
     Component(Component),
 }
 
-/// Compiles wasm (or WAT) for `engine`.
-fn compile(engine: &Engine, wasm: &[u8]) -> Result<Code, RuntimeError> {
-    let binary = to_binary(wasm)?;
+/// Compiles a wasm binary of `layer` for `engine`.
+fn compile(engine: &Engine, binary: &[u8], layer: Layer) -> Result<Code, RuntimeError> {
     let invalid = |e: wasmtime::Error| RuntimeError::InvalidWasm(describe(&e));
-    Ok(match binary_layer(&binary)? {
-        Layer::Module => Code::Module(Module::from_binary(engine, &binary).map_err(invalid)?),
+    Ok(match layer {
+        Layer::Module => Code::Module(Module::from_binary(engine, binary).map_err(invalid)?),
         Layer::Component => {
-            Code::Component(Component::from_binary(engine, &binary).map_err(invalid)?)
+            Code::Component(Component::from_binary(engine, binary).map_err(invalid)?)
         }
     })
 }
 
-/// Which layer of the WebAssembly binary format some bytes are.
-#[derive(Debug, PartialEq, Eq)]
-enum Layer {
-    Module,
-    Component,
-}
-
-const WASM_MAGIC: &[u8; 4] = b"\0asm";
-
-/// Returns the bytes as a wasm binary, translating WebAssembly text.
-fn to_binary(wasm: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, RuntimeError> {
-    if wasm.starts_with(WASM_MAGIC) {
-        return Ok(wasm.into());
-    }
-    if wasm.is_empty() {
-        return Err(RuntimeError::InvalidWasm("empty input".to_owned()));
-    }
-    if std::str::from_utf8(wasm).is_err() {
-        return Err(RuntimeError::InvalidWasm(
-            "not a WebAssembly binary (no \\0asm magic) nor WebAssembly text".to_owned(),
-        ));
-    }
-    wat::parse_bytes(wasm).map_err(|e| {
-        RuntimeError::InvalidWasm(format!(
-            "not a WebAssembly binary (no \\0asm magic) and not valid WebAssembly text: {e}"
-        ))
-    })
-}
-
-/// Reads the binary header: magic, then a 16-bit version and a 16-bit layer
-/// (0 for core modules, 1 for components).
-fn binary_layer(binary: &[u8]) -> Result<Layer, RuntimeError> {
-    let header = binary.get(..8).ok_or_else(|| {
-        RuntimeError::InvalidWasm("truncated WebAssembly header (fewer than 8 bytes)".to_owned())
-    })?;
-    match [header[6], header[7]] {
-        [0, 0] => Ok(Layer::Module),
-        [1, 0] => Ok(Layer::Component),
-        layer => Err(RuntimeError::InvalidWasm(format!(
-            "unknown WebAssembly binary layer {}",
-            u16::from_le_bytes(layer)
-        ))),
-    }
-}
-
-/// A thread that advances the engine's epoch every [`EPOCH_TICK`]; it exits
+/// A thread that advances the engines' epochs every [`EPOCH_TICK`]; it exits
 /// (and is joined) when the `Ticker` is dropped.
 struct Ticker {
     stop: Option<mpsc::Sender<()>>,
@@ -323,14 +344,16 @@ struct Ticker {
 }
 
 impl Ticker {
-    fn start(engine: Engine) -> Result<Self, RuntimeError> {
+    fn start(engines: Vec<Engine>) -> Result<Self, RuntimeError> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("herd-wasm-epoch".to_owned())
             .spawn(move || {
                 // Nothing is ever sent: the channel disconnecting is the signal.
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })?;
         Ok(Self {
@@ -353,33 +376,7 @@ impl Drop for Ticker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_layers() {
-        let module = wat::parse_str("(module)").expect("valid wat");
-        let component = wat::parse_str("(component)").expect("valid wat");
-        assert_eq!(binary_layer(&module).ok(), Some(Layer::Module));
-        assert_eq!(binary_layer(&component).ok(), Some(Layer::Component));
-        assert!(matches!(
-            binary_layer(b"\0asm\x01\0"),
-            Err(RuntimeError::InvalidWasm(_))
-        ));
-        assert!(matches!(
-            binary_layer(b"\0asm\x01\0\x07\0"),
-            Err(RuntimeError::InvalidWasm(_))
-        ));
-    }
-
-    #[test]
-    fn text_is_translated_and_junk_rejected() {
-        assert!(to_binary(b"(module)").is_ok_and(|b| b.starts_with(WASM_MAGIC)));
-        for junk in [&b""[..], b"\xff\xfe\x00garbage", b"hello world"] {
-            assert!(
-                matches!(to_binary(junk), Err(RuntimeError::InvalidWasm(_))),
-                "{junk:?}"
-            );
-        }
-    }
+    use crate::WorkloadKind;
 
     #[test]
     fn ticker_thread_exits_with_the_last_clone() {
@@ -387,15 +384,70 @@ mod tests {
         let workload = runtime
             .load(b"(module (func (export \"_start\")))")
             .expect("load");
-        let engine = runtime.inner.engine.weak();
+        let engines = [
+            runtime.inner.default.engine.weak(),
+            runtime.inner.http.engine.weak(),
+        ];
         let clone = runtime.clone();
         drop(runtime);
         drop(clone);
-        // A loaded workload keeps the engine and its ticker alive.
-        assert!(engine.upgrade().is_some());
+        // A loaded workload keeps the engines and their ticker alive.
+        assert!(engines.iter().all(|e| e.upgrade().is_some()));
         drop(workload);
-        // The ticker thread held a strong reference to the engine until it
-        // was joined; nothing references it any more.
-        assert!(engine.upgrade().is_none());
+        // The ticker thread held strong references to the engines until it
+        // was joined; nothing references them any more.
+        assert!(engines.iter().all(|e| e.upgrade().is_none()));
+    }
+
+    fn sample_app(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../sample-apps/dist")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn http_proxies_are_compiled_for_the_pooling_engine_only() {
+        let runtime = Runtime::new().expect("runtime");
+        let http = runtime.load(&sample_app("http-hello.wasm")).expect("load");
+        assert_eq!(http.kind(), WorkloadKind::HttpProxy);
+        assert!(Engine::same(http.engine(), &runtime.inner.http.engine));
+        let pool = http.engine().get_pooling_config().expect("pooling engine");
+        assert_eq!(pool.get_total_component_instances(), 1000);
+        assert_eq!(pool.get_max_memory_size(), 256 << 20);
+        assert_eq!(http.engine().get_memory_reservation(), 256 << 20);
+
+        let command = runtime
+            .load(
+                br#"(component
+                    (core module $m (func (export "run") (result i32) i32.const 0))
+                    (core instance $i (instantiate $m))
+                    (func $run (result (result)) (canon lift (core func $i "run")))
+                    (instance $r (export "run" (func $run)))
+                    (export "wasi:cli/run@0.2.0" (instance $r)))"#,
+            )
+            .expect("load");
+        assert_eq!(command.kind(), WorkloadKind::Command);
+        let module = runtime.load(&sample_app("hello.wasm")).expect("load");
+        assert_eq!(module.kind(), WorkloadKind::Module);
+        for on_demand in [&command, &module] {
+            assert!(Engine::same(
+                on_demand.engine(),
+                &runtime.inner.default.engine
+            ));
+            assert!(on_demand.engine().get_pooling_config().is_none());
+        }
+    }
+
+    #[test]
+    fn the_engines_cache_entries_never_share_a_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = Runtime::with_config(RuntimeConfig {
+            cache_dir: Some(dir.path().to_owned()),
+        })
+        .expect("runtime");
+        let default = runtime.inner.default.disk_cache.as_ref().expect("cache");
+        let http = runtime.inner.http.disk_cache.as_ref().expect("cache");
+        assert_ne!(default.paths("k").0, http.paths("k").0);
     }
 }

@@ -58,6 +58,13 @@ impl GuestEnv {
         Ok(env)
     }
 
+    /// This environment with the memory limit clamped to `cap` bytes (the
+    /// memory slot of a pooled instance).
+    pub(crate) fn with_memory_cap(mut self, cap: u64) -> Self {
+        self.limits = self.limits.clamp_memory(cap);
+        self
+    }
+
     /// A WASI context builder with this environment and network policy.
     pub(crate) fn wasi_builder(&self) -> Result<WasiCtxBuilder, RuntimeError> {
         let mut builder = WasiCtxBuilder::new();

@@ -127,6 +127,16 @@ impl Workload {
         }
     }
 
+    /// The engine the workload was compiled for.
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        match &self.compiled {
+            Compiled::Module(pre) => pre.module().engine(),
+            Compiled::Command(pre) => pre.engine(),
+            Compiled::HttpProxy(pre) => pre.engine(),
+        }
+    }
+
     /// Runs the workload until it exits or `stop` is cancelled.
     ///
     /// Modules and commands run once: the result is how the guest exited. An

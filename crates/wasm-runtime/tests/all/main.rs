@@ -3,6 +3,7 @@
 mod cache;
 mod command;
 mod core_module;
+mod http_pool;
 mod limits;
 mod load;
 mod preopens;
