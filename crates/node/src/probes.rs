@@ -337,6 +337,11 @@ impl ContainerProbes {
                 }
                 (ProbeKind::Readiness, Some(ready)) => {
                     self.pending.push_back(ProbeEvent::Ready(ready));
+                    if ready && implicit {
+                        // Listening is checked once: the host's listener lives as long as the run, and
+                        // checking thousands of idle pods every 50 ms would cost a node its CPU.
+                        self.readiness = None;
+                    }
                 }
             }
         }
@@ -426,6 +431,33 @@ mod tests {
         let c = container(json!({"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}));
         let spec: ProbeSpec = serde_json::from_value(value).expect("valid Probe");
         Probe::from_spec(&spec, &c).expect("supported probe")
+    }
+
+    #[tokio::test]
+    async fn a_listening_container_is_checked_until_ready_then_left_alone() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listener");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let acceptor = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        let c = container(json!({"name": "web", "ports": [{"containerPort": addr.port()}]}));
+        let (mut probes, warnings) =
+            ContainerProbes::new(&c, Some(addr.ip()), Some(addr), Instant::now());
+        assert!(warnings.is_empty());
+        assert_eq!(probes.next().await, ProbeEvent::Started);
+        assert_eq!(probes.next().await, ProbeEvent::Ready(true));
+        // Nothing more to probe: no event, and no more connections, however long we wait.
+        let more = tokio::time::timeout(LISTEN_CHECK_PERIOD * 6, probes.next()).await;
+        assert!(more.is_err(), "unexpected {more:?}");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        acceptor.abort();
     }
 
     #[test]
