@@ -16,6 +16,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cluster {
     child: Child,
     pub client: kube::Client,
+    /// The API server's address.
+    pub api: std::net::SocketAddr,
     /// `host:port` of the embedded registry.
     pub registry: String,
     _dir: tempfile::TempDir,
@@ -68,11 +70,15 @@ impl Cluster {
                 .ok_or_else(|| anyhow!("no {name} in {ready:?}"))
         };
         let registry = field("registry=")?;
+        let api = field("api=http://")?
+            .parse()
+            .with_context(|| format!("the api address in {ready:?}"))?;
         let kubeconfig = PathBuf::from(field("kubeconfig=")?);
         let client = client(&kubeconfig).await?;
         Ok(Self {
             child,
             client,
+            api,
             registry,
             _dir: dir,
         })

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -112,9 +112,11 @@ pub async fn get_ok(addr: &SocketAddr) -> bool {
     .unwrap_or(false)
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+type Body = http_body_util::Full<Bytes>;
+pub type Sender = hyper::client::conn::http1::SendRequest<Body>;
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
+/// A keep-alive HTTP/1.1 connection with TCP_NODELAY.
+pub async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -122,10 +124,61 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
+/// POSTs a JSON body; the answer's status (the body is read and dropped).
+pub async fn post_json(
+    sender: &mut Sender,
+    addr: &SocketAddr,
+    path: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<hyper::StatusCode> {
+    let req = hyper::Request::post(path)
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .body(Body::from(body))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    resp.into_body().collect().await?;
+    Ok(status)
+}
+
+/// GETs a streaming `path` (a watch) and sends each line of its body as it arrives.
+pub async fn watch_lines(
+    addr: SocketAddr,
+    path: &str,
+) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>> {
+    let mut sender = connect(addr).await?;
+    let req = hyper::Request::get(path)
+        .header("host", addr.to_string())
+        .body(Body::default())?;
+    let resp = sender.send_request(req).await?;
+    if !resp.status().is_success() {
+        bail!("watching {path}: {}", resp.status());
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut body = resp.into_body();
+    tokio::spawn(async move {
+        let _keep = sender;
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
 async fn request(sender: &mut Sender, addr: &SocketAddr) -> anyhow::Result<hyper::StatusCode> {
     let req = hyper::Request::get("/")
         .header("host", addr.to_string())
-        .body(Empty::<Bytes>::new())?;
+        .body(Body::default())?;
     let resp = sender.send_request(req).await?;
     let status = resp.status();
     resp.into_body().collect().await?;

@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{anyhow, bail};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::PostParams;
 use kube::runtime::watcher;
 use tokio::sync::mpsc;
 
@@ -27,7 +26,8 @@ pub struct StartReport {
 }
 
 pub async fn run(count: usize, wasm: &Path) -> anyhow::Result<()> {
-    let cluster = Cluster::start(&[]).await?;
+    // Every started pod stays: the node must take them all.
+    let cluster = Cluster::start(&["--max-pods".to_string(), (count + 10).to_string()]).await?;
     let result = measure(&cluster, count, wasm).await;
     cluster.stop().await;
     let report = result?;
@@ -63,13 +63,23 @@ pub fn http_pod(name: &str, image: &str) -> anyhow::Result<Pod> {
 
 async fn measure(cluster: &Cluster, count: usize, wasm: &Path) -> anyhow::Result<StartReport> {
     let image = cluster.push(wasm, "bench-start:v1").await?;
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
-    let mut running = running_pods(pods.clone());
+    // Creates and the watch go over plain HTTP/1.1 connections with TCP_NODELAY, as kubectl's (Go's)
+    // do; kube-rs' client leaves Nagle's algorithm on, which adds delayed-ACK waits to small writes.
+    let mut running = raw_running_pods(cluster.api).await?;
+    let mut creator = super::http::connect(cluster.api).await?;
     let mut start = async |name: String| -> anyhow::Result<Duration> {
+        let body = serde_json::to_vec(&http_pod(&name, &image)?)?;
         let began = Instant::now();
-        pods.create(&PostParams::default(), &http_pod(&name, &image)?)
-            .await
-            .with_context(|| format!("creating pod {name}"))?;
+        let status = super::http::post_json(
+            &mut creator,
+            &cluster.api,
+            "/api/v1/namespaces/default/pods",
+            body,
+        )
+        .await?;
+        if !status.is_success() {
+            bail!("creating pod {name}: {status}");
+        }
         tokio::time::timeout(POD_TIMEOUT, running.wait_for(&name))
             .await
             .map_err(|_| anyhow!("pod {name} was not Running within {POD_TIMEOUT:?}"))?
@@ -86,6 +96,32 @@ async fn measure(cluster: &Cluster, count: usize, wasm: &Path) -> anyhow::Result
         first,
         second,
         cached,
+    })
+}
+
+/// [`running_pods`] over a raw watch of the default namespace (no kube-rs client in between).
+async fn raw_running_pods(api: std::net::SocketAddr) -> anyhow::Result<RunningPods> {
+    let (tx, events) = mpsc::unbounded_channel();
+    let mut lines =
+        super::http::watch_lines(api, "/api/v1/namespaces/default/pods?watch=true").await?;
+    tokio::spawn(async move {
+        while let Some(line) = lines.recv().await {
+            let now = Instant::now();
+            let Ok(event) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let object = &event["object"];
+            if object["status"]["phase"] == "Running"
+                && let Some(name) = object["metadata"]["name"].as_str()
+                && tx.send((name.to_string(), now)).is_err()
+            {
+                return;
+            }
+        }
+    });
+    Ok(RunningPods {
+        seen: HashMap::new(),
+        events,
     })
 }
 

@@ -70,10 +70,10 @@ pub fn unique_cidrs() -> Cidrs {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let k = NEXT.fetch_add(1, Ordering::SeqCst);
     assert!(
-        k < 64,
-        "more than 64 herd instances in one test run: widen the CIDR scheme in cidr.rs"
+        k < 128,
+        "more than 128 herd instances in one test run: widen the CIDR scheme in cidr.rs"
     );
-    let slot = (std::process::id() % 31) * 64 + k; // < 1984 = 124 * 16
+    let slot = (std::process::id() % 15) * 128 + k; // < 1920 <= 124 * 16
     let a = (128 + slot / 16) as u8;
     let b = ((slot % 16) * 16) as u8;
     Cidrs {

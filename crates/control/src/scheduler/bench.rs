@@ -5,7 +5,7 @@ use std::time::Instant;
 use herd_api::resources;
 use serde_json::json;
 
-use super::pass;
+use super::{list_snapshot, pass};
 use crate::error::ApiError;
 use crate::events::{EventQueue, Recorder};
 use crate::objects::{Objects, Settings};
@@ -112,7 +112,15 @@ async fn populate_and_schedule(
     let mut passes = 0;
     while binds < pods {
         passes += 1;
-        let n = pass(objects, &recorder, &events).await?;
+        let (listed_nodes, listed_pods) = list_snapshot(objects).await?;
+        let n = pass(
+            objects,
+            &recorder,
+            &events,
+            &listed_nodes,
+            listed_pods.iter().collect(),
+        )
+        .await?;
         if n == 0 {
             return Err(BenchError::Stuck {
                 pods: pods - binds,

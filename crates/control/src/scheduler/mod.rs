@@ -5,6 +5,7 @@
 //! change.
 
 mod bench;
+mod cache;
 mod decide;
 mod filters;
 mod scores;
@@ -28,6 +29,7 @@ use crate::error::ApiError;
 use crate::events::{EventQueue, Note, Recorder};
 use crate::objects::{ObjectEdit, Objects, now};
 use crate::store::Change;
+use cache::Cache;
 use decide::{Decision, decide};
 use snapshot::{Snapshot, is_terminal};
 
@@ -41,35 +43,63 @@ fn pods_res() -> &'static ResourceInfo {
     resources::by_path("", "v1", "pods").expect("pods are in the resource table")
 }
 
-/// Runs scheduling passes whenever pods or nodes change, until `shutdown`.
+/// Runs scheduling passes whenever pods or nodes change (and every [`RETRY`] while pods wait), until
+/// `shutdown`. The pass reads a cache fed by the store's watch; a watch that falls behind reloads it.
 pub async fn run(objects: Objects, shutdown: CancellationToken) {
     let recorder = Recorder::new(objects.clone(), "default-scheduler");
     let events = EventQueue::spawn(recorder.clone());
     loop {
-        let since = objects.store().revision();
-        if let Err(e) = pass(&objects, &recorder, &events).await {
-            tracing::warn!(error = %e, "scheduling pass failed");
-        }
-        // Wait for a pod or node change after the pass, or the retry period.
-        let mut changes = match objects.store().watch(None, since).await {
-            Ok(s) => s.boxed(),
+        let loaded = match Cache::load(&objects).await {
+            Ok((cache, rev)) => match objects.store().watch(None, rev).await {
+                Ok(changes) => Some((cache, changes.boxed())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler watch failed");
+                    None
+                }
+            },
             Err(e) => {
-                tracing::warn!(error = %e, "scheduler watch failed");
-                futures::stream::pending().boxed()
+                tracing::warn!(error = %e, "loading the scheduler's cache failed");
+                None
             }
         };
-        let wait = async {
-            while let Some(Ok(c)) = changes.next().await {
-                if &*c.resource == "pods" || &*c.resource == "nodes" {
-                    return;
+        let Some((mut cache, mut changes)) = loaded else {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(RETRY) => continue,
+            }
+        };
+        'watching: loop {
+            // Everything already committed goes into the cache before the pass.
+            loop {
+                match futures::FutureExt::now_or_never(changes.next()) {
+                    Some(Some(Ok(change))) => {
+                        cache.apply(&change);
+                    }
+                    Some(Some(Err(_)) | None) => break 'watching,
+                    None => break,
                 }
             }
-            futures::future::pending::<()>().await;
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = wait => {}
-            () = tokio::time::sleep(RETRY) => {}
+            if cache.has_pending() {
+                let (nodes, pods) = (cache.nodes(), cache.pods());
+                if let Err(e) = pass(&objects, &recorder, &events, &nodes, pods).await {
+                    tracing::warn!(error = %e, "scheduling pass failed");
+                }
+            }
+            // Wait for a pod or node change, or the retry period.
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    change = changes.next() => match change {
+                        Some(Ok(change)) => {
+                            if cache.apply(&change) {
+                                break;
+                            }
+                        }
+                        Some(Err(_)) | None => break 'watching,
+                    },
+                    () = tokio::time::sleep(RETRY) => break,
+                }
+            }
         }
     }
 }
@@ -102,13 +132,14 @@ async fn pass(
     objects: &Objects,
     recorder: &Recorder,
     events: &EventQueue,
+    nodes: &[Node],
+    pods: Vec<&Pod>,
 ) -> Result<usize, ApiError> {
-    let (nodes, pods) = list_snapshot(objects).await?;
-    let mut snap = Snapshot::new(&nodes, &pods);
+    let mut snap = Snapshot::new(nodes, pods.iter().copied());
     let mut binds = Binds::default();
     let mut next_start = 0;
     let mut bound = 0;
-    for pod in pods.iter().filter(|p| wants_scheduling(p)) {
+    for pod in pods.iter().copied().filter(|p| wants_scheduling(p)) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         match decide(&snap, pod, &mut next_start) {

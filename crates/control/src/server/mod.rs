@@ -498,6 +498,11 @@ fn paginate(items: Vec<Value>, rev: i64, params: &Params) -> Result<(Vec<Value>,
 /// Serves the API until `shutdown` is cancelled.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
+    // Watch events and answers are small writes: without TCP_NODELAY, Nagle's algorithm holds them back
+    // until the client's delayed ACK (tens of milliseconds on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
