@@ -99,6 +99,13 @@ pub(crate) struct WritingLog {
     path: PathBuf,
 }
 
+impl WritingLog {
+    /// The log file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl Drop for WritingLog {
     fn drop(&mut self) {
         self.logs.live().writing.remove(&self.path);

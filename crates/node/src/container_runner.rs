@@ -402,9 +402,9 @@ impl ContainerRunner {
         let opened = self
             .logs
             .open_run(&self.log_key, &self.container.name, restart_count)
-            .and_then(|(file, writing)| {
-                let (output, capture) = log_capture::capture(file)?;
-                Ok((output, capture, writing))
+            .map(|(file, writing)| {
+                let (output, capture) = log_capture::capture(file, writing.path());
+                (output, capture, writing)
             });
         let (output, capture, writing) = match opened {
             Ok(opened) => opened,

@@ -1,11 +1,13 @@
 //! Captures a guest's stdout and stderr into its run's log file as CRI records, timestamped
 //! when written. The runtime hands each chunk the guest writes to an [`OutputSink`]; one sink
 //! per stream cuts the bytes into records and appends them to the file, whole records per
-//! write, so the two streams never tear each other's lines. No pipes and no threads: an idle
-//! pod costs nothing here, so a node can hold thousands.
+//! write, so the two streams never tear each other's lines. No pipes and no threads, and the
+//! file is only held open once the guest has written something: an idle pod costs nothing here
+//! (not even a file descriptor), so a node can hold thousands.
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use herd_wasm_runtime::{Output, OutputSink};
@@ -24,9 +26,27 @@ pub(crate) struct LogCapture {
     sinks: [Arc<CriSink>; 2],
 }
 
+/// The run's log file, opened (appending) at the first write.
+struct LazyLog {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl LazyLog {
+    fn append(&mut self, records: &[u8]) -> io::Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self
+                .file
+                .insert(File::options().append(true).open(&self.path)?),
+        };
+        file.write_all(records)
+    }
+}
+
 /// One stream's records into the shared log file.
 struct CriSink {
-    log: Arc<Mutex<File>>,
+    log: Arc<Mutex<LazyLog>>,
     state: Mutex<SinkState>,
 }
 
@@ -37,13 +57,14 @@ struct SinkState {
     stream: Stream,
 }
 
-/// Starts capturing into `log` (opened for appending).
-///
-/// # Errors
-///
-/// Never today; kept fallible for callers that treat capture set-up as part of starting.
-pub(crate) fn capture(log: File) -> io::Result<(GuestOutput, LogCapture)> {
-    let log = Arc::new(Mutex::new(log));
+/// Starts capturing into the log file at `path`, which `opened` (the caller's handle, with any torn
+/// record already closed) refers to; it is closed until the guest writes.
+pub(crate) fn capture(opened: File, path: &Path) -> (GuestOutput, LogCapture) {
+    drop(opened);
+    let log = Arc::new(Mutex::new(LazyLog {
+        path: path.to_path_buf(),
+        file: None,
+    }));
     let sink = |stream| {
         Arc::new(CriSink {
             log: log.clone(),
@@ -60,12 +81,12 @@ pub(crate) fn capture(log: File) -> io::Result<(GuestOutput, LogCapture)> {
         stdout: Output::Sink(stdout.clone()),
         stderr: Output::Sink(stderr.clone()),
     };
-    Ok((
+    (
         output,
         LogCapture {
             sinks: [stdout, stderr],
         },
-    ))
+    )
 }
 
 impl LogCapture {
@@ -92,7 +113,7 @@ impl CriSink {
         }
         let mut file = self.log.lock().unwrap_or_else(|p| p.into_inner());
         // A failed write is reported once; the guest is never held up by its log.
-        if let Err(error) = file.write_all(&state.records)
+        if let Err(error) = file.append(&state.records)
             && !state.write_failed
         {
             state.write_failed = true;
@@ -134,7 +155,7 @@ mod tests {
             .append(true)
             .open(&path)
             .expect("open");
-        let (output, capture) = capture(log).expect("capture");
+        let (output, capture) = capture(log, &path);
         let (out, err) = (sink(&output.stdout).clone(), sink(&output.stderr).clone());
         let long = "y".repeat(100_000);
         let writer = std::thread::spawn(move || {
