@@ -149,7 +149,8 @@ impl Herd {
         args
     }
 
-    async fn start(&mut self) {
+    /// Starts herd on its data dir (again, after `stop`) and waits for its ready line.
+    pub async fn start(&mut self) {
         let label = match self.opts.mode {
             Mode::Up => "herd-up",
             Mode::Control => "herd-control",

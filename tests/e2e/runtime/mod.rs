@@ -1,7 +1,8 @@
 //! The node agent as a Wasm kubelet (issue 5): restarts and back-off, probes, resource limits inside the
 //! sandbox, config and volumes, several containers per pod, graceful deletion, agent restarts and the
-//! networking of components. Each test runs real pods of the sample apps on a real `herd`.
+//! networking of components, and the compiled-module cache. Each test runs real pods of the sample apps on a real `herd`.
 
+mod cache;
 mod config;
 mod lifecycle;
 mod limits;
