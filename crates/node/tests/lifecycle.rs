@@ -18,6 +18,8 @@ struct Cluster {
     registry: SocketAddr,
     shutdown: CancellationToken,
     plane: Option<ControlPlane>,
+    /// The node agent started by `start_node`, and its stop token.
+    agent: Option<(CancellationToken, JoinHandle<()>)>,
     dir: tempfile::TempDir,
 }
 
@@ -50,6 +52,7 @@ impl Cluster {
             registry,
             shutdown,
             plane: Some(plane),
+            agent: None,
             dir,
         }
     }
@@ -117,7 +120,17 @@ impl Cluster {
         }
     }
 
+    /// Runs the node agent until [`Cluster::stop`].
+    fn start_node(&mut self) {
+        let stop = CancellationToken::new();
+        self.agent = Some((stop.clone(), self.node(&stop)));
+    }
+
     async fn stop(mut self) {
+        if let Some((stop, agent)) = self.agent.take() {
+            stop.cancel();
+            agent.await.expect("node task");
+        }
         self.shutdown.cancel();
         if let Some(plane) = self.plane.take() {
             let _ = plane.wait().await;
@@ -140,10 +153,9 @@ fn waiting(pod: &Value, index: usize) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_back_off_doubles_and_keeps_the_last_state() {
-    let cluster = Cluster::start().await;
+    let mut cluster = Cluster::start().await;
     let image = cluster.push("hello").await;
-    let node_stop = CancellationToken::new();
-    let node = cluster.node(&node_stop);
+    cluster.start_node();
     cluster
         .create(pod(
             "crasher",
@@ -193,17 +205,14 @@ async fn crash_loop_back_off_doubles_and_keeps_the_last_state() {
         (Some(3), Some("Error"))
     );
     assert_eq!(pod["status"]["phase"], "Running");
-    node_stop.cancel();
-    node.await.expect("node task");
     cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_containers_run_in_order_before_the_app() {
-    let cluster = Cluster::start().await;
+    let mut cluster = Cluster::start().await;
     let image = cluster.push("hello").await;
-    let node_stop = CancellationToken::new();
-    let node = cluster.node(&node_stop);
+    cluster.start_node();
     cluster
         .create(pod(
             "staged",
@@ -248,8 +257,6 @@ async fn init_containers_run_in_order_before_the_app() {
         app["startedAt"].as_str().unwrap_or_default() >= term(1, "finishedAt").as_str(),
         "{pod}"
     );
-    node_stop.cancel();
-    node.await.expect("node task");
     cluster.stop().await;
 }
 
@@ -315,10 +322,9 @@ fn condition(pod: &Value, type_: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_restart_the_unhealthy_and_gate_readiness() {
-    let cluster = Cluster::start().await;
+    let mut cluster = Cluster::start().await;
     let image = cluster.push("http-hello").await;
-    let node_stop = CancellationToken::new();
-    let node = cluster.node(&node_stop);
+    cluster.start_node();
     let web = |probe: &str, check: Value| {
         let mut container =
             json!({"name": "web", "image": image, "ports": [{"containerPort": 8080}]});
@@ -374,17 +380,14 @@ async fn probes_restart_the_unhealthy_and_gate_readiness() {
         (status["ready"].as_bool(), status["restartCount"].as_i64()),
         (Some(false), Some(0))
     );
-    node_stop.cancel();
-    node.await.expect("node task");
     cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_pod_gets_its_grace_period() {
-    let cluster = Cluster::start().await;
+    let mut cluster = Cluster::start().await;
     let image = cluster.push("hello").await;
-    let node_stop = CancellationToken::new();
-    let node = cluster.node(&node_stop);
+    cluster.start_node();
     cluster
         .create(pod(
             "graceful",
@@ -419,7 +422,5 @@ async fn a_deleted_pod_gets_its_grace_period() {
         took >= Duration::from_millis(1800),
         "the grace period was not given: {took:?}"
     );
-    node_stop.cancel();
-    node.await.expect("node task");
     cluster.stop().await;
 }
