@@ -182,6 +182,9 @@ pub struct Note {
     pub message: String,
 }
 
+/// How long the background writer lets events gather before writing them.
+const EVENT_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
 enum Queued {
     Notes(Vec<Note>),
     Flushed(tokio::sync::oneshot::Sender<()>),
@@ -199,6 +202,9 @@ impl EventQueue {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                // A moment's pause: the binds and status writes these events report go first, and more
+                // events join the batch.
+                tokio::time::sleep(EVENT_WRITE_DELAY).await;
                 // Everything queued meanwhile goes into the same batch.
                 let mut notes = Vec::new();
                 let mut flushed = Vec::new();

@@ -94,6 +94,9 @@ impl EventRecorder {
     }
 }
 
+/// How long an event waits before it is written (see `write_events`).
+const EVENT_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
 async fn write_events(
     client: Client,
     mut correlator: EventCorrelator,
@@ -108,6 +111,12 @@ async fn write_events(
                 None => return,
             },
         };
+        // Events are written a moment after they happen, so a pod's start path (its status writes) never
+        // queues behind them at the API server; a burst goes out back to back after the pause.
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(EVENT_WRITE_DELAY) => {}
+        }
         let correlated = correlator.observe(occurrence);
         tokio::select! {
             () = shutdown.cancelled() => return,
