@@ -16,13 +16,17 @@ use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
 use super::deployment::template_hash;
+use super::replicaset::object_key;
 use super::{
     Controller, Key, Requeue, controller_owner, is_owned_by, key_of, pod_from_template,
     pod_is_ready,
 };
+use k8s_openapi::api::core::v1::{Node, Pod};
+
 use crate::error::ApiError;
 use crate::events::Recorder;
 use crate::objects::{DeleteOptions, Objects};
+use crate::scheduler::{node_affinity_matches, tolerates};
 use crate::store::{Change, EventType};
 
 const REVISION_LABEL: &str = "controller-revision-hash";
@@ -454,25 +458,29 @@ fn add_daemon_tolerations(spec: &mut Value) {
     spec["tolerations"] = json!(tolerations);
 }
 
-/// kube's `NodeShouldRunDaemonPod`: (should run a pod there, may keep a pod already running there).
+/// kube's `NodeShouldRunDaemonPod`: (should run a pod there, may keep a pod already running there). The
+/// checks are the scheduler's own (node affinity, taints and tolerations).
 fn placement(pod_spec: &Value, node: &Value) -> (bool, bool) {
-    if !fits_selector_and_affinity(pod_spec, node) {
+    let Some((pod, node)) = typed(pod_spec, node) else {
+        return (false, false);
+    };
+    if !fits(&pod, &node) {
         return (false, false);
     }
-    let taints: Vec<&Value> = node
-        .pointer("/spec/taints")
-        .and_then(Value::as_array)
-        .map(|t| t.iter().collect())
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
         .unwrap_or_default();
-    let tolerations: Vec<&Value> = pod_spec
-        .get("tolerations")
-        .and_then(Value::as_array)
-        .map(|t| t.iter().collect())
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
         .unwrap_or_default();
     let untolerated = |effect: &str| {
         taints
             .iter()
-            .filter(|t| t["effect"] == effect)
+            .filter(|t| t.effect == effect)
             .any(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
     };
     let no_execute = untolerated("NoExecute");
@@ -482,90 +490,28 @@ fn placement(pod_spec: &Value, node: &Value) -> (bool, bool) {
     (true, true)
 }
 
-fn tolerates(toleration: &Value, taint: &Value) -> bool {
-    let effect = toleration["effect"].as_str().unwrap_or_default();
-    if !effect.is_empty() && taint["effect"] != effect {
-        return false;
-    }
-    let key = toleration["key"].as_str().unwrap_or_default();
-    match toleration["operator"].as_str().unwrap_or("Equal") {
-        "Exists" => key.is_empty() || taint["key"] == key,
-        _ => {
-            taint["key"] == key
-                && taint["value"].as_str().unwrap_or_default()
-                    == toleration["value"].as_str().unwrap_or_default()
-        }
-    }
+/// The template's pod spec and the node as typed objects (a spec without containers gets an empty list).
+fn typed(pod_spec: &Value, node: &Value) -> Option<(Pod, Node)> {
+    let mut spec = pod_spec.clone();
+    spec.as_object_mut()?
+        .entry("containers")
+        .or_insert_with(|| json!([]));
+    let pod = serde_json::from_value(json!({ "spec": spec })).ok()?;
+    let node = serde_json::from_value(node.clone()).ok()?;
+    Some((pod, node))
 }
 
+/// nodeSelector and required node affinity, as the scheduler checks them.
+fn fits(pod: &Pod, node: &Node) -> bool {
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+    let labels = node.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    node_affinity_matches(pod, name, labels)
+}
+
+#[cfg(test)]
 fn fits_selector_and_affinity(pod_spec: &Value, node: &Value) -> bool {
-    let labels = node.pointer("/metadata/labels").and_then(Value::as_object);
-    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    let selector_fits = pod_spec
-        .get("nodeSelector")
-        .and_then(Value::as_object)
-        .is_none_or(|sel| sel.iter().all(|(k, v)| label(k) == v.as_str()));
-    if !selector_fits {
-        return false;
-    }
-    let Some(terms) = pod_spec
-        .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
-        .and_then(Value::as_array)
-    else {
-        return true;
-    };
-    let name = node.pointer("/metadata/name").and_then(Value::as_str);
-    let field = |k: &str| (k == "metadata.name").then_some(name).flatten();
-    terms.iter().any(|term| {
-        let exprs = |f: &str| {
-            term.get(f)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let (labels_e, fields_e) = (exprs("matchExpressions"), exprs("matchFields"));
-        if labels_e.is_empty() && fields_e.is_empty() {
-            return false;
-        }
-        labels_e.iter().all(|e| requirement_fits(e, &label))
-            && fields_e.iter().all(|e| requirement_fits(e, &field))
-    })
-}
-
-/// One NodeSelectorRequirement against a lookup of the node's labels or fields.
-fn requirement_fits<'a>(req: &Value, lookup: &impl Fn(&str) -> Option<&'a str>) -> bool {
-    let key = req["key"].as_str().unwrap_or_default();
-    let values: Vec<&str> = req["values"]
-        .as_array()
-        .map(|v| v.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let have = lookup(key);
-    let number = |s: &str| s.parse::<i64>().ok();
-    match req["operator"].as_str().unwrap_or_default() {
-        "In" => have.is_some_and(|h| values.contains(&h)),
-        "NotIn" => have.is_none_or(|h| !values.contains(&h)),
-        "Exists" => have.is_some(),
-        "DoesNotExist" => have.is_none(),
-        "Gt" => {
-            matches!((have.and_then(number), values.first().and_then(|v| number(v))), (Some(h), Some(v)) if h > v)
-        }
-        "Lt" => {
-            matches!((have.and_then(number), values.first().and_then(|v| number(v))), (Some(h), Some(v)) if h < v)
-        }
-        _ => false,
-    }
-}
-
-/// The (namespace, name) of a stored object.
-fn object_key(obj: &Value) -> Option<Key> {
-    let md = obj.get("metadata")?;
-    Some((
-        md.get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        md.get("name")?.as_str()?.to_string(),
-    ))
+    typed(pod_spec, node).is_some_and(|(pod, node)| fits(&pod, &node))
 }
 
 #[cfg(test)]

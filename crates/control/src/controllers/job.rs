@@ -14,6 +14,7 @@ use std::time::Duration;
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
+use super::replicaset::object_key;
 use super::{
     Controller, Key, Requeue, controller_owner, is_owned_by, key_of, pod_from_template,
     pod_is_active, pod_is_ready,
@@ -486,18 +487,6 @@ impl Jobs {
             Err(e) => Err(e),
         }
     }
-}
-
-/// The (namespace, name) of a stored object.
-fn object_key(obj: &Value) -> Option<Key> {
-    let md = obj.get("metadata")?;
-    Some((
-        md.get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        md.get("name")?.as_str()?.to_string(),
-    ))
 }
 
 #[cfg(test)]

@@ -219,7 +219,8 @@ impl<'p> Candidate<'p> {
     }
 }
 
-fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
+/// kube's `ToleratesTaint`.
+pub(crate) fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
     let effect_ok = tol
         .effect
         .as_deref()

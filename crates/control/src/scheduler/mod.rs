@@ -24,6 +24,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 pub use bench::{BenchError, BenchReport, bench};
+pub(crate) use filters::tolerates;
+pub(crate) use selectors::node_affinity_matches;
 
 use crate::error::ApiError;
 use crate::events::{EventQueue, Note, Recorder};
