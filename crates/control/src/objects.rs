@@ -220,8 +220,8 @@ impl Objects {
         }
         let mut out: Vec<Result<Value, ApiError>> = Vec::with_capacity(objs.len());
         let mut items = Vec::new();
+        // (slot in `out`, name) of each object sent to the store.
         let mut slots = Vec::new();
-        let (exists_tx, exists_rx) = std::sync::mpsc::channel::<usize>();
         // Each namespace is checked once for the whole batch.
         let mut namespaces: std::collections::HashMap<String, bool> =
             std::collections::HashMap::new();
@@ -242,36 +242,28 @@ impl Objects {
             }
             match prepared {
                 Ok((ns, name, obj)) => {
-                    let slot = out.len();
-                    let exists = exists_tx.clone();
+                    slots.push((out.len(), name.clone()));
                     items.push(BatchItem {
                         resource: res.key(),
                         namespace: ns,
                         name,
+                        // An object already there is kept as it is: no change then means AlreadyExists.
                         decide: Box::new(move |current| match current {
-                            Some(_) => {
-                                let _ = exists.send(slot);
-                                Mutation::Keep
-                            }
+                            Some(_) => Mutation::Keep,
                             None => Mutation::Put(obj),
                         }),
                     });
-                    slots.push(slot);
                     out.push(Ok(Value::Null));
                 }
                 Err(e) => out.push(Err(e)),
             }
         }
-        drop(exists_tx);
         let changes = self.store.mutate_batch(items).await?;
-        for (slot, change) in slots.into_iter().zip(changes) {
-            if let Some(change) = change {
-                out[slot] = Ok((*change.object).clone());
-            }
-        }
-        for slot in exists_rx.try_iter() {
-            let name = out[slot].as_ref().ok().and_then(|v| meta(v, "name"));
-            out[slot] = Err(ApiError::already_exists(res, &name.unwrap_or_default()));
+        for ((slot, name), change) in slots.into_iter().zip(changes) {
+            out[slot] = match change {
+                Some(change) => Ok((*change.object).clone()),
+                None => Err(ApiError::already_exists(res, &name)),
+            };
         }
         Ok(out)
     }
@@ -920,4 +912,56 @@ pub fn strip_directives(mut v: Value) -> Value {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn create_many_writes_each_object_and_reports_each_failure_in_its_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
+        let objects = Objects::new(
+            store,
+            Settings {
+                service_cidr: "127.10.0.0/16".parse().unwrap(),
+            },
+        );
+        let table = |path| resources::by_path("", "v1", path).unwrap();
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        objects
+            .create(table("namespaces"), None, ns, false)
+            .await
+            .unwrap();
+        let cm = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}});
+        let res = table("configmaps");
+        objects
+            .create(res, Some("default"), cm("old"), false)
+            .await
+            .unwrap();
+        let out = objects
+            .create_many(
+                res,
+                vec![
+                    (Some("default".into()), cm("new")),
+                    (Some("default".into()), cm("old")),
+                    (Some("nowhere".into()), cm("lost")),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(out[0].as_ref().ok().and_then(|v| meta(v, "uid")).is_some());
+        assert!(
+            matches!(&out[1], Err(ApiError::AlreadyExists { name, .. }) if name == "old"),
+            "{:?}",
+            out[1]
+        );
+        assert!(
+            matches!(&out[2], Err(ApiError::NotFound { .. })),
+            "{:?}",
+            out[2]
+        );
+        objects.get(res, Some("default"), "new").await.unwrap();
+    }
 }
