@@ -169,6 +169,19 @@ impl Store {
         resource: &str,
         namespace: Option<&str>,
     ) -> Result<(Vec<Value>, i64), StoreError> {
+        self.list_as(resource, namespace).await
+    }
+
+    /// [`Store::list`] decoded straight into `T` (no intermediate JSON value when `T` is a typed object, as
+    /// for the scheduler's snapshot); large lists decode on every core.
+    ///
+    /// # Errors
+    /// A database error, or an object that does not decode as `T`.
+    pub async fn list_as<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> Result<(Vec<T>, i64), StoreError> {
         // Reading inside one transaction gives a consistent snapshot that includes the revision.
         let mut tx = self.inner.pool.begin().await?;
         let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
@@ -189,32 +202,6 @@ impl Store {
                     .await?
             }
         };
-        tx.commit().await?;
-        let items = rows
-            .iter()
-            .map(|r| decode(r.get::<&str, _>(0)))
-            .collect::<Result<_, _>>()?;
-        Ok((items, rev))
-    }
-
-    /// [`Store::list`] decoded straight into `T` (no intermediate JSON value): for hot paths that read
-    /// everything, like the scheduler's snapshot.
-    ///
-    /// # Errors
-    /// A database error, or an object that does not decode as `T`.
-    pub async fn list_as<T: serde::de::DeserializeOwned + Send + 'static>(
-        &self,
-        resource: &str,
-    ) -> Result<(Vec<T>, i64), StoreError> {
-        let mut tx = self.inner.pool.begin().await?;
-        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
-            .fetch_one(&mut *tx)
-            .await?;
-        let rows =
-            sqlx::query("SELECT body FROM objects WHERE resource = ? ORDER BY namespace, name")
-                .bind(resource)
-                .fetch_all(&mut *tx)
-                .await?;
         tx.commit().await?;
         let bodies: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
         Ok((decode_parallel(bodies).await?, rev))
@@ -659,6 +646,13 @@ async fn decode_parallel<T: serde::de::DeserializeOwned + Send + 'static>(
     bodies: Vec<String>,
 ) -> Result<Vec<T>, StoreError> {
     const MIN_CHUNK: usize = 256;
+    if bodies.len() <= MIN_CHUNK {
+        // Not worth a thread hand-off.
+        return bodies
+            .iter()
+            .map(|b| serde_json::from_str::<T>(b).map_err(StoreError::from))
+            .collect();
+    }
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let chunk = bodies.len().div_ceil(threads).max(MIN_CHUNK);
     let mut bodies = bodies;

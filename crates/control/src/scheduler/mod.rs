@@ -111,8 +111,8 @@ async fn list_snapshot(objects: &Objects) -> Result<(Vec<Node>, Vec<Pod>), ApiEr
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (nodes, node_rev) = objects.store().list_as::<Node>("nodes").await?;
-        let (pods, pod_rev) = objects.store().list_as::<Pod>("pods").await?;
+        let (nodes, node_rev) = objects.store().list_as::<Node>("nodes", None).await?;
+        let (pods, pod_rev) = objects.store().list_as::<Pod>("pods", None).await?;
         if node_rev == pod_rev || attempt >= SNAPSHOT_ATTEMPTS {
             return Ok((nodes, pods));
         }
