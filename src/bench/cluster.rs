@@ -23,6 +23,19 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
+/// Flags letting one node hold `pods` pods: `--max-pods`, and a node CIDR with an address for each.
+pub fn capacity_flags(pods: usize) -> [String; 4] {
+    let wanted = pods + 10;
+    // The smallest block with an address for each pod beside the network, gateway and broadcast ones.
+    let host_bits = (wanted + 3).next_power_of_two().trailing_zeros().max(8);
+    [
+        "--max-pods".to_string(),
+        wanted.to_string(),
+        "--node-cidr-mask-size".to_string(),
+        (32 - host_bits).to_string(),
+    ]
+}
+
 impl Cluster {
     /// Starts `herd up` with `extra` flags appended and waits for its ready line.
     pub async fn start(extra: &[String]) -> anyhow::Result<Self> {
@@ -96,8 +109,13 @@ impl Cluster {
     /// Pushes a Wasm file to the cluster's registry as `name:tag`; returns the image reference.
     pub async fn push(&self, wasm: &Path, name: &str) -> anyhow::Result<String> {
         let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+        self.push_bytes(&bytes, name).await
+    }
+
+    /// [`Cluster::push`] of Wasm bytes.
+    pub async fn push_bytes(&self, bytes: &[u8], name: &str) -> anyhow::Result<String> {
         let image = format!("{}/{name}", self.registry);
-        herd_oci_fetch::push(&bytes, &image, &[])
+        herd_oci_fetch::push(bytes, &image, &[])
             .await
             .with_context(|| format!("pushing {image}"))?;
         Ok(image)

@@ -10,20 +10,14 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::PostParams;
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, capacity_flags};
 use super::pods::{http_pod, running_pods};
 
 /// How many creates are in flight at once.
 const CONCURRENT_CREATES: usize = 32;
 
 pub async fn run(count: usize, wasm: &Path, timeout: Duration) -> anyhow::Result<()> {
-    let flags = [
-        "--max-pods".to_string(),
-        (count + 10).to_string(),
-        "--node-cidr-mask-size".to_string(),
-        "14".to_string(),
-    ];
-    let cluster = Cluster::start(&flags).await?;
+    let cluster = Cluster::start(&capacity_flags(count)).await?;
     let result = measure(&cluster, count, wasm, timeout).await;
     cluster.stop().await;
     result

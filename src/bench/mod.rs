@@ -28,6 +28,10 @@ pub enum Bench {
         /// How many cached starts to measure.
         #[arg(long, default_value_t = 100)]
         count: usize,
+        /// How many fresh nodes (`herd up`s) to measure first and second starts on; the figures are
+        /// medians over them.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
         /// The wasi-http component to run.
         #[arg(long, default_value = HTTP_SAMPLE)]
         wasm: PathBuf,
@@ -77,7 +81,11 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Bench::Pods { count, wasm } => pods::run(count, &wasm).await,
+        Bench::Pods {
+            count,
+            rounds,
+            wasm,
+        } => pods::run(count, rounds, &wasm).await,
         Bench::Density {
             pods,
             wasm,

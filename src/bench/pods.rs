@@ -1,19 +1,21 @@
 //! `herd bench pods`: pod start latency, from the create request to the pod observed Running through a
 //! watch, against a real `herd up`. The first pod of an image pays for the pull and the compilation; the
-//! following pods start from the node's caches.
+//! following pods start from the node's caches. Each round runs on a fresh `herd up`: the sample's first and
+//! second start there, then those of another image (the sample with a custom section: another digest, so it
+//! is pulled and compiled again) on the now warm node, which leaves out the node's one-time set-up.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
+use anyhow::{Context as _, anyhow, bail};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::watcher;
 use tokio::sync::mpsc;
 
-use super::cluster::{Cluster, percentile};
+use super::cluster::{Cluster, capacity_flags, percentile};
 
 /// The pause between two pod starts.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -21,33 +23,89 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// How long one pod may take to be Running before the benchmark gives up.
 const POD_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub struct StartReport {
-    pub first: Duration,
-    pub second: Duration,
-    /// The cached starts after the first, sorted.
-    pub cached: Vec<Duration>,
+/// What one round (one fresh `herd up`) measured.
+struct Round {
+    /// The first and the second start of the sample on the fresh node.
+    fresh: (Duration, Duration),
+    /// The first and the second start of another image (the sample with a custom section) on the same,
+    /// now warm, node.
+    warm: (Duration, Duration),
+    /// The cached starts after those, sorted (measured in the last round only).
+    cached: Vec<Duration>,
+    /// Per step of a cached start, its durations (sorted): answered, stored, bound, accepted, Running.
+    steps: [Vec<Duration>; 5],
 }
 
-pub async fn run(count: usize, wasm: &Path) -> anyhow::Result<()> {
-    // Every started pod stays: the node must take them all.
-    let cluster = Cluster::start(&["--max-pods".to_string(), (count + 10).to_string()]).await?;
-    let result = measure(&cluster, count, wasm).await;
-    cluster.stop().await;
-    let report = result?;
+/// The steps of a start, each timed from the previous one.
+const STEPS: [&str; 5] = [
+    "create answered",
+    "seen stored",
+    "seen bound",
+    "seen accepted by the node",
+    "seen Running",
+];
+
+pub async fn run(count: usize, rounds: usize, wasm: &Path) -> anyhow::Result<()> {
+    if rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let sample = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let mut all = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        // The cached starts are measured on the last node; every started pod stays on it.
+        let cached = if round + 1 == rounds { count } else { 0 };
+        let cluster = Cluster::start(&capacity_flags(cached + 4)).await?;
+        let result = measure(&cluster, &sample, cached).await;
+        cluster.stop().await;
+        all.push(result?);
+    }
+    let last = all.last().ok_or_else(|| anyhow!("no round"))?;
     println!(
         "pod start (create → Running, wasi-http sample, cached image, one at a time): {} pods, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        report.cached.len(),
-        ms(percentile(&report.cached, 50.0)),
-        ms(percentile(&report.cached, 99.0)),
-        ms(report.cached.last().copied().unwrap_or_default()),
+        last.cached.len(),
+        ms(percentile(&last.cached, 50.0)),
+        ms(percentile(&last.cached, 99.0)),
+        ms(last.cached.last().copied().unwrap_or_default()),
     );
+    let steps: Vec<String> = STEPS
+        .iter()
+        .zip(&last.steps)
+        .map(|(step, times)| format!("{step} +{:.2} ms", ms(percentile(times, 50.0))))
+        .collect();
     println!(
-        "first start of the image (pull + compile): {:.1} ms; second start: {:.1} ms; ratio {:.0}×",
-        ms(report.first),
-        ms(report.second),
-        report.first.as_secs_f64() / report.second.as_secs_f64().max(1e-9)
+        "  where a cached start goes (p50 of each step): {}",
+        steps.join(", ")
+    );
+    print_pairs(
+        "first start of the sample on a fresh node (pull + compile, and the node's one-time set-up) vs its second start",
+        &all.iter().map(|r| r.fresh).collect::<Vec<_>>(),
+    );
+    print_pairs(
+        "first start of another image on that node, now warm (pull + compile) vs its second start",
+        &all.iter().map(|r| r.warm).collect::<Vec<_>>(),
     );
     Ok(())
+}
+
+/// Prints the medians of first and second starts over the rounds, their ratio, and each pair.
+fn print_pairs(what: &str, pairs: &[(Duration, Duration)]) {
+    let mut firsts: Vec<Duration> = pairs.iter().map(|p| p.0).collect();
+    let mut seconds: Vec<Duration> = pairs.iter().map(|p| p.1).collect();
+    firsts.sort();
+    seconds.sort();
+    let (first, second) = (percentile(&firsts, 50.0), percentile(&seconds, 50.0));
+    let each: Vec<String> = pairs
+        .iter()
+        .map(|(first, second)| format!("{:.1}/{:.1}", ms(*first), ms(*second)))
+        .collect();
+    println!(
+        "{what}, {} rounds: medians {:.1} ms vs {:.1} ms, ratio {:.0}× (each, ms: {})",
+        pairs.len(),
+        ms(first),
+        ms(second),
+        first.as_secs_f64() / second.as_secs_f64().max(1e-9),
+        each.join(", ")
+    );
 }
 
 fn ms(d: Duration) -> f64 {
@@ -64,49 +122,129 @@ pub fn http_pod(name: &str, image: &str) -> anyhow::Result<Pod> {
     }))?)
 }
 
-async fn measure(cluster: &Cluster, count: usize, wasm: &Path) -> anyhow::Result<StartReport> {
-    let image = cluster.push(wasm, "bench-start:v1").await?;
-    // Creates and the watch go over plain HTTP/1.1 connections with TCP_NODELAY, as kubectl's (Go's)
-    // do; kube-rs' client leaves Nagle's algorithm on, which adds delayed-ACK waits to small writes.
-    let mut running = raw_running_pods(cluster.api).await?;
-    let mut creator = super::http::connect(cluster.api).await?;
-    let mut start = async |name: String| -> anyhow::Result<Duration> {
-        let body = serde_json::to_vec(&http_pod(&name, &image)?)?;
+/// Starts pods one at a time and times each from its create request to Running seen on a watch.
+struct Starter {
+    api: std::net::SocketAddr,
+    running: RunningPods,
+    creator: super::http::Sender,
+}
+
+impl Starter {
+    async fn new(api: std::net::SocketAddr) -> anyhow::Result<Self> {
+        // Creates and the watch go over plain HTTP/1.1 connections with TCP_NODELAY, as kubectl's (Go's)
+        // do; kube-rs' client leaves Nagle's algorithm on, which adds delayed-ACK waits to small writes.
+        Ok(Self {
+            api,
+            running: raw_running_pods(api).await?,
+            creator: super::http::connect(api).await?,
+        })
+    }
+
+    /// Creates pod `name` of `image` and waits for it to be Running: the whole time, and its steps.
+    async fn start(
+        &mut self,
+        name: &str,
+        image: &str,
+    ) -> anyhow::Result<(Duration, [Duration; 5])> {
+        let body = serde_json::to_vec(&http_pod(name, image)?)?;
         let began = Instant::now();
         let status = super::http::post_json(
-            &mut creator,
-            &cluster.api,
+            &mut self.creator,
+            &self.api,
             "/api/v1/namespaces/default/pods",
             body,
         )
         .await?;
+        let answered = Instant::now();
         if !status.is_success() {
             bail!("creating pod {name}: {status}");
         }
-        tokio::time::timeout(POD_TIMEOUT, running.wait_for(&name))
+        let at = tokio::time::timeout(POD_TIMEOUT, self.running.wait_for(name))
             .await
-            .map_err(|_| anyhow!("pod {name} was not Running within {POD_TIMEOUT:?}"))?
-            .map(|at| at.saturating_duration_since(began))
-    };
-    // One pod at a time, each after the previous one's background work (its events) is done, so each
-    // figure is one pod's start and not the tail of the one before.
-    let first = start("start-first".into()).await?;
-    tokio::time::sleep(SETTLE).await;
-    let second = start("start-second".into()).await?;
-    let mut cached = Vec::with_capacity(count);
-    for i in 0..count {
+            .map_err(|_| anyhow!("pod {name} was not Running within {POD_TIMEOUT:?}"))??;
+        // Each step from the one before; a step the watch skipped (two changes in one event) takes 0.
+        let mut times = [answered, at, at, at, at];
+        for (slot, stage) in [Stage::Stored, Stage::Bound, Stage::Accepted]
+            .into_iter()
+            .enumerate()
+        {
+            times[slot + 1] = self.running.seen_at(name, stage).unwrap_or(times[slot]);
+        }
+        let mut previous = began;
+        let steps = times.map(|t| {
+            let step = t.saturating_duration_since(previous);
+            previous = previous.max(t);
+            step
+        });
+        // The pod's background work (its events) is done before the next start, so each figure is one
+        // pod's start and not the tail of the one before.
         tokio::time::sleep(SETTLE).await;
-        cached.push(start(format!("start-{i:05}")).await?);
+        Ok((at.saturating_duration_since(began), steps))
+    }
+}
+
+/// One round on a fresh node: the sample's first and second start, another image's, then `count` cached
+/// starts.
+async fn measure(cluster: &Cluster, sample: &[u8], count: usize) -> anyhow::Result<Round> {
+    let mut starter = Starter::new(cluster.api).await?;
+    let image = cluster.push_bytes(sample, "bench-start:v1").await?;
+    let fresh = (
+        starter.start("fresh-first", &image).await?.0,
+        starter.start("fresh-second", &image).await?.0,
+    );
+    let other = with_custom_section(sample, "herd-bench", b"another image");
+    let other = cluster.push_bytes(&other, "bench-start:v2").await?;
+    let warm = (
+        starter.start("warm-first", &other).await?.0,
+        starter.start("warm-second", &other).await?.0,
+    );
+    let mut cached = Vec::with_capacity(count);
+    let mut steps: [Vec<Duration>; 5] = Default::default();
+    for i in 0..count {
+        let (total, times) = starter.start(&format!("start-{i:05}"), &image).await?;
+        cached.push(total);
+        for (all, time) in steps.iter_mut().zip(times) {
+            all.push(time);
+        }
     }
     cached.sort();
-    Ok(StartReport {
-        first,
-        second,
+    for all in &mut steps {
+        all.sort();
+    }
+    Ok(Round {
+        fresh,
+        warm,
         cached,
+        steps,
     })
 }
 
-/// [`running_pods`] over a raw watch of the default namespace (no kube-rs client in between).
+/// `wasm` (a module or a component) with a custom section appended: the same program, another digest.
+fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut content = Vec::new();
+    leb128(name.len(), &mut content);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    leb128(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
+}
+
+/// [`running_pods`] over a raw watch of the default namespace (no kube-rs client in between), which also
+/// notes when each pod was first seen at each [`Stage`].
 async fn raw_running_pods(api: std::net::SocketAddr) -> anyhow::Result<RunningPods> {
     let (tx, events) = mpsc::unbounded_channel();
     let mut lines =
@@ -118,10 +256,20 @@ async fn raw_running_pods(api: std::net::SocketAddr) -> anyhow::Result<RunningPo
                 continue;
             };
             let object = &event["object"];
-            if object["status"]["phase"] == "Running"
-                && let Some(name) = object["metadata"]["name"].as_str()
-                && tx.send((name.to_string(), now)).is_err()
-            {
+            let Some(name) = object["metadata"]["name"].as_str() else {
+                continue;
+            };
+            let status = &object["status"];
+            let stage = if status["phase"] == "Running" {
+                Stage::Running
+            } else if !status["containerStatuses"].is_null() {
+                Stage::Accepted
+            } else if object["spec"]["nodeName"].is_string() {
+                Stage::Bound
+            } else {
+                Stage::Stored
+            };
+            if tx.send((name.to_string(), stage, now)).is_err() {
                 return;
             }
         }
@@ -132,10 +280,23 @@ async fn raw_running_pods(api: std::net::SocketAddr) -> anyhow::Result<RunningPo
     })
 }
 
-/// When each pod was first seen Running, fed by one watch of the namespace.
+/// How far a pod's start had got when a watch event showed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Created, not yet bound.
+    Stored,
+    /// Bound to a node by the scheduler.
+    Bound,
+    /// The node has written a status with container statuses (the containers are being created).
+    Accepted,
+    /// Phase Running.
+    Running,
+}
+
+/// When each pod was first seen at each stage (Running at least), fed by one watch of the namespace.
 pub struct RunningPods {
-    seen: HashMap<String, Instant>,
-    events: mpsc::UnboundedReceiver<(String, Instant)>,
+    seen: HashMap<(String, Stage), Instant>,
+    events: mpsc::UnboundedReceiver<(String, Stage, Instant)>,
 }
 
 pub fn running_pods(pods: Api<Pod>) -> RunningPods {
@@ -149,7 +310,7 @@ pub fn running_pods(pods: Api<Pod>) -> RunningPods {
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             if phase == Some("Running")
                 && let Some(name) = pod.metadata.name
-                && tx.send((name, Instant::now())).is_err()
+                && tx.send((name, Stage::Running, Instant::now())).is_err()
             {
                 return;
             }
@@ -164,24 +325,57 @@ pub fn running_pods(pods: Api<Pod>) -> RunningPods {
 impl RunningPods {
     /// When `name` was first seen Running (waiting for it if it has not been yet).
     pub async fn wait_for(&mut self, name: &str) -> anyhow::Result<Instant> {
+        let key = (name.to_string(), Stage::Running);
         loop {
-            if let Some(at) = self.seen.get(name) {
+            if let Some(at) = self.seen.get(&key) {
                 return Ok(*at);
             }
-            let (pod, at) = self
+            let (pod, stage, at) = self
                 .events
                 .recv()
                 .await
                 .ok_or_else(|| anyhow!("the pod watch ended"))?;
-            self.seen.entry(pod).or_insert(at);
+            self.seen.entry((pod, stage)).or_insert(at);
         }
+    }
+
+    /// When `name` was first seen at `stage`, among the events received so far.
+    pub fn seen_at(&mut self, name: &str, stage: Stage) -> Option<Instant> {
+        self.drain();
+        self.seen.get(&(name.to_string(), stage)).copied()
     }
 
     /// How many distinct pods have been seen Running so far (without waiting).
     pub fn count_now(&mut self) -> usize {
-        while let Ok((pod, at)) = self.events.try_recv() {
-            self.seen.entry(pod).or_insert(at);
+        self.drain();
+        self.seen
+            .keys()
+            .filter(|(_, stage)| *stage == Stage::Running)
+            .count()
+    }
+
+    fn drain(&mut self) {
+        while let Ok((pod, stage, at)) = self.events.try_recv() {
+            self.seen.entry((pod, stage)).or_insert(at);
         }
-        self.seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_custom_section_keeps_the_program_and_changes_the_bytes() {
+        // The smallest module and component headers, then the same with a section appended.
+        let module = b"\0asm\x01\0\0\0".to_vec();
+        let appended = with_custom_section(&module, "n", b"xy");
+        assert_eq!(&appended[..8], &module[..]);
+        // id 0, size 4 (name length 1, "n", "xy").
+        assert_eq!(&appended[8..], &[0, 4, 1, b'n', b'x', b'y']);
+        let long = with_custom_section(&module, "r", &[7; 200]);
+        // 202 bytes of content: LEB128 0xca 0x01.
+        assert_eq!(&long[8..12], &[0, 0xca, 0x01, 1]);
+        assert_eq!(long.len(), 8 + 3 + 202);
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::error::ApiError;
-use crate::store::{BatchItem, Change, Mutation, Store};
+use crate::store::{BatchItem, Change, CreateRefused, Mutation, Store};
 
 /// One edit of [`Objects::edit_many`]: changes the object in place, or returns false to keep it.
 pub type ObjectEdit = Box<dyn FnOnce(&mut Value) -> bool + Send>;
@@ -173,30 +173,35 @@ impl Objects {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let (ns, name, mut obj) = Self::prepare_create(res, ns, obj)?;
-        self.require_namespace(res, &ns).await?;
         // Cluster IPs are allocated under one lock so two Services never get the same address.
-        let _ip_guard = if res.kind == "Service" {
-            Some(self.service_ips.lock().await)
+        let ip_guard = if res.kind == "Service" {
+            self.require_namespace(res, &ns).await?;
+            let guard = self.service_ips.lock().await;
+            self.assign_cluster_ip(&mut obj).await?;
+            Some(guard)
         } else {
             None
         };
-        if res.kind == "Service" {
-            self.assign_cluster_ip(&mut obj).await?;
-        }
         if dry_run {
+            if ip_guard.is_none() {
+                self.require_namespace(res, &ns).await?;
+            }
             return match self.store.get(&res.key(), &ns, &name).await? {
                 Some(_) => Err(ApiError::already_exists(res, &name)),
                 None => Ok(obj),
             };
         }
-        let ((), change) = self
+        // One statement: written only if the name is free and the namespace exists.
+        let within = res.namespaced.then_some(ns.as_str());
+        match self
             .store
-            .mutate(&res.key(), &ns, &name, |current| match current {
-                Some(_) => Err(ApiError::already_exists(res, &name)),
-                None => Ok((Mutation::Put(obj), ())),
-            })
-            .await?;
-        Ok(change.map(|c| (*c.object).clone()).unwrap_or(Value::Null))
+            .create(&res.key(), &ns, &name, obj, within)
+            .await?
+        {
+            Ok(change) => Ok((*change.object).clone()),
+            Err(CreateRefused::Exists) => Err(ApiError::already_exists(res, &name)),
+            Err(CreateRefused::NoNamespace) => Err(namespace_not_found(&ns)),
+        }
     }
 
     /// Creates many objects of one kind in one transaction (for the control plane's own bulk writes, such as

@@ -105,6 +105,39 @@ struct Inner {
     fanout: broadcast::Sender<Arc<Change>>,
 }
 
+impl Inner {
+    /// A write is committed as `row`: the in-memory revision follows, and the change goes to the watchers.
+    fn committed(
+        &self,
+        row: ChangeRow,
+        object: Value,
+        previous: Option<Arc<Value>>,
+    ) -> Arc<Change> {
+        self.revision.store(row.rev, Ordering::SeqCst);
+        let change = Arc::new(Change {
+            rev: row.rev,
+            resource: Arc::from(row.resource.as_str()),
+            namespace: row.namespace,
+            name: row.name,
+            kind: row.kind,
+            object: Arc::new(object),
+            previous,
+        });
+        // No receivers is fine: nobody is watching.
+        let _ = self.fanout.send(change.clone());
+        change
+    }
+}
+
+/// Why [`Store::create`] wrote nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateRefused {
+    /// An object of that name exists.
+    Exists,
+    /// The namespace it was to be created in does not exist.
+    NoNamespace,
+}
+
 impl Store {
     /// Opens (creating if needed) the database file and applies migrations.
     ///
@@ -258,33 +291,106 @@ impl Store {
         let commit = tokio::spawn(async move {
             let _guard = guard;
             let mut object = object;
-            let mut tx = inner.pool.begin().await?;
-            let last: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
-                .fetch_one(&mut *tx)
-                .await?;
-            let rev = last + 1;
+            // Under the write lock the in-memory revision is the database's (every write goes through it).
+            let rev = inner.revision.load(Ordering::SeqCst) + 1;
             set_resource_version(&mut object, rev);
             let body = serde_json::to_string(&object)?;
-            write_rows(&mut tx, &resource, &namespace, &name, rev, kind, &body).await?;
-            tx.commit().await?;
-            inner.revision.store(rev, Ordering::SeqCst);
-            let change = Arc::new(Change {
+            // One autocommitted statement: the `changes_apply` trigger updates `objects` and the revision.
+            let row = ChangeRow {
                 rev,
-                resource: Arc::from(resource.as_str()),
+                resource,
                 namespace,
                 name,
                 kind,
-                object: Arc::new(object),
-                previous,
-            });
-            // No receivers is fine: nobody is watching.
-            let _ = inner.fanout.send(change.clone());
-            Ok::<_, StoreError>(change)
+                body,
+            };
+            insert_changes(
+                &mut *inner.pool.acquire().await?,
+                std::slice::from_ref(&row),
+            )
+            .await?;
+            Ok::<_, StoreError>(inner.committed(row, object, previous))
         });
         let change = commit
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
         Ok((out, Some(change)))
+    }
+
+    /// Creates an object that must not exist yet, in one statement (no read before the write): the
+    /// create path of the API. With `within`, the namespace of that name must exist too. Returns the
+    /// change, or why nothing was written.
+    ///
+    /// # Errors
+    /// A database error (nothing is written then).
+    pub async fn create(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        within: Option<&str>,
+    ) -> Result<Result<Arc<Change>, CreateRefused>, StoreError> {
+        let guard = self.inner.write.clone().lock_owned().await;
+        let inner = self.inner.clone();
+        let (resource, namespace, name, within) = (
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+            within.map(str::to_string),
+        );
+        // As in `mutate`: the commit owns the lock in its own task, so a dropped caller cannot tear it.
+        let commit = tokio::spawn(async move {
+            let _guard = guard;
+            let mut object = object;
+            let rev = inner.revision.load(Ordering::SeqCst) + 1;
+            set_resource_version(&mut object, rev);
+            let body = serde_json::to_string(&object)?;
+            let mut conn = inner.pool.acquire().await?;
+            // The `changes_apply` trigger writes the object and the revision.
+            let written = sqlx::query(
+                "INSERT INTO changes (rev, resource, namespace, name, type, body)
+                 SELECT ?1, ?2, ?3, ?4, 'ADDED', ?5
+                 WHERE NOT EXISTS (SELECT 1 FROM objects WHERE resource = ?2 AND namespace = ?3 AND name = ?4)
+                   AND (?6 IS NULL OR EXISTS (
+                       SELECT 1 FROM objects WHERE resource = 'namespaces' AND namespace = '' AND name = ?6))",
+            )
+            .bind(rev)
+            .bind(&resource)
+            .bind(&namespace)
+            .bind(&name)
+            .bind(&body)
+            .bind(within.as_deref())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if written == 0 {
+                // Refused: say why (still under the write lock, so nothing changed meanwhile).
+                let exists: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM objects WHERE resource = ? AND namespace = ? AND name = ?)",
+                )
+                .bind(&resource)
+                .bind(&namespace)
+                .bind(&name)
+                .fetch_one(&mut *conn)
+                .await?;
+                return Ok(Err(if exists {
+                    CreateRefused::Exists
+                } else {
+                    CreateRefused::NoNamespace
+                }));
+            }
+            let row = ChangeRow {
+                rev,
+                resource,
+                namespace,
+                name,
+                kind: EventType::Added,
+                body,
+            };
+            Ok::<_, StoreError>(Ok(inner.committed(row, object, None)))
+        });
+        commit.await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// Several read-decide-writes in one transaction: each item's `decide` sees its object as the earlier
@@ -301,15 +407,27 @@ impl Store {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        if items.len() == 1 {
+            // One write needs no transaction around it: one autocommitted statement, as `mutate`.
+            let Some(item) = items.into_iter().next() else {
+                return Ok(Vec::new());
+            };
+            let decide = item.decide;
+            let ((), change) = self
+                .mutate::<(), StoreError>(&item.resource, &item.namespace, &item.name, |current| {
+                    Ok((decide(current), ()))
+                })
+                .await?;
+            return Ok(vec![change]);
+        }
         let guard = self.inner.write.clone().lock_owned().await;
         let inner = self.inner.clone();
         // As in `mutate`: the commit owns the lock in its own task, so a dropped caller cannot tear it.
         let commit = tokio::spawn(async move {
             let _guard = guard;
             let mut tx = inner.pool.begin().await?;
-            let last: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
-                .fetch_one(&mut *tx)
-                .await?;
+            // Under the write lock the in-memory revision is the database's (every write goes through it).
+            let last = inner.revision.load(Ordering::SeqCst);
             // Set-based: one read of every key, the closures in order over an in-memory view, then a few
             // multi-row statements — a handful of round trips to SQLite's thread for the whole batch.
             let keys: Vec<ObjectKey> = items
@@ -373,11 +491,8 @@ impl Store {
             if rev == last {
                 return Ok(changes);
             }
-            write_many(&mut tx, &rows).await?;
-            sqlx::query("UPDATE meta SET value = ? WHERE key = 'revision'")
-                .bind(rev)
-                .execute(&mut *tx)
-                .await?;
+            // The `changes_apply` trigger applies each row to `objects` and advances the revision.
+            insert_changes(&mut tx, &rows).await?;
             tx.commit().await?;
             inner.revision.store(rev, Ordering::SeqCst);
             for change in changes.iter().flatten() {
@@ -498,51 +613,6 @@ impl Store {
     }
 }
 
-async fn write_rows(
-    tx: &mut Transaction<'_, Sqlite>,
-    resource: &str,
-    namespace: &str,
-    name: &str,
-    rev: i64,
-    kind: EventType,
-    body: &str,
-) -> Result<(), StoreError> {
-    if kind == EventType::Deleted {
-        sqlx::query("DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?")
-            .bind(resource)
-            .bind(namespace)
-            .bind(name)
-            .execute(&mut **tx)
-            .await?;
-    } else {
-        sqlx::query(
-            "INSERT INTO objects (resource, namespace, name, rev, body) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (resource, namespace, name) DO UPDATE SET rev = excluded.rev, body = excluded.body",
-        )
-        .bind(resource)
-        .bind(namespace)
-        .bind(name)
-        .bind(rev)
-        .bind(body)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query("INSERT INTO changes (rev, resource, namespace, name, type, body) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(rev)
-        .bind(resource)
-        .bind(namespace)
-        .bind(name)
-        .bind(kind.as_str())
-        .bind(body)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("UPDATE meta SET value = ? WHERE key = 'revision'")
-        .bind(rev)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// Rows per multi-row statement: far below SQLite's 32,766 bound parameters.
 const ROWS_PER_STATEMENT: usize = 400;
 
@@ -585,45 +655,13 @@ async fn read_many(
     Ok(view)
 }
 
-/// Appends a batch's changes to the log and leaves each object in its final state.
-async fn write_many(
-    tx: &mut Transaction<'_, Sqlite>,
+/// Appends changes to the log; the `changes_apply` trigger applies each to `objects` (in revision order, so
+/// each object ends in its last state) and advances the stored revision. One statement per
+/// [`ROWS_PER_STATEMENT`] rows.
+async fn insert_changes(
+    conn: &mut sqlx::SqliteConnection,
     rows: &[ChangeRow],
 ) -> Result<(), StoreError> {
-    // The last change of each object decides what its row becomes.
-    let mut last: std::collections::HashMap<(&str, &str, &str), &ChangeRow> =
-        std::collections::HashMap::with_capacity(rows.len());
-    for row in rows {
-        last.insert((&row.resource, &row.namespace, &row.name), row);
-    }
-    let (deleted, kept): (Vec<&ChangeRow>, Vec<&ChangeRow>) = last
-        .into_values()
-        .partition(|row| row.kind == EventType::Deleted);
-    for chunk in kept.chunks(ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO objects (resource, namespace, name, rev, body) ",
-        );
-        q.push_values(chunk, |mut b, row| {
-            b.push_bind(&row.resource)
-                .push_bind(&row.namespace)
-                .push_bind(&row.name)
-                .push_bind(row.rev)
-                .push_bind(&row.body);
-        });
-        q.push(
-            " ON CONFLICT (resource, namespace, name) DO UPDATE SET rev = excluded.rev, body = excluded.body",
-        );
-        q.build().execute(&mut **tx).await?;
-    }
-    // Deletes are rare in batches: one primary-key delete each.
-    for row in deleted {
-        sqlx::query("DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?")
-            .bind(&row.resource)
-            .bind(&row.namespace)
-            .bind(&row.name)
-            .execute(&mut **tx)
-            .await?;
-    }
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut q = sqlx::QueryBuilder::<Sqlite>::new(
             "INSERT INTO changes (rev, resource, namespace, name, type, body) ",
@@ -636,7 +674,7 @@ async fn write_many(
                 .push_bind(row.kind.as_str())
                 .push_bind(&row.body);
         });
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -736,6 +774,65 @@ mod tests {
         assert_eq!(a["metadata"]["resourceVersion"], "3");
         let (items, rev) = store.list("pods", None).await.unwrap();
         assert_eq!((items.len(), rev), (2, 3));
+    }
+
+    #[tokio::test]
+    async fn create_writes_once_and_refuses_a_taken_name_or_a_missing_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herd.db");
+        {
+            let store = Store::open(&path).await.unwrap();
+            let mut events = Box::pin(store.watch(None, 0).await.unwrap());
+            let namespace = json!({"metadata": {"name": "team"}});
+            let created = store
+                .create("namespaces", "", "team", namespace, None)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((created.rev, created.kind), (1, EventType::Added));
+            let pod = json!({"metadata": {"name": "a"}, "v": 1});
+            let created = store
+                .create("pods", "team", "a", pod.clone(), Some("team"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(created.object["metadata"]["resourceVersion"], "2");
+            // Taken name, missing namespace: nothing written, the revision unchanged.
+            let again = json!({"metadata": {"name": "a"}, "v": 2});
+            assert_eq!(
+                store
+                    .create("pods", "team", "a", again, Some("team"))
+                    .await
+                    .unwrap()
+                    .unwrap_err(),
+                CreateRefused::Exists
+            );
+            assert_eq!(
+                store
+                    .create("pods", "nowhere", "b", pod, Some("nowhere"))
+                    .await
+                    .unwrap()
+                    .unwrap_err(),
+                CreateRefused::NoNamespace
+            );
+            assert_eq!(store.revision(), 2);
+            for rev in 1..=2 {
+                assert_eq!(events.next().await.unwrap().unwrap().rev, rev);
+            }
+            store.close().await;
+        }
+        // The object, the change log and the revision were all written by the one statement.
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.revision(), 2);
+        let a = store.get("pods", "team", "a").await.unwrap().unwrap();
+        assert_eq!(a["v"], 1);
+        let replayed: Vec<i64> = Box::pin(store.watch(Some("pods"), 0).await.unwrap())
+            .take(1)
+            .map(|c| c.unwrap().rev)
+            .collect()
+            .await;
+        assert_eq!(replayed, vec![2]);
+        assert!(store.get("pods", "nowhere", "b").await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -160,7 +160,7 @@ impl ContainerRunner {
 
     /// Makes sure the image is here, as the kubelet's image manager does: an image already
     /// present is used unless the policy is `Always`; otherwise it is pulled.
-    async fn pull(&mut self, back_off: Duration, cache: &Option<(String, Workload)>) -> Step {
+    async fn pull(&mut self, back_off: Duration, cache: &mut Option<(String, Workload)>) -> Step {
         if !matches!(&self.report.state, RunState::Waiting { reason, .. }
             if reason == "ImagePullBackOff" || reason == "ErrImageNeverPull")
         {
@@ -172,6 +172,16 @@ impl ContainerRunner {
             if let Some((image_id, _)) = cache {
                 self.report.image_id = Some(image_id.clone());
                 self.already_present(&image);
+                return Step::Run { back_off };
+            }
+            // Another pod of this image already started here: its compiled workload is in memory, so
+            // neither the blob nor a blocking thread is needed.
+            if let Some(image_id) = self.fetcher.known_image_id(&image)
+                && let Some(workload) = self.runtime.loaded(&image_id)
+            {
+                self.report.image_id = Some(image_id.clone());
+                self.already_present(&image);
+                *cache = Some((image_id, workload));
                 return Step::Run { back_off };
             }
             let present = tokio::select! {

@@ -113,6 +113,14 @@ impl PodVolumes {
         pod: &Pod,
         pod_dir: &Path,
     ) -> Result<Self, VolumeError> {
+        if pod
+            .spec
+            .as_ref()
+            .is_none_or(|s| s.volumes.as_ref().is_none_or(Vec::is_empty))
+        {
+            // Nothing to fetch or write: no trip to a blocking thread on the way to starting the pod.
+            return Self::prepare_with(pod, pod_dir, &ConfigObjects::default());
+        }
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let (config_maps, secrets) = referenced_names(pod);
         let objects = ConfigObjects::fetch_named(client, &namespace, &config_maps, &secrets)

@@ -50,6 +50,11 @@ pub(crate) struct NodeContext {
     pub allocatable: NodeAllocatable,
 }
 
+/// How long a new pod's first status may wait for its containers to get past `ContainerCreating`: a pod
+/// whose containers start within it (a cached image) is reported once, Running, instead of twice
+/// (ContainerCreating, then Running) with a write on the start's path in between.
+const FIRST_STATUS_WAIT: Duration = Duration::from_millis(100);
+
 /// `terminationGracePeriodSeconds` when the pod does not say.
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
@@ -105,6 +110,9 @@ pub(crate) struct PodWorker {
     start_time: Timestamp,
     /// The status last written, to send only changes.
     sent: Option<PodStatus>,
+    /// Until when the first status of a new pod waits for its containers to be created (see
+    /// [`FIRST_STATUS_WAIT`]); `None` once it may be written.
+    first_status_by: Option<tokio::time::Instant>,
 }
 
 /// A container's spec, its latest report and whether its runner was started.
@@ -153,6 +161,7 @@ impl PodWorker {
             runners: JoinSet::new(),
             start_time,
             sent: None,
+            first_status_by: None,
         }
     }
 
@@ -213,6 +222,9 @@ impl PodWorker {
             RestartPolicy::Always | RestartPolicy::OnFailure => RestartPolicy::OnFailure,
         };
         let status = self.pod.status.clone().unwrap_or_default();
+        // A pod this node reports on for the first time (not one resumed after an agent restart).
+        let first_report =
+            status.container_statuses.is_none() && status.init_container_statuses.is_none();
         let previous_init = status.init_container_statuses.unwrap_or_default();
         let previous = status.container_statuses.unwrap_or_default();
         let now = Timestamp::now();
@@ -258,6 +270,9 @@ impl PodWorker {
                 let active = now.duration_since(self.start_time).unsigned_abs();
                 tokio::time::Instant::now() + Duration::from_secs(seconds).saturating_sub(active)
             });
+        if first_report {
+            self.first_status_by = Some(tokio::time::Instant::now() + FIRST_STATUS_WAIT);
+        }
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         self.reports_tx = Some(reports_tx);
         self.reports = Some(reports_rx);
@@ -375,12 +390,16 @@ impl PodWorker {
     }
 
     async fn running(&mut self) -> WorkerState {
-        self.publish(false).await;
-        let unsent = self.sent.is_none();
+        let hold = self.first_status_hold();
+        if hold.is_none() {
+            self.publish(false).await;
+        }
+        let unsent = hold.is_none() && self.sent.is_none();
         let retry = async move {
-            match unsent {
-                true => tokio::time::sleep(BACK_OFF_MIN).await,
-                false => std::future::pending().await,
+            match (unsent, hold) {
+                (true, _) => tokio::time::sleep(BACK_OFF_MIN).await,
+                (false, Some(until)) => tokio::time::sleep_until(until).await,
+                (false, None) => std::future::pending().await,
             }
         };
         let deadline = self.deadline;
@@ -420,6 +439,21 @@ impl PodWorker {
             },
             () = retry => WorkerState::Running,
         }
+    }
+
+    /// Until when the first status still waits: while [`FIRST_STATUS_WAIT`] has not passed and a
+    /// started container is still being created.
+    fn first_status_hold(&mut self) -> Option<tokio::time::Instant> {
+        let until = self.first_status_by?;
+        let creating = self.containers.iter().any(|slot| {
+            slot.spawned
+                && matches!(&slot.report.state, RunState::Waiting { reason, .. } if reason == "ContainerCreating")
+        });
+        if !creating || tokio::time::Instant::now() >= until {
+            self.first_status_by = None;
+            return None;
+        }
+        Some(until)
     }
 
     fn apply_report(&mut self, (index, report): Report) {

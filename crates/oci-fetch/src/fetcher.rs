@@ -51,6 +51,9 @@ pub struct Fetcher {
     insecure_registries: Arc<[String]>,
     https: oci_client::Client,
     http: oci_client::Client,
+    /// The image ID (`registry/repository@manifest-digest`) of each reference this fetcher has found
+    /// present or pulled, as the kubelet's image manager keeps its image list in memory.
+    known: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -72,7 +75,16 @@ impl Fetcher {
             insecure_registries: insecure_registries.into(),
             https: client(false),
             http: client(true),
+            known: Arc::default(),
         }
+    }
+
+    /// The image ID of `image` if this fetcher has already found it present or pulled it: no disk or
+    /// network access. A caller with policy `IfNotPresent` or `Never` may use it instead of [`Fetcher::pull`]
+    /// when it needs the image's identity and not its bytes (the node's compiled workload is keyed by it).
+    pub fn known_image_id(&self, image: &str) -> Option<String> {
+        let key = parse(image).ok()?.whole();
+        self.known.lock().ok()?.get(&key).cloned()
     }
 
     /// Pulls `image` following `policy`.
@@ -187,14 +199,18 @@ impl Fetcher {
         entry: &RefEntry,
         wasm: Vec<u8>,
     ) -> Pulled {
+        let image_id = format!(
+            "{}/{}@{}",
+            reference.registry(),
+            reference.repository(),
+            entry.manifest_digest
+        );
+        if let Ok(mut known) = self.known.lock() {
+            known.insert(reference.whole(), image_id.clone());
+        }
         Pulled {
             image: image.to_string(),
-            image_id: format!(
-                "{}/{}@{}",
-                reference.registry(),
-                reference.repository(),
-                entry.manifest_digest
-            ),
+            image_id,
             layer_digest: entry.layer_digest.clone(),
             path: self.cache.blob_path(&entry.layer_digest),
             wasm,

@@ -191,6 +191,15 @@ impl Runtime {
         Ok(Workload::new(self.inner.clone(), compiled))
     }
 
+    /// The workload this runtime has already loaded under `key`, if any: no bytes, no disk, no
+    /// compilation (the way a second pod of an image starts).
+    pub fn loaded(&self, key: &str) -> Option<Workload> {
+        self.inner
+            .memory_cache
+            .get(key)
+            .map(|compiled| Workload::new(self.inner.clone(), compiled))
+    }
+
     /// Like [`Runtime::load`], but reuses compiled code: `key` names the
     /// wasm (the caller's image digest). A key loaded before by this runtime
     /// is returned at once ([`CacheOutcome::FromMemory`]); otherwise, with a
@@ -208,11 +217,8 @@ impl Runtime {
         wasm: &[u8],
         key: &str,
     ) -> Result<(Workload, CacheOutcome), RuntimeError> {
-        if let Some(compiled) = self.inner.memory_cache.get(key) {
-            return Ok((
-                Workload::new(self.inner.clone(), compiled),
-                CacheOutcome::FromMemory,
-            ));
+        if let Some(workload) = self.loaded(key) {
+            return Ok((workload, CacheOutcome::FromMemory));
         }
         let (binary, layer, set) = self.classify(wasm)?;
         let (code, outcome) = match set

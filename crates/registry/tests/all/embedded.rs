@@ -15,10 +15,16 @@ async fn push_then_pull_round_trips_bytes_digests_and_cache_file() {
 
     let cache = tempfile::tempdir().unwrap();
     let fetcher = Fetcher::new(cache.path().to_path_buf(), vec![]);
+    assert_eq!(fetcher.known_image_id(&image), None, "nothing pulled yet");
     let pulled = fetcher
         .pull(&image, PullPolicy::Always)
         .await
         .expect("pull");
+    // Once pulled, the fetcher knows the image's ID without touching disk or registry.
+    assert_eq!(
+        fetcher.known_image_id(&image),
+        Some(pulled.image_id.clone())
+    );
     assert_eq!(pulled.image, image);
     assert!(pulled.wasm == wasm, "pulled bytes differ from pushed bytes");
     assert_eq!(pulled.layer_digest, sha256(&wasm));

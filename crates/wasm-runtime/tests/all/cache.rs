@@ -30,8 +30,16 @@ async fn compiled_then_from_memory_then_from_disk_and_corruption_rebuilt() {
     let key = "sha256:0123abcd";
 
     let first = cached_runtime(dir.path());
+    assert!(first.loaded(key).is_none(), "nothing loaded yet");
     let (workload, outcome) = first.load_cached(&wasm, key).expect("load");
     assert_eq!(outcome, CacheOutcome::Compiled);
+    // Loaded once, the workload is found by its key alone (no bytes), and runs.
+    let by_key = first.loaded(key).expect("loaded by key");
+    assert_eq!(
+        run(&by_key, Log::new().spec(&["hello"], &[])).await.ok(),
+        Some(Exit::Exited(0))
+    );
+    assert!(first.loaded("sha256:another").is_none());
     assert_eq!(
         run(&workload, Log::new().spec(&["hello"], &[])).await.ok(),
         Some(Exit::Exited(0))
