@@ -221,25 +221,13 @@ async fn measure(cluster: &Cluster, sample: &[u8], count: usize) -> anyhow::Resu
 
 /// `wasm` (a module or a component) with a custom section appended: the same program, another digest.
 fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut content = Vec::new();
-    leb128(name.len(), &mut content);
-    content.extend_from_slice(name.as_bytes());
-    content.extend_from_slice(payload);
+    use wasm_encoder::Section as _;
     let mut out = wasm.to_vec();
-    out.push(0); // custom section id
-    leb128(content.len(), &mut out);
-    out.extend_from_slice(&content);
+    wasm_encoder::CustomSection {
+        name: name.into(),
+        data: payload.into(),
+    }
+    .append_to(&mut out);
     out
 }
 

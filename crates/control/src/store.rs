@@ -792,29 +792,24 @@ mod tests {
             assert_eq!((created.rev, created.kind), (1, EventType::Added));
             let pod = json!({"metadata": {"name": "a"}, "v": 1});
             let created = store
-                .create("pods", "team", "a", pod.clone(), Some("team"))
+                .create("pods", "team", "a", pod, Some("team"))
                 .await
                 .unwrap()
                 .unwrap();
             assert_eq!(created.object["metadata"]["resourceVersion"], "2");
             // Taken name, missing namespace: nothing written, the revision unchanged.
-            let again = json!({"metadata": {"name": "a"}, "v": 2});
-            assert_eq!(
-                store
-                    .create("pods", "team", "a", again, Some("team"))
+            let refusals = [
+                ("team", "a", CreateRefused::Exists),
+                ("nowhere", "b", CreateRefused::NoNamespace),
+            ];
+            for (namespace, name, why) in refusals {
+                let object = json!({"metadata": {"name": name}, "v": 2});
+                let refused = store
+                    .create("pods", namespace, name, object, Some(namespace))
                     .await
-                    .unwrap()
-                    .unwrap_err(),
-                CreateRefused::Exists
-            );
-            assert_eq!(
-                store
-                    .create("pods", "nowhere", "b", pod, Some("nowhere"))
-                    .await
-                    .unwrap()
-                    .unwrap_err(),
-                CreateRefused::NoNamespace
-            );
+                    .unwrap();
+                assert_eq!(refused.unwrap_err(), why);
+            }
             assert_eq!(store.revision(), 2);
             for rev in 1..=2 {
                 assert_eq!(events.next().await.unwrap().unwrap().rev, rev);
