@@ -106,6 +106,14 @@ struct Inner {
 }
 
 impl Inner {
+    /// The next revision, set as `object`'s resourceVersion, and the object as stored. Called under the write
+    /// lock, where the in-memory revision is the database's (every write goes through it).
+    fn stamp(&self, object: &mut Value) -> Result<(i64, String), StoreError> {
+        let rev = self.revision.load(Ordering::SeqCst) + 1;
+        set_resource_version(object, rev);
+        Ok((rev, serde_json::to_string(object)?))
+    }
+
     /// A write is committed as `row`: the in-memory revision follows, and the change goes to the watchers.
     fn committed(
         &self,
@@ -291,10 +299,7 @@ impl Store {
         let commit = tokio::spawn(async move {
             let _guard = guard;
             let mut object = object;
-            // Under the write lock the in-memory revision is the database's (every write goes through it).
-            let rev = inner.revision.load(Ordering::SeqCst) + 1;
-            set_resource_version(&mut object, rev);
-            let body = serde_json::to_string(&object)?;
+            let (rev, body) = inner.stamp(&mut object)?;
             // One autocommitted statement: the `changes_apply` trigger updates `objects` and the revision.
             let row = ChangeRow {
                 rev,
@@ -343,9 +348,7 @@ impl Store {
         let commit = tokio::spawn(async move {
             let _guard = guard;
             let mut object = object;
-            let rev = inner.revision.load(Ordering::SeqCst) + 1;
-            set_resource_version(&mut object, rev);
-            let body = serde_json::to_string(&object)?;
+            let (rev, body) = inner.stamp(&mut object)?;
             let mut conn = inner.pool.acquire().await?;
             // The `changes_apply` trigger writes the object and the revision.
             let written = sqlx::query(
