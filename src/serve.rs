@@ -39,6 +39,27 @@ pub struct ClusterArgs {
     /// The first delay before a Job's failed pod is replaced; it doubles per failure, up to 6 minutes.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     job_backoff_base: Duration,
+    /// When the store's commits reach the disk: `full` fsyncs every commit before acknowledging it (a write
+    /// survives a power cut); `normal` fsyncs at checkpoints only (a write survives herd crashing, but the
+    /// last ones may roll back on a power cut; the store stays consistent).
+    #[arg(long, value_enum, default_value_t = StoreSyncArg::Full)]
+    store_sync: StoreSyncArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StoreSyncArg {
+    Full,
+    Normal,
+}
+
+impl StoreSyncArg {
+    /// The flag's value, as `herd up --store-sync` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -199,6 +220,10 @@ async fn start_control(
         ),
     };
     cfg.job_backoff_base = args.job_backoff_base;
+    cfg.store_sync = match args.store_sync {
+        StoreSyncArg::Full => herd_control::store::StoreSync::Full,
+        StoreSyncArg::Normal => herd_control::store::StoreSync::Normal,
+    };
     Ok(herd_control::ControlPlane::start(cfg, shutdown.clone()).await?)
 }
 

@@ -32,6 +32,9 @@ pub enum Bench {
         /// medians over them.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// `herd up --store-sync` of the measured cluster (`full` or `normal`).
+        #[arg(long, value_enum, default_value_t = crate::serve::StoreSyncArg::Full)]
+        store_sync: crate::serve::StoreSyncArg,
         /// The wasi-http component to run.
         #[arg(long, default_value = HTTP_SAMPLE)]
         wasm: PathBuf,
@@ -85,7 +88,8 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             count,
             rounds,
             wasm,
-        } => pods::run(count, rounds, &wasm).await,
+            store_sync,
+        } => pods::run(count, rounds, &wasm, store_sync.as_str()).await,
         Bench::Density {
             pods,
             wasm,

@@ -45,7 +45,7 @@ const STEPS: [&str; 5] = [
     "seen Running",
 ];
 
-pub async fn run(count: usize, rounds: usize, wasm: &Path) -> anyhow::Result<()> {
+pub async fn run(count: usize, rounds: usize, wasm: &Path, store_sync: &str) -> anyhow::Result<()> {
     if rounds == 0 {
         bail!("--rounds must be at least 1");
     }
@@ -54,14 +54,17 @@ pub async fn run(count: usize, rounds: usize, wasm: &Path) -> anyhow::Result<()>
     for round in 0..rounds {
         // The cached starts are measured on the last node; every started pod stays on it.
         let cached = if round + 1 == rounds { count } else { 0 };
-        let cluster = Cluster::start(&capacity_flags(cached + 4)).await?;
+        let mut flags = capacity_flags(cached + 4).to_vec();
+        flags.extend(["--store-sync".to_string(), store_sync.to_string()]);
+        let cluster = Cluster::start(&flags).await?;
         let result = measure(&cluster, &sample, cached).await;
         cluster.stop().await;
         all.push(result?);
     }
     let last = all.last().ok_or_else(|| anyhow!("no round"))?;
     println!(
-        "pod start (create → Running, wasi-http sample, cached image, one at a time): {} pods, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "pod start (create → Running, wasi-http sample, cached image, one at a time, --store-sync {store_sync}): \
+         {} pods, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         last.cached.len(),
         ms(percentile(&last.cached, 50.0)),
         ms(percentile(&last.cached, 99.0)),

@@ -53,6 +53,8 @@ pub struct ControlConfig {
     /// The first back-off before a Job's failed pod is replaced (doubling per failure, at most 6 min);
     /// kube's `DefaultJobPodFailureBackOff`, 10 s.
     pub job_backoff_base: Duration,
+    /// When the store's commits reach the disk.
+    pub store_sync: store::StoreSync,
 }
 
 impl ControlConfig {
@@ -66,6 +68,7 @@ impl ControlConfig {
             node_cidr_prefix: 24,
             node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
             job_backoff_base: Duration::from_secs(10),
+            store_sync: store::StoreSync::Full,
         }
     }
 }
@@ -120,7 +123,7 @@ impl ControlPlane {
             path: cfg.data_dir.clone(),
             source,
         })?;
-        let store = Store::open(&cfg.data_dir.join("herd.db")).await?;
+        let store = Store::open_with(&cfg.data_dir.join("herd.db"), cfg.store_sync).await?;
         let objects = Objects::new(
             store.clone(),
             Settings {

@@ -93,6 +93,17 @@ pub struct BatchItem {
     pub decide: Box<dyn FnOnce(Option<Value>) -> Mutation + Send>,
 }
 
+/// When a commit reaches the disk (SQLite's `synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreSync {
+    /// Every commit is fsynced before it is acknowledged: an acknowledged write survives a power cut.
+    #[default]
+    Full,
+    /// Commits are fsynced at checkpoints only: an acknowledged write survives herd crashing or being
+    /// killed, but the last ones may roll back if the machine loses power. The database stays consistent.
+    Normal,
+}
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -147,16 +158,27 @@ pub enum CreateRefused {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file and applies migrations.
+    /// Opens (creating if needed) the database file and applies migrations; every commit is fsynced.
     ///
     /// # Errors
     /// When the file cannot be opened or migrated.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, StoreSync::Full).await
+    }
+
+    /// [`Store::open`] with the durability `sync` asks for.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated.
+    pub async fn open_with(path: &Path, sync: StoreSync) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match sync {
+                StoreSync::Full => SqliteSynchronous::Full,
+                StoreSync::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(Duration::from_secs(10))
             // 64 MiB of page cache per connection instead of SQLite's 2 MiB: the working set of a
             // cluster (every object's current row) stays in memory.
@@ -831,6 +853,30 @@ mod tests {
             .await;
         assert_eq!(replayed, vec![2]);
         assert!(store.get("pods", "nowhere", "b").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn store_sync_sets_sqlites_synchronous_on_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        for (sync, expected) in [(StoreSync::Full, 2), (StoreSync::Normal, 1)] {
+            let store = Store::open_with(&dir.path().join("herd.db"), sync)
+                .await
+                .unwrap();
+            // Several connections at once: each must have the setting, not just the first.
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                let mut conn = store.inner.pool.acquire().await.unwrap();
+                let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+                assert_eq!(level, expected, "{sync:?}");
+                held.push(conn);
+            }
+            drop(held);
+            put(&store, "a", 1).await;
+            store.close().await;
+        }
     }
 
     #[tokio::test]
