@@ -183,6 +183,13 @@ impl PodEvents {
         }
     }
 
+    /// An event about the pod itself (no `fieldPath`), as the kubelet's sandbox events are.
+    pub fn pod(&self, type_: EventType, reason: &str, message: String) {
+        let mut reference = self.container_reference("");
+        reference.field_path = None;
+        self.recorder.record(reference, type_, reason, message);
+    }
+
     pub fn container(&self, container: &str, type_: EventType, reason: &str, message: String) {
         self.recorder
             .record(self.container_reference(container), type_, reason, message);

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
@@ -36,12 +37,50 @@ impl IpPool {
         self.used.remove(&ip);
     }
 
+    /// The CIDR the addresses come from.
+    pub fn cidr(&self) -> IpNet {
+        self.cidr
+    }
+
     fn candidates(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.cidr.hosts().skip(1)
     }
 
     fn is_pod_address(&self, ip: IpAddr) -> bool {
         self.cidr.contains(&ip) && self.candidates().any(|candidate| candidate == ip)
+    }
+}
+
+/// The node's pool, shared by its pod workers.
+pub(crate) type SharedIpPool = Arc<Mutex<IpPool>>;
+
+/// A pod's address, back in the pool when dropped (whichever way its worker ends).
+#[derive(Debug)]
+pub(crate) struct IpLease {
+    pool: SharedIpPool,
+    pub ip: IpAddr,
+}
+
+impl IpLease {
+    /// An address of `pool` (`preferred` if free), or `None` when the CIDR is full.
+    pub fn take(pool: &SharedIpPool, preferred: Option<IpAddr>) -> Option<Self> {
+        let ip = pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .allocate(preferred)?;
+        Some(Self {
+            pool: pool.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpLease {
+    fn drop(&mut self) {
+        self.pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .release(self.ip);
     }
 }
 
@@ -91,6 +130,17 @@ mod tests {
             Some(ip("127.1.0.5")),
             "broadcast"
         );
+    }
+
+    #[test]
+    fn a_lease_returns_its_address_when_dropped() {
+        let shared: SharedIpPool = Arc::new(Mutex::new(pool("127.1.0.0/30")));
+        let first = IpLease::take(&shared, None).expect("the one pod address");
+        assert_eq!(first.ip, ip("127.1.0.2"));
+        assert!(IpLease::take(&shared, None).is_none(), "full");
+        drop(first);
+        let again = IpLease::take(&shared, None).expect("free again");
+        assert_eq!(again.ip, ip("127.1.0.2"));
     }
 
     #[test]

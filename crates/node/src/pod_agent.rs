@@ -2,7 +2,6 @@
 //! the pod IP pool: an IP is taken when a worker starts and returned when it ends.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -14,20 +13,19 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::container_logs::PodLogKey;
-use crate::ip_pool::IpPool;
+use crate::ip_pool::{IpLease, IpPool, SharedIpPool};
 use crate::pod_worker::{NodeContext, PodWorker, WorkerOutcome};
 
 struct WorkerHandle {
     pod: watch::Sender<Pod>,
     stop: CancellationToken,
-    ip: Option<IpAddr>,
     /// The pod disappeared from the API: remove its logs once the worker has stopped.
     gone: bool,
 }
 
 pub(crate) struct PodAgent {
     ctx: Arc<NodeContext>,
-    ip_pool: IpPool,
+    ip_pool: SharedIpPool,
     workers: HashMap<String, WorkerHandle>,
     /// Pods whose worker has finished for good (terminal phase): never started again.
     finished: HashSet<String>,
@@ -42,7 +40,7 @@ impl PodAgent {
     pub fn new(ctx: Arc<NodeContext>, ip_pool: IpPool, shutdown: CancellationToken) -> Self {
         Self {
             ctx,
-            ip_pool,
+            ip_pool: Arc::new(std::sync::Mutex::new(ip_pool)),
             workers: HashMap::new(),
             finished: HashSet::new(),
             tasks: JoinSet::new(),
@@ -129,7 +127,9 @@ impl PodAgent {
             }
             return;
         }
-        let ip = if deleting {
+        // Taken here, in the order the pods arrive (a pod resumed after an agent restart gets its address
+        // back before new pods take any); a worker left without one retries on its own.
+        let lease = if deleting {
             None
         } else {
             let previous = pod
@@ -137,19 +137,21 @@ impl PodAgent {
                 .as_ref()
                 .and_then(|s| s.pod_ip.as_deref())
                 .and_then(|ip| ip.parse().ok());
-            let ip = self.ip_pool.allocate(previous);
-            if ip.is_none() {
-                tracing::warn!(pod = ?pod.metadata.name, "no free pod IP left in this node's pod CIDR");
-            }
-            ip
+            IpLease::take(&self.ip_pool, previous)
         };
-        self.spawn(uid, pod, ip);
+        self.spawn(uid, pod, lease);
     }
 
-    fn spawn(&mut self, uid: String, pod: Pod, ip: Option<IpAddr>) {
+    fn spawn(&mut self, uid: String, pod: Pod, lease: Option<IpLease>) {
         let (pod_tx, pod_rx) = watch::channel(pod);
         let stop = self.shutdown.child_token();
-        let worker = PodWorker::new(self.ctx.clone(), pod_rx, ip, stop.clone());
+        let worker = PodWorker::new(
+            self.ctx.clone(),
+            pod_rx,
+            lease,
+            self.ip_pool.clone(),
+            stop.clone(),
+        );
         let handle = self.tasks.spawn(worker.run());
         self.task_uids.insert(handle.id(), uid.clone());
         self.workers.insert(
@@ -157,7 +159,6 @@ impl PodAgent {
             WorkerHandle {
                 pod: pod_tx,
                 stop,
-                ip,
                 gone: false,
             },
         );
@@ -188,9 +189,6 @@ impl PodAgent {
         let Some(worker) = self.workers.remove(&uid) else {
             return;
         };
-        if let Some(ip) = worker.ip {
-            self.ip_pool.release(ip);
-        }
         match outcome {
             WorkerOutcome::Finished => {
                 self.finished.insert(uid);

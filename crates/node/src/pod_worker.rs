@@ -30,6 +30,7 @@ use crate::container_spec::{PodFacts, RestartPolicy};
 use crate::crash_back_off::CrashBackOff;
 use crate::event_correlator::EventType;
 use crate::events::{EventRecorder, PodEvents};
+use crate::ip_pool::{IpLease, SharedIpPool};
 use crate::pod_env::NodeAllocatable;
 use crate::pod_setup::PodSetup;
 use crate::pod_status::{
@@ -55,6 +56,9 @@ pub(crate) struct NodeContext {
 /// (ContainerCreating, then Running) with a write on the start's path in between.
 const FIRST_STATUS_WAIT: Duration = Duration::from_millis(100);
 
+/// How often a pod left without an IP (the node's pod CIDR is full) tries again.
+const NO_IP_RETRY: Duration = Duration::from_secs(2);
+
 /// `terminationGracePeriodSeconds` when the pod does not say.
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
@@ -71,6 +75,9 @@ pub(crate) enum WorkerOutcome {
 
 enum WorkerState {
     Start,
+    /// The node's pod CIDR has no free address: report it and try again (the kubelet's
+    /// `FailedCreatePodSandBox`).
+    NoIp,
     Running,
     /// `spec.activeDeadlineSeconds` ran out: kill the containers, fail the pod.
     DeadlineExceeded,
@@ -86,6 +93,9 @@ pub(crate) struct PodWorker {
     updates: watch::Receiver<Pod>,
     events: PodEvents,
     ip: Option<IpAddr>,
+    /// Holds `ip`; returns it to the node's pool when the worker goes.
+    lease: Option<IpLease>,
+    ip_pool: SharedIpPool,
     key: PodLogKey,
     /// Cancelled by the agent: stop without touching the pod.
     stop: CancellationToken,
@@ -129,7 +139,8 @@ impl PodWorker {
     pub fn new(
         ctx: Arc<NodeContext>,
         updates: watch::Receiver<Pod>,
-        ip: Option<IpAddr>,
+        lease: Option<IpLease>,
+        ip_pool: SharedIpPool,
         stop: CancellationToken,
     ) -> Self {
         let pod = updates.borrow().clone();
@@ -145,7 +156,9 @@ impl PodWorker {
             pod,
             updates,
             events,
-            ip,
+            ip: lease.as_ref().map(|lease| lease.ip),
+            lease,
+            ip_pool,
             key,
             containers_stop: stop.child_token(),
             containers_drain: CancellationToken::new(),
@@ -180,6 +193,7 @@ impl PodWorker {
     async fn step(&mut self, state: WorkerState) -> WorkerState {
         match state {
             WorkerState::Start => self.start(),
+            WorkerState::NoIp => self.no_ip().await,
             WorkerState::Running => self.running().await,
             WorkerState::DeadlineExceeded => {
                 tracing::info!(pod = %self.key.pod, namespace = %self.key.namespace, "pod exceeded its active deadline");
@@ -215,6 +229,18 @@ impl PodWorker {
         let Some(spec) = self.pod.spec.clone() else {
             return WorkerState::Done(WorkerOutcome::Finished);
         };
+        if self.lease.is_none() {
+            let preferred = self
+                .pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|ip| ip.parse().ok());
+            self.lease = IpLease::take(&self.ip_pool, preferred);
+            self.ip = self.lease.as_ref().map(|lease| lease.ip);
+        }
+        // Built afresh on each start (a pod left without an IP comes back here).
+        self.containers.clear();
         let restart_policy = RestartPolicy::parse(spec.restart_policy.as_deref());
         // Init containers run to completion: retried on failure unless the pod never restarts.
         let init_policy = match restart_policy {
@@ -248,6 +274,9 @@ impl PodWorker {
                 container,
                 spawned: false,
             });
+        }
+        if self.ip.is_none() {
+            return WorkerState::NoIp;
         }
         self.setup = Some(Arc::new(PodSetup::new(
             self.ctx.client.clone(),
@@ -387,6 +416,34 @@ impl PodWorker {
         }
         self.containers_stop.cancel();
         self.drain_reports().await;
+    }
+
+    /// No free pod IP: reports the pod's containers as being created, records the kubelet's
+    /// `FailedCreatePodSandBox`, and tries again after [`NO_IP_RETRY`] (or at once when the pod changes).
+    async fn no_ip(&mut self) -> WorkerState {
+        let cidr = self
+            .ip_pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cidr();
+        tracing::warn!(pod = %self.key.pod, namespace = %self.key.namespace, %cidr, "no free pod IP left in this node's pod CIDR");
+        self.events.pod(
+            EventType::Warning,
+            "FailedCreatePodSandBox",
+            format!("Failed to create pod sandbox: no IP addresses available in range set: {cidr}"),
+        );
+        self.publish(false).await;
+        tokio::select! {
+            () = self.stop.cancelled() => WorkerState::Stopping,
+            changed = self.updates.changed() => {
+                if changed.is_err() {
+                    return WorkerState::Stopping;
+                }
+                self.pod = self.updates.borrow_and_update().clone();
+                WorkerState::Start
+            }
+            () = tokio::time::sleep(NO_IP_RETRY) => WorkerState::Start,
+        }
     }
 
     async fn running(&mut self) -> WorkerState {

@@ -136,3 +136,58 @@ async fn a_restarted_agent_finds_its_pods_again_without_duplicates() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_without_a_free_ip_waits_for_one_as_the_kubelet_does() {
+    let (_registry, images) = registry_with(&["http-hello"]).await;
+    // A /30 pod CIDR: one address for pods (the first host is kept for a gateway).
+    let herd = Herd::up(HerdOptions {
+        extra_args: vec!["--node-cidr-mask-size".into(), "30".into()],
+        ..HerdOptions::default()
+    })
+    .await;
+    herd.wait_node_ready("e2e-node").await;
+    let web = |name: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "terminationGracePeriodSeconds": TEST_GRACE_SECONDS,
+                "containers": [{"name": "web", "image": images[0], "ports": [{"containerPort": 8080}]}],
+            },
+        })
+    };
+    herd.create(PODS, &web("first")).await;
+    let first = wait_running(&herd, "first").await;
+    herd.create(PODS, &web("second")).await;
+    // No address left: the pod waits, its container being created, with the kubelet's sandbox event.
+    let waiting = wait_pod(
+        &herd,
+        "second",
+        "ContainerCreating",
+        Duration::from_secs(20),
+        |p| s(p, "/status/containerStatuses/0/state/waiting/reason") == "ContainerCreating",
+    )
+    .await;
+    assert_eq!(phase(&waiting), "Pending", "{}", pod_summary(&waiting));
+    assert!(waiting.pointer("/status/podIP").is_none(), "{waiting}");
+    wait_for(
+        "the FailedCreatePodSandBox event",
+        Duration::from_secs(20),
+        || async {
+            let events = events_about(&herd, "second").await;
+            match events.iter().any(|e| {
+                e.starts_with("FailedCreatePodSandBox: Failed to create pod sandbox: no IP addresses available")
+            }) {
+                true => Ok(()),
+                false => Err(format!("{events:?}")),
+            }
+        },
+    )
+    .await;
+    // Once the first pod is gone its address is free, and the waiting pod starts with it.
+    herd.delete(&format!("{PODS}/first")).await;
+    let second = wait_running(&herd, "second").await;
+    assert_eq!(s(&second, "/status/podIP"), s(&first, "/status/podIP"));
+    wait_answer(&second, 8080, "/", 200).await;
+}
