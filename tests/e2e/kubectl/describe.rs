@@ -33,9 +33,28 @@ async fn kubectl_describe_shows_details_and_events() {
     )
     .await;
 
-    // Pod: the header fields, the container, conditions, and the kubelet/scheduler events.
-    let out = kubectl(herd, &["describe", "pod", "sleeper"]).await.ok();
-    let text = &out.stdout;
+    // Pod: the header fields, the container, conditions, and the kubelet/scheduler events. Events are
+    // written asynchronously (as by the kubelet's recorder): the pod may be Ready a moment before its
+    // Started event is stored.
+    let wanted = ["Scheduled", "Pulled", "Started"];
+    let text = &wait_for(
+        "describe pod sleeper to show its events",
+        Duration::from_secs(10),
+        || async {
+            let text = kubectl(herd, &["describe", "pod", "sleeper"])
+                .await
+                .ok()
+                .stdout;
+            let reasons = events_table(&text)
+                .map(|t| t.column("Reason"))
+                .unwrap_or_default();
+            match wanted.iter().all(|w| reasons.iter().any(|r| r == w)) {
+                true => Ok(text),
+                false => Err(text),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         described(text, 0, "Name").as_deref(),
         Some("sleeper"),
@@ -82,7 +101,7 @@ async fn kubectl_describe_shows_details_and_events() {
     let events = events_table(text).unwrap_or_else(|| panic!("describe pod: no events\n{text}"));
     assert_eq!(events.columns, ["Type", "Reason", "Age", "From", "Message"]);
     let reasons = events.column("Reason");
-    for wanted in ["Scheduled", "Pulled", "Started"] {
+    for wanted in wanted {
         assert!(
             reasons.iter().any(|r| r == wanted),
             "no {wanted} event: {events:#?}"
