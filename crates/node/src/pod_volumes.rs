@@ -8,7 +8,7 @@
 //! [`PodVolumes::refresh`]); [`PodVolumes::prepare`] and the updater only add the API GETs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -537,15 +537,7 @@ pub fn write_files(dir: &Path, files: &BTreeMap<PathBuf, Vec<u8>>) -> Result<boo
         }
         let parent = target.parent().unwrap_or(dir);
         create_dir(parent)?;
-        let file_name = relative
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = parent.join(format!(".{file_name}.herd-tmp"));
-        let mut file = std::fs::File::create(&temp).map_err(io_err(&temp))?;
-        file.write_all(content).map_err(io_err(&temp))?;
-        file.sync_all().map_err(io_err(&temp))?;
-        std::fs::rename(&temp, &target).map_err(io_err(&target))?;
+        herd_atomic_file::write(&target, content).map_err(io_err(&target))?;
         changed = true;
     }
     let keep: BTreeSet<&Path> = files.keys().map(PathBuf::as_path).collect();

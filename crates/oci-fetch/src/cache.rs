@@ -6,10 +6,8 @@
 //! read; a blob that fails is deleted and reported as [`FetchError::DigestMismatch`].
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
 use crate::FetchError;
 use crate::artifact::{parse_sha256, sha256_digest};
@@ -69,7 +67,7 @@ impl Cache {
             });
         }
         let path = self.blob_path(digest);
-        write_atomically(&path, bytes).await?;
+        herd_atomic_file::write_async(path.clone(), bytes.to_vec()).await?;
         Ok(path)
     }
 
@@ -103,36 +101,9 @@ impl Cache {
 
     pub async fn write_ref(&self, entry: &RefEntry) -> Result<(), FetchError> {
         let bytes = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-        write_atomically(&self.ref_path(&entry.image), &bytes).await?;
+        herd_atomic_file::write_async(self.ref_path(&entry.image), bytes).await?;
         Ok(())
     }
-}
-
-/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it to `path`.
-async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("cache path has no parent directory"))?;
-    tokio::fs::create_dir_all(dir).await?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        file.write_all(bytes).await?;
-        file.sync_all().await?;
-        drop(file);
-        tokio::fs::rename(&tmp, path).await
-    }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
-    result
 }
 
 async fn remove_if_exists(path: &Path) -> std::io::Result<()> {

@@ -79,7 +79,7 @@ impl Storage {
 
     /// Links blob `hex`, which must exist in the blob store, into the repository.
     pub async fn link_blob(&self, name: &str, hex: &str) -> Result<(), ApiError> {
-        write_atomically(&self.layer_link(name, hex), b"").await?;
+        herd_atomic_file::write_async(self.layer_link(name, hex), Vec::new()).await?;
         Ok(())
     }
 
@@ -160,7 +160,7 @@ impl Storage {
 
     /// Stores `content` in the blob store (unverified: the caller computed `hex` from it).
     pub async fn store_blob(&self, hex: &str, content: &[u8]) -> Result<(), ApiError> {
-        write_atomically(&self.blob_path(hex), content).await?;
+        herd_atomic_file::write_async(self.blob_path(hex), content.to_vec()).await?;
         Ok(())
     }
 
@@ -171,7 +171,11 @@ impl Storage {
         hex: &str,
         content_type: &str,
     ) -> Result<(), ApiError> {
-        write_atomically(&self.manifest_link(name, hex), content_type.as_bytes()).await?;
+        herd_atomic_file::write_async(
+            self.manifest_link(name, hex),
+            content_type.as_bytes().to_vec(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -189,7 +193,8 @@ impl Storage {
     }
 
     pub async fn set_tag(&self, name: &str, tag: &str, digest: &str) -> Result<(), ApiError> {
-        write_atomically(&self.tags_dir(name).join(tag), digest.as_bytes()).await?;
+        herd_atomic_file::write_async(self.tags_dir(name).join(tag), digest.as_bytes().to_vec())
+            .await?;
         Ok(())
     }
 
@@ -250,28 +255,6 @@ async fn sha256_file(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
-}
-
-/// Writes `content` to a temporary file next to `path` (a dot file, so listings skip it), syncs
-/// it and renames it to `path`.
-async fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("storage path has no parent directory"))?;
-    tokio::fs::create_dir_all(dir).await?;
-    let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
-    let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        file.write_all(content).await?;
-        file.sync_all().await?;
-        drop(file);
-        tokio::fs::rename(&tmp, path).await
-    }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
-    result
 }
 
 async fn remove_if_exists(path: &Path) -> std::io::Result<()> {

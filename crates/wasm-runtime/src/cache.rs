@@ -10,10 +10,8 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -62,9 +60,6 @@ pub(crate) struct DiskCache {
     /// role have other names.
     engine_hash: String,
 }
-
-/// Makes temporary names unique within the process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl DiskCache {
     /// The cache in `dir` for `engine`; `label` (empty for none) names the
@@ -121,32 +116,13 @@ impl DiskCache {
         let result = serialized.map_err(std::io::Error::other).and_then(|bytes| {
             let (code_path, sum_path) = self.paths(key);
             let sum = hex::encode(Sha256::digest(&bytes));
-            write_atomically(&code_path, &bytes)?;
-            write_atomically(&sum_path, sum.as_bytes())
+            herd_atomic_file::write(&code_path, &bytes)?;
+            herd_atomic_file::write(&sum_path, sum.as_bytes())
         });
         if let Err(e) = result {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the compiled-code cache");
         }
     }
-}
-
-/// Writes to a temporary file next to `path`, syncs it, and renames it over
-/// `path`, so readers see the old content or all the new one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut temp_name = path.as_os_str().to_owned();
-    temp_name.push(format!(".tmp-{}-{n}", std::process::id()));
-    let temp = PathBuf::from(temp_name);
-    let written = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
 }
 
 /// Maps a serialized module or component.

@@ -1,0 +1,99 @@
+//! Replacing a file's content durably and atomically: the bytes go to a hidden temporary file beside it
+//! (a dot file, so directory listings that skip those never see it), are synced, and the temporary file is
+//! renamed over the target. A reader sees the old content or all of the new, a crash leaves one of the
+//! two, and a failed write leaves no temporary file behind. The node's image, compiled-code and volume
+//! files and the registry's manifests are written this way.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Writes `bytes` to `path` atomically, creating the parent directory if needed.
+///
+/// # Errors
+/// The first I/O error (the temporary file is removed then, `path` left as it was).
+pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or_else(|| {
+        std::io::Error::other(format!("{} has no parent directory", path.display()))
+    })?;
+    std::fs::create_dir_all(dir)?;
+    let temp = temp_path(dir, path);
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+/// [`write`] on a blocking thread, for async callers.
+///
+/// # Errors
+/// As [`write`], or the blocking task failing.
+pub async fn write_async(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || write(&path, &bytes))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// `.<name>.<pid>.<n>.tmp` beside the target: unique among this process's writes and other processes'.
+fn temp_path(dir: &Path, path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn replaces_the_content_and_leaves_nothing_else() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("nested").join("file");
+        write(&path, b"old").expect("first write, creating the directory");
+        write(&path, b"new content").expect("second write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"new content");
+        assert_eq!(entries(&dir.path().join("nested")), ["file"]);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_content_and_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A directory where the file should be: the rename fails after the bytes were written.
+        let path = dir.path().join("taken");
+        std::fs::create_dir(&path).expect("mkdir");
+        std::fs::write(path.join("inside"), b"kept").expect("write");
+        assert!(write(&path, b"new").is_err());
+        assert_eq!(entries(dir.path()), ["taken"]);
+        assert_eq!(std::fs::read(path.join("inside")).expect("read"), b"kept");
+    }
+
+    #[tokio::test]
+    async fn async_callers_get_the_same() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        write_async(path.clone(), b"bytes".to_vec())
+            .await
+            .expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"bytes");
+        assert_eq!(entries(dir.path()), ["f"]);
+    }
+}
