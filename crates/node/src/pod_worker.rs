@@ -470,6 +470,9 @@ impl PodWorker {
             return WorkerState::Done(WorkerOutcome::Finished);
         };
         tokio::select! {
+            // Stopping comes first: the containers end with it, and their reports must not be taken
+            // for the pod's own ending.
+            biased;
             () = self.stop.cancelled() => WorkerState::Stopping,
             () = deadline => WorkerState::DeadlineExceeded,
             changed = self.updates.changed() => {
@@ -571,6 +574,11 @@ impl PodWorker {
 
     /// Writes the status if it changed. On failure `sent` is cleared, so `running` retries.
     async fn publish(&mut self, terminating: bool) {
+        if self.stop.is_cancelled() {
+            // The agent is going away: its containers were just stopped under the pod, and the status
+            // stays as it was, for the next agent to resume from (never a terminal status).
+            return;
+        }
         let status = self.status(terminating);
         if self.sent.as_ref() == Some(&status) {
             return;
