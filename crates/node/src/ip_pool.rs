@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Pod;
 
 /// The addresses of a pod CIDR this node hands to its pods: every host address except the
 /// first (kept for a gateway, as CNI plugins do), lowest free one first.
@@ -62,6 +63,17 @@ pub(crate) struct IpLease {
 }
 
 impl IpLease {
+    /// An address for `pod`: the one its status names if free (a pod keeps its IP across an agent
+    /// restart), else the lowest free one; `None` when the CIDR is full.
+    pub fn for_pod(pool: &SharedIpPool, pod: &Pod) -> Option<Self> {
+        let preferred = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok());
+        Self::take(pool, preferred)
+    }
+
     /// An address of `pool` (`preferred` if free), or `None` when the CIDR is full.
     pub fn take(pool: &SharedIpPool, preferred: Option<IpAddr>) -> Option<Self> {
         let ip = pool

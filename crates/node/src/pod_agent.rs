@@ -132,12 +132,7 @@ impl PodAgent {
         let lease = if deleting {
             None
         } else {
-            let previous = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.pod_ip.as_deref())
-                .and_then(|ip| ip.parse().ok());
-            IpLease::take(&self.ip_pool, previous)
+            IpLease::for_pod(&self.ip_pool, &pod)
         };
         self.spawn(uid, pod, lease);
     }

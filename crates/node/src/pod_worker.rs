@@ -92,8 +92,7 @@ pub(crate) struct PodWorker {
     pod: Pod,
     updates: watch::Receiver<Pod>,
     events: PodEvents,
-    ip: Option<IpAddr>,
-    /// Holds `ip`; returns it to the node's pool when the worker goes.
+    /// The pod's IP; back in the node's pool when the worker goes.
     lease: Option<IpLease>,
     ip_pool: SharedIpPool,
     key: PodLogKey,
@@ -156,7 +155,6 @@ impl PodWorker {
             pod,
             updates,
             events,
-            ip: lease.as_ref().map(|lease| lease.ip),
             lease,
             ip_pool,
             key,
@@ -230,14 +228,7 @@ impl PodWorker {
             return WorkerState::Done(WorkerOutcome::Finished);
         };
         if self.lease.is_none() {
-            let preferred = self
-                .pod
-                .status
-                .as_ref()
-                .and_then(|s| s.pod_ip.as_deref())
-                .and_then(|ip| ip.parse().ok());
-            self.lease = IpLease::take(&self.ip_pool, preferred);
-            self.ip = self.lease.as_ref().map(|lease| lease.ip);
+            self.lease = IpLease::for_pod(&self.ip_pool, &self.pod);
         }
         // Built afresh on each start (a pod left without an IP comes back here).
         self.containers.clear();
@@ -275,14 +266,14 @@ impl PodWorker {
                 spawned: false,
             });
         }
-        if self.ip.is_none() {
+        if self.lease.is_none() {
             return WorkerState::NoIp;
         }
         self.setup = Some(Arc::new(PodSetup::new(
             self.ctx.client.clone(),
             self.pod.clone(),
             self.ctx.logs.pod_dir(&self.key),
-            self.ip,
+            self.ip(),
             self.ctx.host_ip,
             self.ctx.allocatable,
         )));
@@ -290,7 +281,7 @@ impl PodWorker {
             name: self.key.pod.clone(),
             namespace: self.key.namespace.clone(),
             uid: self.key.uid.clone(),
-            pod_ip: self.ip,
+            pod_ip: self.ip(),
         });
         self.deadline = spec
             .active_deadline_seconds
@@ -306,7 +297,7 @@ impl PodWorker {
         self.reports_tx = Some(reports_tx);
         self.reports = Some(reports_rx);
         self.advance();
-        tracing::info!(pod = %self.key.pod, namespace = %self.key.namespace, ip = ?self.ip, "starting pod");
+        tracing::info!(pod = %self.key.pod, namespace = %self.key.namespace, ip = ?self.ip(), "starting pod");
         WorkerState::Running
     }
 
@@ -419,7 +410,7 @@ impl PodWorker {
     }
 
     /// No free pod IP: reports the pod's containers as being created, records the kubelet's
-    /// `FailedCreatePodSandBox`, and tries again after [`NO_IP_RETRY`] (or at once when the pod changes).
+    /// `FailedCreatePodSandBox`, and tries again after [`NO_IP_RETRY`] (at once if the pod is deleted).
     async fn no_ip(&mut self) -> WorkerState {
         let cidr = self
             .ip_pool
@@ -433,16 +424,24 @@ impl PodWorker {
             format!("Failed to create pod sandbox: no IP addresses available in range set: {cidr}"),
         );
         self.publish(false).await;
-        tokio::select! {
-            () = self.stop.cancelled() => WorkerState::Stopping,
-            changed = self.updates.changed() => {
-                if changed.is_err() {
-                    return WorkerState::Stopping;
+        let retry = tokio::time::sleep(NO_IP_RETRY);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return WorkerState::Stopping,
+                changed = self.updates.changed() => {
+                    if changed.is_err() {
+                        return WorkerState::Stopping;
+                    }
+                    self.pod = self.updates.borrow_and_update().clone();
+                    // A deletion is handled at once (by `start`); other updates, such as the status
+                    // just written, wait for the retry.
+                    if self.pod.metadata.deletion_timestamp.is_some() {
+                        return WorkerState::Start;
+                    }
                 }
-                self.pod = self.updates.borrow_and_update().clone();
-                WorkerState::Start
+                () = &mut retry => return WorkerState::Start,
             }
-            () = tokio::time::sleep(NO_IP_RETRY) => WorkerState::Start,
         }
     }
 
@@ -559,13 +558,17 @@ impl PodWorker {
             containers: view(containers),
             deadline_exceeded: self.deadline_exceeded,
             terminating,
-            pod_ip: self.ip.map(|ip| ip.to_string()),
+            pod_ip: self.ip().map(|ip| ip.to_string()),
             host_ip: self.ctx.host_ip.to_string(),
             start_time: self.start_time,
             observed_generation: self.pod.metadata.generation,
             previous_conditions: previous,
             now: Timestamp::now(),
         })
+    }
+
+    fn ip(&self) -> Option<IpAddr> {
+        self.lease.as_ref().map(|lease| lease.ip)
     }
 
     fn pods(&self) -> Api<Pod> {
