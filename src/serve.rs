@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use herd_control::store::StoreSync;
 use ipnet::{IpNet, Ipv4Net};
 use k8s_openapi::api::core::v1::Node;
 use tokio::task::JoinHandle;
@@ -42,24 +43,8 @@ pub struct ClusterArgs {
     /// When the store's commits reach the disk: `full` fsyncs every commit before acknowledging it (a write
     /// survives a power cut); `normal` fsyncs at checkpoints only (a write survives herd crashing, but the
     /// last ones may roll back on a power cut; the store stays consistent).
-    #[arg(long, value_enum, default_value_t = StoreSyncArg::Full)]
-    store_sync: StoreSyncArg,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum StoreSyncArg {
-    Full,
-    Normal,
-}
-
-impl StoreSyncArg {
-    /// The flag's value, as `herd up --store-sync` takes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Full => "full",
-            Self::Normal => "normal",
-        }
-    }
+    #[arg(long, default_value = "full")]
+    store_sync: StoreSync,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -220,10 +205,7 @@ async fn start_control(
         ),
     };
     cfg.job_backoff_base = args.job_backoff_base;
-    cfg.store_sync = match args.store_sync {
-        StoreSyncArg::Full => herd_control::store::StoreSync::Full,
-        StoreSyncArg::Normal => herd_control::store::StoreSync::Normal,
-    };
+    cfg.store_sync = args.store_sync;
     Ok(herd_control::ControlPlane::start(cfg, shutdown.clone()).await?)
 }
 

@@ -33,8 +33,8 @@ pub enum Bench {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
         /// `herd up --store-sync` of the measured cluster (`full` or `normal`).
-        #[arg(long, value_enum, default_value_t = crate::serve::StoreSyncArg::Full)]
-        store_sync: crate::serve::StoreSyncArg,
+        #[arg(long, default_value = "full")]
+        store_sync: herd_control::store::StoreSync,
         /// The wasi-http component to run.
         #[arg(long, default_value = HTTP_SAMPLE)]
         wasm: PathBuf,

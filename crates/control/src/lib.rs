@@ -68,7 +68,7 @@ impl ControlConfig {
             node_cidr_prefix: 24,
             node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
             job_backoff_base: Duration::from_secs(10),
-            store_sync: store::StoreSync::Full,
+            store_sync: store::StoreSync::default(),
         }
     }
 }

@@ -104,6 +104,28 @@ pub enum StoreSync {
     Normal,
 }
 
+impl StoreSync {
+    /// Its name on the command line (`--store-sync`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        }
+    }
+}
+
+impl std::str::FromStr for StoreSync {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            other => Err(format!("{other:?} is not full or normal")),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
