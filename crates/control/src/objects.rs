@@ -173,9 +173,12 @@ impl Objects {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let (ns, name, mut obj) = Self::prepare_create(res, ns, obj)?;
-        // Cluster IPs are allocated under one lock so two Services never get the same address.
-        let ip_guard = if res.kind == "Service" {
+        // Other creates check the namespace in the write itself; these answer or allocate before it.
+        if dry_run || res.kind == "Service" {
             self.require_namespace(res, &ns).await?;
+        }
+        // Cluster IPs are allocated under one lock so two Services never get the same address.
+        let _ip_guard = if res.kind == "Service" {
             let guard = self.service_ips.lock().await;
             self.assign_cluster_ip(&mut obj).await?;
             Some(guard)
@@ -183,9 +186,6 @@ impl Objects {
             None
         };
         if dry_run {
-            if ip_guard.is_none() {
-                self.require_namespace(res, &ns).await?;
-            }
             return match self.store.get(&res.key(), &ns, &name).await? {
                 Some(_) => Err(ApiError::already_exists(res, &name)),
                 None => Ok(obj),
