@@ -6,12 +6,14 @@
 //! N milliseconds before exiting, and `--fail-until-unix-ms=T` exits with status 1 (after the sleep) while
 //! the wall clock is before T, Unix time in milliseconds, and behaves as without it from then on (to show
 //! a Job's retries). `--alloc-mib=N` first allocates and touches N MiB, one MiB at a time, printing how far it
-//! got (a memory hog for limit demos: under a smaller `limits.memory` it never finishes). Any other argument
-//! is only printed.
+//! got (a memory hog for limit demos: under a smaller `limits.memory` it never finishes). `--forever` makes
+//! the sleep endless (a program that keeps running until it is stopped), and `--every-ms=N` prints `tick K`
+//! every N milliseconds while it sleeps (a running program with steady output, as `herd bench deploy`
+//! starts: `--every-ms=100 --forever`). Any other argument is only printed.
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How the program ends, read from its arguments.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -22,9 +24,20 @@ struct Options {
     fail_until_unix_ms: Option<u64>,
     /// MiB to allocate and touch before anything else.
     alloc_mib: u32,
+    /// Sleep without end instead of for `sleep`.
+    forever: bool,
+    /// Print a `tick K` line this often while sleeping.
+    every: Option<Duration>,
 }
 
 impl Options {
+    /// When the `k`th tick (from 1) is due, counted from the start of the sleep; `None` once the sleep is over
+    /// (or without `--every-ms`).
+    fn tick_due(&self, k: u32) -> Option<Duration> {
+        let due = self.every?.checked_mul(k)?;
+        (self.forever || due <= self.sleep).then_some(due)
+    }
+
     /// The exit status at `now_unix_ms`.
     fn exit_code_at(&self, now_unix_ms: u64) -> u8 {
         match self.fail_until_unix_ms {
@@ -55,6 +68,14 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             options.alloc_mib = value
                 .parse()
                 .map_err(|_| format!("--alloc-mib wants a number of MiB, got {value:?}"))?;
+        } else if arg == "--forever" {
+            options.forever = true;
+        } else if let Some(value) = arg.strip_prefix("--every-ms=") {
+            let ms: u64 =
+                value.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                    format!("--every-ms wants milliseconds above 0, got {value:?}")
+                })?;
+            options.every = Some(Duration::from_millis(ms));
         }
     }
     Ok(options)
@@ -83,7 +104,7 @@ fn main() -> ExitCode {
     match parse_options(&args) {
         Ok(options) => {
             hog(options.alloc_mib);
-            std::thread::sleep(options.sleep);
+            linger(&options);
             let now_unix_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -100,6 +121,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Sleeps for `--sleep-ms` (or for ever with `--forever`), printing a tick line when one is due.
+fn linger(options: &Options) {
+    let start = Instant::now();
+    let mut k = 1;
+    while let Some(due) = options.tick_due(k) {
+        std::thread::sleep((start + due).saturating_duration_since(Instant::now()));
+        println!("tick {k}");
+        k += 1;
+    }
+    if options.forever {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    std::thread::sleep((start + options.sleep).saturating_duration_since(Instant::now()));
 }
 
 /// Allocates and touches `mib` MiB, reporting each 16 MiB (the memory is kept until exit).
@@ -146,6 +184,8 @@ mod tests {
                 sleep: Duration::from_millis(250),
                 fail_until_unix_ms: None,
                 alloc_mib: 3,
+                forever: false,
+                every: None,
             })
         );
         assert_eq!(parse_options(&strings(&["plain"])), Ok(Options::default()));
@@ -159,6 +199,8 @@ mod tests {
         assert!(parse_options(&strings(&["--fail-until-unix-ms=soon"])).is_err());
         assert!(parse_options(&strings(&["--fail-until-unix-ms=-5"])).is_err());
         assert!(parse_options(&strings(&["--alloc-mib=lots"])).is_err());
+        assert!(parse_options(&strings(&["--every-ms=0"])).is_err());
+        assert!(parse_options(&strings(&["--every-ms=often"])).is_err());
     }
 
     #[test]
@@ -170,5 +212,22 @@ mod tests {
         let with_exit = parse_options(&strings(&["--exit=3", "--fail-until-unix-ms=10"])).unwrap();
         assert_eq!(with_exit.exit_code_at(9), 1);
         assert_eq!(with_exit.exit_code_at(11), 3);
+    }
+
+    #[test]
+    fn ticks_fall_within_the_sleep_or_go_on_for_ever() {
+        let ticking = parse_options(&strings(&["--sleep-ms=250", "--every-ms=100"])).unwrap();
+        assert_eq!(ticking.every, Some(Duration::from_millis(100)));
+        assert_eq!(ticking.tick_due(1), Some(Duration::from_millis(100)));
+        assert_eq!(ticking.tick_due(2), Some(Duration::from_millis(200)));
+        assert_eq!(ticking.tick_due(3), None);
+        let forever = parse_options(&strings(&["--every-ms=100", "--forever"])).unwrap();
+        assert!(forever.forever);
+        assert_eq!(
+            forever.tick_due(1_000_000),
+            Some(Duration::from_secs(100_000))
+        );
+        let silent = parse_options(&strings(&["--forever"])).unwrap();
+        assert_eq!(silent.tick_due(1), None);
     }
 }
