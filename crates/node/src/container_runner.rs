@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_oci_fetch::{Fetcher, PullPolicy, Pulled};
-use herd_wasm_runtime::{Exit, Output, RunSpec, Runtime, RuntimeError, Workload, WorkloadKind};
+use herd_oci_fetch::{PullPolicy, Pulled};
+use herd_wasm_runtime::{Exit, Output, RunSpec, RuntimeError, Workload, WorkloadKind};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Container;
 use tokio::sync::mpsc;
@@ -18,6 +18,7 @@ use crate::container_spec::{self, PodFacts, RestartPolicy};
 use crate::crash_back_off::{CrashBackOff, go_duration};
 use crate::event_correlator::EventType;
 use crate::events::{self, PodEvents};
+use crate::images::Images;
 use crate::log_capture;
 use crate::pod_setup::PodSetup;
 use crate::pod_status::{ContainerReport, RunState, Termination};
@@ -48,8 +49,7 @@ pub(crate) struct ContainerRunner {
     pub restart_policy: RestartPolicy,
     pub log_key: PodLogKey,
     pub logs: ContainerLogs,
-    pub fetcher: Fetcher,
-    pub runtime: Runtime,
+    pub images: Images,
     pub reports: mpsc::UnboundedSender<Report>,
     pub events: PodEvents,
     /// Cancelled to interrupt the container (pod deleted or agent shutting down).
@@ -176,9 +176,7 @@ impl ContainerRunner {
             }
             // Another pod of this image already started here: its compiled workload is in memory, so
             // neither the blob nor a blocking thread is needed.
-            if let Some(image_id) = self.fetcher.known_image_id(&image)
-                && let Some(workload) = self.runtime.loaded(&image_id)
-            {
+            if let Some((image_id, workload)) = self.images.loaded(&image) {
                 self.report.image_id = Some(image_id.clone());
                 self.already_present(&image);
                 *cache = Some((image_id, workload));
@@ -186,7 +184,7 @@ impl ContainerRunner {
             }
             let present = tokio::select! {
                 () = self.stop.cancelled() => return Step::Done,
-                present = self.fetcher.pull(&image, PullPolicy::Never) => present,
+                present = self.images.pull(&image, PullPolicy::Never) => present,
             };
             match present {
                 Ok(pulled) => {
@@ -205,7 +203,7 @@ impl ContainerRunner {
         let started = tokio::time::Instant::now();
         let pulled = tokio::select! {
             () = self.stop.cancelled() => return Step::Done,
-            pulled = self.fetcher.pull(&image, policy) => pulled,
+            pulled = self.images.pull(&image, policy) => pulled,
         };
         match pulled {
             Ok(pulled) => {
@@ -256,7 +254,7 @@ impl ContainerRunner {
         match cache {
             Some((image_id, _)) if *image_id == pulled.image_id => Step::Run { back_off },
             _ => Step::Load {
-                wasm: pulled.wasm.into(),
+                wasm: pulled.wasm,
                 image_id: pulled.image_id,
                 back_off,
             },
@@ -317,16 +315,10 @@ impl ContainerRunner {
         back_off: Duration,
         cache: &mut Option<(String, Workload)>,
     ) -> Step {
-        let runtime = self.runtime.clone();
-        let bytes = wasm.clone();
-        let key = image_id.clone();
-        let loaded =
-            match tokio::task::spawn_blocking(move || runtime.load_cached(&bytes, &key)).await {
-                Ok(loaded) => loaded
-                    .map(|(workload, _)| workload)
-                    .map_err(|e| e.to_string()),
-                Err(join) => Err(format!("loading the workload failed: {join}")),
-            };
+        let loaded = tokio::select! {
+            () = self.stop.cancelled() => return Step::Done,
+            loaded = self.images.load(wasm.clone(), &image_id) => loaded.map_err(|e| e.to_string()),
+        };
         match loaded {
             Ok(workload) => {
                 *cache = Some((image_id, workload));

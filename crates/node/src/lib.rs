@@ -32,6 +32,7 @@ mod cri_log;
 mod event_correlator;
 mod events;
 mod heartbeat;
+mod images;
 mod ip_pool;
 mod kubelet_server;
 mod log_capture;
@@ -59,6 +60,8 @@ use tokio_util::sync::CancellationToken;
 use crate::container_logs::ContainerLogs;
 use crate::crash_back_off::CrashBackOff;
 use crate::events::EventRecorder;
+use crate::images::Images;
+pub use crate::registration::DEFAULT_MAX_PODS;
 use crate::ip_pool::IpPool;
 use crate::pod_agent::PodAgent;
 use crate::pod_env::NodeAllocatable;
@@ -221,8 +224,7 @@ async fn run_agent(
         Ok(Some(cidr)) => {
             let ctx = Arc::new(NodeContext {
                 client,
-                fetcher,
-                runtime,
+                images: Images::new(fetcher, runtime),
                 logs,
                 events,
                 node_name: cfg.name.clone(),

@@ -12,8 +12,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_oci_fetch::Fetcher;
-use herd_wasm_runtime::Runtime;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodStatus};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -30,6 +28,7 @@ use crate::container_spec::{PodFacts, RestartPolicy};
 use crate::crash_back_off::CrashBackOff;
 use crate::event_correlator::EventType;
 use crate::events::{EventRecorder, PodEvents};
+use crate::images::Images;
 use crate::ip_pool::{IpLease, SharedIpPool};
 use crate::pod_env::NodeAllocatable;
 use crate::pod_setup::PodSetup;
@@ -40,8 +39,7 @@ use crate::pod_status::{
 /// What every pod worker of this node shares.
 pub(crate) struct NodeContext {
     pub client: Client,
-    pub fetcher: Fetcher,
-    pub runtime: Runtime,
+    pub images: Images,
     pub logs: ContainerLogs,
     pub events: EventRecorder,
     pub node_name: String,
@@ -352,8 +350,7 @@ impl PodWorker {
             restart_policy: slot.restart_policy,
             log_key: self.key.clone(),
             logs: self.ctx.logs.clone(),
-            fetcher: self.ctx.fetcher.clone(),
-            runtime: self.ctx.runtime.clone(),
+            images: self.ctx.images.clone(),
             reports,
             events: self.events.clone(),
             stop: self.containers_stop.clone(),

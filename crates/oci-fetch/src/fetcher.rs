@@ -18,7 +18,7 @@ use crate::reference::{client, parse, uses_plain_http};
 pub const MAX_WASM_SIZE: u64 = 1 << 30;
 
 /// When to ask the registry, following Kubernetes' `imagePullPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PullPolicy {
     /// Resolve the reference in the registry on every pull (the blob still comes from the cache
     /// when it is there).
@@ -40,8 +40,8 @@ pub struct Pulled {
     pub layer_digest: String,
     /// The cached blob file holding the Wasm bytes.
     pub path: PathBuf,
-    /// The Wasm bytes.
-    pub wasm: Vec<u8>,
+    /// The Wasm bytes (shared: every container of the image gets the same copy).
+    pub wasm: Arc<[u8]>,
 }
 
 /// Pulls Wasm OCI artifacts (anonymously) into a cache directory. Cheap to clone.
@@ -213,7 +213,7 @@ impl Fetcher {
             image_id,
             layer_digest: entry.layer_digest.clone(),
             path: self.cache.blob_path(&entry.layer_digest),
-            wasm,
+            wasm: wasm.into(),
         }
     }
 }

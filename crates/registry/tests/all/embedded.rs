@@ -26,7 +26,7 @@ async fn push_then_pull_round_trips_bytes_digests_and_cache_file() {
         Some(pulled.image_id.clone())
     );
     assert_eq!(pulled.image, image);
-    assert!(pulled.wasm == wasm, "pulled bytes differ from pushed bytes");
+    assert!(*pulled.wasm == *wasm, "pulled bytes differ from pushed bytes");
     assert_eq!(pulled.layer_digest, sha256(&wasm));
     assert_eq!(
         pulled.image_id,
@@ -220,7 +220,7 @@ async fn a_corrupt_cached_blob_is_detected_and_replaced() {
         .pull(&image, PullPolicy::IfNotPresent)
         .await
         .unwrap();
-    assert!(repaired.wasm == wasm);
+    assert!(*repaired.wasm == *wasm);
     assert!(std::fs::read(&pulled.path).unwrap() == wasm);
 }
 
@@ -268,7 +268,7 @@ async fn only_wasm_artifacts_are_pulled_and_the_legacy_layer_type_is_accepted() 
         .pull(&format!("{}/legacy:v1", registry.addr), PullPolicy::Always)
         .await
         .unwrap();
-    assert!(pulled.wasm == wasm);
+    assert!(*pulled.wasm == *wasm);
 
     crate::protocol::push_raw(
         &registry.url(),
