@@ -155,7 +155,12 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
                 .phase
                 .get_or_insert_with(|| "Active".into());
         }),
-        "Node" => named::<Node>(obj, &mut causes, |n| &n.metadata),
+        "Node" => typed(obj, &mut causes, |n: &mut Node, c| {
+            validation::validate_name(&n.metadata, false, c);
+            if let Some(status) = &n.status {
+                validation::validate_node_status(status, c);
+            }
+        }),
         "Endpoints" => named::<Endpoints>(obj, &mut causes, |n| &n.metadata),
         "ConfigMap" => named::<ConfigMap>(obj, &mut causes, |n| &n.metadata),
         "Secret" => typed(obj, &mut causes, |sec: &mut Secret, c| {

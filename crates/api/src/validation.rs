@@ -3,9 +3,13 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, PodSpec, Service};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, NodeStatus, PodSpec, ResourceRequirements, Service};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as QuantityText;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::quantity::Quantity;
 use crate::selector::LabelSelector;
 
 /// The offending value of an invalid field.
@@ -85,6 +89,14 @@ impl Cause {
             reason: "FieldValueNotSupported",
             field: field.into(),
             message: format!("Unsupported value: \"{value}\": supported values: {list}"),
+        }
+    }
+
+    pub fn forbidden(field: impl Into<String>, why: &str) -> Self {
+        Self {
+            reason: "FieldValueForbidden",
+            field: field.into(),
+            message: format!("Forbidden: {why}"),
         }
     }
 
@@ -179,6 +191,24 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, causes: &mut Vec<Cause>) {
             causes,
         );
     }
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        let Some(size) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) else {
+            continue;
+        };
+        let field = format!("{path}.volumes[{i}].emptyDir.sizeLimit");
+        if parse_quantity(&field, size, causes).is_some_and(|q| q.is_negative()) {
+            causes.push(Cause::forbidden(
+                field,
+                "SizeLimit field must be a valid resource quantity",
+            ));
+        }
+    }
+    for (name, q) in spec.overhead.iter().flatten() {
+        nonnegative_quantity(&format!("{path}.overhead[{name}]"), q, causes);
+    }
+    if let Some(r) = &spec.resources {
+        validate_resources(r, &format!("{path}.resources"), causes);
+    }
     if let Some(policy) = spec.restart_policy.as_deref()
         && !["Always", "OnFailure", "Never"].contains(&policy)
     {
@@ -227,6 +257,77 @@ fn validate_container(
             policy,
             &["Always", "IfNotPresent", "Never"],
         ));
+    }
+    if let Some(r) = &c.resources {
+        validate_resources(r, &format!("{path}.resources"), causes);
+    }
+}
+
+/// Parses a quantity field as kube-apiserver decodes it; a text that is no quantity is an invalid value
+/// with `ParseQuantity`'s error (`quantities must match the regular expression '…'`).
+fn parse_quantity(field: &str, q: &QuantityText, causes: &mut Vec<Cause>) -> Option<Quantity> {
+    match Quantity::parse(&q.0) {
+        Ok(parsed) => Some(parsed),
+        Err(e) => {
+            causes.push(Cause::invalid(field, &q.0, &e.to_string()));
+            None
+        }
+    }
+}
+
+/// `ValidateNonnegativeQuantity`: a quantity that parses and is not below zero.
+fn nonnegative_quantity(
+    field: &str,
+    q: &QuantityText,
+    causes: &mut Vec<Cause>,
+) -> Option<Quantity> {
+    let parsed = parse_quantity(field, q, causes)?;
+    if parsed.is_negative() {
+        causes.push(Cause::invalid(
+            field,
+            &q.0,
+            "must be greater than or equal to 0",
+        ));
+        return None;
+    }
+    Some(parsed)
+}
+
+/// kube's `ValidateResourceRequirements`: every limit and request a non-negative quantity, and no
+/// request above its limit (`spec.containers[0].resources.limits[memory]`).
+fn validate_resources(r: &ResourceRequirements, path: &str, causes: &mut Vec<Cause>) {
+    let mut limits = BTreeMap::new();
+    for (name, q) in r.limits.iter().flatten() {
+        if let Some(parsed) = nonnegative_quantity(&format!("{path}.limits[{name}]"), q, causes) {
+            limits.insert(name.as_str(), (parsed, q.0.as_str()));
+        }
+    }
+    for (name, q) in r.requests.iter().flatten() {
+        let Some(request) = nonnegative_quantity(&format!("{path}.requests[{name}]"), q, causes)
+        else {
+            continue;
+        };
+        if let Some((limit, text)) = limits.get(name.as_str())
+            && request.scaled(1000) > limit.scaled(1000)
+        {
+            causes.push(Cause::invalid(
+                format!("{path}.requests"),
+                &q.0,
+                &format!("must be less than or equal to {name} limit of {text}"),
+            ));
+        }
+    }
+}
+
+/// A Node's `status.capacity` and `status.allocatable` are quantities.
+pub fn validate_node_status(status: &NodeStatus, causes: &mut Vec<Cause>) {
+    for (list, map) in [
+        ("capacity", &status.capacity),
+        ("allocatable", &status.allocatable),
+    ] {
+        for (name, q) in map.iter().flatten() {
+            parse_quantity(&format!("status.{list}[{name}]"), q, causes);
+        }
     }
 }
 
@@ -350,5 +451,37 @@ mod tests {
         let mut causes = Vec::new();
         validate_pod_spec(&PodSpec::default(), "spec", &mut causes);
         assert_eq!(causes, [Cause::required("spec.containers")]);
+    }
+
+    #[test]
+    fn quantities_are_checked_wherever_they_appear() {
+        let spec: PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [{"name": "app", "image": "x", "resources": {
+                "limits": {"memory": "1Qi", "cpu": "1"},
+                "requests": {"cpu": "2", "memory": "-1"}
+            }}],
+            "initContainers": [{"name": "init", "image": "x", "resources": {"requests": {"cpu": "1ii"}}}],
+            "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "-1Mi"}}],
+            "overhead": {"memory": "12 Mi"}
+        }))
+        .unwrap();
+        let mut causes = Vec::new();
+        validate_pod_spec(&spec, "spec", &mut causes);
+        let lines: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let regex = crate::quantity::QUANTITY_REGEX;
+        assert_eq!(
+            lines,
+            [
+                format!("spec.containers[0].resources.limits[memory]: Invalid value: \"1Qi\": quantities must match the regular expression '{regex}'"),
+                "spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1".into(),
+                "spec.containers[0].resources.requests[memory]: Invalid value: \"-1\": must be greater than or equal to 0".into(),
+                "spec.initContainers[0].resources.requests[cpu]: Invalid value: \"1ii\": unable to parse quantity's suffix".into(),
+                "spec.volumes[0].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity".into(),
+                format!("spec.overhead[memory]: Invalid value: \"12 Mi\": quantities must match the regular expression '{regex}'"),
+            ]
+        );
     }
 }
