@@ -169,6 +169,34 @@ mod tests {
         assert_eq!(flights.join("a", work()).await, 3);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_containers_starting_at_once_share_one_compile() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = Runtime::new().expect("runtime");
+        let images = Images::new(Fetcher::new(dir.path().to_owned(), Vec::new()), runtime);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../sample-apps/dist/http-hello.wasm");
+        let wasm: Arc<[u8]> = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .into();
+        let image_id = "127.0.0.1:5000/http-hello@sha256:0123";
+        let loads = (0..16).map(|_| {
+            let (images, wasm) = (images.clone(), wasm.clone());
+            tokio::spawn(async move { images.load(wasm, image_id).await })
+        });
+        let workloads: Vec<Workload> = futures::future::join_all(loads)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("joined").expect("loaded"))
+            .collect();
+        assert!(
+            workloads.iter().all(|w| w.shares_code_with(&workloads[0])),
+            "every container of the image runs one compiled copy"
+        );
+        let later = images.inner.runtime.loaded(image_id).expect("kept in memory");
+        assert!(later.shares_code_with(&workloads[0]));
+    }
+
     #[tokio::test]
     async fn a_caller_that_gives_up_leaves_the_flight_to_the_others() {
         let flights: Flights<&str, &str> = Flights::default();
