@@ -143,6 +143,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         lease_renew_interval: args.lease_renew_interval,
         crash_loop_back_off_base: args.crash_loop_back_off_base,
         max_pods: args.max_pods,
+        connect_redirect: None,
     };
     tasks.extend(spawn_node(client.clone(), node_cfg, &shutdown));
     wait_node_ready(&client, &node_name, &shutdown).await?;
@@ -183,6 +184,7 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         lease_renew_interval: args.lease_renew_interval,
         crash_loop_back_off_base: args.crash_loop_back_off_base,
         max_pods: args.max_pods,
+        connect_redirect: None,
     };
     let tasks = spawn_node(client.clone(), cfg, &shutdown);
     wait_node_ready(&client, &args.name, &shutdown).await?;

@@ -57,6 +57,8 @@ use herd_wasm_runtime::{Runtime, RuntimeConfig, RuntimeError};
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
+pub use herd_wasm_runtime::ConnectRedirect;
+
 use crate::container_logs::ContainerLogs;
 use crate::crash_back_off::CrashBackOff;
 use crate::events::EventRecorder;
@@ -88,6 +90,9 @@ pub struct NodeConfig {
     /// The first delay before a crashed container is restarted (the kubelet's 10 s); it doubles
     /// up to 30 × this (5 min) and is forgotten after a run of 60 × this (10 min).
     pub crash_loop_back_off_base: Duration,
+    /// Where the guests' outbound TCP connections really go (see [`ConnectRedirect`]): the binary
+    /// fills it from the proxy, for Service ports it serves on another port; `None` by default.
+    pub connect_redirect: Option<ConnectRedirect>,
 }
 
 impl NodeConfig {
@@ -102,6 +107,7 @@ impl NodeConfig {
             lease_renew_interval: Duration::from_secs(10),
             max_pods: registration::DEFAULT_MAX_PODS,
             crash_loop_back_off_base: Duration::from_secs(10),
+            connect_redirect: None,
         }
     }
 }
@@ -233,6 +239,7 @@ async fn run_agent(
                     base: cfg.crash_loop_back_off_base,
                 },
                 allocatable,
+                connect_redirect: cfg.connect_redirect.clone(),
             });
             PodAgent::new(ctx, IpPool::new(cidr), shutdown.clone())
                 .run()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herd_api::quantity;
-use herd_wasm_runtime::{IpNet, Limits, NetworkPolicy, Outbound, Preopen};
+use herd_wasm_runtime::{ConnectRedirect, IpNet, Limits, NetworkPolicy, Outbound, Preopen};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::Client;
 use tokio::sync::OnceCell;
@@ -30,6 +30,8 @@ pub(crate) struct PodSetup {
     pod_dir: PathBuf,
     facts: EnvFacts,
     volumes: OnceCell<Arc<PodVolumes>>,
+    /// Where the containers' outbound connections really go (the node's, for Service ports).
+    redirect: Option<ConnectRedirect>,
     /// Stops the volume updater.
     updater: CancellationToken,
 }
@@ -48,6 +50,7 @@ impl PodSetup {
         pod_ip: Option<IpAddr>,
         host_ip: IpAddr,
         allocatable: NodeAllocatable,
+        redirect: Option<ConnectRedirect>,
     ) -> Self {
         Self {
             client,
@@ -59,6 +62,7 @@ impl PodSetup {
                 allocatable,
             },
             volumes: OnceCell::new(),
+            redirect,
             updater: CancellationToken::new(),
         }
     }
@@ -120,6 +124,7 @@ impl PodSetup {
             network: NetworkPolicy {
                 bind_ip: self.facts.pod_ips.first().copied(),
                 outbound,
+                redirect: self.redirect.clone(),
             },
         })
     }

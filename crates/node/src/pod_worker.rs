@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use herd_wasm_runtime::ConnectRedirect;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodStatus};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -47,6 +48,8 @@ pub(crate) struct NodeContext {
     pub crash_back_off: CrashBackOff,
     /// What `resourceFieldRef`s report for unset limits.
     pub allocatable: NodeAllocatable,
+    /// Where the guests' outbound connections really go (Service ports served elsewhere).
+    pub connect_redirect: Option<ConnectRedirect>,
 }
 
 /// How long a new pod's first status may wait for its containers to get past `ContainerCreating`: a pod
@@ -274,6 +277,7 @@ impl PodWorker {
             self.ip(),
             self.ctx.host_ip,
             self.ctx.allocatable,
+            self.ctx.connect_redirect.clone(),
         )));
         self.facts = Some(PodFacts {
             name: self.key.pod.clone(),

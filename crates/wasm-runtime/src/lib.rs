@@ -46,6 +46,7 @@ mod network;
 mod pooling;
 mod runtime;
 mod sinks;
+mod sockets;
 mod state;
 mod workload;
 
@@ -53,7 +54,7 @@ pub use cache::CacheOutcome;
 pub use error::RuntimeError;
 pub use ipnet::IpNet;
 pub use limits::Limits;
-pub use network::{NetworkPolicy, Outbound};
+pub use network::{ConnectRedirect, NetworkPolicy, Outbound};
 pub use pooling::HttpPool;
 pub use runtime::{Runtime, RuntimeConfig};
 pub use sinks::{Output, OutputSink};

@@ -1,8 +1,19 @@
-//! The network policy of a component: where wasi:sockets may bind and which
-//! remote addresses sockets and outbound wasi-http requests may reach.
+//! The network policy of a component: where wasi:sockets may bind, which
+//! remote addresses sockets and outbound wasi-http requests may reach, and how
+//! addresses are translated so that a guest sees its pod's network namespace.
+//!
+//! A pod has one IP, and herd's pods share the host's network stack, so the
+//! addresses a program in a pod's network namespace takes for granted are
+//! translated to the pod IP ([`NetworkPolicy::local`] for binds,
+//! [`NetworkPolicy::remote`] for connects): binding `0.0.0.0`, `::`,
+//! `127.0.0.1` or `::1` binds the pod IP, and connecting to `127.0.0.1` or
+//! `::1` (which `localhost` resolves to) reaches the pod IP, so the containers
+//! of a pod talk over localhost. A [`ConnectRedirect`] may then send a
+//! connection elsewhere (a Service port the proxy serves on another port).
 
+use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
@@ -11,6 +22,53 @@ use ipnet::IpNet;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Where a guest's outbound TCP connection really goes: called with the
+/// address the guest connects to (after `localhost` became the pod IP) for
+/// every `wasi:sockets` TCP connect and every outbound wasi-http request
+/// whose host is an IP address or `localhost`; `Some(to)` connects to `to`
+/// instead, `None` leaves the address alone. The egress policy is checked
+/// against the address actually connected to. Cheap to clone.
+///
+/// ```
+/// # use herd_wasm_runtime::ConnectRedirect;
+/// // A Service on 127.10.0.1:80 that the proxy serves on port 30080.
+/// let redirect = ConnectRedirect::new(|addr| {
+///     (addr == "127.10.0.1:80".parse().unwrap()).then(|| "127.10.0.1:30080".parse().unwrap())
+/// });
+/// assert_eq!(redirect.redirect("127.10.0.1:80".parse().unwrap()), Some("127.10.0.1:30080".parse().unwrap()));
+/// assert_eq!(redirect.redirect("127.10.0.1:81".parse().unwrap()), None);
+/// ```
+#[derive(Clone)]
+pub struct ConnectRedirect(Arc<dyn Fn(SocketAddr) -> Option<SocketAddr> + Send + Sync>);
+
+impl ConnectRedirect {
+    /// A redirect that asks `f` for each connection. `f` is called on the
+    /// guest's thread for every connect, so it should be quick (a map lookup).
+    pub fn new(f: impl Fn(SocketAddr) -> Option<SocketAddr> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Where a connection to `addr` goes instead, if anywhere.
+    pub fn redirect(&self, addr: SocketAddr) -> Option<SocketAddr> {
+        (self.0)(addr)
+    }
+}
+
+impl fmt::Debug for ConnectRedirect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConnectRedirect(..)")
+    }
+}
+
+/// Two redirects are equal when they are the same function (clones of one).
+impl PartialEq for ConnectRedirect {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ConnectRedirect {}
 
 /// Which remote addresses a guest may connect or send to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,11 +85,15 @@ pub enum Outbound {
 /// The network policy of one run (p2 components; p1 has no sockets).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkPolicy {
-    /// The only local address sockets may bind or listen on (the pod IP);
-    /// `None` allows any.
+    /// The pod IP: the only local address sockets may bind or listen on, and
+    /// what the wildcard and loopback addresses stand for (see the module
+    /// docs); `None` allows any and translates nothing.
     pub bind_ip: Option<IpAddr>,
     /// Where connections, datagrams and outbound HTTP requests may go.
     pub outbound: Outbound,
+    /// Where outbound TCP connections and HTTP requests really go; `None`
+    /// (the default) sends them where the guest said.
+    pub redirect: Option<ConnectRedirect>,
 }
 
 impl NetworkPolicy {
@@ -57,8 +119,47 @@ impl NetworkPolicy {
         self.bind_ip.is_none_or(|bind_ip| bind_ip == ip)
     }
 
-    /// Whether an outbound connection to `ip` is allowed.
+    /// The address a guest's bind of `addr` really binds: the pod IP (with
+    /// the guest's port) for `0.0.0.0`, `::`, `127.0.0.1` and `::1`, which in
+    /// a pod's network namespace are its own addresses; any other address is
+    /// left as it is (and so a bind of it is refused unless it is the pod IP).
+    pub fn local(&self, addr: SocketAddr) -> SocketAddr {
+        match self.bind_ip {
+            Some(pod_ip) if addr.ip().is_unspecified() || is_localhost(addr.ip()) => {
+                SocketAddr::new(pod_ip, addr.port())
+            }
+            _ => addr,
+        }
+    }
+
+    /// The address a guest's TCP connection to `addr` really goes to:
+    /// `127.0.0.1` and `::1` (what `localhost` resolves to) are the pod IP,
+    /// so the containers of a pod reach each other over localhost; then the
+    /// [`ConnectRedirect`], if any, may send it elsewhere.
+    pub fn remote(&self, addr: SocketAddr) -> SocketAddr {
+        let addr = self.remote_datagram(addr);
+        self.redirect
+            .as_ref()
+            .and_then(|redirect| redirect.redirect(addr))
+            .unwrap_or(addr)
+    }
+
+    /// The address a guest's datagram to `addr` really goes to: the pod IP
+    /// for `127.0.0.1` and `::1` (Services and their redirect are TCP only).
+    pub fn remote_datagram(&self, addr: SocketAddr) -> SocketAddr {
+        match self.bind_ip {
+            Some(pod_ip) if is_localhost(addr.ip()) => SocketAddr::new(pod_ip, addr.port()),
+            _ => addr,
+        }
+    }
+
+    /// Whether an outbound connection to `ip` is allowed. The pod's own IP
+    /// always is: traffic inside a pod (over localhost) is never subject to
+    /// its egress policy, as in Kubernetes.
     pub fn outbound_allows(&self, ip: IpAddr) -> bool {
+        if self.bind_ip == Some(ip) {
+            return true;
+        }
         match &self.outbound {
             Outbound::Allow => true,
             Outbound::Deny => false,
@@ -76,8 +177,16 @@ impl NetworkPolicy {
     }
 }
 
-/// wasi-http hooks that send outbound requests only to addresses the policy
-/// allows (the host name is resolved and every address checked).
+/// `127.0.0.1` and `::1`: a pod's loopback addresses (`localhost`). Other
+/// addresses in 127.0.0.0/8 are other pods and Services on this host.
+fn is_localhost(ip: IpAddr) -> bool {
+    ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
+}
+
+/// wasi-http hooks that send outbound requests where the policy says (a
+/// request to `localhost` goes to the pod IP, then the redirect applies) and
+/// only to addresses the policy allows (the host name is resolved and every
+/// address checked).
 pub(crate) struct PolicyHooks {
     pub(crate) policy: Arc<NetworkPolicy>,
 }
@@ -93,6 +202,10 @@ impl WasiHttpHooks for PolicyHooks {
     ) -> Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), HttpError>> + Send> {
         drop(fut);
         let policy = self.policy.clone();
+        let mut request = request;
+        if let Some(uri) = translate_uri(&policy, request.uri()) {
+            *request.uri_mut() = uri;
+        }
         Box::new(async move {
             if policy.outbound != Outbound::Allow {
                 check_authority(&policy, request.uri().clone()).await?;
@@ -104,6 +217,33 @@ impl WasiHttpHooks for PolicyHooks {
             ))
         })
     }
+}
+
+/// The request's URI with its authority replaced by the address the policy
+/// sends it to, when its host is an IP address or `localhost` and that
+/// address differs; `None` leaves the request alone. The `Host` header keeps
+/// what the guest wrote (wasmtime-wasi-http set it from the authority).
+fn translate_uri(policy: &NetworkPolicy, uri: &hyper::Uri) -> Option<hyper::Uri> {
+    let host = uri.host()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = if bare.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        bare.parse::<IpAddr>().ok()?
+    };
+    let default_port = if uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    let from = SocketAddr::new(ip, uri.port_u16().unwrap_or(default_port));
+    let to = policy.remote(from);
+    if to == from {
+        return None;
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(to.to_string().parse().ok()?);
+    hyper::Uri::from_parts(parts).ok()
 }
 
 /// Resolves the request's authority and refuses it unless every address is
@@ -143,7 +283,7 @@ mod tests {
     fn binds_only_on_the_pod_ip() {
         let policy = NetworkPolicy {
             bind_ip: Some("127.1.0.5".parse().expect("ip")),
-            outbound: Outbound::Allow,
+            ..NetworkPolicy::default()
         };
         assert!(policy.allows(addr("127.1.0.5:8080"), SocketAddrUse::TcpBind));
         assert!(policy.allows(addr("127.1.0.5:8080"), SocketAddrUse::TcpListen));
@@ -158,22 +298,126 @@ mod tests {
     #[test]
     fn outbound_deny_and_only() {
         let deny = NetworkPolicy {
-            bind_ip: None,
             outbound: Outbound::Deny,
+            ..NetworkPolicy::default()
         };
         assert!(!deny.allows(addr("10.0.0.1:80"), SocketAddrUse::TcpConnect));
         assert!(!deny.allows(addr("10.0.0.1:53"), SocketAddrUse::UdpSend));
         assert!(deny.allows(addr("0.0.0.0:9000"), SocketAddrUse::TcpBind));
 
         let only = NetworkPolicy {
-            bind_ip: None,
             outbound: Outbound::Only(vec![
                 "10.0.0.0/8".parse().expect("net"),
                 "::1/128".parse().expect("net"),
             ]),
+            ..NetworkPolicy::default()
         };
         assert!(only.allows(addr("10.2.3.4:80"), SocketAddrUse::TcpConnect));
         assert!(only.allows(addr("[::1]:80"), SocketAddrUse::TcpConnect));
         assert!(!only.allows(addr("192.168.1.1:80"), SocketAddrUse::TcpConnect));
+    }
+
+    fn pod(ip: &str) -> NetworkPolicy {
+        NetworkPolicy {
+            bind_ip: Some(ip.parse().expect("ip")),
+            ..NetworkPolicy::default()
+        }
+    }
+
+    #[test]
+    fn wildcard_and_loopback_binds_are_the_pod_ip() {
+        let policy = pod("127.1.0.5");
+        for guest in ["0.0.0.0:8080", "[::]:8080", "127.0.0.1:8080", "[::1]:8080"] {
+            assert_eq!(policy.local(addr(guest)), addr("127.1.0.5:8080"), "{guest}");
+        }
+        assert_eq!(policy.local(addr("0.0.0.0:0")), addr("127.1.0.5:0"));
+        // Any other local address is left alone, and so refused by the check.
+        let other = policy.local(addr("127.0.0.2:8080"));
+        assert_eq!(other, addr("127.0.0.2:8080"));
+        assert!(!policy.allows(other, SocketAddrUse::TcpBind));
+        // Without a pod IP nothing is translated.
+        let open = NetworkPolicy::default();
+        assert_eq!(open.local(addr("0.0.0.0:80")), addr("0.0.0.0:80"));
+    }
+
+    #[test]
+    fn localhost_connects_reach_the_pod_ip_then_the_redirect() {
+        let mut policy = pod("127.1.0.5");
+        assert_eq!(
+            policy.remote(addr("127.0.0.1:9000")),
+            addr("127.1.0.5:9000")
+        );
+        assert_eq!(policy.remote(addr("[::1]:9000")), addr("127.1.0.5:9000"));
+        assert_eq!(
+            policy.remote(addr("127.0.0.2:9000")),
+            addr("127.0.0.2:9000")
+        );
+        assert_eq!(policy.remote(addr("10.1.2.3:80")), addr("10.1.2.3:80"));
+        policy.redirect = Some(ConnectRedirect::new(|to| {
+            (to.port() == 80 || to == addr("127.1.0.5:9000"))
+                .then(|| SocketAddr::new(to.ip(), 30080))
+        }));
+        assert_eq!(
+            policy.remote(addr("127.10.0.1:80")),
+            addr("127.10.0.1:30080")
+        );
+        // The redirect sees the translated address.
+        assert_eq!(
+            policy.remote(addr("127.0.0.1:9000")),
+            addr("127.1.0.5:30080")
+        );
+        assert_eq!(policy.remote(addr("127.10.0.1:81")), addr("127.10.0.1:81"));
+        // Datagrams: loopback only, no redirect.
+        assert_eq!(
+            policy.remote_datagram(addr("127.0.0.1:80")),
+            addr("127.1.0.5:80")
+        );
+        assert_eq!(
+            policy.remote_datagram(addr("127.10.0.1:80")),
+            addr("127.10.0.1:80")
+        );
+    }
+
+    #[test]
+    fn the_pod_ip_is_always_reachable_whatever_the_egress() {
+        let mut policy = pod("127.1.0.5");
+        policy.outbound = Outbound::Deny;
+        assert!(policy.allows(addr("127.1.0.5:9000"), SocketAddrUse::TcpConnect));
+        assert!(!policy.allows(addr("127.1.0.6:9000"), SocketAddrUse::TcpConnect));
+    }
+
+    #[test]
+    fn outbound_http_to_localhost_goes_to_the_pod_ip() {
+        let mut policy = pod("127.1.0.5");
+        let uri = |s: &str| s.parse::<hyper::Uri>().expect("uri");
+        assert_eq!(
+            translate_uri(&policy, &uri("http://localhost:8080/a?b=c")),
+            Some(uri("http://127.1.0.5:8080/a?b=c"))
+        );
+        assert_eq!(
+            translate_uri(&policy, &uri("http://127.0.0.1/x")),
+            Some(uri("http://127.1.0.5:80/x"))
+        );
+        assert_eq!(
+            translate_uri(&policy, &uri("http://[::1]:81/")),
+            Some(uri("http://127.1.0.5:81/"))
+        );
+        assert_eq!(translate_uri(&policy, &uri("http://example.com/")), None);
+        assert_eq!(translate_uri(&policy, &uri("http://10.0.0.1:80/")), None);
+        policy.redirect = Some(ConnectRedirect::new(|to| {
+            (to == addr("127.10.0.1:80")).then(|| addr("127.10.0.1:30080"))
+        }));
+        assert_eq!(
+            translate_uri(&policy, &uri("http://127.10.0.1/")),
+            Some(uri("http://127.10.0.1:30080/"))
+        );
+    }
+
+    #[test]
+    fn redirects_compare_by_identity() {
+        let a = ConnectRedirect::new(|_| None);
+        assert_eq!(a, a.clone());
+        assert_ne!(a, ConnectRedirect::new(|_| None));
+        assert_eq!(format!("{a:?}"), "ConnectRedirect(..)");
     }
 }

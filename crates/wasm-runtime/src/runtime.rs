@@ -78,6 +78,8 @@ impl EngineSet {
         let mut component_linker = ComponentLinker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
             .map_err(|e| RuntimeError::Engine(describe(&e)))?;
+        // Socket addresses as in a pod's network namespace (over the above).
+        crate::sockets::add_to_linker(&mut component_linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             .map_err(|e| RuntimeError::Engine(describe(&e)))?;
         let disk_cache = match cache_dir {

@@ -136,6 +136,11 @@ impl ComponentState {
             limiter: MemoryLimiter::new(&env.limits),
         })
     }
+
+    /// The run's network policy.
+    pub(crate) fn network(&self) -> &Arc<NetworkPolicy> {
+        &self.hooks.policy
+    }
 }
 
 impl HasLimiter for ComponentState {
