@@ -3,7 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::Method;
+use axum::middleware::Next;
 
 use herd_control::{ControlConfig, ControlPlane};
 use herd_node::NodeConfig;
@@ -16,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 struct Cluster {
     client: kube::Client,
     registry: SocketAddr,
+    /// How many blob downloads (`GET /v2/<repository>/blobs/<digest>`) the registry has answered.
+    blob_downloads: Arc<AtomicUsize>,
     shutdown: CancellationToken,
     plane: Option<ControlPlane>,
     /// The node agent started by `start_node`, and its stop token.
@@ -42,14 +50,26 @@ impl Cluster {
             .await
             .expect("bind");
         let registry = listener.local_addr().expect("addr");
-        tokio::spawn(herd_registry::serve(
-            listener,
-            dir.path().join("registry"),
-            shutdown.clone(),
-        ));
+        let blob_downloads = Arc::new(AtomicUsize::new(0));
+        let counted = blob_downloads.clone();
+        let router = herd_registry::router(dir.path().join("registry")).layer(
+            axum::middleware::from_fn(move |request: Request, next: Next| {
+                if request.method() == Method::GET && request.uri().path().contains("/blobs/") {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                next.run(request)
+            }),
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
         Self {
             client,
             registry,
+            blob_downloads,
             shutdown,
             plane: Some(plane),
             agent: None,
@@ -136,6 +156,41 @@ impl Cluster {
             let _ = plane.wait().await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_new_image_starting_at_once_download_it_once() {
+    let mut cluster = Cluster::start().await;
+    let image = cluster.push("http-hello").await;
+    let names: Vec<String> = (0..24).map(|i| format!("web-{i}")).collect();
+    // Every pod is there before the node agent starts: its first list hands it all of them at once.
+    for name in &names {
+        cluster
+            .create(pod(
+                name,
+                json!({"containers": [{"name": "web", "image": image,
+                                       "ports": [{"containerPort": 8080}]}]}),
+            ))
+            .await;
+    }
+    let before = cluster.blob_downloads.load(Ordering::SeqCst);
+    cluster.start_node();
+    for name in &names {
+        cluster
+            .wait(name, Duration::from_secs(60), |pod| {
+                pod["status"]["phase"] == "Running"
+            })
+            .await;
+    }
+    // The Wasm layer, once (the manifest's config blob is never fetched: oci-client reads only the
+    // manifest and the layer).
+    assert_eq!(
+        cluster.blob_downloads.load(Ordering::SeqCst) - before,
+        1,
+        "one download of the image for {} pods",
+        names.len()
+    );
+    cluster.stop().await;
 }
 
 fn pod(name: &str, spec: Value) -> Value {
