@@ -55,6 +55,9 @@ pub struct ControlConfig {
     pub job_backoff_base: Duration,
     /// When the store's commits reach the disk.
     pub store_sync: store::StoreSync,
+    /// How often the controllers reconcile every object without a change (they follow changes as they
+    /// happen; this only repairs what was missed).
+    pub controller_resync: Duration,
 }
 
 impl ControlConfig {
@@ -69,6 +72,7 @@ impl ControlConfig {
             node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
             job_backoff_base: Duration::from_secs(10),
             store_sync: store::StoreSync::default(),
+            controller_resync: controllers::DEFAULT_RESYNC,
         }
     }
 }
@@ -158,6 +162,7 @@ impl ControlPlane {
             cfg.cluster_cidr,
             cfg.node_cidr_prefix,
             cfg.job_backoff_base,
+            cfg.controller_resync,
             &shutdown,
         );
         tasks.push(tokio::spawn(nodelifecycle::run(

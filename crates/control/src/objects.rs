@@ -577,6 +577,36 @@ impl Objects {
         Ok(self.store.mutate_batch(items).await?)
     }
 
+    /// [`Objects::delete`] of many (namespace, name)s of one resource in one transaction, with the grace
+    /// period `grace` (else each object's own) and background propagation: a controller deleting its pods.
+    /// Returns each deletion's change (`None` for an object already gone or already being deleted).
+    pub async fn delete_many(
+        &self,
+        res: &'static ResourceInfo,
+        names: Vec<(String, String)>,
+        grace: Option<i64>,
+    ) -> Result<Vec<Option<Arc<Change>>>, ApiError> {
+        let opts = DeleteOptions {
+            grace_period_seconds: grace,
+            ..DeleteOptions::default()
+        };
+        let items = names
+            .into_iter()
+            .map(|(ns, name)| {
+                let opts = opts.clone();
+                BatchItem {
+                    resource: res.key(),
+                    namespace: ns_key(res, Some(&ns)),
+                    name: name.clone(),
+                    decide: Box::new(move |current| {
+                        decide_delete(res, &name, &opts, current).map_or(Mutation::Keep, |(m, _)| m)
+                    }),
+                }
+            })
+            .collect::<Vec<_>>();
+        Ok(self.store.mutate_batch(items).await?)
+    }
+
     /// DELETE. Pods bound to a node are deleted gracefully (deletionTimestamp; the node agent stops them and
     /// then deletes with a zero grace period); objects with finalizers wait for them; the rest go at once.
     pub async fn delete(
@@ -614,73 +644,7 @@ impl Objects {
         let (out, change) = self
             .store
             .mutate(&res.key(), &ns, name, |current| {
-                let current = current.ok_or_else(|| ApiError::not_found(res, name))?;
-                if opts
-                    .precondition_uid
-                    .as_ref()
-                    .is_some_and(|u| Some(u) != meta(&current, "uid").as_ref())
-                    || opts
-                        .precondition_rv
-                        .as_ref()
-                        .is_some_and(|r| Some(r) != meta(&current, "resourceVersion").as_ref())
-                {
-                    return Err(ApiError::conflict(res, name));
-                }
-                let has_finalizers = current
-                    .pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|f| !f.is_empty());
-                if opts.dry_run {
-                    return Ok((Mutation::Keep, current));
-                }
-                let foreground = opts.propagation == Propagation::Foreground && res.kind != "Pod";
-                let graceful = match res.kind {
-                    _ if foreground => Some(0),
-                    "Pod" => {
-                        let bound = current
-                            .pointer("/spec/nodeName")
-                            .and_then(Value::as_str)
-                            .is_some_and(|n| !n.is_empty());
-                        let grace = opts.grace_period_seconds.unwrap_or_else(|| {
-                            current
-                                .pointer("/spec/terminationGracePeriodSeconds")
-                                .and_then(Value::as_i64)
-                                .unwrap_or(30)
-                        });
-                        (bound && grace > 0).then_some(grace)
-                    }
-                    "Namespace" => Some(0),
-                    _ if has_finalizers => Some(0),
-                    _ => None,
-                };
-                match graceful {
-                    None => Ok((Mutation::Delete, current)),
-                    Some(grace) => {
-                        if current.pointer("/metadata/deletionTimestamp").is_some() {
-                            return Ok((Mutation::Keep, current));
-                        }
-                        let mut marked = current;
-                        if foreground {
-                            let finalizers = marked["metadata"]["finalizers"]
-                                .as_array()
-                                .cloned()
-                                .unwrap_or_default();
-                            if !finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
-                                let mut finalizers = finalizers;
-                                finalizers.push(json!(FOREGROUND_FINALIZER));
-                                marked["metadata"]["finalizers"] = json!(finalizers);
-                            }
-                        }
-                        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                        marked["metadata"]["deletionTimestamp"] =
-                            json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
-                        marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-                        if res.kind == "Namespace" {
-                            marked["status"]["phase"] = json!("Terminating");
-                        }
-                        Ok((Mutation::Put(marked.clone()), marked))
-                    }
-                }
+                decide_delete(res, name, &opts, current)
             })
             .await?;
         Ok(committed(out, change))
@@ -710,6 +674,83 @@ impl Objects {
             }
         }
         Ok(())
+    }
+}
+
+/// What a DELETE does to the current object (after any orphaning): removes it, marks it for graceful or
+/// foreground deletion, or keeps it (dry run, already marked). Returns the mutation and the object to answer.
+fn decide_delete(
+    res: &'static ResourceInfo,
+    name: &str,
+    opts: &DeleteOptions,
+    current: Option<Value>,
+) -> Result<(Mutation, Value), ApiError> {
+    let current = current.ok_or_else(|| ApiError::not_found(res, name))?;
+    if opts
+        .precondition_uid
+        .as_ref()
+        .is_some_and(|u| Some(u) != meta(&current, "uid").as_ref())
+        || opts
+            .precondition_rv
+            .as_ref()
+            .is_some_and(|r| Some(r) != meta(&current, "resourceVersion").as_ref())
+    {
+        return Err(ApiError::conflict(res, name));
+    }
+    let has_finalizers = current
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if opts.dry_run {
+        return Ok((Mutation::Keep, current));
+    }
+    let foreground = opts.propagation == Propagation::Foreground && res.kind != "Pod";
+    let graceful = match res.kind {
+        _ if foreground => Some(0),
+        "Pod" => {
+            let bound = current
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            let grace = opts.grace_period_seconds.unwrap_or_else(|| {
+                current
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30)
+            });
+            (bound && grace > 0).then_some(grace)
+        }
+        "Namespace" => Some(0),
+        _ if has_finalizers => Some(0),
+        _ => None,
+    };
+    match graceful {
+        None => Ok((Mutation::Delete, current)),
+        Some(grace) => {
+            if current.pointer("/metadata/deletionTimestamp").is_some() {
+                return Ok((Mutation::Keep, current));
+            }
+            let mut marked = current;
+            if foreground {
+                let finalizers = marked["metadata"]["finalizers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if !finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
+                    let mut finalizers = finalizers;
+                    finalizers.push(json!(FOREGROUND_FINALIZER));
+                    marked["metadata"]["finalizers"] = json!(finalizers);
+                }
+            }
+            let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+            marked["metadata"]["deletionTimestamp"] =
+                json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            if res.kind == "Namespace" {
+                marked["status"]["phase"] = json!("Terminating");
+            }
+            Ok((Mutation::Put(marked.clone()), marked))
+        }
     }
 }
 

@@ -10,22 +10,23 @@
 //! and does not read node affinity, and a daemon pod must run on a not-ready or cordoned node too.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
+use super::batch::{self, DAEMON_BURST_REPLICAS};
 use super::deployment::template_hash;
 use super::replicaset::object_key;
 use super::{
-    Controller, Key, Requeue, controller_owner, is_owned_by, key_of, pod_from_template,
+    Controller, Key, PodInformer, Requeue, controller_owner, key_of, pod_from_template,
     pod_is_ready,
 };
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::error::ApiError;
-use crate::events::Recorder;
-use crate::objects::{DeleteOptions, Objects};
+use crate::events::{EventQueue, Recorder};
+use crate::objects::Objects;
 use crate::scheduler::{node_affinity_matches, tolerates};
 use crate::store::{Change, EventType};
 
@@ -33,7 +34,9 @@ const REVISION_LABEL: &str = "controller-revision-hash";
 
 pub struct DaemonSets {
     objects: Objects,
-    recorder: Recorder,
+    pods_cache: Arc<PodInformer>,
+    /// SuccessfulCreate/SuccessfulDelete, written in the background in batches.
+    events: EventQueue,
     daemonsets: &'static ResourceInfo,
     pods: &'static ResourceInfo,
     /// Every DaemonSet's key, so a node change can wake them all (`keys_for` cannot read the store).
@@ -41,10 +44,11 @@ pub struct DaemonSets {
 }
 
 impl DaemonSets {
-    pub fn new(objects: Objects) -> Self {
+    pub fn new(objects: Objects, pods_cache: Arc<PodInformer>) -> Self {
         Self {
-            recorder: Recorder::new(objects.clone(), "daemonset-controller"),
+            events: EventQueue::spawn(Recorder::new(objects.clone(), "daemonset-controller")),
             objects,
+            pods_cache,
             daemonsets: resources::by_path("apps", "v1", "daemonsets").expect("daemonsets"),
             pods: resources::by_path("", "v1", "pods").expect("pods"),
             known: Mutex::default(),
@@ -97,6 +101,10 @@ impl Controller for DaemonSets {
         Ok(keys)
     }
 
+    fn informer(&self) -> Option<&PodInformer> {
+        Some(&self.pods_cache)
+    }
+
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
         let Some(ds) = self
             .objects
@@ -119,9 +127,8 @@ impl Controller for DaemonSets {
         let mut pod_spec = template.get("spec").cloned().unwrap_or(json!({}));
         add_daemon_tolerations(&mut pod_spec);
         let (nodes, _) = self.objects.store().list("nodes", None).await?;
-        let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
-        let mut by_node: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for pod in pods.into_iter().filter(|p| is_owned_by(p, &uid)) {
+        let mut by_node: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
+        for pod in self.pods_cache.controlled_by(&uid) {
             let node = pod
                 .pointer("/spec/nodeName")
                 .and_then(Value::as_str)
@@ -132,8 +139,8 @@ impl Controller for DaemonSets {
 
         let mut status = Counts::default();
         let mut to_create: Vec<String> = Vec::new();
-        let mut to_delete: Vec<Value> = Vec::new();
-        let mut old_running: Vec<Value> = Vec::new();
+        let mut to_delete: Vec<Arc<Value>> = Vec::new();
+        let mut old_running: Vec<Arc<Value>> = Vec::new();
         let mut unavailable = 0usize;
         let desired = nodes.iter().filter(|n| placement(&pod_spec, n).0).count();
         let max_surge = if rolling(&ds) {
@@ -151,10 +158,10 @@ impl Controller for DaemonSets {
             };
             let (should_run, should_continue) = placement(&pod_spec, node);
             let pods = by_node.remove(node_name).unwrap_or_default();
-            let (terminal_failed, others): (Vec<Value>, Vec<Value>) = pods
+            let (terminal_failed, others): (Vec<Arc<Value>>, Vec<Arc<Value>>) = pods
                 .into_iter()
                 .partition(|p| p.pointer("/status/phase") == Some(&json!("Failed")));
-            let mut running: Vec<Value> = others
+            let mut running: Vec<Arc<Value>> = others
                 .into_iter()
                 .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
                 .collect();
@@ -184,13 +191,13 @@ impl Controller for DaemonSets {
             });
             if max_surge > 0 {
                 // Surging: an updated pod joins the old one on its node before the old one goes.
-                let (mut new, mut old): (Vec<Value>, Vec<Value>) =
+                let (mut new, mut old): (Vec<Arc<Value>>, Vec<Arc<Value>>) =
                     running.into_iter().partition(|p| is_updated(p));
                 to_delete.extend(new.split_off(new.len().min(1)));
                 to_delete.extend(old.split_off(old.len().min(1)));
                 let (new, old) = (new.pop(), old.pop());
                 if should_run {
-                    let ready = new.iter().chain(old.iter()).any(pod_is_ready);
+                    let ready = new.iter().chain(old.iter()).any(|p| pod_is_ready(p));
                     status.ready += usize::from(ready);
                     status.updated += usize::from(new.is_some());
                 }
@@ -248,23 +255,24 @@ impl Controller for DaemonSets {
             to_create.extend(surge.allowed);
             to_create.extend(surge.candidates.into_iter().take(room));
         }
-        // Pods on nodes that no longer exist (or never bound) go at once, as the pod GC would.
-        let orphans: Vec<Value> = by_node.into_values().flatten().collect();
+        let orphans: Vec<Arc<Value>> = by_node.into_values().flatten().collect();
 
-        for node in &to_create {
-            self.create_pod(&ds, ns, &hash, &template, &pod_spec, node)
-                .await?;
+        // kube's syncNodes: at most a burst of creates per sync, in slow-start batches; the rest next sync.
+        let mut again = None;
+        if to_create.len() > DAEMON_BURST_REPLICAS {
+            to_create.truncate(DAEMON_BURST_REPLICAS);
+            again = Some(std::time::Duration::ZERO);
         }
-        for pod in &to_delete {
-            self.delete_pod(&ds, ns, pod, None).await?;
-        }
-        for pod in &orphans {
-            self.delete_pod(&ds, ns, pod, Some(0)).await?;
-        }
+        let pods = to_create
+            .iter()
+            .map(|node| daemon_pod(&ds, &hash, &template, &pod_spec, node))
+            .collect();
+        let (_, create_failed) =
+            batch::create_pods(&self.objects, self.pods, &self.events, &ds, pods).await;
         if rolling(&ds) {
             let max_unavailable = max_unavailable(&ds, status.desired);
             // Unavailable old pods are replaced first; they cost nothing.
-            old_running.sort_by_key(pod_is_ready);
+            old_running.sort_by_key(|p| pod_is_ready(p));
             for pod in old_running {
                 if pod_is_ready(&pod) {
                     if unavailable >= max_unavailable {
@@ -272,9 +280,30 @@ impl Controller for DaemonSets {
                     }
                     unavailable += 1;
                 }
-                self.delete_pod(&ds, ns, &pod, None).await?;
+                to_delete.push(pod);
             }
         }
+        let to_delete: Vec<&Value> = to_delete.iter().map(|p| &**p).collect();
+        batch::delete_pods(
+            &self.objects,
+            self.pods,
+            &self.events,
+            &ds,
+            &to_delete,
+            None,
+        )
+        .await?;
+        // Pods on nodes that no longer exist (or never bound) go at once, as the pod GC would.
+        let orphans: Vec<&Value> = orphans.iter().map(|p| &**p).collect();
+        batch::delete_pods(
+            &self.objects,
+            self.pods,
+            &self.events,
+            &ds,
+            &orphans,
+            Some(0),
+        )
+        .await?;
 
         let mut new_status = json!({
             "desiredNumberScheduled": status.desired,
@@ -306,7 +335,10 @@ impl Controller for DaemonSets {
                 true
             })
             .await?;
-        Ok(None)
+        if let Some(e) = create_failed {
+            return Err(e);
+        }
+        Ok(again)
     }
 }
 
@@ -330,71 +362,23 @@ struct Counts {
     updated: usize,
 }
 
-impl DaemonSets {
-    async fn create_pod(
-        &self,
-        ds: &Value,
-        ns: &str,
-        hash: &str,
-        template: &Value,
-        pod_spec: &Value,
-        node: &str,
-    ) -> Result<(), ApiError> {
-        let mut labels = template
-            .pointer("/metadata/labels")
-            .cloned()
-            .filter(Value::is_object)
-            .unwrap_or(json!({}));
-        labels[REVISION_LABEL] = json!(hash);
-        labels["pod-template-generation"] = json!(
-            ds.pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(1)
-                .to_string()
-        );
-        let mut spec = pod_spec.clone();
-        spec["nodeName"] = json!(node);
-        let pod = pod_from_template(ds, "DaemonSet", template, labels, spec);
-        let created = self.objects.create(self.pods, Some(ns), pod, false).await?;
-        let pod_name = created
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        self.recorder
-            .normal(ds, "SuccessfulCreate", &format!("Created pod: {pod_name}"))
-            .await;
-        Ok(())
-    }
-
-    async fn delete_pod(
-        &self,
-        ds: &Value,
-        ns: &str,
-        pod: &Value,
-        grace: Option<i64>,
-    ) -> Result<(), ApiError> {
-        let Some(pod_name) = pod.pointer("/metadata/name").and_then(Value::as_str) else {
-            return Ok(());
-        };
-        let opts = DeleteOptions {
-            grace_period_seconds: grace,
-            ..DeleteOptions::default()
-        };
-        match self
-            .objects
-            .delete(self.pods, Some(ns), pod_name, opts)
-            .await
-        {
-            Ok(_) => {
-                self.recorder
-                    .normal(ds, "SuccessfulDelete", &format!("Deleted pod: {pod_name}"))
-                    .await;
-                Ok(())
-            }
-            Err(ApiError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
+/// A daemon pod for `node`, bound to it, labelled with the template's revision hash and generation.
+fn daemon_pod(ds: &Value, hash: &str, template: &Value, pod_spec: &Value, node: &str) -> Value {
+    let mut labels = template
+        .pointer("/metadata/labels")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or(json!({}));
+    labels[REVISION_LABEL] = json!(hash);
+    labels["pod-template-generation"] = json!(
+        ds.pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .to_string()
+    );
+    let mut spec = pod_spec.clone();
+    spec["nodeName"] = json!(node);
+    pod_from_template(ds, "DaemonSet", template, labels, spec)
 }
 
 fn rolling(ds: &Value) -> bool {

@@ -6,12 +6,14 @@
 mod rollout;
 mod status;
 
+use std::sync::Arc;
+
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
 use self::rollout::{RecreateStep, RsState};
 use super::replicaset::{SelectorCache, claim, object_key, owner_reference};
-use super::{Controller, Key, Requeue, is_owned_by, key_of};
+use super::{Controller, Key, PodInformer, Requeue, key_of};
 use crate::error::ApiError;
 use crate::events::Recorder;
 use crate::objects::{DeleteOptions, Objects};
@@ -23,13 +25,15 @@ pub struct Deployments {
     deploy: &'static ResourceInfo,
     rs: &'static ResourceInfo,
     selectors: SelectorCache,
+    pods: Arc<PodInformer>,
 }
 
 impl Deployments {
-    pub fn new(objects: Objects) -> Self {
+    pub fn new(objects: Objects, pods: Arc<PodInformer>) -> Self {
         Self {
             recorder: Recorder::new(objects.clone(), "deployment-controller"),
             objects,
+            pods,
             deploy: resources::by_path("apps", "v1", "deployments").expect("deployments"),
             rs: resources::by_path("apps", "v1", "replicasets").expect("replicasets"),
             selectors: SelectorCache::default(),
@@ -109,6 +113,10 @@ impl Controller for Deployments {
         Ok(items.iter().filter_map(object_key).collect())
     }
 
+    fn informer(&self) -> Option<&PodInformer> {
+        Some(&self.pods)
+    }
+
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
         let Some(d) = self
             .objects
@@ -150,13 +158,13 @@ impl Controller for Deployments {
                 .iter()
                 .filter_map(|rs| rs.pointer("/metadata/uid").and_then(Value::as_str))
                 .collect();
-            let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
-            let old_pods_running = pods.iter().any(|p| {
-                old_uids.iter().any(|u| is_owned_by(p, u))
-                    && !matches!(
+            let old_pods_running = old_uids.iter().any(|u| {
+                self.pods.controlled_by(u).iter().any(|p| {
+                    !matches!(
                         p.pointer("/status/phase").and_then(Value::as_str),
                         Some("Succeeded" | "Failed")
                     )
+                })
             });
             match rollout::recreate_step(&old_states, old_pods_running) {
                 RecreateStep::ScaleDownOld(names) => {

@@ -9,18 +9,21 @@
 //! failure (failures since the last success), capped at 6 minutes; `base` is 10 s in kube, configurable
 //! here. Deadlines, TTLs and back-offs are waited for by asking the loop to requeue the Job.
 
+use std::borrow::Borrow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
+use super::batch::{self, BURST_REPLICAS};
 use super::replicaset::object_key;
 use super::{
-    Controller, Key, Requeue, controller_owner, is_owned_by, key_of, pod_from_template,
+    Controller, Key, PodInformer, Requeue, controller_owner, key_of, pod_from_template,
     pod_is_active, pod_is_ready,
 };
 use crate::error::ApiError;
-use crate::events::Recorder;
+use crate::events::{EventQueue, Recorder};
 use crate::objects::{DeleteOptions, Objects, Propagation, now};
 use crate::store::Change;
 
@@ -32,7 +35,10 @@ const MAX_POD_FAILURE_BACKOFF: Duration = Duration::from_secs(360);
 
 pub struct Jobs {
     objects: Objects,
+    pods_cache: Arc<PodInformer>,
     recorder: Recorder,
+    /// SuccessfulCreate/SuccessfulDelete, written in the background in batches.
+    events: EventQueue,
     jobs: &'static ResourceInfo,
     pods: &'static ResourceInfo,
     /// The first pod-failure back-off (kube's `DefaultJobPodFailureBackOff`, 10 s).
@@ -40,10 +46,13 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn new(objects: Objects, backoff_base: Duration) -> Self {
+    pub fn new(objects: Objects, pods_cache: Arc<PodInformer>, backoff_base: Duration) -> Self {
+        let recorder = Recorder::new(objects.clone(), "job-controller");
         Self {
-            recorder: Recorder::new(objects.clone(), "job-controller"),
+            events: EventQueue::spawn(recorder.clone()),
+            recorder,
             objects,
+            pods_cache,
             jobs: resources::by_path("batch", "v1", "jobs").expect("jobs"),
             pods: resources::by_path("", "v1", "pods").expect("pods"),
             backoff_base,
@@ -71,6 +80,10 @@ impl Controller for Jobs {
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
         let (items, _) = self.objects.store().list(&self.jobs.key(), None).await?;
         Ok(items.iter().filter_map(object_key).collect())
+    }
+
+    fn informer(&self) -> Option<&PodInformer> {
+        Some(&self.pods_cache)
     }
 
     async fn reconcile(&self, key: &Key) -> Result<Requeue, ApiError> {
@@ -117,13 +130,14 @@ fn until(at: jiff::Timestamp) -> Duration {
 }
 
 /// kube's `pastBackoffLimitOnFailure`: with restartPolicy OnFailure, container restarts count as failures.
-fn past_backoff_on_failure(job: &Value, active: &[Value], backoff_limit: i64) -> bool {
+fn past_backoff_on_failure(job: &Value, active: &[impl Borrow<Value>], backoff_limit: i64) -> bool {
     if job.pointer("/spec/template/spec/restartPolicy") != Some(&json!("OnFailure")) {
         return false;
     }
     let restarts: i64 = active
         .iter()
         .flat_map(|p| {
+            let p: &Value = p.borrow();
             ["initContainerStatuses", "containerStatuses"]
                 .into_iter()
                 .filter_map(|f| p.pointer(&format!("/status/{f}")).and_then(Value::as_array))
@@ -175,10 +189,15 @@ fn pod_finished_at(pod: &Value) -> Option<jiff::Timestamp> {
 /// kube's pod-failure back-off (`backoffRecord.getRemainingTime`): with `n` pods failed since the last
 /// success, a replacement waits `base × 2^(n−1)` (at most 6 min) from the last failure. Returns the time
 /// still to wait, `None` when a pod may be created now.
-fn backoff_left(pods: &[Value], base: Duration, now: jiff::Timestamp) -> Option<Duration> {
+fn backoff_left(
+    pods: &[impl Borrow<Value>],
+    base: Duration,
+    now: jiff::Timestamp,
+) -> Option<Duration> {
     let finished = |phase: &'static str| {
         pods.iter()
-            .filter(move |p| p.pointer("/status/phase") == Some(&json!(phase)))
+            .map(Borrow::borrow)
+            .filter(move |p: &&Value| p.pointer("/status/phase") == Some(&json!(phase)))
             .filter_map(pod_finished_at)
     };
     let last_success = finished("Succeeded").max();
@@ -213,10 +232,10 @@ impl Jobs {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
-        let owned: Vec<Value> = pods.into_iter().filter(|p| is_owned_by(p, &uid)).collect();
+        let owned: Vec<Arc<Value>> = self.pods_cache.controlled_by(&uid);
         let phase = |p: &Value, ph: &str| p.pointer("/status/phase") == Some(&json!(ph));
-        let mut active: Vec<Value> = owned.iter().filter(|p| pod_is_active(p)).cloned().collect();
+        let mut active: Vec<Arc<Value>> =
+            owned.iter().filter(|p| pod_is_active(p)).cloned().collect();
         let mut terminating = owned
             .iter()
             .filter(|p| {
@@ -291,20 +310,26 @@ impl Jobs {
 
         let mut completion_time = None;
         let mut check_again: Option<Duration> = None;
+        let mut create_failed = None;
         if failure.is_some() || success || suspended {
-            for pod in active.drain(..) {
-                terminating += usize::from(self.delete_pod(&job, ns, &pod).await?);
-            }
+            let doomed = std::mem::take(&mut active);
+            terminating += self.delete_pods(&job, &doomed).await?;
         } else {
             let want = parallelism.min(completions - succeeded).max(0) as usize;
             if active.len() < want {
                 match backoff_left(&owned, self.backoff_base, jiff::Timestamp::now()) {
                     Some(left) => check_again = Some(left),
                     None => {
-                        for _ in active.len()..want {
-                            let created = self.create_pod(&job, ns, name, &uid).await?;
-                            active.push(created);
+                        // kube's MaxPodCreateDeletePerSync; the rest at once in the next sync.
+                        let diff = want - active.len();
+                        if diff > BURST_REPLICAS {
+                            check_again = Some(Duration::ZERO);
                         }
+                        let (created, error) = self
+                            .create_pods(&job, name, &uid, diff.min(BURST_REPLICAS))
+                            .await;
+                        active.extend(created);
+                        create_failed = error;
                     }
                 }
             } else if active.len() > want {
@@ -317,9 +342,8 @@ impl Jobs {
                     )
                 });
                 let surplus = active.len() - want;
-                for pod in active.drain(..surplus) {
-                    terminating += usize::from(self.delete_pod(&job, ns, &pod).await?);
-                }
+                let doomed: Vec<Arc<Value>> = active.drain(..surplus).collect();
+                terminating += self.delete_pods(&job, &doomed).await?;
             }
             if let Some(at) = deadline(&with_start) {
                 let left = until(at);
@@ -387,16 +411,21 @@ impl Jobs {
         {
             return self.delete_if_expired(&key, &change.object).await;
         }
+        // As kube: the status is written, then a failed create makes the sync fail (and retry).
+        if let Some(e) = create_failed {
+            return Err(e);
+        }
         Ok(check_again)
     }
 
-    async fn create_pod(
+    /// Creates `count` pods from the Job's template in slow-start batches; returns them and the first error.
+    async fn create_pods(
         &self,
         job: &Value,
-        ns: &str,
         name: &str,
         uid: &str,
-    ) -> Result<Value, ApiError> {
+        count: usize,
+    ) -> (Vec<Arc<Value>>, Option<ApiError>) {
         let template = job
             .pointer("/spec/template")
             .cloned()
@@ -415,37 +444,23 @@ impl Jobs {
             labels[k] = json!(v);
         }
         let spec = template.get("spec").cloned().unwrap_or(json!({}));
-        let pod = pod_from_template(job, "Job", &template, labels, spec);
-        let created = self.objects.create(self.pods, Some(ns), pod, false).await?;
-        let pod_name = created
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        self.recorder
-            .normal(job, "SuccessfulCreate", &format!("Created pod: {pod_name}"))
-            .await;
-        Ok(created)
+        let pods = (0..count)
+            .map(|_| pod_from_template(job, "Job", &template, labels.clone(), spec.clone()))
+            .collect();
+        batch::create_pods(&self.objects, self.pods, &self.events, job, pods).await
     }
 
-    /// Deletes one of the Job's pods; true if it is now terminating (bound pods stop gracefully).
-    async fn delete_pod(&self, job: &Value, ns: &str, pod: &Value) -> Result<bool, ApiError> {
-        let Some(pod_name) = pod.pointer("/metadata/name").and_then(Value::as_str) else {
-            return Ok(false);
-        };
-        match self
-            .objects
-            .delete(self.pods, Some(ns), pod_name, DeleteOptions::default())
-            .await
-        {
-            Ok(left) => {
-                self.recorder
-                    .normal(job, "SuccessfulDelete", &format!("Deleted pod: {pod_name}"))
-                    .await;
-                Ok(left.pointer("/metadata/deletionTimestamp").is_some())
-            }
-            Err(ApiError::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+    /// Deletes pods of the Job in one batch; returns how many are now terminating (bound pods stop
+    /// gracefully).
+    async fn delete_pods(&self, job: &Value, pods: &[Arc<Value>]) -> Result<usize, ApiError> {
+        let pods: Vec<&Value> = pods.iter().map(|p| &**p).collect();
+        let changes =
+            batch::delete_pods(&self.objects, self.pods, &self.events, job, &pods, None).await?;
+        Ok(changes
+            .iter()
+            .flatten()
+            .filter(|c| batch::left_terminating(c))
+            .count())
     }
 
     /// Deletes a finished Job whose TTL has passed (Background propagation); else the time left, if any.
@@ -505,7 +520,10 @@ mod tests {
     #[test]
     fn back_off_doubles_per_failure_since_the_last_success_and_is_capped() {
         let base = Duration::from_secs(10);
-        assert_eq!(backoff_left(&[], base, at("2026-01-01T00:01:00Z")), None);
+        assert_eq!(
+            backoff_left(&[] as &[Value], base, at("2026-01-01T00:01:00Z")),
+            None
+        );
         let one = [pod("Failed", "2026-01-01T00:01:00Z")];
         assert_eq!(
             backoff_left(&one, base, at("2026-01-01T00:01:04Z")),

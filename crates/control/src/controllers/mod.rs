@@ -1,37 +1,48 @@
 //! Controllers: level-triggered reconcile loops over the store.
 //!
 //! Each controller names the resources it watches and maps every change to the keys it must reconcile.
-//! Keys wait in a deduplicating queue and are reconciled one at a time, so the same key is never
-//! reconciled twice at once; a failed key is retried with a doubling delay, a reconcile may ask to see its
-//! key again after a delay (a deadline or a delay it waits for, like kube's `AddAfter`), and every key is
-//! resynced periodically.
+//! Keys wait in a deduplicating first-in-first-out queue (kube's workqueue) and are reconciled one at a
+//! time, so the same key is never reconciled twice at once; a failed key is retried with a doubling delay, a
+//! reconcile may ask to see its key again after a delay (a deadline or a delay it waits for, like kube's
+//! `AddAfter`), and every key is resynced periodically. The workload controllers read pods from one shared
+//! [`informer::PodInformer`] instead of listing them, and create and delete them in bulk (`batch`).
 
+mod batch;
 mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;
+mod informer;
 mod job;
 mod nodeipam;
 mod replicaset;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::objects::Objects;
-use crate::store::Change;
+use crate::store::{Change, StoreError};
+
+pub use informer::PodInformer;
 
 /// (namespace, name); the namespace is empty for cluster-scoped objects.
 pub type Key = (String, String);
 
-const RESYNC: Duration = Duration::from_secs(30);
+/// How often every key is reconciled again without a change (kube-controller-manager's `--min-resync-period`
+/// is 12 h; its controllers rely on events, as these do).
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a loop waits for its watch to bring the changes the store has committed before it relists.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(2);
 
 /// One reconcile loop.
 pub trait Controller: Send + Sync + 'static {
@@ -45,6 +56,11 @@ pub trait Controller: Send + Sync + 'static {
     /// Brings one key's world to its desired state; `Some(delay)` asks to reconcile the key again after
     /// `delay` because something time-based falls due then.
     fn reconcile(&self, key: &Key) -> impl Future<Output = Result<Requeue, ApiError>> + Send;
+    /// The shared pod cache this controller reads, if any: its loop feeds it and catches it up to the
+    /// store before each reconcile.
+    fn informer(&self) -> Option<&PodInformer> {
+        None
+    }
 }
 
 /// What a successful reconcile asks of the loop: `None`, nothing until a change (or the resync);
@@ -57,67 +73,181 @@ pub fn spawn_all(
     cluster_cidr: Ipv4Net,
     node_prefix: u8,
     job_backoff_base: Duration,
+    resync: Duration,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let pods = Arc::new(PodInformer::new(objects.clone()));
     vec![
         tokio::spawn(run(
-            replicaset::ReplicaSets::new(objects.clone()),
+            replicaset::ReplicaSets::new(objects.clone(), pods.clone()),
             objects.clone(),
+            resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            deployment::Deployments::new(objects.clone()),
+            deployment::Deployments::new(objects.clone(), pods.clone()),
             objects.clone(),
+            resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
             endpoints::EndpointsController::new(objects.clone()),
             objects.clone(),
+            resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
             nodeipam::NodeIpam::new(objects.clone(), cluster_cidr, node_prefix),
             objects.clone(),
+            resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            daemonset::DaemonSets::new(objects.clone()),
+            daemonset::DaemonSets::new(objects.clone(), pods.clone()),
             objects.clone(),
+            resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            job::Jobs::new(objects.clone(), job_backoff_base),
+            job::Jobs::new(objects.clone(), pods, job_backoff_base),
             objects.clone(),
+            resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
             gc::GarbageCollector::new(objects.clone()),
             objects.clone(),
+            resync,
             shutdown.clone(),
         )),
     ]
 }
 
-async fn run<C: Controller>(controller: C, objects: Objects, shutdown: CancellationToken) {
-    let mut queue: BTreeSet<Key> = BTreeSet::new();
+/// kube's workqueue: first in, first out, each key at most once.
+#[derive(Default)]
+struct WorkQueue {
+    order: VecDeque<Key>,
+    queued: HashSet<Key>,
+}
+
+impl WorkQueue {
+    fn add(&mut self, key: Key) {
+        if self.queued.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Key> {
+        let key = self.order.pop_front()?;
+        self.queued.remove(&key);
+        Some(key)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+impl Extend<Key> for WorkQueue {
+    fn extend<I: IntoIterator<Item = Key>>(&mut self, keys: I) {
+        for key in keys {
+            self.add(key);
+        }
+    }
+}
+
+type Changes = Pin<Box<dyn Stream<Item = Result<Arc<Change>, StoreError>> + Send>>;
+
+/// A change seen by a loop: into the shared cache first (as an informer updates its store before calling
+/// its handlers), then into the queue.
+fn observe<C: Controller>(controller: &C, queue: &mut WorkQueue, change: &Change) {
+    if let Some(pods) = controller.informer() {
+        pods.apply(change);
+    }
+    if controller.watches().contains(&&*change.resource) {
+        queue.extend(controller.keys_for(change));
+    }
+}
+
+/// A fresh watch from the store's current revision after the old one fell behind or ended; the shared
+/// cache is listed again after the watch starts, so no change falls between the two. `None` on shutdown.
+async fn rewatch<C: Controller>(
+    controller: &C,
+    objects: &Objects,
+    shutdown: &CancellationToken,
+) -> Option<Changes> {
+    loop {
+        let since = objects.store().revision();
+        let watched = match objects.store().watch(None, since).await {
+            Ok(s) => Ok(s.boxed()),
+            Err(e) => Err(ApiError::from(e)),
+        };
+        let relisted = match (&watched, controller.informer()) {
+            (Ok(_), Some(pods)) => pods.relist().await,
+            _ => Ok(()),
+        };
+        match (watched, relisted) {
+            (Ok(s), Ok(())) => return Some(s),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(controller = C::NAME, error = %e, "cannot watch the store; retrying");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// The first watch: from the revision the shared cache was listed at, so the cache misses nothing.
+async fn first_watch<C: Controller>(
+    controller: &C,
+    objects: &Objects,
+    shutdown: &CancellationToken,
+) -> Option<Changes> {
+    let since = match controller.informer() {
+        None => objects.store().revision(),
+        Some(pods) => match pods.ensure_loaded().await {
+            Ok(rev) => rev,
+            Err(e) => {
+                tracing::warn!(controller = C::NAME, error = %e, "cannot list pods");
+                return rewatch(controller, objects, shutdown).await;
+            }
+        },
+    };
+    match objects.store().watch(None, since).await {
+        Ok(s) => Some(s.boxed()),
+        Err(e) => {
+            tracing::warn!(controller = C::NAME, error = %e, "cannot watch the store");
+            rewatch(controller, objects, shutdown).await
+        }
+    }
+}
+
+async fn run<C: Controller>(
+    controller: C,
+    objects: Objects,
+    resync: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut queue = WorkQueue::default();
     let mut retry: BTreeMap<Key, (Instant, Duration)> = BTreeMap::new();
     let mut requeue: BTreeMap<Key, Instant> = BTreeMap::new();
-    let mut last_resync = Instant::now() - RESYNC;
-    let since = objects.store().revision();
-    let mut changes = match objects.store().watch(None, since).await {
-        Ok(s) => s.boxed(),
-        Err(e) => {
-            tracing::error!(controller = C::NAME, error = %e, "cannot watch the store");
-            return;
-        }
+    let far = |from: Instant| {
+        from.checked_add(resync)
+            .unwrap_or_else(|| from + Duration::from_secs(86_400 * 365))
+    };
+    let mut resync_at = Instant::now();
+    let Some(mut changes) = first_watch(&controller, &objects, &shutdown).await else {
+        return;
     };
     loop {
-        if last_resync.elapsed() >= RESYNC {
+        if resync_at <= Instant::now() {
             match controller.all_keys().await {
                 Ok(keys) => queue.extend(keys),
                 Err(e) => tracing::warn!(controller = C::NAME, error = %e, "listing keys failed"),
             }
-            last_resync = Instant::now();
+            resync_at = far(Instant::now());
         }
         let now = Instant::now();
         let due: Vec<Key> = retry
@@ -133,35 +263,47 @@ async fn run<C: Controller>(controller: C, objects: Objects, shutdown: Cancellat
             .collect();
         for key in due {
             requeue.remove(&key);
-            queue.insert(key);
+            queue.add(key);
         }
         // Drain everything already committed before reconciling, so bursts coalesce into one pass per key.
+        let mut fell_behind = false;
         loop {
             match futures::FutureExt::now_or_never(changes.next()) {
-                Some(Some(Ok(change))) => {
-                    if controller.watches().contains(&&*change.resource) {
-                        queue.extend(controller.keys_for(&change));
-                    }
-                }
-                Some(Some(Err(e))) => {
-                    tracing::warn!(controller = C::NAME, error = %e, "watch fell behind; resyncing");
-                    last_resync = Instant::now() - RESYNC;
-                    match objects
-                        .store()
-                        .watch(None, objects.store().revision())
-                        .await
-                    {
-                        Ok(s) => changes = s.boxed(),
-                        Err(e) => {
-                            tracing::error!(controller = C::NAME, error = %e, "cannot watch the store")
-                        }
-                    }
+                Some(Some(Ok(change))) => observe(&controller, &mut queue, &change),
+                Some(Some(Err(_)) | None) => {
+                    fell_behind = true;
                     break;
                 }
-                Some(None) | None => break,
+                None => break,
             }
         }
-        if let Some(key) = queue.pop_first() {
+        // A reconcile reads the shared cache: bring it up to what the store has committed by now, so it
+        // sees at least what a list would (its own loop's earlier writes included).
+        if !fell_behind
+            && !queue.is_empty()
+            && let Some(pods) = controller.informer()
+        {
+            let target = objects.store().revision();
+            while pods.revision() < target {
+                match tokio::time::timeout(CATCH_UP_LIMIT, changes.next()).await {
+                    Ok(Some(Ok(change))) => observe(&controller, &mut queue, &change),
+                    _ => {
+                        fell_behind = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if fell_behind {
+            tracing::warn!(controller = C::NAME, "watch fell behind; resyncing");
+            let Some(fresh) = rewatch(&controller, &objects, &shutdown).await else {
+                return;
+            };
+            changes = fresh;
+            resync_at = Instant::now();
+            continue;
+        }
+        if let Some(key) = queue.pop() {
             let span = tracing::info_span!("reconcile", controller = C::NAME, key = %format!("{}/{}", key.0, key.1));
             match tracing::Instrument::instrument(controller.reconcile(&key), span).await {
                 Ok(after) => {
@@ -191,17 +333,20 @@ async fn run<C: Controller>(controller: C, objects: Objects, shutdown: Cancellat
             .values()
             .map(|(at, _)| *at)
             .chain(requeue.values().copied())
-            .fold(last_resync + RESYNC, Instant::min);
+            .fold(resync_at, Instant::min);
         tokio::select! {
             () = shutdown.cancelled() => return,
             change = changes.next() => match change {
-                Some(Ok(change)) => {
-                    if controller.watches().contains(&&*change.resource) {
-                        queue.extend(controller.keys_for(&change));
-                    }
+                Some(Ok(change)) => observe(&controller, &mut queue, &change),
+                // The watch fell behind or ended: start again from the store's state, never give up.
+                Some(Err(_)) | None => {
+                    tracing::warn!(controller = C::NAME, "watch fell behind; resyncing");
+                    let Some(fresh) = rewatch(&controller, &objects, &shutdown).await else {
+                        return;
+                    };
+                    changes = fresh;
+                    resync_at = Instant::now();
                 }
-                Some(Err(_)) => last_resync = Instant::now() - RESYNC,
-                None => return,
             },
             () = tokio::time::sleep_until(sleep_until.into()) => {}
         }

@@ -1,37 +1,42 @@
 //! ReplicaSet: keeps `replicas` active pods matching its template alive, adopting orphan pods its selector
 //! matches and releasing owned pods it no longer matches.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use herd_api::LabelSelector;
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
+use super::batch::{self, BURST_REPLICAS};
 use super::{
-    Controller, Key, Requeue, controller_owner, is_owned_by, key_of, pod_from_template,
-    pod_is_active, pod_is_ready,
+    Controller, Key, PodInformer, Requeue, controller_owner, is_owned_by, key_of,
+    pod_from_template, pod_is_active, pod_is_ready,
 };
 use crate::error::ApiError;
-use crate::events::Recorder;
-use crate::objects::{DeleteOptions, Objects};
+use crate::events::{EventQueue, Recorder};
+use crate::objects::Objects;
 use crate::store::{Change, EventType};
 
 pub struct ReplicaSets {
     objects: Objects,
-    recorder: Recorder,
+    pods: Arc<PodInformer>,
+    /// SuccessfulCreate/SuccessfulDelete, written in the background in batches.
+    events: EventQueue,
     rs: &'static ResourceInfo,
-    pods: &'static ResourceInfo,
+    pod_res: &'static ResourceInfo,
     selectors: SelectorCache,
 }
 
 impl ReplicaSets {
-    pub fn new(objects: Objects) -> Self {
+    pub fn new(objects: Objects, pods: Arc<PodInformer>) -> Self {
         Self {
-            recorder: Recorder::new(objects.clone(), "replicaset-controller"),
+            events: EventQueue::spawn(Recorder::new(objects.clone(), "replicaset-controller")),
             objects,
+            pods,
             rs: resources::by_path("apps", "v1", "replicasets").expect("replicasets"),
-            pods: resources::by_path("", "v1", "pods").expect("pods"),
+            pod_res: resources::by_path("", "v1", "pods").expect("pods"),
             selectors: SelectorCache::default(),
         }
     }
@@ -80,6 +85,10 @@ impl Controller for ReplicaSets {
         Ok(items.iter().filter_map(object_key).collect())
     }
 
+    fn informer(&self) -> Option<&PodInformer> {
+        Some(&self.pods)
+    }
+
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
         let Some(rs) = self.objects.store().get(&self.rs.key(), ns, name).await? else {
             return Ok(None);
@@ -87,56 +96,60 @@ impl Controller for ReplicaSets {
         if rs.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(None);
         }
-        let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
-        let owned = claim(&self.objects, self.pods, &rs, "ReplicaSet", pods).await?;
-        let mut active: Vec<Value> = owned.into_iter().filter(pod_is_active).collect();
+        let uid = rs
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let candidates = self.pods.claimable(ns, uid);
+        let owned = claim(&self.objects, self.pod_res, &rs, "ReplicaSet", candidates).await?;
+        let mut active: Vec<Arc<Value>> = owned.into_iter().filter(|p| pod_is_active(p)).collect();
         let want = rs
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)
             .unwrap_or(1)
             .max(0) as usize;
+        // kube's manageReplicas: at most a burst of creates or deletes per sync; the rest at once after.
+        let mut again = None;
+        let mut failed = None;
         if active.len() < want {
-            let template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-            for _ in active.len()..want {
-                let labels = template
-                    .pointer("/metadata/labels")
-                    .cloned()
-                    .unwrap_or(json!({}));
-                let spec = template.get("spec").cloned().unwrap_or(json!({}));
-                let pod = pod_from_template(&rs, "ReplicaSet", &template, labels, spec);
-                let created = self.objects.create(self.pods, Some(ns), pod, false).await?;
-                let pod_name = created
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                self.recorder
-                    .normal(&rs, "SuccessfulCreate", &format!("Created pod: {pod_name}"))
-                    .await;
-                active.push(created);
+            let diff = want - active.len();
+            if diff > BURST_REPLICAS {
+                again = Some(std::time::Duration::ZERO);
             }
+            let template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+            let labels = template
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or(json!({}));
+            let spec = template.get("spec").cloned().unwrap_or(json!({}));
+            let pods = (0..diff.min(BURST_REPLICAS))
+                .map(|_| {
+                    pod_from_template(&rs, "ReplicaSet", &template, labels.clone(), spec.clone())
+                })
+                .collect();
+            let (created, error) =
+                batch::create_pods(&self.objects, self.pod_res, &self.events, &rs, pods).await;
+            active.extend(created);
+            failed = error;
         } else if active.len() > want {
-            active.sort_by_key(deletion_rank);
-            let surplus = active.len() - want;
-            for pod in active.drain(..surplus) {
-                if let Some(pod_name) = pod.pointer("/metadata/name").and_then(Value::as_str) {
-                    match self
-                        .objects
-                        .delete(self.pods, Some(ns), pod_name, DeleteOptions::default())
-                        .await
-                    {
-                        Ok(_) => {
-                            self.recorder
-                                .normal(
-                                    &rs,
-                                    "SuccessfulDelete",
-                                    &format!("Deleted pod: {pod_name}"),
-                                )
-                                .await;
-                        }
-                        Err(ApiError::NotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+            let diff = active.len() - want;
+            if diff > BURST_REPLICAS {
+                again = Some(std::time::Duration::ZERO);
+            }
+            active.sort_by_key(|p| deletion_rank(p));
+            let doomed: Vec<Arc<Value>> = active.drain(..diff.min(BURST_REPLICAS)).collect();
+            let doomed: Vec<&Value> = doomed.iter().map(|p| &**p).collect();
+            if let Err(e) = batch::delete_pods(
+                &self.objects,
+                self.pod_res,
+                &self.events,
+                &rs,
+                &doomed,
+                None,
+            )
+            .await
+            {
+                failed = Some(e);
             }
         }
         let min_ready = rs
@@ -165,11 +178,16 @@ impl Controller for ReplicaSets {
                 true
             })
             .await?;
+        // As kube: the status is written, then a failed create or delete makes the sync fail (and retry).
+        if let Some(e) = failed {
+            return Err(e);
+        }
         // A Ready pod that is not yet available becomes so after minReadySeconds: look again then.
-        Ok(active
+        let until = active
             .iter()
             .filter_map(|p| until_available(p, min_ready, now))
-            .min())
+            .min();
+        Ok(again.or(until))
     }
 }
 
@@ -238,13 +256,13 @@ fn has_controller(obj: &Value) -> bool {
 
 /// Kube's ControllerRefManager: of `candidates`, adopts orphans that match `owner`'s selector, releases owned
 /// ones that no longer match, and returns those `owner` controls afterwards.
-pub(super) async fn claim(
+pub(super) async fn claim<T: Borrow<Value> + From<Value>>(
     objects: &Objects,
     res: &'static ResourceInfo,
     owner: &Value,
     owner_kind: &str,
-    candidates: Vec<Value>,
-) -> Result<Vec<Value>, ApiError> {
+    candidates: Vec<T>,
+) -> Result<Vec<T>, ApiError> {
     let uid = owner
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
@@ -253,14 +271,15 @@ pub(super) async fn claim(
     let selector = selector_of(owner);
     let matches = |obj: &Value| selector.as_ref().is_some_and(|s| s.matches_object(obj));
     let mut owned = Vec::new();
-    for obj in candidates {
-        let Some((ns, name)) = object_key(&obj) else {
+    for candidate in candidates {
+        let obj: &Value = candidate.borrow();
+        let Some((ns, name)) = object_key(obj) else {
             continue;
         };
         let deleting = obj.pointer("/metadata/deletionTimestamp").is_some();
-        if is_owned_by(&obj, &uid) {
-            if matches(&obj) || deleting {
-                owned.push(obj);
+        if is_owned_by(obj, &uid) {
+            if matches(obj) || deleting {
+                owned.push(candidate);
                 continue;
             }
             let released = objects
@@ -280,7 +299,7 @@ pub(super) async fn claim(
                 Ok(_) | Err(ApiError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
-        } else if !has_controller(&obj) && !deleting && matches(&obj) {
+        } else if !has_controller(obj) && !deleting && matches(obj) {
             let reference = owner_reference(owner, owner_kind);
             let adopted = objects
                 .edit(res, &ns, &name, |o| {
@@ -298,7 +317,7 @@ pub(super) async fn claim(
                 })
                 .await?;
             if let Some(change) = adopted {
-                owned.push((*change.object).clone());
+                owned.push(T::from((*change.object).clone()));
             }
         }
     }
@@ -372,4 +391,76 @@ pub(super) fn object_key(obj: &Value) -> Option<Key> {
             .to_string(),
         md.get("name")?.as_str()?.to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::Settings;
+    use crate::store::Store;
+
+    async fn plane() -> (tempfile::TempDir, Objects, Arc<PodInformer>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
+        let objects = Objects::new(
+            store,
+            Settings {
+                service_cidr: "127.10.0.0/16".parse().unwrap(),
+            },
+        );
+        let ns = resources::by_path("", "v1", "namespaces").unwrap();
+        objects
+            .create(ns, None, json!({"metadata": {"name": "default"}}), false)
+            .await
+            .unwrap();
+        let pods = Arc::new(PodInformer::new(objects.clone()));
+        pods.ensure_loaded().await.unwrap();
+        (dir, objects, pods)
+    }
+
+    async fn pod_count(objects: &Objects) -> usize {
+        objects.store().list("pods", None).await.unwrap().0.len()
+    }
+
+    #[tokio::test]
+    async fn a_sync_creates_and_deletes_at_most_a_burst_and_comes_back_for_the_rest() {
+        let (_dir, objects, pods) = plane().await;
+        let controller = ReplicaSets::new(objects.clone(), pods.clone());
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "big"},
+            "spec": {"replicas": 1000, "selector": {"matchLabels": {"app": "big"}},
+                "template": {"metadata": {"labels": {"app": "big"}},
+                    "spec": {"containers": [{"name": "c", "image": "img"}]}}}});
+        objects
+            .create(controller.rs, Some("default"), rs, false)
+            .await
+            .unwrap();
+        let key = ("default".to_string(), "big".to_string());
+        // The loop catches the cache up before each reconcile; here a relist does.
+        let sync = async || {
+            pods.relist().await.unwrap();
+            controller.reconcile(&key).await.unwrap()
+        };
+        assert_eq!(sync().await, Some(std::time::Duration::ZERO));
+        assert_eq!(pod_count(&objects).await, BURST_REPLICAS);
+        assert_eq!(sync().await, None, "the other 500 are the last burst");
+        assert_eq!(pod_count(&objects).await, 1000);
+        assert_eq!(sync().await, None, "nothing left to do");
+        assert_eq!(pod_count(&objects).await, 1000);
+        objects
+            .edit(controller.rs, "default", "big", |rs| {
+                rs["spec"]["replicas"] = json!(0);
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(sync().await, Some(std::time::Duration::ZERO));
+        assert_eq!(pod_count(&objects).await, 500);
+        assert_eq!(sync().await, None);
+        assert_eq!(pod_count(&objects).await, 0);
+        let rs = objects
+            .get(controller.rs, Some("default"), "big")
+            .await
+            .unwrap();
+        assert_eq!(rs["status"]["replicas"], 0);
+    }
 }
