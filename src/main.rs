@@ -6,6 +6,7 @@
 
 mod bench;
 mod cli;
+mod host_ranges;
 mod serve;
 
 use clap::{Parser, Subcommand};

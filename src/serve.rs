@@ -111,6 +111,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     init_tracing();
     let shutdown = CancellationToken::new();
     let data_dir = args.cluster.data_dir.clone();
+    let _ranges = claim_ranges(&args.cluster)?;
     let plane = start_control(&args.cluster, &shutdown).await?;
     let kubeconfig = write_kubeconfig(&data_dir, plane.addr())?;
     let mut tasks: Vec<(&str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
@@ -158,6 +159,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     init_tracing();
     let shutdown = CancellationToken::new();
+    let _ranges = claim_ranges(&args.cluster)?;
     let plane = start_control(&args.cluster, &shutdown).await?;
     let kubeconfig = write_kubeconfig(&args.cluster.data_dir, plane.addr())?;
     tracing::info!(
@@ -190,6 +192,14 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
     wait_node_ready(&client, &args.name, &shutdown).await?;
     tracing::info!("herd node {} is ready", args.name);
     run_until_signal(shutdown, tasks, None).await
+}
+
+/// Claims the cluster's Service and pod ranges on this host (see `host_ranges`); held until exit.
+fn claim_ranges(args: &ClusterArgs) -> anyhow::Result<crate::host_ranges::RangeClaim> {
+    crate::host_ranges::claim(crate::host_ranges::Ranges {
+        service: args.service_cidr,
+        cluster: args.cluster_cidr,
+    })
 }
 
 async fn start_control(

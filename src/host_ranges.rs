@@ -1,0 +1,278 @@
+//! One machine, several clusters: a control plane claims its Service and pod ranges host-wide, so a second
+//! cluster whose ranges overlap refuses to start instead of silently sharing addresses with the first.
+//!
+//! The claim is an abstract Unix socket (`@herd-ranges:service=…,cluster=…,pid=…`) held for the life of
+//! the process. Abstract sockets suit this exactly: they are listed in `/proc/net/unix` for every user,
+//! need no file anyone could leave behind (the kernel frees the name when the process dies, however it
+//! dies, so a dead cluster never blocks a new one), and belong to the network namespace, which is also
+//! the scope in which loopback addresses can clash. Checking and claiming happen under a host-wide lock
+//! (another abstract name, `@herd-ranges.lock`, which only one socket can hold), so two clusters starting
+//! at the same moment cannot both miss each other.
+
+use std::io;
+use std::os::linux::net::SocketAddrExt as _;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use ipnet::{IpNet, Ipv4Net};
+
+const CLAIM_PREFIX: &str = "herd-ranges:";
+const LOCK_NAME: &str = "herd-ranges.lock";
+/// How long to wait for another herd that is claiming its ranges at this moment.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The ranges one cluster's addresses come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ranges {
+    pub service: IpNet,
+    pub cluster: Ipv4Net,
+}
+
+/// The claim of a live cluster, as announced by its control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Claim {
+    ranges: Ranges,
+    pid: u32,
+}
+
+/// Held while the control plane runs; the claim ends when this is dropped or the process exits.
+#[derive(Debug)]
+pub struct RangeClaim {
+    _socket: UnixDatagram,
+}
+
+/// Claims `ranges` for this process, or fails with a one-line message naming the flag to change if
+/// another live herd cluster on this host uses an overlapping range.
+pub fn claim(ranges: Ranges) -> anyhow::Result<RangeClaim> {
+    let _lock = lock()?;
+    let table = std::fs::read_to_string("/proc/net/unix").context("reading /proc/net/unix")?;
+    let others = claims_in(&table);
+    if let Some(message) = conflict(ranges, &others) {
+        bail!("{message}");
+    }
+    let name = claim_name(Claim {
+        ranges,
+        pid: std::process::id(),
+    });
+    let socket = bind_abstract(&name)
+        .with_context(|| format!("announcing this cluster's ranges as @{name}"))?;
+    Ok(RangeClaim { _socket: socket })
+}
+
+/// The host-wide lock, held while this process checks and claims.
+fn lock() -> anyhow::Result<UnixDatagram> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match bind_abstract(LOCK_NAME) {
+            Ok(socket) => return Ok(socket),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => bail!(
+                "another herd has been claiming its address ranges (@{LOCK_NAME}) for {LOCK_WAIT:?}; \
+                 is one stuck starting?"
+            ),
+            Err(e) => return Err(e).context(format!("binding the abstract socket @{LOCK_NAME}")),
+        }
+    }
+}
+
+fn bind_abstract(name: &str) -> io::Result<UnixDatagram> {
+    UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes())?)
+}
+
+fn claim_name(claim: Claim) -> String {
+    format!(
+        "{CLAIM_PREFIX}service={},cluster={},pid={}",
+        claim.ranges.service, claim.ranges.cluster, claim.pid
+    )
+}
+
+/// The claims listed in a `/proc/net/unix` table (abstract names are shown with a leading `@`).
+fn claims_in(table: &str) -> Vec<Claim> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(7))
+        .filter_map(|path| path.strip_prefix('@')?.strip_prefix(CLAIM_PREFIX))
+        .filter_map(parse_claim)
+        .collect()
+}
+
+fn parse_claim(fields: &str) -> Option<Claim> {
+    let (mut service, mut cluster, mut pid) = (None, None, None);
+    for field in fields.split(',') {
+        match field.split_once('=')? {
+            ("service", v) => service = v.parse().ok(),
+            ("cluster", v) => cluster = v.parse().ok(),
+            ("pid", v) => pid = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(Claim {
+        ranges: Ranges {
+            service: service?,
+            cluster: cluster?,
+        },
+        pid: pid?,
+    })
+}
+
+fn overlaps(a: IpNet, b: IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The message for the first of `mine` that overlaps a range of another cluster, if any.
+fn conflict(mine: Ranges, others: &[Claim]) -> Option<String> {
+    let taken: Vec<IpNet> = others
+        .iter()
+        .flat_map(|c| [c.ranges.service, IpNet::V4(c.ranges.cluster)])
+        .collect();
+    let ours = [
+        ("Service", "--service-cidr", mine.service),
+        ("pod", "--cluster-cidr", IpNet::V4(mine.cluster)),
+    ];
+    for (what, flag, range) in ours {
+        for other in others {
+            let theirs = [
+                ("Service", other.ranges.service),
+                ("pod", IpNet::V4(other.ranges.cluster)),
+            ];
+            let Some((their_what, their_range)) =
+                theirs.into_iter().find(|(_, r)| overlaps(range, *r))
+            else {
+                continue;
+            };
+            let mut avoid = taken.clone();
+            avoid.extend(ours.iter().map(|(_, _, r)| *r).filter(|r| *r != range));
+            let suggestion = free_range_like(range, &avoid)
+                .map(|free| format!(" (e.g. {flag} {free})"))
+                .unwrap_or_default();
+            return Some(format!(
+                "the {what} range {range} overlaps the {their_what} range {their_range} of another herd \
+                 cluster on this host (pid {}); choose another with {flag}{suggestion}",
+                other.pid
+            ));
+        }
+    }
+    None
+}
+
+/// The first range of `range`'s size after it (wrapping within its /8 for IPv4 loopback-style ranges)
+/// that overlaps none of `avoid`.
+fn free_range_like(range: IpNet, avoid: &[IpNet]) -> Option<IpNet> {
+    let IpNet::V4(net) = range else {
+        return None;
+    };
+    let size = 1u64 << (32 - u32::from(net.prefix_len()));
+    let within = Ipv4Net::new(net.network(), net.prefix_len().min(8))
+        .ok()?
+        .trunc();
+    let first = u64::from(u32::from(within.network()));
+    let count = (1u64 << (32 - u32::from(within.prefix_len()))) / size;
+    let start = (u64::from(u32::from(net.network())) - first) / size;
+    (1..count)
+        .map(|i| first + ((start + i) % count) * size)
+        .filter_map(|addr| {
+            let addr = u32::try_from(addr).ok()?;
+            Ipv4Net::new(addr.into(), net.prefix_len()).ok()
+        })
+        .map(IpNet::V4)
+        .find(|candidate| !avoid.iter().any(|a| overlaps(*candidate, *a)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranges(service: &str, cluster: &str) -> Ranges {
+        Ranges {
+            service: service.parse().unwrap(),
+            cluster: cluster.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn claims_are_read_from_proc_net_unix() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00000000 0002 01 17023 @herd-ranges:service=127.10.0.0/16,cluster=127.64.0.0/10,pid=4242\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 16000 /run/systemd/notify\n\
+            0000000000000000: 00000002 00000000 00000000 0002 01 17024 @herd-ranges.lock\n\
+            0000000000000000: 00000002 00000000 00000000 0002 01 17025 @herd-ranges:service=garbage\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 17026\n";
+        assert_eq!(
+            claims_in(table),
+            vec![Claim {
+                ranges: ranges("127.10.0.0/16", "127.64.0.0/10"),
+                pid: 4242
+            }]
+        );
+        let name = claim_name(Claim {
+            ranges: ranges("fd00::/112", "127.64.0.0/10"),
+            pid: 7,
+        });
+        assert_eq!(
+            parse_claim(name.strip_prefix(CLAIM_PREFIX).unwrap()).map(|c| c.ranges),
+            Some(ranges("fd00::/112", "127.64.0.0/10"))
+        );
+    }
+
+    #[test]
+    fn an_overlap_names_the_flag_and_a_free_range() {
+        let other = Claim {
+            ranges: ranges("127.10.0.0/16", "127.64.0.0/10"),
+            pid: 4242,
+        };
+        let message = conflict(ranges("127.10.0.0/16", "127.128.0.0/16"), &[other]).unwrap();
+        assert_eq!(
+            message,
+            "the Service range 127.10.0.0/16 overlaps the Service range 127.10.0.0/16 of another herd \
+             cluster on this host (pid 4242); choose another with --service-cidr (e.g. --service-cidr \
+             127.11.0.0/16)"
+        );
+        // A pod range inside the other's pod range; a suggestion skips every range in use.
+        let message = conflict(ranges("127.11.0.0/16", "127.70.0.0/16"), &[other]).unwrap();
+        assert!(
+            message.starts_with(
+                "the pod range 127.70.0.0/16 overlaps the pod range 127.64.0.0/10 of another herd"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("with --cluster-cidr (e.g. --cluster-cidr 127.128.0.0/16)"),
+            "{message}"
+        );
+        // A Service range inside another cluster's pod range is a clash too.
+        let message = conflict(ranges("127.65.0.0/24", "127.200.0.0/16"), &[other]).unwrap();
+        assert!(
+            message.contains("Service range 127.65.0.0/24 overlaps the pod range 127.64.0.0/10"),
+            "{message}"
+        );
+        assert_eq!(
+            conflict(ranges("127.11.0.0/16", "127.128.0.0/10"), &[other]),
+            None
+        );
+        assert_eq!(
+            conflict(ranges("127.10.0.0/16", "127.64.0.0/10"), &[]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_claim_is_seen_by_the_next_and_ends_with_its_holder() {
+        // Ranges no real cluster uses: 127.3.x is clear of herd's defaults and the e2e tests' ranges.
+        let mine = ranges("127.3.200.0/24", "127.3.208.0/22");
+        let held = claim(mine).expect("first claim");
+        let error = claim(mine)
+            .expect_err("second claim of the same ranges")
+            .to_string();
+        assert!(error.contains("--service-cidr"), "{error}");
+        assert!(
+            error.contains(&format!("(pid {})", std::process::id())),
+            "{error}"
+        );
+        drop(held);
+        drop(claim(mine).expect("the ranges are free again once the claim is dropped"));
+    }
+}
