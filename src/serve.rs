@@ -223,11 +223,22 @@ async fn start_control(
 
 fn spawn_node(
     client: kube::Client,
-    cfg: herd_node::NodeConfig,
+    mut cfg: herd_node::NodeConfig,
     shutdown: &CancellationToken,
 ) -> Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> {
     let (node_token, proxy_token) = (shutdown.clone(), shutdown.clone());
     let proxy_client = client.clone();
+    // A Service port the proxy cannot listen on (below 1024 for an ordinary user) is served on a fallback
+    // port; the node's guests connecting to the Service's own port are sent there.
+    let redirects = herd_proxy::Redirects::new();
+    let lookup = redirects.clone();
+    cfg.connect_redirect = Some(herd_node::ConnectRedirect::new(move |addr| {
+        lookup.get(addr)
+    }));
+    let proxy_cfg = herd_proxy::ProxyConfig {
+        node_name: cfg.name.clone(),
+        redirects,
+    };
     vec![
         (
             "node agent",
@@ -235,7 +246,9 @@ fn spawn_node(
         ),
         (
             "proxy",
-            tokio::spawn(async move { Ok(herd_proxy::run(proxy_client, proxy_token).await?) }),
+            tokio::spawn(async move {
+                Ok(herd_proxy::run(proxy_client, proxy_cfg, proxy_token).await?)
+            }),
         ),
     ]
 }

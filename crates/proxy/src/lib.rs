@@ -7,11 +7,22 @@
 //!
 //! ```text
 //! Services ─┐ reflector stores ┌─▶ RoutingTable ─▶ Forwarder ─▶ listener per clusterIP:port
-//! Endpoints ┘                  │                                  └─▶ copy_bidirectional to podIP:port
+//! Endpoints ┘                  │                       │          └─▶ copy_bidirectional to podIP:port
+//!                              │                       ▼ ListenStates
+//!                              └──────────▶ status::verdicts ─▶ Service `Listening` condition + Event
 //! ```
+//!
+//! A port the proxy cannot listen on (below `net.ipv4.ip_unprivileged_port_start` for an ordinary
+//! user, 1024 on most systems) is served on a fallback port of the same cluster IP instead: the
+//! [`Redirects`] map `clusterIP:port → clusterIP:fallback` tells the node where to send its guests'
+//! connections, and the Service gets the condition `Listening=False` and a `FailedToListen`
+//! Warning event naming the cause and the fix. Nothing in the host's own network namespace lets an
+//! ordinary user listen below that port: a user namespace's capabilities cover only the network
+//! namespaces it owns, and host clients cannot reach those without root's help either.
 
 mod forwarder;
 mod routes;
+pub mod status;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -19,8 +30,17 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
-pub use forwarder::Forwarder;
-pub use routes::RoutingTable;
+pub use forwarder::{Forwarder, ListenError, ListenState, ListenStates, Redirects};
+pub use routes::{RoutingTable, ServiceRef};
+
+/// What a proxy needs besides its client.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The node this proxy runs for (the host of its events).
+    pub node_name: String,
+    /// Kept current with the frontends served on a fallback port, for the node's guests.
+    pub redirects: Redirects,
+}
 
 /// Why the proxy stopped before it was told to.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +72,11 @@ impl Source {
 /// # Errors
 ///
 /// [`ProxyError::WatchEnded`] if a watch stream ends by itself.
-pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), ProxyError> {
+pub async fn run(
+    client: Client,
+    config: ProxyConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ProxyError> {
     let (services, services_writer) = reflector::store::<Service>();
     let (endpoints, endpoints_writer) = reflector::store::<Endpoints>();
     let service_events = reflector(
@@ -64,35 +88,56 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Prox
     .map(|event| (Source::Services, event));
     let endpoint_events = reflector(
         endpoints_writer,
-        watcher(Api::all(client), watcher::Config::default()),
+        watcher(Api::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .map_ok(|_| ())
     .map(|event| (Source::Endpoints, event));
     let mut events = std::pin::pin!(futures::stream::select(service_events, endpoint_events));
 
-    let mut forwarder = Forwarder::new(shutdown.child_token());
+    let mut forwarder = Forwarder::with_redirects(shutdown.child_token(), config.redirects);
+    let mut states = forwarder.states();
+    let (verdicts, verdicts_rx) = tokio::sync::watch::channel(Default::default());
+    let reporter = tokio::spawn(status::report(
+        client,
+        config.node_name,
+        services.clone(),
+        verdicts_rx,
+        shutdown.child_token(),
+    ));
+    let port_start = status::unprivileged_port_start();
+    let mut table = RoutingTable::new();
     let result = loop {
-        let event = tokio::select! {
+        tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
-            event = events.next() => event,
-        };
-        match event {
-            None => break Err(ProxyError::WatchEnded("Service or Endpoints")),
-            Some((source, Err(error))) => {
-                tracing::warn!(watch = source.name(), %error, "watch failed, retrying");
-            }
-            Some((_, Ok(()))) => {
-                let services = services.state();
-                let endpoints = endpoints.state();
-                let table = RoutingTable::from_objects(
-                    services.iter().map(|s| &**s),
-                    endpoints.iter().map(|e| &**e),
-                );
-                forwarder.update(table);
-            }
+            changed = states.changed() => if changed.is_err() {
+                break Err(ProxyError::WatchEnded("listen state"));
+            },
+            event = events.next() => match event {
+                None => break Err(ProxyError::WatchEnded("Service or Endpoints")),
+                Some((source, Err(error))) => {
+                    tracing::warn!(watch = source.name(), %error, "watch failed, retrying");
+                    continue;
+                }
+                Some((_, Ok(()))) => {
+                    let services = services.state();
+                    let endpoints = endpoints.state();
+                    table = RoutingTable::from_objects(
+                        services.iter().map(|s| &**s),
+                        endpoints.iter().map(|e| &**e),
+                    );
+                    forwarder.update(table.clone());
+                }
+            },
         }
+        let now = status::verdicts(&table, &states.borrow_and_update(), port_start);
+        verdicts.send_if_modified(|last| {
+            let changed = *last != now;
+            *last = now;
+            changed
+        });
     };
     forwarder.shutdown().await;
+    reporter.abort();
     result
 }

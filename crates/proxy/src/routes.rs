@@ -13,6 +13,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoutingTable {
     routes: BTreeMap<SocketAddr, Vec<SocketAddr>>,
+    services: BTreeMap<SocketAddr, ServiceRef>,
+}
+
+/// The Service a frontend belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
 }
 
 impl RoutingTable {
@@ -31,6 +39,11 @@ impl RoutingTable {
     /// The backends of `frontend`, or `None` if the table has no such frontend.
     pub fn backends(&self, frontend: SocketAddr) -> Option<&[SocketAddr]> {
         self.routes.get(&frontend).map(Vec::as_slice)
+    }
+
+    /// The Service whose port `frontend` is, if the table was built from Services.
+    pub fn service(&self, frontend: SocketAddr) -> Option<&ServiceRef> {
+        self.services.get(&frontend)
     }
 
     /// Every frontend address, in order.
@@ -59,6 +72,13 @@ impl RoutingTable {
             let Some(cluster_ip) = cluster_ip(service) else {
                 continue;
             };
+            let Some(name) = service.metadata.name.clone() else {
+                continue;
+            };
+            let owner = ServiceRef {
+                namespace: namespace_of(&service.metadata).to_owned(),
+                name,
+            };
             let subsets = service
                 .metadata
                 .name
@@ -79,7 +99,9 @@ impl RoutingTable {
                     .iter()
                     .flat_map(|subset| subset_backends(subset, port))
                     .collect();
-                table.insert(SocketAddr::new(cluster_ip, frontend_port), backends);
+                let frontend = SocketAddr::new(cluster_ip, frontend_port);
+                table.insert(frontend, backends);
+                table.services.insert(frontend, owner.clone());
             }
         }
         table

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::time::Duration;
 
-use herd_proxy::{Forwarder, RoutingTable};
+use herd_proxy::{Forwarder, ListenState, RoutingTable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -153,4 +153,44 @@ async fn two_forwarders_share_one_frontend() {
     }
     first.shutdown().await;
     second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_frontend_another_program_holds_is_served_on_a_fallback_port_until_it_is_free() {
+    let a = backend("127.0.0.2", "a").await;
+    // Another program (no SO_REUSEPORT) holds the Service's address.
+    let frontend = free_addr("127.0.0.5");
+    let blocker = StdTcpListener::bind(frontend).expect("bind the blocker");
+    let mut forwarder = Forwarder::new(CancellationToken::new());
+    let redirects = forwarder.redirects().clone();
+    let mut states = forwarder.states();
+    let mut table = RoutingTable::new();
+    table.insert(frontend, vec![a]);
+    forwarder.update(table);
+
+    // Served on a fallback port of the same IP, which the redirects name, forwarding as usual.
+    let fallback = match states.borrow_and_update().get(&frontend) {
+        Some(ListenState::Fallback { on, error }) => {
+            assert_eq!(error.kind, std::io::ErrorKind::AddrInUse, "{error:?}");
+            *on
+        }
+        other => panic!("state of {frontend}: {other:?}"),
+    };
+    assert_eq!(fallback.ip(), frontend.ip());
+    assert_ne!(fallback.port(), frontend.port());
+    assert_eq!(redirects.get(frontend), Some(fallback));
+    assert_eq!(request(fallback).await, "a:ping");
+
+    // Once the address is free, the forwarder takes it back and the redirect goes.
+    drop(blocker);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while states.borrow_and_update().get(&frontend) != Some(&ListenState::Listening) {
+            states.changed().await.expect("states");
+        }
+    })
+    .await
+    .expect("the frontend is listened on again");
+    assert_eq!(redirects.get(frontend), None);
+    assert_eq!(request(frontend).await, "a:ping");
+    forwarder.shutdown().await;
 }
