@@ -5,6 +5,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# The sample apps are built for WASI preview 1 (modules) and preview 2 (components).
+installed_targets="$(rustup target list --installed)"
+for wasm_target in wasm32-wasip1 wasm32-wasip2; do
+  grep -qx "$wasm_target" <<<"$installed_targets" || rustup target add "$wasm_target"
+done
 cargo build --bin herd
 sample-apps/build.sh
 herd="$root/target/debug/herd"
@@ -36,11 +41,12 @@ done
 "$herd" get pods -o wide
 "$herd" get services
 ip="$("$herd" get services http-hello | awk 'NR==2 {print $3}')"
+port="$("$herd" get services http-hello | awk 'NR==2 {split($5, p, "/"); print p[1]}')"
 cat <<TXT
 
 herd is up (data in $data). Try:
   export KUBECONFIG=$KUBECONFIG
-  curl http://$ip/
+  curl http://$ip:$port/
   $herd logs hello
   kubectl get pods -o wide        # stock kubectl works with the same kubeconfig
 Ctrl-C stops herd.

