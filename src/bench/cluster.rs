@@ -97,13 +97,14 @@ impl Cluster {
         })
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().ok_or_else(|| anyhow!("herd up has exited"))
+    }
+
     /// The child's resident memory in bytes (VmRSS).
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
-        let pid = self
-            .child
-            .id()
-            .ok_or_else(|| anyhow!("herd up has exited"))?;
-        rss_of(pid)
+        rss_of(self.pid()?)
     }
 
     /// Pushes a Wasm file to the cluster's registry as `name:tag`; returns the image reference.
@@ -138,7 +139,8 @@ impl Cluster {
     }
 }
 
-fn rss_of(pid: u32) -> anyhow::Result<u64> {
+/// The resident memory (VmRSS) of process `pid`, in bytes.
+pub fn rss_of(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let kib: u64 = status

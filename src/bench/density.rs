@@ -1,5 +1,8 @@
 //! `herd bench density`: how many idle wasi-http pods one node holds, and the host memory each costs
 //! (resident memory of the whole `herd up` process after the pods are Running, minus before, per pod).
+//! By default the pods are all created at once on a fresh node that has never run the image, as a user's
+//! first Deployment meets it (every pod pays or waits for the pull and the compile); `--warm` starts one pod
+//! first and takes the baseline after it, so the figure is the pods' own cost from the node's caches.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,9 +19,9 @@ use super::pods::{http_pod, running_pods};
 /// How many creates are in flight at once.
 const CONCURRENT_CREATES: usize = 32;
 
-pub async fn run(count: usize, wasm: &Path, timeout: Duration) -> anyhow::Result<()> {
+pub async fn run(count: usize, warm: bool, wasm: &Path, timeout: Duration) -> anyhow::Result<()> {
     let cluster = Cluster::start(&capacity_flags(count)).await?;
-    let result = measure(&cluster, count, wasm, timeout).await;
+    let result = measure(&cluster, count, warm, wasm, timeout).await;
     cluster.stop().await;
     result
 }
@@ -26,16 +29,19 @@ pub async fn run(count: usize, wasm: &Path, timeout: Duration) -> anyhow::Result
 async fn measure(
     cluster: &Cluster,
     count: usize,
+    warm: bool,
     wasm: &Path,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let image = cluster.push(wasm, "bench-density:v1").await?;
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
     let mut running = running_pods(pods.clone());
-    // One pod first, so the image is pulled and compiled before the baseline is taken.
-    pods.create(&PostParams::default(), &http_pod("density-warm", &image)?)
-        .await?;
-    running.wait_for("density-warm").await?;
+    if warm {
+        // One pod first, so the image is pulled and compiled before the baseline is taken.
+        pods.create(&PostParams::default(), &http_pod("density-warm", &image)?)
+            .await?;
+        running.wait_for("density-warm").await?;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = cluster.rss_bytes()?;
     let began = Instant::now();
@@ -57,7 +63,7 @@ async fn measure(
     }
     let created_in = began.elapsed();
     loop {
-        let n = running.count_now().saturating_sub(1);
+        let n = running.count_now().saturating_sub(usize::from(warm));
         if n >= count {
             break;
         }
@@ -72,8 +78,13 @@ async fn measure(
     let served = probe_some(&pods, count).await?;
     let per_pod = after.saturating_sub(before) as f64 / count as f64;
     println!(
-        "density: {count} idle wasi-http pods Running on one node in {:.1} s (created in {:.1} s); \
+        "density ({}): {count} idle wasi-http pods Running on one node in {:.1} s (created in {:.1} s); \
          herd up RSS {:.0} MiB → {:.0} MiB = {:.1} KiB per pod; {served} sampled pods answered HTTP",
+        if warm {
+            "warm: after one pod of the image"
+        } else {
+            "cold: the image never run on the node before"
+        },
         all_running.as_secs_f64(),
         created_in.as_secs_f64(),
         before as f64 / 1048576.0,

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod density;
+mod deploy;
 mod http;
 mod pods;
 
@@ -10,6 +11,9 @@ use std::time::{Duration, Instant};
 
 /// The wasi-http sample, as `sample-apps/build.sh` leaves it.
 const HTTP_SAMPLE: &str = "sample-apps/dist/http-hello.wasm";
+
+/// The WASI p1 sample (`--every-ms=100 --forever` keeps it running), as `sample-apps/build.sh` leaves it.
+const MODULE_SAMPLE: &str = "sample-apps/dist/hello.wasm";
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Bench {
@@ -39,16 +43,43 @@ pub enum Bench {
         #[arg(long, default_value = HTTP_SAMPLE)]
         wasm: PathBuf,
     },
-    /// Starts a real `herd up`, runs many idle wasi-http pods on its node and prints the memory each costs.
+    /// Starts a real `herd up`, runs many idle wasi-http pods of an image it has never run (all created at
+    /// once, nothing started before) and prints the time and the memory each pod costs.
     Density {
         /// How many pods.
         #[arg(long, default_value_t = 10_000)]
         pods: usize,
+        /// Start one pod of the image first, so the pods start from the node's caches (the warm figure).
+        #[arg(long)]
+        warm: bool,
         /// The wasi-http component to run.
         #[arg(long, default_value = HTTP_SAMPLE)]
         wasm: PathBuf,
         /// How long all pods may take to be Running.
         #[arg(long, default_value_t = 900)]
+        timeout_seconds: u64,
+    },
+    /// Starts a fresh `herd up` and applies a Deployment of many replicas of an image it has never pulled;
+    /// prints the time until all are Ready (as `kubectl rollout status` sees it) and herd's peak and final
+    /// memory growth, then the same for a second Deployment of that image on the now warm node.
+    Deploy {
+        /// Replicas of the Deployment.
+        #[arg(long, default_value_t = 1000)]
+        replicas: usize,
+        /// The workload: an idle wasi-http component, a running p1 module, or both.
+        #[arg(long, value_enum, default_value = "both")]
+        kind: deploy::Kind,
+        /// Fresh nodes to measure on, per workload.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// The wasi-http component.
+        #[arg(long, default_value = HTTP_SAMPLE)]
+        http_wasm: PathBuf,
+        /// The p1 module (run with `--every-ms=100 --forever`).
+        #[arg(long, default_value = MODULE_SAMPLE)]
+        module_wasm: PathBuf,
+        /// How long each Deployment may take to be rolled out (and its pods to go after deletion).
+        #[arg(long, default_value_t = 600)]
         timeout_seconds: u64,
     },
     /// Requests/s of the wasi-http sample served by herd and by `wasmtime serve`.
@@ -92,9 +123,28 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
         } => pods::run(count, rounds, &wasm, store_sync.as_str()).await,
         Bench::Density {
             pods,
+            warm,
             wasm,
             timeout_seconds,
-        } => density::run(pods, &wasm, Duration::from_secs(timeout_seconds)).await,
+        } => density::run(pods, warm, &wasm, Duration::from_secs(timeout_seconds)).await,
+        Bench::Deploy {
+            replicas,
+            kind,
+            rounds,
+            http_wasm,
+            module_wasm,
+            timeout_seconds,
+        } => {
+            deploy::run(deploy::DeployArgs {
+                replicas,
+                kind,
+                rounds,
+                http_wasm: &http_wasm,
+                module_wasm: &module_wasm,
+                timeout: Duration::from_secs(timeout_seconds),
+            })
+            .await
+        }
         Bench::Http {
             wasm,
             wasmtime,

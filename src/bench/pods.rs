@@ -223,7 +223,7 @@ async fn measure(cluster: &Cluster, sample: &[u8], count: usize) -> anyhow::Resu
 }
 
 /// `wasm` (a module or a component) with a custom section appended: the same program, another digest.
-fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
     use wasm_encoder::Section as _;
     let mut out = wasm.to_vec();
     wasm_encoder::CustomSection {
