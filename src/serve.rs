@@ -130,7 +130,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         ));
         addr.to_string()
     };
-    let client = kube_client(&kubeconfig).await?;
+    let client = kube_client(&kubeconfig, "kubelet").await?;
+    let proxy_client = kube_client(&kubeconfig, "kube-proxy").await?;
     let node_name = match args.node_name {
         Some(n) => n,
         None => default_node_name(),
@@ -146,7 +147,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_pods: args.max_pods,
         connect_redirect: None,
     };
-    tasks.extend(spawn_node(client.clone(), node_cfg, &shutdown));
+    tasks.extend(spawn_node(
+        client.clone(),
+        proxy_client,
+        node_cfg,
+        &shutdown,
+    ));
     wait_node_ready(&client, &node_name, &shutdown).await?;
     tracing::info!(
         "herd is ready api=http://{} registry={registry} kubeconfig={}",
@@ -176,7 +182,8 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         bail!("herd node needs --kubeconfig FILE (written by herd control)")
     };
     let shutdown = CancellationToken::new();
-    let client = kube_client(&kubeconfig).await?;
+    let client = kube_client(&kubeconfig, "kubelet").await?;
+    let proxy_client = kube_client(&kubeconfig, "kube-proxy").await?;
     let cfg = herd_node::NodeConfig {
         name: args.name.clone(),
         data_dir: args.data_dir,
@@ -188,7 +195,7 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         max_pods: args.max_pods,
         connect_redirect: None,
     };
-    let tasks = spawn_node(client.clone(), cfg, &shutdown);
+    let tasks = spawn_node(client.clone(), proxy_client, cfg, &shutdown);
     wait_node_ready(&client, &args.name, &shutdown).await?;
     tracing::info!("herd node {} is ready", args.name);
     run_until_signal(shutdown, tasks, None).await
@@ -227,7 +234,6 @@ fn spawn_node(
     shutdown: &CancellationToken,
 ) -> Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> {
     let (node_token, proxy_token) = (shutdown.clone(), shutdown.clone());
-    let proxy_client = client.clone();
     // A Service port the proxy cannot listen on (below 1024 for an ordinary user) is served on a fallback
     // port; the node's guests connecting to the Service's own port are sent there.
     let redirects = herd_proxy::Redirects::new();
@@ -244,6 +250,7 @@ fn spawn_node(
             "node agent",
             tokio::spawn(async move { Ok(herd_node::run(client, cfg, node_token).await?) }),
         ),
+    proxy_client: kube::Client,
         (
             "proxy",
             tokio::spawn(async move {
@@ -343,10 +350,13 @@ fn write_kubeconfig(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<PathBuf
     Ok(path)
 }
 
-async fn kube_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+/// A client of the control plane for the component `component`, named in its user agent as Kubernetes'
+/// components name themselves (`kubelet/v… (linux/amd64) herd`): the API server records its writes in
+/// managedFields under that name.
+async fn kube_client(kubeconfig: &Path, component: &str) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let config =
+    let mut config =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .with_context(|| format!("loading {}", kubeconfig.display()))?;
@@ -371,6 +381,10 @@ fn default_node_name() -> String {
     let name = name.trim_matches(|c| c == '-' || c == '.').to_string();
     if name.is_empty() {
         "herd-node".into()
+    config.headers.push((
+        hyper::header::USER_AGENT,
+        hyper::header::HeaderValue::from_str(&crate::cli::user_agent(component))?,
+    ));
     } else {
         name
     }

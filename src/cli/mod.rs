@@ -204,8 +204,24 @@ async fn connect(opts: &ClientOpts) -> anyhow::Result<(Client, String)> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
+    let mut config = config;
+    if let Ok(agent) = hyper::header::HeaderValue::from_str(&user_agent("herd")) {
+        config.headers.push((hyper::header::USER_AGENT, agent));
+    }
     let client = Client::try_from(config).map_err(from_kube)?;
     Ok((client, namespace))
+}
+
+/// The user agent of a herd component, shaped as Kubernetes' clients shape theirs
+/// (`kubectl/v1.37.1 (linux/amd64) kubernetes/…`): the API server names the writer after what comes
+/// before the first `/`.
+pub fn user_agent(component: &str) -> String {
+    format!(
+        "{component}/v{} ({}/{}) herd",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
 /// The dynamic API of a resource type, in `namespace` or across all namespaces (and for

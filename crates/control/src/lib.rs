@@ -158,20 +158,21 @@ impl ControlPlane {
         };
         let server = tokio::spawn(server::serve(listener, state));
         let mut tasks = controllers::spawn_all(
-            &objects,
+            &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
             cfg.cluster_cidr,
             cfg.node_cidr_prefix,
+        // In-process writers record their managedFields under kube's component names.
             cfg.job_backoff_base,
             cfg.controller_resync,
             &shutdown,
         );
         tasks.push(tokio::spawn(nodelifecycle::run(
-            objects.clone(),
+            objects.as_manager(objects::KUBE_SCHEDULER),
             cfg.node_lifecycle,
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(scheduler::run(
-            objects.clone(),
+            objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(upkeep(objects.clone(), shutdown)));

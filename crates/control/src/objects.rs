@@ -83,6 +83,34 @@ pub struct Objects {
     store: Store,
     settings: Arc<Settings>,
     service_ips: Arc<Mutex<()>>,
+    /// The field manager this handle's writes are recorded for in `metadata.managedFields` (kube's
+    /// `fieldManager`); `None` records nothing, as kube's pod binding does not.
+    manager: Option<Arc<str>>,
+}
+
+/// The field manager of kube-apiserver's own writes (the default namespaces).
+pub const KUBE_APISERVER: &str = "kube-apiserver";
+/// The field manager of the controllers and the node lifecycle controller.
+pub const KUBE_CONTROLLER_MANAGER: &str = "kube-controller-manager";
+/// The field manager of the scheduler's status writes.
+pub const KUBE_SCHEDULER: &str = "kube-scheduler";
+
+/// The subresource a write goes through: its managedFields entry is recorded for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subresource {
+    Main,
+    Status,
+    Scale,
+}
+
+impl Subresource {
+    fn name(self) -> Option<&'static str> {
+        match self {
+            Self::Main => None,
+            Self::Status => Some("status"),
+            Self::Scale => Some("scale"),
+        }
+    }
 }
 
 pub fn now() -> String {
@@ -128,7 +156,67 @@ impl Objects {
             store,
             settings: Arc::new(settings),
             service_ips: Arc::new(Mutex::new(())),
+            manager: Some(KUBE_APISERVER.into()),
         }
+    }
+
+    /// The same resource layer, recording its writes for `manager` (kube's field manager: the request's
+    /// `fieldManager`, else its user agent up to the first `/`; `kube-controller-manager` for the
+    /// controllers). An empty name is kube's `unknown`.
+    pub fn as_manager(&self, manager: &str) -> Self {
+        Self {
+            manager: Some(manager.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The same resource layer, recording no managedFields: pod bindings, which kube-apiserver writes
+    /// straight to storage.
+    pub fn untracked(&self) -> Self {
+        Self {
+            manager: None,
+            ..self.clone()
+        }
+    }
+
+    /// The field manager writes through this handle are recorded for.
+    pub fn manager(&self) -> Option<&str> {
+        self.manager.as_deref()
+    }
+
+    /// Records an Update of `old` (`None`: a create) to `new` through `sub` by this handle's manager.
+    fn track(&self, old: Option<&Value>, new: Value, sub: Subresource) -> Value {
+        match &self.manager {
+            Some(manager) => herd_api::patch::record_update(old, &new, manager, sub.name(), &now()),
+            None => new,
+        }
+    }
+
+    /// Records an in-place edit: what changed outside `status` as an Update of the object, what changed
+    /// in `status` as one of its `status` subresource (as kube's controllers write them: Update, then
+    /// UpdateStatus).
+    fn track_edit(&self, res: &ResourceInfo, old: &Value, new: Value) -> Value {
+        if self.manager.is_none() {
+            return new;
+        }
+        let status_changed = old.get("status") != new.get("status");
+        let main_changed = !same_but_status(old, &new);
+        let mut out = if main_changed {
+            self.track(Some(old), new, Subresource::Main)
+        } else {
+            new
+        };
+        if status_changed && has_status_subresource(res) {
+            let mut before = out.clone();
+            if let Some(map) = before.as_object_mut() {
+                match old.get("status") {
+                    Some(s) => map.insert("status".into(), s.clone()),
+                    None => map.remove("status"),
+                };
+            }
+            out = self.track(Some(&before), out, Subresource::Status);
+        }
+        out
     }
 
     pub fn store(&self) -> &Store {
@@ -172,7 +260,23 @@ impl Objects {
         obj: Value,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
+        self.create_as(res, ns, obj, dry_run, true).await
+    }
+
+    /// [`Objects::create`]; `track` records the create in managedFields (a create by server-side apply
+    /// has its entry already).
+    async fn create_as(
+        &self,
+        res: &'static ResourceInfo,
+        ns: Option<&str>,
+        obj: Value,
+        dry_run: bool,
+        track: bool,
+    ) -> Result<Value, ApiError> {
         let (ns, name, mut obj) = Self::prepare_create(res, ns, obj)?;
+        if track {
+            obj = self.track(None, obj, Subresource::Main);
+        }
         // Other creates check the namespace in the write itself; these answer or allocate before it.
         if dry_run || res.kind == "Service" {
             self.require_namespace(res, &ns).await?;
@@ -247,6 +351,7 @@ impl Objects {
             }
             match prepared {
                 Ok((ns, name, obj)) => {
+                    let obj = self.track(None, obj, Subresource::Main);
                     slots.push((out.len(), name.clone()));
                     items.push(BatchItem {
                         resource: res.key(),
@@ -426,7 +531,12 @@ impl Objects {
                 meta(&body, "name").unwrap_or_default()
             )));
         }
-        self.update(res, ns, name, status, dry_run, move |_| Ok(body))
+        let sub = if status {
+            Subresource::Status
+        } else {
+            Subresource::Main
+        };
+        self.update(res, ns, name, sub, dry_run, move |_| Ok(body))
             .await
     }
 
@@ -455,24 +565,39 @@ impl Objects {
                 herd_api::patch::server_side_apply(None, config, manager, *force, res.kind, &now())
                     .map_err(apply_error)?;
             created["metadata"]["name"] = json!(name);
-            return self.create(res, ns, created, dry_run).await;
+            return self.create_as(res, ns, created, dry_run, false).await;
         }
-        self.update(res, ns, name, status, dry_run, move |current| {
-            apply_patch(current.clone(), patch, res.kind)
-        })
-        .await
+        let sub = if status {
+            Subresource::Status
+        } else {
+            Subresource::Main
+        };
+        // Server-side apply records its own ownership; every other write is an Update.
+        let objects = if matches!(patch, Patch::Apply { .. }) {
+            self.untracked()
+        } else {
+            self.clone()
+        };
+        objects
+            .update(res, ns, name, sub, dry_run, move |current| {
+                apply_patch(current.clone(), patch, res.kind)
+            })
+            .await
     }
 
-    /// The read-modify-write core of PUT and PATCH. `compute` turns the current object into the desired one.
+    /// The read-modify-write core of PUT and PATCH (of the object or its `sub`resource). `compute` turns the
+    /// current object into the desired one; the write is recorded in managedFields as an Update by this
+    /// handle's manager.
     pub(crate) async fn update(
         &self,
         res: &'static ResourceInfo,
         ns: Option<&str>,
         name: &str,
-        status: bool,
+        sub: Subresource,
         dry_run: bool,
         compute: impl FnOnce(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
+        let status = sub == Subresource::Status;
         let ns = ns_key(res, ns);
         let (out, change) = self
             .store
@@ -502,6 +627,7 @@ impl Objects {
                         .unwrap_or(1);
                     admitted["metadata"]["generation"] = json!(generation + 1);
                 }
+                let admitted = self.track(Some(&current), admitted, sub);
                 let finalized = admitted.pointer("/metadata/deletionTimestamp").is_some()
                     && admitted
                         .pointer("/metadata/finalizers")
@@ -539,10 +665,13 @@ impl Objects {
                 let Some(mut obj) = current else {
                     return Ok((Mutation::Keep, ()));
                 };
-                if edit(&mut obj) {
-                    Ok((Mutation::Put(obj), ()))
-                } else {
-                    Ok((Mutation::Keep, ()))
+                let before = self.manager.is_some().then(|| obj.clone());
+                if !edit(&mut obj) {
+                    return Ok((Mutation::Keep, ()));
+                }
+                match before {
+                    Some(before) => Ok((Mutation::Put(self.track_edit(res, &before, obj)), ())),
+                    None => Ok((Mutation::Put(obj), ())),
                 }
             })
             .await?;
@@ -553,25 +682,33 @@ impl Objects {
     /// edit's change (`None` for a missing object or an edit that returned false).
     pub async fn edit_many(
         &self,
-        res: &ResourceInfo,
+        res: &'static ResourceInfo,
         edits: Vec<(String, String, ObjectEdit)>,
     ) -> Result<Vec<Option<Arc<Change>>>, ApiError> {
         let items = edits
             .into_iter()
-            .map(|(ns, name, edit)| BatchItem {
-                resource: res.key(),
-                namespace: ns_key(res, Some(&ns)),
-                name,
-                decide: Box::new(move |current| {
-                    let Some(mut obj) = current else {
-                        return Mutation::Keep;
-                    };
-                    if edit(&mut obj) {
-                        Mutation::Put(obj)
-                    } else {
-                        Mutation::Keep
-                    }
-                }),
+            .map(|(ns, name, edit)| {
+                let objects = self.manager.is_some().then(|| self.clone());
+                BatchItem {
+                    resource: res.key(),
+                    namespace: ns_key(res, Some(&ns)),
+                    name,
+                    decide: Box::new(move |current| {
+                        let Some(mut obj) = current else {
+                            return Mutation::Keep;
+                        };
+                        let before = objects.as_ref().map(|_| obj.clone());
+                        if !edit(&mut obj) {
+                            return Mutation::Keep;
+                        }
+                        match (objects, before) {
+                            (Some(o), Some(before)) => {
+                                Mutation::Put(o.track_edit(res, &before, obj))
+                            }
+                            _ => Mutation::Put(obj),
+                        }
+                    }),
+                }
             })
             .collect();
         Ok(self.store.mutate_batch(items).await?)
@@ -629,15 +766,17 @@ impl Objects {
             // their release and the owner's removal.
             if res.kind != "Pod" {
                 let stamp = now();
-                self.edit(res, &ns, name, |o| {
-                    if o.pointer("/metadata/deletionTimestamp").is_some() {
-                        return false;
-                    }
-                    o["metadata"]["deletionTimestamp"] = json!(stamp);
-                    o["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-                    true
-                })
-                .await?;
+                // A deletion mark is no field anyone manages (kube writes it past the field manager).
+                self.untracked()
+                    .edit(res, &ns, name, |o| {
+                        if o.pointer("/metadata/deletionTimestamp").is_some() {
+                            return false;
+                        }
+                        o["metadata"]["deletionTimestamp"] = json!(stamp);
+                        o["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                        true
+                    })
+                    .await?;
             }
             self.orphan_dependents(&uid).await?;
         }
@@ -929,6 +1068,36 @@ fn check_pod_update(current: &Value, desired: &mut Value, name: &str) -> Result<
         });
     }
     Ok(())
+}
+
+/// Whether `a` and `b` are equal but for `status` and `metadata.managedFields`.
+fn same_but_status(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let keys = |m: &serde_json::Map<String, Value>| {
+        m.keys()
+            .filter(|k| *k != "status")
+            .cloned()
+            .collect::<BTreeSet<_>>()
+    };
+    if keys(a) != keys(b) {
+        return false;
+    }
+    a.iter().filter(|(k, _)| *k != "status").all(|(k, v)| {
+        if k != "metadata" {
+            return Some(v) == b.get(k);
+        }
+        let (Some(ma), Some(mb)) = (v.as_object(), b.get(k).and_then(Value::as_object)) else {
+            return Some(v) == b.get(k);
+        };
+        ma.len() - usize::from(ma.contains_key("managedFields"))
+            == mb.len() - usize::from(mb.contains_key("managedFields"))
+            && ma
+                .iter()
+                .filter(|(k, _)| *k != "managedFields")
+                .all(|(k, v)| Some(v) == mb.get(k))
+    })
 }
 
 /// Whether anything but metadata and status changed: what bumps `metadata.generation`.

@@ -227,7 +227,8 @@ impl Binds {
                 (b.namespace.clone(), b.name.clone(), edit)
             })
             .collect();
-        let objects = objects.clone();
+        // A binding is written without managedFields, as kube-apiserver's binding storage does.
+        let objects = objects.untracked();
         let commit = tokio::spawn(async move { objects.edit_many(pods_res(), edits).await });
         self.inflight = Some((batch, commit));
         Ok(bound)
@@ -335,6 +336,7 @@ pub async fn bind(objects: &Objects, ns: &str, name: &str, node: &str) -> Result
     let mut found = false;
     let mut current: Option<String> = None;
     objects
+        .untracked()
         .edit(res, ns, name, |pod| {
             found = true;
             match bind_to(pod, node) {

@@ -77,7 +77,13 @@ async fn handle(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let target = route::parse(path)?;
-    let objects = &state.objects;
+    let objects = &if *method == Method::GET {
+        state.objects.clone()
+    } else {
+        state
+            .objects
+            .as_manager(&field_manager(method, params, headers)?)
+    };
     let dry_run = params.get("dryRun").is_some_and(|v| v == "All");
     match (target, method.clone()) {
         (Target::GroupVersion { group, version }, Method::GET) => {
@@ -163,7 +169,7 @@ async fn handle(
         }
         (Target::Subresource { res, ns, name, sub }, m) => {
             subresource(
-                state, res, ns, name, &sub, m, params, headers, body, dry_run,
+                state, objects, res, ns, name, &sub, m, params, headers, body, dry_run,
             )
             .await
         }
@@ -176,6 +182,7 @@ async fn handle(
 #[allow(clippy::too_many_arguments)]
 async fn subresource(
     state: &AppState,
+    objects: &Objects,
     res: &'static ResourceInfo,
     ns: Option<String>,
     name: String,
@@ -186,7 +193,6 @@ async fn subresource(
     body: Bytes,
     dry_run: bool,
 ) -> Result<Response, ApiError> {
-    let objects = &state.objects;
     match (sub, method) {
         ("status", Method::GET) => Ok(json_response(objects.get(res, ns.as_deref(), &name).await?)),
         ("status", Method::PUT) => {
@@ -268,6 +274,80 @@ async fn subresource(
             res.plural
         ))),
     }
+}
+
+/// kube-apiserver's longest field manager name.
+const FIELD_MANAGER_MAX_LENGTH: usize = 128;
+
+/// The field manager a write is recorded for, as kube-apiserver names it: the `fieldManager` option
+/// (validated: at most 128 bytes, printable), else the client's user agent up to its first `/` with
+/// unprintable characters dropped (`kubectl/v1.37.1 (linux/amd64) kubernetes/…` is `kubectl`).
+fn field_manager(
+    method: &Method,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
+    if let Some(manager) = params.get("fieldManager").filter(|m| !m.is_empty()) {
+        let mut causes = Vec::new();
+        if manager.len() > FIELD_MANAGER_MAX_LENGTH {
+            causes.push(herd_api::Cause {
+                reason: "FieldValueTooLong",
+                field: "fieldManager".into(),
+                message: format!("Too long: may not be more than {FIELD_MANAGER_MAX_LENGTH} bytes"),
+            });
+        }
+        for (i, c) in manager.char_indices().filter(|(_, c)| !is_printable(*c)) {
+            causes.push(herd_api::Cause::invalid(
+                "fieldManager",
+                manager.as_str(),
+                &format!("invalid character U+{:04X} (at position {i})", u32::from(c)),
+            ));
+        }
+        if causes.is_empty() {
+            return Ok(manager.clone());
+        }
+        let kind = match *method {
+            Method::POST => "CreateOptions",
+            Method::PATCH => "PatchOptions",
+            _ => "UpdateOptions",
+        };
+        let detail = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(ApiError::Invalid {
+            message: format!("{kind}.meta.k8s.io \"\" is invalid: {detail}"),
+            group: "meta.k8s.io".into(),
+            kind: kind.into(),
+            name: String::new(),
+            causes,
+        });
+    }
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut manager = String::new();
+    for c in agent
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| is_printable(*c))
+    {
+        if manager.len() + c.len_utf8() > FIELD_MANAGER_MAX_LENGTH {
+            break;
+        }
+        manager.push(c);
+    }
+    Ok(manager)
+}
+
+/// Go's `unicode.IsPrint` for the characters user agents and manager names are made of: no control
+/// characters, and of the spaces only ASCII's.
+fn is_printable(c: char) -> bool {
+    !c.is_control() && (c == ' ' || !c.is_whitespace())
 }
 
 fn json_response(v: Value) -> Response {

@@ -4,7 +4,7 @@ use herd_api::ResourceInfo;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::objects::{Objects, Patch, apply_patch};
+use crate::objects::{Objects, Patch, Subresource, apply_patch};
 
 /// The Scale view of a Deployment or ReplicaSet.
 pub fn scale_of(obj: &Value) -> Value {
@@ -31,7 +31,8 @@ pub fn scale_of(obj: &Value) -> Value {
     })
 }
 
-/// Changes `spec.replicas` through a Scale: `desired` maps the current Scale to the wanted one.
+/// Changes `spec.replicas` through a Scale: `desired` maps the current Scale to the wanted one. The write is
+/// recorded in the object's managedFields for the `scale` subresource, with the object's API version.
 pub async fn update(
     objects: &Objects,
     res: &'static ResourceInfo,
@@ -41,7 +42,7 @@ pub async fn update(
     desired: impl FnOnce(Value) -> Result<Value, ApiError>,
 ) -> Result<Value, ApiError> {
     let updated = objects
-        .update(res, ns, name, false, dry_run, |current| {
+        .update(res, ns, name, Subresource::Scale, dry_run, |current| {
             let scale = desired(scale_of(current))?;
             let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
             if replicas < 0 {
