@@ -85,6 +85,46 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
+/// The ReplicaSet of the Deployment's current template (kube's `FindNewReplicaSet`): the oldest whose
+/// template equals it but for the `pod-template-hash` label (`EqualIgnoreHash`), so `rollout undo` scales
+/// the old ReplicaSet back up; else the one named after the template's hash.
+fn find_new_rs<'a>(owned: &'a [Value], template: &Value, rs_name: &str) -> Option<&'a Value> {
+    let wanted = without_empty(&without_hash_label(template));
+    let mut same: Vec<&Value> = owned
+        .iter()
+        .filter(|rs| {
+            rs.pointer("/spec/template")
+                .is_some_and(|t| without_empty(&without_hash_label(t)) == wanted)
+        })
+        .collect();
+    same.sort_by_key(|rs| {
+        (
+            rs.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            name_of(rs).to_string(),
+        )
+    });
+    same.first()
+        .copied()
+        .or_else(|| owned.iter().find(|rs| name_of(rs) == rs_name))
+}
+
+/// A pod template without the `pod-template-hash` label the Deployment adds to its ReplicaSets'.
+fn without_hash_label(template: &Value) -> Value {
+    let mut t = template.clone();
+    if let Some(labels) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(POD_TEMPLATE_HASH);
+    }
+    t
+}
+
+const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+
 fn revision(rs: &Value) -> i64 {
     rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
         .and_then(Value::as_str)
@@ -136,8 +176,12 @@ impl Controller for Deployments {
         let (all_rs, _) = self.objects.store().list(&self.rs.key(), Some(ns)).await?;
         let owned = claim(&self.objects, self.rs, &d, "Deployment", all_rs).await?;
         let max_revision = owned.iter().map(revision).max().unwrap_or(0);
-        let mut new_rs = owned.iter().find(|rs| name_of(rs) == rs_name).cloned();
-        let old: Vec<&Value> = owned.iter().filter(|rs| name_of(rs) != rs_name).collect();
+        let mut new_rs = find_new_rs(&owned, &template, &rs_name).cloned();
+        let new_name = new_rs.as_ref().map(|rs| name_of(rs).to_string());
+        let old: Vec<&Value> = owned
+            .iter()
+            .filter(|rs| Some(name_of(rs)) != new_name.as_deref())
+            .collect();
         let old_states: Vec<RsState> = old.iter().map(|rs| rs_state(rs)).collect();
         let stale = owned.iter().any(|rs| {
             int(rs, "/status/observedGeneration") < int(rs, "/metadata/generation").max(1)
@@ -333,6 +377,30 @@ fn rs_state(rs: &Value) -> RsState {
 }
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
+const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
+/// kube's `revHistoryLimitInChars`: the longest revision-history annotation.
+const REVISION_HISTORY_LIMIT: usize = 2000;
+
+/// A revision-history annotation with `revision` appended, dropping the oldest entries to stay within
+/// [`REVISION_HISTORY_LIMIT`] characters (kube's `SetNewReplicaSetAnnotations`).
+fn with_revision(history: &str, revision: &str) -> String {
+    if history.is_empty() {
+        return revision.to_string();
+    }
+    let mut old: Vec<&str> = history.split(',').collect();
+    let mut total = history.len() + revision.len() + 1;
+    let mut start = 0;
+    while total > REVISION_HISTORY_LIMIT && start < old.len() {
+        total -= old[start].len() + 1;
+        start += 1;
+    }
+    if total > REVISION_HISTORY_LIMIT {
+        return history.to_string();
+    }
+    old.drain(..start);
+    old.push(revision);
+    old.join(",")
+}
 
 impl Deployments {
     /// The current ReplicaSet carries the newest revision (an older template brought back by `rollout undo`
@@ -355,7 +423,15 @@ impl Deployments {
                 let next = (max_revision + 1).to_string();
                 self.objects
                     .edit(self.rs, ns, rs_name, |rs| {
-                        rs["metadata"]["annotations"][REVISION] = json!(next);
+                        let annotations = &mut rs["metadata"]["annotations"];
+                        let previous = annotations[REVISION].as_str().map(str::to_string);
+                        annotations[REVISION] = json!(next);
+                        // The revisions the ReplicaSet had before are kept, as kube keeps them.
+                        if let Some(previous) = previous {
+                            let history = annotations[REVISION_HISTORY].as_str().unwrap_or("");
+                            annotations[REVISION_HISTORY] =
+                                json!(with_revision(history, &previous));
+                        }
                         true
                     })
                     .await?;
@@ -516,5 +592,43 @@ mod tests {
         let round_tripped = json!({"metadata": {"creationTimestamp": null}, "spec": {"containers": [{"name": "c", "image": "x:1", "resources": {}}]}});
         assert_eq!(template_hash(&a), template_hash(&round_tripped));
         assert!(template_hash(&a).chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn the_new_replica_set_is_the_oldest_with_the_template_but_for_its_hash_label() {
+        let template = |image: &str| {
+            json!({"metadata": {"labels": {"app": "web"}},
+                   "spec": {"containers": [{"name": "c", "image": image}]}})
+        };
+        let rs = |name: &str, created: &str, image: &str| {
+            let mut t = template(image);
+            t["metadata"]["labels"][POD_TEMPLATE_HASH] = json!(name);
+            t["metadata"]["creationTimestamp"] = Value::Null;
+            json!({"metadata": {"name": name, "creationTimestamp": created}, "spec": {"template": t}})
+        };
+        let owned = [
+            rs("web-new", "2024-01-01T00:00:02Z", "x:1"),
+            rs("web-old", "2024-01-01T00:00:01Z", "x:1"),
+            rs("web-v2", "2024-01-01T00:00:03Z", "x:2"),
+        ];
+        let found = |image: &str, by_name: &str| {
+            find_new_rs(&owned, &template(image), by_name).map(|rs| name_of(rs).to_string())
+        };
+        assert_eq!(found("x:1", "web-hash1").as_deref(), Some("web-old"));
+        assert_eq!(found("x:2", "web-hash2").as_deref(), Some("web-v2"));
+        assert_eq!(found("x:3", "web-v2").as_deref(), Some("web-v2"));
+        assert_eq!(found("x:3", "web-hash3"), None);
+    }
+
+    #[test]
+    fn revision_history_keeps_the_newest_within_its_limit() {
+        assert_eq!(with_revision("", "1"), "1");
+        assert_eq!(with_revision("1", "3"), "1,3");
+        let long = vec!["9"; 1000].join(",");
+        let out = with_revision(&long, "12");
+        assert!(
+            out.len() <= REVISION_HISTORY_LIMIT && out.ends_with(",12"),
+            "{out}"
+        );
     }
 }
