@@ -33,6 +33,9 @@ const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(1);
 const TRAP_EXIT_CODE: i32 = 134;
 /// The exit code of a guest stopped by the agent (128 + SIGKILL, like a killed container).
 const STOPPED_EXIT_CODE: i32 = 137;
+/// The exit code of a module or command ended by its pod's deletion (128 + SIGTERM: a process
+/// that does not handle SIGTERM, and a guest cannot, ends by its default action).
+const TERMINATED_EXIT_CODE: i32 = 143;
 /// The exit code of a container that could not be started.
 const START_ERROR_EXIT_CODE: i32 = 128;
 
@@ -586,9 +589,9 @@ impl ContainerRunner {
     }
 }
 
-/// The run of one container; the only place a `RunSpec` is built. `drain` begins a graceful
-/// stop (an HTTP proxy finishes its in-flight requests; modules and commands, which WASI gives
-/// no way to be told, run on until `stop` at the end of the grace period).
+/// The run of one container; the only place a `RunSpec` is built. `drain` is the pod's SIGTERM:
+/// an HTTP proxy finishes its in-flight requests (until `stop` at the end of the grace period);
+/// a module or command, which cannot handle a signal, ends at once (SIGTERM's default action).
 fn run_spec(
     argv: Vec<String>,
     env: Vec<(String, String)>,
@@ -616,6 +619,7 @@ fn exit_reason(exit: Result<Exit, RuntimeError>) -> (i32, &'static str, Option<S
             "Error",
             Some("stopped by the node agent".to_owned()),
         ),
+        Ok(Exit::Terminated) => (TERMINATED_EXIT_CODE, "Error", None),
         Err(error) => (START_ERROR_EXIT_CODE, "StartError", Some(error.to_string())),
     }
 }
@@ -634,6 +638,7 @@ mod tests {
         assert_eq!(exit_reason(Ok(Exit::Exited(3))), (3, "Error", None));
         assert_eq!(exit_reason(Ok(Exit::Trapped("t".into()))).1, "Error");
         assert_eq!(exit_reason(Ok(Exit::Stopped)).0, 137);
+        assert_eq!(exit_reason(Ok(Exit::Terminated)), (143, "Error", None));
         assert_eq!(
             exit_reason(Ok(Exit::OutOfMemory("grew".into()))),
             (137, "OOMKilled", Some("grew".to_owned()))

@@ -12,6 +12,7 @@ use crate::error::{RuntimeError, describe};
 use crate::limits::{CpuThrottle, HasLimiter, Limits, MemoryLimiter};
 use crate::network::{NetworkPolicy, PolicyHooks};
 use crate::sinks::GuestOutput;
+use crate::sockets::Ipv6Views;
 use crate::workload::RunSpec;
 
 /// A host directory the guest sees as a WASI preopened directory; the guest
@@ -121,6 +122,8 @@ pub(crate) struct ComponentState {
     http: WasiHttpCtx,
     hooks: PolicyHooks,
     table: ResourceTable,
+    /// Sockets the guest sees as IPv6 that are IPv4 underneath (see `sockets`).
+    pub(crate) ipv6_views: Ipv6Views,
     pub(crate) limiter: MemoryLimiter,
 }
 
@@ -133,6 +136,7 @@ impl ComponentState {
                 policy: env.network.clone(),
             },
             table: ResourceTable::new(),
+            ipv6_views: Ipv6Views::default(),
             limiter: MemoryLimiter::new(&env.limits),
         })
     }

@@ -49,9 +49,11 @@ pub struct RunSpec {
     pub preopens: Vec<Preopen>,
     /// Where components may bind and connect; anywhere by default.
     pub network: NetworkPolicy,
-    /// Cancelled to begin a graceful stop: an HTTP proxy stops accepting
-    /// connections and ends with [`Exit::Stopped`] once its in-flight
-    /// requests are answered. Modules and commands ignore it.
+    /// Cancelled to begin a graceful stop (a pod's deletion: the kubelet's
+    /// SIGTERM): an HTTP proxy stops accepting connections and ends with
+    /// [`Exit::Stopped`] once its in-flight requests are answered. A module
+    /// or command, which cannot install a signal handler, ends at once with
+    /// [`Exit::Terminated`], as a process does by SIGTERM's default action.
     pub drain: Option<CancellationToken>,
 }
 
@@ -88,6 +90,9 @@ pub enum Exit {
     Trapped(String),
     /// The stop token was cancelled, or an HTTP proxy finished draining.
     Stopped,
+    /// A module or command was ended by [`RunSpec::drain`] (SIGTERM's
+    /// default action: a container runtime reports exit code 143).
+    Terminated,
     /// The guest grew a memory or table past [`Limits::memory_bytes`] and was
     /// killed (for an HTTP proxy: any request did); the message says what it asked for.
     OutOfMemory(String),
@@ -157,8 +162,12 @@ impl Workload {
         let drain = spec.drain.clone();
         let env = GuestEnv::new(spec)?;
         match &self.compiled {
-            Compiled::Module(pre) => until_stopped(guest::run_module(pre, &env), &stop).await,
-            Compiled::Command(pre) => until_stopped(guest::run_command(pre, &env), &stop).await,
+            Compiled::Module(pre) => {
+                until_stopped(guest::run_module(pre, &env), &stop, drain.as_ref()).await
+            }
+            Compiled::Command(pre) => {
+                until_stopped(guest::run_command(pre, &env), &stop, drain.as_ref()).await
+            }
             Compiled::HttpProxy(pre) => {
                 let server = http_proxy::Server::bind(pre.clone(), env, http_listen).await?;
                 Ok(server.serve(stop, drain).await)
@@ -167,15 +176,25 @@ impl Workload {
     }
 }
 
-/// Drives a guest until it finishes or `stop` is cancelled. Dropping the
-/// guest future drops its store; a guest only runs while it is polled.
+/// Drives a guest until it finishes, `stop` is cancelled or `drain` is (the
+/// guest is terminated, as by SIGTERM). Dropping the guest future drops its
+/// store; a guest only runs while it is polled, so it ends within an epoch
+/// tick even when it is spinning.
 async fn until_stopped(
     guest: impl Future<Output = Result<Exit, RuntimeError>>,
     stop: &CancellationToken,
+    drain: Option<&CancellationToken>,
 ) -> Result<Exit, RuntimeError> {
+    let terminated = async {
+        match drain {
+            Some(drain) => drain.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
         () = stop.cancelled() => Ok(Exit::Stopped),
+        () = terminated => Ok(Exit::Terminated),
         exit = guest => exit,
     }
 }
