@@ -1,6 +1,7 @@
 //! `kubectl apply -f` of a multi-document manifest, applied twice (the second time a strategic-merge patch
 //! with a changed image and env), `--dry-run=server`, and `kubectl apply --server-side` (create, update,
-//! field ownership, conflicts, `--force-conflicts`).
+//! field ownership, conflicts, `--force-conflicts`, the migration from client-side apply, conflicts naming
+//! the manager that set a field).
 
 use serde_json::json;
 
@@ -305,4 +306,70 @@ async fn kubectl_apply_multi_document_twice_and_server_side() {
     .ok()
     .stdout_has("deployment.apps/ssa-web serverside-applied");
     wait_ready_pods(herd, NS, "app=ssa-web", 2).await;
+}
+
+/// `kubectl apply` then `kubectl apply --server-side` of the same manifest migrates without conflict;
+/// after `kubectl scale`, a server-side apply of other replicas conflicts with the scaler, named as
+/// kube-apiserver names it (the user agent's `kubectl`, through the `scale` subresource).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_client_side_to_server_side_apply_and_scale_conflict() {
+    let herd = &Herd::up(HerdOptions::control()).await;
+    let manifest = |replicas: i32| {
+        sleeper_deployment("migrate", "127.0.0.1:9/absent:v1", replicas).to_string()
+    };
+    let path = format!("{DEPLOYMENTS}/migrate");
+    kubectl_stdin(herd, &["apply", "-f", "-"], &manifest(1))
+        .await
+        .ok()
+        .stdout_has("deployment.apps/migrate created");
+    let d = herd.get_ok(&path).await;
+    let managers = |d: &Value| -> Vec<String> {
+        d["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e["manager"].as_str().unwrap_or_default(),
+                    e["operation"].as_str().unwrap_or_default(),
+                    e["subresource"].as_str().unwrap_or_default()
+                )
+                .trim_end()
+                .to_string()
+            })
+            .collect()
+    };
+    assert!(
+        managers(&d).contains(&"kubectl-client-side-apply Update".to_string()),
+        "{:?}",
+        managers(&d)
+    );
+
+    kubectl_stdin(herd, &["apply", "--server-side", "-f", "-"], &manifest(1))
+        .await
+        .ok()
+        .stdout_has("deployment.apps/migrate serverside-applied");
+    let d = herd.get_ok(&path).await;
+    assert!(
+        managers(&d).contains(&"kubectl Apply".to_string()),
+        "{:?}",
+        managers(&d)
+    );
+
+    kubectl(herd, &["scale", "deployment", "migrate", "--replicas=3"])
+        .await
+        .ok()
+        .stdout_has("deployment.apps/migrate scaled");
+    let d = herd.get_ok(&path).await;
+    assert!(
+        managers(&d).contains(&"kubectl Update scale".to_string()),
+        "{:?}",
+        managers(&d)
+    );
+    kubectl_stdin(herd, &["apply", "--server-side", "-f", "-"], &manifest(2))
+        .await
+        .fails()
+        .stderr_has(r#"Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas"#);
+    assert_eq!(herd.get_ok(&path).await["spec"]["replicas"], 3);
 }

@@ -1,5 +1,5 @@
 //! Errors as kube-apiserver words them, as kubectl prints them: AlreadyExists, NotFound, 422 Invalid
-//! listing each bad field, unknown fields under `--validate=strict|warn`, Conflict on a stale
+//! listing each bad field (invalid quantities among them), unknown fields under `--validate=strict|warn`, Conflict on a stale
 //! resourceVersion; and nothing partial stored. Runs against `herd control` alone.
 
 use serde_json::json;
@@ -60,6 +60,18 @@ async fn kubectl_errors_are_worded_like_kube_apiserver() {
         0,
         "an invalid pod was stored"
     );
+
+    // A quantity that is not one: kube-apiserver's regular expression, per field; nothing stored.
+    let mut bad_quantity = sleeper_pod("bad-quantity", "127.0.0.1:9/absent:v1");
+    bad_quantity["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"memory": "1Qi"}, "requests": {"cpu": "-1"}});
+    kubectl_stdin(herd, &["apply", "-f", "-"], &bad_quantity.to_string())
+        .await
+        .fails()
+        .stderr_has(r#"The Pod "bad-quantity" is invalid: "#)
+        .stderr_has(r#"* spec.containers[0].resources.limits[memory]: Invalid value: "1Qi": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"#)
+        .stderr_has(r#"* spec.containers[0].resources.requests[cpu]: Invalid value: "-1": must be greater than or equal to 0"#);
+    assert_eq!(herd.get(&format!("{PODS}/bad-quantity")).await.0, 404);
 
     // An invalid Deployment (selector does not match the template): no Deployment, no ReplicaSet.
     let mut mismatch = sleeper_deployment("mismatch", "127.0.0.1:9/absent:v1", 1);

@@ -186,4 +186,55 @@ async fn kubectl_scale_rollout_status_and_undo() {
         .collect();
     replicas.sort();
     assert_eq!(replicas, [0, 2]);
+    // The first ReplicaSet came back: revision 3, remembering it was revision 1.
+    let mut revisions: Vec<(String, String)> = sets
+        .iter()
+        .map(|rs| {
+            (
+                s(
+                    rs,
+                    "/metadata/annotations/deployment.kubernetes.io~1revision",
+                )
+                .to_string(),
+                s(
+                    rs,
+                    "/metadata/annotations/deployment.kubernetes.io~1revision-history",
+                )
+                .to_string(),
+            )
+        })
+        .collect();
+    revisions.sort();
+    assert_eq!(
+        revisions,
+        [("2".into(), String::new()), ("3".into(), "1".into())]
+    );
+
+    // Undo again: back to the second ReplicaSet (revision 4), still two ReplicaSets.
+    kubectl(herd, &["rollout", "undo", "deployment/web"])
+        .await
+        .ok()
+        .stdout_has("deployment.apps/web rolled back");
+    rollout_status(herd).await;
+    wait_pods_on_image(herd, 2, &v2).await;
+    let sets = items(
+        &herd
+            .get_ok(&format!("{REPLICASETS}?labelSelector=app%3Dweb"))
+            .await,
+    );
+    assert_eq!(
+        sets.len(),
+        2,
+        "rollout undo reuses the ReplicaSet of that template"
+    );
+    let history = kubectl(herd, &["rollout", "history", "deployment/web"])
+        .await
+        .ok();
+    let revisions: Vec<&str> = history
+        .lines()
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(revisions, ["3", "4"], "{}", history.stdout);
 }
