@@ -280,6 +280,8 @@ impl PodState {
 enum Seen {
     /// A watch has listed what exists and is following changes.
     Synced,
+    /// The pod watch lists again (after it lost its place): the pods it lists next are all there are.
+    Relisting,
     Deployment(Box<Deployment>),
     Pod(String, PodState),
     PodGone(String),
@@ -315,6 +317,7 @@ impl Watched {
             let mut stream = watcher(pods, pod_config).boxed();
             while let Some(event) = stream.next().await {
                 let seen = match event {
+                    Ok(watcher::Event::Init) => Seen::Relisting,
                     Ok(watcher::Event::InitDone) => Seen::Synced,
                     Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                         let state = PodState::of(&pod);
@@ -383,6 +386,7 @@ impl Watched {
             Seen::PodGone(name) => {
                 self.pods.remove(name);
             }
+            Seen::Relisting => self.pods.clear(),
             Seen::Synced | Seen::Deployment(_) => {}
         }
         Ok((at, seen))
@@ -447,7 +451,7 @@ impl Watched {
                         ready = Some(at);
                     }
                 }
-                Seen::PodGone(_) | Seen::Synced => {}
+                Seen::PodGone(_) | Seen::Relisting | Seen::Synced => {}
             }
         }
         tokio::time::sleep(SETTLE).await;
