@@ -423,3 +423,118 @@ fn pod_from_template(
         "spec": spec,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::Settings;
+    use crate::store::{BatchItem, Mutation, Store};
+    use tokio::sync::{Notify, mpsc};
+
+    /// Reports every key it reconciles; the key `block` holds its reconcile until released.
+    struct Probe {
+        seen: mpsc::UnboundedSender<String>,
+        release: Arc<Notify>,
+    }
+
+    impl Controller for Probe {
+        const NAME: &'static str = "probe";
+
+        fn watches(&self) -> &'static [&'static str] {
+            &["configmaps"]
+        }
+
+        fn keys_for(&self, change: &Change) -> Vec<Key> {
+            vec![key_of(change)]
+        }
+
+        async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
+            Ok(Vec::new())
+        }
+
+        async fn reconcile(&self, key: &Key) -> Result<Requeue, ApiError> {
+            let _ = self.seen.send(key.1.clone());
+            if key.1 == "block" {
+                self.release.notified().await;
+            }
+            Ok(None)
+        }
+    }
+
+    fn put(resource: &str, name: String) -> BatchItem {
+        let obj = serde_json::json!({"metadata": {"name": name, "namespace": "default"}});
+        BatchItem {
+            resource: resource.into(),
+            namespace: "default".into(),
+            name,
+            decide: Box::new(move |_| Mutation::Put(obj)),
+        }
+    }
+
+    #[test]
+    fn the_work_queue_is_first_in_first_out_without_duplicates() {
+        let mut queue = WorkQueue::default();
+        let key = |n: &str| (String::new(), n.to_string());
+        queue.extend([key("b"), key("a"), key("b"), key("c")]);
+        assert_eq!(queue.pop(), Some(key("b")));
+        queue.add(key("b"));
+        queue.add(key("a"));
+        let order: Vec<Key> = std::iter::from_fn(|| queue.pop()).collect();
+        assert_eq!(order, [key("a"), key("c"), key("b")]);
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_loop_whose_watch_fell_behind_watches_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
+        let objects = Objects::new(
+            store.clone(),
+            Settings {
+                service_cidr: "127.10.0.0/16".parse().unwrap(),
+            },
+        );
+        let (tx, mut seen) = mpsc::unbounded_channel();
+        let release = Arc::new(Notify::new());
+        let probe = Probe {
+            seen: tx,
+            release: release.clone(),
+        };
+        let shutdown = CancellationToken::new();
+        // No resync during the test: only the watch can bring the last change.
+        let task = tokio::spawn(run(
+            probe,
+            objects,
+            Duration::from_secs(3600),
+            shutdown.clone(),
+        ));
+        let write = |resource: &'static str, name: &str| {
+            let store = store.clone();
+            let item = put(resource, name.to_string());
+            async move { store.mutate_batch(vec![item]).await.unwrap() }
+        };
+        // The guard only stops a broken loop from hanging the test; it is not a timing assertion.
+        let mut next_seen = async || {
+            tokio::time::timeout(Duration::from_secs(120), seen.recv())
+                .await
+                .expect("the loop reconciles the key")
+                .unwrap()
+        };
+        write("configmaps", "first").await;
+        assert_eq!(next_seen().await, "first");
+        write("configmaps", "block").await;
+        assert_eq!(next_seen().await, "block");
+        // While the reconcile is held, more changes than the store's fan-out keeps for a slow watcher.
+        for chunk in 0..18 {
+            let items = (0..1000)
+                .map(|i| put("secrets", format!("s-{chunk}-{i}")))
+                .collect();
+            store.mutate_batch(items).await.unwrap();
+        }
+        release.notify_one();
+        write("configmaps", "after").await;
+        assert_eq!(next_seen().await, "after");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}
