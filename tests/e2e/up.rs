@@ -124,3 +124,118 @@ async fn control_and_node_as_separate_processes_run_a_pod_to_succeeded() {
     );
     control.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_cluster_on_ranges_in_use_refuses_to_start_and_one_on_other_ranges_starts() {
+    let mut first = Herd::up(HerdOptions::default()).await;
+    let first_pid = first.process().pid;
+    let (service, cluster) = (first.cidrs.service, first.cidrs.cluster);
+    // Ranges no e2e herd uses (the harness takes 127.128.0.0 and up), varied by this run's pid.
+    let free_service = format!("127.2.{}.0/24", std::process::id() % 250);
+    let free_cluster = format!("127.1.{}.0/24", std::process::id() % 250);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let start = |command: &'static str, service: String, cluster: String| {
+        let data_dir = dir.path().join(command);
+        async move {
+            std::fs::create_dir_all(&data_dir).expect("data dir");
+            let mut args = vec![
+                command.to_string(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--service-cidr".into(),
+                service,
+                "--cluster-cidr".into(),
+                cluster,
+                "--node-cidr-mask-size".into(),
+                "24".into(),
+            ];
+            if command == "up" {
+                args.push("--no-registry".into());
+            }
+            cli(&args).await
+        }
+    };
+
+    // The same Service range: refused, naming the flag, the other cluster and a free range.
+    let out = start("up", service.to_string(), free_cluster.clone()).await;
+    assert!(!out.status.success(), "second herd up started: {out:?}");
+    let wanted = format!(
+        "error: the Service range {service} overlaps the Service range {service} of another herd cluster \
+         on this host (pid {first_pid}); choose another with --service-cidr (e.g. --service-cidr "
+    );
+    assert!(out.stderr.contains(&wanted), "stderr: {}", out.stderr);
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .count(),
+        1,
+        "one error line: {}",
+        out.stderr
+    );
+
+    // A pod range inside the other's, with `herd control` too.
+    let out = start("control", free_service.clone(), cluster.to_string()).await;
+    assert!(
+        !out.status.success(),
+        "second herd control started: {out:?}"
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "the pod range {cluster} overlaps the pod range {cluster} of another herd cluster on this \
+             host (pid {first_pid}); choose another with --cluster-cidr"
+        )),
+        "stderr: {}",
+        out.stderr
+    );
+
+    // Other ranges: the second cluster starts beside the first, and both serve.
+    let second = Herd::up(HerdOptions::default()).await;
+    assert_ne!(second.cidrs.service, first.cidrs.service);
+    first.get_ok(NAMESPACES).await;
+    second.get_ok(NAMESPACES).await;
+
+    // A dead cluster does not hold its ranges, however it died: after the first stopped, its ranges
+    // serve a `herd control`, which is then killed (SIGKILL), and another takes them after it.
+    first.stop();
+    for _ in 0..2 {
+        let data_dir = dir.path().join("control-again");
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let mut control = tokio::process::Command::new(HERD)
+            .args(["control", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--service-cidr", &service.to_string()])
+            .args(["--cluster-cidr", &cluster.to_string()])
+            .args(["--node-cidr-mask-size", "24"])
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn herd control");
+        let stderr = control.stderr.take().expect("stderr");
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+        let mut seen = Vec::new();
+        let ready = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("herd is ready") {
+                    return true;
+                }
+                seen.push(line);
+            }
+            false
+        })
+        .await;
+        assert_eq!(
+            ready,
+            Ok(true),
+            "herd control on the ranges of a stopped cluster did not start:\n{}",
+            seen.join("\n")
+        );
+        control.kill().await.expect("kill herd control");
+    }
+    drop(second);
+}

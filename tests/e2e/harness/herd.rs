@@ -134,6 +134,15 @@ impl Herd {
             "--cluster-cidr".into(),
             self.cidrs.cluster.to_string(),
         ]);
+        // The cluster CIDR is a /22: four node pod CIDRs of /24 (see cidr.rs), not herd's default /18.
+        if !self
+            .opts
+            .extra_args
+            .iter()
+            .any(|a| a == "--node-cidr-mask-size")
+        {
+            args.extend(["--node-cidr-mask-size".into(), "24".into()]);
+        }
         args.extend(self.opts.extra_args.iter().cloned());
         if self.opts.mode == Mode::Up {
             args.extend(["--node-name".into(), self.opts.node_name.clone()]);
