@@ -11,6 +11,15 @@ use k8s_openapi::api::core::v1::Node;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The longest IPv4 prefix whose range has `pods` usable addresses (network and broadcast excluded),
+/// and never longer than /30.
+fn prefix_holding(pods: u32) -> u8 {
+    (2..=30u8)
+        .rev()
+        .find(|prefix| (1u64 << (32 - prefix)) - 2 >= u64::from(pods))
+        .unwrap_or(2)
+}
+
 /// How long shutdown may take before the process gives up waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
@@ -28,9 +37,11 @@ pub struct ClusterArgs {
     /// Range node pod CIDRs are carved from.
     #[arg(long, default_value = "127.64.0.0/10")]
     cluster_cidr: Ipv4Net,
-    /// Prefix length of each node's pod CIDR (kube-controller-manager's flag): 24 gives 254 pod IPs a node.
-    #[arg(long, default_value_t = 24)]
-    node_cidr_mask_size: u8,
+    /// Prefix length of each node's pod CIDR (kube-controller-manager's flag). Default: 18, 16,382 pod IPs a
+    /// node, room for the default `--max-pods` (with `herd up`, the smallest range that holds `--max-pods`
+    /// if that is larger).
+    #[arg(long)]
+    node_cidr_mask_size: Option<u8>,
     /// How stale a node's Lease may get before the node is Ready=Unknown and tainted unreachable.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: Duration,
@@ -70,8 +81,9 @@ pub struct UpArgs {
     /// to 30 times this (5 min for the kubelet's 10 s) and resets after 10 min of running.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     crash_loop_back_off_base: Duration,
-    /// How many pods the node takes (the kubelet's flag); the node's pod CIDR must hold as many IPs.
-    #[arg(long, default_value_t = 110)]
+    /// How many pods the node takes (the kubelet's flag; Wasm pods are small, so 10,000 rather than the
+    /// kubelet's 110); the node's pod CIDR must hold as many IPs.
+    #[arg(long, default_value_t = herd_node::DEFAULT_MAX_PODS)]
     max_pods: u32,
 }
 
@@ -102,8 +114,9 @@ pub struct NodeArgs {
     /// to 30 times this (5 min for the kubelet's 10 s) and resets after 10 min of running.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     crash_loop_back_off_base: Duration,
-    /// How many pods the node takes (the kubelet's flag); the node's pod CIDR must hold as many IPs.
-    #[arg(long, default_value_t = 110)]
+    /// How many pods the node takes (the kubelet's flag; Wasm pods are small, so 10,000 rather than the
+    /// kubelet's 110); the node's pod CIDR must hold as many IPs.
+    #[arg(long, default_value_t = herd_node::DEFAULT_MAX_PODS)]
     max_pods: u32,
 }
 
@@ -111,8 +124,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     init_tracing();
     let shutdown = CancellationToken::new();
     let data_dir = args.cluster.data_dir.clone();
+    let node_cidr_prefix = args.cluster.node_cidr_mask_size.unwrap_or_else(|| {
+        herd_control::DEFAULT_NODE_CIDR_PREFIX.min(prefix_holding(args.max_pods))
+    });
     let _ranges = claim_ranges(&args.cluster)?;
-    let plane = start_control(&args.cluster, &shutdown).await?;
+    let plane = start_control(&args.cluster, node_cidr_prefix, &shutdown).await?;
     let kubeconfig = write_kubeconfig(&data_dir, plane.addr())?;
     let mut tasks: Vec<(&str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
     let registry = if args.no_registry {
@@ -165,8 +181,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     init_tracing();
     let shutdown = CancellationToken::new();
+    let node_cidr_prefix = args
+        .cluster
+        .node_cidr_mask_size
+        .unwrap_or(herd_control::DEFAULT_NODE_CIDR_PREFIX);
     let _ranges = claim_ranges(&args.cluster)?;
-    let plane = start_control(&args.cluster, &shutdown).await?;
+    let plane = start_control(&args.cluster, node_cidr_prefix, &shutdown).await?;
     let kubeconfig = write_kubeconfig(&args.cluster.data_dir, plane.addr())?;
     tracing::info!(
         "herd is ready api=http://{} kubeconfig={}",
@@ -211,12 +231,13 @@ fn claim_ranges(args: &ClusterArgs) -> anyhow::Result<crate::host_ranges::RangeC
 
 async fn start_control(
     args: &ClusterArgs,
+    node_cidr_prefix: u8,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<herd_control::ControlPlane> {
     let mut cfg = herd_control::ControlConfig::new(args.data_dir.clone(), args.listen);
     cfg.service_cidr = args.service_cidr;
     cfg.cluster_cidr = args.cluster_cidr;
-    cfg.node_cidr_prefix = args.node_cidr_mask_size;
+    cfg.node_cidr_prefix = node_cidr_prefix;
     cfg.node_lifecycle = herd_control::nodelifecycle::NodeLifecycleConfig {
         monitor_grace_period: args.node_monitor_grace_period,
         default_unreachable_toleration: Duration::from_secs(
@@ -230,6 +251,7 @@ async fn start_control(
 
 fn spawn_node(
     client: kube::Client,
+    proxy_client: kube::Client,
     mut cfg: herd_node::NodeConfig,
     shutdown: &CancellationToken,
 ) -> Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> {
@@ -250,7 +272,6 @@ fn spawn_node(
             "node agent",
             tokio::spawn(async move { Ok(herd_node::run(client, cfg, node_token).await?) }),
         ),
-    proxy_client: kube::Client,
         (
             "proxy",
             tokio::spawn(async move {
@@ -360,6 +381,10 @@ async fn kube_client(kubeconfig: &Path, component: &str) -> anyhow::Result<kube:
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .with_context(|| format!("loading {}", kubeconfig.display()))?;
+    config.headers.push((
+        hyper::header::USER_AGENT,
+        hyper::header::HeaderValue::from_str(&crate::cli::user_agent(component))?,
+    ));
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -381,10 +406,6 @@ fn default_node_name() -> String {
     let name = name.trim_matches(|c| c == '-' || c == '.').to_string();
     if name.is_empty() {
         "herd-node".into()
-    config.headers.push((
-        hyper::header::USER_AGENT,
-        hyper::header::HeaderValue::from_str(&crate::cli::user_agent(component))?,
-    ));
     } else {
         name
     }
@@ -437,5 +458,18 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn the_default_pod_cidr_holds_the_default_max_pods_and_grows_with_it() {
+        assert_eq!(prefix_holding(herd_node::DEFAULT_MAX_PODS), 18);
+        assert!(
+            herd_control::DEFAULT_NODE_CIDR_PREFIX <= prefix_holding(herd_node::DEFAULT_MAX_PODS)
+        );
+        assert_eq!(prefix_holding(16_382), 18);
+        assert_eq!(prefix_holding(16_383), 17);
+        assert_eq!(prefix_holding(110), 25);
+        assert_eq!(prefix_holding(2), 30);
+        assert_eq!(prefix_holding(1), 30);
     }
 }

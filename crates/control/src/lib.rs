@@ -60,6 +60,10 @@ pub struct ControlConfig {
     pub controller_resync: Duration,
 }
 
+/// The default prefix length of a node's pod CIDR: /18, 16,382 pod IPs, room for the node's default
+/// 10,000 pods.
+pub const DEFAULT_NODE_CIDR_PREFIX: u8 = 18;
+
 impl ControlConfig {
     /// Defaults that need no root: every address lies in 127.0.0.0/8.
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
@@ -68,7 +72,7 @@ impl ControlConfig {
             listen,
             service_cidr: "127.10.0.0/16".parse().expect("valid default service CIDR"),
             cluster_cidr: "127.64.0.0/10".parse().expect("valid default cluster CIDR"),
-            node_cidr_prefix: 24,
+            node_cidr_prefix: DEFAULT_NODE_CIDR_PREFIX,
             node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
             job_backoff_base: Duration::from_secs(10),
             store_sync: store::StoreSync::default(),
@@ -157,22 +161,22 @@ impl ControlPlane {
             http,
         };
         let server = tokio::spawn(server::serve(listener, state));
+        // In-process writers record their managedFields under kube's component names.
         let mut tasks = controllers::spawn_all(
             &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
             cfg.cluster_cidr,
             cfg.node_cidr_prefix,
-        // In-process writers record their managedFields under kube's component names.
             cfg.job_backoff_base,
             cfg.controller_resync,
             &shutdown,
         );
         tasks.push(tokio::spawn(nodelifecycle::run(
-            objects.as_manager(objects::KUBE_SCHEDULER),
+            objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
             cfg.node_lifecycle,
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(scheduler::run(
-            objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
+            objects.as_manager(objects::KUBE_SCHEDULER),
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(upkeep(objects.clone(), shutdown)));
