@@ -123,40 +123,78 @@ fn overlaps(a: IpNet, b: IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// The message for the first of `mine` that overlaps a range of another cluster, if any.
+/// The message for `mine` if one of its ranges overlaps a range of another cluster: which ranges clash
+/// with what, the flags to change, and free ranges for them.
 fn conflict(mine: Ranges, others: &[Claim]) -> Option<String> {
-    let taken: Vec<IpNet> = others
-        .iter()
-        .flat_map(|c| [c.ranges.service, IpNet::V4(c.ranges.cluster)])
-        .collect();
     let ours = [
         ("Service", "--service-cidr", mine.service),
         ("pod", "--cluster-cidr", IpNet::V4(mine.cluster)),
     ];
-    for (what, flag, range) in ours {
-        for other in others {
-            let theirs = [
-                ("Service", other.ranges.service),
-                ("pod", IpNet::V4(other.ranges.cluster)),
-            ];
-            let Some((their_what, their_range)) =
-                theirs.into_iter().find(|(_, r)| overlaps(range, *r))
-            else {
-                continue;
-            };
-            let mut avoid = taken.clone();
-            avoid.extend(ours.iter().map(|(_, _, r)| *r).filter(|r| *r != range));
-            let suggestion = free_range_like(range, &avoid)
-                .map(|free| format!(" (e.g. {flag} {free})"))
-                .unwrap_or_default();
-            return Some(format!(
-                "the {what} range {range} overlaps the {their_what} range {their_range} of another herd \
-                 cluster on this host (pid {}); choose another with {flag}{suggestion}",
-                other.pid
+    // (our kind, flag, our range, their kind, their range, their pid) for each of our ranges that clashes.
+    let clashes: Vec<_> = ours
+        .iter()
+        .filter_map(|&(what, flag, range)| {
+            others.iter().find_map(|other| {
+                [
+                    ("Service", other.ranges.service),
+                    ("pod", IpNet::V4(other.ranges.cluster)),
+                ]
+                .into_iter()
+                .find(|(_, theirs)| overlaps(range, *theirs))
+                .map(|(their_what, theirs)| (what, flag, range, their_what, theirs, other.pid))
+            })
+        })
+        .collect();
+    let (first, rest) = clashes.split_first()?;
+    let (what, _, range, their_what, theirs, pid) = *first;
+    let mut message = format!(
+        "the {what} range {range} overlaps the {their_what} range {theirs} of another herd cluster on this \
+         host (pid {pid})"
+    );
+    for &(what, _, range, their_what, theirs, other_pid) in rest {
+        if other_pid == pid {
+            message.push_str(&format!(
+                ", and the {what} range {range} overlaps its {their_what} range {theirs}"
+            ));
+        } else {
+            message.push_str(&format!(
+                ", and the {what} range {range} overlaps the {their_what} range {theirs} of the one with pid \
+                 {other_pid}"
             ));
         }
     }
-    None
+    // Free ranges of the same sizes, clear of every claimed range, of our ranges that stay, and of each other.
+    let mut avoid: Vec<IpNet> = others
+        .iter()
+        .flat_map(|c| [c.ranges.service, IpNet::V4(c.ranges.cluster)])
+        .collect();
+    avoid.extend(
+        ours.iter()
+            .filter(|(_, flag, _)| !clashes.iter().any(|c| c.1 == *flag))
+            .map(|(_, _, range)| *range),
+    );
+    let mut examples = Vec::new();
+    for &(_, flag, range, ..) in &clashes {
+        if let Some(free) = free_range_like(range, &avoid) {
+            avoid.push(free);
+            examples.push(format!("{flag} {free}"));
+        }
+    }
+    let flags: Vec<&str> = clashes.iter().map(|c| c.1).collect();
+    let example = if examples.is_empty() {
+        String::new()
+    } else {
+        format!(" (e.g. {})", examples.join(" "))
+    };
+    if flags.len() == 1 {
+        message.push_str(&format!("; choose another with {}{example}", flags[0]));
+    } else {
+        message.push_str(&format!(
+            "; choose others with {}{example}",
+            flags.join(" and ")
+        ));
+    }
+    Some(message)
 }
 
 /// The first range of `range`'s size after it (wrapping within its /8 for IPv4 loopback-style ranges)
@@ -248,6 +286,14 @@ mod tests {
         assert!(
             message.contains("Service range 127.65.0.0/24 overlaps the pod range 127.64.0.0/10"),
             "{message}"
+        );
+        // Both ranges in use (two `herd up`s with the defaults): both flags, with free ranges for each.
+        assert_eq!(
+            conflict(ranges("127.10.0.0/16", "127.64.0.0/10"), &[other]).unwrap(),
+            "the Service range 127.10.0.0/16 overlaps the Service range 127.10.0.0/16 of another herd \
+             cluster on this host (pid 4242), and the pod range 127.64.0.0/10 overlaps its pod range \
+             127.64.0.0/10; choose others with --service-cidr and --cluster-cidr (e.g. --service-cidr \
+             127.11.0.0/16 --cluster-cidr 127.128.0.0/10)"
         );
         assert_eq!(
             conflict(ranges("127.11.0.0/16", "127.128.0.0/10"), &[other]),
