@@ -307,8 +307,13 @@ mod tests {
 
     #[test]
     fn a_claim_is_seen_by_the_next_and_ends_with_its_holder() {
-        // Ranges no real cluster uses: 127.3.x is clear of herd's defaults and the e2e tests' ranges.
-        let mine = ranges("127.3.200.0/24", "127.3.208.0/22");
+        // Ranges no real cluster uses: 127.3.x and 127.4.x are clear of herd's defaults and the e2e tests'
+        // ranges; the pid keeps two test runs at once apart.
+        let third = std::process::id() % 250;
+        let mine = ranges(
+            &format!("127.3.{third}.0/24"),
+            &format!("127.4.{third}.0/24"),
+        );
         let held = claim(mine).expect("first claim");
         let error = claim(mine)
             .expect_err("second claim of the same ranges")
