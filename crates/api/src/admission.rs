@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::resources::ResourceInfo;
-use crate::validation::{self, Cause, FieldValue};
+use crate::validation::{self, Cause, FieldValue, UNDECODABLE};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdmitError {
@@ -184,6 +184,14 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
     }?;
     if causes.is_empty() {
         return Ok(out);
+    }
+    if let Some(undecodable) = causes.iter().find(|c| c.reason == UNDECODABLE) {
+        return Err(AdmitError::BadRequest(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {}",
+            undecodable.message,
+            kind = res.kind,
+            version = res.version,
+        )));
     }
     let name = out
         .pointer("/metadata/name")

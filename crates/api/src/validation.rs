@@ -57,7 +57,20 @@ pub struct Cause {
     pub message: String,
 }
 
+/// The reason of a [`Cause`] that kube-apiserver meets while decoding the body, before any validation
+/// (a quantity that does not parse): the request is a 400 `… cannot be handled as a …`, not a 422.
+pub const UNDECODABLE: &str = "Undecodable";
+
 impl Cause {
+    /// A value the API server could not decode at all: the whole request is a bad request.
+    pub fn undecodable(field: impl Into<String>, why: &str) -> Self {
+        Self {
+            reason: UNDECODABLE,
+            field: field.into(),
+            message: why.to_owned(),
+        }
+    }
+
     pub fn required(field: impl Into<String>) -> Self {
         Self {
             reason: "FieldValueRequired",
@@ -263,13 +276,13 @@ fn validate_container(
     }
 }
 
-/// Parses a quantity field as kube-apiserver decodes it; a text that is no quantity is an invalid value
-/// with `ParseQuantity`'s error (`quantities must match the regular expression '…'`).
+/// Parses a quantity field as kube-apiserver decodes it: a text that is no quantity fails the decoding of
+/// the whole body with `ParseQuantity`'s error (`quantities must match the regular expression '…'`).
 fn parse_quantity(field: &str, q: &QuantityText, causes: &mut Vec<Cause>) -> Option<Quantity> {
     match Quantity::parse(&q.0) {
         Ok(parsed) => Some(parsed),
         Err(e) => {
-            causes.push(Cause::invalid(field, &q.0, &e.to_string()));
+            causes.push(Cause::undecodable(field, &e.to_string()));
             None
         }
     }
@@ -467,6 +480,20 @@ mod tests {
         .unwrap();
         let mut causes = Vec::new();
         validate_pod_spec(&spec, "spec", &mut causes);
+        // Text that is no quantity fails the decoding (a 400), the rest is validation (a 422).
+        let undecodable: Vec<&str> = causes
+            .iter()
+            .filter(|c| c.reason == UNDECODABLE)
+            .map(|c| c.field.as_str())
+            .collect();
+        assert_eq!(
+            undecodable,
+            [
+                "spec.containers[0].resources.limits[memory]",
+                "spec.initContainers[0].resources.requests[cpu]",
+                "spec.overhead[memory]"
+            ]
+        );
         let lines: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
@@ -475,12 +502,12 @@ mod tests {
         assert_eq!(
             lines,
             [
-                format!("spec.containers[0].resources.limits[memory]: Invalid value: \"1Qi\": quantities must match the regular expression '{regex}'"),
+                format!("spec.containers[0].resources.limits[memory]: quantities must match the regular expression '{regex}'"),
                 "spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1".into(),
                 "spec.containers[0].resources.requests[memory]: Invalid value: \"-1\": must be greater than or equal to 0".into(),
-                "spec.initContainers[0].resources.requests[cpu]: Invalid value: \"1ii\": unable to parse quantity's suffix".into(),
+                "spec.initContainers[0].resources.requests[cpu]: unable to parse quantity's suffix".into(),
                 "spec.volumes[0].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity".into(),
-                format!("spec.overhead[memory]: Invalid value: \"12 Mi\": quantities must match the regular expression '{regex}'"),
+                format!("spec.overhead[memory]: quantities must match the regular expression '{regex}'"),
             ]
         );
     }

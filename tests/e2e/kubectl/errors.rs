@@ -61,16 +61,22 @@ async fn kubectl_errors_are_worded_like_kube_apiserver() {
         "an invalid pod was stored"
     );
 
-    // A quantity that is not one: kube-apiserver's regular expression, per field; nothing stored.
+    // A quantity that is not one fails the decoding, as in kube-apiserver: a 400 with ParseQuantity's
+    // error; nothing stored. A negative one decodes and is invalid (a 422, per field).
     let mut bad_quantity = sleeper_pod("bad-quantity", "127.0.0.1:9/absent:v1");
-    bad_quantity["spec"]["containers"][0]["resources"] =
-        json!({"limits": {"memory": "1Qi"}, "requests": {"cpu": "-1"}});
+    bad_quantity["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "1Qi"}});
+    kubectl_stdin(herd, &["apply", "-f", "-"], &bad_quantity.to_string())
+        .await
+        .fails()
+        .stderr_has("Error from server (BadRequest)")
+        .stderr_has(r#"Pod in version "v1" cannot be handled as a Pod: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"#);
+    assert_eq!(herd.get(&format!("{PODS}/bad-quantity")).await.0, 404);
+    bad_quantity["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "-1"}});
     kubectl_stdin(herd, &["apply", "-f", "-"], &bad_quantity.to_string())
         .await
         .fails()
         .stderr_has(r#"The Pod "bad-quantity" is invalid: "#)
-        .stderr_has(r#"* spec.containers[0].resources.limits[memory]: Invalid value: "1Qi": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"#)
-        .stderr_has(r#"* spec.containers[0].resources.requests[cpu]: Invalid value: "-1": must be greater than or equal to 0"#);
+        .stderr_has(r#"spec.containers[0].resources.requests[cpu]: Invalid value: "-1": must be greater than or equal to 0"#);
     assert_eq!(herd.get(&format!("{PODS}/bad-quantity")).await.0, 404);
 
     // An invalid Deployment (selector does not match the template): no Deployment, no ReplicaSet.
