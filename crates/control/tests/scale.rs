@@ -145,6 +145,24 @@ async fn a_thousand_replicas_are_created_followed_and_removed_without_a_resync()
     p.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicaset_of_a_thousand_gets_its_pods() {
+    let p = event_driven().await;
+    let start = Instant::now();
+    p.post(
+        &format!("{APPS}/replicasets"),
+        workload("ReplicaSet", "rs", 1000),
+    )
+    .await;
+    wait_for(&p, &format!("{APPS}/replicasets/rs"), |rs| {
+        rs["status"]["replicas"] == 1000
+    })
+    .await;
+    println!("1000 pods of a ReplicaSet created in {:?}", start.elapsed());
+    assert_eq!(p.pods("rs").await.len(), 1000);
+    p.stop().await;
+}
+
 #[tokio::test]
 async fn a_pod_turning_ready_updates_its_owners_without_a_resync() {
     let p = event_driven().await;
