@@ -506,6 +506,7 @@ impl Jobs {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{plane, pod_count};
     use super::*;
 
     fn pod(phase: &str, finished: &str) -> Value {
@@ -563,5 +564,33 @@ mod tests {
         assert_eq!(pod_finished_at(&p), Some(at("2026-01-01T00:00:05Z")));
         let p = json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}});
         assert_eq!(pod_finished_at(&p), Some(at("2026-01-01T00:00:00Z")));
+    }
+
+    #[tokio::test]
+    async fn a_sync_creates_at_most_a_burst_of_pods_and_comes_back_for_the_rest() {
+        let (_dir, objects, pods) = plane().await;
+        let jobs = Jobs::new(objects.clone(), pods.clone(), Duration::from_secs(10));
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "wide"},
+            "spec": {"parallelism": 800, "completions": 800,
+                "template": {"spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "img"}]}}}});
+        objects
+            .create(jobs.jobs, Some("default"), job, false)
+            .await
+            .unwrap();
+        let key = ("default".to_string(), "wide".to_string());
+        let sync = async || {
+            pods.relist().await.unwrap();
+            jobs.reconcile(&key).await.unwrap()
+        };
+        assert_eq!(sync().await, Some(Duration::ZERO));
+        assert_eq!(pod_count(&objects).await, BURST_REPLICAS);
+        sync().await;
+        assert_eq!(pod_count(&objects).await, 800);
+        let job = objects
+            .get(jobs.jobs, Some("default"), "wide")
+            .await
+            .unwrap();
+        assert_eq!(job["status"]["active"], 800);
     }
 }

@@ -395,32 +395,8 @@ pub(super) fn object_key(obj: &Value) -> Option<Key> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{plane, pod_count};
     use super::*;
-    use crate::objects::Settings;
-    use crate::store::Store;
-
-    async fn plane() -> (tempfile::TempDir, Objects, Arc<PodInformer>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
-        let objects = Objects::new(
-            store,
-            Settings {
-                service_cidr: "127.10.0.0/16".parse().unwrap(),
-            },
-        );
-        let ns = resources::by_path("", "v1", "namespaces").unwrap();
-        objects
-            .create(ns, None, json!({"metadata": {"name": "default"}}), false)
-            .await
-            .unwrap();
-        let pods = Arc::new(PodInformer::new(objects.clone()));
-        pods.ensure_loaded().await.unwrap();
-        (dir, objects, pods)
-    }
-
-    async fn pod_count(objects: &Objects) -> usize {
-        objects.store().list("pods", None).await.unwrap().0.len()
-    }
 
     #[tokio::test]
     async fn a_sync_creates_and_deletes_at_most_a_burst_and_comes_back_for_the_rest() {
