@@ -249,14 +249,13 @@ fn translate_uri(policy: &NetworkPolicy, uri: &hyper::Uri) -> Option<hyper::Uri>
 /// Resolves the request's authority and refuses it unless every address is
 /// allowed.
 async fn check_authority(policy: &NetworkPolicy, uri: hyper::Uri) -> Result<(), HttpError> {
-    if policy.outbound == Outbound::Deny {
-        return Err(HttpError::HttpRequestDenied);
-    }
     let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(80);
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
+        // Only the pod's own IP (an address, after `translate_uri`) is allowed: no name is.
+        Err(_) if policy.outbound == Outbound::Deny => return Err(HttpError::HttpRequestDenied),
         Err(_) => tokio::net::lookup_host((host, port))
             .await
             .map_err(|_| HttpError::DnsError {
@@ -410,6 +409,25 @@ mod tests {
         assert_eq!(
             translate_uri(&policy, &uri("http://127.10.0.1/")),
             Some(uri("http://127.10.0.1:30080/"))
+        );
+    }
+
+    #[tokio::test]
+    async fn outbound_http_to_the_pod_itself_is_never_egress() {
+        let mut policy = pod("127.1.0.5");
+        policy.outbound = Outbound::Deny;
+        let uri = |s: &str| s.parse::<hyper::Uri>().expect("uri");
+        let local = translate_uri(&policy, &uri("http://localhost:8080/")).expect("translated");
+        assert!(check_authority(&policy, local).await.is_ok());
+        assert!(
+            check_authority(&policy, uri("http://127.1.0.6:8080/"))
+                .await
+                .is_err()
+        );
+        assert!(
+            check_authority(&policy, uri("http://example.com/"))
+                .await
+                .is_err()
         );
     }
 

@@ -16,8 +16,8 @@ pub const NAMESPACES: &str = "/api/v1/namespaces";
 /// How long a pod may take to pull, compile and start (2 shared cores, cold wasmtime cache).
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The termination grace period of the test pods: a Wasm command cannot be signalled, so a deleted one
-/// that does not exit by itself runs out its grace period (30 s by default, as with the kubelet).
+/// The termination grace period of the test pods: short, so a deleted wasi-http pod stops draining soon
+/// (a module or command ends at once anyway, as a process does by SIGTERM's default action).
 pub const TEST_GRACE_SECONDS: i64 = 1;
 
 /// A `hello` pod: `args`, env `GREETING=hi`, the given restart policy.

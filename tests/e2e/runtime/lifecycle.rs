@@ -1,7 +1,8 @@
 //! A pod's life on the node: init containers first and in order, several containers sharing the pod's IP,
-//! the termination grace period on delete, and a node agent restarted (after kill -9) finding its pods again.
+//! deletion (a module ends at once, as by SIGTERM's default action; a wasi-http component drains its
+//! requests), and a node agent restarted (after kill -9) finding its pods again.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -53,28 +54,123 @@ async fn init_containers_run_first_then_containers_share_the_pod_ip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_a_pod_gives_its_guest_the_grace_period_then_stops_it() {
+async fn deleting_a_module_pod_ends_it_at_once_as_sigterm_would() {
     let (_registry, images) = registry_with(&["hello"]).await;
     let herd = Herd::up(HerdOptions::default()).await;
     herd.wait_node_ready("e2e-node").await;
-    let mut pod = hello_pod("graceful", &images[0], &["--sleep-ms=600000"], "Always");
-    pod["spec"]["terminationGracePeriodSeconds"] = json!(3);
+    // A guest cannot handle SIGTERM, so its default action ends it: no waiting out the 30 s.
+    let mut pod = hello_pod("sigterm", &images[0], &["--forever"], "Always");
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(30);
     herd.create(PODS, &pod).await;
-    wait_running(&herd, "graceful").await;
-    let began = Instant::now();
-    herd.delete(&format!("{PODS}/graceful")).await;
+    wait_running(&herd, "sigterm").await;
+    herd.delete(&format!("{PODS}/sigterm")).await;
+    // Well within the grace period: before, the guest ran until it was over.
+    wait_for(
+        "the pod to be gone before its grace period",
+        Duration::from_secs(20),
+        || async {
+            match herd.get(&format!("{PODS}/sigterm")).await {
+                (404, _) => Ok(()),
+                (_, pod) => Err(pod_summary(&pod)),
+            }
+        },
+    )
+    .await;
+}
+
+/// An HTTP server on the host that holds each request until `release` is notified, then answers
+/// `slow-ok`; `arrived` is notified when a request came in.
+async fn slow_upstream(
+    arrived: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Not 127.0.0.1: in a pod, that is the pod itself.
+    let listener = tokio::net::TcpListener::bind((UPSTREAM_IP, 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (arrived, release) = (arrived.clone(), release.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                arrived.notify_one();
+                release.notified().await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nslow-ok",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_wasi_http_pod_drains_its_in_flight_requests() {
+    let (_registry, images) = registry_with(&["http-hello"]).await;
+    let herd = Herd::up(HerdOptions::default()).await;
+    herd.wait_node_ready("e2e-node").await;
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let upstream = slow_upstream(arrived.clone(), release.clone()).await;
+    let mut pod = http_hello_pod("draining", "web", &images[0]);
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(30);
+    herd.create(PODS, &pod).await;
+    let pod = wait_running(&herd, "draining").await;
+    wait_answer(&pod, 8080, "/", 200).await;
+    // A request in flight: the guest waits on the slow upstream.
+    let in_flight = tokio::spawn({
+        let url = format!(
+            "http://{}:8080/fetch/{upstream}/slow",
+            s(&pod, "/status/podIP")
+        );
+        async move {
+            let resp = http_client()
+                .get(&url)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+                .expect("the in-flight request is answered");
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            )
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), arrived.notified())
+        .await
+        .expect("the request reached the upstream");
+    herd.delete(&format!("{PODS}/draining")).await;
+    // Draining: no new connections are accepted, while the request in flight goes on.
+    wait_for(
+        "the pod to stop accepting",
+        Duration::from_secs(20),
+        || async {
+            match pod_get(&pod, 8080, "/").await {
+                (0, _) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request was cut off"
+    );
+    release.notify_one();
+    let (status, body) = in_flight.await.expect("request task");
+    assert_eq!((status, body.as_str()), (200, "upstream 200: slow-ok"));
     wait_for("the pod to be gone", Duration::from_secs(20), || async {
-        match herd.get(&format!("{PODS}/graceful")).await {
+        match herd.get(&format!("{PODS}/draining")).await {
             (404, _) => Ok(()),
             (_, pod) => Err(pod_summary(&pod)),
         }
     })
     .await;
-    let took = began.elapsed();
-    assert!(
-        took >= Duration::from_millis(2500) && took < Duration::from_secs(10),
-        "a guest that does not exit gets its 3 s grace period, then is stopped: took {took:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,33 @@ use serde_json::Value;
 
 use crate::harness::*;
 
+/// Where tests run servers for guests to reach on the host: a loopback address outside every test's
+/// ranges, and not `127.0.0.1`, which in a pod is the pod itself.
+const UPSTREAM_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 3);
+
+/// An HTTP server on the host ([`UPSTREAM_IP`]) answering every request `200` with `body`; its address.
+async fn host_http(body: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((UPSTREAM_IP, 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
 /// A registry with the given samples pushed as `<sample>:v1`; returns it and the image references.
 async fn registry_with(samples: &[&str]) -> (Registry, Vec<String>) {
     let registry = Registry::start().await;
