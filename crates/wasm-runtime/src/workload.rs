@@ -132,6 +132,21 @@ impl Workload {
         }
     }
 
+    /// Whether `other` runs the very same compiled code as this workload (one copy in memory),
+    /// not merely code compiled from the same wasm.
+    pub fn shares_code_with(&self, other: &Workload) -> bool {
+        self.code_image() == other.code_image()
+    }
+
+    /// Where the compiled code lies in memory.
+    fn code_image(&self) -> std::ops::Range<*const u8> {
+        match &self.compiled {
+            Compiled::Module(pre) => pre.module().image_range(),
+            Compiled::Command(pre) => pre.instance_pre().component().image_range(),
+            Compiled::HttpProxy(pre) => pre.instance_pre().component().image_range(),
+        }
+    }
+
     /// The engine the workload was compiled for.
     #[cfg(test)]
     pub(crate) fn engine(&self) -> &wasmtime::Engine {
