@@ -302,7 +302,7 @@ mod tests {
         let status = &node["status"];
         assert_eq!(status["capacity"]["cpu"], "4");
         assert_eq!(status["allocatable"]["memory"], "16318412Ki");
-        assert_eq!(status["capacity"]["pods"], "110");
+        assert_eq!(status["capacity"]["pods"], "10000");
         assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 41000);
         assert_eq!(
             status["addresses"][0],
