@@ -5,7 +5,7 @@ use std::time::Instant;
 use herd_api::resources;
 use serde_json::json;
 
-use super::{list_snapshot, pass};
+use super::{Binds, list_snapshot, pass};
 use crate::error::ApiError;
 use crate::events::{EventQueue, Recorder};
 use crate::objects::{Objects, Settings};
@@ -75,6 +75,16 @@ async fn populate_and_schedule(
     nodes: usize,
     pods: usize,
 ) -> Result<BenchReport, BenchError> {
+    populate(objects, nodes, pods).await?;
+    schedule(objects, pods).await
+}
+
+/// The `default` namespace, `nodes` Ready nodes and `pods` pending pods (10m CPU, 16Mi each).
+pub(super) async fn populate(
+    objects: &Objects,
+    nodes: usize,
+    pods: usize,
+) -> Result<(), BenchError> {
     let table = |path| resources::by_path("", "v1", path).expect("core kinds are in the table");
     let (ns_res, node_res, pod_res) = (table("namespaces"), table("nodes"), table("pods"));
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
@@ -105,6 +115,10 @@ async fn populate_and_schedule(
                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}});
         objects.create(pod_res, Some("default"), pod, false).await?;
     }
+    Ok(())
+}
+
+async fn schedule(objects: &Objects, pods: usize) -> Result<BenchReport, BenchError> {
     let recorder = Recorder::new(objects.clone(), "default-scheduler");
     let events = EventQueue::spawn(recorder.clone());
     let start = Instant::now();
@@ -119,6 +133,7 @@ async fn populate_and_schedule(
             &events,
             &listed_nodes,
             listed_pods.iter().collect(),
+            &mut Binds::default(),
         )
         .await?;
         if n == 0 {

@@ -83,8 +83,15 @@ pub async fn run(objects: Objects, shutdown: CancellationToken) {
             }
             if cache.has_pending() {
                 let (nodes, pods) = (cache.nodes(), cache.pods());
-                if let Err(e) = pass(&objects, &recorder, &events, &nodes, pods).await {
+                let mut binds = Binds::default();
+                if let Err(e) = pass(&objects, &recorder, &events, &nodes, pods, &mut binds).await {
                     tracing::warn!(error = %e, "scheduling pass failed");
+                }
+                // The pass's binds are in the cache before the next pass, whether or not the watch has
+                // brought them yet (kube-scheduler's assumed pods): a next pass that did not see them would
+                // place its pods as if those nodes were emptier than they are.
+                for change in binds.committed.drain(..) {
+                    cache.apply(&change);
                 }
             }
             // Wait for a pod or node change, or the retry period.
@@ -136,9 +143,9 @@ async fn pass(
     events: &EventQueue,
     nodes: &[Node],
     pods: Vec<&Pod>,
+    binds: &mut Binds,
 ) -> Result<usize, ApiError> {
     let mut snap = Snapshot::new(nodes, pods.iter().copied());
-    let mut binds = Binds::default();
     let mut next_start = 0;
     let mut bound = 0;
     for pod in pods.iter().copied().filter(|p| wants_scheduling(p)) {
@@ -199,6 +206,8 @@ struct Binds {
     pending: Vec<PendingBind>,
     /// The batch being committed.
     inflight: Option<(Vec<PendingBind>, Commit)>,
+    /// The pods bound so far, as committed.
+    committed: Vec<Arc<Change>>,
 }
 
 impl Binds {
@@ -245,11 +254,12 @@ impl Binds {
         let mut notes = Vec::with_capacity(batch.len());
         for (b, change) in batch.into_iter().zip(changes) {
             let (ns, name, node) = (&b.namespace, &b.name, &b.node);
-            if change.is_none() {
+            let Some(change) = change else {
                 // Deleted or bound by someone else since the snapshot; the next pass sees the truth.
                 tracing::debug!(pod = %format!("{ns}/{name}"), "bind lost a race");
                 continue;
-            }
+            };
+            self.committed.push(change);
             tracing::debug!(pod = %format!("{ns}/{name}"), %node, "scheduled");
             notes.push(Note {
                 message: format!("Successfully assigned {ns}/{name} to {node}"),

@@ -498,3 +498,40 @@ async fn bench_binds_every_pod_through_a_real_store() {
     assert_eq!(report.binds, 12);
     assert!(report.binds_per_second > 0.0);
 }
+
+#[tokio::test]
+async fn a_pass_puts_its_binds_in_the_cache_before_the_watch_brings_them() {
+    use crate::objects::{Objects, Settings};
+    use crate::store::Store;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
+    let objects = Objects::new(
+        store,
+        Settings {
+            service_cidr: "127.10.0.0/16".parse().unwrap(),
+        },
+    );
+    super::bench::populate(&objects, 3, 3).await.unwrap();
+    let (mut cache, _) = super::cache::Cache::load(&objects).await.unwrap();
+    assert!(cache.has_pending());
+    let recorder = crate::events::Recorder::new(objects.clone(), "default-scheduler");
+    let events = crate::events::EventQueue::spawn(recorder.clone());
+    let mut binds = super::Binds::default();
+    let (nodes, pods) = (cache.nodes(), cache.pods());
+    let bound = super::pass(&objects, &recorder, &events, &nodes, pods, &mut binds)
+        .await
+        .unwrap();
+    assert_eq!(bound, 3);
+    // No watch was read: the next pass's snapshot knows where these pods went from the pass itself.
+    for change in binds.committed.drain(..) {
+        cache.apply(&change);
+    }
+    assert!(!cache.has_pending());
+    let placed = cache
+        .pods()
+        .iter()
+        .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
+        .count();
+    assert_eq!(placed, 3, "every pod of the pass is bound in the cache");
+}
