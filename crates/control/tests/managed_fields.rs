@@ -204,6 +204,11 @@ async fn every_write_records_its_manager() {
     // PUT with a manager of its own takes the field from the creator.
     let mut replaced = obj.clone();
     replaced["spec"]["paused"] = json!(true);
+    // Unconditional (no resourceVersion), as Deployments allow: the controller may write the status at
+    // any moment, which would make a conditional update a Conflict.
+    if let Some(meta) = replaced["metadata"].as_object_mut() {
+        meta.remove("resourceVersion");
+    }
     let (code, obj) = p
         .kubectl(
             reqwest::Method::PUT,
