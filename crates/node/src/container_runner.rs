@@ -526,6 +526,10 @@ impl ContainerRunner {
         tokio::pin!(run);
         loop {
             let event = tokio::select! {
+                // The run first: its first poll binds a wasi-http container's listener, so the implicit
+                // readiness check that follows finds it listening, and Running and Ready go out in one
+                // status write instead of two, 50 ms apart.
+                biased;
                 exit = &mut run => return exit,
                 event = probes.next(), if !run_stop.is_cancelled() => event,
             };

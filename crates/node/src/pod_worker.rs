@@ -53,9 +53,11 @@ pub(crate) struct NodeContext {
 }
 
 /// How long a new pod's first status may wait for its containers to get past `ContainerCreating`: a pod
-/// whose containers start within it (a cached image) is reported once, Running, instead of twice
-/// (ContainerCreating, then Running) with a write on the start's path in between.
-const FIRST_STATUS_WAIT: Duration = Duration::from_millis(100);
+/// whose containers start within it is reported once, Running, instead of twice (ContainerCreating, then
+/// Running) with a write on the start's path in between. A second covers a cached image (under a
+/// millisecond) and also a new image's pull and compile, even when a thousand pods start at once, which is
+/// when the writes saved matter most; a pull that fails ends the wait at once (ErrImagePull is reported).
+const FIRST_STATUS_WAIT: Duration = Duration::from_secs(1);
 
 /// How often a pod left without an IP (the node's pod CIDR is full) tries again.
 const NO_IP_RETRY: Duration = Duration::from_secs(2);
