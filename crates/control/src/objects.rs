@@ -1129,20 +1129,29 @@ pub fn strip_directives(mut v: Value) -> Value {
     v
 }
 
+/// A resource layer over a new store in a temporary directory (kept while the `TempDir` lives).
+#[cfg(test)]
+pub(crate) async fn test_objects() -> (tempfile::TempDir, Objects) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("herd.db"))
+        .await
+        .expect("store");
+    let objects = Objects::new(
+        store,
+        Settings {
+            service_cidr: "127.10.0.0/16".parse().expect("CIDR"),
+        },
+    );
+    (dir, objects)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn create_many_writes_each_object_and_reports_each_failure_in_its_slot() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
-        let objects = Objects::new(
-            store,
-            Settings {
-                service_cidr: "127.10.0.0/16".parse().unwrap(),
-            },
-        );
+        let (_dir, objects) = test_objects().await;
         let table = |path| resources::by_path("", "v1", path).unwrap();
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
         objects

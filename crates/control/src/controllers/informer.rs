@@ -206,8 +206,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::objects::Settings;
-    use crate::store::Store;
 
     fn change(rev: i64, kind: EventType, name: &str, owner: Option<&str>) -> Change {
         let refs = owner.map_or(json!([]), |uid| json!([{"uid": uid, "controller": true}]));
@@ -225,14 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn changes_are_indexed_by_controller_and_applied_once_in_revision_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
-        let objects = Objects::new(
-            store,
-            Settings {
-                service_cidr: "127.10.0.0/16".parse().unwrap(),
-            },
-        );
+        let (_dir, objects) = crate::objects::test_objects().await;
         let informer = PodInformer::new(objects);
         informer.ensure_loaded().await.unwrap();
         let base = informer.revision();

@@ -459,14 +459,7 @@ mod tests {
 
     /// A store with the `default` namespace, and a loaded pod informer over it.
     pub(super) async fn plane() -> (tempfile::TempDir, Objects, Arc<PodInformer>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
-        let objects = Objects::new(
-            store,
-            Settings {
-                service_cidr: "127.10.0.0/16".parse().unwrap(),
-            },
-        );
+        let (dir, objects) = crate::objects::test_objects().await;
         let ns = herd_api::resources::by_path("", "v1", "namespaces").unwrap();
         objects
             .create(

@@ -501,17 +501,7 @@ async fn bench_binds_every_pod_through_a_real_store() {
 
 #[tokio::test]
 async fn a_pass_puts_its_binds_in_the_cache_before_the_watch_brings_them() {
-    use crate::objects::{Objects, Settings};
-    use crate::store::Store;
-
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
-    let objects = Objects::new(
-        store,
-        Settings {
-            service_cidr: "127.10.0.0/16".parse().unwrap(),
-        },
-    );
+    let (_dir, objects) = crate::objects::test_objects().await;
     super::bench::populate(&objects, 3, 3).await.unwrap();
     let (mut cache, _) = super::cache::Cache::load(&objects).await.unwrap();
     assert!(cache.has_pending());
