@@ -193,7 +193,11 @@ mod tests {
             workloads.iter().all(|w| w.shares_code_with(&workloads[0])),
             "every container of the image runs one compiled copy"
         );
-        let later = images.inner.runtime.loaded(image_id).expect("kept in memory");
+        let later = images
+            .inner
+            .runtime
+            .loaded(image_id)
+            .expect("kept in memory");
         assert!(later.shares_code_with(&workloads[0]));
     }
 

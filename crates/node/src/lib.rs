@@ -63,11 +63,11 @@ use crate::container_logs::ContainerLogs;
 use crate::crash_back_off::CrashBackOff;
 use crate::events::EventRecorder;
 use crate::images::Images;
-pub use crate::registration::DEFAULT_MAX_PODS;
 use crate::ip_pool::IpPool;
 use crate::pod_agent::PodAgent;
 use crate::pod_env::NodeAllocatable;
 use crate::pod_worker::NodeContext;
+pub use crate::registration::DEFAULT_MAX_PODS;
 use crate::registration::{HostInfo, NodeIdentity};
 
 /// How to run one node agent.

@@ -108,7 +108,10 @@ async fn push_and_pull_through_the_debian_docker_registry() {
     let cache = tempfile::tempdir().unwrap();
     let fetcher = Fetcher::new(cache.path().to_path_buf(), vec![]);
     let pulled = fetcher.pull(&image, PullPolicy::Always).await.unwrap();
-    assert!(*pulled.wasm == *wasm, "pulled bytes differ from pushed bytes");
+    assert!(
+        *pulled.wasm == *wasm,
+        "pulled bytes differ from pushed bytes"
+    );
     assert_eq!(pulled.layer_digest, sha256(&wasm));
     assert_eq!(
         pulled.image_id,

@@ -26,7 +26,10 @@ async fn push_then_pull_round_trips_bytes_digests_and_cache_file() {
         Some(pulled.image_id.clone())
     );
     assert_eq!(pulled.image, image);
-    assert!(*pulled.wasm == *wasm, "pulled bytes differ from pushed bytes");
+    assert!(
+        *pulled.wasm == *wasm,
+        "pulled bytes differ from pushed bytes"
+    );
     assert_eq!(pulled.layer_digest, sha256(&wasm));
     assert_eq!(
         pulled.image_id,
