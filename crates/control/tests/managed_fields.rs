@@ -21,16 +21,8 @@ impl Plane {
         path: &str,
         body: Option<(&str, String)>,
     ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("user-agent", KUBECTL);
-        if let Some((ct, b)) = body {
-            req = req.header("content-type", ct).body(b);
-        }
-        let resp = req.send().await.unwrap();
-        let code = resp.status().as_u16();
-        (code, resp.json().await.unwrap_or(Value::Null))
+        self.request(method, path, &[("user-agent", KUBECTL)], body)
+            .await
     }
 }
 

@@ -17,13 +17,9 @@ impl Plane {
         path: &str,
         body: Option<(&str, Value)>,
     ) -> Value {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some((ct, b)) = body {
-            req = req.header("content-type", ct).body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let code = resp.status().as_u16();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        let (code, v) = self
+            .request(method, path, &[], body.map(|(ct, b)| (ct, b.to_string())))
+            .await;
         assert!(code < 300 || code == 404, "{path}: {code} {v}");
         v
     }

@@ -28,13 +28,8 @@ impl Plane {
         path: &str,
         body: Option<(&str, Value)>,
     ) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some((ct, b)) = body {
-            req = req.header("content-type", ct).body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let code = resp.status().as_u16();
-        (code, resp.json().await.unwrap_or(Value::Null))
+        self.request(method, path, &[], body.map(|(ct, b)| (ct, b.to_string())))
+            .await
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
