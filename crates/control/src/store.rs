@@ -14,15 +14,17 @@ use std::time::Duration;
 use futures::Stream;
 use serde_json::Value;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
-use tokio::sync::{Mutex, broadcast};
+use sqlx::{ConnectOptions, Connection, Row, Sqlite};
+use std::collections::HashMap;
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard, mpsc, oneshot};
 
 /// How many changes the log keeps before compaction drops the oldest; older watches get 410 Expired.
 const CHANGE_LOG_KEEP: i64 = 20_000;
 /// Watchers that fall this far behind the live feed are cut off and must re-list.
-const FANOUT_CAPACITY: usize = 16_384;
+const WATCH_BACKLOG: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +39,11 @@ pub enum StoreError {
     Expired { requested: i64, oldest: i64 },
     #[error("the write task failed: {0}")]
     Task(String),
+    /// The write's group did not commit (the disk refused the commit, or another write of the group failed).
+    #[error("not committed: {0}")]
+    Aborted(String),
+    #[error("the store is closed")]
+    Closed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,41 +139,262 @@ pub struct Store {
 }
 
 struct Inner {
+    /// Connections for reads; they see committed writes only.
     pool: SqlitePool,
-    write: Arc<Mutex<()>>,
+    /// The one connection that writes, with its open transaction: writes wait for it in turn.
+    writer: Arc<Mutex<Writer>>,
+    /// The revision of the last committed write.
     revision: AtomicI64,
-    fanout: broadcast::Sender<Arc<Change>>,
+    fanout: Fanout,
+    /// Wakes the committer (see [`commit_groups`]).
+    commit: Arc<Notify>,
+    /// Transactions committed since the store was opened.
+    commits: std::sync::atomic::AtomicU64,
 }
 
-impl Inner {
-    /// The next revision, set as `object`'s resourceVersion, and the object as stored. Called under the write
-    /// lock, where the in-memory revision is the database's (every write goes through it).
-    fn stamp(&self, object: &mut Value) -> Result<(i64, String), StoreError> {
-        let rev = self.revision.load(Ordering::SeqCst) + 1;
-        set_resource_version(object, rev);
-        Ok((rev, serde_json::to_string(object)?))
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The committer ends when it finds the store gone.
+        self.commit.notify_one();
+    }
+}
+
+/// The writing connection and the group of writes its open transaction holds.
+///
+/// Group commit: a write runs its statements inside the open transaction (beginning one when none is open),
+/// joins the group and wakes the committer. The committer queues for the writer behind every write already
+/// waiting, so one commit — one fsync — covers all the writes that arrived while the last one was on disk.
+/// Only after the commit are the group's changes sent to the watchers (in revision order) and the writers
+/// answered; a failed commit fails every write of the group, and nothing of it is visible.
+struct Writer {
+    /// `None` once the store is closed.
+    conn: Option<SqliteConnection>,
+    /// Whether a transaction is open.
+    open: bool,
+    /// The revision of the last change written: committed, or in the open transaction.
+    last: i64,
+    /// What the open transaction wrote, per object (`None`: deleted), for reads made beside it.
+    overlay: HashMap<ObjectKey, Option<Arc<Value>>>,
+    /// The open transaction's writes, in revision order, each with whoever waits for its commit.
+    group: Vec<Pending>,
+}
+
+/// Writes in the open transaction and who waits for them.
+struct Pending {
+    changes: Vec<Arc<Change>>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The writer held by one write: its statements run in a task of their own (so a caller that goes away
+/// cannot tear a write between the database and the in-memory state).
+type WriterGuard = OwnedMutexGuard<Writer>;
+
+impl Writer {
+    /// The connection, inside a transaction.
+    async fn begin(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        let conn = self.conn.as_mut().ok_or(StoreError::Closed)?;
+        if !self.open {
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            self.open = true;
+        }
+        Ok(conn)
     }
 
-    /// A write is committed as `row`: the in-memory revision follows, and the change goes to the watchers.
-    fn committed(
+    /// The current value of an object: the open transaction's, else the committed one.
+    async fn current(
         &self,
-        row: ChangeRow,
-        object: Value,
-        previous: Option<Arc<Value>>,
-    ) -> Arc<Change> {
-        self.revision.store(row.rev, Ordering::SeqCst);
-        let change = Arc::new(Change {
-            rev: row.rev,
-            resource: Arc::from(row.resource.as_str()),
-            namespace: row.namespace,
-            name: row.name,
-            kind: row.kind,
-            object: Arc::new(object),
-            previous,
+        pool: &SqlitePool,
+        key: &ObjectKey,
+    ) -> Result<Option<Arc<Value>>, StoreError> {
+        if let Some(written) = self.overlay.get(key) {
+            return Ok(written.clone());
+        }
+        Ok(get_committed(pool, &key.0, &key.1, &key.2)
+            .await?
+            .map(Arc::new))
+    }
+
+    /// One write's changes (already inserted, in order) join the group; returns what to wait for, when a
+    /// transaction is open.
+    fn join(
+        &mut self,
+        inner: &Inner,
+        changes: Vec<Arc<Change>>,
+    ) -> Option<oneshot::Receiver<Result<(), StoreError>>> {
+        if !self.open {
+            return None;
+        }
+        for change in &changes {
+            self.last = change.rev;
+            let key = (
+                change.resource.to_string(),
+                change.namespace.clone(),
+                change.name.clone(),
+            );
+            let value = (change.kind != EventType::Deleted).then(|| change.object.clone());
+            self.overlay.insert(key, value);
+        }
+        let (done, wait) = oneshot::channel();
+        self.group.push(Pending { changes, done });
+        inner.commit.notify_one();
+        Some(wait)
+    }
+
+    /// Commits (`Ok`) or rolls back (`Err`, with why) the open transaction, then answers the group.
+    async fn end(&mut self, inner: &Inner, outcome: Result<(), String>) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        let outcome = match (outcome, self.conn.as_mut()) {
+            (Ok(()), Some(conn)) => match sqlx::query("COMMIT").execute(&mut *conn).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    Err(format!("committing: {e}"))
+                }
+            },
+            (Ok(()), None) => Err("the store is closed".to_string()),
+            (Err(why), conn) => {
+                if let Some(conn) = conn {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                }
+                Err(why)
+            }
+        };
+        self.overlay.clear();
+        let group = std::mem::take(&mut self.group);
+        match outcome {
+            Ok(()) => {
+                inner.commits.fetch_add(1, Ordering::Relaxed);
+                inner.revision.store(self.last, Ordering::SeqCst);
+                for pending in group {
+                    inner.fanout.send(&pending.changes);
+                    let _ = pending.done.send(Ok(()));
+                }
+            }
+            Err(why) => {
+                self.last = inner.revision.load(Ordering::SeqCst);
+                for pending in group {
+                    let _ = pending.done.send(Err(StoreError::Aborted(why.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Commits the writer's open transaction whenever a write wakes it, until the store is dropped.
+async fn commit_groups(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let mut writer = inner.writer.lock().await;
+        writer.end(&inner, Ok(())).await;
+    }
+}
+
+/// Runs one write on the writer in a task of its own, holding `guard`, then waits for its group's commit.
+/// `write` runs the statements and returns what the caller gets and the changes it wrote, in order.
+async fn write_in_group<T, F>(
+    inner: &Arc<Inner>,
+    guard: WriterGuard,
+    write: F,
+) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: for<'w> FnOnce(
+            &'w mut Writer,
+            i64,
+        )
+            -> futures::future::BoxFuture<'w, Result<(T, Vec<Arc<Change>>), StoreError>>
+        + Send
+        + 'static,
+{
+    let task_inner = inner.clone();
+    let task = tokio::spawn(async move {
+        let inner = task_inner;
+        let mut writer = guard;
+        let last = writer.last;
+        match write(&mut writer, last).await {
+            Ok((out, changes)) => Ok((out, writer.join(&inner, changes))),
+            Err(e) => {
+                // A failed statement may have rolled the transaction back already: nothing of the group
+                // may commit half-written, so all of it fails.
+                let why = format!("another write of its group failed: {e}");
+                writer.end(&inner, Err(why)).await;
+                Err(e)
+            }
+        }
+    });
+    let (out, wait) = task.await.map_err(|e| StoreError::Task(e.to_string()))??;
+    if let Some(wait) = wait {
+        wait.await
+            .map_err(|_| StoreError::Aborted("the committer stopped".to_string()))??;
+    }
+    Ok(out)
+}
+
+/// The live feed of committed changes to every watcher.
+///
+/// Each watcher has its own queue of shared changes, filtered by resource, so a change is held only until
+/// the last watcher that wants it has taken it (nothing is kept for watchers that have caught up); a
+/// watcher that falls [`WATCH_BACKLOG`] changes behind is cut off and must re-list.
+#[derive(Default)]
+struct Fanout {
+    watchers: std::sync::Mutex<Vec<Subscriber>>,
+}
+
+struct Subscriber {
+    /// Only changes of this resource (all when `None`).
+    resource: Option<Arc<str>>,
+    changes: mpsc::Sender<Arc<Change>>,
+    lagged: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A watcher's end of the [`Fanout`]: its changes, and whether it was cut off for lagging.
+struct Subscription {
+    changes: mpsc::Receiver<Arc<Change>>,
+    lagged: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Fanout {
+    fn subscribe(&self, resource: Option<&str>) -> Subscription {
+        let (tx, changes) = mpsc::channel(WATCH_BACKLOG);
+        let lagged = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        watchers.push(Subscriber {
+            resource: resource.map(Arc::from),
+            changes: tx,
+            lagged: lagged.clone(),
         });
-        // No receivers is fine: nobody is watching.
-        let _ = self.fanout.send(change.clone());
-        change
+        Subscription { changes, lagged }
+    }
+
+    /// Hands committed changes, in revision order, to every watcher that wants them.
+    fn send(&self, changes: &[Arc<Change>]) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        watchers.retain(|w| {
+            for change in changes {
+                if w.resource.as_ref().is_some_and(|r| *r != change.resource) {
+                    continue;
+                }
+                match w.changes.try_send(change.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // Dropping the sender ends the watcher's feed after what it has queued.
+                        w.lagged.store(true, Ordering::SeqCst);
+                        return false;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            true
+        });
     }
 }
 
@@ -208,21 +436,30 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let revision: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
             .fetch_one(&pool)
             .await?;
-        let (fanout, _) = broadcast::channel(FANOUT_CAPACITY);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                pool,
-                write: Arc::new(Mutex::new(())),
-                revision: AtomicI64::new(revision),
-                fanout,
-            }),
-        })
+        let conn = options.connect().await?;
+        let commit = Arc::new(Notify::new());
+        let inner = Arc::new(Inner {
+            pool,
+            writer: Arc::new(Mutex::new(Writer {
+                conn: Some(conn),
+                open: false,
+                last: revision,
+                overlay: HashMap::new(),
+                group: Vec::new(),
+            })),
+            revision: AtomicI64::new(revision),
+            fanout: Fanout::default(),
+            commit: commit.clone(),
+            commits: std::sync::atomic::AtomicU64::new(0),
+        });
+        tokio::spawn(commit_groups(Arc::downgrade(&inner), commit));
+        Ok(Self { inner })
     }
 
     /// The revision of the last committed write.
@@ -230,21 +467,22 @@ impl Store {
         self.inner.revision.load(Ordering::SeqCst)
     }
 
+    /// How many transactions were committed since the store was opened (a group of writes is one).
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// An object as last committed.
+    ///
+    /// # Errors
+    /// A database error, or a stored document that is not JSON.
     pub async fn get(
         &self,
         resource: &str,
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>, StoreError> {
-        let row = sqlx::query(
-            "SELECT body FROM objects WHERE resource = ? AND namespace = ? AND name = ?",
-        )
-        .bind(resource)
-        .bind(namespace)
-        .bind(name)
-        .fetch_optional(&self.inner.pool)
-        .await?;
-        row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+        get_committed(&self.inner.pool, resource, namespace, name).await
     }
 
     /// Every object of a resource (in one namespace, or all), sorted by namespace and name, and the revision
@@ -294,9 +532,9 @@ impl Store {
 
     /// Atomically reads an object, lets `decide` choose a mutation, and commits it.
     ///
-    /// The closure runs under the store's write lock, so no other write interleaves between the read and the
-    /// write. The stored object gets `metadata.resourceVersion` set to the new revision. Returns the closure's
-    /// result and the committed change, if any.
+    /// The closure runs while this write holds the writer, so no other write interleaves between the read
+    /// and the write. The stored object gets `metadata.resourceVersion` set to the new revision. Returns the
+    /// closure's result and the committed change, if any, once it is committed.
     ///
     /// # Errors
     /// A database error, or the closure's own error (nothing is written then).
@@ -310,11 +548,15 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let guard = self.inner.write.clone().lock_owned().await;
-        let current = self.get(resource, namespace, name).await?;
-        let previous = current.clone().map(Arc::new);
-        let existed = current.is_some();
-        let (mutation, out) = decide(current)?;
+        let guard = self.inner.writer.clone().lock_owned().await;
+        let key: ObjectKey = (
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        let previous = guard.current(&self.inner.pool, &key).await?;
+        let existed = previous.is_some();
+        let (mutation, out) = decide(previous.as_deref().cloned())?;
         let (kind, object) = match mutation {
             Mutation::Keep => return Ok((out, None)),
             Mutation::Delete if !existed => return Ok((out, None)),
@@ -331,38 +573,14 @@ impl Store {
                 obj,
             ),
         };
-        // The commit runs in its own task, holding the write lock: if the caller is dropped (a client hung
-        // up), the write still either happens completely — revision counter and fan-out included — or not at
-        // all, so the in-memory revision never falls behind the database.
-        let inner = self.inner.clone();
-        let (resource, namespace, name) = (
-            resource.to_string(),
-            namespace.to_string(),
-            name.to_string(),
-        );
-        let commit = tokio::spawn(async move {
-            let _guard = guard;
-            let mut object = object;
-            let (rev, body) = inner.stamp(&mut object)?;
-            // One autocommitted statement: the `changes_apply` trigger updates `objects` and the revision.
-            let row = ChangeRow {
-                rev,
-                resource,
-                namespace,
-                name,
-                kind,
-                body,
-            };
-            insert_changes(
-                &mut *inner.pool.acquire().await?,
-                std::slice::from_ref(&row),
-            )
-            .await?;
-            Ok::<_, StoreError>(inner.committed(row, object, previous))
-        });
-        let change = commit
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+        let change = write_in_group(&self.inner, guard, move |writer, last| {
+            Box::pin(async move {
+                let (row, change) = stamp(key, kind, object, previous, last + 1)?;
+                insert_changes(writer.begin().await?, std::slice::from_ref(&row)).await?;
+                Ok((change.clone(), vec![change]))
+            })
+        })
+        .await?;
         Ok((out, Some(change)))
     }
 
@@ -380,70 +598,60 @@ impl Store {
         object: Value,
         within: Option<&str>,
     ) -> Result<Result<Arc<Change>, CreateRefused>, StoreError> {
-        let guard = self.inner.write.clone().lock_owned().await;
-        let inner = self.inner.clone();
-        let (resource, namespace, name, within) = (
+        let guard = self.inner.writer.clone().lock_owned().await;
+        let key: ObjectKey = (
             resource.to_string(),
             namespace.to_string(),
             name.to_string(),
-            within.map(str::to_string),
         );
-        // As in `mutate`: the commit owns the lock in its own task, so a dropped caller cannot tear it.
-        let commit = tokio::spawn(async move {
-            let _guard = guard;
-            let mut object = object;
-            let (rev, body) = inner.stamp(&mut object)?;
-            let mut conn = inner.pool.acquire().await?;
-            // The `changes_apply` trigger writes the object and the revision.
-            let written = sqlx::query(
-                "INSERT INTO changes (rev, resource, namespace, name, type, body)
-                 SELECT ?1, ?2, ?3, ?4, 'ADDED', ?5
-                 WHERE NOT EXISTS (SELECT 1 FROM objects WHERE resource = ?2 AND namespace = ?3 AND name = ?4)
-                   AND (?6 IS NULL OR EXISTS (
-                       SELECT 1 FROM objects WHERE resource = 'namespaces' AND namespace = '' AND name = ?6))",
-            )
-            .bind(rev)
-            .bind(&resource)
-            .bind(&namespace)
-            .bind(&name)
-            .bind(&body)
-            .bind(within.as_deref())
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            if written == 0 {
-                // Refused: say why (still under the write lock, so nothing changed meanwhile).
+        let within = within.map(str::to_string);
+        write_in_group(&self.inner, guard, move |writer, last| {
+            Box::pin(async move {
+                let (row, change) = stamp(key, EventType::Added, object, None, last + 1)?;
+                let conn = writer.begin().await?;
+                // The `changes_apply` trigger writes the object and the revision.
+                let written = sqlx::query(
+                    "INSERT INTO changes (rev, resource, namespace, name, type, body)
+                     SELECT ?1, ?2, ?3, ?4, 'ADDED', ?5
+                     WHERE NOT EXISTS (SELECT 1 FROM objects WHERE resource = ?2 AND namespace = ?3 AND name = ?4)
+                       AND (?6 IS NULL OR EXISTS (
+                           SELECT 1 FROM objects WHERE resource = 'namespaces' AND namespace = '' AND name = ?6))",
+                )
+                .bind(row.rev)
+                .bind(&row.resource)
+                .bind(&row.namespace)
+                .bind(&row.name)
+                .bind(&row.body)
+                .bind(within.as_deref())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if written > 0 {
+                    return Ok((Ok(change.clone()), vec![change]));
+                }
+                // Refused: say why (still holding the writer, so nothing changed meanwhile).
                 let exists: bool = sqlx::query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM objects WHERE resource = ? AND namespace = ? AND name = ?)",
                 )
-                .bind(&resource)
-                .bind(&namespace)
-                .bind(&name)
+                .bind(&row.resource)
+                .bind(&row.namespace)
+                .bind(&row.name)
                 .fetch_one(&mut *conn)
                 .await?;
-                return Ok(Err(if exists {
+                let refused = if exists {
                     CreateRefused::Exists
                 } else {
                     CreateRefused::NoNamespace
-                }));
-            }
-            let row = ChangeRow {
-                rev,
-                resource,
-                namespace,
-                name,
-                kind: EventType::Added,
-                body,
-            };
-            Ok::<_, StoreError>(Ok(inner.committed(row, object, None)))
-        });
-        commit.await.map_err(|e| StoreError::Task(e.to_string()))?
+                };
+                Ok((Err(refused), Vec::new()))
+            })
+        })
+        .await
     }
 
-    /// Several read-decide-writes in one transaction: each item's `decide` sees its object as the earlier
-    /// items of the batch left it, and all the writes commit together (one fsync instead of one each), with
-    /// consecutive revisions and the fan-out after the commit. Returns each item's change (`None` when its
-    /// closure kept the object).
+    /// Several read-decide-writes at once: each item's `decide` sees its object as the earlier items of the
+    /// batch left it, and all the writes commit together (in one group), with consecutive revisions and the
+    /// fan-out after the commit. Returns each item's change (`None` when its closure kept the object).
     ///
     /// # Errors
     /// A database error; nothing of the batch is written then.
@@ -454,100 +662,58 @@ impl Store {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        if items.len() == 1 {
-            // One write needs no transaction around it: one autocommitted statement, as `mutate`.
-            let Some(item) = items.into_iter().next() else {
-                return Ok(Vec::new());
-            };
-            let decide = item.decide;
-            let ((), change) = self
-                .mutate::<(), StoreError>(&item.resource, &item.namespace, &item.name, |current| {
-                    Ok((decide(current), ()))
-                })
-                .await?;
-            return Ok(vec![change]);
-        }
-        let guard = self.inner.write.clone().lock_owned().await;
-        let inner = self.inner.clone();
-        // As in `mutate`: the commit owns the lock in its own task, so a dropped caller cannot tear it.
-        let commit = tokio::spawn(async move {
-            let _guard = guard;
-            let mut tx = inner.pool.begin().await?;
-            // Under the write lock the in-memory revision is the database's (every write goes through it).
-            let last = inner.revision.load(Ordering::SeqCst);
-            // Set-based: one read of every key, the closures in order over an in-memory view, then a few
-            // multi-row statements — a handful of round trips to SQLite's thread for the whole batch.
-            let keys: Vec<ObjectKey> = items
-                .iter()
-                .map(|i| (i.resource.clone(), i.namespace.clone(), i.name.clone()))
-                .collect();
-            let mut view = read_many(&mut tx, keys).await?;
-            let mut rev = last;
-            let mut changes = Vec::with_capacity(items.len());
-            let mut rows: Vec<ChangeRow> = Vec::new();
-            for item in items {
-                let key = (item.resource, item.namespace, item.name);
-                // The view holds shared values: the change's `previous` and the closure's copy are the only
-                // deep clone per item.
-                let previous = view.get(&key).cloned().flatten();
-                let existed = previous.is_some();
-                let current = previous.as_deref().cloned();
-                let (kind, mut object) = match (item.decide)(current) {
-                    Mutation::Keep => {
-                        changes.push(None);
-                        continue;
-                    }
-                    Mutation::Delete if !existed => {
-                        changes.push(None);
-                        continue;
-                    }
-                    Mutation::Delete => (
-                        EventType::Deleted,
-                        previous.as_deref().cloned().unwrap_or(Value::Null),
-                    ),
-                    Mutation::Put(obj) if existed => (EventType::Modified, obj),
-                    Mutation::Put(obj) => (EventType::Added, obj),
-                };
-                rev += 1;
-                set_resource_version(&mut object, rev);
-                let body = serde_json::to_string(&object)?;
-                let object = Arc::new(object);
-                view.insert(
-                    key.clone(),
-                    (kind != EventType::Deleted).then(|| object.clone()),
-                );
-                let (resource, namespace, name) = key;
-                rows.push(ChangeRow {
-                    rev,
-                    resource: resource.clone(),
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    kind,
-                    body,
-                });
-                changes.push(Some(Arc::new(Change {
-                    rev,
-                    resource: Arc::from(resource.as_str()),
-                    namespace,
-                    name,
-                    kind,
-                    object,
-                    previous,
-                })));
-            }
-            if rev == last {
-                return Ok(changes);
-            }
-            // The `changes_apply` trigger applies each row to `objects` and advances the revision.
-            insert_changes(&mut tx, &rows).await?;
-            tx.commit().await?;
-            inner.revision.store(rev, Ordering::SeqCst);
-            for change in changes.iter().flatten() {
-                let _ = inner.fanout.send(change.clone());
-            }
-            Ok::<_, StoreError>(changes)
-        });
-        commit.await.map_err(|e| StoreError::Task(e.to_string()))?
+        let guard = self.inner.writer.clone().lock_owned().await;
+        write_in_group(&self.inner, guard, move |writer, last| {
+            Box::pin(async move {
+                // Set-based: one read of every key, the closures in order over an in-memory view, then a few
+                // multi-row statements — a handful of round trips to SQLite's thread for the whole batch.
+                let keys: Vec<ObjectKey> = items
+                    .iter()
+                    .map(|i| (i.resource.clone(), i.namespace.clone(), i.name.clone()))
+                    .collect();
+                let mut view = read_many(writer.begin().await?, keys).await?;
+                let mut rev = last;
+                let mut changes = Vec::with_capacity(items.len());
+                let mut rows: Vec<ChangeRow> = Vec::new();
+                for item in items {
+                    let key = (item.resource, item.namespace, item.name);
+                    // The view holds shared values: the closure's copy is the only deep clone per item.
+                    let previous = view.get(&key).cloned().flatten();
+                    let existed = previous.is_some();
+                    let (kind, object) = match (item.decide)(previous.as_deref().cloned()) {
+                        Mutation::Keep => {
+                            changes.push(None);
+                            continue;
+                        }
+                        Mutation::Delete if !existed => {
+                            changes.push(None);
+                            continue;
+                        }
+                        Mutation::Delete => (
+                            EventType::Deleted,
+                            previous.as_deref().cloned().unwrap_or(Value::Null),
+                        ),
+                        Mutation::Put(obj) if existed => (EventType::Modified, obj),
+                        Mutation::Put(obj) => (EventType::Added, obj),
+                    };
+                    rev += 1;
+                    let (row, change) = stamp(key.clone(), kind, object, previous, rev)?;
+                    view.insert(
+                        key,
+                        (kind != EventType::Deleted).then(|| change.object.clone()),
+                    );
+                    rows.push(row);
+                    changes.push(Some(change));
+                }
+                if !rows.is_empty() {
+                    // The `changes_apply` trigger applies each row to `objects` and advances the revision.
+                    insert_changes(writer.begin().await?, &rows).await?;
+                }
+                let written = changes.iter().flatten().cloned().collect();
+                Ok((changes, written))
+            })
+        })
+        .await
     }
 
     /// A stream of the changes after revision `since` (for `resource`, or every resource when `None`): first
@@ -562,7 +728,7 @@ impl Store {
     ) -> Result<impl Stream<Item = Result<Arc<Change>, StoreError>> + Send + 'static, StoreError>
     {
         // Subscribe before reading the log so nothing committed in between is missed.
-        let mut live = self.inner.fanout.subscribe();
+        let mut live = self.inner.fanout.subscribe(resource);
         let compacted: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'")
             .fetch_one(&self.inner.pool)
             .await?;
@@ -599,7 +765,6 @@ impl Store {
                 previous: None,
             }));
         }
-        let resource = resource.map(str::to_string);
         let mut last = replay.last().map_or(since, |c| c.rev);
         Ok(async_stream(move |tx| async move {
             for change in replay {
@@ -607,55 +772,63 @@ impl Store {
                     return;
                 }
             }
-            loop {
-                match live.recv().await {
-                    Ok(change) => {
-                        if change.rev <= last
-                            || resource.as_deref().is_some_and(|r| r != &*change.resource)
-                        {
-                            continue;
-                        }
-                        last = change.rev;
-                        if tx.send(Ok(change)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = tx
-                            .send(Err(StoreError::Expired {
-                                requested: last,
-                                oldest: last + 1,
-                            }))
-                            .await;
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
+            while let Some(change) = live.changes.recv().await {
+                if change.rev <= last {
+                    continue;
                 }
+                last = change.rev;
+                if tx.send(Ok(change)).await.is_err() {
+                    return;
+                }
+            }
+            if live.lagged.load(Ordering::SeqCst) {
+                let _ = tx
+                    .send(Err(StoreError::Expired {
+                        requested: last,
+                        oldest: last + 1,
+                    }))
+                    .await;
             }
         }))
     }
 
     /// Drops the oldest changes beyond [`CHANGE_LOG_KEEP`].
+    ///
+    /// # Errors
+    /// A database error.
     pub async fn compact(&self) -> Result<(), StoreError> {
         let cutoff = self.revision() - CHANGE_LOG_KEEP;
         if cutoff <= 0 {
             return Ok(());
         }
-        let mut tx = self.inner.pool.begin().await?;
-        sqlx::query("DELETE FROM changes WHERE rev <= ?")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE meta SET value = ? WHERE key = 'compacted' AND value < ?")
-            .bind(cutoff)
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let guard = self.inner.writer.clone().lock_owned().await;
+        write_in_group(&self.inner, guard, move |writer, _| {
+            Box::pin(async move {
+                let conn = writer.begin().await?;
+                sqlx::query("DELETE FROM changes WHERE rev <= ?")
+                    .bind(cutoff)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("UPDATE meta SET value = ? WHERE key = 'compacted' AND value < ?")
+                    .bind(cutoff)
+                    .bind(cutoff)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(((), Vec::new()))
+            })
+        })
+        .await
     }
 
+    /// Closes the database: later writes fail with [`StoreError::Closed`].
     pub async fn close(&self) {
+        let mut writer = self.inner.writer.lock().await;
+        // Every write waits for its commit, so nothing is left open but a write whose caller went away.
+        writer.end(&self.inner, Ok(())).await;
+        if let Some(conn) = writer.conn.take() {
+            let _ = conn.close().await;
+        }
+        drop(writer);
         self.inner.pool.close().await;
     }
 }
@@ -675,9 +848,41 @@ struct ChangeRow {
     body: String,
 }
 
-/// The current value of every object a batch names (`None` for the missing ones).
+/// A write's change-log row and its change, with `object`'s resourceVersion set to `rev`.
+fn stamp(
+    key: ObjectKey,
+    kind: EventType,
+    mut object: Value,
+    previous: Option<Arc<Value>>,
+    rev: i64,
+) -> Result<(ChangeRow, Arc<Change>), StoreError> {
+    set_resource_version(&mut object, rev);
+    let body = serde_json::to_string(&object)?;
+    let (resource, namespace, name) = key;
+    let change = Arc::new(Change {
+        rev,
+        resource: Arc::from(resource.as_str()),
+        namespace: namespace.clone(),
+        name: name.clone(),
+        kind,
+        object: Arc::new(object),
+        previous,
+    });
+    let row = ChangeRow {
+        rev,
+        resource,
+        namespace,
+        name,
+        kind,
+        body,
+    };
+    Ok((row, change))
+}
+
+/// The current value of every object a batch names (`None` for the missing ones), as the writer's
+/// transaction sees them.
 async fn read_many(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     keys: Vec<ObjectKey>,
 ) -> Result<std::collections::HashMap<ObjectKey, Option<Arc<Value>>>, StoreError> {
     let mut view: std::collections::HashMap<ObjectKey, Option<Arc<Value>>> =
@@ -694,7 +899,7 @@ async fn read_many(
             ") SELECT o.resource, o.namespace, o.name, o.body FROM k JOIN objects o \
              ON o.resource = k.r AND o.namespace = k.ns AND o.name = k.n",
         );
-        for row in q.build().fetch_all(&mut **tx).await? {
+        for row in q.build().fetch_all(&mut *conn).await? {
             let key = (row.get(0), row.get(1), row.get(2));
             view.insert(key, Some(Arc::new(decode(row.get::<&str, _>(3))?)));
         }
@@ -764,6 +969,22 @@ async fn decode_parallel<T: serde::de::DeserializeOwned + Send + 'static>(
         out.extend(decoded);
     }
     Ok(out)
+}
+
+async fn get_committed(
+    pool: &SqlitePool,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, StoreError> {
+    let row =
+        sqlx::query("SELECT body FROM objects WHERE resource = ? AND namespace = ? AND name = ?")
+            .bind(resource)
+            .bind(namespace)
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    row.map(|r| decode(r.get::<&str, _>(0))).transpose()
 }
 
 fn decode(body: &str) -> Result<Value, StoreError> {
@@ -954,6 +1175,112 @@ mod tests {
         let (_, listed_rev) = store.list("pods", None).await.unwrap();
         assert_eq!(change.rev, listed_rev);
         assert_eq!(store.revision(), listed_rev);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_commit_in_groups_and_each_sees_the_ones_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
+        let mut events = Box::pin(store.watch(None, 0).await.unwrap());
+        // 200 writers at once, each incrementing one counter and writing an object of its own: a write
+        // that read the committed value instead of its group's would lose an increment.
+        let writers: Vec<_> = (0..200)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let ((), counted) = store
+                        .mutate::<_, StoreError>("counters", "", "c", |cur| {
+                            let n = cur.map_or(0, |c| c["n"].as_i64().unwrap());
+                            let obj = json!({"metadata": {"name": "c"}, "n": n + 1});
+                            Ok((Mutation::Put(obj), ()))
+                        })
+                        .await
+                        .unwrap();
+                    let own = put(&store, &format!("p{i}"), i).await;
+                    (counted.unwrap().rev, own.rev)
+                })
+            })
+            .collect();
+        let mut revs = Vec::new();
+        for writer in writers {
+            let (a, b) = writer.await.unwrap();
+            revs.extend([a, b]);
+        }
+        revs.sort_unstable();
+        assert_eq!(revs, (1..=400).collect::<Vec<i64>>());
+        let counter = store.get("counters", "", "c").await.unwrap().unwrap();
+        assert_eq!(counter["n"], 200);
+        // Grouped: far fewer commits than writes.
+        assert!(store.commits() < 200, "{} commits", store.commits());
+        // Watchers get every change once, in revision order.
+        for rev in 1..=400 {
+            assert_eq!(events.next().await.unwrap().unwrap().rev, rev);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_live_feed_keeps_no_change_a_watcher_has_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
+        let mut pods = Box::pin(store.watch(Some("pods"), 0).await.unwrap());
+        let change = put(&store, "a", 1).await;
+        assert_eq!(pods.next().await.unwrap().unwrap().rev, change.rev);
+        // Only this test holds the change now: no ring of past changes keeps it alive.
+        assert_eq!(Arc::strong_count(&change), 1);
+        // A watcher of another resource is never handed it.
+        let mut services = Box::pin(store.watch(Some("services"), 1).await.unwrap());
+        let pod = put(&store, "b", 2).await;
+        assert_eq!(
+            Arc::strong_count(&pod),
+            2,
+            "queued for the pod watcher only"
+        );
+        let ((), service) = store
+            .mutate::<_, StoreError>("services", "default", "s", |_| {
+                Ok((Mutation::Put(json!({"metadata": {"name": "s"}})), ()))
+            })
+            .await
+            .unwrap();
+        let service = service.unwrap();
+        assert_eq!(services.next().await.unwrap().unwrap().rev, service.rev);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_too_far_behind_is_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
+        let mut slow = Box::pin(store.watch(None, 0).await.unwrap());
+        let items = (0..WATCH_BACKLOG + 1_000)
+            .map(|i| BatchItem {
+                resource: "pods".into(),
+                namespace: "default".into(),
+                name: format!("p{i}"),
+                decide: Box::new(move |_| {
+                    Mutation::Put(json!({"metadata": {"name": format!("p{i}")}}))
+                }),
+            })
+            .collect();
+        store.mutate_batch(items).await.unwrap();
+        // What it had queued still arrives, in order; then the feed ends with 410-style expiry.
+        let mut last = 0;
+        loop {
+            match slow.next().await.unwrap() {
+                Ok(change) => {
+                    assert_eq!(change.rev, last + 1);
+                    last = change.rev;
+                }
+                Err(StoreError::Expired { requested, .. }) => {
+                    assert_eq!(requested, last);
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(last < store.revision());
+        // A watcher that keeps up is not cut off.
+        let mut live = Box::pin(store.watch(None, store.revision()).await.unwrap());
+        let change = put(&store, "after", 1).await;
+        assert_eq!(live.next().await.unwrap().unwrap().rev, change.rev);
     }
 
     #[tokio::test]
