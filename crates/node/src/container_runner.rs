@@ -39,8 +39,8 @@ const TERMINATED_EXIT_CODE: i32 = 143;
 /// The exit code of a container that could not be started.
 const START_ERROR_EXIT_CODE: i32 = 128;
 
-/// A report from runner `index`.
-pub(crate) type Report = (usize, ContainerReport);
+/// A report from runner `index` (boxed: the channel allocates its slots in blocks, per pod).
+pub(crate) type Report = (usize, Box<ContainerReport>);
 
 /// Everything one container's runner works with.
 pub(crate) struct ContainerRunner {
@@ -149,7 +149,9 @@ impl ContainerRunner {
         }
         self.report.state = state;
         // The worker only goes away after every runner has ended.
-        let _ = self.reports.send((self.index, self.report.clone()));
+        let _ = self
+            .reports
+            .send((self.index, Box::new(self.report.clone())));
     }
 
     /// Sleeps `duration`; `false` if `stop` or `drain` was cancelled first.
@@ -539,11 +541,15 @@ impl ContainerRunner {
                 }
                 ProbeEvent::Started => {
                     self.report.started = true;
-                    let _ = self.reports.send((self.index, self.report.clone()));
+                    let _ = self
+                        .reports
+                        .send((self.index, Box::new(self.report.clone())));
                 }
                 ProbeEvent::Ready(ready) => {
                     self.report.ready = ready;
-                    let _ = self.reports.send((self.index, self.report.clone()));
+                    let _ = self
+                        .reports
+                        .send((self.index, Box::new(self.report.clone())));
                 }
                 ProbeEvent::Kill(kind) => {
                     let which = match kind {

@@ -5,6 +5,7 @@
 //! it (see `event_correlator`) and writes it: a new Event is created, a repeated one is
 //! merge-patched with its new `count` and `lastTimestamp` (or created again if it is gone).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -161,11 +162,11 @@ async fn write(client: &Client, correlated: &Correlated) -> Result<(), kube::Err
 pub(crate) struct PodEvents {
     recorder: EventRecorder,
     /// The pod as last seen: the reference carries its current `resourceVersion`.
-    pod: watch::Receiver<Pod>,
+    pod: watch::Receiver<Arc<Pod>>,
 }
 
 impl PodEvents {
-    pub fn new(recorder: EventRecorder, pod: watch::Receiver<Pod>) -> Self {
+    pub fn new(recorder: EventRecorder, pod: watch::Receiver<Arc<Pod>>) -> Self {
         Self { recorder, pod }
     }
 
@@ -283,7 +284,7 @@ mod tests {
             "metadata": {"name": "web", "namespace": "shop", "uid": "u1", "resourceVersion": "42"}
         }))
         .expect("pod");
-        let (_tx, rx) = watch::channel(pod);
+        let (_tx, rx) = watch::channel(Arc::new(pod));
         let (queue, _occurrences) = mpsc::channel(1);
         let events = PodEvents::new(EventRecorder { queue }, rx);
         assert_eq!(

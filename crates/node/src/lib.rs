@@ -240,6 +240,7 @@ async fn run_agent(
                 },
                 allocatable,
                 connect_redirect: cfg.connect_redirect.clone(),
+                status_writes: tokio::sync::Semaphore::new(pod_worker::STATUS_WRITES_IN_FLIGHT),
             });
             PodAgent::new(ctx, IpPool::new(cidr), shutdown.clone())
                 .run()

@@ -17,7 +17,7 @@ use crate::ip_pool::{IpLease, IpPool, SharedIpPool};
 use crate::pod_worker::{NodeContext, PodWorker, WorkerOutcome};
 
 struct WorkerHandle {
-    pod: watch::Sender<Pod>,
+    pod: watch::Sender<Arc<Pod>>,
     stop: CancellationToken,
     /// The pod disappeared from the API: remove its logs once the worker has stopped.
     gone: bool,
@@ -114,7 +114,7 @@ impl PodAgent {
             return;
         };
         if let Some(worker) = self.workers.get(&uid) {
-            worker.pod.send_replace(pod);
+            worker.pod.send_replace(Arc::new(pod));
             return;
         }
         let deleting = pod.metadata.deletion_timestamp.is_some();
@@ -138,7 +138,8 @@ impl PodAgent {
     }
 
     fn spawn(&mut self, uid: String, pod: Pod, lease: Option<IpLease>) {
-        let (pod_tx, pod_rx) = watch::channel(pod);
+        // One copy of the pod, shared by the worker, its set-up and its events.
+        let (pod_tx, pod_rx) = watch::channel(Arc::new(pod));
         let stop = self.shutdown.child_token();
         let worker = PodWorker::new(
             self.ctx.clone(),

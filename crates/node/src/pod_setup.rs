@@ -26,7 +26,7 @@ const VOLUME_REFRESH: Duration = Duration::from_secs(1);
 
 pub(crate) struct PodSetup {
     client: Client,
-    pod: Pod,
+    pod: Arc<Pod>,
     pod_dir: PathBuf,
     facts: EnvFacts,
     volumes: OnceCell<Arc<PodVolumes>>,
@@ -45,7 +45,7 @@ pub(crate) struct NotReady {
 impl PodSetup {
     pub fn new(
         client: Client,
-        pod: Pod,
+        pod: Arc<Pod>,
         pod_dir: PathBuf,
         pod_ip: Option<IpAddr>,
         host_ip: IpAddr,

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodStatus};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,16 @@ pub(crate) struct NodeContext {
     pub allocatable: NodeAllocatable,
     /// Where the guests' outbound connections really go (Service ports served elsewhere).
     pub connect_redirect: Option<ConnectRedirect>,
+    /// Turns to write a pod status: at most [`STATUS_WRITES_IN_FLIGHT`] at once (see there).
+    pub status_writes: Semaphore,
 }
+
+/// How many pod status writes the node has in flight at once. The kubelet's status manager writes one
+/// status at a time; a few in parallel keep the API server's group commit fed, while a thousand pods
+/// starting together no longer send a thousand writes at once — each holding its pod, its patch and, on
+/// the API server, several copies of the object — that all wait for the same store anyway. A pod whose
+/// status changes while it waits for its turn writes the latest status once.
+pub(crate) const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
 /// How long a new pod's first status may wait for its containers to get past `ContainerCreating`: a pod
 /// whose containers start within it is reported once, Running, instead of twice (ContainerCreating, then
@@ -92,8 +101,8 @@ enum WorkerState {
 
 pub(crate) struct PodWorker {
     ctx: Arc<NodeContext>,
-    pod: Pod,
-    updates: watch::Receiver<Pod>,
+    pod: Arc<Pod>,
+    updates: watch::Receiver<Arc<Pod>>,
     events: PodEvents,
     /// The pod's IP; back in the node's pool when the worker goes.
     lease: Option<IpLease>,
@@ -140,7 +149,7 @@ struct ContainerSlot {
 impl PodWorker {
     pub fn new(
         ctx: Arc<NodeContext>,
-        updates: watch::Receiver<Pod>,
+        updates: watch::Receiver<Arc<Pod>>,
         lease: Option<IpLease>,
         ip_pool: SharedIpPool,
         stop: CancellationToken,
@@ -390,7 +399,7 @@ impl PodWorker {
                     report = reports.recv() => match report {
                         Some((index, report)) => {
                             if let Some(slot) = self.containers.get_mut(index) {
-                                slot.report = report;
+                                slot.report = *report;
                             }
                         }
                         None => break,
@@ -520,14 +529,14 @@ impl PodWorker {
 
     fn apply_report(&mut self, (index, report): Report) {
         if let Some(slot) = self.containers.get_mut(index) {
-            slot.report = report;
+            slot.report = *report;
         }
         // Take everything already queued, so one status update covers it.
         while let Some(Ok((index, report))) =
             self.reports.as_mut().map(mpsc::UnboundedReceiver::try_recv)
         {
             if let Some(slot) = self.containers.get_mut(index) {
-                slot.report = report;
+                slot.report = *report;
             }
         }
         self.advance();
@@ -538,7 +547,7 @@ impl PodWorker {
         if let Some(reports) = self.reports.as_mut() {
             while let Some((index, report)) = reports.recv().await {
                 if let Some(slot) = self.containers.get_mut(index) {
-                    slot.report = report;
+                    slot.report = *report;
                 }
             }
         }
@@ -585,6 +594,14 @@ impl PodWorker {
             // stays as it was, for the next agent to resume from (never a terminal status).
             return;
         }
+        if self.sent.as_ref() == Some(&self.status(terminating)) {
+            return;
+        }
+        let _turn = tokio::select! {
+            turn = self.ctx.status_writes.acquire() => turn,
+            () = self.stop.cancelled() => return,
+        };
+        // Computed after the wait, so what is written is the latest.
         let status = self.status(terminating);
         if self.sent.as_ref() == Some(&status) {
             return;
