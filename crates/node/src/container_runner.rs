@@ -469,13 +469,15 @@ impl ContainerRunner {
         );
         let started_at = Timestamp::now();
         let started = tokio::time::Instant::now();
-        self.send(RunState::Running {
+        let running = RunState::Running {
             started_at,
             container_id: container_id.clone(),
-        });
+        };
         tracing::info!(pod = %self.pod.name, container = %self.container.name, restart_count, "container started");
 
-        let exit = self.supervise(&workload, spec, http_listen, started).await;
+        let exit = self
+            .supervise(&workload, spec, http_listen, started, running)
+            .await;
         let finished_at = Timestamp::now();
         // Everything the guest wrote is in the log before the run is reported over.
         capture.finish();
@@ -509,14 +511,15 @@ impl ContainerRunner {
         }
     }
 
-    /// Runs the workload while its probes run: readiness and startup are reported, a failed
-    /// liveness or startup probe kills the run.
+    /// Runs the workload while its probes run: `running` is reported once the run has started, then
+    /// readiness and startup; a failed liveness or startup probe kills the run.
     async fn supervise(
         &mut self,
         workload: &Workload,
         spec: RunSpec,
         http_listen: Option<std::net::SocketAddr>,
         started: tokio::time::Instant,
+        running: RunState,
     ) -> Result<Exit, RuntimeError> {
         let run_stop = self.stop.child_token();
         let (mut probes, warnings) =
@@ -526,11 +529,30 @@ impl ContainerRunner {
         }
         let run = workload.run(spec, run_stop.clone());
         tokio::pin!(run);
+        // The first poll starts the guest, and binds a wasi-http container's listener: from then on its
+        // port accepts, which is all its implicit readiness check would find out. What is known at once
+        // (started; ready, when nothing is left to probe) goes out with Running in one report, so the
+        // pod's status is written once, not once for Running and again for Ready.
+        if let std::task::Poll::Ready(exit) = futures::poll!(&mut run) {
+            self.send(running);
+            return exit;
+        }
+        if http_listen.is_some() {
+            probes.listening();
+        }
+        while let Some(event) = probes.ready_now() {
+            match event {
+                ProbeEvent::Started => self.report.started = true,
+                ProbeEvent::Ready(ready) => self.report.ready = ready,
+                ProbeEvent::Unhealthy(message) => {
+                    self.event(EventType::Warning, "Unhealthy", message);
+                }
+                ProbeEvent::Kill(_) => {}
+            }
+        }
+        self.send(running);
         loop {
             let event = tokio::select! {
-                // The run first: its first poll binds a wasi-http container's listener, so the implicit
-                // readiness check that follows finds it listening, and Running and Ready go out in one
-                // status write instead of two, 50 ms apart.
                 biased;
                 exit = &mut run => return exit,
                 event = probes.next(), if !run_stop.is_cancelled() => event,

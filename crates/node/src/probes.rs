@@ -347,6 +347,28 @@ impl ContainerProbes {
         }
     }
 
+    /// The host has bound the container's listener (a wasi-http run got past its first poll): the implicit
+    /// readiness check, if that is all there is to wait for, is answered without dialling the port.
+    pub fn listening(&mut self) {
+        let implicit = self
+            .readiness
+            .as_ref()
+            .is_some_and(|p| p.probe.failure_threshold == u32::MAX);
+        if implicit && self.startup.is_none() {
+            self.readiness = None;
+            self.pending.push_back(ProbeEvent::Ready(true));
+        }
+    }
+
+    /// What the probes already know, without waiting (the events due at once).
+    pub fn ready_now(&mut self) -> Option<ProbeEvent> {
+        let event = self.pending.pop_front()?;
+        if event == ProbeEvent::Started {
+            self.started = true;
+        }
+        Some(event)
+    }
+
     fn prober(&mut self, kind: ProbeKind) -> Option<&mut Prober> {
         match kind {
             ProbeKind::Startup => self.startup.as_mut(),

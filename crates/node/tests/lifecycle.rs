@@ -376,6 +376,84 @@ fn condition(pod: &Value, type_: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_http_pod_is_reported_running_and_ready_in_one_write() {
+    use futures::StreamExt;
+    use kube::api::{WatchEvent, WatchParams};
+    let mut cluster = Cluster::start().await;
+    let image = cluster.push("http-hello").await;
+    // Warm: the image is pulled and compiled, so the first status of each pod below finds it Running.
+    cluster
+        .create(pod(
+            "warm",
+            json!({"containers": [{"name": "web", "image": image,
+                                   "ports": [{"containerPort": 8080}]}]}),
+        ))
+        .await;
+    cluster.start_node();
+    cluster
+        .wait("warm", Duration::from_secs(60), |pod| {
+            condition(pod, "Ready") == "True"
+        })
+        .await;
+    let names: Vec<String> = (0..8).map(|i| format!("web-{i}")).collect();
+    let mut events = cluster
+        .pods()
+        .watch(&WatchParams::default(), "0")
+        .await
+        .expect("watch")
+        .boxed();
+    for name in &names {
+        cluster
+            .create(pod(
+                name,
+                json!({"containers": [{"name": "web", "image": image,
+                                       "ports": [{"containerPort": 8080}]}]}),
+            ))
+            .await;
+    }
+    // Every status the node writes for these pods, until all are Ready.
+    let mut written: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    let mut ready = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while ready.len() < names.len() {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("all ready in time")
+            .expect("watch open")
+            .expect("event");
+        let WatchEvent::Modified(pod) = event else {
+            continue;
+        };
+        let pod = serde_json::to_value(pod).expect("json");
+        let name = pod["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if !names.contains(&name) || pod["status"]["containerStatuses"].is_null() {
+            continue;
+        }
+        let seen = written.entry(name.clone()).or_default();
+        if seen.last() != Some(&pod["status"]) {
+            seen.push(pod["status"].clone());
+        }
+        if condition(&pod, "Ready") == "True" {
+            ready.insert(name);
+        }
+    }
+    // The listener is bound by the run's first poll: Running is never reported without Ready.
+    for (name, statuses) in &written {
+        for status in statuses {
+            let running = !status["containerStatuses"][0]["state"]["running"].is_null();
+            assert!(
+                !running || status["containerStatuses"][0]["ready"] == true,
+                "{name} was reported Running but not Ready: {status}"
+            );
+        }
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_restart_the_unhealthy_and_gate_readiness() {
     let mut cluster = Cluster::start().await;
     let image = cluster.push("http-hello").await;
