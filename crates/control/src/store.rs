@@ -150,6 +150,8 @@ struct Inner {
     commit: Arc<Notify>,
     /// Transactions committed since the store was opened.
     commits: std::sync::atomic::AtomicU64,
+    /// Writes waiting for their turn on the writer.
+    queued: std::sync::atomic::AtomicUsize,
 }
 
 impl Drop for Inner {
@@ -171,6 +173,8 @@ struct Writer {
     conn: Option<SqliteConnection>,
     /// Whether a transaction is open.
     open: bool,
+    /// This turn's write is alone (nothing open, nobody waiting) and one statement: it autocommits.
+    alone: bool,
     /// The revision of the last change written: committed, or in the open transaction.
     last: i64,
     /// What the open transaction wrote, per object (`None`: deleted), for reads made beside it.
@@ -193,7 +197,7 @@ impl Writer {
     /// The connection, inside a transaction.
     async fn begin(&mut self) -> Result<&mut SqliteConnection, StoreError> {
         let conn = self.conn.as_mut().ok_or(StoreError::Closed)?;
-        if !self.open {
+        if !self.open && !self.alone {
             sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
             self.open = true;
         }
@@ -218,7 +222,6 @@ impl Writer {
     /// transaction is open.
     fn join(
         &mut self,
-        inner: &Inner,
         changes: Vec<Arc<Change>>,
     ) -> Option<oneshot::Receiver<Result<(), StoreError>>> {
         if !self.open {
@@ -236,7 +239,6 @@ impl Writer {
         }
         let (done, wait) = oneshot::channel();
         self.group.push(Pending { changes, done });
-        inner.commit.notify_one();
         Some(wait)
     }
 
@@ -295,11 +297,18 @@ async fn commit_groups(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
     }
 }
 
-/// Runs one write on the writer in a task of its own, holding `guard`, then waits for its group's commit.
-/// `write` runs the statements and returns what the caller gets and the changes it wrote, in order.
+/// Runs one write on the writer in a task of its own, holding `guard`, then waits for its commit. `write`
+/// runs the statements and returns what the caller gets and the changes it wrote, in order; `one_statement`
+/// says it writes with a single statement.
+///
+/// A write that finds nothing open and nobody waiting behind it, and needs one statement, autocommits as
+/// it is (no transaction around it, no hand-off). Otherwise it joins the open transaction (beginning one),
+/// and commits the group itself when nobody is waiting behind it; when someone is, it leaves the group
+/// open for them and wakes the committer, which queues behind them and commits whatever is still open.
 async fn write_in_group<T, F>(
     inner: &Arc<Inner>,
     guard: WriterGuard,
+    one_statement: bool,
     write: F,
 ) -> Result<T, StoreError>
 where
@@ -317,8 +326,30 @@ where
         let inner = task_inner;
         let mut writer = guard;
         let last = writer.last;
-        match write(&mut writer, last).await {
-            Ok((out, changes)) => Ok((out, writer.join(&inner, changes))),
+        let waiting = || inner.queued.load(Ordering::SeqCst) > 0;
+        writer.alone = one_statement && !writer.open && !waiting();
+        let written = write(&mut writer, last).await;
+        if std::mem::take(&mut writer.alone) {
+            // Autocommitted (or nothing written): it is durable now.
+            let (out, changes) = written?;
+            if let Some(change) = changes.last() {
+                writer.last = change.rev;
+                inner.commits.fetch_add(1, Ordering::Relaxed);
+                inner.revision.store(change.rev, Ordering::SeqCst);
+                inner.fanout.send(&changes);
+            }
+            return Ok((out, None));
+        }
+        match written {
+            Ok((out, changes)) => {
+                let wait = writer.join(changes);
+                if waiting() {
+                    inner.commit.notify_one();
+                } else {
+                    writer.end(&inner, Ok(())).await;
+                }
+                Ok((out, wait))
+            }
             Err(e) => {
                 // A failed statement may have rolled the transaction back already: nothing of the group
                 // may commit half-written, so all of it fails.
@@ -449,6 +480,7 @@ impl Store {
             writer: Arc::new(Mutex::new(Writer {
                 conn: Some(conn),
                 open: false,
+                alone: false,
                 last: revision,
                 overlay: HashMap::new(),
                 group: Vec::new(),
@@ -457,9 +489,24 @@ impl Store {
             fanout: Fanout::default(),
             commit: commit.clone(),
             commits: std::sync::atomic::AtomicU64::new(0),
+            queued: std::sync::atomic::AtomicUsize::new(0),
         });
         tokio::spawn(commit_groups(Arc::downgrade(&inner), commit));
         Ok(Self { inner })
+    }
+
+    /// Waits for this write's turn on the writer.
+    async fn turn(&self) -> WriterGuard {
+        /// Counts a write as waiting until it has its turn or gives up.
+        struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.inner.queued.fetch_add(1, Ordering::SeqCst);
+        let _queued = Queued(&self.inner.queued);
+        self.inner.writer.clone().lock_owned().await
     }
 
     /// The revision of the last committed write.
@@ -548,7 +595,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let guard = self.inner.writer.clone().lock_owned().await;
+        let guard = self.turn().await;
         let key: ObjectKey = (
             resource.to_string(),
             namespace.to_string(),
@@ -573,7 +620,7 @@ impl Store {
                 obj,
             ),
         };
-        let change = write_in_group(&self.inner, guard, move |writer, last| {
+        let change = write_in_group(&self.inner, guard, true, move |writer, last| {
             Box::pin(async move {
                 let (row, change) = stamp(key, kind, object, previous, last + 1)?;
                 insert_changes(writer.begin().await?, std::slice::from_ref(&row)).await?;
@@ -598,14 +645,14 @@ impl Store {
         object: Value,
         within: Option<&str>,
     ) -> Result<Result<Arc<Change>, CreateRefused>, StoreError> {
-        let guard = self.inner.writer.clone().lock_owned().await;
+        let guard = self.turn().await;
         let key: ObjectKey = (
             resource.to_string(),
             namespace.to_string(),
             name.to_string(),
         );
         let within = within.map(str::to_string);
-        write_in_group(&self.inner, guard, move |writer, last| {
+        write_in_group(&self.inner, guard, true, move |writer, last| {
             Box::pin(async move {
                 let (row, change) = stamp(key, EventType::Added, object, None, last + 1)?;
                 let conn = writer.begin().await?;
@@ -662,8 +709,8 @@ impl Store {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let guard = self.inner.writer.clone().lock_owned().await;
-        write_in_group(&self.inner, guard, move |writer, last| {
+        let guard = self.turn().await;
+        write_in_group(&self.inner, guard, false, move |writer, last| {
             Box::pin(async move {
                 // Set-based: one read of every key, the closures in order over an in-memory view, then a few
                 // multi-row statements — a handful of round trips to SQLite's thread for the whole batch.
@@ -801,8 +848,8 @@ impl Store {
         if cutoff <= 0 {
             return Ok(());
         }
-        let guard = self.inner.writer.clone().lock_owned().await;
-        write_in_group(&self.inner, guard, move |writer, _| {
+        let guard = self.turn().await;
+        write_in_group(&self.inner, guard, false, move |writer, _| {
             Box::pin(async move {
                 let conn = writer.begin().await?;
                 sqlx::query("DELETE FROM changes WHERE rev <= ?")
