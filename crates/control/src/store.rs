@@ -302,9 +302,10 @@ async fn commit_groups(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
 /// says it writes with a single statement.
 ///
 /// A write that finds nothing open and nobody waiting behind it, and needs one statement, autocommits as
-/// it is (no transaction around it, no hand-off). Otherwise it joins the open transaction (beginning one),
-/// and commits the group itself when nobody is waiting behind it; when someone is, it leaves the group
-/// open for them and wakes the committer, which queues behind them and commits whatever is still open.
+/// it is (no transaction around it, no hand-off). Otherwise it joins the open transaction (beginning one).
+/// A batch, or a write with nobody waiting behind it, then commits the group itself; a single write with
+/// others waiting leaves the group open for them and wakes the committer, which queues behind them and
+/// commits whatever is still open.
 async fn write_in_group<T, F>(
     inner: &Arc<Inner>,
     guard: WriterGuard,
@@ -343,9 +344,11 @@ where
         match written {
             Ok((out, changes)) => {
                 let wait = writer.join(changes);
-                if waiting() {
+                if one_statement && waiting() {
                     inner.commit.notify_one();
                 } else {
+                    // Nobody to wait for; or a batch, whose latency is someone's pipeline (the scheduler
+                    // decides its next binds while these commit) and whose cost is amortised already.
                     writer.end(&inner, Ok(())).await;
                 }
                 Ok((out, wait))
