@@ -70,6 +70,17 @@ impl Cache {
         true
     }
 
+    /// A bind this scheduler committed, before the watch brings it (kube-scheduler's assumed pod).
+    pub fn assume(&mut self, namespace: String, name: String, node: String) {
+        if let Some(spec) = self
+            .pods
+            .get_mut(&(namespace, name))
+            .and_then(|pod| pod.spec.as_mut())
+        {
+            spec.node_name = Some(node);
+        }
+    }
+
     pub fn nodes(&self) -> Vec<Node> {
         self.nodes.values().cloned().collect()
     }

@@ -90,8 +90,8 @@ pub async fn run(objects: Objects, shutdown: CancellationToken) {
                 // The pass's binds are in the cache before the next pass, whether or not the watch has
                 // brought them yet (kube-scheduler's assumed pods): a next pass that did not see them would
                 // place its pods as if those nodes were emptier than they are.
-                for change in binds.committed.drain(..) {
-                    cache.apply(&change);
+                for (namespace, name, node) in binds.committed.drain(..) {
+                    cache.assume(namespace, name, node);
                 }
             }
             // Wait for a pod or node change, or the retry period.
@@ -206,8 +206,9 @@ struct Binds {
     pending: Vec<PendingBind>,
     /// The batch being committed.
     inflight: Option<(Vec<PendingBind>, Commit)>,
-    /// The pods bound so far, as committed.
-    committed: Vec<Arc<Change>>,
+    /// The pods bound so far, as committed: (namespace, name, node). Only the keys, not the changes: a
+    /// pass of ten thousand binds would otherwise hold every pod twice until it ends.
+    committed: Vec<(String, String, String)>,
 }
 
 impl Binds {
@@ -254,12 +255,13 @@ impl Binds {
         let mut notes = Vec::with_capacity(batch.len());
         for (b, change) in batch.into_iter().zip(changes) {
             let (ns, name, node) = (&b.namespace, &b.name, &b.node);
-            let Some(change) = change else {
+            if change.is_none() {
                 // Deleted or bound by someone else since the snapshot; the next pass sees the truth.
                 tracing::debug!(pod = %format!("{ns}/{name}"), "bind lost a race");
                 continue;
-            };
-            self.committed.push(change);
+            }
+            self.committed
+                .push((ns.clone(), name.clone(), node.clone()));
             tracing::debug!(pod = %format!("{ns}/{name}"), %node, "scheduled");
             notes.push(Note {
                 message: format!("Successfully assigned {ns}/{name} to {node}"),

@@ -514,8 +514,8 @@ async fn a_pass_puts_its_binds_in_the_cache_before_the_watch_brings_them() {
         .unwrap();
     assert_eq!(bound, 3);
     // No watch was read: the next pass's snapshot knows where these pods went from the pass itself.
-    for change in binds.committed.drain(..) {
-        cache.apply(&change);
+    for (namespace, name, node) in binds.committed.drain(..) {
+        cache.assume(namespace, name, node);
     }
     assert!(!cache.has_pending());
     let placed = cache
