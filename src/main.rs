@@ -12,7 +12,10 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 /// mimalloc instead of glibc's malloc: the control plane allocates and frees many small JSON values, and
-/// glibc's allocator took about a third of the scheduler's time in `herd bench scheduler`.
+/// glibc's allocator took about a third of the scheduler's time in `herd bench scheduler`. Built without
+/// asking for transparent huge pages (`no_thp`): memory it purges and touches again would otherwise come
+/// back as 2 MiB pages zeroed by the kernel on each fault — a quarter of a scheduling pass's time here —
+/// and a partly used huge page counts whole in RSS.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
