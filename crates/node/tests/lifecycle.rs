@@ -38,8 +38,12 @@ impl Cluster {
             dir.path().join("control"),
             "127.0.0.1:0".parse().expect("addr"),
         );
-        cfg.service_cidr = "127.251.0.0/24".parse().expect("cidr");
-        cfg.cluster_cidr = "127.252.0.0/16".parse().expect("cidr");
+        // The tests of this file run at once in one process: each cluster gets its own ranges, or their
+        // pods would get the same IPs and one pod's listener would take another's port.
+        static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+        let n = CLUSTERS.fetch_add(1, Ordering::SeqCst);
+        cfg.service_cidr = format!("127.251.{n}.0/24").parse().expect("cidr");
+        cfg.cluster_cidr = format!("127.{}.0.0/16", 200 + n).parse().expect("cidr");
         let shutdown = CancellationToken::new();
         let plane = ControlPlane::start(cfg, shutdown.clone())
             .await
