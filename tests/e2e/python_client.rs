@@ -149,3 +149,37 @@ async fn python_client_errors_are_api_exceptions_with_status() {
     let (status, _) = herd.get("/api/v1/namespaces/py-errors/pods").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_deletes_collections_by_selector() {
+    let herd = Herd::up(HerdOptions::control()).await;
+
+    run_script(&herd, "api_gaps.py", &["--namespace", "py-gaps"]).await;
+
+    let ns = "/api/v1/namespaces/py-gaps";
+    let names = |list: &serde_json::Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| s(i, "/metadata/name").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        names(&herd.get_ok(&format!("{ns}/configmaps")).await),
+        ["c"]
+    );
+    assert_eq!(names(&herd.get_ok(&format!("{ns}/pods")).await), ["p2"]);
+    // A namespaced collection is deleted one namespace at a time.
+    let (status, body) = herd
+        .send(reqwest::Method::DELETE, "/api/v1/configmaps", None)
+        .await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(
+        names(&herd.get_ok(&format!("{ns}/configmaps")).await),
+        ["c"]
+    );
+}

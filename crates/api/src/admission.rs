@@ -462,6 +462,11 @@ fn validate_daemonset_rolling_update(ru: &RollingUpdateDaemonSet, causes: &mut V
 }
 
 fn default_service(svc: &mut Service) {
+    // `status: {loadBalancer: {}}`, as kube-apiserver always writes it (a struct, not a pointer, in its types).
+    svc.status
+        .get_or_insert_with(Default::default)
+        .load_balancer
+        .get_or_insert_with(Default::default);
     let spec = svc.spec.get_or_insert_with(Default::default);
     spec.type_.get_or_insert_with(|| "ClusterIP".into());
     spec.session_affinity.get_or_insert_with(|| "None".into());

@@ -18,10 +18,17 @@ pub const KUBERNETES_VERSION: (&str, &str) = ("1", "37");
 /// The oldest version whose clients and data this server stays compatible with (one minor back).
 const MIN_COMPATIBILITY_VERSION: (&str, &str) = ("1", "36");
 
-/// The verbs herd serves on every resource: `list`/`watch`/`create` on the collection, `get`/`update`/
-/// `patch`/`delete` on an object. (No `deletecollection`: a DELETE on a collection is not routed.)
+/// The verbs herd serves on every resource: `list`/`watch`/`create`/`deletecollection` on the collection,
+/// `get`/`update`/`patch`/`delete` on an object.
 pub const RESOURCE_VERBS: &[&str] = &[
-    "create", "delete", "get", "list", "patch", "update", "watch",
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
 ];
 
 /// The verbs served on a resource, sorted as kube-apiserver lists them.

@@ -40,6 +40,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/version", get(discovery::version))
+        .route("/version/", get(discovery::version))
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
@@ -127,6 +128,9 @@ async fn handle(
                 &warnings,
             ))
         }
+        (Target::Collection { res, ns }, Method::DELETE) => {
+            delete_collection(objects, res, ns, params, &body, dry_run).await
+        }
         (Target::Object { res, ns, name }, Method::GET) => {
             let table = table::TableRequest::from_request(
                 headers,
@@ -177,6 +181,55 @@ async fn handle(
             "the server does not allow this method on the requested resource: {m}"
         ))),
     }
+}
+
+/// `deletecollection`: every object of the collection its label and field selectors match is deleted as a
+/// DELETE of that object would delete it (graceful pods, finalizers, propagation), one by one through the
+/// resource layer, as kube-apiserver's `DeleteCollection` does. Answers the list of the objects as their
+/// deletions left them. Namespaced resources are deleted in one namespace only (kube routes no
+/// cross-namespace DELETE).
+async fn delete_collection(
+    objects: &Objects,
+    res: &'static ResourceInfo,
+    ns: Option<String>,
+    params: &Params,
+    body: &[u8],
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    if res.namespaced && ns.is_none() {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource: DELETE on all {} of every namespace",
+            res.plural
+        )));
+    }
+    let labels = LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let fields = FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut opts = delete_options(params, body)?;
+    opts.dry_run |= dry_run;
+    let (items, rev) = objects.list(res, ns.as_deref(), &labels, &fields).await?;
+    let mut deleted = Vec::with_capacity(items.len());
+    for item in items {
+        let name = item
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let namespace = item.pointer("/metadata/namespace").and_then(Value::as_str);
+        match objects.delete(res, namespace, &name, opts.clone()).await {
+            Ok(object) => deleted.push(object),
+            // Gone meanwhile: nothing left to delete.
+            Err(ApiError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json_response(json!({
+        "kind": format!("{}List", res.kind),
+        "apiVersion": res.api_version(),
+        "metadata": {"resourceVersion": rev.to_string()},
+        "items": deleted,
+    })))
 }
 
 #[allow(clippy::too_many_arguments)]
