@@ -44,26 +44,22 @@ impl RestartPolicy {
     }
 }
 
-/// `imagePullPolicy`, defaulted like the API server: `Always` for `:latest` or untagged
-/// images, `IfNotPresent` otherwise.
+/// `imagePullPolicy`, defaulted as the API server's admission defaults it
+/// ([`herd_api::admission::default_pull_policy`]) when a pod reaches the node without one.
 pub(crate) fn pull_policy(container: &Container) -> PullPolicy {
-    match container.image_pull_policy.as_deref() {
-        Some("Always") => PullPolicy::Always,
-        Some("IfNotPresent") => PullPolicy::IfNotPresent,
-        Some("Never") => PullPolicy::Never,
-        _ => default_pull_policy(container.image.as_deref().unwrap_or_default()),
-    }
-}
-
-fn default_pull_policy(image: &str) -> PullPolicy {
-    if image.contains('@') {
-        return PullPolicy::IfNotPresent;
-    }
-    let last_segment = image.rsplit('/').next().unwrap_or(image);
-    match last_segment.split_once(':') {
-        Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
-        _ => PullPolicy::Always,
-    }
+    let parse = |policy: &str| match policy {
+        "Always" => Some(PullPolicy::Always),
+        "IfNotPresent" => Some(PullPolicy::IfNotPresent),
+        "Never" => Some(PullPolicy::Never),
+        _ => None,
+    };
+    let image = container.image.as_deref().unwrap_or_default();
+    container
+        .image_pull_policy
+        .as_deref()
+        .and_then(parse)
+        .or_else(|| parse(herd_api::admission::default_pull_policy(image)))
+        .unwrap_or(PullPolicy::Always)
 }
 
 /// The guest's argv: `command` (or the container name when there is none) followed by `args`,
