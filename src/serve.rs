@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use herd_control::store::StoreSync;
+use herd_control::StoreSync;
 use ipnet::{IpNet, Ipv4Net};
 use k8s_openapi::api::core::v1::Node;
 use tokio::task::JoinHandle;

@@ -38,7 +38,7 @@ pub enum Bench {
         rounds: usize,
         /// `herd up --store-sync` of the measured cluster (`full` or `normal`).
         #[arg(long, default_value = "full")]
-        store_sync: herd_control::store::StoreSync,
+        store_sync: herd_control::StoreSync,
         /// The wasi-http component to run.
         #[arg(long, default_value = HTTP_SAMPLE)]
         wasm: PathBuf,

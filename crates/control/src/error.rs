@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use herd_api::{AdmitError, Cause, ResourceInfo};
 use serde_json::{Value, json};
 
-use crate::store::StoreError;
+use crate::objects::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -19,7 +19,7 @@ pub mod nodelifecycle;
 pub mod objects;
 pub mod scheduler;
 pub mod server;
-pub mod store;
+mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 use objects::{Objects, Settings};
-use store::{Store, StoreError};
+use store::StoreError;
+pub use store::StoreSync;
 
 /// Namespaces every cluster has.
 const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -54,7 +55,7 @@ pub struct ControlConfig {
     /// kube's `DefaultJobPodFailureBackOff`, 10 s.
     pub job_backoff_base: Duration,
     /// When the store's commits reach the disk.
-    pub store_sync: store::StoreSync,
+    pub store_sync: StoreSync,
     /// How often the controllers reconcile every object without a change (they follow changes as they
     /// happen; this only repairs what was missed).
     pub controller_resync: Duration,
@@ -75,7 +76,7 @@ impl ControlConfig {
             node_cidr_prefix: DEFAULT_NODE_CIDR_PREFIX,
             node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
             job_backoff_base: Duration::from_secs(10),
-            store_sync: store::StoreSync::default(),
+            store_sync: StoreSync::default(),
             controller_resync: controllers::DEFAULT_RESYNC,
         }
     }
@@ -106,7 +107,7 @@ pub enum ControlError {
 /// A running control plane.
 pub struct ControlPlane {
     addr: SocketAddr,
-    store: Store,
+    objects: Objects,
     server: JoinHandle<std::io::Result<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -131,13 +132,14 @@ impl ControlPlane {
             path: cfg.data_dir.clone(),
             source,
         })?;
-        let store = Store::open_with(&cfg.data_dir.join("herd.db"), cfg.store_sync).await?;
-        let objects = Objects::new(
-            store.clone(),
+        let objects = Objects::open(
+            &cfg.data_dir.join("herd.db"),
+            cfg.store_sync,
             Settings {
                 service_cidr: cfg.service_cidr,
             },
-        );
+        )
+        .await?;
         bootstrap(&objects).await?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -183,7 +185,7 @@ impl ControlPlane {
         tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "control plane started");
         Ok(Self {
             addr,
-            store,
+            objects: objects.clone(),
             server,
             tasks,
         })
@@ -200,7 +202,7 @@ impl ControlPlane {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.store.close().await;
+        self.objects.close().await;
         match served {
             Ok(result) => result.map_err(ControlError::Serve),
             Err(join) => Err(ControlError::Serve(std::io::Error::other(join))),
@@ -235,7 +237,7 @@ async fn upkeep(objects: Objects, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(60)) => {
-                if let Err(e) = objects.store().compact().await {
+                if let Err(e) = objects.compact().await {
                     tracing::warn!(error = %e, "compacting the change log failed");
                 }
                 if let Err(e) = expire_events(&objects).await {
@@ -250,7 +252,7 @@ async fn expire_events(objects: &Objects) -> Result<(), ApiError> {
     let events = resources::by_path("", "v1", "events").expect("events are in the table");
     let cutoff =
         jiff::Timestamp::now() - jiff::SignedDuration::try_from(EVENT_TTL).unwrap_or_default();
-    let (items, _) = objects.store().list(&events.key(), None).await?;
+    let (items, _) = objects.list_all(events, None).await?;
     for ev in items {
         let last = ev["lastTimestamp"].as_str().or(ev
             .pointer("/metadata/creationTimestamp")

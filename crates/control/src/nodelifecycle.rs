@@ -67,10 +67,9 @@ async fn check(
     cfg: &NodeLifecycleConfig,
     recorder: &Recorder,
 ) -> Result<(), ApiError> {
-    let (nodes, _) = objects.store().list("nodes", None).await?;
+    let (nodes, _) = objects.list_all(res("nodes"), None).await?;
     let (leases, _) = objects
-        .store()
-        .list(&res("leases").key(), Some("kube-node-lease"))
+        .list_all(res("leases"), Some("kube-node-lease"))
         .await?;
     let now_ts = jiff::Timestamp::now();
     let grace = jiff::SignedDuration::try_from(cfg.monitor_grace_period).unwrap_or_default();
@@ -192,7 +191,7 @@ async fn evict_from_unreachable(
     if tainted.is_empty() {
         return Ok(());
     }
-    let (pods, _) = objects.store().list("pods", None).await?;
+    let (pods, _) = objects.list_all(res("pods"), None).await?;
     let now_ts = jiff::Timestamp::now();
     for pod in pods
         .iter()

@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::error::ApiError;
-use crate::store::{BatchItem, Change, CreateRefused, Mutation, Store};
+use crate::store::{BatchItem, CreateRefused, Mutation, Store};
+/// What the storage hands out: committed changes and their kinds, and its errors (a watch from a revision
+/// compacted away is [`StoreError::Expired`]).
+pub use crate::store::{Change, EventType, StoreError, StoreSync};
 
 /// One edit of [`Objects::edit_many`]: changes the object in place, or returns false to keep it.
 pub type ObjectEdit = Box<dyn FnOnce(&mut Value) -> bool + Send>;
@@ -141,6 +144,11 @@ fn namespace_not_found(ns: &str) -> ApiError {
     }
 }
 
+/// A core (`v1`) resource of the table, by its plural.
+pub(crate) fn core(plural: &str) -> &'static ResourceInfo {
+    herd_api::resources::by_path("", "v1", plural).expect("core kinds are in the resource table")
+}
+
 fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -151,7 +159,25 @@ fn random_suffix() -> String {
 }
 
 impl Objects {
-    pub fn new(store: Store, settings: Settings) -> Self {
+    /// Opens the store at `path` (creating it if needed) with the durability `sync` asks for, and the
+    /// resource layer over it: the one door to the stored objects.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or migrated.
+    pub async fn open(
+        path: &std::path::Path,
+        sync: StoreSync,
+        settings: Settings,
+    ) -> Result<Self, StoreError> {
+        Ok(Self::new(Store::open_with(path, sync).await?, settings))
+    }
+
+    /// Closes the store: later writes fail.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    fn new(store: Store, settings: Settings) -> Self {
         Self {
             store,
             settings: Arc::new(settings),
@@ -219,8 +245,116 @@ impl Objects {
         out
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The revision of the last committed write.
+    pub fn revision(&self) -> i64 {
+        self.store.revision()
+    }
+
+    /// An object as stored, if it exists: the controllers' read (the API's [`Objects::get`] answers
+    /// NotFound instead). `ns` is ignored for cluster-scoped kinds.
+    pub async fn find(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        Ok(self
+            .store
+            .get(&res.key(), &ns_key(res, Some(ns)), name)
+            .await?)
+    }
+
+    /// Every object of a resource (in one namespace, or all, with `None`), and the revision the list is
+    /// consistent with.
+    pub async fn list_all(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+    ) -> Result<(Vec<Value>, i64), ApiError> {
+        let ns = if res.namespaced { ns } else { None };
+        Ok(self.store.list(&res.key(), ns).await?)
+    }
+
+    /// [`Objects::list_all`] decoded straight into `T` (the scheduler's typed snapshot).
+    pub async fn list_typed<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+    ) -> Result<(Vec<T>, i64), ApiError> {
+        let ns = if res.namespaced { ns } else { None };
+        Ok(self.store.list_as(&res.key(), ns).await?)
+    }
+
+    /// The committed changes after revision `since`, of `res` (or of every resource), replayed from the
+    /// change log and then live.
+    ///
+    /// # Errors
+    /// [`StoreError::Expired`] when `since` was compacted away.
+    pub async fn watch(
+        &self,
+        res: Option<&ResourceInfo>,
+        since: i64,
+    ) -> Result<
+        impl futures::Stream<Item = Result<Arc<Change>, StoreError>> + Send + use<>,
+        StoreError,
+    > {
+        let key = res.map(ResourceInfo::key);
+        self.store.watch(key.as_deref(), since).await
+    }
+
+    /// Drops the change log's oldest entries (watches from before them get 410 Gone).
+    pub async fn compact(&self) -> Result<(), ApiError> {
+        Ok(self.store.compact().await?)
+    }
+
+    /// Takes `finalizer` off an object being deleted; the object goes once no finalizer is left, as
+    /// kube-apiserver deletes an object whose last finalizer is removed.
+    pub async fn remove_finalizer(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        finalizer: &str,
+    ) -> Result<(), ApiError> {
+        let ns = ns_key(res, Some(ns));
+        self.store
+            .mutate::<_, ApiError>(&res.key(), &ns, name, |current| {
+                let Some(mut obj) = current else {
+                    return Ok((Mutation::Keep, ()));
+                };
+                if let Some(f) = obj
+                    .pointer_mut("/metadata/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
+                    f.retain(|f| f != finalizer);
+                    if !f.is_empty() {
+                        return Ok((Mutation::Put(obj), ()));
+                    }
+                }
+                Ok((Mutation::Delete, ()))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes an object whose deletion is complete (a namespace emptied by its controller: kube's
+    /// namespace finalization). An object not being deleted is left alone.
+    pub async fn finish_deletion(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let ns = ns_key(res, Some(ns));
+        self.store
+            .mutate::<_, ApiError>(&res.key(), &ns, name, |current| match current {
+                Some(obj) if obj.pointer("/metadata/deletionTimestamp").is_some() => {
+                    Ok((Mutation::Delete, ()))
+                }
+                _ => Ok((Mutation::Keep, ())),
+            })
+            .await?;
+        Ok(())
     }
 
     pub async fn get(

@@ -446,6 +446,7 @@ impl Store {
     ///
     /// # Errors
     /// When the file cannot be opened or migrated.
+    #[cfg(test)]
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_with(path, StoreSync::Full).await
     }
@@ -518,6 +519,7 @@ impl Store {
     }
 
     /// How many transactions were committed since the store was opened (a group of writes is one).
+    #[cfg(test)]
     pub fn commits(&self) -> u64 {
         self.inner.commits.load(Ordering::Relaxed)
     }
@@ -775,7 +777,7 @@ impl Store {
         &self,
         resource: Option<&str>,
         since: i64,
-    ) -> Result<impl Stream<Item = Result<Arc<Change>, StoreError>> + Send + 'static, StoreError>
+    ) -> Result<impl Stream<Item = Result<Arc<Change>, StoreError>> + Send + use<>, StoreError>
     {
         // Subscribe before reading the log so nothing committed in between is missed.
         let mut live = self.inner.fanout.subscribe(resource);

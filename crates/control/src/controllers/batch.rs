@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::events::{EventQueue, Note};
 use crate::objects::Objects;
-use crate::store::{Change, EventType};
+use crate::objects::{Change, EventType};
 
 /// kube's `BurstReplicas` of the ReplicaSet controller (and the Job controller's
 /// `MaxPodCreateDeletePerSync`): at most this many pods are created or deleted per sync.

@@ -26,9 +26,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::error::ApiError;
 use crate::events::{EventQueue, Recorder};
-use crate::objects::Objects;
+use crate::objects::{Change, EventType};
+use crate::objects::{Objects, core};
 use crate::scheduler::{node_affinity_matches, tolerates};
-use crate::store::{Change, EventType};
 
 const REVISION_LABEL: &str = "controller-revision-hash";
 
@@ -89,11 +89,7 @@ impl Controller for DaemonSets {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self
-            .objects
-            .store()
-            .list(&self.daemonsets.key(), None)
-            .await?;
+        let (items, _) = self.objects.list_all(self.daemonsets, None).await?;
         let keys: Vec<Key> = items.iter().filter_map(object_key).collect();
         if let Ok(mut known) = self.known.lock() {
             *known = keys.iter().cloned().collect();
@@ -106,12 +102,7 @@ impl Controller for DaemonSets {
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(ds) = self
-            .objects
-            .store()
-            .get(&self.daemonsets.key(), ns, name)
-            .await?
-        else {
+        let Some(ds) = self.objects.find(self.daemonsets, ns, name).await? else {
             return Ok(None);
         };
         if ds.pointer("/metadata/deletionTimestamp").is_some() {
@@ -126,7 +117,7 @@ impl Controller for DaemonSets {
         let hash = template_hash(&template);
         let mut pod_spec = template.get("spec").cloned().unwrap_or(json!({}));
         add_daemon_tolerations(&mut pod_spec);
-        let (nodes, _) = self.objects.store().list("nodes", None).await?;
+        let (nodes, _) = self.objects.list_all(core("nodes"), None).await?;
         let mut by_node: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
         for pod in self.pods_cache.controlled_by(&uid) {
             let node = pod

@@ -16,8 +16,8 @@ use super::replicaset::{SelectorCache, claim, object_key, owner_reference};
 use super::{Controller, Key, PodInformer, Requeue, key_of};
 use crate::error::ApiError;
 use crate::events::Recorder;
+use crate::objects::Change;
 use crate::objects::{DeleteOptions, Objects};
-use crate::store::Change;
 
 pub struct Deployments {
     objects: Objects,
@@ -148,7 +148,7 @@ impl Controller for Deployments {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.store().list(&self.deploy.key(), None).await?;
+        let (items, _) = self.objects.list_all(self.deploy, None).await?;
         self.selectors.reset(&items);
         Ok(items.iter().filter_map(object_key).collect())
     }
@@ -158,12 +158,7 @@ impl Controller for Deployments {
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(d) = self
-            .objects
-            .store()
-            .get(&self.deploy.key(), ns, name)
-            .await?
-        else {
+        let Some(d) = self.objects.find(self.deploy, ns, name).await? else {
             return Ok(None);
         };
         if d.pointer("/metadata/deletionTimestamp").is_some() {
@@ -173,7 +168,7 @@ impl Controller for Deployments {
         let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
         let rs_name = format!("{name}-{hash}");
-        let (all_rs, _) = self.objects.store().list(&self.rs.key(), Some(ns)).await?;
+        let (all_rs, _) = self.objects.list_all(self.rs, Some(ns)).await?;
         let owned = claim(&self.objects, self.rs, &d, "Deployment", all_rs).await?;
         let max_revision = owned.iter().map(revision).max().unwrap_or(0);
         let mut new_rs = find_new_rs(&owned, &template, &rs_name).cloned();

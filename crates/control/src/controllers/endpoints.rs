@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::replicaset::object_key;
 use super::{Controller, Key, Requeue, key_of, pod_is_active, pod_is_ready};
 use crate::error::ApiError;
-use crate::objects::{DeleteOptions, Objects};
-use crate::store::{Change, Mutation};
+use crate::objects::Change;
+use crate::objects::{DeleteOptions, Objects, core};
 
 pub struct EndpointsController {
     objects: Objects,
@@ -33,7 +33,7 @@ impl EndpointsController {
     }
 
     async fn reconcile_service(&self, ns: &str, name: &str) -> Result<(), ApiError> {
-        let svc = self.objects.store().get("services", ns, name).await?;
+        let svc = self.objects.find(core("services"), ns, name).await?;
         let Some(selector) = svc
             .as_ref()
             .and_then(|s| s.pointer("/spec/selector"))
@@ -58,7 +58,7 @@ impl EndpointsController {
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect();
         let selector = LabelSelector::from_map(&labels);
-        let (pods, _) = self.objects.store().list("pods", Some(ns)).await?;
+        let (pods, _) = self.objects.list_all(core("pods"), Some(ns)).await?;
         let svc_ports = svc
             .pointer("/spec/ports")
             .and_then(Value::as_array)
@@ -125,11 +125,7 @@ impl EndpointsController {
             .pointer("/metadata/labels")
             .cloned()
             .unwrap_or(json!({}));
-        let existing = self
-            .objects
-            .store()
-            .get(&self.endpoints.key(), ns, name)
-            .await?;
+        let existing = self.objects.find(self.endpoints, ns, name).await?;
         match existing {
             None => {
                 let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns, "labels": labels}, "subsets": subsets});
@@ -144,17 +140,13 @@ impl EndpointsController {
             }
             Some(_) => {
                 self.objects
-                    .store()
-                    .mutate::<_, ApiError>(&self.endpoints.key(), ns, name, |cur| {
-                        let Some(mut ep) = cur else {
-                            return Ok((Mutation::Keep, ()));
-                        };
-                        let empty = json!([]);
-                        if ep.get("subsets").unwrap_or(&empty) == &json!(subsets) {
-                            return Ok((Mutation::Keep, ()));
+                    .edit(self.endpoints, ns, name, |ep| {
+                        let subsets = json!(subsets);
+                        if ep.get("subsets").unwrap_or(&json!([])) == &subsets {
+                            return false;
                         }
-                        ep["subsets"] = json!(subsets);
-                        Ok((Mutation::Put(ep), ()))
+                        ep["subsets"] = subsets;
+                        true
                     })
                     .await?;
                 Ok(())
@@ -202,12 +194,8 @@ impl Controller for EndpointsController {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.store().list("services", None).await?;
-        let (eps, _) = self
-            .objects
-            .store()
-            .list(&self.endpoints.key(), None)
-            .await?;
+        let (items, _) = self.objects.list_all(core("services"), None).await?;
+        let (eps, _) = self.objects.list_all(self.endpoints, None).await?;
         Ok(items
             .iter()
             .chain(eps.iter())
@@ -217,7 +205,7 @@ impl Controller for EndpointsController {
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
         if name == ALL {
-            let (services, _) = self.objects.store().list("services", Some(ns)).await?;
+            let (services, _) = self.objects.list_all(core("services"), Some(ns)).await?;
             for key in services.iter().filter_map(object_key) {
                 self.reconcile_service(ns, &key.1).await?;
             }

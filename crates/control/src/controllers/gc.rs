@@ -3,13 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use herd_api::resources::{self, RESOURCES};
+use herd_api::resources::RESOURCES;
 use serde_json::Value;
 
 use super::{Controller, Key, Requeue};
 use crate::error::ApiError;
-use crate::objects::{DeleteOptions, FOREGROUND_FINALIZER, Objects, Propagation, owner_uids};
-use crate::store::{Change, EventType, Mutation};
+use crate::objects::{Change, EventType};
+use crate::objects::{DeleteOptions, FOREGROUND_FINALIZER, Objects, Propagation, core, owner_uids};
 
 pub struct GarbageCollector {
     objects: Objects,
@@ -26,7 +26,7 @@ impl GarbageCollector {
         let mut uids = BTreeSet::new();
         let mut all = Vec::new();
         for res in RESOURCES {
-            let (items, _) = self.objects.store().list(&res.key(), None).await?;
+            let (items, _) = self.objects.list_all(res, None).await?;
             for item in items {
                 if let Some(uid) = item.pointer("/metadata/uid").and_then(Value::as_str) {
                     uids.insert(uid.to_string());
@@ -117,29 +117,14 @@ impl GarbageCollector {
                 continue;
             };
             self.objects
-                .store()
-                .mutate::<_, ApiError>(&res.key(), ns, name, |cur| {
-                    let Some(mut obj) = cur else {
-                        return Ok((Mutation::Keep, ()));
-                    };
-                    if let Some(f) = obj
-                        .pointer_mut("/metadata/finalizers")
-                        .and_then(Value::as_array_mut)
-                    {
-                        f.retain(|f| f != FOREGROUND_FINALIZER);
-                        if !f.is_empty() {
-                            return Ok((Mutation::Put(obj), ()));
-                        }
-                    }
-                    Ok((Mutation::Delete, ()))
-                })
+                .remove_finalizer(res, ns, name, FOREGROUND_FINALIZER)
                 .await?;
         }
         Ok(())
     }
 
     async fn finish_namespace(&self, ns: &str) -> Result<(), ApiError> {
-        let Some(namespace) = self.objects.store().get("namespaces", "", ns).await? else {
+        let Some(namespace) = self.objects.find(core("namespaces"), "", ns).await? else {
             return Ok(());
         };
         if namespace.pointer("/metadata/deletionTimestamp").is_none() {
@@ -147,7 +132,7 @@ impl GarbageCollector {
         }
         let mut remaining = 0;
         for res in RESOURCES.iter().filter(|r| r.namespaced) {
-            let (items, _) = self.objects.store().list(&res.key(), Some(ns)).await?;
+            let (items, _) = self.objects.list_all(res, Some(ns)).await?;
             for item in items {
                 remaining += 1;
                 if item.pointer("/metadata/deletionTimestamp").is_some() {
@@ -170,10 +155,8 @@ impl GarbageCollector {
                 "namespace {ns} still has {remaining} objects"
             )));
         }
-        let namespaces = resources::by_path("", "v1", "namespaces").expect("namespaces");
         self.objects
-            .store()
-            .mutate::<_, ApiError>(&namespaces.key(), "", ns, |_| Ok((Mutation::Delete, ())))
+            .finish_deletion(core("namespaces"), "", ns)
             .await?;
         Ok(())
     }
@@ -229,7 +212,7 @@ impl Controller for GarbageCollector {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (namespaces, _) = self.objects.store().list("namespaces", None).await?;
+        let (namespaces, _) = self.objects.list_all(core("namespaces"), None).await?;
         let mut keys: Vec<Key> = namespaces
             .iter()
             .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())

@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 use super::Key;
 use crate::error::ApiError;
 use crate::objects::Objects;
-use crate::store::{Change, EventType};
+use crate::objects::{Change, EventType};
 
 pub struct PodInformer {
     objects: Objects,
@@ -132,7 +132,10 @@ impl PodInformer {
     /// # Errors
     /// When the store cannot be listed.
     pub async fn relist(&self) -> Result<(), ApiError> {
-        let (items, rev) = self.objects.store().list("pods", None).await?;
+        let (items, rev) = self
+            .objects
+            .list_all(crate::objects::core("pods"), None)
+            .await?;
         let mut state = self.lock();
         if rev < state.rev {
             return Ok(());

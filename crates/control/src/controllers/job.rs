@@ -24,8 +24,8 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::events::{EventQueue, Recorder};
+use crate::objects::Change;
 use crate::objects::{DeleteOptions, Objects, Propagation, now};
-use crate::store::Change;
 
 const BACKOFF_MESSAGE: &str = "Job has reached the specified backoff limit";
 const DEADLINE_MESSAGE: &str = "Job was active longer than specified deadline";
@@ -78,7 +78,7 @@ impl Controller for Jobs {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.store().list(&self.jobs.key(), None).await?;
+        let (items, _) = self.objects.list_all(self.jobs, None).await?;
         Ok(items.iter().filter_map(object_key).collect())
     }
 
@@ -217,7 +217,7 @@ fn backoff_left(
 
 impl Jobs {
     async fn sync(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(job) = self.objects.store().get(&self.jobs.key(), ns, name).await? else {
+        let Some(job) = self.objects.find(self.jobs, ns, name).await? else {
             return Ok(None);
         };
         if job.pointer("/metadata/deletionTimestamp").is_some() {

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::objects::Objects;
-use crate::store::{Change, StoreError};
+use crate::objects::{Change, StoreError};
 
 pub use informer::PodInformer;
 
@@ -177,8 +177,8 @@ async fn rewatch<C: Controller>(
     shutdown: &CancellationToken,
 ) -> Option<Changes> {
     loop {
-        let since = objects.store().revision();
-        let watched = match objects.store().watch(None, since).await {
+        let since = objects.revision();
+        let watched = match objects.watch(None, since).await {
             Ok(s) => Ok(s.boxed()),
             Err(e) => Err(ApiError::from(e)),
         };
@@ -206,7 +206,7 @@ async fn first_watch<C: Controller>(
     shutdown: &CancellationToken,
 ) -> Option<Changes> {
     let since = match controller.informer() {
-        None => objects.store().revision(),
+        None => objects.revision(),
         Some(pods) => match pods.ensure_loaded().await {
             Ok(rev) => rev,
             Err(e) => {
@@ -215,7 +215,7 @@ async fn first_watch<C: Controller>(
             }
         },
     };
-    match objects.store().watch(None, since).await {
+    match objects.watch(None, since).await {
         Ok(s) => Some(s.boxed()),
         Err(e) => {
             tracing::warn!(controller = C::NAME, error = %e, "cannot watch the store");
@@ -283,7 +283,7 @@ async fn run<C: Controller>(
             && !queue.is_empty()
             && let Some(pods) = controller.informer()
         {
-            let target = objects.store().revision();
+            let target = objects.revision();
             while pods.revision() < target {
                 match tokio::time::timeout(CATCH_UP_LIMIT, changes.next()).await {
                     Ok(Some(Ok(change))) => observe(&controller, &mut queue, &change),
@@ -428,7 +428,7 @@ fn pod_from_template(
 mod tests {
     use super::*;
     use crate::objects::Settings;
-    use crate::store::{BatchItem, Mutation, Store};
+    use crate::objects::{StoreSync, core};
     use tokio::sync::mpsc;
 
     /// Reports every key it reconciles; its resync finds nothing, so only its watch brings keys.
@@ -476,16 +476,31 @@ mod tests {
     }
 
     pub(super) async fn pod_count(objects: &Objects) -> usize {
-        objects.store().list("pods", None).await.unwrap().0.len()
+        objects
+            .list_all(crate::objects::core("pods"), None)
+            .await
+            .unwrap()
+            .0
+            .len()
     }
 
-    fn put(resource: &str, name: String) -> BatchItem {
-        let obj = serde_json::json!({"metadata": {"name": name, "namespace": "default"}});
-        BatchItem {
-            resource: resource.into(),
-            namespace: "default".into(),
-            name,
-            decide: Box::new(move |_| Mutation::Put(obj)),
+    /// `names` of `resource` created in `default` at once, through the resource layer.
+    async fn put(objects: &Objects, resource: &str, names: Vec<String>) {
+        let kind = if resource == "secrets" {
+            "Secret"
+        } else {
+            "ConfigMap"
+        };
+        let objs = names
+            .into_iter()
+            .map(|name| {
+                let obj = serde_json::json!({"apiVersion": "v1", "kind": kind,
+                    "metadata": {"name": name, "namespace": "default"}});
+                (Some("default".to_string()), obj)
+            })
+            .collect();
+        for created in objects.create_many(core(resource), objs).await.unwrap() {
+            created.unwrap();
         }
     }
 
@@ -505,18 +520,27 @@ mod tests {
     #[tokio::test]
     async fn a_loop_whose_watch_fell_behind_watches_again() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
-        let objects = Objects::new(
-            store.clone(),
+        let objects = Objects::open(
+            &dir.path().join("herd.db"),
+            StoreSync::Normal,
             Settings {
                 service_cidr: "127.10.0.0/16".parse().unwrap(),
             },
-        );
+        )
+        .await
+        .unwrap();
+        let namespace = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "default"}});
+        objects
+            .create(core("namespaces"), None, namespace, false)
+            .await
+            .unwrap();
+        let writer = objects.clone();
         let (tx, mut seen) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(
             Probe { seen: tx },
-            objects,
+            objects.clone(),
             Duration::from_secs(3600),
             shutdown.clone(),
         ));
@@ -524,8 +548,7 @@ mod tests {
         // only poll (and keep a broken loop from hanging the test); nothing about them is asserted.
         let mut follows = async |name: &str| {
             for attempt in 0..60 {
-                let item = put("configmaps", format!("{name}-{attempt}"));
-                store.mutate_batch(vec![item]).await.unwrap();
+                put(&writer, "configmaps", vec![format!("{name}-{attempt}")]).await;
                 if let Ok(Some(key)) =
                     tokio::time::timeout(Duration::from_secs(1), seen.recv()).await
                 {
@@ -539,10 +562,12 @@ mod tests {
         assert!(follows("first").await);
         // One transaction of more changes than the store's fan-out keeps for a watcher that has not read
         // them yet: the loop's watch falls behind (and ends).
-        let items = (0..FLOOD)
-            .map(|i| put("secrets", format!("s-{i}")))
-            .collect();
-        store.mutate_batch(items).await.unwrap();
+        put(
+            &writer,
+            "secrets",
+            (0..FLOOD).map(|i| format!("s-{i}")).collect(),
+        )
+        .await;
         assert!(
             follows("after").await,
             "the loop stopped following its watch"

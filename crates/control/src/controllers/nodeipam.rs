@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::{Controller, Key, Requeue, key_of};
 use crate::error::ApiError;
+use crate::objects::Change;
 use crate::objects::Objects;
-use crate::store::Change;
 
 pub struct NodeIpam {
     objects: Objects,
@@ -41,7 +41,7 @@ impl Controller for NodeIpam {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.store().list("nodes", None).await?;
+        let (items, _) = self.objects.list_all(self.nodes, None).await?;
         Ok(items
             .iter()
             .filter_map(|n| {
@@ -54,7 +54,7 @@ impl Controller for NodeIpam {
     }
 
     async fn reconcile(&self, (_, name): &Key) -> Result<Requeue, ApiError> {
-        let (nodes, _) = self.objects.store().list("nodes", None).await?;
+        let (nodes, _) = self.objects.list_all(self.nodes, None).await?;
         let Some(node) = nodes
             .iter()
             .find(|n| n.pointer("/metadata/name").and_then(Value::as_str) == Some(name))

@@ -17,7 +17,7 @@ use super::{
 use crate::error::ApiError;
 use crate::events::{EventQueue, Recorder};
 use crate::objects::Objects;
-use crate::store::{Change, EventType};
+use crate::objects::{Change, EventType};
 
 pub struct ReplicaSets {
     objects: Objects,
@@ -80,7 +80,7 @@ impl Controller for ReplicaSets {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.store().list(&self.rs.key(), None).await?;
+        let (items, _) = self.objects.list_all(self.rs, None).await?;
         self.selectors.reset(&items);
         Ok(items.iter().filter_map(object_key).collect())
     }
@@ -90,7 +90,7 @@ impl Controller for ReplicaSets {
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(rs) = self.objects.store().get(&self.rs.key(), ns, name).await? else {
+        let Some(rs) = self.objects.find(self.rs, ns, name).await? else {
             return Ok(None);
         };
         if rs.pointer("/metadata/deletionTimestamp").is_some() {

@@ -9,7 +9,7 @@ use super::{Binds, list_snapshot, pass};
 use crate::error::ApiError;
 use crate::events::{EventQueue, Recorder};
 use crate::objects::{Objects, Settings};
-use crate::store::{Store, StoreError};
+use crate::objects::{StoreError, StoreSync};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BenchReport {
@@ -58,15 +58,16 @@ async fn run_bench(
     nodes: usize,
     pods: usize,
 ) -> Result<BenchReport, BenchError> {
-    let store = Store::open(&dir.join("herd.db")).await?;
-    let objects = Objects::new(
-        store.clone(),
+    let objects = Objects::open(
+        &dir.join("herd.db"),
+        StoreSync::Full,
         Settings {
             service_cidr: "127.10.0.0/16".parse().expect("valid CIDR"),
         },
-    );
+    )
+    .await?;
     let report = populate_and_schedule(&objects, nodes, pods).await;
-    store.close().await;
+    objects.close().await;
     report
 }
 

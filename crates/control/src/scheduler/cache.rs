@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use super::list_snapshot;
 use crate::error::ApiError;
 use crate::objects::Objects;
-use crate::store::{Change, EventType};
+use crate::objects::{Change, EventType};
 
 #[derive(Default)]
 pub(crate) struct Cache {
@@ -21,7 +21,7 @@ impl Cache {
     pub async fn load(objects: &Objects) -> Result<(Self, i64), ApiError> {
         // The revision first: changes after it are replayed by the watch, and applying a change twice is
         // harmless.
-        let rev = objects.store().revision();
+        let rev = objects.revision();
         let (nodes, pods) = list_snapshot(objects).await?;
         let mut cache = Self::default();
         for node in nodes {

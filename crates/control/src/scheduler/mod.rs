@@ -29,8 +29,8 @@ pub(crate) use selectors::node_affinity_matches;
 
 use crate::error::ApiError;
 use crate::events::{EventQueue, Note, Recorder};
+use crate::objects::Change;
 use crate::objects::{ObjectEdit, Objects, now};
-use crate::store::Change;
 use cache::Cache;
 use decide::{Decision, decide};
 use snapshot::{Snapshot, is_terminal};
@@ -52,7 +52,7 @@ pub async fn run(objects: Objects, shutdown: CancellationToken) {
     let events = EventQueue::spawn(recorder.clone());
     loop {
         let loaded = match Cache::load(&objects).await {
-            Ok((cache, rev)) => match objects.store().watch(None, rev).await {
+            Ok((cache, rev)) => match objects.watch(None, rev).await {
                 Ok(changes) => Some((cache, changes.boxed())),
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler watch failed");
@@ -118,8 +118,12 @@ async fn list_snapshot(objects: &Objects) -> Result<(Vec<Node>, Vec<Pod>), ApiEr
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (nodes, node_rev) = objects.store().list_as::<Node>("nodes", None).await?;
-        let (pods, pod_rev) = objects.store().list_as::<Pod>("pods", None).await?;
+        let (nodes, node_rev) = objects
+            .list_typed::<Node>(crate::objects::core("nodes"), None)
+            .await?;
+        let (pods, pod_rev) = objects
+            .list_typed::<Pod>(crate::objects::core("pods"), None)
+            .await?;
         if node_rev == pod_rev || attempt >= SNAPSHOT_ATTEMPTS {
             return Ok((nodes, pods));
         }

@@ -493,7 +493,7 @@ fn large_clusters_stop_searching_after_enough_feasible_nodes_and_rotate_the_star
 }
 
 #[tokio::test]
-async fn bench_binds_every_pod_through_a_real_store() {
+async fn bench_binds_every_pod_in_a_real_database() {
     let report = super::bench(3, 12).await.unwrap();
     assert_eq!(report.binds, 12);
     assert!(report.binds_per_second > 0.0);

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::table::TableRequest;
 use super::{AppState, Params, body_stream};
 use crate::error::ApiError;
-use crate::store::{Change, EventType};
+use crate::objects::{Change, EventType};
 
 /// Longest a watch stays open when the client gives no `timeoutSeconds` (kube-apiserver picks 30–60 min).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -63,7 +63,7 @@ pub async fn serve(
                 .await?
         }
     };
-    let changes = match state.objects.store().watch(Some(&res.key()), since).await {
+    let changes = match state.objects.watch(Some(res), since).await {
         Ok(s) => s,
         Err(e) => {
             // kube-apiserver reports an expired resourceVersion as an ERROR event on a 200 stream.
