@@ -6,6 +6,7 @@
 //! field validation does.
 
 pub mod admission;
+pub mod event_correlator;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;

@@ -1,23 +1,22 @@
 //! Events written by the control plane's own components (scheduler, controllers), correlated the way
 //! client-go's recorder does: a repeat of the same reason and message about the same object bumps `count`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use herd_api::event_correlator::{
+    CACHE_ENTRIES, Correlated, EventCorrelator, EventType, Occurrence, Reporter,
+};
 use herd_api::resources::{self, ResourceInfo};
+use k8s_openapi::api::core::v1::ObjectReference;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::objects::{Objects, now};
-
-/// (involved uid, reason, message) → name of the Event already written.
-type Seen = HashMap<SeenKey, String>;
+use crate::objects::Objects;
 
 #[derive(Clone)]
 pub struct Recorder {
     objects: Objects,
-    component: &'static str,
-    seen: Arc<Mutex<Seen>>,
+    correlator: Arc<Mutex<EventCorrelator>>,
 }
 
 fn events() -> &'static ResourceInfo {
@@ -26,10 +25,13 @@ fn events() -> &'static ResourceInfo {
 
 impl Recorder {
     pub fn new(objects: Objects, component: &'static str) -> Self {
+        let reporter = Reporter {
+            component: component.to_owned(),
+            host: None,
+        };
         Self {
             objects,
-            component,
-            seen: Arc::default(),
+            correlator: Arc::new(Mutex::new(EventCorrelator::new(reporter, CACHE_ENTRIES))),
         }
     }
 
@@ -45,57 +47,43 @@ impl Recorder {
 
     /// Writes the event; failures are logged, never returned: an event must not fail the decision it reports.
     async fn record(&self, obj: &Value, type_: &str, reason: &str, message: &str) {
-        if let Err(e) = self.try_record(obj, type_, reason, message).await {
+        let Some(correlated) = self.correlate(obj, type_, reason, message) else {
+            return;
+        };
+        if let Err(e) = self.write(correlated).await {
             tracing::debug!(error = %e, %reason, "could not write event");
         }
-    }
-
-    async fn try_record(
-        &self,
-        obj: &Value,
-        type_: &str,
-        reason: &str,
-        message: &str,
-    ) -> Result<(), ApiError> {
-        let stamp = now();
-        if self.bump_repeat(obj, reason, message, &stamp).await? {
-            return Ok(());
-        }
-        let (key, ns, event) = self.new_event(obj, type_, reason, message, &stamp);
-        let created = self
-            .objects
-            .create(events(), Some(&ns), event, false)
-            .await?;
-        self.remember(key, &created);
-        Ok(())
     }
 
     /// Records many events in one store transaction (the scheduler's hot path); repeats of an event already
     /// written still bump its count. Failures are logged, never returned.
     pub async fn record_many(&self, notes: Vec<Note>) {
-        let stamp = now();
         let mut fresh = Vec::with_capacity(notes.len());
-        let mut keys = Vec::with_capacity(notes.len());
         for note in notes {
-            match self
-                .bump_repeat(&note.obj, note.reason, &note.message, &stamp)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) | Err(_) => {
-                    let (key, ns, event) =
-                        self.new_event(&note.obj, note.type_, note.reason, &note.message, &stamp);
-                    keys.push(key);
-                    fresh.push((Some(ns), event));
+            let Some(correlated) =
+                self.correlate(&note.obj, note.type_, note.reason, &note.message)
+            else {
+                continue;
+            };
+            if correlated.repeat {
+                match self.bump(&correlated).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not write event");
+                        continue;
+                    }
                 }
+            }
+            if let Some(created) = body(&correlated) {
+                fresh.push(created);
             }
         }
         match self.objects.create_many(events(), fresh).await {
             Ok(results) => {
-                for (key, result) in keys.into_iter().zip(results) {
-                    match result {
-                        Ok(created) => self.remember(key, &created),
-                        Err(e) => tracing::debug!(error = %e, "could not write event"),
+                for result in results {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "could not write event");
                     }
                 }
             }
@@ -103,75 +91,84 @@ impl Recorder {
         }
     }
 
-    /// Bumps the count of the Event already written for this (object, reason, message); false when there is
-    /// none to bump.
-    async fn bump_repeat(
-        &self,
-        obj: &Value,
-        reason: &str,
-        message: &str,
-        stamp: &str,
-    ) -> Result<bool, ApiError> {
-        let key = seen_key(obj, reason, message);
-        let Some(event_name) = self.seen.lock().ok().and_then(|m| m.get(&key).cloned()) else {
-            return Ok(false);
-        };
-        let bumped = self
-            .objects
-            .edit(events(), &event_namespace(obj), &event_name, |ev| {
-                ev["count"] = json!(ev["count"].as_i64().unwrap_or(1) + 1);
-                ev["lastTimestamp"] = json!(stamp);
-                true
-            })
-            .await?;
-        Ok(bumped.is_some())
-    }
-
-    /// A new Event about `obj`: its correlation key, namespace and body.
-    fn new_event(
+    /// The Event that records this occurrence, new or a repeat (see `herd_api::event_correlator`).
+    fn correlate(
         &self,
         obj: &Value,
         type_: &str,
         reason: &str,
         message: &str,
-        stamp: &str,
-    ) -> (SeenKey, String, Value) {
-        let md = &obj["metadata"];
-        let name = md["name"].as_str().unwrap_or_default();
-        let ns = event_namespace(obj);
-        let nanos = jiff::Timestamp::now().as_nanosecond();
-        let event = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": format!("{name}.{nanos:x}"), "namespace": ns},
-            "involvedObject": {
-                "kind": obj["kind"], "apiVersion": obj["apiVersion"], "name": name,
-                "namespace": md["namespace"], "uid": md["uid"], "resourceVersion": md["resourceVersion"],
-            },
-            "reason": reason,
-            "message": message,
-            "type": type_,
-            "source": {"component": self.component},
-            "reportingComponent": self.component,
-            "reportingInstance": self.component,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        });
-        (seen_key(obj, reason, message), ns, event)
+    ) -> Option<Correlated> {
+        let type_ = if type_ == "Warning" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let occurrence = Occurrence {
+            involved: reference(obj),
+            type_,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            time: jiff::Timestamp::now(),
+        };
+        let mut correlator = self.correlator.lock().ok()?;
+        Some(correlator.observe(occurrence))
     }
 
-    fn remember(&self, key: SeenKey, created: &Value) {
-        let Some(event_name) = created.pointer("/metadata/name").and_then(Value::as_str) else {
-            return;
-        };
-        if let Ok(mut m) = self.seen.lock() {
-            if m.len() > 4096 {
-                m.clear();
-            }
-            m.insert(key, event_name.to_string());
+    /// Creates the event, or for a repeat bumps its count and time; a repeat whose Event is gone is
+    /// created again under the same name.
+    async fn write(&self, correlated: Correlated) -> Result<(), ApiError> {
+        if correlated.repeat && self.bump(&correlated).await? {
+            return Ok(());
         }
+        let Some((ns, event)) = body(&correlated) else {
+            return Ok(());
+        };
+        self.objects
+            .create(events(), ns.as_deref(), event, false)
+            .await
+            .map(drop)
     }
+
+    /// Writes a repeat's `count` and `lastTimestamp` into the Event already written; false when it is gone.
+    async fn bump(&self, correlated: &Correlated) -> Result<bool, ApiError> {
+        let event = &correlated.event;
+        let ns = event.metadata.namespace.as_deref().unwrap_or("default");
+        let name = event.metadata.name.as_deref().unwrap_or_default();
+        let count = json!(event.count);
+        let last = json!(event.last_timestamp);
+        let bumped = self
+            .objects
+            .edit(events(), ns, name, |ev| {
+                ev["count"] = count.clone();
+                ev["lastTimestamp"] = last.clone();
+                true
+            })
+            .await?;
+        Ok(bumped.is_some())
+    }
+}
+
+/// The reference to `obj` an Event keeps (`involvedObject`).
+fn reference(obj: &Value) -> ObjectReference {
+    let md = &obj["metadata"];
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    ObjectReference {
+        kind: text(&obj["kind"]),
+        api_version: text(&obj["apiVersion"]),
+        name: text(&md["name"]),
+        namespace: text(&md["namespace"]),
+        uid: text(&md["uid"]),
+        resource_version: text(&md["resourceVersion"]),
+        field_path: None,
+    }
+}
+
+/// The namespace and JSON body of a correlated Event, to create.
+fn body(correlated: &Correlated) -> Option<(Option<String>, Value)> {
+    let ns = correlated.event.metadata.namespace.clone();
+    let event = serde_json::to_value(&correlated.event).ok()?;
+    Some((ns, event))
 }
 
 /// One event of [`Recorder::record_many`]: about `obj` (its kind, apiVersion and metadata are enough).
@@ -243,22 +240,89 @@ impl EventQueue {
     }
 }
 
-type SeenKey = (String, String, String);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_api::selector::{FieldSelector, LabelSelector};
 
-fn seen_key(obj: &Value, reason: &str, message: &str) -> SeenKey {
-    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str);
-    (
-        uid.unwrap_or_default().to_string(),
-        reason.to_string(),
-        message.to_string(),
-    )
-}
+    fn pod(uid: &str) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "shop", "uid": uid, "resourceVersion": "7"},
+        })
+    }
 
-/// Events live in their object's namespace; cluster-scoped objects' events go to `default`, as kube's do.
-fn event_namespace(obj: &Value) -> String {
-    obj.pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .unwrap_or("default")
-        .to_string()
+    /// A resource layer over a fresh store, with namespace `shop`.
+    async fn objects() -> (tempfile::TempDir, Objects) {
+        let (dir, objects) = crate::objects::test_objects().await;
+        let namespaces = resources::by_path("", "v1", "namespaces").expect("namespaces");
+        let shop = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}});
+        objects
+            .create(namespaces, None, shop, false)
+            .await
+            .expect("namespace");
+        (dir, objects)
+    }
+
+    async fn written(objects: &Objects) -> Vec<Value> {
+        let (items, _) = objects
+            .list(
+                events(),
+                Some("shop"),
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
+            .await
+            .expect("list events");
+        items
+    }
+
+    #[tokio::test]
+    async fn repeats_bump_the_count_of_one_event_whichever_way_they_are_recorded() {
+        let (_dir, objects) = objects().await;
+        let recorder = Recorder::new(objects.clone(), "default-scheduler");
+        recorder.normal(&pod("u1"), "Scheduled", "assigned").await;
+        recorder.normal(&pod("u1"), "Scheduled", "assigned").await;
+        let note = |uid: &str, message: &str| Note {
+            obj: pod(uid),
+            type_: "Normal",
+            reason: "Scheduled",
+            message: message.to_owned(),
+        };
+        recorder
+            .record_many(vec![note("u1", "assigned"), note("u2", "assigned")])
+            .await;
+        let mut events = written(&objects).await;
+        events.sort_by_key(|e| e["involvedObject"]["uid"].as_str().map(str::to_owned));
+        assert_eq!(events.len(), 2, "{events:#?}");
+        assert_eq!(events[0]["count"], 3, "{events:#?}");
+        assert_eq!(
+            events[0]["source"],
+            json!({"component": "default-scheduler"})
+        );
+        assert_eq!(events[0]["reportingInstance"], "default-scheduler");
+        assert_eq!(events[0]["involvedObject"]["kind"], "Pod");
+        assert_eq!(events[1]["count"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_repeat_whose_event_is_gone_is_written_again() {
+        let (_dir, objects) = objects().await;
+        let recorder = Recorder::new(objects.clone(), "replicaset-controller");
+        recorder.warning(&pod("u1"), "FailedCreate", "quota").await;
+        let name = written(&objects).await[0]["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
+        objects
+            .delete(events(), Some("shop"), &name, Default::default())
+            .await
+            .expect("delete");
+        recorder.warning(&pod("u1"), "FailedCreate", "quota").await;
+        let events = written(&objects).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["metadata"]["name"], name.as_str());
+        assert_eq!(events[0]["count"], 2);
+        assert_eq!(events[0]["type"], "Warning");
+    }
 }

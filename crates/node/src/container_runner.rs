@@ -16,13 +16,13 @@ use tokio_util::sync::CancellationToken;
 use crate::container_logs::{ContainerLogs, PodLogKey};
 use crate::container_spec::{self, PodFacts, RestartPolicy};
 use crate::crash_back_off::{CrashBackOff, go_duration};
-use crate::event_correlator::EventType;
 use crate::events::{self, PodEvents};
 use crate::images::Images;
 use crate::log_capture;
 use crate::pod_setup::PodSetup;
 use crate::pod_status::{ContainerReport, RunState, Termination};
 use crate::probes::{ContainerProbes, ProbeEvent, ProbeKind};
+use herd_api::event_correlator::EventType;
 
 /// The first back-off after a failed pull or load; it doubles up to [`BACK_OFF_MAX`].
 pub(crate) const BACK_OFF_MIN: Duration = Duration::from_secs(1);

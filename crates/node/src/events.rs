@@ -2,7 +2,7 @@
 //!
 //! Recording never waits and never fails: [`EventRecorder::record`] puts the occurrence on a
 //! bounded queue (dropped with a debug line when the queue is full) and one task correlates
-//! it (see `event_correlator`) and writes it: a new Event is created, a repeated one is
+//! it (see `herd_api::event_correlator`) and writes it: a new Event is created, a repeated one is
 //! merge-patched with its new `count` and `lastTimestamp` (or created again if it is gone).
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::event_correlator::{
+use herd_api::event_correlator::{
     CACHE_ENTRIES, Correlated, EventCorrelator, EventType, Occurrence, Reporter,
 };
 
@@ -43,7 +43,7 @@ impl EventRecorder {
         let correlator = EventCorrelator::new(
             Reporter {
                 component: COMPONENT.to_owned(),
-                host: host.to_owned(),
+                host: Some(host.to_owned()),
             },
             CACHE_ENTRIES,
         );

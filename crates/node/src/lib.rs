@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! run ─┬─ kubelet server   /healthz, /containerLogs/{ns}/{pod}/{container}
-//!      ├─ event writer     Events, repeats folded into `count` (event_correlator)
+//!      ├─ event writer     Events, repeats folded into `count` (herd_api::event_correlator)
 //!      ├─ heartbeat        Lease kube-node-lease/<node>, Node Ready condition
 //!      └─ PodAgent         watch pods (spec.nodeName=<node>), pod IPs from spec.podCIDR
 //!           └─ PodWorker per pod UID ── init containers one by one, then the containers
@@ -29,7 +29,6 @@ mod container_runner;
 mod container_spec;
 mod crash_back_off;
 mod cri_log;
-mod event_correlator;
 mod events;
 mod heartbeat;
 mod images;

@@ -27,7 +27,6 @@ use crate::container_resume::resumed_report;
 use crate::container_runner::{BACK_OFF_MAX, BACK_OFF_MIN, ContainerRunner, Report};
 use crate::container_spec::{PodFacts, RestartPolicy};
 use crate::crash_back_off::CrashBackOff;
-use crate::event_correlator::EventType;
 use crate::events::{EventRecorder, PodEvents};
 use crate::images::Images;
 use crate::ip_pool::{IpLease, SharedIpPool};
@@ -36,6 +35,7 @@ use crate::pod_setup::PodSetup;
 use crate::pod_status::{
     self, ContainerReport, RunState, StatusInput, init_failed, init_succeeded,
 };
+use herd_api::event_correlator::EventType;
 
 /// What every pod worker of this node shares.
 pub(crate) struct NodeContext {

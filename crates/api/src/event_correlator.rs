@@ -1,20 +1,21 @@
 //! Folds repeated events into one, like client-go's event correlator: an event with the same
 //! involved object, type, reason and message as one recorded before updates that Event
 //! (`count`, `lastTimestamp`) instead of creating another. The memory is a bounded cache;
-//! the least recently seen entry is forgotten first. Pure: the clock is an argument.
+//! the least recently seen entry is forgotten first. Pure: the clock is an argument. The one
+//! correlator of herd: the control plane's recorder and the node agent's both use it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 /// How many distinct events are remembered (client-go's `maxLruCacheEntries`).
-pub(crate) const CACHE_ENTRIES: usize = 4096;
+pub const CACHE_ENTRIES: usize = 4096;
 
 /// `Normal` or `Warning`, the two event types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum EventType {
+pub enum EventType {
     Normal,
     Warning,
 }
@@ -30,7 +31,7 @@ impl EventType {
 
 /// One occurrence, as the agent reports it.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Occurrence {
+pub struct Occurrence {
     pub involved: ObjectReference,
     pub type_: EventType,
     pub reason: String,
@@ -81,23 +82,27 @@ struct Entry {
 
 /// The Event to write for an occurrence.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Correlated {
+pub struct Correlated {
     pub event: Event,
     /// An Event with this name was written before: update it rather than create it.
     pub repeat: bool,
 }
 
-/// Who writes the events: `source.component` / `reportingComponent` and the host.
+/// Who writes the events: `source.component` / `reportingComponent`, and the host for a node's
+/// component (`source.host`, `reportingInstance`; without one the component is its own instance, as
+/// the control plane's components are).
 #[derive(Clone, Debug)]
-pub(crate) struct Reporter {
+pub struct Reporter {
     pub component: String,
-    pub host: String,
+    pub host: Option<String>,
 }
 
 #[derive(Debug)]
-pub(crate) struct EventCorrelator {
+pub struct EventCorrelator {
     reporter: Reporter,
     entries: HashMap<EventKey, Entry>,
+    /// The keys by when they were last used: the first is the least recent.
+    by_use: BTreeMap<u64, EventKey>,
     capacity: usize,
     observed: u64,
 }
@@ -107,6 +112,7 @@ impl EventCorrelator {
         Self {
             reporter,
             entries: HashMap::new(),
+            by_use: BTreeMap::new(),
             capacity: capacity.max(1),
             observed: 0,
         }
@@ -120,6 +126,9 @@ impl EventCorrelator {
         let (entry, repeat) = match self.entries.get_mut(&key) {
             Some(entry) => {
                 entry.count = entry.count.saturating_add(1);
+                if let Some(key) = self.by_use.remove(&entry.used) {
+                    self.by_use.insert(self.observed, key);
+                }
                 entry.used = self.observed;
                 (entry.clone(), true)
             }
@@ -134,6 +143,7 @@ impl EventCorrelator {
                     first: occurrence.time,
                     used: self.observed,
                 };
+                self.by_use.insert(self.observed, key.clone());
                 self.entries.insert(key, entry.clone());
                 (entry, false)
             }
@@ -145,12 +155,7 @@ impl EventCorrelator {
     }
 
     fn evict_least_recent(&mut self) {
-        let oldest = self
-            .entries
-            .iter()
-            .min_by_key(|(_, entry)| entry.used)
-            .map(|(key, _)| key.clone());
-        if let Some(oldest) = oldest {
+        if let Some((_, oldest)) = self.by_use.pop_first() {
             self.entries.remove(&oldest);
         }
     }
@@ -178,10 +183,15 @@ impl EventCorrelator {
             last_timestamp: Some(Time(occurrence.time)),
             source: Some(EventSource {
                 component: Some(self.reporter.component.clone()),
-                host: Some(self.reporter.host.clone()),
+                host: self.reporter.host.clone(),
             }),
             reporting_component: Some(self.reporter.component.clone()),
-            reporting_instance: Some(self.reporter.host.clone()),
+            reporting_instance: Some(
+                self.reporter
+                    .host
+                    .clone()
+                    .unwrap_or_else(|| self.reporter.component.clone()),
+            ),
             ..Event::default()
         }
     }
@@ -194,7 +204,7 @@ mod tests {
     fn reporter() -> Reporter {
         Reporter {
             component: "kubelet".into(),
-            host: "n1".into(),
+            host: Some("n1".into()),
         }
     }
 
@@ -329,5 +339,23 @@ mod tests {
             correlated.event.metadata.name.as_deref(),
             Some("n1.17979cfe362a0000")
         );
+    }
+
+    #[test]
+    fn a_control_plane_component_is_its_own_instance() {
+        let scheduler = Reporter {
+            component: "default-scheduler".into(),
+            host: None,
+        };
+        let mut correlator = EventCorrelator::new(scheduler, 2);
+        let event = correlator
+            .observe(occurrence("u1", "1", "Scheduled", "assigned", 0))
+            .event;
+        let json = serde_json::to_value(&event).expect("json");
+        assert_eq!(
+            json["source"],
+            serde_json::json!({"component": "default-scheduler"})
+        );
+        assert_eq!(json["reportingInstance"], "default-scheduler");
     }
 }
