@@ -1,22 +1,23 @@
 //! `herd apply -f` and `herd delete -f`: create, update or delete the objects of a manifest.
 //!
-//! Updates are kubectl's client-side apply: the applied manifest is remembered in the
-//! `kubectl.kubernetes.io/last-applied-configuration` annotation, and the next apply starts from the
-//! live object, removes the fields the previous manifest had and the new one dropped, and overlays
-//! the new manifest. Fields set by the server (defaults, allocated IPs, status) survive.
+//! Apply is server-side apply: each object is sent whole as an `application/apply-patch+yaml` PATCH
+//! with `fieldManager=herd`, and the API server merges it (creating the object when absent). herd
+//! owns exactly the fields of its manifests: a field another manager set (`kubectl scale`'s
+//! replicas, a controller's annotations) survives an apply that does not name it, and a field
+//! herd set before and the manifest dropped is removed — list elements included.
 
 use std::path::Path;
 
 use anyhow::anyhow;
 use kube::Client;
-use kube::api::{DeleteParams, DynamicObject, PostParams};
-use serde_json::{Map, Value};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::Value;
 
 use super::errors::from_kube;
 use super::manifest::{Manifest, read_objects, resolve, type_name};
 
-/// Where kubectl (and herd) keeps the manifest of the last apply.
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The field manager herd's applies are recorded under in `managedFields`.
+pub const FIELD_MANAGER: &str = "herd";
 
 /// What one apply did to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,11 +35,29 @@ impl Applied {
             Applied::Unchanged => "unchanged",
         }
     }
+
+    /// From the object before the apply (`None`: it did not exist) and after: unchanged when
+    /// they differ in nothing but what the server writes on its own (resourceVersion,
+    /// managedFields, status), so neither a server that records a no-op apply nor a controller's
+    /// status write in between turns an unchanged object into a configured one.
+    fn compare(before: Option<&Value>, after: &Value) -> Self {
+        match before {
+            None => Applied::Created,
+            Some(before) if comparable(before) == comparable(after) => Applied::Unchanged,
+            Some(_) => Applied::Configured,
+        }
+    }
 }
 
 /// Applies every object of `path`, printing `pod/hello created` (or `configured`, `unchanged`)
 /// for each. Objects after a failed one are still applied; the failures are reported at the end.
-pub async fn apply_file(client: &Client, path: &Path, default_ns: &str) -> anyhow::Result<()> {
+/// With `force_conflicts`, herd takes over fields another manager owns instead of failing.
+pub async fn apply_file(
+    client: &Client,
+    path: &Path,
+    default_ns: &str,
+    force_conflicts: bool,
+) -> anyhow::Result<()> {
     let objects = read_objects(path)?;
     if objects.is_empty() {
         return Err(anyhow!("no objects passed to apply"));
@@ -47,10 +66,12 @@ pub async fn apply_file(client: &Client, path: &Path, default_ns: &str) -> anyho
     let mut results = Vec::new();
     for object in objects {
         let result = match resolve(object, default_ns) {
-            Ok(manifest) => apply_one(client, &manifest).await.map(|applied| {
-                let kind = type_name(manifest.info);
-                println!("{kind}/{} {}", manifest.name, applied.word());
-            }),
+            Ok(manifest) => apply_one(client, &manifest, force_conflicts)
+                .await
+                .map(|applied| {
+                    let kind = type_name(manifest.info);
+                    println!("{kind}/{} {}", manifest.name, applied.word());
+                }),
             Err(e) => Err(e),
         };
         results.push(result);
@@ -101,110 +122,49 @@ fn report_failures(results: impl IntoIterator<Item = anyhow::Result<()>>) -> any
     last.map_or(Ok(()), Err)
 }
 
-async fn apply_one(client: &Client, manifest: &Manifest) -> anyhow::Result<Applied> {
+/// Server-side applies one object; what it did comes from the object before and after.
+async fn apply_one(client: &Client, manifest: &Manifest, force: bool) -> anyhow::Result<Applied> {
     let api = super::api(client, manifest.info, manifest.namespace.as_deref());
-    let desired = with_last_applied(&manifest.object)?;
-    let live = api.get_opt(&manifest.name).await.map_err(from_kube)?;
-    let Some(live) = live else {
-        let object: DynamicObject = serde_json::from_value(desired)?;
-        api.create(&PostParams::default(), &object)
-            .await
-            .map_err(from_kube)?;
-        return Ok(Applied::Created);
-    };
-    let live = serde_json::to_value(&live)?;
-    if contains(&live, &desired) {
-        return Ok(Applied::Unchanged);
-    }
-    let last = live
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(LAST_APPLIED))
-        .and_then(Value::as_str)
-        .and_then(|s| serde_json::from_str::<Value>(s).ok());
-    let mut merged = three_way_merge(&live, last.as_ref(), &desired);
-    if let Some(metadata) = merged.get_mut("metadata").and_then(Value::as_object_mut)
-        && let Some(version) = live.pointer("/metadata/resourceVersion")
-    {
-        metadata.insert("resourceVersion".to_string(), version.clone());
-    }
-    let object: DynamicObject = serde_json::from_value(merged)?;
-    api.replace(&manifest.name, &PostParams::default(), &object)
+    let before = api.get_opt(&manifest.name).await.map_err(from_kube)?;
+    let before = before.map(serde_json::to_value).transpose()?;
+    let mut params = PatchParams::apply(FIELD_MANAGER);
+    params.force = force;
+    let applied = api
+        .patch(&manifest.name, &params, &Patch::Apply(&manifest.object))
         .await
-        .map_err(from_kube)?;
-    Ok(Applied::Configured)
+        .map_err(apply_failure)?;
+    Ok(Applied::compare(
+        before.as_ref(),
+        &serde_json::to_value(applied)?,
+    ))
 }
 
-/// The manifest as sent: without `status` (the server owns it) and with the last-applied
-/// annotation holding the manifest itself.
-fn with_last_applied(object: &Value) -> anyhow::Result<Value> {
-    let Some(mut fields) = object.as_object().cloned() else {
-        return Err(anyhow!("the manifest is not an object"));
-    };
-    fields.remove("status");
-    if let Some(Value::Object(metadata)) = fields.get_mut("metadata") {
-        for server_owned in ["resourceVersion", "uid", "creationTimestamp", "generation"] {
-            metadata.remove(server_owned);
-        }
-        if let Some(Value::Object(annotations)) = metadata.get_mut("annotations") {
-            annotations.remove(LAST_APPLIED);
+/// An object without the fields the server writes on its own.
+fn comparable(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(fields) = object.as_object_mut() {
+        fields.remove("status");
+        if let Some(Value::Object(metadata)) = fields.get_mut("metadata") {
+            metadata.remove("resourceVersion");
+            metadata.remove("managedFields");
         }
     }
-    let remembered = format!("{}\n", serde_json::to_string(&fields)?);
-    let metadata = fields
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(metadata) = metadata {
-        let annotations = metadata
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(annotations) = annotations {
-            annotations.insert(LAST_APPLIED.to_string(), Value::String(remembered));
-        }
-    }
-    Ok(Value::Object(fields))
+    object
 }
 
-/// Starts from `live`, removes the fields `last` had and `desired` lacks, then overlays `desired`
-/// (objects merged key by key, everything else replaced; an explicit `null` removes the field).
-pub fn three_way_merge(live: &Value, last: Option<&Value>, desired: &Value) -> Value {
-    let (Value::Object(live), Value::Object(wanted)) = (live, desired) else {
-        return desired.clone();
-    };
-    let mut out = live.clone();
-    if let Some(Value::Object(last)) = last {
-        for key in last.keys() {
-            if !wanted.contains_key(key) {
-                out.remove(key);
-            }
+/// A conflict with another field manager as kubectl prints it (the server's message alone, on one
+/// line); any other failure as every client error.
+fn apply_failure(err: kube::Error) -> anyhow::Error {
+    match err {
+        kube::Error::Api(status)
+            if status.code == 409 && status.message.starts_with("Apply failed") =>
+        {
+            anyhow!(
+                "{} (use --force-conflicts to take them over)",
+                status.message.replace('\n', " ")
+            )
         }
-    }
-    for (key, value) in wanted {
-        if value.is_null() {
-            out.remove(key);
-            continue;
-        }
-        let merged = match live.get(key) {
-            Some(current) => three_way_merge(current, last.and_then(|l| l.get(key)), value),
-            None => value.clone(),
-        };
-        out.insert(key.clone(), merged);
-    }
-    Value::Object(out)
-}
-
-/// Whether `live` already holds everything `desired` says: objects key by key (extra live keys,
-/// like server defaults, are fine), arrays element by element, scalars equal.
-pub fn contains(live: &Value, desired: &Value) -> bool {
-    match (live, desired) {
-        (_, Value::Null) => true,
-        (Value::Object(live), Value::Object(desired)) => desired.iter().all(|(key, value)| {
-            live.get(key)
-                .map_or(value.is_null(), |current| contains(current, value))
-        }),
-        (Value::Array(live), Value::Array(desired)) => {
-            live.len() == desired.len() && live.iter().zip(desired).all(|(l, d)| contains(l, d))
-        }
-        _ => live == desired,
+        other => from_kube(other),
     }
 }
 
@@ -214,78 +174,39 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn merge_keeps_server_fields_and_drops_removed_ones() {
-        let live = json!({
-            "metadata": {"name": "web", "uid": "u1", "resourceVersion": "7",
-                         "labels": {"app": "web", "tier": "front"}},
-            "spec": {"clusterIP": "127.2.0.1", "ports": [{"port": 80, "protocol": "TCP"}],
-                     "selector": {"app": "web"}},
-            "status": {"loadBalancer": {}}
-        });
-        let last = json!({"metadata": {"name": "web", "labels": {"app": "web", "tier": "front"}},
-                          "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}});
-        let desired = json!({"metadata": {"name": "web", "labels": {"app": "web"}},
-                             "spec": {"ports": [{"port": 8080}], "selector": {"app": "web"}}});
-        let merged = three_way_merge(&live, Some(&last), &desired);
+    fn before_and_after_tell_what_an_apply_did() {
+        let before = json!({"metadata": {"name": "c", "resourceVersion": "3",
+                                         "managedFields": [{"manager": "herd"}]},
+                            "data": {"a": "1"}});
+        assert_eq!(Applied::compare(None, &before), Applied::Created);
+        let mut after = before.clone();
+        after["metadata"]["resourceVersion"] = json!("4");
+        after["metadata"]["managedFields"][0]["time"] = json!("2026-01-01T00:00:00Z");
+        after["status"] = json!({"observedGeneration": 1});
+        assert_eq!(Applied::compare(Some(&before), &after), Applied::Unchanged);
+        after["data"]["a"] = json!("2");
+        assert_eq!(Applied::compare(Some(&before), &after), Applied::Configured);
+    }
+
+    #[test]
+    fn conflicts_print_on_one_line() {
+        let status = kube::core::Status::failure(
+            "Apply failed with 2 conflicts: conflicts with \"a\":\n- .spec.replicas\n- .spec.paused",
+            "Conflict",
+        )
+        .with_code(409);
+        let err = apply_failure(kube::Error::Api(status.boxed()));
         assert_eq!(
-            merged,
-            json!({
-                "metadata": {"name": "web", "uid": "u1", "resourceVersion": "7", "labels": {"app": "web"}},
-                "spec": {"clusterIP": "127.2.0.1", "ports": [{"port": 8080}], "selector": {"app": "web"}},
-                "status": {"loadBalancer": {}}
-            })
+            err.to_string(),
+            "Apply failed with 2 conflicts: conflicts with \"a\": - .spec.replicas - .spec.paused \
+             (use --force-conflicts to take them over)"
         );
-    }
-
-    #[test]
-    fn merge_without_last_applied_only_overlays() {
-        let live = json!({"data": {"a": "1", "b": "2"}});
-        let merged = three_way_merge(&live, None, &json!({"data": {"a": "3", "b": null}}));
-        assert_eq!(merged, json!({"data": {"a": "3"}}));
-    }
-
-    #[test]
-    fn contains_ignores_server_defaults_but_not_changes() {
-        let live = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
-            {"name": "c", "image": "r/app:v1", "imagePullPolicy": "IfNotPresent"}]}}}});
-        let same = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
-            {"name": "c", "image": "r/app:v1"}]}}}});
-        assert!(contains(&live, &same));
-        let new_image = json!({"spec": {"template": {"spec": {"containers": [
-            {"name": "c", "image": "r/app:v2"}]}}}});
-        assert!(!contains(&live, &new_image));
-        let extra_container = json!({"spec": {"template": {"spec": {"containers": [
-            {"name": "c"}, {"name": "d"}]}}}});
-        assert!(!contains(&live, &extra_container));
-        assert!(!contains(&live, &json!({"spec": {"paused": true}})));
-    }
-
-    #[test]
-    fn last_applied_annotation_remembers_the_manifest_without_status() {
-        let manifest = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                              "metadata": {"name": "c", "annotations": {"team": "a"}},
-                              "data": {"k": "v"}, "status": {"x": 1}});
-        let desired = with_last_applied(&manifest).expect("object");
-        assert!(desired.get("status").is_none());
+        let status = kube::core::Status::failure("pods \"x\" not found", "NotFound").with_code(404);
+        let err = apply_failure(kube::Error::Api(status.boxed()));
         assert_eq!(
-            desired.pointer("/metadata/annotations/team"),
-            Some(&json!("a"))
+            err.to_string(),
+            "Error from server (NotFound): pods \"x\" not found"
         );
-        let remembered = desired
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(LAST_APPLIED))
-            .and_then(Value::as_str)
-            .expect("annotation");
-        let remembered: Value = serde_json::from_str(remembered).expect("json");
-        assert_eq!(remembered.pointer("/data/k"), Some(&json!("v")));
-        assert!(
-            remembered
-                .pointer("/metadata/annotations")
-                .is_some_and(|a| a.get(LAST_APPLIED).is_none())
-        );
-
-        // Applying the same manifest twice yields the same annotation: `unchanged` is reachable.
-        assert_eq!(with_last_applied(&desired).expect("object"), desired);
     }
 
     #[test]

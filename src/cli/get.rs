@@ -3,13 +3,12 @@
 use anyhow::anyhow;
 use herd_api::resources::{self, ResourceInfo};
 use kube::Client;
-use kube::api::{DynamicObject, ListParams};
+use kube::api::{DynamicObject, GetParams, ListParams};
 use serde::Serialize as _;
 use serde_json::{Value, json};
 
 use super::errors::from_kube;
 use super::manifest::type_name;
-use super::table::{self, TableOptions};
 
 /// The `-o` formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,12 +94,68 @@ pub async fn get(client: &Client, request: GetRequest) -> anyhow::Result<()> {
         }
     }
     let types = resource_types(&request.resource)?;
+    let text = match request.output {
+        Output::Table { wide } => tables(client, &types, &request, wide).await?,
+        output => objects(client, &types, &request, output).await?,
+    };
+    let Some(text) = text else {
+        if types.iter().any(|t| t.namespaced) && !request.all_namespaces {
+            eprintln!("No resources found in {} namespace.", request.namespace);
+        } else {
+            eprintln!("No resources found");
+        }
+        return Ok(());
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// The lists as the server's Tables, one section per type with rows (kubectl leaves a blank line
+/// between sections); `None` when every list is empty.
+async fn tables(
+    client: &Client,
+    types: &[&'static ResourceInfo],
+    request: &GetRequest,
+    wide: bool,
+) -> anyhow::Result<Option<String>> {
+    let mut params = ListParams::default();
+    if let Some(selector) = &request.selector {
+        params = params.labels(selector);
+    }
+    let mut sections = Vec::new();
+    for info in types {
+        let namespace =
+            (info.namespaced && !request.all_namespaces).then_some(request.namespace.as_str());
+        let http = kube::core::Request::new(url_path(info, namespace))
+            .list(&params)
+            .map_err(|e| anyhow!("cannot build the list request: {e}"))?;
+        let table = fetch_table(client, http).await?;
+        let options = PrintOptions {
+            wide,
+            with_namespace: request.all_namespaces && info.namespaced,
+            kind: (types.len() > 1).then(|| type_name(info)),
+        };
+        if let Some(section) = print_table(&table, &options) {
+            sections.push(section);
+        }
+    }
+    Ok((!sections.is_empty()).then(|| sections.join("\n")))
+}
+
+/// The lists as objects: one `List` in YAML or JSON, or `TYPE/NAME` lines; `None` when every list
+/// is empty and the output is names.
+async fn objects(
+    client: &Client,
+    types: &[&'static ResourceInfo],
+    request: &GetRequest,
+    output: Output,
+) -> anyhow::Result<Option<String>> {
     let mut params = ListParams::default();
     if let Some(selector) = &request.selector {
         params = params.labels(selector);
     }
     let mut lists = Vec::new();
-    for info in &types {
+    for info in types {
         let namespace =
             (info.namespaced && !request.all_namespaces).then_some(request.namespace.as_str());
         let list = super::api(client, info, namespace)
@@ -115,53 +170,26 @@ pub async fn get(client: &Client, request: GetRequest) -> anyhow::Result<()> {
         objects.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
         lists.push((*info, objects));
     }
-
     let everything = || {
         lists
             .iter()
             .flat_map(|(_, objects)| objects.iter().cloned())
     };
-    let text = match request.output {
-        Output::Yaml => serde_yaml::to_string(&as_list(everything().collect()))?,
-        Output::Json => pretty_json(&as_list(everything().collect()))?,
-        _ if lists.iter().all(|(_, objects)| objects.is_empty()) => {
-            if types.iter().any(|t| t.namespaced) && !request.all_namespaces {
-                eprintln!("No resources found in {} namespace.", request.namespace);
-            } else {
-                eprintln!("No resources found");
-            }
-            return Ok(());
-        }
-        Output::Name => lists
-            .iter()
-            .flat_map(|(info, objects)| {
-                objects
-                    .iter()
-                    .map(|o| format!("{}/{}\n", type_name(info), name_of(o)))
-            })
-            .collect(),
-        Output::Table { wide } => {
-            let sections: Vec<String> = lists
+    Ok(match output {
+        Output::Yaml => Some(serde_yaml::to_string(&as_list(everything().collect()))?),
+        Output::Json => Some(pretty_json(&as_list(everything().collect()))?),
+        _ if lists.iter().all(|(_, objects)| objects.is_empty()) => None,
+        _ => Some(
+            lists
                 .iter()
-                .filter(|(_, objects)| !objects.is_empty())
-                .map(|(info, objects)| {
-                    let options = TableOptions {
-                        wide,
-                        with_namespace: request.all_namespaces && info.namespaced,
-                    };
-                    let mut built =
-                        table::build(info.plural, objects, options, jiff::Timestamp::now());
-                    if types.len() > 1 {
-                        qualify_names(&mut built, info, options);
-                    }
-                    table::render(&built)
+                .flat_map(|(info, objects)| {
+                    objects
+                        .iter()
+                        .map(|o| format!("{}/{}\n", type_name(info), name_of(o)))
                 })
-                .collect();
-            sections.join("\n")
-        }
-    };
-    print!("{text}");
-    Ok(())
+                .collect(),
+        ),
+    })
 }
 
 async fn get_one(
@@ -171,37 +199,171 @@ async fn get_one(
     request: &GetRequest,
 ) -> anyhow::Result<()> {
     let namespace = info.namespaced.then_some(request.namespace.as_str());
+    if let Output::Table { wide } = request.output {
+        let http = kube::core::Request::new(url_path(info, namespace))
+            .get(name, &GetParams::default())
+            .map_err(|e| anyhow!("cannot build the get request: {e}"))?;
+        let table = fetch_table(client, http).await?;
+        let options = PrintOptions {
+            wide,
+            with_namespace: false,
+            kind: None,
+        };
+        print!("{}", print_table(&table, &options).unwrap_or_default());
+        return Ok(());
+    }
     let object = super::api(client, info, namespace)
         .get(name)
         .await
         .map_err(from_kube)?;
     let object = to_json(object, info)?;
     let text = match request.output {
-        Output::Table { wide } => {
-            let options = TableOptions {
-                wide,
-                with_namespace: false,
-            };
-            let now = jiff::Timestamp::now();
-            table::render(&table::build(info.plural, &[object], options, now))
-        }
         Output::Yaml => serde_yaml::to_string(&object)?,
         Output::Json => pretty_json(&object)?,
-        Output::Name => format!("{}/{name}\n", type_name(info)),
+        Output::Name | Output::Table { .. } => format!("{}/{name}\n", type_name(info)),
     };
     print!("{text}");
     Ok(())
 }
 
-/// With several types in one `get`, kubectl writes NAME as `pod/hello`.
-fn qualify_names(built: &mut table::Table, info: &ResourceInfo, options: TableOptions) {
-    let column = usize::from(options.with_namespace);
-    let prefix = type_name(info);
-    for row in &mut built.rows {
-        if let Some(cell) = row.get_mut(column) {
-            *cell = format!("{prefix}/{cell}");
+/// What kubectl sends to have a list or object answered as a `meta.k8s.io` Table.
+const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
+/// Sends `http` asking for the server's Table.
+async fn fetch_table(client: &Client, mut http: hyper::Request<Vec<u8>>) -> anyhow::Result<Value> {
+    http.headers_mut().insert(
+        hyper::header::ACCEPT,
+        hyper::header::HeaderValue::from_static(TABLE_ACCEPT),
+    );
+    let table: Value = client.request(http).await.map_err(from_kube)?;
+    if table.get("kind").and_then(Value::as_str) != Some("Table") {
+        return Err(anyhow!("the server did not answer a Table"));
+    }
+    Ok(table)
+}
+
+/// The collection's path (`/apis/apps/v1/namespaces/default/deployments`), across all namespaces
+/// with `None`.
+fn url_path(info: &ResourceInfo, namespace: Option<&str>) -> String {
+    let namespace = namespace.filter(|_| info.namespaced);
+    <DynamicObject as kube::Resource>::url_path(&super::api_resource(info), namespace)
+}
+
+/// How kubectl's printer lays a server Table out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PrintOptions {
+    /// `-o wide`: every column, not only those of priority 0.
+    wide: bool,
+    /// `-A`: a NAMESPACE column first, from each row's object.
+    with_namespace: bool,
+    /// Several types in one `get`: the name column as `pod/hello`.
+    kind: Option<String>,
+}
+
+/// Prints a `meta.k8s.io` Table as kubectl does (`printers.PrintTable` with `decorateTable`):
+/// upper-cased headers, priority-0 columns unless wide, then a tabwriter. `None` without rows.
+fn print_table(table: &Value, options: &PrintOptions) -> Option<String> {
+    let rows = table
+        .get("rows")
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())?;
+    let columns: Vec<&Value> = table
+        .get("columnDefinitions")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().collect())
+        .unwrap_or_default();
+    let shown: Vec<usize> = (0..columns.len())
+        .filter(|&i| {
+            options.wide
+                || columns[i]
+                    .get("priority")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    == 0
+        })
+        .collect();
+    let name_column = options.kind.as_ref().and_then(|_| {
+        columns.iter().position(|c| {
+            c.get("format").and_then(Value::as_str) == Some("name")
+                && c.get("type").and_then(Value::as_str) == Some("string")
+        })
+    });
+    let mut lines = Vec::with_capacity(rows.len() + 1);
+    let mut header = Vec::new();
+    if options.with_namespace {
+        header.push("NAMESPACE".to_string());
+    }
+    header.extend(shown.iter().map(|&i| {
+        columns[i]
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_uppercase()
+    }));
+    lines.push(header);
+    for row in rows {
+        let cells: &[Value] = row
+            .get("cells")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice);
+        let mut line = Vec::new();
+        if options.with_namespace {
+            let namespace = row
+                .pointer("/object/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            line.push(namespace.to_string());
+        }
+        for &i in &shown {
+            let Some(cell) = cells.get(i) else { break };
+            let mut text = cell_text(cell);
+            if Some(i) == name_column
+                && let Some(kind) = &options.kind
+            {
+                text = format!("{kind}/{text}");
+            }
+            line.push(text);
+        }
+        lines.push(line);
+    }
+    Some(tabwrite(&lines))
+}
+
+/// A cell as kubectl prints it: a string up to its first line break (then `...`), anything else
+/// as Go's `fmt.Sprint` shows the decoded JSON value.
+fn cell_text(cell: &Value) -> String {
+    match cell {
+        Value::String(s) => match s.find(['\n', '\r', '\u{c}']) {
+            Some(end) => format!("{}...", &s[..end]),
+            None => s.clone(),
+        },
+        Value::Null => "<nil>".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// kubectl's tabwriter (minimum width 6, padding 3): every cell but a line's last padded to its
+/// column's widest cell plus three spaces.
+fn tabwrite(lines: &[Vec<String>]) -> String {
+    let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for line in lines {
+        for (i, cell) in line.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
         }
     }
+    let mut out = String::new();
+    for line in lines {
+        for (i, cell) in line.iter().enumerate() {
+            out.push_str(cell);
+            if i + 1 < line.len() {
+                let width = (widths[i] + 3).max(6);
+                out.extend(std::iter::repeat_n(' ', width - cell.chars().count()));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The object as JSON with `apiVersion` and `kind` filled in (list items often lack them).
@@ -283,17 +445,58 @@ mod tests {
         assert!(resource_types(",").is_err());
     }
 
+    fn server_table() -> Value {
+        json!({
+            "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
+            "columnDefinitions": [
+                {"name": "Name", "type": "string", "format": "name", "priority": 0},
+                {"name": "Status", "type": "string", "format": "", "priority": 0},
+                {"name": "Restarts", "type": "string", "format": "", "priority": 0},
+                {"name": "Node", "type": "string", "format": "", "priority": 1},
+            ],
+            "rows": [
+                {"cells": ["hello", "Init:0/1", "0", "e2e-node"],
+                 "object": {"metadata": {"name": "hello", "namespace": "default"}}},
+                {"cells": ["a-longer-name", "Running", "1 (5s ago)", "<none>"],
+                 "object": {"metadata": {"name": "a-longer-name", "namespace": "team-a"}}},
+            ],
+        })
+    }
+
     #[test]
-    fn several_types_qualify_the_name_column() {
-        let info = resources::by_name("svc").expect("services");
-        let options = TableOptions {
-            wide: false,
+    fn server_tables_print_as_kubectl_prints_them() {
+        let text = print_table(&server_table(), &PrintOptions::default()).expect("rows");
+        assert_eq!(
+            text,
+            "NAME            STATUS     RESTARTS\n\
+             hello           Init:0/1   0\n\
+             a-longer-name   Running    1 (5s ago)\n"
+        );
+        let wide = PrintOptions {
+            wide: true,
             with_namespace: true,
+            kind: Some("pod".to_string()),
         };
-        let object = json!({"metadata": {"name": "web", "namespace": "default"}});
-        let mut built = table::build(info.plural, &[object], options, jiff::Timestamp::now());
-        qualify_names(&mut built, info, options);
-        assert_eq!(built.rows[0][..2], ["default", "service/web"]);
+        let text = print_table(&server_table(), &wide).expect("rows");
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "NAMESPACE   NAME                STATUS     RESTARTS     NODE",
+                "default     pod/hello           Init:0/1   0            e2e-node",
+                "team-a      pod/a-longer-name   Running    1 (5s ago)   <none>",
+            ]
+        );
+        let mut empty = server_table();
+        empty["rows"] = json!([]);
+        assert_eq!(print_table(&empty, &PrintOptions::default()), None);
+    }
+
+    #[test]
+    fn cells_print_as_go_prints_them() {
+        assert_eq!(cell_text(&json!(3)), "3");
+        assert_eq!(cell_text(&json!(true)), "true");
+        assert_eq!(cell_text(&Value::Null), "<nil>");
+        assert_eq!(cell_text(&json!("two\nlines")), "two...");
     }
 
     #[test]

@@ -8,7 +8,6 @@ mod apply;
 mod errors;
 mod get;
 mod manifest;
-mod table;
 
 use std::path::{Path, PathBuf};
 
@@ -38,11 +37,14 @@ pub struct ClientOpts {
 /// The client subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ClientCommand {
-    /// Create or update objects from a YAML/JSON file (several documents separated by ---);
-    /// `-f -` reads stdin, `-f DIR` every .yaml/.yml/.json file in it.
+    /// Create or update objects from a YAML/JSON file (several documents separated by ---) by
+    /// server-side apply; `-f -` reads stdin, `-f DIR` every .yaml/.yml/.json file in it.
     Apply {
         #[arg(short = 'f', long)]
         file: PathBuf,
+        /// Take over fields another field manager owns instead of failing on the conflict.
+        #[arg(long)]
+        force_conflicts: bool,
     },
     /// Show one object or a list of them.
     Get {
@@ -100,9 +102,12 @@ pub enum ClientCommand {
 /// the manifest, kubeconfig, registry or connection failed.
 pub async fn run(opts: ClientOpts, cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
-        ClientCommand::Apply { file } => {
+        ClientCommand::Apply {
+            file,
+            force_conflicts,
+        } => {
             let (client, namespace) = connect(&opts).await?;
-            apply::apply_file(&client, &file, &namespace).await
+            apply::apply_file(&client, &file, &namespace, force_conflicts).await
         }
         ClientCommand::Get {
             resource,
@@ -227,16 +232,21 @@ pub fn user_agent(component: &str) -> String {
 /// The dynamic API of a resource type, in `namespace` or across all namespaces (and for
 /// cluster-scoped types) with `None`.
 fn api(client: &Client, info: &ResourceInfo, namespace: Option<&str>) -> Api<DynamicObject> {
-    let resource = ApiResource {
+    let resource = api_resource(info);
+    match namespace {
+        Some(ns) if info.namespaced => Api::namespaced_with(client.clone(), ns, &resource),
+        _ => Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// herd-api's entry for a resource type, as kube's dynamic `ApiResource`.
+fn api_resource(info: &ResourceInfo) -> ApiResource {
+    ApiResource {
         group: info.group.to_string(),
         version: info.version.to_string(),
         api_version: info.api_version(),
         kind: info.kind.to_string(),
         plural: info.plural.to_string(),
-    };
-    match namespace {
-        Some(ns) if info.namespaced => Api::namespaced_with(client.clone(), ns, &resource),
-        _ => Api::all_with(client.clone(), &resource),
     }
 }
 
