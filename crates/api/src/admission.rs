@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodSpec, PodStatus, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -163,6 +164,7 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
         }),
         "Endpoints" => named::<Endpoints>(obj, &mut causes, |n| &n.metadata),
         "ConfigMap" => named::<ConfigMap>(obj, &mut causes, |n| &n.metadata),
+        "ServiceAccount" => named::<ServiceAccount>(obj, &mut causes, |n| &n.metadata),
         "Secret" => typed(obj, &mut causes, |sec: &mut Secret, c| {
             validation::validate_name(&sec.metadata, false, c);
             sec.type_.get_or_insert_with(|| "Opaque".into());
@@ -232,6 +234,7 @@ pub fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Vec<String> {
         "Node" => rt::<Node>(obj),
         "Endpoints" => rt::<Endpoints>(obj),
         "ConfigMap" => rt::<ConfigMap>(obj),
+        "ServiceAccount" => rt::<ServiceAccount>(obj),
         "Secret" => rt::<Secret>(obj),
         "Event" => rt::<Event>(obj),
         "Lease" => rt::<Lease>(obj),

@@ -158,6 +158,17 @@ pub const RESOURCES: &[ResourceInfo] = &[
     res(
         "",
         "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        &["sa"],
+        &[],
+        &[],
+    ),
+    res(
+        "",
+        "v1",
         "Event",
         "events",
         "event",

@@ -190,3 +190,54 @@ async fn kubectl_create_from_files_and_generators() {
     assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
     assert_eq!(svc["spec"]["selector"], json!({"app": "svc"}));
 }
+
+/// kube-controller-manager's service account controller: a new namespace gets a `default` ServiceAccount,
+/// and gets it back when it is deleted; `kubectl get sa` prints kube's columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_has_a_default_service_account() {
+    let herd = &Herd::up(HerdOptions::control()).await;
+    kubectl(herd, &["create", "namespace", "team"])
+        .await
+        .ok()
+        .stdout_has("namespace/team created");
+    let account = format!("{}/default", ns_path("team", "serviceaccounts"));
+    let first = wait_for(
+        "the default ServiceAccount",
+        Duration::from_secs(30),
+        || async {
+            match herd.get(&account).await {
+                (200, sa) => Ok(sa),
+                (status, body) => Err(format!("{status}: {body}")),
+            }
+        },
+    )
+    .await;
+    let table = kubectl(herd, &["get", "sa", "-n", "team"])
+        .await
+        .ok()
+        .table();
+    assert_eq!(table.columns, ["NAME", "SECRETS", "AGE"]);
+    assert_eq!(table.row("default").get("SECRETS"), "0");
+    // The bootstrap namespaces have one too.
+    herd.get_ok(&format!(
+        "{}/default",
+        ns_path("default", "serviceaccounts")
+    ))
+    .await;
+
+    kubectl(herd, &["delete", "sa", "default", "-n", "team"])
+        .await
+        .ok();
+    let again = wait_for(
+        "the default ServiceAccount again",
+        Duration::from_secs(30),
+        || async {
+            match herd.get(&account).await {
+                (200, sa) if sa["metadata"]["uid"] != first["metadata"]["uid"] => Ok(sa),
+                (status, body) => Err(format!("{status}: {body}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(s(&again, "/metadata/namespace"), "team");
+}

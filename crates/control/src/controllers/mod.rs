@@ -16,6 +16,7 @@ mod informer;
 mod job;
 mod nodeipam;
 mod replicaset;
+mod serviceaccount;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
@@ -110,6 +111,12 @@ pub fn spawn_all(
         )),
         tokio::spawn(run(
             job::Jobs::new(objects.clone(), pods, job_backoff_base),
+            objects.clone(),
+            resync,
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            serviceaccount::ServiceAccounts::new(objects.clone()),
             objects.clone(),
             resync,
             shutdown.clone(),

@@ -714,6 +714,10 @@ mod tests {
             named(&[("Name", 0), ("Data", 0), ("Age", 0)])
         );
         assert_eq!(
+            columns("ServiceAccount"),
+            named(&[("Name", 0), ("Secrets", 0), ("Age", 0)])
+        );
+        assert_eq!(
             columns("Secret"),
             named(&[("Name", 0), ("Type", 0), ("Data", 0), ("Age", 0)])
         );

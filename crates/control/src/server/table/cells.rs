@@ -127,6 +127,7 @@ impl Printer {
             ],
             Self::Endpoints => vec![name, json!(format_endpoints(o)), age()],
             Self::ConfigMap => vec![name, json!(len(o, "/data") + len(o, "/binaryData")), age()],
+            Self::ServiceAccount => vec![name, json!(items(o, "/secrets").len()), age()],
             Self::Secret => vec![
                 name,
                 json!(non_empty(s(o, "/type"), "Opaque")),

@@ -234,6 +234,16 @@ pub(super) const CONFIG_MAP_COLUMNS: &[Column] = &[
     AGE,
 ];
 
+pub(super) const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Secrets",
+        "string",
+        "Secrets is the number of secrets stored in this service account",
+    ),
+    AGE,
+];
+
 pub(super) const SECRET_COLUMNS: &[Column] = &[
     NAME,
     col(
@@ -385,6 +395,7 @@ pub(super) enum Printer {
     Endpoints,
     ConfigMap,
     Secret,
+    ServiceAccount,
     Event,
     Lease,
     DaemonSet,
@@ -404,6 +415,7 @@ impl Printer {
             ("", "Endpoints") => Self::Endpoints,
             ("", "ConfigMap") => Self::ConfigMap,
             ("", "Secret") => Self::Secret,
+            ("", "ServiceAccount") => Self::ServiceAccount,
             ("", "Event") => Self::Event,
             ("coordination.k8s.io", "Lease") => Self::Lease,
             ("apps", "DaemonSet") => Self::DaemonSet,
@@ -423,6 +435,7 @@ impl Printer {
             Self::Endpoints => ENDPOINTS_COLUMNS,
             Self::ConfigMap => CONFIG_MAP_COLUMNS,
             Self::Secret => SECRET_COLUMNS,
+            Self::ServiceAccount => SERVICE_ACCOUNT_COLUMNS,
             Self::Event => EVENT_COLUMNS,
             Self::Lease => LEASE_COLUMNS,
             Self::DaemonSet => DAEMON_SET_COLUMNS,
