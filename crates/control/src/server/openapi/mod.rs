@@ -26,6 +26,8 @@ use herd_api::resources;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 
+use crate::error::ApiError;
+
 /// A document as served: its bytes and their hash.
 struct Served {
     bytes: Bytes,
@@ -100,18 +102,19 @@ pub async fn group_version(uri: Uri, headers: HeaderMap) -> Response {
         .unwrap_or_default()
         .trim_matches('/');
     let Some(doc) = DOCUMENTS.group_versions.get(path) else {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "the server could not find the requested resource",
-        );
+        return ApiError::NotFound {
+            message: "the server could not find the requested resource".into(),
+            group: String::new(),
+            kind: String::new(),
+            name: String::new(),
+        }
+        .into_response();
     };
     if !accepts_json(&headers) {
-        return status(
-            StatusCode::NOT_ACCEPTABLE,
-            "NotAcceptable",
-            "only application/json is served for OpenAPI v3 documents",
-        );
+        return ApiError::NotAcceptable(
+            "only application/json is served for OpenAPI v3 documents".into(),
+        )
+        .into_response();
     }
     let hash = uri
         .query()
@@ -179,17 +182,6 @@ fn accepts_json(headers: &HeaderMap) -> bool {
         let refused = parts.any(|p| p.replace(' ', "") == "q=0");
         !refused && matches!(media, "application/json" | "application/*" | "*/*" | "")
     })
-}
-
-fn status(code: StatusCode, reason: &str, message: &str) -> Response {
-    (
-        code,
-        axum::Json(json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code.as_u16(),
-        })),
-    )
-        .into_response()
 }
 
 #[cfg(test)]
