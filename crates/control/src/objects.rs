@@ -771,7 +771,9 @@ impl Objects {
                 if dry_run {
                     return Ok((Mutation::Keep, admitted));
                 }
-                if admitted == current {
+                if same_but_managed_times(&admitted, &current) {
+                    // Nothing changed but when the managers last wrote: kube-apiserver writes nothing
+                    // then (a repeated apply keeps its resourceVersion).
                     return Ok((Mutation::Keep, current));
                 }
                 if finalized {
@@ -1205,6 +1207,30 @@ fn check_pod_update(current: &Value, desired: &mut Value, name: &str) -> Result<
 }
 
 /// Whether `a` and `b` are equal but for `status` and `metadata.managedFields`.
+/// Whether two versions of an object differ at most in their managedFields entries' `time` (and in a
+/// `resourceVersion` the write would set anyway).
+fn same_but_managed_times(a: &Value, b: &Value) -> bool {
+    if a == b {
+        return true;
+    }
+    let without_times = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        if let Some(entries) = v
+            .pointer_mut("/metadata/managedFields")
+            .and_then(Value::as_array_mut)
+        {
+            for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+                entry.remove("time");
+            }
+        }
+        v
+    };
+    without_times(a) == without_times(b)
+}
+
 fn same_but_status(a: &Value, b: &Value) -> bool {
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
         return a == b;
@@ -1282,6 +1308,34 @@ pub(crate) async fn test_objects() -> (tempfile::TempDir, Objects) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_apply_that_changes_nothing_writes_nothing() {
+        let (_dir, objects) = test_objects().await;
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        objects
+            .create(core("namespaces"), None, ns, false)
+            .await
+            .unwrap();
+        let apply = || Patch::Apply {
+            config: json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "cfg"}, "data": {"a": "1"}}),
+            manager: "herd".into(),
+            force: false,
+        };
+        let res = core("configmaps");
+        let first = objects
+            .patch(res, Some("default"), "cfg", apply(), false, false)
+            .await
+            .unwrap();
+        let revision = objects.revision();
+        let again = objects
+            .patch(res, Some("default"), "cfg", apply(), false, false)
+            .await
+            .unwrap();
+        assert_eq!(again, first, "the object as it was");
+        assert_eq!(objects.revision(), revision, "no write");
+    }
 
     #[tokio::test]
     async fn create_many_writes_each_object_and_reports_each_failure_in_its_slot() {
