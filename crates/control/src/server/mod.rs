@@ -63,10 +63,78 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&state, &method, uri.path(), &params, &headers, body).await {
+    let streams = ["watch", "follow"].iter().any(|p| {
+        params
+            .get(*p)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    });
+    let work = handle(&state, &method, uri.path(), &params, &headers, body);
+    let result = if streams {
+        // Watches end by their own timeoutSeconds; a followed log when its container does.
+        work.await
+    } else {
+        // As kube-apiserver's request deadline: a positive `timeout` may shorten the default, zero means
+        // the default, anything else that is no duration is refused.
+        let limit = match params.get("timeout").map(|t| go_duration(t)) {
+            Some(Some(asked)) if !asked.is_zero() => asked.min(REQUEST_TIMEOUT),
+            Some(Some(_)) | None => REQUEST_TIMEOUT,
+            Some(None) => {
+                return ApiError::BadRequest(
+                    "invalid timeout specified in the request URL".to_string(),
+                )
+                .into_response();
+            }
+        };
+        // A write given up on still completes or not as a whole: the store commits in tasks of its own.
+        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(ApiError::Timeout(
+                "Timeout: request did not complete within requested timeout - context deadline exceeded"
+                    .to_string(),
+            ))
+        })
+    };
+    match result {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
+}
+
+/// kube-apiserver's `--request-timeout` default: a request (other than a watch or a followed log) that takes
+/// longer is answered 504 Timeout; a request's `timeout` parameter may only shorten it.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A Go duration (`300ms`, `30s`, `1m30s`, `2h`), as kube's `timeout` parameter takes.
+fn go_duration(text: &str) -> Option<std::time::Duration> {
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if rest == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += number * scale;
+        rest = &rest[unit_len..];
+    }
+    std::time::Duration::try_from_secs_f64(total).ok()
 }
 
 async fn handle(
@@ -646,4 +714,102 @@ where
     S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
 {
     Body::from_stream(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[test]
+    fn go_durations_parse_as_kube_reads_the_timeout_parameter() {
+        use std::time::Duration;
+        assert_eq!(go_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(go_duration("1ns"), Some(Duration::from_nanos(1)));
+        for bad in ["", "30", "s", "3x", "-1s"] {
+            assert_eq!(go_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A request that outlives its time gets kube-apiserver's 504 Timeout Status: here a log read from a
+    /// kubelet that accepts the connection and never answers.
+    #[tokio::test]
+    async fn a_request_past_its_timeout_is_answered_504() {
+        let (_dir, objects) = crate::objects::test_objects().await;
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                open.push(conn);
+            }
+        });
+        let core = crate::objects::core;
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        objects
+            .create(core("namespaces"), None, namespace, false)
+            .await
+            .expect("namespace");
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}});
+        objects
+            .create(core("nodes"), None, node, false)
+            .await
+            .expect("node");
+        objects
+            .edit(core("nodes"), "", "n", |n| {
+                n["status"] = json!({
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                });
+                true
+            })
+            .await
+            .expect("node status");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "example/app:v1"}]}});
+        objects
+            .create(core("pods"), Some("default"), pod, false)
+            .await
+            .expect("pod");
+        let app = router(AppState {
+            objects,
+            shutdown: CancellationToken::new(),
+            http: reqwest::Client::new(),
+        });
+        let call = |uri: &str| {
+            let request = Request::builder()
+                .uri(uri)
+                .body(Body::empty())
+                .expect("request");
+            app.clone().oneshot(request)
+        };
+        let response = call("/api/v1/namespaces/default/pods/p/log?timeout=1s")
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let status: Value = serde_json::from_slice(&body).expect("a Status");
+        assert_eq!(status["reason"], "Timeout", "{status}");
+        assert_eq!(status["code"], 504);
+        // Other requests are answered as before; a timeout that is no duration is refused.
+        for timeout in ["30s", "0s"] {
+            let response = call(&format!("/api/v1/pods?timeout={timeout}"))
+                .await
+                .expect("answer");
+            assert_eq!(response.status(), StatusCode::OK, "timeout={timeout}");
+        }
+        let response = call("/api/v1/pods?timeout=soon").await.expect("answer");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        held.abort();
+    }
 }
