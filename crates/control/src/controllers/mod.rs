@@ -62,7 +62,16 @@ pub trait Controller: Send + Sync + 'static {
     fn informer(&self) -> Option<&PodInformer> {
         None
     }
+    /// When a key whose reconcile failed with `error` is tried again, after `previous` (the delay before
+    /// the last try, `None` after a success): kube's per-item exponential back-off, 200 ms doubling to a
+    /// minute.
+    fn error_policy(&self, _error: &ApiError, previous: Option<Duration>) -> Duration {
+        previous.map_or(FIRST_BACKOFF, |d| (d * 2).min(MAX_BACKOFF))
+    }
 }
+
+/// How long a failed key waits before its first retry.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 /// What a successful reconcile asks of the loop: `None`, nothing until a change (or the resync);
 /// `Some(delay)`, reconcile the key again after `delay`.
@@ -322,12 +331,20 @@ async fn run<C: Controller>(
                     };
                 }
                 Err(e) => {
-                    let delay = retry
-                        .get(&key)
-                        .map_or(Duration::from_millis(200), |(_, d)| {
-                            (*d * 2).min(MAX_BACKOFF)
-                        });
-                    tracing::debug!(error = %e, ?delay, "reconcile failed; will retry");
+                    let delay = controller.error_policy(&e, retry.get(&key).map(|(_, d)| *d));
+                    let key_name = format!("{}/{}", key.0, key.1);
+                    match e {
+                        // Waiting on something else (a namespace's objects to go) or losing a write race
+                        // is part of reconciling; anything else is worth a line at the default level.
+                        ApiError::Unavailable(_) | ApiError::Conflict { .. } => tracing::debug!(
+                            controller = C::NAME, key = %key_name, error = %e, ?delay,
+                            "reconcile must wait; will retry"
+                        ),
+                        _ => tracing::warn!(
+                            controller = C::NAME, key = %key_name, error = %e, ?delay,
+                            "reconcile failed; will retry"
+                        ),
+                    }
                     retry.insert(key, (Instant::now() + delay, delay));
                 }
             }
@@ -509,6 +526,26 @@ mod tests {
         for created in objects.create_many(core(resource), objs).await.unwrap() {
             created.unwrap();
         }
+    }
+
+    #[test]
+    fn a_failing_key_backs_off_exponentially_to_a_minute() {
+        let (seen, _) = mpsc::unbounded_channel();
+        let probe = Probe { seen };
+        let error = ApiError::Internal("boom".into());
+        let mut delays = Vec::new();
+        let mut previous = None;
+        for _ in 0..12 {
+            let delay = probe.error_policy(&error, previous);
+            delays.push(delay.as_millis());
+            previous = Some(delay);
+        }
+        assert_eq!(
+            delays,
+            [
+                200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000, 60000
+            ]
+        );
     }
 
     #[test]
