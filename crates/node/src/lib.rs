@@ -43,6 +43,7 @@ mod pod_status;
 mod pod_volumes;
 mod pod_worker;
 mod probes;
+mod reflector;
 mod registration;
 
 use std::io;
@@ -66,6 +67,7 @@ use crate::ip_pool::IpPool;
 use crate::pod_agent::PodAgent;
 use crate::pod_env::NodeAllocatable;
 use crate::pod_worker::NodeContext;
+use crate::reflector::ConfigReflector;
 pub use crate::registration::DEFAULT_MAX_PODS;
 use crate::registration::{HostInfo, NodeIdentity};
 
@@ -228,6 +230,7 @@ async fn run_agent(
     let result = match registration::wait_for_pod_cidr(&client, &cfg.name, shutdown).await {
         Ok(Some(cidr)) => {
             let ctx = Arc::new(NodeContext {
+                config_objects: ConfigReflector::new(client.clone(), shutdown.clone()),
                 client,
                 images: Images::new(fetcher, runtime),
                 logs,

@@ -1,11 +1,10 @@
 //! What a pod's containers share on this node, set up once per pod: its volumes (materialised on first
-//! use, kept fresh by an updater, removed with the pod), the facts its environment is resolved from, and
+//! use from the node's shared ConfigMap/Secret cache, rewritten when the cache sees a change, removed
+//! with the pod), the facts its environment is resolved from, and
 //! the sandbox's network policy. Each container runner asks it for its environment, mounts and limits.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use herd_api::quantity;
 use herd_wasm_runtime::{ConnectRedirect, IpNet, Limits, NetworkPolicy, Outbound, Preopen};
@@ -14,15 +13,13 @@ use kube::Client;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use crate::pod_env::{ConfigObjects, EnvFacts, NodeAllocatable, resolve_env};
+use crate::pod_env::{ConfigObjects, EnvFacts, resolve_env};
 use crate::pod_volumes::PodVolumes;
+use crate::reflector::PodObjects;
 
 /// The annotation a pod author restricts outbound connections with: `none`, `all` (the default) or a
 /// comma-separated list of CIDRs the pod may connect to.
 pub(crate) const EGRESS_ANNOTATION: &str = "herd.dev/egress";
-
-/// How often ConfigMap and Secret volumes are compared with the API.
-const VOLUME_REFRESH: Duration = Duration::from_secs(1);
 
 pub(crate) struct PodSetup {
     client: Client,
@@ -30,6 +27,8 @@ pub(crate) struct PodSetup {
     pod_dir: PathBuf,
     facts: EnvFacts,
     volumes: OnceCell<Arc<PodVolumes>>,
+    /// The pod's hold on the node cache's watches of the ConfigMaps and Secrets its volumes use.
+    objects: PodObjects,
     /// Where the containers' outbound connections really go (the node's, for Service ports).
     redirect: Option<ConnectRedirect>,
     /// Stops the volume updater.
@@ -46,22 +45,18 @@ impl PodSetup {
     pub fn new(
         client: Client,
         pod: Arc<Pod>,
+        objects: PodObjects,
         pod_dir: PathBuf,
-        pod_ip: Option<IpAddr>,
-        host_ip: IpAddr,
-        allocatable: NodeAllocatable,
+        facts: EnvFacts,
         redirect: Option<ConnectRedirect>,
     ) -> Self {
         Self {
             client,
             pod,
             pod_dir,
-            facts: EnvFacts {
-                pod_ips: pod_ip.into_iter().collect(),
-                host_ip,
-                allocatable,
-            },
+            facts,
             volumes: OnceCell::new(),
+            objects,
             redirect,
             updater: CancellationToken::new(),
         }
@@ -75,18 +70,15 @@ impl PodSetup {
     async fn volumes(&self) -> Result<&Arc<PodVolumes>, NotReady> {
         self.volumes
             .get_or_try_init(|| async {
-                let volumes = PodVolumes::prepare(&self.client, &self.pod, &self.pod_dir)
+                let mut objects = self.objects.clone();
+                let volumes = PodVolumes::prepare(&mut objects, &self.pod, &self.pod_dir)
                     .await
                     .map_err(|e| NotReady {
                         reason: "ContainerCreating",
                         message: e.to_string(),
                     })?;
                 if volumes.has_projected() {
-                    volumes.spawn_updater(
-                        self.client.clone(),
-                        VOLUME_REFRESH,
-                        self.updater.child_token(),
-                    );
+                    volumes.spawn_updater(objects, self.updater.child_token());
                 }
                 Ok(Arc::new(volumes))
             })
@@ -141,6 +133,14 @@ impl PodSetup {
 
     /// The agent stops (the pod lives on): stops the updater, keeps the volumes.
     pub fn detach(&self) {
+        self.updater.cancel();
+    }
+}
+
+impl Drop for PodSetup {
+    /// A set-up dropped without `remove` or `detach` (its worker ended) still stops the updater, whose
+    /// hold on the node cache's watches would otherwise outlive the pod.
+    fn drop(&mut self) {
         self.updater.cancel();
     }
 }

@@ -1,16 +1,16 @@
 //! A pod's volumes as host directories that the runtime preopens for the guest:
 //! `<pod_dir>/volumes/<name>/` for emptyDir, configMap and secret volumes, the host path itself
 //! for hostPath. ConfigMap and Secret files are written atomically (temp file + rename, only when
-//! the content changed), and [`PodVolumes::spawn_updater`] polls the objects (every ~1 s) and
-//! rewrites the files when they change, so a guest re-reading a file sees the new content.
+//! the content changed), and [`PodVolumes::spawn_updater`] rewrites them when the node's shared
+//! cache (`reflector`) sees the objects change, so a guest re-reading a file sees the new content.
 //!
-//! The file work is plain functions over fetched objects ([`PodVolumes::prepare_with`],
-//! [`PodVolumes::refresh`]); [`PodVolumes::prepare`] and the updater only add the API GETs.
+//! The file work is plain functions over objects at hand ([`PodVolumes::prepare_with`],
+//! [`PodVolumes::refresh`]); [`PodVolumes::prepare`] and the updater take them from the cache,
+//! never from the API.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, KeyToPath, Pod, Secret, SecretVolumeSource,
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::pod_env::ConfigObjects;
+use crate::reflector::PodObjects;
 
 /// One directory the guest sees: the runtime preopens `host` at `guest`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,34 +97,28 @@ struct Volume {
 #[derive(Clone, Debug)]
 pub struct PodVolumes {
     volumes_dir: PathBuf,
-    namespace: String,
     volumes: Vec<Volume>,
 }
 
 impl PodVolumes {
-    /// Fetches the ConfigMaps and Secrets the pod's volumes use and materialises every volume
-    /// (see [`PodVolumes::prepare_with`]). Safe to call again for the same pod (agent restart):
-    /// emptyDir content is kept.
+    /// Takes the ConfigMaps and Secrets the pod's volumes use from the node's cache (`objects`, the
+    /// pod's registration) and materialises every volume (see [`PodVolumes::prepare_with`]). Safe
+    /// to call again for the same pod (agent restart): emptyDir content is kept.
     ///
     /// # Errors
     ///
-    /// See [`VolumeError`]; a fetch failure other than 404 is [`VolumeError::Fetch`].
+    /// See [`VolumeError`]; a cache that has not synced in time is [`VolumeError::Fetch`].
     pub async fn prepare(
-        client: &kube::Client,
+        objects: &mut PodObjects,
         pod: &Pod,
         pod_dir: &Path,
     ) -> Result<Self, VolumeError> {
-        if pod
-            .spec
-            .as_ref()
-            .is_none_or(|s| s.volumes.as_ref().is_none_or(Vec::is_empty))
-        {
-            // Nothing to fetch or write: no trip to a blocking thread on the way to starting the pod.
+        if objects.is_empty() {
+            // Nothing to read or write: no trip to a blocking thread on the way to starting the pod.
             return Self::prepare_with(pod, pod_dir, &ConfigObjects::default());
         }
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let (config_maps, secrets) = referenced_names(pod);
-        let objects = ConfigObjects::fetch_named(client, &namespace, &config_maps, &secrets)
+        let objects = objects
+            .get()
             .await
             .map_err(|e| VolumeError::Fetch(e.to_string()))?;
         let pod = pod.clone();
@@ -174,7 +169,6 @@ impl PodVolumes {
         }
         let this = Self {
             volumes_dir,
-            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             volumes,
         };
         for volume in &this.volumes {
@@ -260,14 +254,13 @@ impl PodVolumes {
             .any(|v| matches!(v.kind, Kind::ConfigMap(_) | Kind::Secret(_)))
     }
 
-    /// Polls the pod's ConfigMaps and Secrets every `interval` (1 s is the intended value) and
-    /// rewrites their volumes' files when they change, until `stop` is cancelled. Ends at once
-    /// when the pod has no configMap or secret volume. Failures are logged and retried; the
-    /// files keep their last good content meanwhile.
+    /// Rewrites the volumes' files whenever one of the pod's ConfigMaps or Secrets changes in the
+    /// node's cache (`objects`, the pod's registration), until `stop` is cancelled. Ends at once
+    /// when the pod has no configMap or secret volume. A failed refresh (a deleted non-optional
+    /// object) is logged; the files keep their last good content until the next change.
     pub fn spawn_updater(
         &self,
-        client: kube::Client,
-        interval: Duration,
+        mut objects: PodObjects,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
         let this = self.clone();
@@ -275,37 +268,24 @@ impl PodVolumes {
             if !this.has_projected() {
                 return;
             }
-            let (config_maps, secrets) = this.projected_names();
-            let mut last_versions: Option<Vec<Option<String>>> = None;
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    () = tokio::time::sleep(interval) => {}
+                    () = objects.changed() => {}
                 }
-                let objects = match ConfigObjects::fetch_named(
-                    &client,
-                    &this.namespace,
-                    &config_maps,
-                    &secrets,
-                )
-                .await
-                {
-                    Ok(objects) => objects,
+                let current = match objects.get().await {
+                    Ok(current) => current,
                     Err(error) => {
                         tracing::warn!(%error, "cannot refresh configMap/secret volumes");
                         continue;
                     }
                 };
-                let versions = resource_versions(&objects, &config_maps, &secrets);
-                if last_versions.as_ref() == Some(&versions) {
-                    continue;
-                }
                 let refresh = {
                     let this = this.clone();
-                    tokio::task::spawn_blocking(move || this.refresh(&objects)).await
+                    tokio::task::spawn_blocking(move || this.refresh(&current)).await
                 };
                 match refresh {
-                    Ok(Ok(())) => last_versions = Some(versions),
+                    Ok(Ok(())) => {}
                     Ok(Err(error)) => tracing::warn!(%error, "cannot refresh a volume"),
                     Err(error) => tracing::warn!(%error, "volume refresh panicked"),
                 }
@@ -328,30 +308,10 @@ impl PodVolumes {
             _ => Ok(()),
         }
     }
-
-    fn projected_names(&self) -> (Vec<String>, Vec<String>) {
-        let mut config_maps = BTreeSet::new();
-        let mut secrets = BTreeSet::new();
-        for volume in &self.volumes {
-            match &volume.kind {
-                Kind::ConfigMap(s) => {
-                    config_maps.insert(s.name.clone());
-                }
-                Kind::Secret(s) => {
-                    secrets.insert(s.secret_name.clone().unwrap_or_default());
-                }
-                Kind::EmptyDir | Kind::HostPath => {}
-            }
-        }
-        (
-            config_maps.into_iter().collect(),
-            secrets.into_iter().collect(),
-        )
-    }
 }
 
 /// The ConfigMap and Secret names the pod's volumes use.
-fn referenced_names(pod: &Pod) -> (Vec<String>, Vec<String>) {
+pub(crate) fn referenced_names(pod: &Pod) -> (Vec<String>, Vec<String>) {
     let mut config_maps = BTreeSet::new();
     let mut secrets = BTreeSet::new();
     for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
@@ -366,26 +326,6 @@ fn referenced_names(pod: &Pod) -> (Vec<String>, Vec<String>) {
         config_maps.into_iter().collect(),
         secrets.into_iter().collect(),
     )
-}
-
-fn resource_versions(
-    objects: &ConfigObjects,
-    config_maps: &[String],
-    secrets: &[String],
-) -> Vec<Option<String>> {
-    let cms = config_maps.iter().map(|n| {
-        objects
-            .config_maps
-            .get(n)
-            .and_then(|o| o.metadata.resource_version.clone())
-    });
-    let secrets = secrets.iter().map(|n| {
-        objects
-            .secrets
-            .get(n)
-            .and_then(|o| o.metadata.resource_version.clone())
-    });
-    cms.chain(secrets).collect()
 }
 
 fn volume_kind(volume: &k8s_openapi::api::core::v1::Volume) -> String {
@@ -878,11 +818,13 @@ mod tests {
             .expect("removing twice is fine");
     }
 
-    /// Against a real API server: `prepare` fetches the ConfigMap and the updater rewrites the
-    /// file after the ConfigMap is replaced.
+    /// Against a real API server: `prepare` reads the ConfigMap from the node's cache and the
+    /// updater rewrites the file after the ConfigMap is replaced.
     #[tokio::test]
-    async fn updater_follows_config_map_changes_through_the_api() {
+    async fn updater_follows_config_map_changes_through_the_cache() {
+        use crate::reflector::ConfigReflector;
         use kube::api::{Api, PostParams};
+        use std::time::Duration;
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut cfg = herd_control::ControlConfig::new(
             tmp.path().join("control"),
@@ -907,13 +849,14 @@ mod tests {
 
         let mut p = pod(json!([{"name": "config", "configMap": {"name": "cfg"}}]));
         p.metadata.namespace = Some("default".into());
-        let volumes = PodVolumes::prepare(&client, &p, tmp.path())
+        let reflector = ConfigReflector::new(client.clone(), stop.clone());
+        let mut objects = reflector.register(&p);
+        let volumes = PodVolumes::prepare(&mut objects, &p, tmp.path())
             .await
             .expect("prepared");
         let file = tmp.path().join("volumes/config/greeting");
         assert_eq!(read(&file), "hello");
-        let updater =
-            volumes.spawn_updater(client.clone(), Duration::from_millis(100), stop.clone());
+        let updater = volumes.spawn_updater(objects, stop.clone());
 
         cm.data = Some(BTreeMap::from([(
             "greeting".to_owned(),

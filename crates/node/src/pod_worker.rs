@@ -30,11 +30,12 @@ use crate::crash_back_off::CrashBackOff;
 use crate::events::{EventRecorder, PodEvents};
 use crate::images::Images;
 use crate::ip_pool::{IpLease, SharedIpPool};
-use crate::pod_env::NodeAllocatable;
+use crate::pod_env::{EnvFacts, NodeAllocatable};
 use crate::pod_setup::PodSetup;
 use crate::pod_status::{
     self, ContainerReport, RunState, StatusInput, init_failed, init_succeeded,
 };
+use crate::reflector::ConfigReflector;
 use herd_api::event_correlator::EventType;
 
 /// What every pod worker of this node shares.
@@ -52,6 +53,8 @@ pub(crate) struct NodeContext {
     pub connect_redirect: Option<ConnectRedirect>,
     /// Turns to write a pod status: at most [`STATUS_WRITES_IN_FLIGHT`] at once (see there).
     pub status_writes: Semaphore,
+    /// The node's one cache of the ConfigMaps and Secrets its pods' volumes use.
+    pub config_objects: ConfigReflector,
 }
 
 /// How many pod status writes the node has in flight at once. The kubelet's status manager writes one
@@ -284,10 +287,13 @@ impl PodWorker {
         self.setup = Some(Arc::new(PodSetup::new(
             self.ctx.client.clone(),
             self.pod.clone(),
+            self.ctx.config_objects.register(&self.pod),
             self.ctx.logs.pod_dir(&self.key),
-            self.ip(),
-            self.ctx.host_ip,
-            self.ctx.allocatable,
+            EnvFacts {
+                pod_ips: self.ip().into_iter().collect(),
+                host_ip: self.ctx.host_ip,
+                allocatable: self.ctx.allocatable,
+            },
             self.ctx.connect_redirect.clone(),
         )));
         self.facts = Some(PodFacts {

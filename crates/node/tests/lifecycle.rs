@@ -1,10 +1,11 @@
 //! The node agent against a real control plane and registry: crash back-off, init containers,
-//! and an agent restarted on the same data dir picking its pod up again.
+//! an agent restarted on the same data dir picking its pod up again, and configMap/secret volumes
+//! fed by the node's one shared cache.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -24,6 +25,8 @@ struct Cluster {
     registry: SocketAddr,
     /// How many blob downloads (`GET /v2/<repository>/blobs/<digest>`) the registry has answered.
     blob_downloads: Arc<AtomicUsize>,
+    /// Every request the node agent sent to the API server, as `METHOD path?query`.
+    node_requests: Arc<Mutex<Vec<String>>>,
     shutdown: CancellationToken,
     plane: Option<ControlPlane>,
     /// The node agent started by `start_node`, and its stop token.
@@ -74,6 +77,7 @@ impl Cluster {
             client,
             registry,
             blob_downloads,
+            node_requests: Arc::default(),
             shutdown,
             plane: Some(plane),
             agent: None,
@@ -97,7 +101,21 @@ impl Cluster {
         let mut cfg = NodeConfig::new("lifecycle-node", self.dir.path().join("node"));
         cfg.crash_loop_back_off_base = Duration::from_millis(100);
         cfg.lease_renew_interval = Duration::from_secs(1);
-        let (client, shutdown) = (self.client.clone(), shutdown.clone());
+        let plane = self.plane.as_ref().expect("control plane running");
+        let config = kube::Config::new(format!("http://{}", plane.addr()).parse().expect("url"));
+        let recorded = self.node_requests.clone();
+        let record = tower::util::MapRequestLayer::new(
+            move |request: axum::http::Request<kube::client::Body>| {
+                let line = format!("{} {}", request.method(), request.uri());
+                recorded.lock().expect("requests").push(line);
+                request
+            },
+        );
+        let client = kube::client::ClientBuilder::try_from(config)
+            .expect("client")
+            .with_layer(&record)
+            .build();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             herd_node::run(client, cfg, shutdown)
                 .await
@@ -560,5 +578,214 @@ async fn a_deleted_module_pod_ends_at_once_as_by_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    cluster.stop().await;
+}
+
+impl Cluster {
+    /// A file of pod `name`'s volume on the node (`<volume>/<file>`), `None` while absent.
+    fn volume_file(&self, pod: &Value, volume_file: &str) -> Option<String> {
+        let (name, uid) = (
+            pod["metadata"]["name"].as_str().unwrap_or_default(),
+            pod["metadata"]["uid"].as_str().unwrap_or_default(),
+        );
+        let path = self.dir.path().join(format!(
+            "node/pods/default_{name}_{uid}/volumes/{volume_file}"
+        ));
+        std::fs::read_to_string(path).ok()
+    }
+
+    /// Waits until every pod's `volume_file` holds `want`.
+    async fn wait_files(&self, pods: &[Value], volume_file: &str, want: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for pod in pods {
+            while self.volume_file(pod, volume_file).as_deref() != Some(want) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{volume_file} of {} is {:?}, not {want:?}",
+                    pod["metadata"]["name"],
+                    self.volume_file(pod, volume_file)
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// The node agent's requests whose path contains `part`.
+    fn node_requests_to(&self, part: &str) -> Vec<String> {
+        let requests = self.node_requests.lock().expect("requests");
+        requests
+            .iter()
+            .filter(|r| r.contains(part))
+            .cloned()
+            .collect()
+    }
+
+    async fn apply_json<K>(&self, object: Value)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), "default");
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
+        let params = kube::api::PatchParams::apply("lifecycle-test").force();
+        api.patch(&name, &params, &kube::api::Patch::Apply(object))
+            .await
+            .expect("applied");
+    }
+}
+
+fn config_map(name: &str, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": name, "namespace": "default"}, "data": data})
+}
+
+fn secret(name: &str, string_data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": name, "namespace": "default"}, "stringData": string_data})
+}
+
+/// The kubelet's watch-based ConfigMap/Secret manager: the pods of a node that mount one ConfigMap and
+/// one Secret make the node watch each once — no GET of either per pod, however many pods — and an
+/// update of either reaches every pod's files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_mounting_one_config_map_and_secret_share_one_watch_of_each() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let mut cluster = Cluster::start().await;
+    let image = cluster.push("hello").await;
+    cluster
+        .apply_json::<ConfigMap>(config_map("shared", json!({"greeting": "hello"})))
+        .await;
+    cluster
+        .apply_json::<Secret>(secret("creds", json!({"password": "hunter2"})))
+        .await;
+    cluster.start_node();
+    let names: Vec<String> = (0..8).map(|i| format!("reader-{i}")).collect();
+    for name in &names {
+        cluster
+            .create(pod(
+                name,
+                json!({
+                    "containers": [{"name": "c", "image": image, "args": ["--sleep-ms=600000"],
+                                    "volumeMounts": [{"name": "config", "mountPath": "/etc/config"},
+                                                     {"name": "creds", "mountPath": "/etc/creds"}]}],
+                    "volumes": [{"name": "config", "configMap": {"name": "shared"}},
+                                {"name": "creds", "secret": {"secretName": "creds"}}],
+                }),
+            ))
+            .await;
+    }
+    let mut pods = Vec::new();
+    for name in &names {
+        let running =
+            |pod: &Value| pod["status"]["containerStatuses"][0]["state"]["running"].is_object();
+        pods.push(cluster.wait(name, Duration::from_secs(60), running).await);
+    }
+    cluster.wait_files(&pods, "config/greeting", "hello").await;
+    cluster.wait_files(&pods, "creds/password", "hunter2").await;
+
+    cluster
+        .apply_json::<ConfigMap>(config_map("shared", json!({"greeting": "bonjour"})))
+        .await;
+    cluster
+        .apply_json::<Secret>(secret("creds", json!({"password": "correct horse"})))
+        .await;
+    cluster
+        .wait_files(&pods, "config/greeting", "bonjour")
+        .await;
+    cluster
+        .wait_files(&pods, "creds/password", "correct horse")
+        .await;
+
+    for (kind, named) in [
+        ("/configmaps", "/configmaps/shared"),
+        ("/secrets", "/secrets/creds"),
+    ] {
+        assert_eq!(
+            cluster.node_requests_to(named),
+            Vec::<String>::new(),
+            "no GET of the object itself"
+        );
+        // One list and one watch (a watch the server ends is resumed): not one per pod.
+        let all = cluster.node_requests_to(kind);
+        assert!(
+            all.len() < names.len(),
+            "{} requests for {} pods: {all:#?}",
+            all.len(),
+            names.len()
+        );
+    }
+    cluster.stop().await;
+}
+
+/// A pod whose ConfigMap does not exist waits in ContainerCreating with the kubelet's FailedMount event,
+/// and starts once the ConfigMap is created (the node's watch of it sees the creation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_waits_for_its_missing_config_map_and_starts_once_it_is_created() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Event};
+    let mut cluster = Cluster::start().await;
+    let image = cluster.push("hello").await;
+    cluster.start_node();
+    cluster
+        .create(pod(
+            "patient",
+            json!({
+                "containers": [{"name": "c", "image": image, "args": ["--sleep-ms=600000"],
+                                "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}]}],
+                "volumes": [{"name": "config", "configMap": {"name": "late"}}],
+            }),
+        ))
+        .await;
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), "default");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = events.list(&Default::default()).await.expect("events");
+        let failed_mount = list.items.iter().find(|e| {
+            e.reason.as_deref() == Some("FailedMount")
+                && e.involved_object.name.as_deref() == Some("patient")
+        });
+        if let Some(event) = failed_mount {
+            let message = event.message.as_deref().unwrap_or_default();
+            assert!(
+                message.contains("configmap \"late\" not found"),
+                "{message}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no FailedMount event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting_pod = cluster
+        .wait("patient", Duration::from_secs(60), |pod| {
+            waiting(pod, 0).0 == "ContainerCreating"
+        })
+        .await;
+    assert_eq!(waiting_pod["status"]["phase"], "Pending");
+
+    cluster
+        .apply_json::<ConfigMap>(config_map("late", json!({"greeting": "finally"})))
+        .await;
+    let running = cluster
+        .wait("patient", Duration::from_secs(60), |pod| {
+            pod["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        })
+        .await;
+    assert_eq!(
+        cluster.volume_file(&running, "config/greeting").as_deref(),
+        Some("finally")
+    );
+    assert_eq!(
+        cluster.node_requests_to("/configmaps/late"),
+        Vec::<String>::new(),
+        "the wait reads the cache, not the API"
+    );
     cluster.stop().await;
 }
