@@ -12,6 +12,7 @@ mod errors;
 mod get;
 mod logs;
 mod metadata_and_patch;
+mod replication;
 mod rollout;
 mod wait;
 

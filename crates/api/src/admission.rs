@@ -10,11 +10,12 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodSpec, PodStatus, Secret, Service,
-    ServiceAccount,
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodSpec, PodStatus, ReplicationController,
+    Secret, Service, ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -162,6 +163,15 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
                 validation::validate_node_status(status, c);
             }
         }),
+        "ReplicationController" => typed(obj, &mut causes, |r: &mut ReplicationController, c| {
+            validation::validate_name(&r.metadata, false, c);
+            default_replication_controller(r);
+            validate_replication_controller(r, c);
+        }),
+        "APIService" => typed(obj, &mut causes, |a: &mut APIService, c| {
+            validation::validate_name(&a.metadata, false, c);
+            validate_api_service(a, c);
+        }),
         "Endpoints" => named::<Endpoints>(obj, &mut causes, |n| &n.metadata),
         "ConfigMap" => named::<ConfigMap>(obj, &mut causes, |n| &n.metadata),
         "ServiceAccount" => named::<ServiceAccount>(obj, &mut causes, |n| &n.metadata),
@@ -232,6 +242,8 @@ pub fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Vec<String> {
         "Job" => rt::<Job>(obj),
         "Namespace" => rt::<Namespace>(obj),
         "Node" => rt::<Node>(obj),
+        "ReplicationController" => rt::<ReplicationController>(obj),
+        "APIService" => rt::<APIService>(obj),
         "Endpoints" => rt::<Endpoints>(obj),
         "ConfigMap" => rt::<ConfigMap>(obj),
         "ServiceAccount" => rt::<ServiceAccount>(obj),
@@ -291,6 +303,186 @@ fn named<T: DeserializeOwned + Serialize>(
     typed(obj, causes, |t: &mut T, c| {
         validation::validate_name(meta(t), false, c)
     })
+}
+
+/// kube's `SetDefaults_ReplicationController`: an empty selector, and empty object labels, become the
+/// template's labels; one replica.
+fn default_replication_controller(rc: &mut ReplicationController) {
+    let spec = rc.spec.get_or_insert_with(Default::default);
+    let labels = spec
+        .template
+        .as_ref()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone());
+    if let Some(labels) = labels {
+        if spec.selector.as_ref().is_none_or(|s| s.is_empty()) {
+            spec.selector = Some(labels.clone());
+        }
+        if rc.metadata.labels.as_ref().is_none_or(|l| l.is_empty()) {
+            rc.metadata.labels = Some(labels);
+        }
+    }
+    spec.replicas.get_or_insert(1);
+    if let Some(pod) = spec.template.as_mut().and_then(|t| t.spec.as_mut()) {
+        default_pod_spec(pod);
+    }
+}
+
+/// kube's `ValidateReplicationControllerSpec`: a non-empty equality selector that the template's labels
+/// match, non-negative counts, a template whose pods restart `Always`.
+fn validate_replication_controller(rc: &ReplicationController, c: &mut Vec<Cause>) {
+    let Some(spec) = &rc.spec else {
+        c.push(Cause::required("spec.selector"));
+        c.push(Cause::required("spec.template"));
+        return;
+    };
+    for (field, value) in [
+        ("spec.replicas", spec.replicas),
+        ("spec.minReadySeconds", spec.min_ready_seconds),
+    ] {
+        if let Some(v) = value
+            && v < 0
+        {
+            c.push(Cause::invalid(
+                field,
+                v,
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    let selector = spec.selector.clone().unwrap_or_default();
+    if selector.is_empty() {
+        c.push(Cause::required("spec.selector"));
+    }
+    let Some(template) = &spec.template else {
+        c.push(Cause::required("spec.template"));
+        return;
+    };
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    if !selector.is_empty() && !crate::LabelSelector::from_map(&selector).matches(&labels) {
+        c.push(Cause::invalid(
+            "spec.template.metadata.labels",
+            format!("{labels:?}"),
+            "`selector` does not match template `labels`",
+        ));
+    }
+    match &template.spec {
+        Some(pod) => {
+            validation::validate_pod_spec(pod, "spec.template.spec", c);
+            if let Some(policy) = pod.restart_policy.as_deref()
+                && policy != "Always"
+            {
+                c.push(Cause::not_supported(
+                    "spec.template.spec.restartPolicy",
+                    policy,
+                    &["Always"],
+                ));
+            }
+        }
+        None => c.push(Cause::required("spec.template.spec.containers")),
+    }
+}
+
+/// kube-aggregator's `ValidateAPIService`: named `<version>.<group>`, priorities in range, a local service
+/// (no `spec.service`) without TLS settings, a remote one naming its namespace, name and a valid port.
+fn validate_api_service(a: &mut APIService, c: &mut Vec<Cause>) {
+    let spec = a.spec.get_or_insert_with(Default::default);
+    let group = spec.group.clone().unwrap_or_default();
+    let version = spec.version.clone().unwrap_or_default();
+    let required = format!("{version}.{group}");
+    if let Some(name) = a.metadata.name.as_deref()
+        && !name.is_empty()
+        && name != required
+    {
+        c.push(Cause::invalid(
+            "metadata.name",
+            name,
+            &format!("must be `spec.version+\".\"+spec.group`: \"{required}\""),
+        ));
+    }
+    if group.is_empty() && version != "v1" {
+        c.push(Cause {
+            message: "Required value: only v1 may have an empty group and it better be legacy kube"
+                .into(),
+            ..Cause::required("spec.group")
+        });
+    }
+    if !group.is_empty() && !validation::is_dns1123_subdomain(&group) {
+        c.push(Cause::invalid(
+            "spec.group",
+            group.as_str(),
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        ));
+    }
+    if !validation::is_dns1123_label(&version)
+        || version.starts_with(|ch: char| ch.is_ascii_digit())
+    {
+        c.push(Cause::invalid(
+            "spec.version",
+            version.as_str(),
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+        ));
+    }
+    if spec.group_priority_minimum <= 0 || spec.group_priority_minimum > 20000 {
+        c.push(Cause::invalid(
+            "spec.groupPriorityMinimum",
+            spec.group_priority_minimum,
+            "must be positive and less than 20000",
+        ));
+    }
+    if spec.version_priority <= 0 || spec.version_priority > 1000 {
+        c.push(Cause::invalid(
+            "spec.versionPriority",
+            spec.version_priority,
+            "must be positive and less than 1000",
+        ));
+    }
+    let ca_bundle = spec.ca_bundle.as_ref().map_or(0, |b| b.0.len());
+    let insecure = spec.insecure_skip_tls_verify.unwrap_or(false);
+    let Some(service) = spec.service.as_mut() else {
+        if ca_bundle != 0 {
+            c.push(Cause::invalid(
+                "spec.caBundle",
+                format!("{ca_bundle} bytes"),
+                "local APIServices may not have a caBundle",
+            ));
+        }
+        if insecure {
+            c.push(Cause {
+                reason: "FieldValueInvalid",
+                field: "spec.insecureSkipTLSVerify".into(),
+                message:
+                    "Invalid value: true: local APIServices may not have insecureSkipTLSVerify"
+                        .into(),
+            });
+        }
+        return;
+    };
+    let port = *service.port.get_or_insert(443);
+    if service.namespace.as_deref().is_none_or(str::is_empty) {
+        c.push(Cause::required("spec.service.namespace"));
+    }
+    if service.name.as_deref().is_none_or(str::is_empty) {
+        c.push(Cause::required("spec.service.name"));
+    }
+    if !(1..=65535).contains(&port) {
+        c.push(Cause::invalid(
+            "spec.service.port",
+            port,
+            "must be between 1 and 65535, inclusive",
+        ));
+    }
+    if insecure && ca_bundle > 0 {
+        c.push(Cause {
+            reason: "FieldValueInvalid",
+            field: "spec.insecureSkipTLSVerify".into(),
+            message: "Invalid value: true: may not be true if caBundle is present".into(),
+        });
+    }
 }
 
 /// The image pull policy Kubernetes defaults to: `Always` for `:latest` or untagged images.
@@ -512,6 +704,81 @@ mod tests {
         by_kind("v1", "Pod").expect("pods")
     }
 
+    fn invalid_causes(res: &ResourceInfo, obj: Value) -> Vec<String> {
+        match admit(res, obj) {
+            Err(AdmitError::Invalid { causes, .. }) => causes
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_replication_controller_takes_its_selector_and_labels_from_its_template() {
+        let res = by_kind("v1", "ReplicationController").expect("rcs");
+        let rc = |spec: Value| {
+            json!({"apiVersion": "v1", "kind": "ReplicationController",
+                "metadata": {"name": "web"}, "spec": spec})
+        };
+        let template = json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "img:1"}]}});
+        let ok = admit(res, rc(json!({"template": template}))).expect("valid");
+        assert_eq!(ok["spec"]["selector"], json!({"app": "web"}));
+        assert_eq!(ok["metadata"]["labels"], json!({"app": "web"}));
+        assert_eq!(ok["spec"]["replicas"], 1);
+        assert_eq!(
+            invalid_causes(
+                res,
+                rc(json!({"replicas": -1, "selector": {"app": "other"}, "template": template}))
+            ),
+            [
+                "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+                "spec.template.metadata.labels: Invalid value: \"{\"app\": \"web\"}\": `selector` does not match template `labels`",
+            ]
+        );
+        assert_eq!(
+            invalid_causes(res, rc(json!({"replicas": 1}))),
+            [
+                "spec.selector: Required value",
+                "spec.template: Required value"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_api_service_is_named_version_dot_group() {
+        let res = by_kind("apiregistration.k8s.io/v1", "APIService").expect("apiservices");
+        let svc = |name: &str, spec: Value| {
+            json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                "metadata": {"name": name}, "spec": spec})
+        };
+        let ok = admit(
+            res,
+            svc(
+                "v1.example.com",
+                json!({"group": "example.com", "version": "v1", "groupPriorityMinimum": 100,
+                    "versionPriority": 10, "service": {"namespace": "ns", "name": "api"}}),
+            ),
+        )
+        .expect("valid");
+        assert_eq!(ok["spec"]["service"]["port"], 443);
+        assert_eq!(
+            invalid_causes(
+                res,
+                svc(
+                    "v2.example.com",
+                    json!({"group": "example.com", "version": "v1", "groupPriorityMinimum": 0,
+                        "versionPriority": 10, "service": {"namespace": "ns"}})
+                )
+            ),
+            [
+                "metadata.name: Invalid value: \"v2.example.com\": must be `spec.version+\".\"+spec.group`: \"v1.example.com\"",
+                "spec.groupPriorityMinimum: Invalid value: 0: must be positive and less than 20000",
+                "spec.service.name: Required value",
+            ]
+        );
+    }
     #[test]
     fn secret_string_data_is_merged_into_data() {
         let res = crate::resources::by_path("", "v1", "secrets").expect("secrets");

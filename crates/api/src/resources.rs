@@ -169,6 +169,17 @@ pub const RESOURCES: &[ResourceInfo] = &[
     res(
         "",
         "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        "replicationcontroller",
+        true,
+        &["rc"],
+        &["status", "scale"],
+        &["all"],
+    ),
+    res(
+        "",
+        "v1",
         "Event",
         "events",
         "event",
@@ -231,6 +242,17 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &[],
+    ),
+    res(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        "apiservice",
+        false,
+        &[],
+        &["status"],
+        &["api-extensions"],
     ),
 ];
 

@@ -36,7 +36,15 @@ fn has_status_subresource(res: &ResourceInfo) -> bool {
 fn resets_status_on_create(res: &ResourceInfo) -> bool {
     matches!(
         res.kind,
-        "Pod" | "Service" | "Deployment" | "ReplicaSet" | "Namespace" | "Job" | "DaemonSet"
+        "Pod"
+            | "Service"
+            | "Deployment"
+            | "ReplicaSet"
+            | "ReplicationController"
+            | "APIService"
+            | "Namespace"
+            | "Job"
+            | "DaemonSet"
     )
 }
 

@@ -169,6 +169,7 @@ impl Controller for GarbageCollector {
         &[
             "deployments.apps",
             "replicasets.apps",
+            "replicationcontrollers",
             "jobs.batch",
             "daemonsets.apps",
             "services",

@@ -95,6 +95,12 @@ pub fn spawn_all(
             shutdown.clone(),
         )),
         tokio::spawn(run(
+            replicaset::ReplicationControllers::new(objects.clone(), pods.clone()),
+            objects.clone(),
+            resync,
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
             deployment::Deployments::new(objects.clone(), pods.clone()),
             objects.clone(),
             resync,

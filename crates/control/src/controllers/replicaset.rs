@@ -1,8 +1,12 @@
-//! ReplicaSet: keeps `replicas` active pods matching its template alive, adopting orphan pods its selector
-//! matches and releasing owned pods it no longer matches.
+//! ReplicaSet and ReplicationController: keeps `replicas` active pods matching the template alive, adopting
+//! orphan pods the selector matches and releasing owned pods it no longer matches. One reconcile serves both
+//! kinds, as kube-controller-manager runs its ReplicaSet controller for ReplicationControllers through an
+//! adapter; what differs between them is a [`ReplicaKind`] (the resource, the owner kind, the event source
+//! and the selector: a LabelSelector for a ReplicaSet, an equality map for a ReplicationController).
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use herd_api::LabelSelector;
@@ -19,7 +23,51 @@ use crate::events::{EventQueue, Recorder};
 use crate::objects::Objects;
 use crate::objects::{Change, EventType};
 
-pub struct ReplicaSets {
+/// What differs between the kinds that keep a number of identical pods running.
+pub trait ReplicaKind: Send + Sync + 'static {
+    /// The controller's name (its loop and logs).
+    const NAME: &'static str;
+    /// The owner kind written in the pods' ownerReferences.
+    const KIND: &'static str;
+    /// `source.component` of its events, as kube-controller-manager names it.
+    const COMPONENT: &'static str;
+    /// The store keys of the owner resource and of pods.
+    const WATCHES: &'static [&'static str];
+    /// (group, version, plural) of the owner resource.
+    const PATH: (&'static str, &'static str, &'static str);
+    /// The owner's pod selector; `None` when missing, invalid or empty (such a selector adopts nothing).
+    fn selector(owner: &Value) -> Option<LabelSelector>;
+}
+
+/// apps/v1 ReplicaSet: a LabelSelector.
+pub struct ReplicaSetKind;
+
+impl ReplicaKind for ReplicaSetKind {
+    const NAME: &'static str = "replicaset";
+    const KIND: &'static str = "ReplicaSet";
+    const COMPONENT: &'static str = "replicaset-controller";
+    const WATCHES: &'static [&'static str] = &["replicasets.apps", "pods"];
+    const PATH: (&'static str, &'static str, &'static str) = ("apps", "v1", "replicasets");
+    fn selector(owner: &Value) -> Option<LabelSelector> {
+        selector_of(owner)
+    }
+}
+
+/// v1 ReplicationController: an equality selector (a plain map of labels).
+pub struct ReplicationControllerKind;
+
+impl ReplicaKind for ReplicationControllerKind {
+    const NAME: &'static str = "replicationcontroller";
+    const KIND: &'static str = "ReplicationController";
+    const COMPONENT: &'static str = "replication-controller";
+    const WATCHES: &'static [&'static str] = &["replicationcontrollers", "pods"];
+    const PATH: (&'static str, &'static str, &'static str) = ("", "v1", "replicationcontrollers");
+    fn selector(owner: &Value) -> Option<LabelSelector> {
+        equality_selector_of(owner)
+    }
+}
+
+pub struct ReplicaManager<K: ReplicaKind> {
     objects: Objects,
     pods: Arc<PodInformer>,
     /// SuccessfulCreate/SuccessfulDelete, written in the background in batches.
@@ -27,17 +75,23 @@ pub struct ReplicaSets {
     rs: &'static ResourceInfo,
     pod_res: &'static ResourceInfo,
     selectors: SelectorCache,
+    kind: PhantomData<K>,
 }
 
-impl ReplicaSets {
+pub type ReplicaSets = ReplicaManager<ReplicaSetKind>;
+pub type ReplicationControllers = ReplicaManager<ReplicationControllerKind>;
+
+impl<K: ReplicaKind> ReplicaManager<K> {
     pub fn new(objects: Objects, pods: Arc<PodInformer>) -> Self {
+        let (group, version, plural) = K::PATH;
         Self {
-            events: EventQueue::spawn(Recorder::new(objects.clone(), "replicaset-controller")),
+            events: EventQueue::spawn(Recorder::new(objects.clone(), K::COMPONENT)),
             objects,
             pods,
-            rs: resources::by_path("apps", "v1", "replicasets").expect("replicasets"),
+            rs: resources::by_path(group, version, plural).expect("a served replica kind"),
             pod_res: resources::by_path("", "v1", "pods").expect("pods"),
-            selectors: SelectorCache::default(),
+            selectors: SelectorCache::new(K::selector),
+            kind: PhantomData,
         }
     }
 }
@@ -64,16 +118,16 @@ fn deletion_rank(pod: &Value) -> (u8, std::cmp::Reverse<String>) {
     (rank, std::cmp::Reverse(created.to_string()))
 }
 
-impl Controller for ReplicaSets {
-    const NAME: &'static str = "replicaset";
+impl<K: ReplicaKind> Controller for ReplicaManager<K> {
+    const NAME: &'static str = K::NAME;
 
     fn watches(&self) -> &'static [&'static str] {
-        &["replicasets.apps", "pods"]
+        K::WATCHES
     }
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
         if &*change.resource == "pods" {
-            return self.selectors.owners_to_wake(change, "ReplicaSet");
+            return self.selectors.owners_to_wake(change, K::KIND);
         }
         self.selectors.observe(change);
         vec![key_of(change)]
@@ -101,7 +155,15 @@ impl Controller for ReplicaSets {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let candidates = self.pods.claimable(ns, uid);
-        let owned = claim(&self.objects, self.pod_res, &rs, "ReplicaSet", candidates).await?;
+        let owned = claim_by(
+            &self.objects,
+            self.pod_res,
+            &rs,
+            K::KIND,
+            K::selector(&rs),
+            candidates,
+        )
+        .await?;
         let mut active: Vec<Arc<Value>> = owned.into_iter().filter(|p| pod_is_active(p)).collect();
         let want = rs
             .pointer("/spec/replicas")
@@ -123,9 +185,7 @@ impl Controller for ReplicaSets {
                 .unwrap_or(json!({}));
             let spec = template.get("spec").cloned().unwrap_or(json!({}));
             let pods = (0..diff.min(BURST_REPLICAS))
-                .map(|_| {
-                    pod_from_template(&rs, "ReplicaSet", &template, labels.clone(), spec.clone())
-                })
+                .map(|_| pod_from_template(&rs, K::KIND, &template, labels.clone(), spec.clone()))
                 .collect();
             let (created, error) =
                 batch::create_pods(&self.objects, self.pod_res, &self.events, &rs, pods).await;
@@ -236,6 +296,14 @@ pub(super) fn selector_of(obj: &Value) -> Option<LabelSelector> {
     LabelSelector::from_k8s(&sel).ok().filter(|s| !s.is_empty())
 }
 
+/// A ReplicationController's `spec.selector` (a plain map, every pair must match); `None` when missing,
+/// invalid or empty.
+pub(super) fn equality_selector_of(obj: &Value) -> Option<LabelSelector> {
+    let map: BTreeMap<String, String> =
+        serde_json::from_value(obj.pointer("/spec/selector")?.clone()).ok()?;
+    Some(LabelSelector::from_map(&map)).filter(|s| !s.is_empty())
+}
+
 /// A controlling ownerReference to `owner`.
 pub(super) fn owner_reference(owner: &Value, kind: &str) -> Value {
     json!({
@@ -263,12 +331,31 @@ pub(super) async fn claim<T: Borrow<Value> + From<Value>>(
     owner_kind: &str,
     candidates: Vec<T>,
 ) -> Result<Vec<T>, ApiError> {
+    claim_by(
+        objects,
+        res,
+        owner,
+        owner_kind,
+        selector_of(owner),
+        candidates,
+    )
+    .await
+}
+
+/// [`claim`] with the owner's selector given.
+async fn claim_by<T: Borrow<Value> + From<Value>>(
+    objects: &Objects,
+    res: &'static ResourceInfo,
+    owner: &Value,
+    owner_kind: &str,
+    selector: Option<LabelSelector>,
+    candidates: Vec<T>,
+) -> Result<Vec<T>, ApiError> {
     let uid = owner
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let selector = selector_of(owner);
     let matches = |obj: &Value| selector.as_ref().is_some_and(|s| s.matches_object(obj));
     let mut owned = Vec::new();
     for candidate in candidates {
@@ -326,10 +413,27 @@ pub(super) async fn claim<T: Borrow<Value> + From<Value>>(
 
 /// The selectors of every object a controller manages, so a change to an orphan can wake the owners that
 /// would adopt it.
-#[derive(Default)]
-pub(super) struct SelectorCache(Mutex<BTreeMap<Key, LabelSelector>>);
+pub(super) struct SelectorCache {
+    selectors: Mutex<BTreeMap<Key, LabelSelector>>,
+    /// How an owner's selector is read.
+    selector_of: fn(&Value) -> Option<LabelSelector>,
+}
+
+impl Default for SelectorCache {
+    /// For owners with a LabelSelector in `spec.selector`.
+    fn default() -> Self {
+        Self::new(selector_of)
+    }
+}
 
 impl SelectorCache {
+    pub(super) fn new(selector_of: fn(&Value) -> Option<LabelSelector>) -> Self {
+        Self {
+            selectors: Mutex::default(),
+            selector_of,
+        }
+    }
+
     /// The owners a change of a dependent wakes: its controller, or, for an orphan, the owners whose selector
     /// would adopt it — but not the owner that just let it go (an orphaning delete): that one is about to
     /// disappear.
@@ -351,13 +455,13 @@ impl SelectorCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, LabelSelector>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.selectors.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(super) fn observe(&self, change: &Change) {
         let key = key_of(change);
         let selector = (change.kind != EventType::Deleted)
-            .then(|| selector_of(&change.object))
+            .then(|| (self.selector_of)(&change.object))
             .flatten();
         match selector {
             Some(s) => self.lock().insert(key, s),
@@ -368,7 +472,7 @@ impl SelectorCache {
     pub(super) fn reset(&self, items: &[Value]) {
         let fresh: BTreeMap<Key, LabelSelector> = items
             .iter()
-            .filter_map(|o| Some((object_key(o)?, selector_of(o)?)))
+            .filter_map(|o| Some((object_key(o)?, (self.selector_of)(o)?)))
             .collect();
         *self.lock() = fresh;
     }
@@ -397,6 +501,70 @@ pub(super) fn object_key(obj: &Value) -> Option<Key> {
 mod tests {
     use super::super::tests::{plane, pod_count};
     use super::*;
+
+    #[tokio::test]
+    async fn a_replication_controller_adopts_by_equality_selector_and_fills_up() {
+        let (_dir, objects, pods) = plane().await;
+        let controller = ReplicationControllers::new(objects.clone(), pods.clone());
+        let pod_res = controller.pod_res;
+        let orphan = |name: &str, labels: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "img"}]}})
+        };
+        for (name, labels) in [
+            ("match", json!({"app": "web", "extra": "x"})),
+            ("other", json!({"app": "db"})),
+        ] {
+            objects
+                .create(pod_res, Some("default"), orphan(name, labels), false)
+                .await
+                .unwrap();
+        }
+        // No selector: defaulted from the template's labels.
+        let rc = json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "web"},
+            "spec": {"replicas": 3,
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "img"}]}}}});
+        let rc = objects
+            .create(controller.rs, Some("default"), rc, false)
+            .await
+            .unwrap();
+        pods.relist().await.unwrap();
+        let key = ("default".to_string(), "web".to_string());
+        assert_eq!(controller.reconcile(&key).await.unwrap(), None);
+        let owner_of = async |name: &str| {
+            let pod = objects.get(pod_res, Some("default"), name).await.unwrap();
+            pod.pointer("/metadata/ownerReferences/0").cloned()
+        };
+        let adopted = owner_of("match").await.expect("adopted");
+        assert_eq!(
+            (
+                &adopted["kind"],
+                &adopted["apiVersion"],
+                &adopted["uid"],
+                &adopted["controller"]
+            ),
+            (
+                &json!("ReplicationController"),
+                &json!("v1"),
+                &rc["metadata"]["uid"],
+                &json!(true)
+            )
+        );
+        assert_eq!(owner_of("other").await, None);
+        assert_eq!(
+            pod_count(&objects).await,
+            4,
+            "two created beside the adopted one"
+        );
+        let rc = objects
+            .get(controller.rs, Some("default"), "web")
+            .await
+            .unwrap();
+        assert_eq!(rc["status"]["replicas"], 3);
+        assert_eq!(rc["status"]["fullyLabeledReplicas"], 3);
+        assert_eq!(rc["status"]["observedGeneration"], 1);
+    }
 
     #[tokio::test]
     async fn a_sync_creates_and_deletes_at_most_a_burst_and_comes_back_for_the_rest() {

@@ -1,4 +1,4 @@
-//! The `scale` subresource (autoscaling/v1 `Scale`) of Deployments and ReplicaSets.
+//! The `scale` subresource (autoscaling/v1 `Scale`) of Deployments, ReplicaSets and ReplicationControllers.
 
 use herd_api::ResourceInfo;
 use serde_json::{Value, json};
@@ -9,8 +9,15 @@ use crate::objects::{Objects, Patch, Subresource, apply_patch};
 /// The Scale view of a Deployment or ReplicaSet.
 pub fn scale_of(obj: &Value) -> Value {
     let md = &obj["metadata"];
+    // A LabelSelector's matchLabels; a ReplicationController's selector is the plain map itself.
     let selector = obj
         .pointer("/spec/selector/matchLabels")
+        .or_else(|| {
+            obj.pointer("/spec/selector").filter(|m| {
+                m.as_object()
+                    .is_some_and(|m| m.values().all(Value::is_string))
+            })
+        })
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()

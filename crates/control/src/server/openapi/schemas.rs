@@ -158,6 +158,7 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
         ("", "v1", "Node") => add::<core::v1::Node>,
         ("", "v1", "PersistentVolumeClaim") => add::<core::v1::PersistentVolumeClaim>,
         ("", "v1", "Pod") => add::<core::v1::Pod>,
+        ("", "v1", "ReplicationController") => add::<core::v1::ReplicationController>,
         ("", "v1", "Secret") => add::<core::v1::Secret>,
         ("", "v1", "Service") => add::<core::v1::Service>,
         ("", "v1", "ServiceAccount") => add::<core::v1::ServiceAccount>,
@@ -165,6 +166,9 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
         ("apps", "v1", "Deployment") => add::<apps::v1::Deployment>,
         ("apps", "v1", "ReplicaSet") => add::<apps::v1::ReplicaSet>,
         ("apps", "v1", "StatefulSet") => add::<apps::v1::StatefulSet>,
+        ("apiregistration.k8s.io", "v1", "APIService") => {
+            add::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>
+        }
         ("autoscaling", "v1", "Scale") => add::<autoscaling::v1::Scale>,
         ("coordination.k8s.io", "v1", "Lease") => add::<coordination::v1::Lease>,
         ("discovery.k8s.io", "v1", "EndpointSlice") => add::<discovery::v1::EndpointSlice>,

@@ -86,6 +86,25 @@ impl Printer {
                     json!(format_label_selector(o.pointer("/spec/selector"))),
                 ]
             }
+            Self::ReplicationController => {
+                let (names, images) = containers(o.pointer("/spec/template/spec/containers"));
+                vec![
+                    name,
+                    json!(replicas(o)),
+                    json!(int(o, "/status/replicas")),
+                    json!(int(o, "/status/readyReplicas")),
+                    age(),
+                    json!(names),
+                    json!(images),
+                    json!(format_labels(o.pointer("/spec/selector"))),
+                ]
+            }
+            Self::ApiService => vec![
+                name,
+                json!(api_service_backend(o)),
+                json!(api_service_available(o)),
+                age(),
+            ],
             Self::Service => {
                 let ports = service_ports(o);
                 vec![
@@ -311,6 +330,34 @@ fn containers(list: Option<&Value>) -> (String, String) {
 }
 
 /// `labels.FormatLabels`: `k=v` sorted by key, `<none>` when empty.
+/// `namespace/name` of the APIService's backing Service, or `Local` for one served by the API server.
+fn api_service_backend(o: &Value) -> String {
+    match o.pointer("/spec/service") {
+        Some(svc) if svc.is_object() => format!(
+            "{}/{}",
+            svc["namespace"].as_str().unwrap_or_default(),
+            svc["name"].as_str().unwrap_or_default()
+        ),
+        _ => "Local".into(),
+    }
+}
+
+/// The status of the APIService's Available condition, with its reason when not True; `Unknown` without one.
+fn api_service_available(o: &Value) -> String {
+    let Some(cond) = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Available"))
+    else {
+        return "Unknown".into();
+    };
+    let status = cond["status"].as_str().unwrap_or_default();
+    match cond["reason"].as_str().unwrap_or_default() {
+        reason if status != "True" && !reason.is_empty() => format!("{status} ({reason})"),
+        _ => status.to_string(),
+    }
+}
+
 fn format_labels(map: Option<&Value>) -> String {
     let pairs: BTreeMap<&str, &str> = map
         .and_then(Value::as_object)
@@ -796,6 +843,54 @@ mod tests {
             ep(json!([{"notReadyAddresses": addrs, "ports": [{"port": 80}]}])),
             ""
         );
+    }
+
+    #[test]
+    fn replication_controller_and_api_service_cells() {
+        let rc = json!({
+            "metadata": {"name": "rc", "creationTimestamp": "2026-01-01T11:59:00Z"},
+            "spec": {"replicas": 3, "selector": {"app": "rc", "tier": "web"},
+                     "template": {"spec": {"containers": [{"name": "a", "image": "r/a:1"}]}}},
+            "status": {"replicas": 2, "readyReplicas": 1},
+        });
+        assert_eq!(
+            cells(Printer::ReplicationController, rc),
+            [
+                json!("rc"),
+                json!(3),
+                json!(2),
+                json!(1),
+                json!("60s"),
+                json!("a"),
+                json!("r/a:1"),
+                json!("app=rc,tier=web")
+            ]
+        );
+        let api = |spec: Value, status: Value| {
+            cells(
+                Printer::ApiService,
+                json!({"metadata": {"name": "v1.example.com", "creationTimestamp": "2026-01-01T11:59:00Z"},
+                    "spec": spec, "status": status}),
+            )
+        };
+        assert_eq!(
+            api(json!({"group": "example.com"}), json!({})),
+            [
+                json!("v1.example.com"),
+                json!("Local"),
+                json!("Unknown"),
+                json!("60s")
+            ]
+        );
+        let remote = json!({"service": {"namespace": "ns", "name": "api", "port": 443}});
+        let unavailable = json!({"conditions": [{"type": "Available", "status": "False", "reason": "ServiceNotFound"}]});
+        assert_eq!(
+            api(remote.clone(), unavailable)[1..3],
+            [json!("ns/api"), json!("False (ServiceNotFound)")]
+        );
+        let available =
+            json!({"conditions": [{"type": "Available", "status": "True", "reason": "Passed"}]});
+        assert_eq!(api(remote, available)[2], "True");
     }
 
     #[test]

@@ -153,6 +153,45 @@ pub(super) const REPLICA_SET_COLUMNS: &[Column] = &[
     ),
 ];
 
+pub(super) const REPLICATION_CONTROLLER_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Desired",
+        "integer",
+        "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller",
+    ),
+    col(
+        "Current",
+        "integer",
+        "Replicas is the most recently observed number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller",
+    ),
+    col(
+        "Ready",
+        "integer",
+        "The number of ready replicas for this replication controller.",
+    ),
+    AGE,
+    wide("Containers", "string", CONTAINERS_DOC),
+    wide("Images", "string", IMAGES_DOC),
+    wide(
+        "Selector",
+        "string",
+        "Selector is a label query over pods that should match the Replicas count. If Selector is empty, it is defaulted to the labels present on the Pod template. Label keys and values that must match in order to be controlled by this replication controller, if empty defaulted to labels on Pod template. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+    ),
+];
+
+/// kube-aggregator's APIService table (its REST storage's `ConvertToTable`).
+pub(super) const API_SERVICE_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Service",
+        "string",
+        "The reference to the service that hosts this API endpoint.",
+    ),
+    col("Available", "string", "Whether this service is available."),
+    AGE,
+];
+
 pub(super) const SERVICE_COLUMNS: &[Column] = &[
     NAME,
     col(
@@ -389,6 +428,8 @@ pub(super) enum Printer {
     Pod,
     Deployment,
     ReplicaSet,
+    ReplicationController,
+    ApiService,
     Service,
     Node,
     Namespace,
@@ -409,6 +450,8 @@ impl Printer {
             ("", "Pod") => Self::Pod,
             ("apps", "Deployment") => Self::Deployment,
             ("apps", "ReplicaSet") => Self::ReplicaSet,
+            ("", "ReplicationController") => Self::ReplicationController,
+            ("apiregistration.k8s.io", "APIService") => Self::ApiService,
             ("", "Service") => Self::Service,
             ("", "Node") => Self::Node,
             ("", "Namespace") => Self::Namespace,
@@ -429,6 +472,8 @@ impl Printer {
             Self::Pod => POD_COLUMNS,
             Self::Deployment => DEPLOYMENT_COLUMNS,
             Self::ReplicaSet => REPLICA_SET_COLUMNS,
+            Self::ReplicationController => REPLICATION_CONTROLLER_COLUMNS,
+            Self::ApiService => API_SERVICE_COLUMNS,
             Self::Service => SERVICE_COLUMNS,
             Self::Node => NODE_COLUMNS,
             Self::Namespace => NAMESPACE_COLUMNS,
