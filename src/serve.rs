@@ -238,7 +238,7 @@ async fn start_control(
     cfg.service_cidr = args.service_cidr;
     cfg.cluster_cidr = args.cluster_cidr;
     cfg.node_cidr_prefix = node_cidr_prefix;
-    cfg.node_lifecycle = herd_control::nodelifecycle::NodeLifecycleConfig {
+    cfg.node_lifecycle = herd_control::NodeLifecycleConfig {
         monitor_grace_period: args.node_monitor_grace_period,
         default_unreachable_toleration: Duration::from_secs(
             args.default_unreachable_toleration_seconds,

@@ -15,7 +15,6 @@
 pub mod controllers;
 pub mod error;
 pub mod events;
-pub mod nodelifecycle;
 pub mod objects;
 pub mod scheduler;
 pub mod server;
@@ -31,6 +30,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use controllers::nodelifecycle::NodeLifecycleConfig;
 pub use error::ApiError;
 use objects::{Objects, Settings};
 use store::StoreError;
@@ -50,7 +50,7 @@ pub struct ControlConfig {
     /// Prefix length of each node's pod CIDR.
     pub node_cidr_prefix: u8,
     /// Node lease monitoring and eviction timings.
-    pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
+    pub node_lifecycle: NodeLifecycleConfig,
     /// The first back-off before a Job's failed pod is replaced (doubling per failure, at most 6 min);
     /// kube's `DefaultJobPodFailureBackOff`, 10 s.
     pub job_backoff_base: Duration,
@@ -74,7 +74,7 @@ impl ControlConfig {
             service_cidr: "127.10.0.0/16".parse().expect("valid default service CIDR"),
             cluster_cidr: "127.64.0.0/10".parse().expect("valid default cluster CIDR"),
             node_cidr_prefix: DEFAULT_NODE_CIDR_PREFIX,
-            node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
+            node_lifecycle: NodeLifecycleConfig::default(),
             job_backoff_base: Duration::from_secs(10),
             store_sync: StoreSync::default(),
             controller_resync: controllers::DEFAULT_RESYNC,
@@ -169,14 +169,10 @@ impl ControlPlane {
             cfg.cluster_cidr,
             cfg.node_cidr_prefix,
             cfg.job_backoff_base,
+            cfg.node_lifecycle,
             cfg.controller_resync,
             &shutdown,
         );
-        tasks.push(tokio::spawn(nodelifecycle::run(
-            objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
-            cfg.node_lifecycle,
-            shutdown.clone(),
-        )));
         tasks.push(tokio::spawn(scheduler::run(
             objects.as_manager(objects::KUBE_SCHEDULER),
             shutdown.clone(),

@@ -15,6 +15,7 @@ mod gc;
 mod informer;
 mod job;
 mod nodeipam;
+pub mod nodelifecycle;
 mod replicaset;
 mod serviceaccount;
 
@@ -83,6 +84,7 @@ pub fn spawn_all(
     cluster_cidr: Ipv4Net,
     node_prefix: u8,
     job_backoff_base: Duration,
+    node_lifecycle: nodelifecycle::NodeLifecycleConfig,
     resync: Duration,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -126,6 +128,12 @@ pub fn spawn_all(
         )),
         tokio::spawn(run(
             job::Jobs::new(objects.clone(), pods, job_backoff_base),
+            objects.clone(),
+            resync,
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            nodelifecycle::NodeLifecycle::new(objects.clone(), node_lifecycle),
             objects.clone(),
             resync,
             shutdown.clone(),
