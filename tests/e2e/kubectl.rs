@@ -8,6 +8,7 @@ mod create;
 mod delete;
 mod describe;
 mod discovery;
+mod drain;
 mod errors;
 mod get;
 mod logs;

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodSpec, PodStatus, ReplicationController,
     Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
@@ -186,6 +187,10 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
                 }
             }
         }),
+        "PodDisruptionBudget" => typed(obj, &mut causes, |p: &mut PodDisruptionBudget, c| {
+            validation::validate_name(&p.metadata, false, c);
+            validate_pdb_spec(p.spec.get_or_insert_with(Default::default), c);
+        }),
         "Event" => named::<Event>(obj, &mut causes, |n| &n.metadata),
         "Lease" => named::<Lease>(obj, &mut causes, |n| &n.metadata),
         other => {
@@ -250,6 +255,7 @@ pub fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Vec<String> {
         "Secret" => rt::<Secret>(obj),
         "Event" => rt::<Event>(obj),
         "Lease" => rt::<Lease>(obj),
+        "PodDisruptionBudget" => rt::<PodDisruptionBudget>(obj),
         _ => None,
     };
     let mut out = Vec::new();
@@ -609,6 +615,60 @@ fn default_job_selector(job: &mut Job, causes: &mut Vec<Cause>) {
     }
 }
 
+/// kube's `ValidatePodDisruptionBudgetSpec`: at most one of minAvailable and maxUnavailable, each a
+/// non-negative number or a percentage of at most 100%, a valid selector, a known unhealthy-pod policy.
+fn validate_pdb_spec(spec: &PodDisruptionBudgetSpec, causes: &mut Vec<Cause>) {
+    if spec.min_available.is_some() && spec.max_unavailable.is_some() {
+        causes.push(Cause::invalid(
+            "spec",
+            serde_json::to_string(spec).unwrap_or_default(),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    for (field, value) in [
+        ("minAvailable", &spec.min_available),
+        ("maxUnavailable", &spec.max_unavailable),
+    ] {
+        let path = format!("spec.{field}");
+        match value {
+            Some(IntOrString::Int(i)) if *i < 0 => causes.push(Cause::invalid(
+                path,
+                *i,
+                "must be greater than or equal to 0",
+            )),
+            Some(IntOrString::String(s)) => match s.strip_suffix('%')
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::parse::<u64>)
+            {
+                Some(Ok(p)) if p > 100 => {
+                    causes.push(Cause::invalid(path, s, "must not be greater than 100%"));
+                }
+                Some(Ok(_)) => {}
+                _ => causes.push(Cause::invalid(
+                    path,
+                    s,
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                )),
+            },
+            _ => {}
+        }
+    }
+    if let Some(selector) = &spec.selector
+        && let Err(e) = crate::selector::LabelSelector::from_k8s(selector)
+    {
+        causes.push(Cause::invalid("spec.selector", "", &e.to_string()));
+    }
+    if let Some(policy) = spec.unhealthy_pod_eviction_policy.as_deref()
+        && !["IfHealthyBudget", "AlwaysAllow"].contains(&policy)
+    {
+        causes.push(Cause::not_supported(
+            "spec.unhealthyPodEvictionPolicy",
+            policy,
+            &["AlwaysAllow", "IfHealthyBudget"],
+        ));
+    }
+}
+
 /// kube's `ValidateRollingUpdateDaemonSet`: neither is negative, and exactly one of maxSurge and
 /// maxUnavailable is non-zero.
 fn validate_daemonset_rolling_update(ru: &RollingUpdateDaemonSet, causes: &mut Vec<Cause>) {
@@ -779,6 +839,44 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_disruption_budget_is_validated_as_kube_apiserver_does() {
+        let res = by_kind("policy/v1", "PodDisruptionBudget").expect("pdbs");
+        let pdb = |spec: Value| {
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": "web"}, "spec": spec})
+        };
+        let ok = admit(
+            res,
+            pdb(json!({"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}})),
+        )
+        .expect("valid");
+        assert_eq!(ok["spec"]["minAvailable"], "50%");
+        let fields = |spec: Value| match admit(res, pdb(spec)) {
+            Err(AdmitError::Invalid { causes, .. }) => causes
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            fields(json!({"minAvailable": 1, "maxUnavailable": 1})),
+            [
+                r#"spec: Invalid value: "{"maxUnavailable":1,"minAvailable":1}": minAvailable and maxUnavailable cannot be both set"#
+            ]
+        );
+        assert_eq!(
+            fields(json!({"minAvailable": -1, "maxUnavailable": null})),
+            ["spec.minAvailable: Invalid value: -1: must be greater than or equal to 0"]
+        );
+        assert_eq!(
+            fields(json!({"maxUnavailable": "101%"})),
+            ["spec.maxUnavailable: Invalid value: \"101%\": must not be greater than 100%"]
+        );
+        assert_eq!(fields(json!({"maxUnavailable": "x%"})).len(), 1);
+    }
+
     #[test]
     fn secret_string_data_is_merged_into_data() {
         let res = crate::resources::by_path("", "v1", "secrets").expect("secrets");

@@ -233,6 +233,17 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["all"],
     ),
     res(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        &["pdb"],
+        &["status"],
+        &[],
+    ),
+    res(
         "coordination.k8s.io",
         "v1",
         "Lease",

@@ -42,6 +42,14 @@ pub enum ApiError {
     /// Server-side apply found fields owned by other managers (409 Conflict with causes).
     #[error("{message}")]
     ApplyConflict { message: String, causes: Vec<Cause> },
+    /// 429 TooManyRequests (kube's `NewTooManyRequests`: the eviction API refusing to break a disruption
+    /// budget), with causes and the seconds a client should wait (`Retry-After`; 0 for none).
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_seconds: u32,
+        causes: Vec<Cause>,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -120,6 +128,7 @@ impl ApiError {
                 (StatusCode::CONFLICT, "Conflict")
             }
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
@@ -157,6 +166,14 @@ impl ApiError {
                 ..
             } => Some(StatusDetails::of(name, group, kind, causes(c))),
             Self::ApplyConflict { causes: c, .. } => Some(StatusDetails::of("", "", "", causes(c))),
+            Self::TooManyRequests {
+                retry_after_seconds,
+                causes: c,
+                ..
+            } => Some(StatusDetails {
+                retry_after_seconds: *retry_after_seconds,
+                ..StatusDetails::of("", "", "", causes(c))
+            }),
             // kube's NewInternalError names the error as the one cause.
             Self::Internal(m) => Some(StatusDetails::of(
                 "",
@@ -219,6 +236,12 @@ struct StatusDetails<'a> {
     kind: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     causes: Vec<StatusCause<'a>>,
+    #[serde(rename = "retryAfterSeconds", skip_serializing_if = "is_zero")]
+    retry_after_seconds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl<'a> StatusDetails<'a> {
@@ -228,6 +251,7 @@ impl<'a> StatusDetails<'a> {
             group,
             kind,
             causes,
+            retry_after_seconds: 0,
         }
     }
 }
@@ -280,12 +304,24 @@ impl IntoResponse for ApiError {
         let (code, _) = self.parts();
         let mut body = serde_json::to_vec(&self.status_body()).unwrap_or_default();
         body.push(b'\n');
-        (
+        let mut response = (
             code,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        // As kube-apiserver's responsewriters: a 429 (or 5xx) that names a wait says so in Retry-After.
+        if let Self::TooManyRequests {
+            retry_after_seconds: secs @ 1..,
+            ..
+        } = self
+        {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        response
     }
 }
 

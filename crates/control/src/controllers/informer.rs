@@ -188,6 +188,17 @@ impl PodInformer {
             .collect()
     }
 
+    /// Every pod of namespace `ns` (the disruption controller's: a budget selects by labels, not owner).
+    pub fn in_namespace(&self, ns: &str) -> Vec<Arc<Value>> {
+        let state = self.lock();
+        state
+            .pods
+            .iter()
+            .filter(|((pod_ns, _), _)| pod_ns == ns)
+            .map(|(_, pod)| pod.clone())
+            .collect()
+    }
+
     /// What a controller with `uid` in namespace `ns` may claim: its own pods and the namespace's pods
     /// without a controller.
     pub fn claimable(&self, ns: &str, uid: &str) -> Vec<Arc<Value>> {

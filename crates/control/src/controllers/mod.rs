@@ -10,6 +10,7 @@
 mod batch;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod gc;
 mod informer;
@@ -34,6 +35,7 @@ use crate::error::ApiError;
 use crate::objects::Objects;
 use crate::objects::{Change, StoreError};
 
+pub use disruption::{budgets_of, pdb_resource};
 pub use informer::PodInformer;
 
 /// (namespace, name); the namespace is empty for cluster-scoped objects.
@@ -122,6 +124,12 @@ pub fn spawn_all(
         )),
         tokio::spawn(run(
             daemonset::DaemonSets::new(objects.clone(), pods.clone()),
+            objects.clone(),
+            resync,
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            disruption::Disruption::new(objects.clone(), pods.clone()),
             objects.clone(),
             resync,
             shutdown.clone(),

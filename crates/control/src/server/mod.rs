@@ -5,6 +5,7 @@
 //! is a collection.
 
 mod discovery;
+mod eviction;
 mod logs;
 mod openapi;
 mod route;
@@ -351,8 +352,8 @@ async fn subresource(
             ))
         }
         ("eviction", Method::POST) => {
-            // policy/v1 Eviction: herd serves no PodDisruptionBudgets, so every eviction is allowed and is
-            // a delete with the eviction's deleteOptions.
+            // policy/v1 Eviction: a delete with the eviction's deleteOptions that honours the pod's
+            // PodDisruptionBudget (`eviction`).
             let eviction = decode_body(headers, &body)?;
             let opts_body = eviction
                 .get("deleteOptions")
@@ -360,7 +361,14 @@ async fn subresource(
                 .unwrap_or_default();
             let mut opts = delete_options(params, opts_body.as_bytes())?;
             opts.dry_run |= dry_run;
-            objects.delete(res, ns.as_deref(), &name, opts).await?;
+            eviction::evict(
+                objects,
+                res,
+                ns.as_deref().unwrap_or("default"),
+                &name,
+                opts,
+            )
+            .await?;
             Ok((
                 StatusCode::CREATED,
                 axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})),

@@ -173,6 +173,7 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
         ("coordination.k8s.io", "v1", "Lease") => add::<coordination::v1::Lease>,
         ("discovery.k8s.io", "v1", "EndpointSlice") => add::<discovery::v1::EndpointSlice>,
         ("policy", "v1", "Eviction") => add::<policy::v1::Eviction>,
+        ("policy", "v1", "PodDisruptionBudget") => add::<policy::v1::PodDisruptionBudget>,
         _ => return None,
     })
 }

@@ -155,6 +155,25 @@ impl Printer {
             ],
             Self::Event => event_cells(o, now),
             Self::Lease => vec![name, json!(s(o, "/spec/holderIdentity")), age()],
+            Self::PodDisruptionBudget => {
+                // kube's printPodDisruptionBudget: the set one of minAvailable/maxUnavailable, N/A for the other.
+                let bound = |p: &str| match o.pointer(p) {
+                    Some(Value::String(v)) => v.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => "N/A".to_string(),
+                };
+                vec![
+                    name,
+                    json!(bound("/spec/minAvailable")),
+                    json!(bound("/spec/maxUnavailable")),
+                    json!(
+                        o.pointer("/status/disruptionsAllowed")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0)
+                    ),
+                    age(),
+                ]
+            }
             Self::Default => {
                 let created = timestamp(o.pointer("/metadata/creationTimestamp")).map_or_else(
                     || "0001-01-01T00:00:00Z".to_string(),

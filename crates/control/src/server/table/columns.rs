@@ -349,6 +349,26 @@ pub(super) const EVENT_COLUMNS: &[Column] = &[
     },
 ];
 
+pub(super) const PDB_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Min Available",
+        "string",
+        "The minimum number of pods that must be available simultaneously.  This can be either an integer or percentage.",
+    ),
+    col(
+        "Max Unavailable",
+        "string",
+        "The maximum number of pods that may be unavailable simultaneously.  This can be either an integer or percentage.",
+    ),
+    col(
+        "Allowed Disruptions",
+        "integer",
+        "Calculated number of pods that may be disrupted at this time.",
+    ),
+    AGE,
+];
+
 pub(super) const LEASE_COLUMNS: &[Column] = &[
     NAME,
     col(
@@ -439,6 +459,7 @@ pub(super) enum Printer {
     ServiceAccount,
     Event,
     Lease,
+    PodDisruptionBudget,
     DaemonSet,
     Job,
     Default,
@@ -461,6 +482,7 @@ impl Printer {
             ("", "ServiceAccount") => Self::ServiceAccount,
             ("", "Event") => Self::Event,
             ("coordination.k8s.io", "Lease") => Self::Lease,
+            ("policy", "PodDisruptionBudget") => Self::PodDisruptionBudget,
             ("apps", "DaemonSet") => Self::DaemonSet,
             ("batch", "Job") => Self::Job,
             _ => Self::Default,
@@ -483,6 +505,7 @@ impl Printer {
             Self::ServiceAccount => SERVICE_ACCOUNT_COLUMNS,
             Self::Event => EVENT_COLUMNS,
             Self::Lease => LEASE_COLUMNS,
+            Self::PodDisruptionBudget => PDB_COLUMNS,
             Self::DaemonSet => DAEMON_SET_COLUMNS,
             Self::Job => JOB_COLUMNS,
             Self::Default => DEFAULT_COLUMNS,

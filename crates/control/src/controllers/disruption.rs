@@ -1,0 +1,500 @@
+//! kube-controller-manager's disruption controller: each PodDisruptionBudget's status — the pods its selector
+//! matches (`expectedPods`), how many of them are healthy (`currentHealthy`), how many must stay healthy
+//! (`desiredHealthy`), so how many may be disrupted now (`disruptionsAllowed`) and the `DisruptionAllowed`
+//! condition — from the shared pod informer. The eviction API (`server`) spends `disruptionsAllowed` and
+//! records the pods it evicts in `status.disruptedPods`; this controller forgets them once they are being
+//! deleted, or after two minutes (kube's `DeletionTimeout`) if they never are.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herd_api::resources::{self, ResourceInfo};
+use herd_api::selector::LabelSelector;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::{Map, Value, json};
+
+use super::{Controller, Key, PodInformer, Requeue, pod_is_ready};
+use crate::error::ApiError;
+use crate::objects::{Change, EventType, Objects};
+
+/// How long an eviction recorded in `disruptedPods` keeps its pod out of `currentHealthy` if the pod is
+/// not deleted (kube's `DeletionTimeout`).
+const DELETION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The selector of a budget: `None` (a missing selector) matches no pod, an empty one every pod.
+fn budget_selector(pdb: &Value) -> Option<LabelSelector> {
+    let spec: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
+        serde_json::from_value(pdb.pointer("/spec/selector")?.clone()).ok()?;
+    LabelSelector::from_k8s(&spec).ok()
+}
+
+/// The budgets that select `pod` (its namespace's), by name: what the eviction API checks.
+pub fn budgets_of(pod: &Value, budgets: &[Value]) -> Vec<Value> {
+    budgets
+        .iter()
+        .filter(|b| budget_selector(b).is_some_and(|s| s.matches_object(pod)))
+        .cloned()
+        .collect()
+}
+
+pub fn pdb_resource() -> &'static ResourceInfo {
+    resources::by_path("policy", "v1", "poddisruptionbudgets").expect("poddisruptionbudgets")
+}
+
+pub struct Disruption {
+    objects: Objects,
+    pods: Arc<PodInformer>,
+    pdbs: &'static ResourceInfo,
+    /// Every budget's selector, by namespace and name: which budgets a pod change wakes.
+    selectors: Mutex<HashMap<String, BTreeMap<String, Option<LabelSelector>>>>,
+}
+
+impl Disruption {
+    pub fn new(objects: Objects, pods: Arc<PodInformer>) -> Self {
+        Self {
+            objects,
+            pods,
+            pdbs: pdb_resource(),
+            selectors: Mutex::default(),
+        }
+    }
+
+    fn selectors(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<String, Option<LabelSelector>>>> {
+        self.selectors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The replicas the controllers of `pods` want, each controller counted once (kube's
+    /// `getExpectedScale`): a ReplicaSet's Deployment, else the ReplicaSet, a ReplicationController.
+    async fn expected_scale(&self, ns: &str, pods: &[Arc<Value>]) -> Result<i64, String> {
+        let mut scales: BTreeMap<String, i64> = BTreeMap::new();
+        for pod in pods {
+            let name = pod
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let Some(owner) = pod
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
+            else {
+                return Err(format!("found no controller ref for pod {name:?}"));
+            };
+            let uid = owner["uid"].as_str().unwrap_or_default().to_string();
+            if scales.contains_key(&uid) {
+                continue;
+            }
+            let owner_name = owner["name"].as_str().unwrap_or_default();
+            let (kind, group) = (
+                owner["kind"].as_str().unwrap_or_default(),
+                owner["apiVersion"].as_str().unwrap_or_default(),
+            );
+            let found = match (group, kind) {
+                ("apps/v1", "ReplicaSet") => self.scale_of_replica_set(ns, owner_name, &uid).await,
+                ("v1", "ReplicationController") | ("apps/v1", "StatefulSet") => {
+                    let res = resources::by_kind(group, kind);
+                    self.replicas(res, ns, owner_name, &uid).await
+                }
+                _ => None,
+            };
+            match found {
+                Some((uid, replicas)) => {
+                    scales.insert(uid, replicas);
+                }
+                None => return Err(format!("found no controllers for pod {name:?}")),
+            }
+        }
+        Ok(scales.values().sum())
+    }
+
+    /// A ReplicaSet's scale, or its Deployment's when one controls it; keyed by the controller's uid.
+    async fn scale_of_replica_set(&self, ns: &str, name: &str, uid: &str) -> Option<(String, i64)> {
+        let rs = self
+            .objects
+            .find(resources::by_path("apps", "v1", "replicasets")?, ns, name)
+            .await
+            .ok()??;
+        if rs.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+            return None;
+        }
+        let deployment = rs
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|refs| {
+                refs.iter()
+                    .find(|r| r["controller"] == true && r["kind"] == "Deployment")
+            });
+        match deployment {
+            Some(d) => {
+                let (name, uid) = (d["name"].as_str()?, d["uid"].as_str()?);
+                self.replicas(resources::by_kind("apps/v1", "Deployment"), ns, name, uid)
+                    .await
+            }
+            None => Some((
+                uid.to_string(),
+                rs.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1),
+            )),
+        }
+    }
+
+    async fn replicas(
+        &self,
+        res: Option<&'static ResourceInfo>,
+        ns: &str,
+        name: &str,
+        uid: &str,
+    ) -> Option<(String, i64)> {
+        let obj = self.objects.find(res?, ns, name).await.ok()??;
+        (obj.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid)).then(|| {
+            (
+                uid.to_string(),
+                obj.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1),
+            )
+        })
+    }
+}
+
+/// `value` of `total`: a number as is, a percentage rounded up (kube's `GetScaledValueFromIntOrPercent`).
+fn scaled(value: &IntOrString, total: i64) -> Result<i64, String> {
+    match value {
+        IntOrString::Int(i) => Ok(i64::from(*i)),
+        IntOrString::String(s) => s
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<i64>().ok())
+            .map(|p| (p * total + 99) / 100)
+            .ok_or_else(|| format!("invalid value for IntOrString: invalid value {s:?}")),
+    }
+}
+
+/// What a budget's status is computed from.
+struct Facts<'a> {
+    pdb: &'a PodDisruptionBudget,
+    /// The pods its selector matches.
+    pods: &'a [Arc<Value>],
+    /// Their controllers' scale, or why it is unknown; only asked for when the budget needs it.
+    scale: Option<Result<i64, String>>,
+    now: jiff::Timestamp,
+}
+
+/// The budget's new status (kube's `trySync`/`failSafe`), and when a recorded disruption expires.
+fn status(f: &Facts<'_>, old: &Value) -> (Value, Option<Duration>) {
+    let spec = f.pdb.spec.clone().unwrap_or_default();
+    let generation = f.pdb.metadata.generation.unwrap_or(0);
+    // Recorded evictions whose pod still exists, is not being deleted and whose record is young.
+    let mut disrupted = Map::new();
+    let mut expires: Option<Duration> = None;
+    if let Some(recorded) = old.get("disruptedPods").and_then(Value::as_object) {
+        for (name, at) in recorded {
+            let alive = f.pods.iter().any(|p| {
+                p.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+                    && p.pointer("/metadata/deletionTimestamp").is_none()
+            });
+            let age = at
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .and_then(|t| Duration::try_from(f.now.duration_since(t)).ok())
+                .unwrap_or_default();
+            if alive && age < DELETION_TIMEOUT {
+                disrupted.insert(name.clone(), at.clone());
+                let left = DELETION_TIMEOUT - age;
+                expires = Some(expires.map_or(left, |e| e.min(left)));
+            }
+        }
+    }
+    let current = f
+        .pods
+        .iter()
+        .filter(|p| {
+            p.pointer("/metadata/deletionTimestamp").is_none()
+                && !p
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| disrupted.contains_key(n))
+                && pod_is_ready(p)
+        })
+        .count() as i64;
+    let counts: Result<(i64, i64), String> = match (&spec.max_unavailable, &spec.min_available) {
+        (Some(max), _) => f
+            .scale
+            .clone()
+            .unwrap_or(Ok(0))
+            .and_then(|expected| Ok((expected, (expected - scaled(max, expected)?).max(0)))),
+        (None, Some(IntOrString::Int(min))) => Ok((f.pods.len() as i64, i64::from(*min))),
+        (None, Some(min)) => f
+            .scale
+            .clone()
+            .unwrap_or(Ok(0))
+            .and_then(|expected| Ok((expected, scaled(min, expected)?))),
+        (None, None) => Ok((f.pods.len() as i64, 0)),
+    };
+    let (expected, desired, allowed, reason, message) = match counts {
+        Ok((expected, desired)) => {
+            let allowed = if expected <= 0 {
+                0
+            } else {
+                (current - desired).max(0)
+            };
+            let reason = if allowed > 0 {
+                "SufficientPods"
+            } else {
+                "InsufficientPods"
+            };
+            (expected, desired, allowed, reason, String::new())
+        }
+        // kube's failSafe: nothing may be disrupted while the budget cannot be computed.
+        Err(e) => (0, 0, 0, "SyncFailed", e),
+    };
+    let condition_status = if allowed > 0 { "True" } else { "False" };
+    let old_condition = old
+        .get("conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "DisruptionAllowed"));
+    let transition = match old_condition {
+        Some(c) if c["status"] == condition_status => c["lastTransitionTime"].clone(),
+        _ => json!(f.now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    };
+    let mut condition = json!({
+        "type": "DisruptionAllowed",
+        "status": condition_status,
+        "observedGeneration": generation,
+        "lastTransitionTime": transition,
+        "reason": reason,
+        "message": message,
+    });
+    if message.is_empty() {
+        condition.as_object_mut().map(|c| c.remove("message"));
+    }
+    let mut out = json!({
+        "observedGeneration": generation,
+        "disruptionsAllowed": allowed,
+        "currentHealthy": current,
+        "desiredHealthy": desired,
+        "expectedPods": expected,
+        "conditions": [condition],
+    });
+    if !disrupted.is_empty() {
+        out["disruptedPods"] = Value::Object(disrupted);
+    }
+    (out, expires)
+}
+
+impl Controller for Disruption {
+    const NAME: &'static str = "disruption";
+
+    fn watches(&self) -> &'static [&'static str] {
+        &["poddisruptionbudgets.policy", "pods"]
+    }
+
+    /// A budget's own change; a pod's wakes the budgets of its namespace that select it (before or after).
+    fn keys_for(&self, change: &Change) -> Vec<Key> {
+        let ns = &change.namespace;
+        if &*change.resource != "pods" {
+            let mut selectors = self.selectors();
+            let budgets = selectors.entry(ns.clone()).or_default();
+            if change.kind == EventType::Deleted {
+                budgets.remove(&change.name);
+            } else {
+                budgets.insert(change.name.clone(), budget_selector(&change.object));
+            }
+            return vec![(ns.clone(), change.name.clone())];
+        }
+        let selectors = self.selectors();
+        let Some(budgets) = selectors.get(ns) else {
+            return Vec::new();
+        };
+        let selects = |s: &Option<LabelSelector>, pod: &Value| {
+            s.as_ref().is_some_and(|s| s.matches_object(pod))
+        };
+        budgets
+            .iter()
+            .filter(|(_, s)| {
+                selects(s, &change.object)
+                    || change.previous.as_deref().is_some_and(|p| selects(s, p))
+            })
+            .map(|(name, _)| (ns.clone(), name.clone()))
+            .collect()
+    }
+
+    async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
+        let (items, _) = self.objects.list_all(self.pdbs, None).await?;
+        let mut selectors: HashMap<String, BTreeMap<String, Option<LabelSelector>>> =
+            HashMap::new();
+        let mut keys = Vec::new();
+        for pdb in &items {
+            let meta = |f: &str| {
+                pdb.pointer(&format!("/metadata/{f}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let (ns, name) = (meta("namespace"), meta("name"));
+            selectors
+                .entry(ns.clone())
+                .or_default()
+                .insert(name.clone(), budget_selector(pdb));
+            keys.push((ns, name));
+        }
+        *self.selectors() = selectors;
+        Ok(keys)
+    }
+
+    async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
+        let Some(obj) = self.objects.find(self.pdbs, ns, name).await? else {
+            return Ok(None);
+        };
+        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok(None);
+        }
+        let pdb: PodDisruptionBudget = serde_json::from_value(obj.clone()).map_err(|e| {
+            ApiError::Internal(format!("decoding PodDisruptionBudget {ns}/{name}: {e}"))
+        })?;
+        let pods: Vec<Arc<Value>> = match budget_selector(&obj) {
+            Some(selector) => self
+                .pods
+                .in_namespace(ns)
+                .into_iter()
+                .filter(|p| selector.matches_object(p))
+                .collect(),
+            None => Vec::new(),
+        };
+        let spec = pdb.spec.clone().unwrap_or_default();
+        let needs_scale = spec.max_unavailable.is_some()
+            || matches!(spec.min_available, Some(IntOrString::String(_)));
+        let scale = if needs_scale {
+            Some(self.expected_scale(ns, &pods).await)
+        } else {
+            None
+        };
+        let now = jiff::Timestamp::now();
+        let old = obj.get("status").cloned().unwrap_or_else(|| json!({}));
+        let (new, expires) = status(
+            &Facts {
+                pdb: &pdb,
+                pods: &pods,
+                scale,
+                now,
+            },
+            &old,
+        );
+        if new != old {
+            self.objects
+                .edit(self.pdbs, ns, name, |o| {
+                    // Only the status this reconcile computed from: an eviction in between wins.
+                    if o.get("status").cloned().unwrap_or_else(|| json!({})) != old {
+                        return false;
+                    }
+                    o["status"] = new;
+                    true
+                })
+                .await?;
+        }
+        Ok(expires)
+    }
+
+    fn informer(&self) -> Option<&PodInformer> {
+        Some(&self.pods)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, ready: bool) -> Arc<Value> {
+        Arc::new(json!({"metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}}))
+    }
+
+    fn budget(spec: Value) -> PodDisruptionBudget {
+        serde_json::from_value(json!({"metadata": {"name": "b", "generation": 2}, "spec": spec}))
+            .unwrap()
+    }
+
+    fn computed(
+        spec: Value,
+        pods: &[Arc<Value>],
+        scale: Option<Result<i64, String>>,
+        old: Value,
+    ) -> Value {
+        let pdb = budget(spec);
+        let now = "2030-01-01T00:00:00Z".parse().unwrap();
+        status(
+            &Facts {
+                pdb: &pdb,
+                pods,
+                scale,
+                now,
+            },
+            &old,
+        )
+        .0
+    }
+
+    #[test]
+    fn min_available_counts_the_matching_pods() {
+        let pods = [pod("a", true), pod("b", true), pod("c", false)];
+        let s = computed(json!({"minAvailable": 2}), &pods, None, json!({}));
+        assert_eq!(
+            (
+                &s["expectedPods"],
+                &s["currentHealthy"],
+                &s["desiredHealthy"],
+                &s["disruptionsAllowed"]
+            ),
+            (&json!(3), &json!(2), &json!(2), &json!(0))
+        );
+        assert_eq!(s["conditions"][0]["reason"], "InsufficientPods");
+        assert_eq!(s["observedGeneration"], 2);
+    }
+
+    #[test]
+    fn max_unavailable_and_percentages_scale_with_the_controllers() {
+        let pods = [pod("a", true), pod("b", true)];
+        let s = computed(json!({"maxUnavailable": 1}), &pods, Some(Ok(2)), json!({}));
+        assert_eq!(
+            (&s["desiredHealthy"], &s["disruptionsAllowed"]),
+            (&json!(1), &json!(1))
+        );
+        assert_eq!(s["conditions"][0]["status"], "True");
+        // 50% of 3 rounds up to 2.
+        let s = computed(
+            json!({"minAvailable": "50%"}),
+            &pods,
+            Some(Ok(3)),
+            json!({}),
+        );
+        assert_eq!(
+            (&s["desiredHealthy"], &s["disruptionsAllowed"]),
+            (&json!(2), &json!(0))
+        );
+        let s = computed(
+            json!({"maxUnavailable": 1}),
+            &pods,
+            Some(Err("found no controller ref for pod \"a\"".into())),
+            json!({}),
+        );
+        assert_eq!(s["disruptionsAllowed"], 0);
+        assert_eq!(s["conditions"][0]["reason"], "SyncFailed");
+    }
+
+    #[test]
+    fn a_recorded_eviction_keeps_its_pod_out_of_the_healthy_count_until_it_expires() {
+        let pods = [pod("a", true), pod("b", true)];
+        let young =
+            json!({"disruptedPods": {"a": "2029-12-31T23:59:30Z", "gone": "2029-12-31T23:59:30Z"}});
+        let s = computed(json!({"maxUnavailable": 1}), &pods, Some(Ok(2)), young);
+        assert_eq!(s["currentHealthy"], 1);
+        assert_eq!(s["disruptedPods"], json!({"a": "2029-12-31T23:59:30Z"}));
+        let old = json!({"disruptedPods": {"a": "2029-12-31T23:00:00Z"}});
+        let s = computed(json!({"maxUnavailable": 1}), &pods, Some(Ok(2)), old);
+        assert_eq!(s["currentHealthy"], 2);
+        assert!(s.get("disruptedPods").is_none());
+    }
+}
