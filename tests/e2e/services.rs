@@ -83,6 +83,55 @@ async fn service_gets_cluster_ip_endpoints_and_balances_over_both_pods() {
     )
     .await;
 
+    // Beside the Endpoints, kube's EndpointSlice of the Service: both pods ready, the target port, owned by
+    // the Service; kubectl prints kube's columns.
+    wait_for(
+        "an EndpointSlice of web with both pod IPs",
+        Duration::from_secs(30),
+        || async {
+            let (status, slices) = herd
+                .get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dweb")
+                .await;
+            let items = slices["items"].as_array().cloned().unwrap_or_default();
+            let [slice] = items.as_slice() else {
+                return Err(format!("{status}: {} slices", items.len()));
+            };
+            let ready: BTreeSet<String> = slice["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["conditions"]["ready"] == true)
+                .map(|e| s(e, "/addresses/0").to_string())
+                .collect();
+            if ready == wanted
+                && slice["ports"][0]["port"] == 8080
+                && slice["addressType"] == "IPv4"
+                && slice["metadata"]["ownerReferences"][0]["kind"] == "Service"
+            {
+                Ok(())
+            } else {
+                Err(format!("{status}: {slice}"))
+            }
+        },
+    )
+    .await;
+    let table = kubectl(
+        &herd,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ],
+    )
+    .await
+    .ok()
+    .table();
+    assert_eq!(
+        table.columns,
+        ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+    );
+
     // clusterIP:80 answers from both pods.
     let mut seen = BTreeSet::new();
     let mut bodies = Vec::new();

@@ -176,6 +176,11 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
         "Endpoints" => named::<Endpoints>(obj, &mut causes, |n| &n.metadata),
         "ConfigMap" => named::<ConfigMap>(obj, &mut causes, |n| &n.metadata),
         "ServiceAccount" => named::<ServiceAccount>(obj, &mut causes, |n| &n.metadata),
+        "EndpointSlice" => {
+            named::<k8s_openapi::api::discovery::v1::EndpointSlice>(obj, &mut causes, |n| {
+                &n.metadata
+            })
+        }
         "Secret" => typed(obj, &mut causes, |sec: &mut Secret, c| {
             validation::validate_name(&sec.metadata, false, c);
             sec.type_.get_or_insert_with(|| "Opaque".into());
@@ -252,6 +257,7 @@ pub fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Vec<String> {
         "Endpoints" => rt::<Endpoints>(obj),
         "ConfigMap" => rt::<ConfigMap>(obj),
         "ServiceAccount" => rt::<ServiceAccount>(obj),
+        "EndpointSlice" => rt::<k8s_openapi::api::discovery::v1::EndpointSlice>(obj),
         "Secret" => rt::<Secret>(obj),
         "Event" => rt::<Event>(obj),
         "Lease" => rt::<Lease>(obj),

@@ -156,6 +156,17 @@ pub const RESOURCES: &[ResourceInfo] = &[
     ),
     res("", "v1", "Secret", "secrets", "secret", true, &[], &[], &[]),
     res(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        &[],
+        &[],
+        &[],
+    ),
+    res(
         "",
         "v1",
         "ServiceAccount",

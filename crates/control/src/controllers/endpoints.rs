@@ -1,5 +1,8 @@
-//! Endpoints: for each Service with a selector, the addresses of the pods it selects (ready ones in
-//! `addresses`, others in `notReadyAddresses`) and the target ports.
+//! Endpoints and EndpointSlices: for each Service with a selector, the addresses of the pods it selects
+//! (ready ones in `addresses`, others in `notReadyAddresses`) and the target ports, as the Endpoints object of
+//! the Service's name, and beside it as `discovery.k8s.io/v1` EndpointSlices (kube's endpointslice
+//! controller: one slice per port set, named `<service>-<random>`, labelled `kubernetes.io/service-name`,
+//! owned by the Service; each endpoint with its ready/serving/terminating conditions).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +19,14 @@ use crate::objects::{DeleteOptions, Objects, core};
 pub struct EndpointsController {
     objects: Objects,
     endpoints: &'static ResourceInfo,
+    slices: &'static ResourceInfo,
 }
+
+/// The label naming a slice's Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The label naming who manages a slice, and kube's controller's value.
+const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 
 /// Ready addresses, not-ready addresses, ports.
 type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
@@ -29,6 +39,8 @@ impl EndpointsController {
         Self {
             objects,
             endpoints: resources::by_path("", "v1", "endpoints").expect("endpoints"),
+            slices: resources::by_path("discovery.k8s.io", "v1", "endpointslices")
+                .expect("endpointslices"),
         }
     }
 
@@ -40,6 +52,7 @@ impl EndpointsController {
             .and_then(Value::as_object)
         else {
             // No Service (or no selector): endpoints we manage are removed.
+            self.reconcile_slices(ns, name, None, &[]).await?;
             if svc.is_none() {
                 match self
                     .objects
@@ -125,6 +138,8 @@ impl EndpointsController {
             .pointer("/metadata/labels")
             .cloned()
             .unwrap_or(json!({}));
+        self.reconcile_slices(ns, name, Some(&svc), &subsets)
+            .await?;
         let existing = self.objects.find(self.endpoints, ns, name).await?;
         match existing {
             None => {
@@ -153,6 +168,128 @@ impl EndpointsController {
             }
         }
     }
+}
+
+impl EndpointsController {
+    /// Brings the Service's slices in line with `subsets` (one slice per port set; `svc` is `None`, and
+    /// `subsets` empty, when the Service or its selector is gone: its slices go).
+    async fn reconcile_slices(
+        &self,
+        ns: &str,
+        name: &str,
+        svc: Option<&Value>,
+        subsets: &[Value],
+    ) -> Result<(), ApiError> {
+        let (all, _) = self.objects.list_all(self.slices, Some(ns)).await?;
+        let mut existing: Vec<Value> = all
+            .into_iter()
+            .filter(|s| {
+                s.pointer("/metadata/labels")
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .and_then(Value::as_str)
+                    == Some(name)
+                    && s.pointer("/metadata/labels")
+                        .and_then(|l| l.get(MANAGED_BY_LABEL))
+                        .and_then(Value::as_str)
+                        == Some(MANAGED_BY)
+            })
+            .collect();
+        // A Service with no endpoints still has one (empty) slice, as kube keeps a placeholder.
+        let placeholder = [json!({"ports": []})];
+        let subsets = if svc.is_some() && subsets.is_empty() {
+            &placeholder[..]
+        } else {
+            subsets
+        };
+        for subset in subsets {
+            let ports = subset.get("ports").cloned().unwrap_or(json!([]));
+            let endpoints = slice_endpoints(subset);
+            // The slice of this port set, if there is one: it is updated; the others left over go.
+            let found = existing
+                .iter()
+                .position(|s| s.get("ports").unwrap_or(&json!([])) == &ports);
+            match found.map(|i| existing.swap_remove(i)) {
+                Some(slice) => {
+                    let slice_name = slice
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    self.objects
+                        .edit(self.slices, ns, &slice_name, |s| {
+                            if s.get("endpoints").unwrap_or(&json!([])) == &endpoints {
+                                return false;
+                            }
+                            s["endpoints"] = endpoints;
+                            true
+                        })
+                        .await?;
+                }
+                None => {
+                    let Some(svc) = svc else { continue };
+                    let slice = json!({
+                        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                        "metadata": {
+                            "generateName": format!("{name}-"), "namespace": ns,
+                            "labels": {SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY},
+                            "ownerReferences": [{
+                                "apiVersion": "v1", "kind": "Service", "name": name,
+                                "uid": svc.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+                                "controller": true, "blockOwnerDeletion": true,
+                            }],
+                        },
+                        "addressType": "IPv4",
+                        "endpoints": endpoints,
+                        "ports": ports,
+                    });
+                    self.objects
+                        .create(self.slices, Some(ns), slice, false)
+                        .await?;
+                }
+            }
+        }
+        for stale in existing {
+            if let Some(slice_name) = stale.pointer("/metadata/name").and_then(Value::as_str) {
+                match self
+                    .objects
+                    .delete(self.slices, Some(ns), slice_name, DeleteOptions::default())
+                    .await
+                {
+                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A subset's addresses as EndpointSlice endpoints, ready ones first, with kube's conditions.
+fn slice_endpoints(subset: &Value) -> Value {
+    let endpoint = |address: &Value, ready: bool| {
+        let mut e = json!({
+            "addresses": [address["ip"]],
+            "conditions": {"ready": ready, "serving": ready, "terminating": false},
+            "targetRef": address["targetRef"],
+        });
+        if let Some(node) = address.get("nodeName").filter(|n| n.is_string()) {
+            e["nodeName"] = node.clone();
+        }
+        e
+    };
+    let list = |key: &str| {
+        subset
+            .get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut out: Vec<Value> = list("addresses")
+        .iter()
+        .map(|a| endpoint(a, true))
+        .collect();
+    out.extend(list("notReadyAddresses").iter().map(|a| endpoint(a, false)));
+    json!(out)
 }
 
 /// The pod port a Service port sends to: a number, or a named container port of the pod.

@@ -145,6 +145,13 @@ impl Printer {
                 age(),
             ],
             Self::Endpoints => vec![name, json!(format_endpoints(o)), age()],
+            Self::EndpointSlice => vec![
+                name,
+                json!(s(o, "/addressType")),
+                json!(format_slice_ports(o)),
+                json!(format_slice_endpoints(o)),
+                age(),
+            ],
             Self::ConfigMap => vec![name, json!(len(o, "/data") + len(o, "/binaryData")), age()],
             Self::ServiceAccount => vec![name, json!(items(o, "/secrets").len()), age()],
             Self::Secret => vec![
@@ -565,6 +572,38 @@ fn node_address<'a>(o: &'a Value, ty: &str) -> &'a str {
 // --- endpoints ---
 
 /// `formatEndpoints`: the first three `ip:port`s, then ` + N more...`; `<none>` without subsets.
+/// kube's `formatDiscoveryPorts`: the port numbers, three at most, then `+ N more...`; `<unset>` for none.
+fn format_slice_ports(o: &Value) -> String {
+    let ports: Vec<String> = items(o, "/ports")
+        .iter()
+        .map(|p| {
+            p.get("port")
+                .and_then(Value::as_i64)
+                .map_or_else(|| "<unset>".to_string(), |n| n.to_string())
+        })
+        .collect();
+    at_most_three(ports)
+}
+
+/// kube's `formatDiscoveryEndpoints`: the addresses, three at most, then `+ N more...`; `<unset>` for none.
+fn format_slice_endpoints(o: &Value) -> String {
+    let addresses: Vec<String> = items(o, "/endpoints")
+        .iter()
+        .flat_map(|e| items(e, "/addresses"))
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    at_most_three(addresses)
+}
+
+fn at_most_three(list: Vec<String>) -> String {
+    const MAX: usize = 3;
+    match list.len() {
+        0 => "<unset>".into(),
+        n if n > MAX => format!("{} + {} more...", list[..MAX].join(","), n - MAX),
+        _ => list.join(","),
+    }
+}
+
 fn format_endpoints(o: &Value) -> String {
     const MAX: usize = 3;
     let subsets = items(o, "/subsets");

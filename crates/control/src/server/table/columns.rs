@@ -273,6 +273,26 @@ pub(super) const CONFIG_MAP_COLUMNS: &[Column] = &[
     AGE,
 ];
 
+pub(super) const ENDPOINT_SLICE_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "AddressType",
+        "string",
+        "The type of addresses carried by this EndpointSlice.",
+    ),
+    col(
+        "Ports",
+        "string",
+        "Port numbers which will be exposed by this EndpointSlice.",
+    ),
+    col(
+        "Endpoints",
+        "string",
+        "A list of unique endpoints in this slice.",
+    ),
+    AGE,
+];
+
 pub(super) const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[
     NAME,
     col(
@@ -457,6 +477,7 @@ pub(super) enum Printer {
     ConfigMap,
     Secret,
     ServiceAccount,
+    EndpointSlice,
     Event,
     Lease,
     PodDisruptionBudget,
@@ -480,6 +501,7 @@ impl Printer {
             ("", "ConfigMap") => Self::ConfigMap,
             ("", "Secret") => Self::Secret,
             ("", "ServiceAccount") => Self::ServiceAccount,
+            ("discovery.k8s.io", "EndpointSlice") => Self::EndpointSlice,
             ("", "Event") => Self::Event,
             ("coordination.k8s.io", "Lease") => Self::Lease,
             ("policy", "PodDisruptionBudget") => Self::PodDisruptionBudget,
@@ -503,6 +525,7 @@ impl Printer {
             Self::ConfigMap => CONFIG_MAP_COLUMNS,
             Self::Secret => SECRET_COLUMNS,
             Self::ServiceAccount => SERVICE_ACCOUNT_COLUMNS,
+            Self::EndpointSlice => ENDPOINT_SLICE_COLUMNS,
             Self::Event => EVENT_COLUMNS,
             Self::Lease => LEASE_COLUMNS,
             Self::PodDisruptionBudget => PDB_COLUMNS,
