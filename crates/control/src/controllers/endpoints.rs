@@ -44,7 +44,15 @@ impl EndpointsController {
         }
     }
 
-    async fn reconcile_service(&self, ns: &str, name: &str) -> Result<(), ApiError> {
+    /// Brings one Service's Endpoints and slices in line with `pods` (every pod of the namespace) and
+    /// `slices` (every EndpointSlice of it), both listed once for all the Services a reconcile handles.
+    async fn reconcile_service(
+        &self,
+        ns: &str,
+        name: &str,
+        pods: &[Value],
+        slices: &[Value],
+    ) -> Result<(), ApiError> {
         let svc = self.objects.find(core("services"), ns, name).await?;
         let Some(selector) = svc
             .as_ref()
@@ -52,7 +60,7 @@ impl EndpointsController {
             .and_then(Value::as_object)
         else {
             // No Service (or no selector): endpoints we manage are removed.
-            self.reconcile_slices(ns, name, None, &[]).await?;
+            self.reconcile_slices(ns, name, None, &[], slices).await?;
             if svc.is_none() {
                 match self
                     .objects
@@ -71,7 +79,6 @@ impl EndpointsController {
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect();
         let selector = LabelSelector::from_map(&labels);
-        let (pods, _) = self.objects.list_all(core("pods"), Some(ns)).await?;
         let svc_ports = svc
             .pointer("/spec/ports")
             .and_then(Value::as_array)
@@ -138,7 +145,7 @@ impl EndpointsController {
             .pointer("/metadata/labels")
             .cloned()
             .unwrap_or(json!({}));
-        self.reconcile_slices(ns, name, Some(&svc), &subsets)
+        self.reconcile_slices(ns, name, Some(&svc), &subsets, slices)
             .await?;
         let existing = self.objects.find(self.endpoints, ns, name).await?;
         match existing {
@@ -171,18 +178,19 @@ impl EndpointsController {
 }
 
 impl EndpointsController {
-    /// Brings the Service's slices in line with `subsets` (one slice per port set; `svc` is `None`, and
-    /// `subsets` empty, when the Service or its selector is gone: its slices go).
+    /// Brings the Service's slices (among `slices`, the namespace's) in line with `subsets` (one slice
+    /// per port set; `svc` is `None`, and `subsets` empty, when the Service or its selector is gone: its
+    /// slices go).
     async fn reconcile_slices(
         &self,
         ns: &str,
         name: &str,
         svc: Option<&Value>,
         subsets: &[Value],
+        slices: &[Value],
     ) -> Result<(), ApiError> {
-        let (all, _) = self.objects.list_all(self.slices, Some(ns)).await?;
-        let mut existing: Vec<Value> = all
-            .into_iter()
+        let mut existing: Vec<Value> = slices
+            .iter()
             .filter(|s| {
                 s.pointer("/metadata/labels")
                     .and_then(|l| l.get(SERVICE_NAME_LABEL))
@@ -193,6 +201,7 @@ impl EndpointsController {
                         .and_then(Value::as_str)
                         == Some(MANAGED_BY)
             })
+            .cloned()
             .collect();
         // A Service with no endpoints still has one (empty) slice, as kube keeps a placeholder.
         let placeholder = [json!({"ports": []})];
@@ -341,14 +350,17 @@ impl Controller for EndpointsController {
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
+        // The namespace's pods and slices, once for every Service this reconcile handles.
+        let (pods, _) = self.objects.list_all(core("pods"), Some(ns)).await?;
+        let (slices, _) = self.objects.list_all(self.slices, Some(ns)).await?;
         if name == ALL {
             let (services, _) = self.objects.list_all(core("services"), Some(ns)).await?;
             for key in services.iter().filter_map(object_key) {
-                self.reconcile_service(ns, &key.1).await?;
+                self.reconcile_service(ns, &key.1, &pods, &slices).await?;
             }
             return Ok(None);
         }
-        self.reconcile_service(ns, name).await?;
+        self.reconcile_service(ns, name, &pods, &slices).await?;
         Ok(None)
     }
 }

@@ -6,6 +6,7 @@ use herd_api::resources::{self, ResourceInfo};
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
 
+use super::replicaset::object_key;
 use super::{Controller, Key, Requeue, key_of};
 use crate::error::ApiError;
 use crate::objects::Change;
@@ -42,15 +43,8 @@ impl Controller for NodeIpam {
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
         let (items, _) = self.objects.list_all(self.nodes, None).await?;
-        Ok(items
-            .iter()
-            .filter_map(|n| {
-                Some((
-                    String::new(),
-                    n.pointer("/metadata/name")?.as_str()?.to_string(),
-                ))
-            })
-            .collect())
+        // Cluster-scoped objects: the namespace part of the key is empty.
+        Ok(items.iter().filter_map(object_key).collect())
     }
 
     async fn reconcile(&self, (_, name): &Key) -> Result<Requeue, ApiError> {

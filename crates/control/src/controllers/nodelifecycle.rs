@@ -10,6 +10,7 @@ use std::time::Duration;
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
+use super::replicaset::object_key;
 use super::{Controller, Key, Requeue};
 use crate::error::ApiError;
 use crate::events::Recorder;
@@ -85,15 +86,8 @@ impl Controller for NodeLifecycle {
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
         let (nodes, _) = self.objects.list_all(res("nodes"), None).await?;
-        Ok(nodes
-            .iter()
-            .filter_map(|n| {
-                Some((
-                    String::new(),
-                    n.pointer("/metadata/name")?.as_str()?.to_string(),
-                ))
-            })
-            .collect())
+        // Cluster-scoped objects: the namespace part of the key is empty.
+        Ok(nodes.iter().filter_map(object_key).collect())
     }
 
     async fn reconcile(&self, (_, name): &Key) -> Result<Requeue, ApiError> {

@@ -4,6 +4,7 @@
 use herd_api::resources::ResourceInfo;
 use serde_json::{Value, json};
 
+use super::replicaset::object_key;
 use super::{Controller, Key, Requeue};
 use crate::error::ApiError;
 use crate::objects::{Change, Objects, core};
@@ -45,15 +46,8 @@ impl Controller for ServiceAccounts {
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
         let (items, _) = self.objects.list_all(self.namespaces, None).await?;
-        Ok(items
-            .iter()
-            .filter_map(|n| {
-                Some((
-                    String::new(),
-                    n.pointer("/metadata/name")?.as_str()?.to_string(),
-                ))
-            })
-            .collect())
+        // Cluster-scoped objects: the namespace part of the key is empty.
+        Ok(items.iter().filter_map(object_key).collect())
     }
 
     async fn reconcile(&self, (_, ns): &Key) -> Result<Requeue, ApiError> {

@@ -160,12 +160,7 @@ async fn handle(
             Ok(json_response(discovery::resource_list(&group, &version)?))
         }
         (Target::Collection { res, ns }, Method::GET) => {
-            let labels =
-                LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let fields =
-                FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let (labels, fields) = selectors(params)?;
             let table = table::TableRequest::from_request(
                 headers,
                 params.get("includeObject").map(String::as_str),
@@ -252,6 +247,15 @@ async fn handle(
     }
 }
 
+/// A collection request's `labelSelector` and `fieldSelector` (match-all when absent).
+fn selectors(params: &Params) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let fields = FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok((labels, fields))
+}
+
 /// `deletecollection`: every object of the collection its label and field selectors match is deleted as a
 /// DELETE of that object would delete it (graceful pods, finalizers, propagation), one by one through the
 /// resource layer, as kube-apiserver's `DeleteCollection` does. Answers the list of the objects as their
@@ -271,10 +275,7 @@ async fn delete_collection(
             res.plural
         )));
     }
-    let labels = LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let fields = FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let (labels, fields) = selectors(params)?;
     let mut opts = delete_options(params, body)?;
     opts.dry_run |= dry_run;
     let (items, rev) = objects.list(res, ns.as_deref(), &labels, &fields).await?;
