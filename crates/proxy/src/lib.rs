@@ -1,15 +1,17 @@
 //! herd-proxy: herd's kube-proxy.
 //!
-//! Watches Services and Endpoints through the API, turns them into a [`RoutingTable`]
-//! (`clusterIP:port` → ready `podIP:port`s) and hands each table to a [`Forwarder`], which
-//! listens on every cluster address (with `SO_REUSEPORT`, so the proxies of several nodes on
-//! one host can share it) and forwards each TCP connection to the next backend, round robin.
+//! Watches Services and `discovery.k8s.io/v1` EndpointSlices through the API (as kube-proxy has
+//! since 1.19; it never reads Endpoints), turns them into a [`RoutingTable`] (`clusterIP:port` →
+//! ready `podIP:port`s, the slices of each Service merged) and hands each table to a
+//! [`Forwarder`], which listens on every cluster address (with `SO_REUSEPORT`, so the proxies of
+//! several nodes on one host can share it) and forwards each TCP connection to the next backend,
+//! round robin.
 //!
 //! ```text
-//! Services ─┐ reflector stores ┌─▶ RoutingTable ─▶ Forwarder ─▶ listener per clusterIP:port
-//! Endpoints ┘                  │                       │          └─▶ copy_bidirectional to podIP:port
-//!                              │                       ▼ ListenStates
-//!                              └──────────▶ status::verdicts ─▶ Service `Listening` condition + Event
+//! Services ─────┐ reflector stores ┌─▶ RoutingTable ─▶ Forwarder ─▶ listener per clusterIP:port
+//! EndpointSlices ┘                  │                       │          └─▶ copy_bidirectional to podIP:port
+//!                                   │                       ▼ ListenStates
+//!                                   └──────────▶ status::verdicts ─▶ Service `Listening` condition + Event
 //! ```
 //!
 //! A port the proxy cannot listen on (below `net.ipv4.ip_unprivileged_port_start` for an ordinary
@@ -25,7 +27,8 @@ mod routes;
 pub mod status;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -45,7 +48,7 @@ pub struct ProxyConfig {
 /// Why the proxy stopped before it was told to.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// The Service or Endpoints watch stream ended, which the watcher never does on its own.
+    /// The Service or EndpointSlice watch stream ended, which the watcher never does on its own.
     #[error("the {0} watch ended unexpectedly")]
     WatchEnded(&'static str),
 }
@@ -54,14 +57,14 @@ pub enum ProxyError {
 #[derive(Clone, Copy, Debug)]
 enum Source {
     Services,
-    Endpoints,
+    EndpointSlices,
 }
 
 impl Source {
     fn name(self) -> &'static str {
         match self {
             Source::Services => "Service",
-            Source::Endpoints => "Endpoints",
+            Source::EndpointSlices => "EndpointSlice",
         }
     }
 }
@@ -78,7 +81,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ProxyError> {
     let (services, services_writer) = reflector::store::<Service>();
-    let (endpoints, endpoints_writer) = reflector::store::<Endpoints>();
+    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
     let service_events = reflector(
         services_writer,
         watcher(Api::all(client.clone()), watcher::Config::default()),
@@ -86,14 +89,14 @@ pub async fn run(
     .default_backoff()
     .map_ok(|_| ())
     .map(|event| (Source::Services, event));
-    let endpoint_events = reflector(
-        endpoints_writer,
+    let slice_events = reflector(
+        slices_writer,
         watcher(Api::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .map_ok(|_| ())
-    .map(|event| (Source::Endpoints, event));
-    let mut events = std::pin::pin!(futures::stream::select(service_events, endpoint_events));
+    .map(|event| (Source::EndpointSlices, event));
+    let mut events = std::pin::pin!(futures::stream::select(service_events, slice_events));
 
     let mut forwarder = Forwarder::with_redirects(shutdown.child_token(), config.redirects);
     let mut states = forwarder.states();
@@ -114,17 +117,17 @@ pub async fn run(
                 break Err(ProxyError::WatchEnded("listen state"));
             },
             event = events.next() => match event {
-                None => break Err(ProxyError::WatchEnded("Service or Endpoints")),
+                None => break Err(ProxyError::WatchEnded("Service or EndpointSlice")),
                 Some((source, Err(error))) => {
                     tracing::warn!(watch = source.name(), %error, "watch failed, retrying");
                     continue;
                 }
                 Some((_, Ok(()))) => {
                     let services = services.state();
-                    let endpoints = endpoints.state();
+                    let slices = slices.state();
                     table = RoutingTable::from_objects(
                         services.iter().map(|s| &**s),
-                        endpoints.iter().map(|e| &**e),
+                        slices.iter().map(|s| &**s),
                     );
                     forwarder.update(table.clone());
                 }
