@@ -1,6 +1,6 @@
 //! Decoding of Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`) into the JSON form of the
 //! same object, which is what kubectl's generator commands (`kubectl create configmap|secret|namespace|deployment|
-//! service …`) send.
+//! service|serviceaccount|job|poddisruptionbudget …`) send.
 //!
 //! A body is the magic `k8s\0` followed by a `runtime.Unknown` envelope whose `typeMeta` names the kind and whose
 //! `raw` bytes are the object's message. The message is read with a small wire reader and turned into JSON by the

@@ -1,5 +1,6 @@
 //! Which protobuf field of which Kubernetes message carries which JSON field, for the objects kubectl's generator
-//! commands (`kubectl create namespace|configmap|secret|deployment|service|serviceaccount`) send.
+//! commands (`kubectl create namespace|configmap|secret|deployment|service|serviceaccount|job|poddisruptionbudget`)
+//! send.
 //!
 //! Field numbers come from the Kubernetes `generated.proto` files (as vendored by the k8s-pb crate), JSON names from
 //! the Go `json` tags (as k8s-openapi spells them). Fields not listed here are skipped by the decoder.
@@ -88,6 +89,8 @@ pub(super) fn root(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("v1", "Service") => SERVICE,
         ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
         ("apps/v1", "Deployment") => DEPLOYMENT,
+        ("batch/v1", "Job") => JOB,
+        ("policy/v1", "PodDisruptionBudget") => POD_DISRUPTION_BUDGET,
         _ => return None,
     })
 }
@@ -396,4 +399,38 @@ const DEPLOYMENT_STRATEGY: &[Field] = &[
 const ROLLING_UPDATE_DEPLOYMENT: &[Field] = &[
     f(1, "maxUnavailable", IntOrString),
     f(2, "maxSurge", IntOrString),
+];
+/// `batch.v1.Job`
+const JOB: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(JOB_SPEC)),
+];
+/// `batch.v1.JobSpec` (`podFailurePolicy` and `successPolicy` are not decoded: no generator sets them)
+const JOB_SPEC: &[Field] = &[
+    p(1, "parallelism", Int),
+    p(2, "completions", Int),
+    p(3, "activeDeadlineSeconds", Int),
+    p(7, "backoffLimit", Int),
+    p(12, "backoffLimitPerIndex", Int),
+    p(13, "maxFailedIndexes", Int),
+    f(4, "selector", Msg(LABEL_SELECTOR)),
+    p(5, "manualSelector", Bool),
+    f(6, "template", Msg(POD_TEMPLATE_SPEC)),
+    p(8, "ttlSecondsAfterFinished", Int),
+    p(9, "completionMode", Str),
+    p(10, "suspend", Bool),
+    p(14, "podReplacementPolicy", Str),
+    p(15, "managedBy", Str),
+];
+/// `policy.v1.PodDisruptionBudget`
+const POD_DISRUPTION_BUDGET: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(POD_DISRUPTION_BUDGET_SPEC)),
+];
+/// `policy.v1.PodDisruptionBudgetSpec`
+const POD_DISRUPTION_BUDGET_SPEC: &[Field] = &[
+    f(1, "minAvailable", IntOrString),
+    f(2, "selector", Msg(LABEL_SELECTOR)),
+    f(3, "maxUnavailable", IntOrString),
+    p(4, "unhealthyPodEvictionPolicy", Str),
 ];
