@@ -4,7 +4,7 @@
 //! controller: one slice per port set, named `<service>-<random>`, labelled `kubernetes.io/service-name`,
 //! owned by the Service; each endpoint with its ready/serving/terminating conditions).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use herd_api::LabelSelector;
 use herd_api::resources::{self, ResourceInfo};
@@ -178,9 +178,9 @@ impl EndpointsController {
 }
 
 impl EndpointsController {
-    /// Brings the Service's slices (among `slices`, the namespace's) in line with `subsets` (one slice
-    /// per port set; `svc` is `None`, and `subsets` empty, when the Service or its selector is gone: its
-    /// slices go).
+    /// Brings the Service's slices (among `slices`, the namespace's) in line with `subsets`: each port
+    /// set's endpoints spread over slices of at most [`MAX_ENDPOINTS_PER_SLICE`] (see [`plan_slices`]);
+    /// `svc` is `None`, and `subsets` empty, when the Service or its selector is gone: its slices go.
     async fn reconcile_slices(
         &self,
         ns: &str,
@@ -189,7 +189,7 @@ impl EndpointsController {
         subsets: &[Value],
         slices: &[Value],
     ) -> Result<(), ApiError> {
-        let mut existing: Vec<Value> = slices
+        let mut existing: Vec<&Value> = slices
             .iter()
             .filter(|s| {
                 s.pointer("/metadata/labels")
@@ -201,8 +201,8 @@ impl EndpointsController {
                         .and_then(Value::as_str)
                         == Some(MANAGED_BY)
             })
-            .cloned()
             .collect();
+        existing.sort_by_key(|s| s.pointer("/metadata/name").and_then(Value::as_str));
         // A Service with no endpoints still has one (empty) slice, as kube keeps a placeholder.
         let placeholder = [json!({"ports": []})];
         let subsets = if svc.is_some() && subsets.is_empty() {
@@ -210,20 +210,39 @@ impl EndpointsController {
         } else {
             subsets
         };
+        let mut changes = Vec::new();
         for subset in subsets {
             let ports = subset.get("ports").cloned().unwrap_or(json!([]));
-            let endpoints = slice_endpoints(subset);
-            // The slice of this port set, if there is one: it is updated; the others left over go.
-            let found = existing
-                .iter()
-                .position(|s| s.get("ports").unwrap_or(&json!([])) == &ports);
-            match found.map(|i| existing.swap_remove(i)) {
-                Some(slice) => {
-                    let slice_name = slice
-                        .pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
+            // The slices of this port set are planned with it; the others left over go.
+            let (mine, rest): (Vec<&Value>, Vec<&Value>) = existing
+                .into_iter()
+                .partition(|s| s.get("ports").unwrap_or(&json!([])) == &ports);
+            existing = rest;
+            let mine: Vec<(String, Vec<Value>)> = mine
+                .into_iter()
+                .map(|s| {
+                    let slice_name = s.pointer("/metadata/name").and_then(Value::as_str);
+                    let endpoints = s.get("endpoints").and_then(Value::as_array);
+                    (
+                        slice_name.unwrap_or_default().to_string(),
+                        endpoints.cloned().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let plan = plan_slices(&mine, &slice_endpoints(subset), MAX_ENDPOINTS_PER_SLICE);
+            changes.extend(plan.into_iter().map(|change| (ports.clone(), change)));
+        }
+        changes.extend(existing.into_iter().filter_map(|stale| {
+            let slice_name = stale.pointer("/metadata/name").and_then(Value::as_str)?;
+            Some((Value::Null, SliceChange::Delete(slice_name.to_string())))
+        }));
+        for (ports, change) in changes {
+            match change {
+                SliceChange::Update {
+                    name: slice_name,
+                    endpoints,
+                } => {
+                    let endpoints = json!(endpoints);
                     self.objects
                         .edit(self.slices, ns, &slice_name, |s| {
                             if s.get("endpoints").unwrap_or(&json!([])) == &endpoints {
@@ -234,7 +253,7 @@ impl EndpointsController {
                         })
                         .await?;
                 }
-                None => {
+                SliceChange::Create(endpoints) => {
                     let Some(svc) = svc else { continue };
                     let slice = json!({
                         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -255,17 +274,15 @@ impl EndpointsController {
                         .create(self.slices, Some(ns), slice, false)
                         .await?;
                 }
-            }
-        }
-        for stale in existing {
-            if let Some(slice_name) = stale.pointer("/metadata/name").and_then(Value::as_str) {
-                match self
-                    .objects
-                    .delete(self.slices, Some(ns), slice_name, DeleteOptions::default())
-                    .await
-                {
-                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
+                SliceChange::Delete(slice_name) => {
+                    match self
+                        .objects
+                        .delete(self.slices, Some(ns), &slice_name, DeleteOptions::default())
+                        .await
+                    {
+                        Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
@@ -273,8 +290,138 @@ impl EndpointsController {
     }
 }
 
+/// kube-controller-manager's `--max-endpoints-per-slice` default: a slice holds at most this many
+/// endpoints, a Service with more has several slices of each port set.
+const MAX_ENDPOINTS_PER_SLICE: usize = 100;
+
+/// What becomes of one slice of a port set.
+#[derive(Debug, PartialEq)]
+enum SliceChange {
+    /// An existing slice gets these endpoints (unless it has them already).
+    Update { name: String, endpoints: Vec<Value> },
+    /// A new slice with these endpoints.
+    Create(Vec<Value>),
+    /// An existing slice is no longer needed.
+    Delete(String),
+}
+
+/// Spreads a port set's `desired` endpoints over its `existing` slices (name, endpoints; sorted by
+/// name) with at most `max` in each, churning as little as kube's endpointslice reconciler does: an
+/// endpoint stays in the slice that has it (with its new conditions), new ones fill the slices that
+/// change anyway, then the others with room, then new slices of `max` (an emptied slice takes a new
+/// slice's endpoints rather than being deleted beside a create); a slice left empty goes, but a port
+/// set keeps one slice (the placeholder of a Service without endpoints). Each slice lists its
+/// endpoints in the order of `desired`. Endpoints are told apart by their addresses.
+fn plan_slices(
+    existing: &[(String, Vec<Value>)],
+    desired: &[Value],
+    max: usize,
+) -> Vec<SliceChange> {
+    let max = max.max(1);
+    let key = |endpoint: &Value| endpoint["addresses"].to_string();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, endpoint) in desired.iter().enumerate() {
+        index.entry(key(endpoint)).or_insert(i);
+    }
+    let mut placed = vec![false; desired.len()];
+    // Each existing slice with the desired endpoints it keeps, by index into `desired`.
+    let mut kept: Vec<(&str, &[Value], Vec<usize>)> = existing
+        .iter()
+        .map(|(name, endpoints)| {
+            let mut keep = Vec::new();
+            for endpoint in endpoints {
+                match index.get(&key(endpoint)) {
+                    Some(&i) if !placed[i] && keep.len() < max => {
+                        placed[i] = true;
+                        keep.push(i);
+                    }
+                    _ => {}
+                }
+            }
+            (name.as_str(), endpoints.as_slice(), keep)
+        })
+        .collect();
+    let mut unplaced = (0..desired.len()).filter(|i| !placed[*i]).peekable();
+    let as_endpoints = |mut indices: Vec<usize>| -> Vec<Value> {
+        indices.sort_unstable();
+        indices.into_iter().map(|i| desired[i].clone()).collect()
+    };
+    // Slices that change anyway (they lost or changed an endpoint) take new ones first.
+    let mut order: Vec<usize> = (0..kept.len()).collect();
+    order.sort_by_key(|&k| {
+        // `true` (unchanged) sorts after `false`.
+        let (_, before, keep) = &kept[k];
+        keep.len() == before.len()
+            && keep
+                .iter()
+                .zip(before.iter())
+                .all(|(&i, old)| &desired[i] == old)
+    });
+    for k in order {
+        let keep = &mut kept[k].2;
+        // An emptied slice is not refilled here; it may carry a new slice's endpoints below.
+        if keep.is_empty() {
+            continue;
+        }
+        while keep.len() < max {
+            let Some(i) = unplaced.next() else { break };
+            keep.push(i);
+        }
+    }
+    let mut changes = Vec::new();
+    for (name, before, keep) in kept {
+        if keep.is_empty() {
+            changes.push(SliceChange::Delete(name.to_string()));
+            continue;
+        }
+        let endpoints = as_endpoints(keep);
+        if endpoints.as_slice() != before {
+            changes.push(SliceChange::Update {
+                name: name.to_string(),
+                endpoints,
+            });
+        }
+    }
+    while unplaced.peek().is_some() {
+        let endpoints = as_endpoints(unplaced.by_ref().take(max).collect());
+        // As kube's reconciler finalizes: a slice to delete takes a new slice's endpoints instead
+        // (one update rather than a create and a delete).
+        let recycled = changes
+            .iter()
+            .position(|c| matches!(c, SliceChange::Delete(_)));
+        match recycled.map(|at| changes.swap_remove(at)) {
+            Some(SliceChange::Delete(name)) => {
+                changes.push(SliceChange::Update { name, endpoints })
+            }
+            _ => changes.push(SliceChange::Create(endpoints)),
+        }
+    }
+    // A port set keeps one slice: the first existing one, emptied, or a new empty one.
+    let remains = existing.len()
+        > changes
+            .iter()
+            .filter(|c| matches!(c, SliceChange::Delete(_)))
+            .count()
+        || changes.iter().any(|c| matches!(c, SliceChange::Create(_)));
+    if !remains {
+        match existing.first() {
+            Some((name, before)) => {
+                changes.retain(|c| c != &SliceChange::Delete(name.clone()));
+                if !before.is_empty() {
+                    changes.push(SliceChange::Update {
+                        name: name.clone(),
+                        endpoints: Vec::new(),
+                    });
+                }
+            }
+            None => changes.push(SliceChange::Create(Vec::new())),
+        }
+    }
+    changes
+}
+
 /// A subset's addresses as EndpointSlice endpoints, ready ones first, with kube's conditions.
-fn slice_endpoints(subset: &Value) -> Value {
+fn slice_endpoints(subset: &Value) -> Vec<Value> {
     let endpoint = |address: &Value, ready: bool| {
         let mut e = json!({
             "addresses": [address["ip"]],
@@ -298,7 +445,7 @@ fn slice_endpoints(subset: &Value) -> Value {
         .map(|a| endpoint(a, true))
         .collect();
     out.extend(list("notReadyAddresses").iter().map(|a| endpoint(a, false)));
-    json!(out)
+    out
 }
 
 /// The pod port a Service port sends to: a number, or a named container port of the pod.
@@ -362,5 +509,229 @@ impl Controller for EndpointsController {
         }
         self.reconcile_service(ns, name, &pods, &slices).await?;
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(ip: &str, ready: bool) -> Value {
+        json!({"addresses": [ip], "conditions": {"ready": ready, "serving": ready, "terminating": false}})
+    }
+
+    fn endpoints(ips: std::ops::Range<u8>) -> Vec<Value> {
+        ips.map(|i| endpoint(&format!("127.1.0.{i}"), true))
+            .collect()
+    }
+
+    fn counts(changes: &[SliceChange]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                SliceChange::Update { name, endpoints } => {
+                    format!("update {name} {}", endpoints.len())
+                }
+                SliceChange::Create(endpoints) => format!("create {}", endpoints.len()),
+                SliceChange::Delete(name) => format!("delete {name}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn endpoints_are_split_into_slices_of_at_most_max() {
+        assert_eq!(
+            counts(&plan_slices(&[], &endpoints(0..101), 100)),
+            ["create 100", "create 1"]
+        );
+        assert_eq!(
+            counts(&plan_slices(&[], &endpoints(0..100), 100)),
+            ["create 100"]
+        );
+        assert_eq!(
+            counts(&plan_slices(&[], &[], 100)),
+            ["create 0"],
+            "the placeholder"
+        );
+    }
+
+    #[test]
+    fn endpoints_stay_in_their_slice_and_new_ones_fill_slices_with_room() {
+        let existing = vec![
+            ("web-a".to_string(), endpoints(0..3)),
+            ("web-b".to_string(), endpoints(3..5)),
+        ];
+        // Unchanged: nothing to write.
+        assert!(plan_slices(&existing, &endpoints(0..5), 3).is_empty());
+        // 127.1.0.1 goes and 127.1.0.5, .6 come: web-a changes anyway and takes .5; web-b takes .6.
+        let mut desired = endpoints(0..7);
+        desired.remove(1);
+        let plan = plan_slices(&existing, &desired, 3);
+        let want_a: Vec<Value> = [0, 2, 5]
+            .iter()
+            .map(|i| endpoint(&format!("127.1.0.{i}"), true))
+            .collect();
+        let want_b: Vec<Value> = [3, 4, 6]
+            .iter()
+            .map(|i| endpoint(&format!("127.1.0.{i}"), true))
+            .collect();
+        assert_eq!(
+            plan,
+            [
+                SliceChange::Update {
+                    name: "web-a".into(),
+                    endpoints: want_a
+                },
+                SliceChange::Update {
+                    name: "web-b".into(),
+                    endpoints: want_b
+                },
+            ]
+        );
+        // A condition change updates the endpoint where it is.
+        let mut desired = endpoints(0..5);
+        desired[4] = endpoint("127.1.0.4", false);
+        assert_eq!(
+            counts(&plan_slices(&existing, &desired, 3)),
+            ["update web-b 2"]
+        );
+    }
+
+    #[test]
+    fn emptied_slices_go_or_carry_new_endpoints_and_oversized_ones_shrink() {
+        let existing = vec![
+            ("web-a".to_string(), endpoints(0..2)),
+            ("web-b".to_string(), endpoints(2..4)),
+        ];
+        // Every endpoint of web-b gone: it is deleted.
+        assert_eq!(
+            counts(&plan_slices(&existing, &endpoints(0..2), 2)),
+            ["delete web-b"]
+        );
+        // Replaced by two new ones that do not fit in web-a: web-b carries them instead of a create.
+        let mut desired = endpoints(0..2);
+        desired.extend(endpoints(10..12));
+        assert_eq!(
+            counts(&plan_slices(&existing, &desired, 2)),
+            ["update web-b 2"]
+        );
+        // No endpoint left: one placeholder slice stays.
+        assert_eq!(
+            counts(&plan_slices(&existing, &[], 2)),
+            ["delete web-b", "update web-a 0"]
+        );
+        // A slice over the limit (written before it existed) gives its overflow to a new slice.
+        let big = vec![("web-a".to_string(), endpoints(0..5))];
+        assert_eq!(
+            counts(&plan_slices(&big, &endpoints(0..5), 3)),
+            ["update web-a 3", "create 2"]
+        );
+    }
+
+    /// A Service selecting 101 ready pods gets two slices of its port set (kube's
+    /// `--max-endpoints-per-slice` 100), named `<service>-…` and labelled as kube labels them, and
+    /// every pod in exactly one of them; one pod fewer, and one slice goes.
+    #[tokio::test]
+    async fn a_service_with_101_ready_pods_gets_two_slices() {
+        let (_dir, objects) = crate::objects::test_objects().await;
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        objects
+            .create(core("namespaces"), None, ns, false)
+            .await
+            .unwrap();
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}});
+        objects
+            .create(core("services"), Some("default"), svc, false)
+            .await
+            .unwrap();
+        for i in 0..101u32 {
+            let name = format!("web-{i}");
+            let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "example/web:1"}]}});
+            objects
+                .create(core("pods"), Some("default"), pod, false)
+                .await
+                .unwrap();
+            objects
+                .edit(core("pods"), "default", &name, |p| {
+                    p["status"] = json!({"phase": "Running", "podIP": format!("127.64.{}.{}", i / 200, i % 200 + 2),
+                        "conditions": [{"type": "Ready", "status": "True"}]});
+                    true
+                })
+                .await
+                .unwrap();
+        }
+        let controller = EndpointsController::new(objects.clone());
+        let key = ("default".to_string(), "web".to_string());
+        controller.reconcile(&key).await.unwrap();
+
+        let slices = |objects: Objects| async move {
+            let slices = resources::by_path("discovery.k8s.io", "v1", "endpointslices").unwrap();
+            objects.list_all(slices, Some("default")).await.unwrap().0
+        };
+        let listed = slices(objects.clone()).await;
+        let mut sizes: Vec<usize> = listed
+            .iter()
+            .map(|s| s["endpoints"].as_array().map_or(0, Vec::len))
+            .collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [1, 100]);
+        let mut ips: Vec<&str> = Vec::new();
+        for slice in &listed {
+            assert!(
+                slice
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap()
+                    .starts_with("web-")
+            );
+            assert_eq!(
+                slice.pointer("/metadata/labels"),
+                Some(&json!({SERVICE_NAME_LABEL: "web", MANAGED_BY_LABEL: MANAGED_BY}))
+            );
+            assert_eq!(
+                slice["ports"],
+                json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
+            );
+            assert_eq!(
+                slice.pointer("/metadata/ownerReferences/0/name"),
+                Some(&json!("web"))
+            );
+            for e in slice["endpoints"].as_array().unwrap() {
+                assert_eq!(e["conditions"]["ready"], true);
+                ips.push(e["addresses"][0].as_str().unwrap());
+            }
+        }
+        ips.sort_unstable();
+        ips.dedup();
+        assert_eq!(ips.len(), 101, "every pod in exactly one slice");
+
+        // A pod fewer: the slice that held it shrinks or goes, nothing is moved.
+        let lone = listed
+            .iter()
+            .find(|s| s["endpoints"].as_array().map_or(0, Vec::len) == 1)
+            .unwrap();
+        let lone_pod = lone
+            .pointer("/endpoints/0/targetRef/name")
+            .and_then(Value::as_str)
+            .unwrap();
+        objects
+            .delete(
+                core("pods"),
+                Some("default"),
+                lone_pod,
+                DeleteOptions {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        controller.reconcile(&key).await.unwrap();
+        let after = slices(objects.clone()).await;
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0]["endpoints"].as_array().map_or(0, Vec::len), 100);
     }
 }
