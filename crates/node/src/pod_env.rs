@@ -2,9 +2,10 @@
 //! with an optional prefix) first, then `env` in order — literal values with `$(VAR)` expansion
 //! of what came before, `configMapKeyRef`, `secretKeyRef`, `fieldRef` and `resourceFieldRef`.
 //!
-//! [`resolve_env`] is a pure function over already-fetched objects ([`ConfigObjects`]);
-//! [`ConfigObjects::fetch_for_container`] is the thin part that GETs them through the API.
-//! Errors read like the kubelet's `CreateContainerConfigError` messages.
+//! [`resolve_env`] is a pure function over the objects the node's shared ConfigMap/Secret cache
+//! (`reflector`) holds for the pod ([`ConfigObjects`]): as the kubelet's configmap/secret managers
+//! serve volumes and environments alike, no pod GETs what its environment refers to. Errors read
+//! like the kubelet's `CreateContainerConfigError` messages.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,7 +14,6 @@ use herd_api::quantity;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ObjectFieldSelector, Pod, ResourceFieldSelector, Secret,
 };
-use kube::Api;
 
 /// Why a container's environment could not be built (the kubelet's
 /// `CreateContainerConfigError`); the message is what the kubelet reports.
@@ -43,13 +43,6 @@ pub enum EnvError {
     UnknownContainer(String),
     #[error("invalid quantity {0:?}")]
     BadQuantity(String),
-    /// The API server failed a GET other than with 404.
-    #[error("cannot get {kind} {name:?}: {message}")]
-    Fetch {
-        kind: &'static str,
-        name: String,
-        message: String,
-    },
 }
 
 /// The node's allocatable resources: what `resourceFieldRef` reports for an unset limit.
@@ -77,59 +70,23 @@ pub struct ConfigObjects {
     pub secrets: BTreeMap<String, Secret>,
 }
 
-impl ConfigObjects {
-    /// GETs every ConfigMap and Secret `container`'s `env`/`envFrom` refer to, once each, in
-    /// `namespace`. A 404 leaves the name absent (`resolve_env` decides if that is an error).
-    ///
-    /// # Errors
-    ///
-    /// [`EnvError::Fetch`] when the API server fails otherwise.
-    pub async fn fetch_for_container(
-        client: &kube::Client,
-        namespace: &str,
-        container: &Container,
-    ) -> Result<Self, EnvError> {
-        let (config_maps, secrets) = referenced_names(container);
-        Self::fetch_named(client, namespace, &config_maps, &secrets).await
+/// The ConfigMap and Secret names the `env` and `envFrom` of any of `pod`'s containers (init
+/// containers included) refer to: what the pod registers with the node's cache for its
+/// environments, beside what its volumes use.
+pub(crate) fn pod_referenced_names(pod: &Pod) -> (Vec<String>, Vec<String>) {
+    let (mut config_maps, mut secrets) = (Vec::new(), Vec::new());
+    let spec = pod.spec.iter();
+    let containers = spec.flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers));
+    for container in containers {
+        let (cms, ss) = referenced_names(container);
+        config_maps.extend(cms);
+        secrets.extend(ss);
     }
-
-    /// GETs the named ConfigMaps and Secrets of `namespace`; a 404 leaves the name absent.
-    ///
-    /// # Errors
-    ///
-    /// [`EnvError::Fetch`] when the API server fails otherwise.
-    pub async fn fetch_named(
-        client: &kube::Client,
-        namespace: &str,
-        config_maps: &[String],
-        secrets: &[String],
-    ) -> Result<Self, EnvError> {
-        let mut objects = Self::default();
-        let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-        for name in config_maps {
-            if let Some(cm) = get_opt(&cm_api, name, "configmap").await? {
-                objects.config_maps.insert(name.clone(), cm);
-            }
-        }
-        let secret_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        for name in secrets {
-            if let Some(secret) = get_opt(&secret_api, name, "secret").await? {
-                objects.secrets.insert(name.clone(), secret);
-            }
-        }
-        Ok(objects)
-    }
-}
-
-async fn get_opt<K>(api: &Api<K>, name: &str, kind: &'static str) -> Result<Option<K>, EnvError>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.get_opt(name).await.map_err(|e| EnvError::Fetch {
-        kind,
-        name: name.to_owned(),
-        message: e.to_string(),
-    })
+    config_maps.sort();
+    config_maps.dedup();
+    secrets.sort();
+    secrets.dedup();
+    (config_maps, secrets)
 }
 
 /// The ConfigMap and Secret names a container's `env` and `envFrom` refer to.
@@ -700,6 +657,28 @@ mod tests {
         assert_eq!(
             referenced_names(&c),
             (vec!["a".to_owned(), "b".to_owned()], vec!["s".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_pod_refers_to_what_any_of_its_containers_refer_to() {
+        let mut p = pod(json!([
+            {"name": "app", "envFrom": [{"configMapRef": {"name": "b"}}]},
+            {"name": "side", "env": [
+                {"name": "X", "valueFrom": {"secretKeyRef": {"name": "s2", "key": "k"}}},
+                {"name": "Y", "valueFrom": {"configMapKeyRef": {"name": "b", "key": "k"}}},
+            ]},
+        ]));
+        let init = container(json!({"name": "init", "envFrom": [
+            {"configMapRef": {"name": "a"}}, {"secretRef": {"name": "s1"}}
+        ]}));
+        p.spec.as_mut().expect("spec").init_containers = Some(vec![init]);
+        assert_eq!(
+            pod_referenced_names(&p),
+            (
+                vec!["a".to_owned(), "b".to_owned()],
+                vec!["s1".to_owned(), "s2".to_owned()]
+            )
         );
     }
 }

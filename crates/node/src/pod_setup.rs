@@ -1,6 +1,6 @@
 //! What a pod's containers share on this node, set up once per pod: its volumes (materialised on first
 //! use from the node's shared ConfigMap/Secret cache, rewritten when the cache sees a change, removed
-//! with the pod), the facts its environment is resolved from, and
+//! with the pod), the facts and cached objects its environment is resolved from, and
 //! the sandbox's network policy. Each container runner asks it for its environment, mounts and limits.
 
 use std::path::PathBuf;
@@ -9,11 +9,10 @@ use std::sync::Arc;
 use herd_api::quantity;
 use herd_wasm_runtime::{ConnectRedirect, IpNet, Limits, NetworkPolicy, Outbound, Preopen};
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kube::Client;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use crate::pod_env::{ConfigObjects, EnvFacts, resolve_env};
+use crate::pod_env::{EnvFacts, resolve_env};
 use crate::pod_volumes::PodVolumes;
 use crate::reflector::PodObjects;
 
@@ -22,12 +21,12 @@ use crate::reflector::PodObjects;
 pub(crate) const EGRESS_ANNOTATION: &str = "herd.dev/egress";
 
 pub(crate) struct PodSetup {
-    client: Client,
     pod: Arc<Pod>,
     pod_dir: PathBuf,
     facts: EnvFacts,
     volumes: OnceCell<Arc<PodVolumes>>,
-    /// The pod's hold on the node cache's watches of the ConfigMaps and Secrets its volumes use.
+    /// The pod's hold on the node cache's watches of the ConfigMaps and Secrets its volumes and
+    /// environments use.
     objects: PodObjects,
     /// Where the containers' outbound connections really go (the node's, for Service ports).
     redirect: Option<ConnectRedirect>,
@@ -43,7 +42,6 @@ pub(crate) struct NotReady {
 
 impl PodSetup {
     pub fn new(
-        client: Client,
         pod: Arc<Pod>,
         objects: PodObjects,
         pod_dir: PathBuf,
@@ -51,7 +49,6 @@ impl PodSetup {
         redirect: Option<ConnectRedirect>,
     ) -> Self {
         Self {
-            client,
             pod,
             pod_dir,
             facts,
@@ -60,10 +57,6 @@ impl PodSetup {
             redirect,
             updater: CancellationToken::new(),
         }
-    }
-
-    fn namespace(&self) -> &str {
-        self.pod.metadata.namespace.as_deref().unwrap_or("default")
     }
 
     /// The pod's volumes, materialised on the first call (then kept up to date in the background).
@@ -93,7 +86,11 @@ impl PodSetup {
             reason: "CreateContainerConfigError",
             message,
         };
-        let objects = ConfigObjects::fetch_for_container(&self.client, self.namespace(), container)
+        // The node's cache, as the kubelet's configmap/secret managers: no GET per container start.
+        let objects = self
+            .objects
+            .clone()
+            .get()
             .await
             .map_err(|e| config_error(e.to_string()))?;
         let env = resolve_env(container, &self.pod, &self.facts, &objects)

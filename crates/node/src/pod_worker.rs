@@ -285,7 +285,6 @@ impl PodWorker {
             return WorkerState::NoIp;
         }
         self.setup = Some(Arc::new(PodSetup::new(
-            self.ctx.client.clone(),
             self.pod.clone(),
             self.ctx.config_objects.register(&self.pod),
             self.ctx.logs.pod_dir(&self.key),

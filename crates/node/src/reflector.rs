@@ -1,12 +1,14 @@
-//! The node's one shared cache of the ConfigMaps and Secrets its pods' volumes use — the kubelet's
-//! watch-based configmap/secret manager. A pod registers the objects it references when its worker
+//! The node's one shared cache of the ConfigMaps and Secrets its pods use, for volumes and
+//! environments alike — the kubelet's watch-based configmap/secret manager. A pod registers the
+//! objects it references (its volumes, its containers' `env` and `envFrom`) when its worker
 //! starts ([`ConfigReflector::register`]); the first registration of an object starts one watch of it
 //! (a kube-runtime watcher with `fieldSelector=metadata.name=<name>` in its namespace), later ones
 //! share it, and the watch ends when the last pod holding it is gone. Pods read the objects from the
 //! cache, never from the API, and learn of a change through [`PodObjects::changed`]: however many pods
-//! mount one ConfigMap, the node lists and watches it once and never GETs it.
+//! mount one ConfigMap or take their environment from it, the node lists and watches it once and
+//! never GETs it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
@@ -243,11 +245,12 @@ impl ConfigReflector {
         }
     }
 
-    /// Holds the watches of the ConfigMaps and Secrets `pod`'s volumes use (the kubelet's
-    /// `RegisterPod`), for as long as the returned [`PodObjects`] (or a clone) lives.
+    /// Holds the watches of the ConfigMaps and Secrets `pod`'s volumes and containers' environments
+    /// use (the kubelet's `RegisterPod`), for as long as the returned [`PodObjects`] (or a clone)
+    /// lives.
     pub fn register(&self, pod: &Pod) -> PodObjects {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let (config_maps, secrets) = crate::pod_volumes::referenced_names(pod);
+        let (config_maps, secrets) = referenced_names(pod);
         let key = |name: String| (namespace.clone(), name);
         PodObjects {
             config_maps: config_maps
@@ -272,7 +275,17 @@ impl ConfigReflector {
     }
 }
 
-/// The cached ConfigMaps and Secrets one pod's volumes use.
+/// Every ConfigMap and Secret `pod` refers to, for its volumes or its environments, once each.
+fn referenced_names(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (volume_cms, volume_secrets) = crate::pod_volumes::referenced_names(pod);
+    let (env_cms, env_secrets) = crate::pod_env::pod_referenced_names(pod);
+    (
+        volume_cms.into_iter().chain(env_cms).collect(),
+        volume_secrets.into_iter().chain(env_secrets).collect(),
+    )
+}
+
+/// The cached ConfigMaps and Secrets one pod uses.
 #[derive(Clone)]
 pub(crate) struct PodObjects {
     config_maps: Vec<(String, Held<ConfigMap>)>,

@@ -1,6 +1,6 @@
 //! The node agent against a real control plane and registry: crash back-off, init containers,
-//! an agent restarted on the same data dir picking its pod up again, and configMap/secret volumes
-//! fed by the node's one shared cache.
+//! an agent restarted on the same data dir picking its pod up again, and configMap/secret volumes and
+//! environments fed by the node's one shared cache.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -784,6 +784,182 @@ async fn a_pod_waits_for_its_missing_config_map_and_starts_once_it_is_created() 
     );
     assert_eq!(
         cluster.node_requests_to("/configmaps/late"),
+        Vec::<String>::new(),
+        "the wait reads the cache, not the API"
+    );
+    cluster.stop().await;
+}
+
+impl Cluster {
+    /// What the program of `pod`'s container `c` printed in its first run, as `env NAME=value` lines
+    /// (the `hello` app prints its environment so), sorted.
+    fn printed_env(&self, pod: &Value) -> Vec<String> {
+        let (name, uid) = (
+            pod["metadata"]["name"].as_str().unwrap_or_default(),
+            pod["metadata"]["uid"].as_str().unwrap_or_default(),
+        );
+        let path = self
+            .dir
+            .path()
+            .join(format!("node/pods/default_{name}_{uid}/c/0.log"));
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        // CRI records: `<time> <stream> <P|F> <text>`.
+        let mut env: Vec<String> = log
+            .lines()
+            .filter_map(|line| line.splitn(4, ' ').nth(3))
+            .filter_map(|text| text.strip_prefix("env "))
+            .map(str::to_owned)
+            .collect();
+        env.sort();
+        env
+    }
+}
+
+/// The kubelet's configmap/secret managers serve environments as they serve volumes: the pods of a
+/// node that take their environment from one ConfigMap and one Secret (`envFrom` with a prefix,
+/// `configMapKeyRef`, `secretKeyRef`, optional references to what does not exist) get it from the
+/// node's shared cache — no GET of either per pod, however many pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_taking_env_from_one_config_map_and_secret_share_one_watch_of_each() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let mut cluster = Cluster::start().await;
+    let image = cluster.push("hello").await;
+    cluster
+        .apply_json::<ConfigMap>(config_map(
+            "settings",
+            json!({"MODE": "fast", "LEVEL": "3"}),
+        ))
+        .await;
+    cluster
+        .apply_json::<Secret>(secret("db", json!({"PASSWORD": "hunter2"})))
+        .await;
+    cluster.start_node();
+    let names: Vec<String> = (0..8).map(|i| format!("env-{i}")).collect();
+    for name in &names {
+        cluster
+            .create(pod(
+                name,
+                json!({
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": image,
+                        "envFrom": [
+                            {"configMapRef": {"name": "settings"}, "prefix": "APP_"},
+                            {"secretRef": {"name": "absent", "optional": true}},
+                        ],
+                        "env": [
+                            {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "PASSWORD"}}},
+                            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "MODE"}}},
+                            {"name": "GONE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope", "optional": true}}},
+                            {"name": "URL", "value": "db://$(PASSWORD)@$(APP_LEVEL)"},
+                        ]}],
+                }),
+            ))
+            .await;
+    }
+    for name in &names {
+        let pod = cluster
+            .wait(name, Duration::from_secs(60), |pod| {
+                pod["status"]["phase"] == "Succeeded"
+            })
+            .await;
+        assert_eq!(
+            cluster.printed_env(&pod),
+            [
+                "APP_LEVEL=3",
+                "APP_MODE=fast",
+                "MODE=fast",
+                "PASSWORD=hunter2",
+                "URL=db://hunter2@3"
+            ],
+            "{name}"
+        );
+    }
+    for (kind, named) in [
+        ("/configmaps", "/configmaps/settings"),
+        ("/secrets", "/secrets/db"),
+    ] {
+        assert_eq!(
+            cluster.node_requests_to(named),
+            Vec::<String>::new(),
+            "no GET of the object itself"
+        );
+        let all = cluster.node_requests_to(kind);
+        assert!(
+            all.len() < names.len(),
+            "{} requests for {} pods: {all:#?}",
+            all.len(),
+            names.len()
+        );
+    }
+    cluster.stop().await;
+}
+
+/// A container whose environment names a ConfigMap that does not exist waits as the kubelet's
+/// CreateContainerConfigError with its message, and starts once the ConfigMap is created (the node's
+/// watch of it sees the creation; nothing GETs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_whose_env_config_map_is_missing_starts_once_it_is_created() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let mut cluster = Cluster::start().await;
+    let image = cluster.push("hello").await;
+    cluster.start_node();
+    cluster
+        .create(pod(
+            "configless",
+            json!({
+                "containers": [{"name": "c", "image": image, "args": ["--sleep-ms=600000"],
+                    "env": [{"name": "GREETING",
+                             "valueFrom": {"configMapKeyRef": {"name": "late-env", "key": "greeting"}}}]}],
+            }),
+        ))
+        .await;
+    let waiting_pod = cluster
+        .wait("configless", Duration::from_secs(60), |pod| {
+            waiting(pod, 0).0 == "CreateContainerConfigError"
+        })
+        .await;
+    assert_eq!(
+        waiting(&waiting_pod, 0).1,
+        "configmap \"late-env\" not found"
+    );
+    assert_eq!(waiting_pod["status"]["phase"], "Pending");
+
+    // A ConfigMap without the key: still a config error, now naming the key.
+    cluster
+        .apply_json::<ConfigMap>(config_map("late-env", json!({"other": "x"})))
+        .await;
+    cluster
+        .wait("configless", Duration::from_secs(60), |pod| {
+            waiting(pod, 0).1 == "couldn't find key greeting in ConfigMap default/late-env"
+        })
+        .await;
+
+    cluster
+        .apply_json::<ConfigMap>(config_map("late-env", json!({"greeting": "finally"})))
+        .await;
+    let running = cluster
+        .wait("configless", Duration::from_secs(60), |pod| {
+            pod["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        })
+        .await;
+    let restart = running["status"]["containerStatuses"][0]["restartCount"]
+        .as_i64()
+        .unwrap_or_default();
+    assert_eq!(restart, 0, "a config error is no restart");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cluster
+        .printed_env(&running)
+        .contains(&"GREETING=finally".to_owned())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "printed {:?}",
+            cluster.printed_env(&running)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        cluster.node_requests_to("/configmaps/late-env"),
         Vec::<String>::new(),
         "the wait reads the cache, not the API"
     );
