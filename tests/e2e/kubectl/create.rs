@@ -1,6 +1,7 @@
 //! `kubectl create -f` (one object, a multi-document file, `-o json`, `--dry-run=server`), `kubectl run`,
-//! and the `kubectl create` generators (namespace, deployment, configmap, secret, service), which send
-//! their bodies as `application/vnd.kubernetes.protobuf`. Runs against `herd control` alone.
+//! and the `kubectl create` generators (namespace, deployment, configmap, secret, service, serviceaccount,
+//! job, poddisruptionbudget), which send their bodies as `application/vnd.kubernetes.protobuf`. Runs
+//! against `herd control` alone.
 
 use serde_json::json;
 
@@ -189,6 +190,85 @@ async fn kubectl_create_from_files_and_generators() {
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
     assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
     assert_eq!(svc["spec"]["selector"], json!({"app": "svc"}));
+}
+
+/// The generators of the kinds added since the first ones (typed client-go clients, so protobuf bodies):
+/// every one is created as `kubectl create … --dry-run=client -o json` shows it, none answers 415.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_serviceaccount_job_and_pdb_generators() {
+    let herd = &Herd::up(HerdOptions::control()).await;
+    kubectl(herd, &["create", "serviceaccount", "robot"])
+        .await
+        .ok()
+        .stdout_has("serviceaccount/robot created");
+    let sa = herd
+        .get_ok(&format!("{}/robot", ns_path("default", "serviceaccounts")))
+        .await;
+    assert_eq!(s(&sa, "/metadata/name"), "robot");
+
+    kubectl(
+        herd,
+        &[
+            "create",
+            "job",
+            "once",
+            "--image=127.0.0.1:9/hello:v1",
+            "--",
+            "/hello",
+            "--exit=0",
+        ],
+    )
+    .await
+    .ok()
+    .stdout_has("job.batch/once created");
+    let job = herd
+        .get_ok("/apis/batch/v1/namespaces/default/jobs/once")
+        .await;
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["name"], "once");
+    assert_eq!(container["image"], "127.0.0.1:9/hello:v1");
+    assert_eq!(container["command"], json!(["/hello", "--exit=0"]));
+    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+
+    kubectl(
+        herd,
+        &[
+            "create",
+            "poddisruptionbudget",
+            "keep-two",
+            "--selector=app=web",
+            "--min-available=2",
+        ],
+    )
+    .await
+    .ok()
+    .stdout_has("poddisruptionbudget.policy/keep-two created");
+    kubectl(
+        herd,
+        &[
+            "create",
+            "pdb",
+            "half",
+            "--selector=app=web,tier=front",
+            "--max-unavailable=50%",
+        ],
+    )
+    .await
+    .ok()
+    .stdout_has("poddisruptionbudget.policy/half created");
+    let pdbs = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
+    let keep_two = herd.get_ok(&format!("{pdbs}/keep-two")).await;
+    assert_eq!(keep_two["spec"]["minAvailable"], 2);
+    assert_eq!(
+        keep_two["spec"]["selector"],
+        json!({"matchLabels": {"app": "web"}})
+    );
+    let half = herd.get_ok(&format!("{pdbs}/half")).await;
+    assert_eq!(half["spec"]["maxUnavailable"], "50%");
+    assert_eq!(
+        half["spec"]["selector"]["matchLabels"],
+        json!({"app": "web", "tier": "front"})
+    );
 }
 
 /// kube-controller-manager's service account controller: a new namespace gets a `default` ServiceAccount,
