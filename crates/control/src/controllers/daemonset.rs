@@ -17,10 +17,8 @@ use serde_json::{Value, json};
 
 use super::batch::{self, DAEMON_BURST_REPLICAS};
 use super::deployment::template_hash;
-use super::replicaset::object_key;
 use super::{
-    Controller, Key, PodInformer, Requeue, controller_owner, key_of, pod_from_template,
-    pod_is_ready,
+    Controller, Informers, Key, Requeue, controller_owner, key_of, pod_from_template, pod_is_ready,
 };
 use k8s_openapi::api::core::v1::{Node, Pod};
 
@@ -34,7 +32,7 @@ const REVISION_LABEL: &str = "controller-revision-hash";
 
 pub struct DaemonSets {
     objects: Objects,
-    pods_cache: Arc<PodInformer>,
+    caches: Arc<Informers>,
     /// SuccessfulCreate/SuccessfulDelete, written in the background in batches.
     events: EventQueue,
     daemonsets: &'static ResourceInfo,
@@ -44,11 +42,11 @@ pub struct DaemonSets {
 }
 
 impl DaemonSets {
-    pub fn new(objects: Objects, pods_cache: Arc<PodInformer>) -> Self {
+    pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
         Self {
             events: EventQueue::spawn(Recorder::new(objects.clone(), "daemonset-controller")),
             objects,
-            pods_cache,
+            caches,
             daemonsets: resources::by_path("apps", "v1", "daemonsets").expect("daemonsets"),
             pods: resources::by_path("", "v1", "pods").expect("pods"),
             known: Mutex::default(),
@@ -89,20 +87,15 @@ impl Controller for DaemonSets {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.list_all(self.daemonsets, None).await?;
-        let keys: Vec<Key> = items.iter().filter_map(object_key).collect();
+        let keys = self.caches.keys(self.daemonsets);
         if let Ok(mut known) = self.known.lock() {
             *known = keys.iter().cloned().collect();
         }
         Ok(keys)
     }
 
-    fn informer(&self) -> Option<&PodInformer> {
-        Some(&self.pods_cache)
-    }
-
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(ds) = self.objects.find(self.daemonsets, ns, name).await? else {
+        let Some(ds) = self.caches.get(self.daemonsets, ns, name) else {
             return Ok(None);
         };
         if ds.pointer("/metadata/deletionTimestamp").is_some() {
@@ -117,9 +110,9 @@ impl Controller for DaemonSets {
         let hash = template_hash(&template);
         let mut pod_spec = template.get("spec").cloned().unwrap_or(json!({}));
         add_daemon_tolerations(&mut pod_spec);
-        let (nodes, _) = self.objects.list_all(core("nodes"), None).await?;
+        let nodes = self.caches.list(core("nodes"), None);
         let mut by_node: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
-        for pod in self.pods_cache.controlled_by(&uid) {
+        for pod in self.caches.controlled_by(&uid) {
             let node = pod
                 .pointer("/spec/nodeName")
                 .and_then(Value::as_str)

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use self::rollout::{RecreateStep, RsState};
 use super::replicaset::{SelectorCache, claim, object_key, owner_reference};
-use super::{Controller, Key, PodInformer, Requeue, key_of};
+use super::{Controller, Informers, Key, Requeue, key_of};
 use crate::error::ApiError;
 use crate::events::Recorder;
 use crate::objects::Change;
@@ -25,15 +25,15 @@ pub struct Deployments {
     deploy: &'static ResourceInfo,
     rs: &'static ResourceInfo,
     selectors: SelectorCache,
-    pods: Arc<PodInformer>,
+    caches: Arc<Informers>,
 }
 
 impl Deployments {
-    pub fn new(objects: Objects, pods: Arc<PodInformer>) -> Self {
+    pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
         Self {
             recorder: Recorder::new(objects.clone(), "deployment-controller"),
             objects,
-            pods,
+            caches,
             deploy: resources::by_path("apps", "v1", "deployments").expect("deployments"),
             rs: resources::by_path("apps", "v1", "replicasets").expect("replicasets"),
             selectors: SelectorCache::default(),
@@ -148,17 +148,13 @@ impl Controller for Deployments {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.list_all(self.deploy, None).await?;
+        let items = self.caches.list(self.deploy, None);
         self.selectors.reset(&items);
-        Ok(items.iter().filter_map(object_key).collect())
-    }
-
-    fn informer(&self) -> Option<&PodInformer> {
-        Some(&self.pods)
+        Ok(items.iter().filter_map(|d| object_key(d)).collect())
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(d) = self.objects.find(self.deploy, ns, name).await? else {
+        let Some(d) = self.caches.get(self.deploy, ns, name) else {
             return Ok(None);
         };
         if d.pointer("/metadata/deletionTimestamp").is_some() {
@@ -168,7 +164,12 @@ impl Controller for Deployments {
         let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
         let rs_name = format!("{name}-{hash}");
-        let (all_rs, _) = self.objects.list_all(self.rs, Some(ns)).await?;
+        let all_rs: Vec<Value> = self
+            .caches
+            .list(self.rs, Some(ns))
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect();
         let owned = claim(&self.objects, self.rs, &d, "Deployment", all_rs).await?;
         let max_revision = owned.iter().map(revision).max().unwrap_or(0);
         let mut new_rs = find_new_rs(&owned, &template, &rs_name).cloned();
@@ -198,7 +199,7 @@ impl Controller for Deployments {
                 .filter_map(|rs| rs.pointer("/metadata/uid").and_then(Value::as_str))
                 .collect();
             let old_pods_running = old_uids.iter().any(|u| {
-                self.pods.controlled_by(u).iter().any(|p| {
+                self.caches.controlled_by(u).iter().any(|p| {
                     !matches!(
                         p.pointer("/status/phase").and_then(Value::as_str),
                         Some("Succeeded" | "Failed")

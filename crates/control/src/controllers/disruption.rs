@@ -15,9 +15,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Map, Value, json};
 
-use super::{Controller, Key, PodInformer, Requeue, pod_is_ready};
+use super::{Controller, Informers, Key, Requeue, pod_is_ready};
 use crate::error::ApiError;
-use crate::objects::{Change, EventType, Objects};
+use crate::objects::{Change, EventType, Objects, core};
 
 /// How long an eviction recorded in `disruptedPods` keeps its pod out of `currentHealthy` if the pod is
 /// not deleted (kube's `DeletionTimeout`).
@@ -45,17 +45,17 @@ pub fn pdb_resource() -> &'static ResourceInfo {
 
 pub struct Disruption {
     objects: Objects,
-    pods: Arc<PodInformer>,
+    caches: Arc<Informers>,
     pdbs: &'static ResourceInfo,
     /// Every budget's selector, by namespace and name: which budgets a pod change wakes.
     selectors: Mutex<HashMap<String, BTreeMap<String, Option<LabelSelector>>>>,
 }
 
 impl Disruption {
-    pub fn new(objects: Objects, pods: Arc<PodInformer>) -> Self {
+    pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
         Self {
             objects,
-            pods,
+            caches,
             pdbs: pdb_resource(),
             selectors: Mutex::default(),
         }
@@ -113,10 +113,8 @@ impl Disruption {
     /// A ReplicaSet's scale, or its Deployment's when one controls it; keyed by the controller's uid.
     async fn scale_of_replica_set(&self, ns: &str, name: &str, uid: &str) -> Option<(String, i64)> {
         let rs = self
-            .objects
-            .find(resources::by_path("apps", "v1", "replicasets")?, ns, name)
-            .await
-            .ok()??;
+            .caches
+            .get(resources::by_path("apps", "v1", "replicasets")?, ns, name)?;
         if rs.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
             return None;
         }
@@ -149,7 +147,7 @@ impl Disruption {
         name: &str,
         uid: &str,
     ) -> Option<(String, i64)> {
-        let obj = self.objects.find(res?, ns, name).await.ok()??;
+        let obj = self.caches.get(res?, ns, name)?;
         (obj.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid)).then(|| {
             (
                 uid.to_string(),
@@ -323,7 +321,7 @@ impl Controller for Disruption {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.list_all(self.pdbs, None).await?;
+        let items = self.caches.list(self.pdbs, None);
         let mut selectors: HashMap<String, BTreeMap<String, Option<LabelSelector>>> =
             HashMap::new();
         let mut keys = Vec::new();
@@ -346,19 +344,19 @@ impl Controller for Disruption {
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(obj) = self.objects.find(self.pdbs, ns, name).await? else {
+        let Some(obj) = self.caches.get(self.pdbs, ns, name) else {
             return Ok(None);
         };
         if obj.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(None);
         }
-        let pdb: PodDisruptionBudget = serde_json::from_value(obj.clone()).map_err(|e| {
+        let pdb: PodDisruptionBudget = serde_json::from_value((*obj).clone()).map_err(|e| {
             ApiError::Internal(format!("decoding PodDisruptionBudget {ns}/{name}: {e}"))
         })?;
         let pods: Vec<Arc<Value>> = match budget_selector(&obj) {
             Some(selector) => self
-                .pods
-                .in_namespace(ns)
+                .caches
+                .list(core("pods"), Some(ns))
                 .into_iter()
                 .filter(|p| selector.matches_object(p))
                 .collect(),
@@ -396,10 +394,6 @@ impl Controller for Disruption {
                 .await?;
         }
         Ok(expires)
-    }
-
-    fn informer(&self) -> Option<&PodInformer> {
-        Some(&self.pods)
     }
 }
 

@@ -4,20 +4,21 @@
 //! controller: one slice per port set, named `<service>-<random>`, labelled `kubernetes.io/service-name`,
 //! owned by the Service; each endpoint with its ready/serving/terminating conditions).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use herd_api::LabelSelector;
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
-use super::replicaset::object_key;
-use super::{Controller, Key, Requeue, key_of, pod_is_active, pod_is_ready};
+use super::{Controller, Informers, Key, Requeue, key_of, pod_is_active, pod_is_ready};
 use crate::error::ApiError;
 use crate::objects::Change;
 use crate::objects::{DeleteOptions, Objects, core};
 
 pub struct EndpointsController {
     objects: Objects,
+    caches: Arc<Informers>,
     endpoints: &'static ResourceInfo,
     slices: &'static ResourceInfo,
 }
@@ -31,13 +32,11 @@ const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 /// Ready addresses, not-ready addresses, ports.
 type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
 
-/// Key name meaning "every Service in this namespace" (a pod change can affect any of them).
-const ALL: &str = "*";
-
 impl EndpointsController {
-    pub fn new(objects: Objects) -> Self {
+    pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
         Self {
             objects,
+            caches,
             endpoints: resources::by_path("", "v1", "endpoints").expect("endpoints"),
             slices: resources::by_path("discovery.k8s.io", "v1", "endpointslices")
                 .expect("endpointslices"),
@@ -45,15 +44,18 @@ impl EndpointsController {
     }
 
     /// Brings one Service's Endpoints and slices in line with `pods` (every pod of the namespace) and
-    /// `slices` (every EndpointSlice of it), both listed once for all the Services a reconcile handles.
+    /// `slices` (every EndpointSlice of it), both read from the informer caches.
     async fn reconcile_service(
         &self,
         ns: &str,
         name: &str,
-        pods: &[Value],
+        pods: &[Arc<Value>],
         slices: &[Value],
     ) -> Result<(), ApiError> {
-        let svc = self.objects.find(core("services"), ns, name).await?;
+        let svc = self
+            .caches
+            .get(core("services"), ns, name)
+            .map(Arc::unwrap_or_clone);
         let Some(selector) = svc
             .as_ref()
             .and_then(|s| s.pointer("/spec/selector"))
@@ -147,7 +149,7 @@ impl EndpointsController {
             .unwrap_or(json!({}));
         self.reconcile_slices(ns, name, Some(&svc), &subsets, slices)
             .await?;
-        let existing = self.objects.find(self.endpoints, ns, name).await?;
+        let existing = self.caches.get(self.endpoints, ns, name);
         match existing {
             None => {
                 let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns, "labels": labels}, "subsets": subsets});
@@ -479,37 +481,78 @@ impl Controller for EndpointsController {
         &["services", "pods"]
     }
 
+    /// A Service's own change; a pod's wakes the Services of its namespace that select it now or did
+    /// before, and those whose Endpoints list it (kube's `getPodServiceMemberships`), all read from the
+    /// caches: one pod's change does not touch the namespace's other Services.
     fn keys_for(&self, change: &Change) -> Vec<Key> {
-        if &*change.resource == "pods" {
-            return vec![(change.namespace.clone(), ALL.to_string())];
+        if &*change.resource != "pods" {
+            return vec![key_of(change)];
         }
-        vec![key_of(change)]
+        let ns = &change.namespace;
+        let mut names = BTreeSet::new();
+        for svc in self.caches.list(core("services"), Some(ns)) {
+            let Some(name) = svc.pointer("/metadata/name").and_then(Value::as_str) else {
+                continue;
+            };
+            let selects =
+                |pod: &Value| service_selector(&svc).is_some_and(|s| s.matches_object(pod));
+            if selects(&change.object)
+                || change.previous.as_deref().is_some_and(selects)
+                || self
+                    .caches
+                    .get(self.endpoints, ns, name)
+                    .is_some_and(|ep| lists_pod(&ep, &change.name))
+            {
+                names.insert(name.to_string());
+            }
+        }
+        names.into_iter().map(|n| (ns.clone(), n)).collect()
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.list_all(core("services"), None).await?;
-        let (eps, _) = self.objects.list_all(self.endpoints, None).await?;
-        Ok(items
-            .iter()
-            .chain(eps.iter())
-            .filter_map(object_key)
-            .collect())
+        let mut keys = self.caches.keys(core("services"));
+        keys.extend(self.caches.keys(self.endpoints));
+        Ok(keys)
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        // The namespace's pods and slices, once for every Service this reconcile handles.
-        let (pods, _) = self.objects.list_all(core("pods"), Some(ns)).await?;
-        let (slices, _) = self.objects.list_all(self.slices, Some(ns)).await?;
-        if name == ALL {
-            let (services, _) = self.objects.list_all(core("services"), Some(ns)).await?;
-            for key in services.iter().filter_map(object_key) {
-                self.reconcile_service(ns, &key.1, &pods, &slices).await?;
-            }
-            return Ok(None);
-        }
+        // The namespace's pods (the pod cache's namespace range) and slices, from the caches.
+        let pods = self.caches.list(core("pods"), Some(ns));
+        let slices: Vec<Value> = self
+            .caches
+            .list(self.slices, Some(ns))
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect();
         self.reconcile_service(ns, name, &pods, &slices).await?;
         Ok(None)
     }
+}
+
+/// A Service's selector, as a LabelSelector; `None` without one (such a Service has no managed endpoints).
+fn service_selector(svc: &Value) -> Option<LabelSelector> {
+    let labels: BTreeMap<String, String> = svc
+        .pointer("/spec/selector")?
+        .as_object()?
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    Some(LabelSelector::from_map(&labels))
+}
+
+/// Whether Endpoints `ep` has an address of pod `name` (ready or not).
+fn lists_pod(ep: &Value, name: &str) -> bool {
+    ep.get("subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|s| {
+            ["addresses", "notReadyAddresses"]
+                .into_iter()
+                .filter_map(|f| s.get(f).and_then(Value::as_array))
+                .flatten()
+        })
+        .any(|a| a.pointer("/targetRef/name").and_then(Value::as_str) == Some(name))
 }
 
 #[cfg(test)]
@@ -663,8 +706,10 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let controller = EndpointsController::new(objects.clone());
+        let caches = Arc::new(super::Informers::new(objects.clone()));
+        let controller = EndpointsController::new(objects.clone(), caches.clone());
         let key = ("default".to_string(), "web".to_string());
+        caches.ensure_loaded().await.unwrap();
         controller.reconcile(&key).await.unwrap();
 
         let slices = |objects: Objects| async move {
@@ -729,6 +774,7 @@ mod tests {
             )
             .await
             .unwrap();
+        caches.sync().await.unwrap();
         controller.reconcile(&key).await.unwrap();
         let after = slices(objects.clone()).await;
         assert_eq!(after.len(), 1);

@@ -1,54 +1,33 @@
 //! Garbage collection: deletes objects whose controlling owner is gone (background propagation), and
 //! empties a terminating Namespace before removing it.
 
-use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use herd_api::resources::RESOURCES;
 use serde_json::Value;
 
-use super::{Controller, Key, Requeue};
+use super::{Controller, Informers, Key, Requeue};
 use crate::error::ApiError;
 use crate::objects::{Change, EventType};
-use crate::objects::{DeleteOptions, FOREGROUND_FINALIZER, Objects, Propagation, core, owner_uids};
+use crate::objects::{DeleteOptions, FOREGROUND_FINALIZER, Objects, Propagation, core};
 
 pub struct GarbageCollector {
     objects: Objects,
+    caches: Arc<Informers>,
 }
 
 const SWEEP: &str = "sweep";
 
 impl GarbageCollector {
-    pub fn new(objects: Objects) -> Self {
-        Self { objects }
+    pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
+        Self { objects, caches }
     }
 
+    /// Deletes every object whose owners are all gone, after finishing the foreground deletions that
+    /// can finish; both found through the caches' owner index.
     async fn sweep_orphans(&self) -> Result<(), ApiError> {
-        let mut uids = BTreeSet::new();
-        let mut all = Vec::new();
-        for res in RESOURCES {
-            let (items, _) = self.objects.list_all(res, None).await?;
-            for item in items {
-                if let Some(uid) = item.pointer("/metadata/uid").and_then(Value::as_str) {
-                    uids.insert(uid.to_string());
-                }
-                all.push((res, item));
-            }
-        }
-        self.finish_foreground(&all).await?;
-        for (res, item) in all {
-            let Some(refs) = item
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-            else {
-                continue;
-            };
-            if refs.is_empty()
-                || refs
-                    .iter()
-                    .any(|r| r["uid"].as_str().is_some_and(|u| uids.contains(u)))
-            {
-                continue;
-            }
+        self.finish_foreground().await?;
+        for (res, item) in self.caches.orphaned_dependents() {
             let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
             let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str) else {
                 continue;
@@ -68,27 +47,12 @@ impl GarbageCollector {
     }
 
     /// Owners deleted in the foreground wait until their dependents are gone, then lose the finalizer and go.
-    async fn finish_foreground(
-        &self,
-        all: &[(&'static herd_api::ResourceInfo, Value)],
-    ) -> Result<(), ApiError> {
-        for (res, owner) in all {
-            let waiting = owner.pointer("/metadata/deletionTimestamp").is_some()
-                && owner
-                    .pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_FINALIZER));
-            let Some(uid) = owner
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .filter(|_| waiting)
-            else {
+    async fn finish_foreground(&self) -> Result<(), ApiError> {
+        for (res, owner) in self.caches.waiting_in_foreground() {
+            let Some(uid) = owner.pointer("/metadata/uid").and_then(Value::as_str) else {
                 continue;
             };
-            let dependents: Vec<_> = all
-                .iter()
-                .filter(|(_, d)| owner_uids(d).any(|u| u == uid))
-                .collect();
+            let dependents = self.caches.dependents_of(uid);
             for (dep_res, dep) in &dependents {
                 if dep.pointer("/metadata/deletionTimestamp").is_some() {
                     continue;
@@ -124,7 +88,7 @@ impl GarbageCollector {
     }
 
     async fn finish_namespace(&self, ns: &str) -> Result<(), ApiError> {
-        let Some(namespace) = self.objects.find(core("namespaces"), "", ns).await? else {
+        let Some(namespace) = self.caches.get(core("namespaces"), "", ns) else {
             return Ok(());
         };
         if namespace.pointer("/metadata/deletionTimestamp").is_none() {
@@ -132,8 +96,7 @@ impl GarbageCollector {
         }
         let mut remaining = 0;
         for res in RESOURCES.iter().filter(|r| r.namespaced) {
-            let (items, _) = self.objects.list_all(res, Some(ns)).await?;
-            for item in items {
+            for item in self.caches.list(res, Some(ns)) {
                 remaining += 1;
                 if item.pointer("/metadata/deletionTimestamp").is_some() {
                     continue;
@@ -213,7 +176,7 @@ impl Controller for GarbageCollector {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (namespaces, _) = self.objects.list_all(core("namespaces"), None).await?;
+        let namespaces = self.caches.list(core("namespaces"), None);
         let mut keys: Vec<Key> = namespaces
             .iter()
             .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())

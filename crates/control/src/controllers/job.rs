@@ -17,9 +17,8 @@ use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
 use super::batch::{self, BURST_REPLICAS};
-use super::replicaset::object_key;
 use super::{
-    Controller, Key, PodInformer, Requeue, controller_owner, key_of, pod_from_template,
+    Controller, Informers, Key, Requeue, controller_owner, key_of, pod_from_template,
     pod_is_active, pod_is_ready,
 };
 use crate::error::ApiError;
@@ -35,7 +34,7 @@ const MAX_POD_FAILURE_BACKOFF: Duration = Duration::from_secs(360);
 
 pub struct Jobs {
     objects: Objects,
-    pods_cache: Arc<PodInformer>,
+    caches: Arc<Informers>,
     recorder: Recorder,
     /// SuccessfulCreate/SuccessfulDelete, written in the background in batches.
     events: EventQueue,
@@ -46,13 +45,13 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn new(objects: Objects, pods_cache: Arc<PodInformer>, backoff_base: Duration) -> Self {
+    pub fn new(objects: Objects, caches: Arc<Informers>, backoff_base: Duration) -> Self {
         let recorder = Recorder::new(objects.clone(), "job-controller");
         Self {
             events: EventQueue::spawn(recorder.clone()),
             recorder,
             objects,
-            pods_cache,
+            caches,
             jobs: resources::by_path("batch", "v1", "jobs").expect("jobs"),
             pods: resources::by_path("", "v1", "pods").expect("pods"),
             backoff_base,
@@ -78,12 +77,7 @@ impl Controller for Jobs {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.list_all(self.jobs, None).await?;
-        Ok(items.iter().filter_map(object_key).collect())
-    }
-
-    fn informer(&self) -> Option<&PodInformer> {
-        Some(&self.pods_cache)
+        Ok(self.caches.keys(self.jobs))
     }
 
     async fn reconcile(&self, key: &Key) -> Result<Requeue, ApiError> {
@@ -217,7 +211,7 @@ fn backoff_left(
 
 impl Jobs {
     async fn sync(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(job) = self.objects.find(self.jobs, ns, name).await? else {
+        let Some(job) = self.caches.get(self.jobs, ns, name) else {
             return Ok(None);
         };
         if job.pointer("/metadata/deletionTimestamp").is_some() {
@@ -232,7 +226,7 @@ impl Jobs {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let owned: Vec<Arc<Value>> = self.pods_cache.controlled_by(&uid);
+        let owned: Vec<Arc<Value>> = self.caches.controlled_by(&uid);
         let phase = |p: &Value, ph: &str| p.pointer("/status/phase") == Some(&json!(ph));
         let mut active: Vec<Arc<Value>> =
             owned.iter().filter(|p| pod_is_active(p)).cloned().collect();
@@ -268,7 +262,7 @@ impl Jobs {
         if start_time.is_none() && !suspended {
             start_time = Some(json!(now()));
         }
-        let mut with_start = job.clone();
+        let mut with_start = Value::clone(&job);
         if let Some(st) = &start_time {
             with_start["status"]["startTime"] = st.clone();
         }
@@ -580,7 +574,7 @@ mod tests {
             .unwrap();
         let key = ("default".to_string(), "wide".to_string());
         let sync = async || {
-            pods.relist().await.unwrap();
+            pods.sync().await.unwrap();
             jobs.reconcile(&key).await.unwrap()
         };
         assert_eq!(sync().await, Some(Duration::ZERO));

@@ -4,8 +4,9 @@
 //! Keys wait in a deduplicating first-in-first-out queue (kube's workqueue) and are reconciled one at a
 //! time, so the same key is never reconciled twice at once; a failed key is retried with a doubling delay, a
 //! reconcile may ask to see its key again after a delay (a deadline or a delay it waits for, like kube's
-//! `AddAfter`), and every key is resynced periodically. The workload controllers read pods from one shared
-//! [`informer::PodInformer`] instead of listing them, and create and delete them in bulk (`batch`).
+//! `AddAfter`), and every key is resynced periodically. Controllers read every object, for a reconcile and for
+//! a resync, from the shared [`informer::Informers`] caches instead of listing them from the store, and the
+//! workload controllers create and delete pods in bulk (`batch`).
 
 mod batch;
 mod daemonset;
@@ -36,7 +37,7 @@ use crate::objects::Objects;
 use crate::objects::{Change, StoreError};
 
 pub use disruption::{budgets_of, pdb_resource};
-pub use informer::PodInformer;
+pub use informer::Informers;
 
 /// (namespace, name); the namespace is empty for cluster-scoped objects.
 pub type Key = (String, String);
@@ -60,11 +61,6 @@ pub trait Controller: Send + Sync + 'static {
     /// Brings one key's world to its desired state; `Some(delay)` asks to reconcile the key again after
     /// `delay` because something time-based falls due then.
     fn reconcile(&self, key: &Key) -> impl Future<Output = Result<Requeue, ApiError>> + Send;
-    /// The shared pod cache this controller reads, if any: its loop feeds it and catches it up to the
-    /// store before each reconcile.
-    fn informer(&self) -> Option<&PodInformer> {
-        None
-    }
     /// When a key whose reconcile failed with `error` is tried again, after `previous` (the delay before
     /// the last try, `None` after a success): kube's per-item exponential back-off, 200 ms doubling to a
     /// minute.
@@ -90,71 +86,72 @@ pub fn spawn_all(
     resync: Duration,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let pods = Arc::new(PodInformer::new(objects.clone()));
+    let caches = Arc::new(Informers::new(objects.clone()));
+    let (o, c) = (objects, &caches);
     vec![
         tokio::spawn(run(
-            replicaset::ReplicaSets::new(objects.clone(), pods.clone()),
-            objects.clone(),
+            replicaset::ReplicaSets::new(o.clone(), c.clone()),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            replicaset::ReplicationControllers::new(objects.clone(), pods.clone()),
-            objects.clone(),
+            replicaset::ReplicationControllers::new(o.clone(), c.clone()),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            deployment::Deployments::new(objects.clone(), pods.clone()),
-            objects.clone(),
+            deployment::Deployments::new(o.clone(), c.clone()),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            endpoints::EndpointsController::new(objects.clone()),
-            objects.clone(),
+            endpoints::EndpointsController::new(o.clone(), c.clone()),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            nodeipam::NodeIpam::new(objects.clone(), cluster_cidr, node_prefix),
-            objects.clone(),
+            nodeipam::NodeIpam::new(o.clone(), c.clone(), cluster_cidr, node_prefix),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            daemonset::DaemonSets::new(objects.clone(), pods.clone()),
-            objects.clone(),
+            daemonset::DaemonSets::new(o.clone(), c.clone()),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            disruption::Disruption::new(objects.clone(), pods.clone()),
-            objects.clone(),
+            disruption::Disruption::new(o.clone(), c.clone()),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            job::Jobs::new(objects.clone(), pods, job_backoff_base),
-            objects.clone(),
+            job::Jobs::new(o.clone(), c.clone(), job_backoff_base),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            nodelifecycle::NodeLifecycle::new(objects.clone(), node_lifecycle),
-            objects.clone(),
+            nodelifecycle::NodeLifecycle::new(o.clone(), c.clone(), node_lifecycle),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            serviceaccount::ServiceAccounts::new(objects.clone()),
-            objects.clone(),
+            serviceaccount::ServiceAccounts::new(o.clone(), c.clone()),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            gc::GarbageCollector::new(objects.clone()),
-            objects.clone(),
+            gc::GarbageCollector::new(o.clone(), c.clone()),
+            c.clone(),
             resync,
             shutdown.clone(),
         )),
@@ -198,31 +195,35 @@ type Changes = Pin<Box<dyn Stream<Item = Result<Arc<Change>, StoreError>> + Send
 
 /// A change seen by a loop: into the shared cache first (as an informer updates its store before calling
 /// its handlers), then into the queue.
-fn observe<C: Controller>(controller: &C, queue: &mut WorkQueue, change: &Change) {
-    if let Some(pods) = controller.informer() {
-        pods.apply(change);
-    }
+fn observe<C: Controller>(
+    controller: &C,
+    caches: &Informers,
+    queue: &mut WorkQueue,
+    change: &Change,
+) {
+    caches.apply(change);
     if controller.watches().contains(&&*change.resource) {
         queue.extend(controller.keys_for(change));
     }
 }
 
 /// A fresh watch from the store's current revision after the old one fell behind or ended; the shared
-/// cache is listed again after the watch starts, so no change falls between the two. `None` on shutdown.
+/// caches are listed again after the watch starts (unless another loop kept them current), so no change
+/// falls between the two. `None` on shutdown.
 async fn rewatch<C: Controller>(
-    controller: &C,
-    objects: &Objects,
+    caches: &Informers,
     shutdown: &CancellationToken,
 ) -> Option<Changes> {
+    let objects = caches.objects();
     loop {
         let since = objects.revision();
         let watched = match objects.watch(None, since).await {
             Ok(s) => Ok(s.boxed()),
             Err(e) => Err(ApiError::from(e)),
         };
-        let relisted = match (&watched, controller.informer()) {
-            (Ok(_), Some(pods)) => pods.relist().await,
-            _ => Ok(()),
+        let relisted = match &watched {
+            Ok(_) => caches.relist(since).await,
+            Err(_) => Ok(()),
         };
         match (watched, relisted) {
             (Ok(s), Ok(())) => return Some(s),
@@ -237,37 +238,35 @@ async fn rewatch<C: Controller>(
     }
 }
 
-/// The first watch: from the revision the shared cache was listed at, so the cache misses nothing.
+/// The first watch: from the revision the shared caches were listed at, so the caches miss nothing.
 async fn first_watch<C: Controller>(
-    controller: &C,
-    objects: &Objects,
+    caches: &Informers,
     shutdown: &CancellationToken,
 ) -> Option<Changes> {
-    let since = match controller.informer() {
-        None => objects.revision(),
-        Some(pods) => match pods.ensure_loaded().await {
-            Ok(rev) => rev,
-            Err(e) => {
-                tracing::warn!(controller = C::NAME, error = %e, "cannot list pods");
-                return rewatch(controller, objects, shutdown).await;
-            }
-        },
+    let since = match caches.ensure_loaded().await {
+        Ok(rev) => rev,
+        Err(e) => {
+            tracing::warn!(controller = C::NAME, error = %e, "cannot list the store");
+            return rewatch::<C>(caches, shutdown).await;
+        }
     };
-    match objects.watch(None, since).await {
+    match caches.objects().watch(None, since).await {
         Ok(s) => Some(s.boxed()),
         Err(e) => {
             tracing::warn!(controller = C::NAME, error = %e, "cannot watch the store");
-            rewatch(controller, objects, shutdown).await
+            rewatch::<C>(caches, shutdown).await
         }
     }
 }
 
+/// Runs one controller: its watch feeds the shared `caches` and its queue.
 async fn run<C: Controller>(
     controller: C,
-    objects: Objects,
+    caches: Arc<Informers>,
     resync: Duration,
     shutdown: CancellationToken,
 ) {
+    let objects = caches.objects().clone();
     let mut queue = WorkQueue::default();
     let mut retry: BTreeMap<Key, (Instant, Duration)> = BTreeMap::new();
     let mut requeue: BTreeMap<Key, Instant> = BTreeMap::new();
@@ -276,7 +275,7 @@ async fn run<C: Controller>(
             .unwrap_or_else(|| from + Duration::from_secs(86_400 * 365))
     };
     let mut resync_at = Instant::now();
-    let Some(mut changes) = first_watch(&controller, &objects, &shutdown).await else {
+    let Some(mut changes) = first_watch::<C>(&caches, &shutdown).await else {
         return;
     };
     loop {
@@ -307,7 +306,7 @@ async fn run<C: Controller>(
         let mut fell_behind = false;
         loop {
             match futures::FutureExt::now_or_never(changes.next()) {
-                Some(Some(Ok(change))) => observe(&controller, &mut queue, &change),
+                Some(Some(Ok(change))) => observe(&controller, &caches, &mut queue, &change),
                 Some(Some(Err(_)) | None) => {
                     fell_behind = true;
                     break;
@@ -315,16 +314,13 @@ async fn run<C: Controller>(
                 None => break,
             }
         }
-        // A reconcile reads the shared cache: bring it up to what the store has committed by now, so it
-        // sees at least what a list would (its own loop's earlier writes included).
-        if !fell_behind
-            && !queue.is_empty()
-            && let Some(pods) = controller.informer()
-        {
+        // A reconcile reads the shared caches: bring them up to what the store has committed by now, so
+        // it sees at least what a list would (its own loop's earlier writes included).
+        if !fell_behind && !queue.is_empty() {
             let target = objects.revision();
-            while pods.revision() < target {
+            while caches.revision() < target {
                 match tokio::time::timeout(CATCH_UP_LIMIT, changes.next()).await {
-                    Ok(Some(Ok(change))) => observe(&controller, &mut queue, &change),
+                    Ok(Some(Ok(change))) => observe(&controller, &caches, &mut queue, &change),
                     _ => {
                         fell_behind = true;
                         break;
@@ -334,7 +330,7 @@ async fn run<C: Controller>(
         }
         if fell_behind {
             tracing::warn!(controller = C::NAME, "watch fell behind; resyncing");
-            let Some(fresh) = rewatch(&controller, &objects, &shutdown).await else {
+            let Some(fresh) = rewatch::<C>(&caches, &shutdown).await else {
                 return;
             };
             changes = fresh;
@@ -383,11 +379,11 @@ async fn run<C: Controller>(
         tokio::select! {
             () = shutdown.cancelled() => return,
             change = changes.next() => match change {
-                Some(Ok(change)) => observe(&controller, &mut queue, &change),
+                Some(Ok(change)) => observe(&controller, &caches, &mut queue, &change),
                 // The watch fell behind or ended: start again from the store's state, never give up.
                 Some(Err(_)) | None => {
                     tracing::warn!(controller = C::NAME, "watch fell behind; resyncing");
-                    let Some(fresh) = rewatch(&controller, &objects, &shutdown).await else {
+                    let Some(fresh) = rewatch::<C>(&caches, &shutdown).await else {
                         return;
                     };
                     changes = fresh;
@@ -503,8 +499,8 @@ mod tests {
         }
     }
 
-    /// A store with the `default` namespace, and a loaded pod informer over it.
-    pub(super) async fn plane() -> (tempfile::TempDir, Objects, Arc<PodInformer>) {
+    /// A store with the `default` namespace, and loaded informer caches over it.
+    pub(super) async fn plane() -> (tempfile::TempDir, Objects, Arc<Informers>) {
         let (dir, objects) = crate::objects::test_objects().await;
         let ns = herd_api::resources::by_path("", "v1", "namespaces").unwrap();
         objects
@@ -516,9 +512,9 @@ mod tests {
             )
             .await
             .unwrap();
-        let pods = Arc::new(PodInformer::new(objects.clone()));
-        pods.ensure_loaded().await.unwrap();
-        (dir, objects, pods)
+        let caches = Arc::new(Informers::new(objects.clone()));
+        caches.ensure_loaded().await.unwrap();
+        (dir, objects, caches)
     }
 
     pub(super) async fn pod_count(objects: &Objects) -> usize {
@@ -604,9 +600,10 @@ mod tests {
         let writer = objects.clone();
         let (tx, mut seen) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
+        let caches = Arc::new(Informers::new(objects.clone()));
         let task = tokio::spawn(run(
             Probe { seen: tx },
-            objects.clone(),
+            caches,
             Duration::from_secs(3600),
             shutdown.clone(),
         ));
@@ -644,4 +641,128 @@ mod tests {
 
     /// More than the store's fan-out capacity (16,384).
     const FLOOD: usize = 17_000;
+
+    /// Reconciles a ConfigMap's key twice: the first pass writes a Secret and asks to come back at once,
+    /// the second reports whether the caches show that Secret and the ConfigMap.
+    struct Echo {
+        caches: Arc<Informers>,
+        seen: mpsc::UnboundedSender<(String, bool)>,
+        written: std::sync::Mutex<HashSet<Key>>,
+    }
+
+    impl Controller for Echo {
+        const NAME: &'static str = "echo";
+
+        fn watches(&self) -> &'static [&'static str] {
+            &["configmaps"]
+        }
+
+        fn keys_for(&self, change: &Change) -> Vec<Key> {
+            vec![key_of(change)]
+        }
+
+        async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
+            Ok(Vec::new())
+        }
+
+        async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
+            let own = format!("own-{name}");
+            let first = self
+                .written
+                .lock()
+                .unwrap()
+                .insert((ns.clone(), name.clone()));
+            if first {
+                let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": own, "namespace": ns}});
+                self.caches
+                    .objects()
+                    .create(core("secrets"), Some(ns), secret, false)
+                    .await?;
+                return Ok(Some(Duration::ZERO));
+            }
+            let cm = self.caches.get(core("configmaps"), ns, name).is_some();
+            let secret = self.caches.get(core("secrets"), ns, &own).is_some();
+            let _ = self.seen.send((name.clone(), cm && secret));
+            Ok(None)
+        }
+    }
+
+    /// A reconcile reads the caches, and the loop catches them up to the store before it: the object
+    /// whose change woke the key is there, and so is what the previous pass of the key wrote.
+    #[tokio::test]
+    async fn a_reconcile_sees_in_the_caches_what_was_committed_before_it() {
+        let (_dir, objects, caches) = plane().await;
+        let (tx, mut seen) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let echo = Echo {
+            caches: caches.clone(),
+            seen: tx,
+            written: std::sync::Mutex::default(),
+        };
+        let task = tokio::spawn(run(
+            echo,
+            caches.clone(),
+            Duration::from_secs(3600),
+            shutdown.clone(),
+        ));
+        for i in 0..5 {
+            put(&objects, "configmaps", vec![format!("cm-{i}")]).await;
+        }
+        let mut reports = Vec::new();
+        while reports.len() < 5 {
+            let report = tokio::time::timeout(Duration::from_secs(30), seen.recv())
+                .await
+                .expect("the loop reconciles every key twice")
+                .unwrap();
+            reports.push(report);
+        }
+        reports.sort();
+        let want: Vec<(String, bool)> = (0..5).map(|i| (format!("cm-{i}"), true)).collect();
+        assert_eq!(reports, want);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    /// One pod's change wakes the Services that select it, now or through their Endpoints, not every
+    /// Service of the namespace.
+    #[tokio::test]
+    async fn a_pod_change_wakes_only_the_services_that_select_or_list_it() {
+        let (_dir, objects, caches) = plane().await;
+        for (name, app) in [("web", "web"), ("db", "db"), ("other", "other")] {
+            let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"selector": {"app": app}, "ports": [{"port": 80}]}});
+            objects
+                .create(core("services"), Some("default"), svc, false)
+                .await
+                .unwrap();
+        }
+        let ep = serde_json::json!({"apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "db", "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": "127.0.0.9", "targetRef": {"kind": "Pod", "name": "p1"}}],
+                "ports": [{"port": 80}]}]});
+        objects
+            .create(core("endpoints"), Some("default"), ep, false)
+            .await
+            .unwrap();
+        caches.sync().await.unwrap();
+        let controller = endpoints::EndpointsController::new(objects.clone(), caches.clone());
+        let pod = |name: &str| Change {
+            rev: 0,
+            resource: Arc::from("pods"),
+            namespace: "default".into(),
+            name: name.into(),
+            kind: crate::objects::EventType::Modified,
+            object: Arc::new(
+                serde_json::json!({"metadata": {"name": name, "namespace": "default",
+                "labels": {"app": "web"}}}),
+            ),
+            previous: None,
+        };
+        let key = |n: &str| ("default".to_string(), n.to_string());
+        assert_eq!(controller.keys_for(&pod("p2")), [key("web")]);
+        // p1 moved from db to web: db's Endpoints still list it.
+        assert_eq!(controller.keys_for(&pod("p1")), [key("db"), key("web")]);
+    }
 }

@@ -1,28 +1,35 @@
 //! Node IPAM: gives each Node a pod CIDR (`spec.podCIDR`) carved out of the cluster CIDR.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use herd_api::resources::{self, ResourceInfo};
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
 
-use super::replicaset::object_key;
-use super::{Controller, Key, Requeue, key_of};
+use super::{Controller, Informers, Key, Requeue, key_of};
 use crate::error::ApiError;
 use crate::objects::Change;
 use crate::objects::Objects;
 
 pub struct NodeIpam {
     objects: Objects,
+    caches: Arc<Informers>,
     nodes: &'static ResourceInfo,
     cluster_cidr: Ipv4Net,
     node_prefix: u8,
 }
 
 impl NodeIpam {
-    pub fn new(objects: Objects, cluster_cidr: Ipv4Net, node_prefix: u8) -> Self {
+    pub fn new(
+        objects: Objects,
+        caches: Arc<Informers>,
+        cluster_cidr: Ipv4Net,
+        node_prefix: u8,
+    ) -> Self {
         Self {
             objects,
+            caches,
             nodes: resources::by_path("", "v1", "nodes").expect("nodes"),
             cluster_cidr,
             node_prefix,
@@ -42,13 +49,12 @@ impl Controller for NodeIpam {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.list_all(self.nodes, None).await?;
         // Cluster-scoped objects: the namespace part of the key is empty.
-        Ok(items.iter().filter_map(object_key).collect())
+        Ok(self.caches.keys(self.nodes))
     }
 
     async fn reconcile(&self, (_, name): &Key) -> Result<Requeue, ApiError> {
-        let (nodes, _) = self.objects.list_all(self.nodes, None).await?;
+        let nodes = self.caches.list(self.nodes, None);
         let Some(node) = nodes
             .iter()
             .find(|n| n.pointer("/metadata/name").and_then(Value::as_str) == Some(name))

@@ -5,13 +5,13 @@
 //! taint (the agent itself reports Ready=True again). Lease renewals wake the node's key; a reconcile asks to
 //! be run again when the lease would go stale or the next toleration runs out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
 
-use super::replicaset::object_key;
-use super::{Controller, Key, Requeue};
+use super::{Controller, Informers, Key, Requeue};
 use crate::error::ApiError;
 use crate::events::Recorder;
 use crate::objects::{Change, DeleteOptions, Objects, now};
@@ -54,13 +54,15 @@ const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 pub struct NodeLifecycle {
     objects: Objects,
+    caches: Arc<Informers>,
     cfg: NodeLifecycleConfig,
     recorder: Recorder,
 }
 
 impl NodeLifecycle {
-    pub fn new(objects: Objects, cfg: NodeLifecycleConfig) -> Self {
+    pub fn new(objects: Objects, caches: Arc<Informers>, cfg: NodeLifecycleConfig) -> Self {
         Self {
+            caches,
             recorder: Recorder::new(objects.clone(), "node-controller"),
             objects,
             cfg,
@@ -85,19 +87,15 @@ impl Controller for NodeLifecycle {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (nodes, _) = self.objects.list_all(res("nodes"), None).await?;
         // Cluster-scoped objects: the namespace part of the key is empty.
-        Ok(nodes.iter().filter_map(object_key).collect())
+        Ok(self.caches.keys(res("nodes")))
     }
 
     async fn reconcile(&self, (_, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(node) = self.objects.find(res("nodes"), "", name).await? else {
+        let Some(node) = self.caches.get(res("nodes"), "", name) else {
             return Ok(None);
         };
-        let lease = self
-            .objects
-            .find(res("leases"), LEASE_NAMESPACE, name)
-            .await?;
+        let lease = self.caches.get(res("leases"), LEASE_NAMESPACE, name);
         // A node without a Lease is judged by its creation time, so a brand-new node gets the grace period.
         let renewed = lease
             .as_ref()
@@ -108,8 +106,9 @@ impl Controller for NodeLifecycle {
             jiff::SignedDuration::try_from(self.cfg.monitor_grace_period).unwrap_or_default();
         let stale = renewed.is_none_or(|t| now_ts.duration_since(t) > grace);
         let tainted = has_taint(&node);
+        let mut marked = None;
         if stale && !tainted {
-            mark_unreachable(&self.objects, name).await?;
+            marked = mark_unreachable(&self.objects, name).await?;
             tracing::warn!(node = %name, "node stopped renewing its lease: Ready=Unknown, tainted unreachable");
             self.recorder
                 .normal(
@@ -133,12 +132,8 @@ impl Controller for NodeLifecycle {
         }
         if stale {
             // Tainted now (or already): evict what no longer tolerates it, and come back for the rest.
-            let node = self
-                .objects
-                .find(res("nodes"), "", name)
-                .await?
-                .unwrap_or(node);
-            return evict_from_unreachable(&self.objects, &self.cfg, &node, &self.recorder).await;
+            let node = marked.unwrap_or(node);
+            return evict_from_unreachable(self, &node).await;
         }
         // Fresh: look again when the lease would go stale, unless it is renewed first.
         let stale_in = renewed
@@ -155,9 +150,10 @@ fn has_taint(node: &Value) -> bool {
         .is_some_and(|ts| ts.iter().any(|t| t["key"] == UNREACHABLE_TAINT))
 }
 
-async fn mark_unreachable(objects: &Objects, name: &str) -> Result<(), ApiError> {
+/// Taints node `name` unreachable and marks it Ready=Unknown; returns the node as written.
+async fn mark_unreachable(objects: &Objects, name: &str) -> Result<Option<Arc<Value>>, ApiError> {
     let stamp = now();
-    objects
+    let change = objects
         .edit(res("nodes"), "", name, |n| {
             if !n["spec"]["taints"].is_array() {
                 n["spec"]["taints"] = json!([]);
@@ -181,7 +177,7 @@ async fn mark_unreachable(objects: &Objects, name: &str) -> Result<(), ApiError>
             true
         })
         .await?;
-    Ok(())
+    Ok(change.map(|c| c.object.clone()))
 }
 
 /// How long a pod tolerates the unreachable taint: its own toleration's seconds, forever for a toleration
@@ -207,11 +203,15 @@ fn toleration(pod: &Value, default: Duration) -> Option<Duration> {
 /// Evicts the pods of the unreachable `node` whose toleration of the taint has run out; returns when to
 /// look again (the next toleration to run out).
 async fn evict_from_unreachable(
-    objects: &Objects,
-    cfg: &NodeLifecycleConfig,
+    lifecycle: &NodeLifecycle,
     node: &Value,
-    recorder: &Recorder,
 ) -> Result<Requeue, ApiError> {
+    let NodeLifecycle {
+        objects,
+        caches,
+        cfg,
+        recorder,
+    } = lifecycle;
     let Some(name) = node.pointer("/metadata/name").and_then(Value::as_str) else {
         return Ok(None);
     };
@@ -223,13 +223,13 @@ async fn evict_from_unreachable(
     else {
         return Ok(None);
     };
-    let (pods, _) = objects.list_all(res("pods"), None).await?;
+    let pods = caches.on_node(name);
     let now_ts = jiff::Timestamp::now();
     let mut next: Option<Duration> = None;
-    for pod in pods.iter().filter(|p| {
-        p.pointer("/metadata/deletionTimestamp").is_none()
-            && p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(name)
-    }) {
+    for pod in pods
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+    {
         let Some(tolerated) = toleration(pod, cfg.default_unreachable_toleration) else {
             continue;
         };
@@ -290,7 +290,8 @@ mod tests {
             monitor_grace_period: Duration::from_secs(40),
             default_unreachable_toleration: Duration::from_secs(300),
         };
-        let controller = NodeLifecycle::new(objects.clone(), cfg);
+        let caches = Arc::new(Informers::new(objects.clone()));
+        let controller = NodeLifecycle::new(objects.clone(), caches.clone(), cfg);
         for (name, renewed) in [
             ("fresh", jiff::Timestamp::now()),
             ("stale", jiff::Timestamp::UNIX_EPOCH),
@@ -308,6 +309,7 @@ mod tests {
                 .await
                 .unwrap();
         }
+        caches.ensure_loaded().await.unwrap();
         let again = controller
             .reconcile(&(String::new(), "fresh".into()))
             .await

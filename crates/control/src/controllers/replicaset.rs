@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::batch::{self, BURST_REPLICAS};
 use super::{
-    Controller, Key, PodInformer, Requeue, controller_owner, is_owned_by, key_of,
-    pod_from_template, pod_is_active, pod_is_ready,
+    Controller, Informers, Key, Requeue, controller_owner, is_owned_by, key_of, pod_from_template,
+    pod_is_active, pod_is_ready,
 };
 use crate::error::ApiError;
 use crate::events::{EventQueue, Recorder};
@@ -69,7 +69,7 @@ impl ReplicaKind for ReplicationControllerKind {
 
 pub struct ReplicaManager<K: ReplicaKind> {
     objects: Objects,
-    pods: Arc<PodInformer>,
+    caches: Arc<Informers>,
     /// SuccessfulCreate/SuccessfulDelete, written in the background in batches.
     events: EventQueue,
     rs: &'static ResourceInfo,
@@ -82,12 +82,12 @@ pub type ReplicaSets = ReplicaManager<ReplicaSetKind>;
 pub type ReplicationControllers = ReplicaManager<ReplicationControllerKind>;
 
 impl<K: ReplicaKind> ReplicaManager<K> {
-    pub fn new(objects: Objects, pods: Arc<PodInformer>) -> Self {
+    pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
         let (group, version, plural) = K::PATH;
         Self {
             events: EventQueue::spawn(Recorder::new(objects.clone(), K::COMPONENT)),
             objects,
-            pods,
+            caches,
             rs: resources::by_path(group, version, plural).expect("a served replica kind"),
             pod_res: resources::by_path("", "v1", "pods").expect("pods"),
             selectors: SelectorCache::new(K::selector),
@@ -134,17 +134,13 @@ impl<K: ReplicaKind> Controller for ReplicaManager<K> {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.list_all(self.rs, None).await?;
+        let items = self.caches.list(self.rs, None);
         self.selectors.reset(&items);
-        Ok(items.iter().filter_map(object_key).collect())
-    }
-
-    fn informer(&self) -> Option<&PodInformer> {
-        Some(&self.pods)
+        Ok(items.iter().filter_map(|o| object_key(o)).collect())
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(rs) = self.objects.find(self.rs, ns, name).await? else {
+        let Some(rs) = self.caches.get(self.rs, ns, name) else {
             return Ok(None);
         };
         if rs.pointer("/metadata/deletionTimestamp").is_some() {
@@ -154,7 +150,7 @@ impl<K: ReplicaKind> Controller for ReplicaManager<K> {
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let candidates = self.pods.claimable(ns, uid);
+        let candidates = self.caches.claimable(ns, uid);
         let owned = claim_by(
             &self.objects,
             self.pod_res,
@@ -469,7 +465,7 @@ impl SelectorCache {
         };
     }
 
-    pub(super) fn reset(&self, items: &[Value]) {
+    pub(super) fn reset(&self, items: &[Arc<Value>]) {
         let fresh: BTreeMap<Key, LabelSelector> = items
             .iter()
             .filter_map(|o| Some((object_key(o)?, (self.selector_of)(o)?)))
@@ -529,7 +525,7 @@ mod tests {
             .create(controller.rs, Some("default"), rc, false)
             .await
             .unwrap();
-        pods.relist().await.unwrap();
+        pods.sync().await.unwrap();
         let key = ("default".to_string(), "web".to_string());
         assert_eq!(controller.reconcile(&key).await.unwrap(), None);
         let owner_of = async |name: &str| {
@@ -581,7 +577,7 @@ mod tests {
         let key = ("default".to_string(), "big".to_string());
         // The loop catches the cache up before each reconcile; here a relist does.
         let sync = async || {
-            pods.relist().await.unwrap();
+            pods.sync().await.unwrap();
             controller.reconcile(&key).await.unwrap()
         };
         assert_eq!(sync().await, Some(std::time::Duration::ZERO));

@@ -1,11 +1,12 @@
 //! kube-controller-manager's service account controller: every namespace has a ServiceAccount named
 //! `default`, created with the namespace and again if it is deleted, never while the namespace is going.
 
+use std::sync::Arc;
+
 use herd_api::resources::ResourceInfo;
 use serde_json::{Value, json};
 
-use super::replicaset::object_key;
-use super::{Controller, Key, Requeue};
+use super::{Controller, Informers, Key, Requeue};
 use crate::error::ApiError;
 use crate::objects::{Change, Objects, core};
 
@@ -14,14 +15,16 @@ const DEFAULT_ACCOUNT: &str = "default";
 
 pub struct ServiceAccounts {
     objects: Objects,
+    caches: Arc<Informers>,
     namespaces: &'static ResourceInfo,
     accounts: &'static ResourceInfo,
 }
 
 impl ServiceAccounts {
-    pub fn new(objects: Objects) -> Self {
+    pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
         Self {
             objects,
+            caches,
             namespaces: core("namespaces"),
             accounts: core("serviceaccounts"),
         }
@@ -45,20 +48,18 @@ impl Controller for ServiceAccounts {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let (items, _) = self.objects.list_all(self.namespaces, None).await?;
         // Cluster-scoped objects: the namespace part of the key is empty.
-        Ok(items.iter().filter_map(object_key).collect())
+        Ok(self.caches.keys(self.namespaces))
     }
 
     async fn reconcile(&self, (_, ns): &Key) -> Result<Requeue, ApiError> {
-        let Some(namespace) = self.objects.find(self.namespaces, "", ns).await? else {
+        let Some(namespace) = self.caches.get(self.namespaces, "", ns) else {
             return Ok(None);
         };
         if namespace.pointer("/metadata/deletionTimestamp").is_some()
             || self
-                .objects
-                .find(self.accounts, ns, DEFAULT_ACCOUNT)
-                .await?
+                .caches
+                .get(self.accounts, ns, DEFAULT_ACCOUNT)
                 .is_some()
         {
             return Ok(None);
