@@ -9,8 +9,8 @@
 //! not matter. Pods are created bound (`spec.nodeName`): herd's scheduler only places pods on Ready nodes
 //! and does not read node affinity, and a daemon pod must run on a not-ready or cordoned node too.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use herd_api::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::error::ApiError;
 use crate::events::{EventQueue, Recorder};
-use crate::objects::{Change, EventType};
+use crate::objects::Change;
 use crate::objects::{Objects, core};
 use crate::scheduler::{node_affinity_matches, tolerates};
 
@@ -37,8 +37,6 @@ pub struct DaemonSets {
     events: EventQueue,
     daemonsets: &'static ResourceInfo,
     pods: &'static ResourceInfo,
-    /// Every DaemonSet's key, so a node change can wake them all (`keys_for` cannot read the store).
-    known: Mutex<BTreeSet<Key>>,
 }
 
 impl DaemonSets {
@@ -49,7 +47,6 @@ impl DaemonSets {
             caches,
             daemonsets: resources::by_path("apps", "v1", "daemonsets").expect("daemonsets"),
             pods: resources::by_path("", "v1", "pods").expect("pods"),
-            known: Mutex::default(),
         }
     }
 }
@@ -67,31 +64,14 @@ impl Controller for DaemonSets {
                 .map(|ds| (change.namespace.clone(), ds))
                 .into_iter()
                 .collect(),
-            "nodes" => self
-                .known
-                .lock()
-                .map(|k| k.iter().cloned().collect())
-                .unwrap_or_default(),
-            _ => {
-                let key = key_of(change);
-                if let Ok(mut known) = self.known.lock() {
-                    if change.kind == EventType::Deleted {
-                        known.remove(&key);
-                    } else {
-                        known.insert(key.clone());
-                    }
-                }
-                vec![key]
-            }
+            // A node change may change where any DaemonSet runs: every one, from the cache.
+            "nodes" => self.caches.keys(self.daemonsets),
+            _ => vec![key_of(change)],
         }
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let keys = self.caches.keys(self.daemonsets);
-        if let Ok(mut known) = self.known.lock() {
-            *known = keys.iter().cloned().collect();
-        }
-        Ok(keys)
+        Ok(self.caches.keys(self.daemonsets))
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
