@@ -1,24 +1,18 @@
-//! Admission: decode a request body into its typed form, apply Kubernetes defaults, validate, and re-encode.
+//! Admission: decode a request body into its typed form, apply Kubernetes defaults, validate, and re-encode,
+//! each step by the kind's strategy ([`crate::strategy`]); the defaulting and validation functions kinds share
+//! live here.
 //!
 //! Decoding through the k8s-openapi types means a malformed field is a 400 and unknown fields are dropped,
 //! as kube-apiserver does with its default field validation.
 
 use k8s_openapi::api::apps::v1::{
-    DaemonSet, Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDaemonSet,
-    RollingUpdateDeployment,
+    Deployment, DeploymentStrategy, RollingUpdateDaemonSet, RollingUpdateDeployment,
 };
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodSpec, PodStatus, ReplicationController,
-    Secret, Service, ServiceAccount,
-};
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{PodSpec, ReplicationController, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudgetSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::resources::ResourceInfo;
@@ -44,7 +38,25 @@ pub enum AdmitError {
 /// # Errors
 /// [`AdmitError::BadRequest`] when the body does not decode or names another kind, [`AdmitError::Invalid`]
 /// listing every invalid field.
-pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
+pub fn admit(res: &ResourceInfo, obj: Value) -> Result<Value, AdmitError> {
+    admit_by(res, obj, |obj, causes| res.strategy.admit(obj, causes))
+}
+
+/// [`admit`] for an update of the main resource from `old` (a stored object): the kind's update rules too.
+///
+/// # Errors
+/// As [`admit`]; a change the kind does not allow is [`AdmitError::Invalid`].
+pub fn admit_update(res: &ResourceInfo, old: &Value, obj: Value) -> Result<Value, AdmitError> {
+    admit_by(res, obj, |obj, causes| {
+        res.strategy.admit_update(old, obj, causes)
+    })
+}
+
+fn admit_by(
+    res: &ResourceInfo,
+    mut obj: Value,
+    strategy: impl FnOnce(Value, &mut Vec<Cause>) -> Result<Value, AdmitError>,
+) -> Result<Value, AdmitError> {
     let Some(map) = obj.as_object_mut() else {
         return Err(AdmitError::BadRequest(
             "the body is not a JSON or YAML object".into(),
@@ -75,135 +87,7 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
         }
     }
     let mut causes = Vec::new();
-    let out = match res.kind {
-        "Pod" => typed(obj, &mut causes, |p: &mut Pod, c| {
-            validation::validate_name(&p.metadata, false, c);
-            let spec = p.spec.get_or_insert_with(Default::default);
-            default_pod_spec(spec);
-            validation::validate_pod_spec(spec, "spec", c);
-            let status = p.status.get_or_insert_with(PodStatus::default);
-            status.phase.get_or_insert_with(|| "Pending".into());
-        }),
-        "Service" => typed(obj, &mut causes, |s: &mut Service, c| {
-            validation::validate_name(&s.metadata, true, c);
-            default_service(s);
-            validation::validate_service(s, c);
-        }),
-        "Deployment" => typed(obj, &mut causes, |d: &mut Deployment, c| {
-            validation::validate_name(&d.metadata, false, c);
-            default_deployment(d);
-            validation::validate_deployment(d, c);
-        }),
-        "ReplicaSet" => typed(obj, &mut causes, |r: &mut ReplicaSet, c| {
-            validation::validate_name(&r.metadata, false, c);
-            r.spec.replicas.get_or_insert(1);
-            if let Some(pod) = r.spec.template.as_mut().and_then(|t| t.spec.as_mut()) {
-                default_pod_spec(pod);
-                validation::validate_pod_spec(pod, "spec.template.spec", c);
-            }
-        }),
-        "DaemonSet" => typed(obj, &mut causes, |d: &mut DaemonSet, c| {
-            validation::validate_name(&d.metadata, false, c);
-            let spec = &mut d.spec;
-            spec.revision_history_limit.get_or_insert(10);
-            let strategy = spec.update_strategy.get_or_insert_with(Default::default);
-            let ty = strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
-            if ty == "RollingUpdate" {
-                let ru = strategy.rolling_update.get_or_insert_with(Default::default);
-                ru.max_unavailable.get_or_insert(IntOrString::Int(1));
-                ru.max_surge.get_or_insert(IntOrString::Int(0));
-                validate_daemonset_rolling_update(ru, c);
-            }
-            match spec.template.spec.as_mut() {
-                Some(pod) => {
-                    default_pod_spec(pod);
-                    validation::validate_pod_spec(pod, "spec.template.spec", c);
-                }
-                None => c.push(Cause::required("spec.template.spec.containers")),
-            }
-        }),
-        "Job" => typed(obj, &mut causes, |j: &mut Job, c| {
-            validation::validate_name(&j.metadata, false, c);
-            let spec = j.spec.get_or_insert_with(Default::default);
-            spec.completions.get_or_insert(1);
-            spec.parallelism.get_or_insert(1);
-            spec.backoff_limit.get_or_insert(6);
-            spec.completion_mode
-                .get_or_insert_with(|| "NonIndexed".into());
-            spec.suspend.get_or_insert(false);
-            default_job_selector(j, c);
-            let spec = j.spec.get_or_insert_with(Default::default);
-            match spec.template.spec.as_mut() {
-                Some(pod) => {
-                    if pod.restart_policy.is_none() {
-                        c.push(Cause::required("spec.template.spec.restartPolicy"));
-                    }
-                    default_pod_spec(pod);
-                    if pod.restart_policy.as_deref() == Some("Always") {
-                        c.push(Cause::not_supported(
-                            "spec.template.spec.restartPolicy",
-                            "Always",
-                            &["OnFailure", "Never"],
-                        ));
-                    }
-                    validation::validate_pod_spec(pod, "spec.template.spec", c);
-                }
-                None => c.push(Cause::required("spec.template.spec.containers")),
-            }
-        }),
-        "Namespace" => typed(obj, &mut causes, |n: &mut Namespace, c| {
-            validation::validate_name(&n.metadata, true, c);
-            n.status
-                .get_or_insert_with(Default::default)
-                .phase
-                .get_or_insert_with(|| "Active".into());
-        }),
-        "Node" => typed(obj, &mut causes, |n: &mut Node, c| {
-            validation::validate_name(&n.metadata, false, c);
-            if let Some(status) = &n.status {
-                validation::validate_node_status(status, c);
-            }
-        }),
-        "ReplicationController" => typed(obj, &mut causes, |r: &mut ReplicationController, c| {
-            validation::validate_name(&r.metadata, false, c);
-            default_replication_controller(r);
-            validate_replication_controller(r, c);
-        }),
-        "APIService" => typed(obj, &mut causes, |a: &mut APIService, c| {
-            validation::validate_name(&a.metadata, false, c);
-            validate_api_service(a, c);
-        }),
-        "Endpoints" => named::<Endpoints>(obj, &mut causes, |n| &n.metadata),
-        "ConfigMap" => named::<ConfigMap>(obj, &mut causes, |n| &n.metadata),
-        "ServiceAccount" => named::<ServiceAccount>(obj, &mut causes, |n| &n.metadata),
-        "EndpointSlice" => {
-            named::<k8s_openapi::api::discovery::v1::EndpointSlice>(obj, &mut causes, |n| {
-                &n.metadata
-            })
-        }
-        "Secret" => typed(obj, &mut causes, |sec: &mut Secret, c| {
-            validation::validate_name(&sec.metadata, false, c);
-            sec.type_.get_or_insert_with(|| "Opaque".into());
-            // As kube-apiserver: stringData is write-only, merged into data (winning over it) and dropped.
-            if let Some(strings) = sec.string_data.take() {
-                let data = sec.data.get_or_insert_with(Default::default);
-                for (key, value) in strings {
-                    data.insert(key, k8s_openapi::ByteString(value.into_bytes()));
-                }
-            }
-        }),
-        "PodDisruptionBudget" => typed(obj, &mut causes, |p: &mut PodDisruptionBudget, c| {
-            validation::validate_name(&p.metadata, false, c);
-            validate_pdb_spec(p.spec.get_or_insert_with(Default::default), c);
-        }),
-        "Event" => named::<Event>(obj, &mut causes, |n| &n.metadata),
-        "Lease" => named::<Lease>(obj, &mut causes, |n| &n.metadata),
-        other => {
-            return Err(AdmitError::BadRequest(format!(
-                "no admission for kind {other}"
-            )));
-        }
-    }?;
+    let out = strategy(obj, &mut causes)?;
     if causes.is_empty() {
         return Ok(out);
     }
@@ -240,30 +124,7 @@ pub fn admit(res: &ResourceInfo, mut obj: Value) -> Result<Value, AdmitError> {
 /// The fields of `obj` that the kind's schema does not know, as dotted paths (`spec.foo`,
 /// `spec.containers[0].bogus`): what `fieldValidation=Strict` rejects and `Warn` warns about.
 pub fn unknown_fields(res: &ResourceInfo, obj: &Value) -> Vec<String> {
-    fn rt<T: DeserializeOwned + Serialize>(obj: &Value) -> Option<Value> {
-        serde_json::to_value(serde_json::from_value::<T>(obj.clone()).ok()?).ok()
-    }
-    let decoded = match res.kind {
-        "Pod" => rt::<Pod>(obj),
-        "Service" => rt::<Service>(obj),
-        "Deployment" => rt::<Deployment>(obj),
-        "ReplicaSet" => rt::<ReplicaSet>(obj),
-        "DaemonSet" => rt::<DaemonSet>(obj),
-        "Job" => rt::<Job>(obj),
-        "Namespace" => rt::<Namespace>(obj),
-        "Node" => rt::<Node>(obj),
-        "ReplicationController" => rt::<ReplicationController>(obj),
-        "APIService" => rt::<APIService>(obj),
-        "Endpoints" => rt::<Endpoints>(obj),
-        "ConfigMap" => rt::<ConfigMap>(obj),
-        "ServiceAccount" => rt::<ServiceAccount>(obj),
-        "EndpointSlice" => rt::<k8s_openapi::api::discovery::v1::EndpointSlice>(obj),
-        "Secret" => rt::<Secret>(obj),
-        "Event" => rt::<Event>(obj),
-        "Lease" => rt::<Lease>(obj),
-        "PodDisruptionBudget" => rt::<PodDisruptionBudget>(obj),
-        _ => None,
-    };
+    let decoded = res.strategy.known_fields(obj);
     let mut out = Vec::new();
     if let Some(decoded) = decoded {
         diff_unknown(obj, &decoded, "", &mut out);
@@ -296,30 +157,9 @@ fn diff_unknown(input: &Value, known: &Value, path: &str, out: &mut Vec<String>)
     }
 }
 
-fn typed<T: DeserializeOwned + Serialize>(
-    obj: Value,
-    causes: &mut Vec<Cause>,
-    f: impl FnOnce(&mut T, &mut Vec<Cause>),
-) -> Result<Value, AdmitError> {
-    let mut t: T = serde_json::from_value(obj)
-        .map_err(|e| AdmitError::BadRequest(format!("decoding body: {e}")))?;
-    f(&mut t, causes);
-    serde_json::to_value(&t).map_err(|e| AdmitError::BadRequest(format!("encoding object: {e}")))
-}
-
-fn named<T: DeserializeOwned + Serialize>(
-    obj: Value,
-    causes: &mut Vec<Cause>,
-    meta: impl Fn(&T) -> &ObjectMeta,
-) -> Result<Value, AdmitError> {
-    typed(obj, causes, |t: &mut T, c| {
-        validation::validate_name(meta(t), false, c)
-    })
-}
-
 /// kube's `SetDefaults_ReplicationController`: an empty selector, and empty object labels, become the
 /// template's labels; one replica.
-fn default_replication_controller(rc: &mut ReplicationController) {
+pub(crate) fn default_replication_controller(rc: &mut ReplicationController) {
     let spec = rc.spec.get_or_insert_with(Default::default);
     let labels = spec
         .template
@@ -342,7 +182,7 @@ fn default_replication_controller(rc: &mut ReplicationController) {
 
 /// kube's `ValidateReplicationControllerSpec`: a non-empty equality selector that the template's labels
 /// match, non-negative counts, a template whose pods restart `Always`.
-fn validate_replication_controller(rc: &ReplicationController, c: &mut Vec<Cause>) {
+pub(crate) fn validate_replication_controller(rc: &ReplicationController, c: &mut Vec<Cause>) {
     let Some(spec) = &rc.spec else {
         c.push(Cause::required("spec.selector"));
         c.push(Cause::required("spec.template"));
@@ -401,8 +241,10 @@ fn validate_replication_controller(rc: &ReplicationController, c: &mut Vec<Cause
 
 /// kube-aggregator's `ValidateAPIService`: named `<version>.<group>`, priorities in range, a local service
 /// (no `spec.service`) without TLS settings, a remote one naming its namespace, name and a valid port.
-fn validate_api_service(a: &mut APIService, c: &mut Vec<Cause>) {
-    let spec = a.spec.get_or_insert_with(Default::default);
+pub(crate) fn validate_api_service(a: &APIService, c: &mut Vec<Cause>) {
+    let Some(spec) = a.spec.as_ref() else {
+        return;
+    };
     let group = spec.group.clone().unwrap_or_default();
     let version = spec.version.clone().unwrap_or_default();
     let required = format!("{version}.{group}");
@@ -455,7 +297,7 @@ fn validate_api_service(a: &mut APIService, c: &mut Vec<Cause>) {
     }
     let ca_bundle = spec.ca_bundle.as_ref().map_or(0, |b| b.0.len());
     let insecure = spec.insecure_skip_tls_verify.unwrap_or(false);
-    let Some(service) = spec.service.as_mut() else {
+    let Some(service) = spec.service.as_ref() else {
         if ca_bundle != 0 {
             c.push(Cause::invalid(
                 "spec.caBundle",
@@ -474,7 +316,7 @@ fn validate_api_service(a: &mut APIService, c: &mut Vec<Cause>) {
         }
         return;
     };
-    let port = *service.port.get_or_insert(443);
+    let port = service.port.unwrap_or(443);
     if service.namespace.as_deref().is_none_or(str::is_empty) {
         c.push(Cause::required("spec.service.namespace"));
     }
@@ -545,23 +387,53 @@ const JOB_LABELS: [(&str, bool); 4] = [
     ("controller-uid", true),
 ];
 
-/// kube-apiserver's Job selector (`generateSelector` and `validateGeneratedSelector`): unless
-/// `spec.manualSelector` is true, `spec.selector` becomes `{matchLabels: {controller-uid: <uid>}}` and the
-/// template is labelled with the Job's name and uid; a selector set by hand is rejected. With
-/// `manualSelector`, the selector is required and must match the template's labels. Needs
-/// `metadata.uid`, which the store sets before admission; without it (no object to tie to) nothing is
-/// generated.
-fn default_job_selector(job: &mut Job, causes: &mut Vec<Cause>) {
+/// kube-apiserver's Job selector (`generateSelector`): unless `spec.manualSelector` is true,
+/// `spec.selector` becomes `{matchLabels: {controller-uid: <uid>}}` and the template is labelled with the
+/// Job's name and uid (labels already there are kept, for [`validate_job_selector`] to judge). Needs
+/// `metadata.uid`, which the resource layer sets before admission; without it nothing is generated.
+pub(crate) fn default_job_selector(job: &mut Job) {
     let uid = job.metadata.uid.clone().unwrap_or_default();
     let name = job.metadata.name.clone().unwrap_or_default();
     let spec = job.spec.get_or_insert_with(Default::default);
+    if spec.manual_selector == Some(true) || uid.is_empty() {
+        return;
+    }
+    let labels = spec
+        .template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default);
+    for (label, is_uid) in JOB_LABELS {
+        let want = if is_uid { &uid } else { &name };
+        labels
+            .entry(label.to_string())
+            .or_insert_with(|| want.clone());
+    }
+    spec.selector
+        .get_or_insert_with(Default::default)
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .entry(JOB_CONTROLLER_UID_LABEL.to_string())
+        .or_insert(uid);
+}
+
+/// kube-apiserver's `validateGeneratedSelector` and, with `manualSelector`, the selector a user wrote: a
+/// generated selector and the template's job labels must be exactly the generated ones; a manual selector
+/// is required and must match the template's labels.
+pub(crate) fn validate_job_selector(job: &Job, causes: &mut Vec<Cause>) {
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let Some(spec) = &job.spec else {
+        return;
+    };
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     if spec.manual_selector == Some(true) {
-        let labels = spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
         let Some(selector) = &spec.selector else {
             causes.push(Cause::required("spec.selector"));
             return;
@@ -581,31 +453,22 @@ fn default_job_selector(job: &mut Job, causes: &mut Vec<Cause>) {
     if uid.is_empty() {
         return;
     }
-    let labels = spec
-        .template
-        .metadata
-        .get_or_insert_with(Default::default)
-        .labels
-        .get_or_insert_with(Default::default);
     for (label, is_uid) in JOB_LABELS {
         let want = if is_uid { &uid } else { &name };
-        match labels.get(label) {
-            None => {
-                labels.insert(label.to_string(), want.clone());
-            }
-            Some(have) if have != want => causes.push(Cause::invalid(
+        if let Some(have) = labels.get(label)
+            && have != want
+        {
+            causes.push(Cause::invalid(
                 format!("spec.template.metadata.labels[{label}]"),
                 have,
                 &format!("must be '{want}'"),
-            )),
-            Some(_) => {}
+            ));
         }
     }
-    let selector = spec.selector.get_or_insert_with(Default::default);
-    let match_labels = selector.match_labels.get_or_insert_with(Default::default);
-    match_labels
-        .entry(JOB_CONTROLLER_UID_LABEL.to_string())
-        .or_insert_with(|| uid.clone());
+    let Some(selector) = &spec.selector else {
+        return;
+    };
+    let match_labels = selector.match_labels.clone().unwrap_or_default();
     let generated = selector
         .match_expressions
         .as_ref()
@@ -623,7 +486,7 @@ fn default_job_selector(job: &mut Job, causes: &mut Vec<Cause>) {
 
 /// kube's `ValidatePodDisruptionBudgetSpec`: at most one of minAvailable and maxUnavailable, each a
 /// non-negative number or a percentage of at most 100%, a valid selector, a known unhealthy-pod policy.
-fn validate_pdb_spec(spec: &PodDisruptionBudgetSpec, causes: &mut Vec<Cause>) {
+pub(crate) fn validate_pdb_spec(spec: &PodDisruptionBudgetSpec, causes: &mut Vec<Cause>) {
     if spec.min_available.is_some() && spec.max_unavailable.is_some() {
         causes.push(Cause::invalid(
             "spec",
@@ -677,7 +540,10 @@ fn validate_pdb_spec(spec: &PodDisruptionBudgetSpec, causes: &mut Vec<Cause>) {
 
 /// kube's `ValidateRollingUpdateDaemonSet`: neither is negative, and exactly one of maxSurge and
 /// maxUnavailable is non-zero.
-fn validate_daemonset_rolling_update(ru: &RollingUpdateDaemonSet, causes: &mut Vec<Cause>) {
+pub(crate) fn validate_daemonset_rolling_update(
+    ru: &RollingUpdateDaemonSet,
+    causes: &mut Vec<Cause>,
+) {
     const PATH: &str = "spec.updateStrategy.rollingUpdate";
     let value = |v: &Option<IntOrString>| match v {
         Some(IntOrString::Int(i)) => i64::from(*i),
@@ -722,7 +588,7 @@ fn validate_daemonset_rolling_update(ru: &RollingUpdateDaemonSet, causes: &mut V
     }
 }
 
-fn default_service(svc: &mut Service) {
+pub(crate) fn default_service(svc: &mut Service) {
     // `status: {loadBalancer: {}}`, as kube-apiserver always writes it (a struct, not a pointer, in its types).
     svc.status
         .get_or_insert_with(Default::default)
@@ -737,7 +603,7 @@ fn default_service(svc: &mut Service) {
     }
 }
 
-fn default_deployment(d: &mut Deployment) {
+pub(crate) fn default_deployment(d: &mut Deployment) {
     let spec = &mut d.spec;
     spec.replicas.get_or_insert(1);
     spec.revision_history_limit.get_or_insert(10);

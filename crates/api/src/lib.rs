@@ -12,9 +12,10 @@ pub mod protobuf;
 pub mod quantity;
 pub mod resources;
 pub mod selector;
+pub mod strategy;
 pub mod validation;
 
-pub use admission::{AdmitError, admit, unknown_fields};
+pub use admission::{AdmitError, admit, admit_update, unknown_fields};
 pub use resources::{RESOURCES, ResourceInfo};
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
 pub use validation::Cause;

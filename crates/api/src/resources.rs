@@ -1,7 +1,23 @@
 //! The table of resources herd serves, in the shape of the Kubernetes discovery documents.
 
-/// One resource type: where it lives in the REST tree and what it is called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, ReplicationController, Secret, Service,
+    ServiceAccount,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+
+use crate::strategy::{Strategy, Typed};
+
+/// One resource type: where it lives in the REST tree, what it is called, and the strategy that holds its
+/// kind's rules (this table is the only place that maps a kind to its behaviour).
+#[derive(Clone, Copy)]
 pub struct ResourceInfo {
     /// API group; empty for the core group.
     pub group: &'static str,
@@ -16,6 +32,27 @@ pub struct ResourceInfo {
     pub subresources: &'static [&'static str],
     /// Discovery categories (`all` makes `kubectl get all` include the resource).
     pub categories: &'static [&'static str],
+    /// The kind's defaults, validation, update rules, create hook and delete semantics.
+    pub strategy: &'static dyn Strategy,
+}
+
+impl PartialEq for ResourceInfo {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Eq for ResourceInfo {}
+
+impl fmt::Debug for ResourceInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceInfo")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .field("plural", &self.plural)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ResourceInfo {
@@ -72,6 +109,7 @@ const fn res(
     short_names: &'static [&'static str],
     subresources: &'static [&'static str],
     categories: &'static [&'static str],
+    strategy: &'static dyn Strategy,
 ) -> ResourceInfo {
     ResourceInfo {
         group,
@@ -83,6 +121,7 @@ const fn res(
         short_names,
         subresources,
         categories,
+        strategy,
     }
 }
 
@@ -98,6 +137,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["ns"],
         &["status"],
         &[],
+        &Typed::<Namespace>::NEW,
     ),
     res(
         "",
@@ -109,6 +149,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["no"],
         &["status"],
         &[],
+        &Typed::<Node>::NEW,
     ),
     res(
         "",
@@ -120,6 +161,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["po"],
         &["status", "log", "binding", "eviction"],
         &["all"],
+        &Typed::<Pod>::NEW,
     ),
     res(
         "",
@@ -131,6 +173,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["svc"],
         &["status"],
         &["all"],
+        &Typed::<Service>::NEW,
     ),
     res(
         "",
@@ -142,6 +185,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["ep"],
         &[],
         &[],
+        &Typed::<Endpoints>::NEW,
     ),
     res(
         "",
@@ -153,8 +197,20 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["cm"],
         &[],
         &[],
+        &Typed::<ConfigMap>::NEW,
     ),
-    res("", "v1", "Secret", "secrets", "secret", true, &[], &[], &[]),
+    res(
+        "",
+        "v1",
+        "Secret",
+        "secrets",
+        "secret",
+        true,
+        &[],
+        &[],
+        &[],
+        &Typed::<Secret>::NEW,
+    ),
     res(
         "discovery.k8s.io",
         "v1",
@@ -165,6 +221,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &[],
+        &Typed::<EndpointSlice>::NEW,
     ),
     res(
         "",
@@ -176,6 +233,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["sa"],
         &[],
         &[],
+        &Typed::<ServiceAccount>::NEW,
     ),
     res(
         "",
@@ -187,6 +245,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["rc"],
         &["status", "scale"],
         &["all"],
+        &Typed::<ReplicationController>::NEW,
     ),
     res(
         "",
@@ -198,6 +257,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["ev"],
         &[],
         &[],
+        &Typed::<Event>::NEW,
     ),
     res(
         "apps",
@@ -209,6 +269,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["deploy"],
         &["status", "scale"],
         &["all"],
+        &Typed::<Deployment>::NEW,
     ),
     res(
         "apps",
@@ -220,6 +281,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["rs"],
         &["status", "scale"],
         &["all"],
+        &Typed::<ReplicaSet>::NEW,
     ),
     res(
         "apps",
@@ -231,6 +293,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["ds"],
         &["status"],
         &["all"],
+        &Typed::<DaemonSet>::NEW,
     ),
     res(
         "batch",
@@ -242,6 +305,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &["status"],
         &["all"],
+        &Typed::<Job>::NEW,
     ),
     res(
         "policy",
@@ -253,6 +317,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["pdb"],
         &["status"],
         &[],
+        &Typed::<PodDisruptionBudget>::NEW,
     ),
     res(
         "coordination.k8s.io",
@@ -264,6 +329,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &[],
+        &Typed::<Lease>::NEW,
     ),
     res(
         "apiregistration.k8s.io",
@@ -275,6 +341,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &["status"],
         &["api-extensions"],
+        &Typed::<APIService>::NEW,
     ),
 ];
 

@@ -18,6 +18,7 @@ pub mod events;
 pub mod objects;
 pub mod scheduler;
 pub mod server;
+mod storage;
 mod store;
 
 use std::net::SocketAddr;
@@ -33,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use controllers::nodelifecycle::NodeLifecycleConfig;
 pub use error::ApiError;
 use objects::{Objects, Settings};
-use store::StoreError;
+use storage::StoreError;
 pub use store::StoreSync;
 
 /// Namespaces every cluster has.

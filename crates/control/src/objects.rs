@@ -7,19 +7,25 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use herd_api::resources::{self, ResourceInfo};
-use herd_api::{FieldSelector, LabelSelector, admit};
+use herd_api::strategy::{CreateHook, Deletion};
+use herd_api::{FieldSelector, LabelSelector, admit, admit_update};
 use ipnet::IpNet;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::error::ApiError;
-use crate::store::{BatchItem, CreateRefused, Mutation, Store};
+use crate::storage::{
+    BatchItem, CreateRefused, ListOptions, Mutation, Page, Preconditions, Storage, UpdateRefused,
+    decode_parallel,
+};
 /// What the storage hands out: committed changes and their kinds, and its errors (a watch from a revision
 /// compacted away is [`StoreError::Expired`]).
-pub use crate::store::{Change, EventType, StoreError, StoreSync};
+pub use crate::storage::{Change, ChangeStream, EventType, StoreError};
+use crate::store::Store;
+pub use crate::store::StoreSync;
 
 /// One edit of [`Objects::edit_many`]: changes the object in place, or returns false to keep it.
-pub type ObjectEdit = Box<dyn FnOnce(&mut Value) -> bool + Send>;
+pub type ObjectEdit = Box<dyn FnMut(&mut Value) -> bool + Send>;
 
 /// Cluster-wide settings the resource layer needs.
 #[derive(Debug, Clone)]
@@ -32,20 +38,36 @@ fn has_status_subresource(res: &ResourceInfo) -> bool {
     res.has_subresource("status")
 }
 
-/// Kinds whose create ignores a client-sent status, as kube-apiserver's strategies do.
-fn resets_status_on_create(res: &ResourceInfo) -> bool {
-    matches!(
-        res.kind,
-        "Pod"
-            | "Service"
-            | "Deployment"
-            | "ReplicaSet"
-            | "ReplicationController"
-            | "APIService"
-            | "Namespace"
-            | "Job"
-            | "DaemonSet"
-    )
+/// A page of a list: its objects, the revision it is of, and the token of the next page.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+}
+
+/// What a continue token carries (as kube's: the list's revision and the key to start after).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: i64,
+    start: (String, String),
+}
+
+impl ContinueToken {
+    fn encode(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(token: &str) -> Result<Self, ApiError> {
+        use base64::Engine as _;
+        let bad = || ApiError::BadRequest("continue key is not valid".into());
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad())?;
+        serde_json::from_slice(&bytes).map_err(|_| bad())
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -91,7 +113,8 @@ pub enum Patch {
 
 #[derive(Clone)]
 pub struct Objects {
-    store: Store,
+    /// The storage backend: the only holder of it.
+    store: Arc<dyn Storage>,
     settings: Arc<Settings>,
     service_ips: Arc<Mutex<()>>,
     /// The field manager this handle's writes are recorded for in `metadata.managedFields` (kube's
@@ -177,7 +200,10 @@ impl Objects {
         sync: StoreSync,
         settings: Settings,
     ) -> Result<Self, StoreError> {
-        Ok(Self::new(Store::open_with(path, sync).await?, settings))
+        Ok(Self::new(
+            Arc::new(Store::open_with(path, sync).await?),
+            settings,
+        ))
     }
 
     /// Closes the store: later writes fail.
@@ -185,7 +211,7 @@ impl Objects {
         self.store.close().await;
     }
 
-    fn new(store: Store, settings: Settings) -> Self {
+    fn new(store: Arc<dyn Storage>, settings: Settings) -> Self {
         Self {
             store,
             settings: Arc::new(settings),
@@ -279,8 +305,7 @@ impl Objects {
         res: &ResourceInfo,
         ns: Option<&str>,
     ) -> Result<(Vec<Value>, i64), ApiError> {
-        let ns = if res.namespaced { ns } else { None };
-        Ok(self.store.list(&res.key(), ns).await?)
+        self.list_typed(res, ns).await
     }
 
     /// [`Objects::list_all`] decoded straight into `T` (the scheduler's typed snapshot).
@@ -289,8 +314,56 @@ impl Objects {
         res: &ResourceInfo,
         ns: Option<&str>,
     ) -> Result<(Vec<T>, i64), ApiError> {
-        let ns = if res.namespaced { ns } else { None };
-        Ok(self.store.list_as(&res.key(), ns).await?)
+        let page = self.read_all(res, ns).await?;
+        Ok((decode_parallel(page.items).await?, page.revision))
+    }
+
+    /// Every stored object of a resource, as JSON text, at the latest revision.
+    async fn read_all(&self, res: &ResourceInfo, ns: Option<&str>) -> Result<Page, StoreError> {
+        let options = ListOptions {
+            namespace: ns.filter(|_| res.namespaced).map(str::to_string),
+            ..ListOptions::default()
+        };
+        self.store.list(&res.key(), options).await
+    }
+
+    /// A read-modify-write of one object: `decide` returns the mutation and what to answer, or an error
+    /// (nothing is written then). It may run more than once, each time with the latest object, on a backend
+    /// that retries. Returns the answer and the committed change, if any.
+    async fn mutate<T: Send>(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        preconditions: &Preconditions,
+        mut decide: impl FnMut(Option<Value>) -> Result<(Mutation, T), ApiError> + Send,
+    ) -> Result<(T, Option<Arc<Change>>), ApiError> {
+        let mut out: Option<Result<T, ApiError>> = None;
+        let mut step = |current: Option<Value>| match decide(current) {
+            Ok((mutation, answer)) => {
+                out = Some(Ok(answer));
+                mutation
+            }
+            Err(e) => {
+                out = Some(Err(e));
+                Mutation::Keep
+            }
+        };
+        let key = res.key();
+        let written = self
+            .store
+            .update(&key, ns, name, preconditions, &mut step)
+            .await?;
+        let change = match written {
+            Ok(change) => change,
+            Err(UpdateRefused::Preconditions) => return Err(ApiError::conflict(res, name)),
+        };
+        match out {
+            Some(Ok(answer)) => Ok((answer, change)),
+            Some(Err(e)) => Err(e),
+            // Without its object the write never ran `decide`: nothing there.
+            None => Err(ApiError::not_found(res, name)),
+        }
     }
 
     /// The committed changes after revision `since`, of `res` (or of every resource), replayed from the
@@ -302,10 +375,7 @@ impl Objects {
         &self,
         res: Option<&ResourceInfo>,
         since: i64,
-    ) -> Result<
-        impl futures::Stream<Item = Result<Arc<Change>, StoreError>> + Send + use<>,
-        StoreError,
-    > {
+    ) -> Result<ChangeStream, StoreError> {
         let key = res.map(ResourceInfo::key);
         self.store.watch(key.as_deref(), since).await
     }
@@ -325,23 +395,23 @@ impl Objects {
         finalizer: &str,
     ) -> Result<(), ApiError> {
         let ns = ns_key(res, Some(ns));
-        self.store
-            .mutate::<_, ApiError>(&res.key(), &ns, name, |current| {
-                let Some(mut obj) = current else {
-                    return Ok((Mutation::Keep, ()));
-                };
-                if let Some(f) = obj
-                    .pointer_mut("/metadata/finalizers")
-                    .and_then(Value::as_array_mut)
-                {
-                    f.retain(|f| f != finalizer);
-                    if !f.is_empty() {
-                        return Ok((Mutation::Put(obj), ()));
-                    }
+        self.mutate(res, &ns, name, &Preconditions::default(), |current| {
+            let Some(mut obj) = current else {
+                return Ok((Mutation::Keep, ()));
+            };
+            let before = obj.clone();
+            if let Some(f) = obj
+                .pointer_mut("/metadata/finalizers")
+                .and_then(Value::as_array_mut)
+            {
+                f.retain(|f| f != finalizer);
+                if !f.is_empty() {
+                    return Ok((Mutation::Put(self.edited(res, &before, obj)?), ()));
                 }
-                Ok((Mutation::Delete, ()))
-            })
-            .await?;
+            }
+            Ok((Mutation::Delete, ()))
+        })
+        .await?;
         Ok(())
     }
 
@@ -354,14 +424,19 @@ impl Objects {
         name: &str,
     ) -> Result<(), ApiError> {
         let ns = ns_key(res, Some(ns));
-        self.store
-            .mutate::<_, ApiError>(&res.key(), &ns, name, |current| match current {
+        self.mutate(
+            res,
+            &ns,
+            name,
+            &Preconditions::default(),
+            |current| match current {
                 Some(obj) if obj.pointer("/metadata/deletionTimestamp").is_some() => {
                     Ok((Mutation::Delete, ()))
                 }
                 _ => Ok((Mutation::Keep, ())),
-            })
-            .await?;
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -385,13 +460,84 @@ impl Objects {
         labels: &LabelSelector,
         fields: &FieldSelector,
     ) -> Result<(Vec<Value>, i64), ApiError> {
-        let ns = if res.namespaced { ns } else { None };
-        let (items, rev) = self.store.list(&res.key(), ns).await?;
+        let (items, rev) = self.list_all(res, ns).await?;
         let items = items
             .into_iter()
             .filter(|o| labels.matches_object(o) && fields.matches(o))
             .collect();
         Ok((items, rev))
+    }
+
+    /// One page of a list as the API serves it (`limit` and `continue`): up to `limit` objects matching the
+    /// selectors, read from the storage at the revision of the first page, so every page of one list is
+    /// of the same snapshot (kube-apiserver's paginated lists). A continue token names that revision and
+    /// the last key served; one whose revision was compacted away is 410 Gone.
+    pub async fn list_page(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        selected: (&LabelSelector, &FieldSelector),
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+    ) -> Result<ListPage, ApiError> {
+        let (labels, fields) = selected;
+        let (mut revision, mut after) = match continue_token {
+            Some(token) => {
+                let token = ContinueToken::decode(token)?;
+                (Some(token.rv), Some(token.start))
+            }
+            None => (None, None),
+        };
+        let mut items = Vec::new();
+        loop {
+            let options = ListOptions {
+                namespace: ns.filter(|_| res.namespaced).map(str::to_string),
+                revision,
+                after: after.clone(),
+                // Reads go in chunks of the limit (at least a few hundred) until enough objects match.
+                limit: limit.map(|l| l.max(256)),
+            };
+            let page = self.store.list(&res.key(), options).await.map_err(|e| match e {
+                StoreError::Expired { .. } => ApiError::Gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+                ),
+                e => e.into(),
+            })?;
+            revision = Some(page.revision);
+            let decoded: Vec<Value> = decode_parallel(page.items).await?;
+            let read = decoded.len();
+            for (i, obj) in decoded.into_iter().enumerate() {
+                after = Some((
+                    meta(&obj, "namespace").unwrap_or_default(),
+                    meta(&obj, "name").unwrap_or_default(),
+                ));
+                if labels.matches_object(&obj) && fields.matches(&obj) {
+                    items.push(obj);
+                }
+                if limit.is_some_and(|l| items.len() >= l) {
+                    let more = page.more || i + 1 < read;
+                    let continue_token = more.then(|| after.take()).flatten().map(|start| {
+                        ContinueToken {
+                            rv: page.revision,
+                            start,
+                        }
+                        .encode()
+                    });
+                    return Ok(ListPage {
+                        items,
+                        revision: page.revision,
+                        continue_token,
+                    });
+                }
+            }
+            if !page.more {
+                return Ok(ListPage {
+                    items,
+                    revision: page.revision,
+                    continue_token: None,
+                });
+            }
+        }
     }
 
     /// Creates an object. `ns` is the namespace of the request path (ignored for cluster-scoped kinds).
@@ -419,12 +565,13 @@ impl Objects {
         if track {
             obj = self.track(None, obj, Subresource::Main);
         }
+        let allocates = res.strategy.create_hook() == CreateHook::AllocateClusterIp;
         // Other creates check the namespace in the write itself; these answer or allocate before it.
-        if dry_run || res.kind == "Service" {
+        if dry_run || allocates {
             self.require_namespace(res, &ns).await?;
         }
         // Cluster IPs are allocated under one lock so two Services never get the same address.
-        let _ip_guard = if res.kind == "Service" {
+        let _ip_guard = if allocates {
             let guard = self.service_ips.lock().await;
             self.assign_cluster_ip(&mut obj).await?;
             Some(guard)
@@ -462,7 +609,7 @@ impl Objects {
         res: &'static ResourceInfo,
         objs: Vec<(Option<String>, Value)>,
     ) -> Result<Vec<Result<Value, ApiError>>, ApiError> {
-        if res.kind == "Service" {
+        if res.strategy.create_hook() != CreateHook::None {
             let mut out = Vec::with_capacity(objs.len());
             for (ns, obj) in objs {
                 out.push(self.create(res, ns.as_deref(), obj, false).await);
@@ -502,7 +649,7 @@ impl Objects {
                         // An object already there is kept as it is: no change then means AlreadyExists.
                         decide: Box::new(move |current| match current {
                             Some(_) => Mutation::Keep,
-                            None => Mutation::Put(obj),
+                            None => Mutation::Put(obj.clone()),
                         }),
                     });
                     out.push(Ok(Value::Null));
@@ -510,7 +657,7 @@ impl Objects {
                 Err(e) => out.push(Err(e)),
             }
         }
-        let changes = self.store.mutate_batch(items).await?;
+        let changes = self.store.update_batch(items).await?;
         for ((slot, name), change) in slots.into_iter().zip(changes) {
             out[slot] = match change {
                 Some(change) => Ok((*change.object).clone()),
@@ -531,7 +678,7 @@ impl Objects {
         let map = obj
             .as_object_mut()
             .ok_or_else(|| ApiError::BadRequest("the body is not an object".into()))?;
-        if resets_status_on_create(res) {
+        if res.strategy.resets_status_on_create() {
             map.remove("status");
         }
         let md = map.entry("metadata").or_insert_with(|| json!({}));
@@ -599,7 +746,7 @@ impl Objects {
         if requested == "None" {
             return Ok(());
         }
-        let (services, _) = self.store.list("services", None).await?;
+        let (services, _) = self.list_all(core("services"), None).await?;
         let used: BTreeSet<String> = services
             .iter()
             .filter_map(|s| {
@@ -678,7 +825,7 @@ impl Objects {
         } else {
             Subresource::Main
         };
-        self.update(res, ns, name, sub, dry_run, move |_| Ok(body))
+        self.update(res, ns, name, sub, dry_run, move |_| Ok(body.clone()))
             .await
     }
 
@@ -722,7 +869,7 @@ impl Objects {
         };
         objects
             .update(res, ns, name, sub, dry_run, move |current| {
-                apply_patch(current.clone(), patch, res.kind)
+                apply_patch(current.clone(), patch.clone(), res.kind)
             })
             .await
     }
@@ -737,13 +884,12 @@ impl Objects {
         name: &str,
         sub: Subresource,
         dry_run: bool,
-        compute: impl FnOnce(&Value) -> Result<Value, ApiError>,
+        mut compute: impl FnMut(&Value) -> Result<Value, ApiError> + Send,
     ) -> Result<Value, ApiError> {
         let status = sub == Subresource::Status;
         let ns = ns_key(res, ns);
         let (out, change) = self
-            .store
-            .mutate(&res.key(), &ns, name, |current| {
+            .mutate(res, &ns, name, &Preconditions::default(), |current| {
                 let current = current.ok_or_else(|| ApiError::not_found(res, name))?;
                 let mut desired = compute(&current)?;
                 let sent_rv = meta(&desired, "resourceVersion").filter(|rv| !rv.is_empty());
@@ -758,10 +904,12 @@ impl Objects {
                     desired["status"] = current.get("status").cloned().unwrap_or(Value::Null);
                 }
                 preserve_metadata(&current, &mut desired, &ns, name, res.namespaced)?;
-                if res.kind == "Pod" && !status {
-                    check_pod_update(&current, &mut desired, name)?;
-                }
-                let mut admitted = admit(res, desired).map_err(|e| ApiError::admit(res, e))?;
+                let admitted = if status {
+                    admit(res, desired)
+                } else {
+                    admit_update(res, &current, desired)
+                };
+                let mut admitted = admitted.map_err(|e| ApiError::admit(res, e))?;
                 if !status && spec_changed(&current, &admitted) {
                     let generation = current
                         .pointer("/metadata/generation")
@@ -770,12 +918,7 @@ impl Objects {
                     admitted["metadata"]["generation"] = json!(generation + 1);
                 }
                 let admitted = self.track(Some(&current), admitted, sub);
-                let finalized = admitted.pointer("/metadata/deletionTimestamp").is_some()
-                    && admitted
-                        .pointer("/metadata/finalizers")
-                        .and_then(Value::as_array)
-                        .is_none_or(Vec::is_empty)
-                    && res.kind != "Pod";
+                let finalized = finalized(&current, &admitted);
                 if dry_run {
                     return Ok((Mutation::Keep, admitted));
                 }
@@ -793,33 +936,51 @@ impl Objects {
         Ok(committed(out, change))
     }
 
-    /// Updates an object in place, bypassing admission: for controllers that own the fields they write.
-    /// `edit` returns false to leave the object unchanged. Returns the committed change, if any.
+    /// Updates an object in place: a controller's update of what it read. The edited object is admitted
+    /// and tracked as any write ([`Objects::edited`]). `edit` returns false to leave the object unchanged.
+    /// Returns the committed change, if any.
     pub async fn edit(
         &self,
         res: &ResourceInfo,
         ns: &str,
         name: &str,
-        edit: impl FnOnce(&mut Value) -> bool,
+        edit: impl FnOnce(&mut Value) -> bool + Send,
     ) -> Result<Option<Arc<Change>>, ApiError> {
         let ns = ns_key(res, Some(ns));
+        let mut edit = Some(edit);
         let ((), change) = self
-            .store
-            .mutate::<_, ApiError>(&res.key(), &ns, name, |current| {
+            .mutate(res, &ns, name, &Preconditions::default(), |current| {
                 let Some(mut obj) = current else {
                     return Ok((Mutation::Keep, ()));
                 };
-                let before = self.manager.is_some().then(|| obj.clone());
+                // An edit runs once, as a controller's update of what it read: a backend that must run
+                // the write again (the object changed under it) answers Conflict, and the controller's
+                // next reconcile edits the new state.
+                let Some(edit) = edit.take() else {
+                    return Err(ApiError::conflict(res, name));
+                };
+                let before = obj.clone();
                 if !edit(&mut obj) {
                     return Ok((Mutation::Keep, ()));
                 }
-                match before {
-                    Some(before) => Ok((Mutation::Put(self.track_edit(res, &before, obj)), ())),
-                    None => Ok((Mutation::Put(obj), ())),
-                }
+                Ok((Mutation::Put(self.edited(res, &before, obj)?), ()))
             })
             .await?;
         Ok(change)
+    }
+
+    /// An edited object as it is written: admitted (defaulted and validated as any write), its generation
+    /// advanced when its spec changed, and the edit recorded for this handle's manager.
+    fn edited(&self, res: &ResourceInfo, before: &Value, obj: Value) -> Result<Value, ApiError> {
+        let mut admitted = admit(res, obj).map_err(|e| ApiError::admit(res, e))?;
+        if spec_changed(before, &admitted) {
+            let generation = before
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            admitted["metadata"]["generation"] = json!(generation + 1);
+        }
+        Ok(self.track_edit(res, before, admitted))
     }
 
     /// [`Objects::edit`] for many objects of one resource, committed in one transaction. Returns each
@@ -831,31 +992,33 @@ impl Objects {
     ) -> Result<Vec<Option<Arc<Change>>>, ApiError> {
         let items = edits
             .into_iter()
-            .map(|(ns, name, edit)| {
-                let objects = self.manager.is_some().then(|| self.clone());
+            .map(|(ns, name, mut edit)| {
+                let objects = self.clone();
                 BatchItem {
                     resource: res.key(),
                     namespace: ns_key(res, Some(&ns)),
-                    name,
+                    name: name.clone(),
                     decide: Box::new(move |current| {
                         let Some(mut obj) = current else {
                             return Mutation::Keep;
                         };
-                        let before = objects.as_ref().map(|_| obj.clone());
+                        let before = obj.clone();
                         if !edit(&mut obj) {
                             return Mutation::Keep;
                         }
-                        match (objects, before) {
-                            (Some(o), Some(before)) => {
-                                Mutation::Put(o.track_edit(res, &before, obj))
+                        match objects.edited(res, &before, obj) {
+                            Ok(obj) => Mutation::Put(obj),
+                            Err(e) => {
+                                // The rest of the batch is still written; this edit is refused.
+                                tracing::warn!(resource = %res.key(), %ns, %name, error = %e, "edit refused");
+                                Mutation::Keep
                             }
-                            _ => Mutation::Put(obj),
                         }
                     }),
                 }
             })
             .collect();
-        Ok(self.store.mutate_batch(items).await?)
+        Ok(self.store.update_batch(items).await?)
     }
 
     /// [`Objects::delete`] of many (namespace, name)s of one resource in one transaction, with the grace
@@ -885,7 +1048,7 @@ impl Objects {
                 }
             })
             .collect::<Vec<_>>();
-        Ok(self.store.mutate_batch(items).await?)
+        Ok(self.store.update_batch(items).await?)
     }
 
     /// DELETE. Pods bound to a node are deleted gracefully (deletionTimestamp; the node agent stops them and
@@ -901,14 +1064,13 @@ impl Objects {
         if opts.propagation == Propagation::Orphan
             && !opts.dry_run
             && let Some(uid) = self
-                .store
-                .get(&res.key(), &ns, name)
+                .find(res, &ns, name)
                 .await?
                 .and_then(|o| meta(&o, "uid"))
         {
             // Mark the owner as being deleted first, so no controller adopts the dependents again between
             // their release and the owner's removal.
-            if res.kind != "Pod" {
+            if res.strategy.propagates() {
                 let stamp = now();
                 // A deletion mark is no field anyone manages (kube writes it past the field manager).
                 self.untracked()
@@ -924,9 +1086,12 @@ impl Objects {
             }
             self.orphan_dependents(&uid).await?;
         }
+        let preconditions = Preconditions {
+            uid: opts.precondition_uid.clone(),
+            resource_version: opts.precondition_rv.clone(),
+        };
         let (out, change) = self
-            .store
-            .mutate(&res.key(), &ns, name, |current| {
+            .mutate(res, &ns, name, &preconditions, |current| {
                 decide_delete(res, name, &opts, current)
             })
             .await?;
@@ -938,7 +1103,7 @@ impl Objects {
     /// Removes owner references to `uid` from every object (what `propagationPolicy: Orphan` leaves behind).
     async fn orphan_dependents(&self, uid: &str) -> Result<(), ApiError> {
         for res in resources::RESOURCES {
-            let (items, _) = self.store.list(&res.key(), None).await?;
+            let (items, _) = self.list_all(res, None).await?;
             for item in items.iter().filter(|i| owner_uids(i).any(|u| u == uid)) {
                 let ns = meta(item, "namespace").unwrap_or_default();
                 let name = meta(item, "name").unwrap_or_default();
@@ -969,17 +1134,6 @@ fn decide_delete(
     current: Option<Value>,
 ) -> Result<(Mutation, Value), ApiError> {
     let current = current.ok_or_else(|| ApiError::not_found(res, name))?;
-    if opts
-        .precondition_uid
-        .as_ref()
-        .is_some_and(|u| Some(u) != meta(&current, "uid").as_ref())
-        || opts
-            .precondition_rv
-            .as_ref()
-            .is_some_and(|r| Some(r) != meta(&current, "resourceVersion").as_ref())
-    {
-        return Err(ApiError::conflict(res, name));
-    }
     let has_finalizers = current
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -987,25 +1141,12 @@ fn decide_delete(
     if opts.dry_run {
         return Ok((Mutation::Keep, current));
     }
-    let foreground = opts.propagation == Propagation::Foreground && res.kind != "Pod";
-    let graceful = match res.kind {
+    let foreground = opts.propagation == Propagation::Foreground && res.strategy.propagates();
+    let graceful = match res.strategy.deletion(&current, opts.grace_period_seconds) {
         _ if foreground => Some(0),
-        "Pod" => {
-            let bound = current
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .is_some_and(|n| !n.is_empty());
-            let grace = opts.grace_period_seconds.unwrap_or_else(|| {
-                current
-                    .pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(30)
-            });
-            (bound && grace > 0).then_some(grace)
-        }
-        "Namespace" => Some(0),
-        _ if has_finalizers => Some(0),
-        _ => None,
+        Deletion::Graceful(grace) => Some(grace),
+        Deletion::Immediate if has_finalizers => Some(0),
+        Deletion::Immediate => None,
     };
     match graceful {
         None => Ok((Mutation::Delete, current)),
@@ -1029,9 +1170,7 @@ fn decide_delete(
             marked["metadata"]["deletionTimestamp"] =
                 json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-            if res.kind == "Namespace" {
-                marked["status"]["phase"] = json!("Terminating");
-            }
+            res.strategy.terminating(&mut marked);
             Ok((Mutation::Put(marked.clone()), marked))
         }
     }
@@ -1169,49 +1308,22 @@ fn preserve_metadata(
     Ok(())
 }
 
-/// Pod specs are immutable but for container images; a PUT without `nodeName` keeps the binding.
-fn check_pod_update(current: &Value, desired: &mut Value, name: &str) -> Result<(), ApiError> {
-    if desired.pointer("/spec/nodeName").is_none()
-        && let Some(node) = current.pointer("/spec/nodeName")
-    {
-        desired["spec"]["nodeName"] = node.clone();
-    }
-    let mut comparable = desired.get("spec").cloned().unwrap_or(Value::Null);
-    if let (Some(new), Some(old)) = (
-        comparable
-            .get_mut("containers")
-            .and_then(Value::as_array_mut),
-        current
-            .pointer("/spec/containers")
-            .and_then(Value::as_array),
-    ) {
-        for (n, o) in new.iter_mut().zip(old) {
-            if let Some(img) = o.get("image") {
-                n["image"] = img.clone();
-            }
-        }
-    }
-    let pods =
-        resources::by_path("", "v1", "pods").ok_or_else(|| ApiError::Internal("no pods".into()))?;
-    let defaulted = admit(
-        pods,
-        json!({"metadata": {"name": name}, "spec": comparable}),
-    )
-    .map_err(|e| ApiError::admit(pods, e))?;
-    if defaulted.get("spec") != current.get("spec") {
-        return Err(ApiError::Invalid {
-            message: format!("Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"),
-            group: String::new(),
-            kind: "Pod".into(),
-            name: name.into(),
-            causes: vec![herd_api::Cause {
-                reason: "FieldValueForbidden",
-                field: "spec".into(),
-                message: "Forbidden: pod updates may not change fields other than `spec.containers[*].image`".into(),
-            }],
-        });
-    }
-    Ok(())
+/// kube's `shouldDeleteDuringUpdate`: an update that takes the last finalizer off an object marked for
+/// deletion without a grace period still to run removes it.
+fn finalized(current: &Value, updated: &Value) -> bool {
+    let finalizers = |v: &Value| {
+        v.pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
+    };
+    updated.pointer("/metadata/deletionTimestamp").is_some()
+        && finalizers(updated) == 0
+        && finalizers(current) > 0
+        && updated
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
 }
 
 /// Whether `a` and `b` are equal but for `status` and `metadata.managedFields`.
@@ -1305,7 +1417,7 @@ pub(crate) async fn test_objects() -> (tempfile::TempDir, Objects) {
         .await
         .expect("store");
     let objects = Objects::new(
-        store,
+        Arc::new(store),
         Settings {
             service_cidr: "127.10.0.0/16".parse().expect("CIDR"),
         },

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::Stream;
+use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -21,83 +22,26 @@ use sqlx::{ConnectOptions, Connection, Row, Sqlite};
 use std::collections::HashMap;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, mpsc, oneshot};
 
+use crate::storage::{
+    BatchItem, Change, ChangeStream, CreateRefused, Decide, EventType, ListOptions, Mutation, Page,
+    Preconditions, Storage, StoreError, UpdateRefused, Updated,
+};
+
 /// How many changes the log keeps before compaction drops the oldest; older watches get 410 Expired.
 const CHANGE_LOG_KEEP: i64 = 20_000;
 /// Watchers that fall this far behind the live feed are cut off and must re-list.
 const WATCH_BACKLOG: usize = 16_384;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("migrating the database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("stored object is not valid JSON: {0}")]
-    Corrupt(#[from] serde_json::Error),
-    /// The requested revision has been compacted away.
-    #[error("too old resource version: {requested} ({oldest})")]
-    Expired { requested: i64, oldest: i64 },
-    #[error("the write task failed: {0}")]
-    Task(String),
-    /// The write's group did not commit (the disk refused the commit, or another write of the group failed).
-    #[error("not committed: {0}")]
-    Aborted(String),
-    #[error("the store is closed")]
-    Closed,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Added,
-    Modified,
-    Deleted,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Added => "ADDED",
-            Self::Modified => "MODIFIED",
-            Self::Deleted => "DELETED",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "ADDED" => Self::Added,
-            "DELETED" => Self::Deleted,
-            _ => Self::Modified,
-        }
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Backend(e.to_string())
     }
 }
 
-/// One committed write.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub rev: i64,
-    pub resource: Arc<str>,
-    pub namespace: String,
-    pub name: String,
-    pub kind: EventType,
-    /// The object after the write; for a delete, the last state (with the deletion's revision).
-    pub object: Arc<Value>,
-    /// The object before the write, when known (live changes only).
-    pub previous: Option<Arc<Value>>,
-}
-
-/// What a [`Store::mutate`] closure decides to do with the current object.
-pub enum Mutation {
-    Put(Value),
-    Delete,
-    Keep,
-}
-
-/// One write of a [`Store::mutate_batch`]: the object's key and what to do with its current value.
-pub struct BatchItem {
-    pub resource: String,
-    pub namespace: String,
-    pub name: String,
-    pub decide: Box<dyn FnOnce(Option<Value>) -> Mutation + Send>,
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Backend(format!("migrating the database: {e}"))
+    }
 }
 
 /// When a commit reaches the disk (SQLite's `synchronous` in WAL mode).
@@ -432,15 +376,6 @@ impl Fanout {
     }
 }
 
-/// Why [`Store::create`] wrote nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreateRefused {
-    /// An object of that name exists.
-    Exists,
-    /// The namespace it was to be created in does not exist.
-    NoNamespace,
-}
-
 impl Store {
     /// Opens (creating if needed) the database file and applies migrations; every commit is fsynced.
     ///
@@ -537,69 +472,137 @@ impl Store {
         get_committed(&self.inner.pool, resource, namespace, name).await
     }
 
-    /// Every object of a resource (in one namespace, or all), sorted by namespace and name, and the revision
-    /// the list is consistent with.
+    /// A page of a resource's objects (in one namespace, or all), sorted by namespace and name, at the
+    /// latest revision or at an older one whose history is kept.
+    ///
+    /// # Errors
+    /// A database error; [`StoreError::Expired`] for a revision compacted away.
+    pub async fn list_page(
+        &self,
+        resource: &str,
+        options: &ListOptions,
+    ) -> Result<Page, StoreError> {
+        // Reading inside one transaction gives a consistent snapshot that includes the revision.
+        let mut tx = self.inner.pool.begin().await?;
+        let now: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&mut *tx)
+            .await?;
+        let (after_ns, after_name) = options.after.clone().unwrap_or_default();
+        let after = options.after.is_some();
+        // One more than asked for says whether more remain.
+        let fetch = options
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX - 1) + 1);
+        let at = options.revision.filter(|r| *r < now);
+        // An older revision reads the current rows when nothing of the resource changed since.
+        let changed_since = match at {
+            None => false,
+            Some(at) => {
+                let compacted: i64 =
+                    sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if at < compacted {
+                    return Err(StoreError::Expired {
+                        requested: at,
+                        oldest: compacted,
+                    });
+                }
+                sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM changes WHERE rev > ? AND resource = ?)",
+                )
+                .bind(at)
+                .bind(resource)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        let rows = if changed_since {
+            // The state at `at`: each key's last change at or before it, unless that was its deletion.
+            // Compaction keeps every key's last change at or before the compacted revision, so this is
+            // complete for every revision still served.
+            sqlx::query(
+                "SELECT c.body FROM changes c
+                 WHERE c.resource = ?1 AND (?2 IS NULL OR c.namespace = ?2)
+                   AND (NOT ?3 OR c.namespace > ?4 OR (c.namespace = ?4 AND c.name > ?5))
+                   AND c.rev <= ?6 AND c.type <> 'DELETED'
+                   AND NOT EXISTS (SELECT 1 FROM changes l
+                       WHERE l.resource = c.resource AND l.namespace = c.namespace AND l.name = c.name
+                         AND l.rev > c.rev AND l.rev <= ?6)
+                 ORDER BY c.namespace, c.name LIMIT ?7",
+            )
+            .bind(resource)
+            .bind(options.namespace.as_deref())
+            .bind(after)
+            .bind(&after_ns)
+            .bind(&after_name)
+            .bind(at)
+            .bind(fetch)
+            .fetch_all(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(
+                "SELECT body FROM objects
+                 WHERE resource = ?1 AND (?2 IS NULL OR namespace = ?2)
+                   AND (NOT ?3 OR namespace > ?4 OR (namespace = ?4 AND name > ?5))
+                 ORDER BY namespace, name LIMIT ?6",
+            )
+            .bind(resource)
+            .bind(options.namespace.as_deref())
+            .bind(after)
+            .bind(&after_ns)
+            .bind(&after_name)
+            .bind(fetch)
+            .fetch_all(&mut *tx)
+            .await?
+        };
+        tx.commit().await?;
+        let mut items: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+        let more = options.limit.is_some_and(|l| items.len() > l);
+        if let Some(limit) = options.limit {
+            items.truncate(limit);
+        }
+        Ok(Page {
+            items,
+            revision: at.unwrap_or(now),
+            more,
+        })
+    }
+
+    /// Every object of a resource as JSON, and the revision of the list.
+    #[cfg(test)]
     pub async fn list(
         &self,
         resource: &str,
         namespace: Option<&str>,
     ) -> Result<(Vec<Value>, i64), StoreError> {
-        self.list_as(resource, namespace).await
-    }
-
-    /// [`Store::list`] decoded straight into `T` (no intermediate JSON value when `T` is a typed object, as
-    /// for the scheduler's snapshot); large lists decode on every core.
-    ///
-    /// # Errors
-    /// A database error, or an object that does not decode as `T`.
-    pub async fn list_as<T: serde::de::DeserializeOwned + Send + 'static>(
-        &self,
-        resource: &str,
-        namespace: Option<&str>,
-    ) -> Result<(Vec<T>, i64), StoreError> {
-        // Reading inside one transaction gives a consistent snapshot that includes the revision.
-        let mut tx = self.inner.pool.begin().await?;
-        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
-            .fetch_one(&mut *tx)
-            .await?;
-        let rows = match namespace {
-            Some(ns) => {
-                sqlx::query("SELECT body FROM objects WHERE resource = ? AND namespace = ? ORDER BY namespace, name")
-                    .bind(resource)
-                    .bind(ns)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT body FROM objects WHERE resource = ? ORDER BY namespace, name")
-                    .bind(resource)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
+        let options = ListOptions {
+            namespace: namespace.map(str::to_string),
+            ..ListOptions::default()
         };
-        tx.commit().await?;
-        let bodies: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
-        Ok((decode_parallel(bodies).await?, rev))
+        let page = self.list_page(resource, &options).await?;
+        Ok((
+            crate::storage::decode_parallel(page.items).await?,
+            page.revision,
+        ))
     }
 
-    /// Atomically reads an object, lets `decide` choose a mutation, and commits it.
+    /// Atomically reads an object, checks `preconditions`, lets `decide` choose a mutation, and commits it.
     ///
-    /// The closure runs while this write holds the writer, so no other write interleaves between the read
-    /// and the write. The stored object gets `metadata.resourceVersion` set to the new revision. Returns the
-    /// closure's result and the committed change, if any, once it is committed.
+    /// `decide` runs (once) while this write holds the writer, so no other write interleaves between the
+    /// read and the write. The stored object gets `metadata.resourceVersion` set to the new revision.
+    /// Returns the committed change, if any, once it is committed.
     ///
     /// # Errors
-    /// A database error, or the closure's own error (nothing is written then).
-    pub async fn mutate<T, E>(
+    /// A database error (nothing is written then).
+    pub async fn update_one(
         &self,
         resource: &str,
         namespace: &str,
         name: &str,
-        decide: impl FnOnce(Option<Value>) -> Result<(Mutation, T), E>,
-    ) -> Result<(T, Option<Arc<Change>>), E>
-    where
-        E: From<StoreError>,
-    {
+        preconditions: &Preconditions,
+        decide: &mut Decide<'_>,
+    ) -> Result<Updated, StoreError> {
         let guard = self.turn().await;
         let key: ObjectKey = (
             resource.to_string(),
@@ -607,11 +610,15 @@ impl Store {
             name.to_string(),
         );
         let previous = guard.current(&self.inner.pool, &key).await?;
+        if let Some(current) = &previous
+            && !preconditions.hold(current)
+        {
+            return Ok(Err(UpdateRefused::Preconditions));
+        }
         let existed = previous.is_some();
-        let (mutation, out) = decide(previous.as_deref().cloned())?;
-        let (kind, object) = match mutation {
-            Mutation::Keep => return Ok((out, None)),
-            Mutation::Delete if !existed => return Ok((out, None)),
+        let (kind, object) = match decide(previous.as_deref().cloned()) {
+            Mutation::Keep => return Ok(Ok(None)),
+            Mutation::Delete if !existed => return Ok(Ok(None)),
             Mutation::Delete => (
                 EventType::Deleted,
                 previous.as_deref().cloned().unwrap_or(Value::Null),
@@ -633,7 +640,49 @@ impl Store {
             })
         })
         .await?;
-        Ok((out, Some(change)))
+        Ok(Ok(Some(change)))
+    }
+
+    /// [`Store::update_one`] with a closure that returns a value too (for tests).
+    #[cfg(test)]
+    pub async fn mutate<T, E>(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        decide: impl FnOnce(Option<Value>) -> Result<(Mutation, T), E> + Send,
+    ) -> Result<(T, Option<Arc<Change>>), E>
+    where
+        E: From<StoreError> + Send,
+        T: Send,
+    {
+        let mut decide = Some(decide);
+        let mut out = None;
+        let change = self
+            .update_one(
+                resource,
+                namespace,
+                name,
+                &Preconditions::default(),
+                &mut |current| match decide.take().map(|d| d(current)) {
+                    Some(Ok((mutation, t))) => {
+                        out = Some(Ok(t));
+                        mutation
+                    }
+                    Some(Err(e)) => {
+                        out = Some(Err(e));
+                        Mutation::Keep
+                    }
+                    None => Mutation::Keep,
+                },
+            )
+            .await?
+            .unwrap_or(None);
+        match out {
+            Some(Ok(t)) => Ok((t, change)),
+            Some(Err(e)) => Err(e),
+            None => Err(E::from(StoreError::Task("decide did not run".into()))),
+        }
     }
 
     /// Creates an object that must not exist yet, in one statement (no read before the write): the
@@ -707,7 +756,7 @@ impl Store {
     ///
     /// # Errors
     /// A database error; nothing of the batch is written then.
-    pub async fn mutate_batch(
+    pub async fn update_many(
         &self,
         items: Vec<BatchItem>,
     ) -> Result<Vec<Option<Arc<Change>>>, StoreError> {
@@ -727,7 +776,7 @@ impl Store {
                 let mut rev = last;
                 let mut changes = Vec::with_capacity(items.len());
                 let mut rows: Vec<ChangeRow> = Vec::new();
-                for item in items {
+                for mut item in items {
                     let key = (item.resource, item.namespace, item.name);
                     // The view holds shared values: the closure's copy is the only deep clone per item.
                     let previous = view.get(&key).cloned().flatten();
@@ -844,7 +893,9 @@ impl Store {
         }))
     }
 
-    /// Drops the oldest changes beyond [`CHANGE_LOG_KEEP`].
+    /// Drops the oldest changes beyond [`CHANGE_LOG_KEEP`], as etcd compacts: every key keeps its last change
+    /// at or before the compacted revision (unless that was its deletion), so a list at any revision still
+    /// served finds every object's state.
     ///
     /// # Errors
     /// A database error.
@@ -857,10 +908,15 @@ impl Store {
         write_in_group(&self.inner, guard, false, move |writer, _| {
             Box::pin(async move {
                 let conn = writer.begin().await?;
-                sqlx::query("DELETE FROM changes WHERE rev <= ?")
-                    .bind(cutoff)
-                    .execute(&mut *conn)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM changes WHERE rev <= ?1 AND (type = 'DELETED' OR EXISTS (
+                         SELECT 1 FROM changes l
+                         WHERE l.resource = changes.resource AND l.namespace = changes.namespace
+                           AND l.name = changes.name AND l.rev > changes.rev AND l.rev <= ?1))",
+                )
+                .bind(cutoff)
+                .execute(&mut *conn)
+                .await?;
                 sqlx::query("UPDATE meta SET value = ? WHERE key = 'compacted' AND value < ?")
                     .bind(cutoff)
                     .bind(cutoff)
@@ -882,6 +938,79 @@ impl Store {
         }
         drop(writer);
         self.inner.pool.close().await;
+    }
+}
+
+impl Storage for Store {
+    fn revision(&self) -> i64 {
+        Store::revision(self)
+    }
+
+    fn get<'a>(
+        &'a self,
+        resource: &'a str,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, StoreError>> {
+        Box::pin(Store::get(self, resource, namespace, name))
+    }
+
+    fn list<'a>(
+        &'a self,
+        resource: &'a str,
+        options: ListOptions,
+    ) -> BoxFuture<'a, Result<Page, StoreError>> {
+        Box::pin(async move { self.list_page(resource, &options).await })
+    }
+
+    fn create<'a>(
+        &'a self,
+        resource: &'a str,
+        namespace: &'a str,
+        name: &'a str,
+        object: Value,
+        within: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Result<Arc<Change>, CreateRefused>, StoreError>> {
+        Box::pin(Store::create(
+            self, resource, namespace, name, object, within,
+        ))
+    }
+
+    fn update<'a>(
+        &'a self,
+        resource: &'a str,
+        namespace: &'a str,
+        name: &'a str,
+        preconditions: &'a Preconditions,
+        decide: &'a mut Decide<'a>,
+    ) -> BoxFuture<'a, Result<Updated, StoreError>> {
+        Box::pin(self.update_one(resource, namespace, name, preconditions, decide))
+    }
+
+    fn update_batch(
+        &self,
+        items: Vec<BatchItem>,
+    ) -> BoxFuture<'_, Result<Vec<Option<Arc<Change>>>, StoreError>> {
+        Box::pin(self.update_many(items))
+    }
+
+    fn watch<'a>(
+        &'a self,
+        resource: Option<&'a str>,
+        since: i64,
+    ) -> BoxFuture<'a, Result<ChangeStream, StoreError>> {
+        Box::pin(async move {
+            let changes = Store::watch(self, resource, since).await?;
+            Ok(Box::pin(changes) as ChangeStream)
+        })
+    }
+
+    fn compact(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(Store::compact(self))
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Store::close(self))
     }
 }
 
@@ -981,46 +1110,6 @@ async fn insert_changes(
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// Decodes many documents on every core (blocking threads), keeping their order.
-async fn decode_parallel<T: serde::de::DeserializeOwned + Send + 'static>(
-    bodies: Vec<String>,
-) -> Result<Vec<T>, StoreError> {
-    const MIN_CHUNK: usize = 256;
-    if bodies.len() <= MIN_CHUNK {
-        // Not worth a thread hand-off.
-        return bodies
-            .iter()
-            .map(|b| serde_json::from_str::<T>(b).map_err(StoreError::from))
-            .collect();
-    }
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let chunk = bodies.len().div_ceil(threads).max(MIN_CHUNK);
-    let mut bodies = bodies;
-    let mut chunks = Vec::new();
-    while bodies.len() > chunk {
-        let rest = bodies.split_off(chunk);
-        chunks.push(std::mem::replace(&mut bodies, rest));
-    }
-    chunks.push(bodies);
-    let tasks: Vec<_> = chunks
-        .into_iter()
-        .map(|chunk| {
-            tokio::task::spawn_blocking(move || {
-                chunk
-                    .iter()
-                    .map(|b| serde_json::from_str::<T>(b))
-                    .collect::<Result<Vec<T>, _>>()
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for task in tasks {
-        let decoded = task.await.map_err(|e| StoreError::Task(e.to_string()))??;
-        out.extend(decoded);
-    }
-    Ok(out)
 }
 
 async fn get_committed(
@@ -1312,7 +1401,7 @@ mod tests {
                 }),
             })
             .collect();
-        store.mutate_batch(items).await.unwrap();
+        store.update_many(items).await.unwrap();
         // What it had queued still arrives, in order; then the feed ends with 410-style expiry.
         let mut last = 0;
         loop {
@@ -1341,15 +1430,14 @@ mod tests {
         let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
         put(&store, "a", 1).await;
         let mut events = Box::pin(store.watch(Some("pods"), 1).await.unwrap());
-        let item =
-            |name: &str, decide: Box<dyn FnOnce(Option<Value>) -> Mutation + Send>| BatchItem {
-                resource: "pods".into(),
-                namespace: "default".into(),
-                name: name.into(),
-                decide,
-            };
+        let item = |name: &str, decide: Box<crate::storage::Decide<'static>>| BatchItem {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            decide,
+        };
         let changes = store
-            .mutate_batch(vec![
+            .update_many(vec![
                 item(
                     "a",
                     Box::new(|cur| {
@@ -1406,7 +1494,7 @@ mod tests {
         };
         let created = |_| Mutation::Put(json!({"metadata": {"name": "x"}}));
         let changes = store
-            .mutate_batch(vec![
+            .update_many(vec![
                 item("x", created),
                 item("x", |_| Mutation::Delete),
                 item("old", |_| Mutation::Delete),
@@ -1433,6 +1521,81 @@ mod tests {
             .collect()
             .await;
         assert_eq!(replay, [Added, Deleted, Deleted, Added]);
+    }
+
+    #[tokio::test]
+    async fn lists_read_any_revision_compaction_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herd.db")).await.unwrap();
+        let names = |page: &Page| -> Vec<String> {
+            page.items
+                .iter()
+                .map(|b| {
+                    let v: Value = serde_json::from_str(b).unwrap();
+                    format!("{}={}", v["metadata"]["name"].as_str().unwrap(), v["v"])
+                })
+                .collect()
+        };
+        let at = |revision: i64, limit: Option<usize>, after: Option<&str>| ListOptions {
+            revision: Some(revision),
+            limit,
+            after: after.map(|a| ("default".to_string(), a.to_string())),
+            ..ListOptions::default()
+        };
+        put(&store, "a", 1).await;
+        put(&store, "b", 1).await;
+        let two = put(&store, "c", 1).await.rev;
+        put(&store, "b", 2).await;
+        store
+            .mutate::<_, StoreError>("pods", "default", "c", |_| Ok((Mutation::Delete, ())))
+            .await
+            .unwrap();
+        put(&store, "d", 1).await;
+        let page = store
+            .list_page("pods", &at(two, Some(2), None))
+            .await
+            .unwrap();
+        assert_eq!(
+            (names(&page), page.revision, page.more),
+            (vec!["a=1".into(), "b=1".into()], two, true)
+        );
+        let page = store
+            .list_page("pods", &at(two, Some(2), Some("b")))
+            .await
+            .unwrap();
+        assert_eq!((names(&page), page.more), (vec!["c=1".into()], false));
+        let now = store
+            .list_page("pods", &ListOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(names(&now), ["a=1", "b=2", "d=1"]);
+        // Compacting past every change keeps each key's last one: the latest revision still lists whole,
+        // an older one is gone.
+        for i in 0..CHANGE_LOG_KEEP {
+            put(&store, "e", i).await;
+        }
+        let before = store.revision() - 1;
+        store.compact().await.unwrap();
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM changes WHERE name <> 'e'")
+            .fetch_one(&store.inner.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept, 3,
+            "a, b and d keep their last change; c's deletion goes"
+        );
+        let page = store
+            .list_page("pods", &at(before, None, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            names(&page),
+            ["a=1", "b=2", "d=1", &format!("e={}", CHANGE_LOG_KEEP - 2)]
+        );
+        assert!(matches!(
+            store.list_page("pods", &at(two, None, None)).await,
+            Err(StoreError::Expired { .. })
+        ));
     }
 
     #[tokio::test]

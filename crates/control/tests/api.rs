@@ -385,18 +385,41 @@ async fn lists_page_with_limit_and_continue_and_watchlist_is_refused() {
     let mut names = Vec::new();
     let mut token = String::new();
     let mut pages = 0;
+    let mut revisions = Vec::new();
     loop {
         let path = format!("/api/v1/namespaces/default/configmaps?limit=2&continue={token}");
         let (code, page) = p.send(reqwest::Method::GET, &path, None).await;
         assert_eq!(code, 200, "{page}");
         pages += 1;
+        revisions.push(page["metadata"]["resourceVersion"].clone());
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2);
-        names.extend(
-            items
-                .iter()
-                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
-        );
+        names.extend(items.iter().map(|i| {
+            format!(
+                "{}={}",
+                i["metadata"]["name"].as_str().unwrap(),
+                i["data"]["i"].as_str().unwrap()
+            )
+        }));
+        if pages == 1 {
+            // Writes between pages do not show: every page is of the first page's snapshot.
+            let cm3 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm3"}, "data": {"i": "changed"}});
+            let path = "/api/v1/namespaces/default/configmaps";
+            let (code, _) = p
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("{path}/cm3"),
+                    Some(("application/json", cm3.to_string())),
+                )
+                .await;
+            assert_eq!(code, 200);
+            let (code, _) = p
+                .send(reqwest::Method::DELETE, &format!("{path}/cm4"), None)
+                .await;
+            assert_eq!(code, 200);
+            let cm5 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm5"}, "data": {"i": "5"}});
+            assert_eq!(p.post(path, cm5).await.0, 201);
+        }
         match page["metadata"]["continue"].as_str() {
             Some(t) => token = t.to_string(),
             None => break,
@@ -406,11 +429,30 @@ async fn lists_page_with_limit_and_continue_and_watchlist_is_refused() {
         (pages, names),
         (
             3,
-            ["cm0", "cm1", "cm2", "cm3", "cm4"]
+            ["cm0=0", "cm1=1", "cm2=2", "cm3=3", "cm4=4"]
                 .map(String::from)
                 .to_vec()
         )
     );
+    assert!(
+        revisions.iter().all(|r| *r == revisions[0]),
+        "{revisions:?}"
+    );
+    // A new list sees the writes.
+    let (_, now) = p
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/default/configmaps?limit=10",
+            None,
+        )
+        .await;
+    let now: Vec<&str> = now["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["data"]["i"].as_str().unwrap())
+        .collect();
+    assert_eq!(now, ["0", "1", "2", "changed", "5"]);
     let (code, bad) = p
         .send(
             reqwest::Method::GET,

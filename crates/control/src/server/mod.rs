@@ -171,8 +171,22 @@ async fn handle(
             {
                 return watch::serve(state, res, ns, labels, fields, params, table).await;
             }
-            let (items, rev) = objects.list(res, ns.as_deref(), &labels, &fields).await?;
-            let (items, metadata) = paginate(items, rev, params)?;
+            let limit = params
+                .get("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .filter(|l| *l > 0);
+            let token = params
+                .get("continue")
+                .map(String::as_str)
+                .filter(|t| !t.is_empty());
+            let page = objects
+                .list_page(res, ns.as_deref(), (&labels, &fields), limit, token)
+                .await?;
+            let mut metadata = json!({"resourceVersion": page.revision.to_string()});
+            if let Some(token) = page.continue_token {
+                metadata["continue"] = json!(token);
+            }
+            let items = page.items;
             if let Some(table) = table {
                 return Ok(json_response(table.list(res, &items, &metadata)));
             }
@@ -340,14 +354,17 @@ async fn subresource(
         ("scale", Method::PUT) => {
             let wanted = decode_body(headers, &body)?;
             Ok(json_response(
-                scale::update(objects, res, ns.as_deref(), &name, dry_run, |_| Ok(wanted)).await?,
+                scale::update(objects, res, ns.as_deref(), &name, dry_run, |_| {
+                    Ok(wanted.clone())
+                })
+                .await?,
             ))
         }
         ("scale", Method::PATCH) => {
             let patch = decode_patch(headers, &body, params)?;
             Ok(json_response(
                 scale::update(objects, res, ns.as_deref(), &name, dry_run, |cur| {
-                    scale::patched(cur, patch)
+                    scale::patched(cur, patch.clone())
                 })
                 .await?,
             ))
@@ -663,46 +680,6 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
         }
     }
     resp
-}
-
-/// `limit`/`continue`: items are sorted by namespace and name, so a continue token is the last key served.
-fn paginate(items: Vec<Value>, rev: i64, params: &Params) -> Result<(Vec<Value>, Value), ApiError> {
-    use base64::Engine as _;
-    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let key = |o: &Value| {
-        (
-            o.pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            o.pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        )
-    };
-    let mut items = items;
-    if let Some(token) = params.get("continue").filter(|t| !t.is_empty()) {
-        let bad = || ApiError::BadRequest("continue key is not valid".into());
-        let decoded = engine.decode(token).map_err(|_| bad())?;
-        let after: (String, String) = serde_json::from_slice(&decoded).map_err(|_| bad())?;
-        items.retain(|o| key(o) > after);
-    }
-    let limit = params
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0);
-    let mut metadata = json!({"resourceVersion": rev.to_string()});
-    if let Some(limit) = limit.filter(|l| items.len() > *l) {
-        let remaining = items.len() - limit;
-        items.truncate(limit);
-        if let Some(last) = items.last() {
-            let token = engine.encode(serde_json::to_vec(&key(last)).unwrap_or_default());
-            metadata["continue"] = json!(token);
-            metadata["remainingItemCount"] = json!(remaining);
-        }
-    }
-    Ok((items, metadata))
 }
 
 /// Serves the API until `shutdown` is cancelled.

@@ -46,7 +46,7 @@ pub async fn update(
     ns: Option<&str>,
     name: &str,
     dry_run: bool,
-    desired: impl FnOnce(Value) -> Result<Value, ApiError>,
+    mut desired: impl FnMut(Value) -> Result<Value, ApiError> + Send,
 ) -> Result<Value, ApiError> {
     let updated = objects
         .update(res, ns, name, Subresource::Scale, dry_run, |current| {

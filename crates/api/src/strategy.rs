@@ -1,0 +1,529 @@
+//! One strategy per kind, as kube-apiserver's REST strategies: how objects of a kind are defaulted and
+//! validated, what an update may change, what happens when one is created (a cluster IP for a Service) and
+//! how one is deleted (gracefully for pods, finalized for namespaces).
+//!
+//! Every kind's rules are written once, over its k8s-openapi type, as an implementation of [`Kind`] in this
+//! file. [`Typed`] turns a [`Kind`] into the object-safe [`Strategy`] the resource table
+//! ([`crate::resources::RESOURCES`]) names for each resource, so the resource layer asks the table, never
+//! the kind's name.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodStatus, ReplicationController, Secret,
+    Service, ServiceAccount,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::admission::{self as rules, AdmitError};
+use crate::validation::{self, Cause};
+
+/// What the resource layer does, beyond the write, when an object of the kind is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateHook {
+    None,
+    /// Allocate `spec.clusterIP` from the service CIDR (kube-apiserver's Service REST storage).
+    AllocateClusterIp,
+}
+
+/// What a DELETE does to an object of the kind before finalizers are considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// Remove it now (or mark it, if it has finalizers).
+    Immediate,
+    /// Mark it with `deletionTimestamp` and this grace period; whoever runs it completes the deletion (the
+    /// node agent for a pod, the namespace controller for a namespace).
+    Graceful(i64),
+}
+
+/// The per-kind rules, over the kind's k8s-openapi type. Every method has kube's generic behaviour as its
+/// default; a kind overrides what its REST strategy does differently.
+pub trait Kind:
+    DeserializeOwned + Serialize + k8s_openapi::Metadata<Ty = ObjectMeta> + Send + Sync + 'static
+{
+    /// Names must be DNS-1035 labels (Services, Namespaces) rather than DNS-1123 subdomains.
+    const LABEL_NAMES: bool = false;
+    /// A create ignores a client-sent status (kube's `PrepareForCreate`).
+    const RESETS_STATUS_ON_CREATE: bool = false;
+    /// Whether deletion marks (the orphaning mark, the foreground finalizer) apply; a pod's own graceful
+    /// deletion takes their place.
+    const PROPAGATES: bool = true;
+    const CREATE_HOOK: CreateHook = CreateHook::None;
+
+    /// kube's defaulting functions.
+    fn default(&mut self) {}
+    /// kube's `Validate`, after defaulting (the name is checked before).
+    fn validate(&self, _causes: &mut Vec<Cause>) {}
+    /// kube's `PrepareForUpdate` and `ValidateUpdate`: what an update of the main resource may change from
+    /// `old` (fields the update keeps are copied into `self`).
+    fn validate_update(&mut self, _old: &Self, _causes: &mut Vec<Cause>) {}
+    /// What a DELETE with the `requested` grace period does to this object.
+    fn deletion(&self, _requested: Option<i64>) -> Deletion {
+        Deletion::Immediate
+    }
+    /// What marking the object for deletion changes besides its metadata.
+    fn terminating(&mut self) {}
+}
+
+/// A kind's rules as the resource layer calls them, on objects as JSON.
+pub trait Strategy: Send + Sync {
+    /// Decodes `obj`, defaults and validates it, and re-encodes it (dropping unknown fields).
+    fn admit(&self, obj: Value, causes: &mut Vec<Cause>) -> Result<Value, AdmitError>;
+    /// [`Strategy::admit`] for an update of the main resource from `old`, with the kind's update rules.
+    fn admit_update(
+        &self,
+        old: &Value,
+        obj: Value,
+        causes: &mut Vec<Cause>,
+    ) -> Result<Value, AdmitError>;
+    /// The fields of `obj` the kind's schema does not know, as dotted paths.
+    fn known_fields(&self, obj: &Value) -> Option<Value>;
+    fn resets_status_on_create(&self) -> bool;
+    fn propagates(&self) -> bool;
+    fn create_hook(&self) -> CreateHook;
+    /// What a DELETE with the `requested` grace period does to `obj` (a stored object).
+    fn deletion(&self, obj: &Value, requested: Option<i64>) -> Deletion;
+    /// Applies the kind's changes for an object being marked for deletion.
+    fn terminating(&self, obj: &mut Value);
+}
+
+impl fmt::Debug for dyn Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Strategy")
+    }
+}
+
+/// The [`Strategy`] of a [`Kind`].
+pub struct Typed<K>(PhantomData<fn() -> K>);
+
+impl<K> Typed<K> {
+    pub const NEW: Self = Self(PhantomData);
+}
+
+fn decode<K: DeserializeOwned>(obj: Value) -> Result<K, AdmitError> {
+    serde_json::from_value(obj).map_err(|e| AdmitError::BadRequest(format!("decoding body: {e}")))
+}
+
+fn encode<K: Serialize>(obj: &K) -> Result<Value, AdmitError> {
+    serde_json::to_value(obj).map_err(|e| AdmitError::BadRequest(format!("encoding object: {e}")))
+}
+
+impl<K: Kind> Strategy for Typed<K> {
+    fn admit(&self, obj: Value, causes: &mut Vec<Cause>) -> Result<Value, AdmitError> {
+        let mut k: K = decode(obj)?;
+        validation::validate_name(k.metadata(), K::LABEL_NAMES, causes);
+        k.default();
+        k.validate(causes);
+        encode(&k)
+    }
+
+    fn admit_update(
+        &self,
+        old: &Value,
+        obj: Value,
+        causes: &mut Vec<Cause>,
+    ) -> Result<Value, AdmitError> {
+        let mut k: K = decode(obj)?;
+        validation::validate_name(k.metadata(), K::LABEL_NAMES, causes);
+        k.default();
+        let old: K = decode(old.clone())?;
+        k.validate_update(&old, causes);
+        k.validate(causes);
+        encode(&k)
+    }
+
+    fn known_fields(&self, obj: &Value) -> Option<Value> {
+        serde_json::to_value(serde_json::from_value::<K>(obj.clone()).ok()?).ok()
+    }
+
+    fn resets_status_on_create(&self) -> bool {
+        K::RESETS_STATUS_ON_CREATE
+    }
+
+    fn propagates(&self) -> bool {
+        K::PROPAGATES
+    }
+
+    fn create_hook(&self) -> CreateHook {
+        K::CREATE_HOOK
+    }
+
+    fn deletion(&self, obj: &Value, requested: Option<i64>) -> Deletion {
+        match serde_json::from_value::<K>(obj.clone()) {
+            Ok(k) => k.deletion(requested),
+            // A stored object always decodes; one that does not is removed as kube removes the undecodable.
+            Err(_) => Deletion::Immediate,
+        }
+    }
+
+    fn terminating(&self, obj: &mut Value) {
+        if let Ok(mut k) = serde_json::from_value::<K>(obj.clone()) {
+            k.terminating();
+            if let Ok(v) = serde_json::to_value(&k) {
+                *obj = v;
+            }
+        }
+    }
+}
+
+impl Kind for Pod {
+    const RESETS_STATUS_ON_CREATE: bool = true;
+    const PROPAGATES: bool = false;
+
+    fn default(&mut self) {
+        rules::default_pod_spec(self.spec.get_or_insert_with(Default::default));
+        self.status
+            .get_or_insert_with(PodStatus::default)
+            .phase
+            .get_or_insert_with(|| "Pending".into());
+    }
+
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        if let Some(spec) = &self.spec {
+            validation::validate_pod_spec(spec, "spec", causes);
+        }
+    }
+
+    /// A pod's spec is immutable but for its containers' images; an update without `nodeName` keeps the
+    /// binding.
+    fn validate_update(&mut self, old: &Self, causes: &mut Vec<Cause>) {
+        let (Some(new), Some(old)) = (self.spec.as_mut(), old.spec.as_ref()) else {
+            return;
+        };
+        if new.node_name.is_none() {
+            new.node_name.clone_from(&old.node_name);
+        }
+        let mut comparable = new.clone();
+        for (n, o) in comparable.containers.iter_mut().zip(&old.containers) {
+            n.image.clone_from(&o.image);
+        }
+        if &comparable != old {
+            causes.push(Cause {
+                reason: "FieldValueForbidden",
+                field: "spec".into(),
+                message: "Forbidden: pod updates may not change fields other than `spec.containers[*].image`".into(),
+            });
+        }
+    }
+
+    /// kube's pod `CheckGracefulDelete`: a pod bound to a node is deleted gracefully, with the requested
+    /// grace period or else its own `terminationGracePeriodSeconds`; an unbound pod goes at once.
+    fn deletion(&self, requested: Option<i64>) -> Deletion {
+        let spec = self.spec.as_ref();
+        let bound = spec
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty());
+        let grace = requested.unwrap_or_else(|| {
+            spec.and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+        });
+        if bound && grace > 0 {
+            Deletion::Graceful(grace)
+        } else {
+            Deletion::Immediate
+        }
+    }
+}
+
+impl Kind for Service {
+    const LABEL_NAMES: bool = true;
+    const RESETS_STATUS_ON_CREATE: bool = true;
+    const CREATE_HOOK: CreateHook = CreateHook::AllocateClusterIp;
+
+    fn default(&mut self) {
+        rules::default_service(self);
+    }
+
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        validation::validate_service(self, causes);
+    }
+}
+
+impl Kind for Namespace {
+    const LABEL_NAMES: bool = true;
+    const RESETS_STATUS_ON_CREATE: bool = true;
+
+    fn default(&mut self) {
+        self.status
+            .get_or_insert_with(Default::default)
+            .phase
+            .get_or_insert_with(|| "Active".into());
+    }
+
+    /// kube's namespace deletion: the namespace is marked Terminating and kept until the namespace
+    /// controller has emptied it.
+    fn deletion(&self, _requested: Option<i64>) -> Deletion {
+        Deletion::Graceful(0)
+    }
+
+    fn terminating(&mut self) {
+        self.status.get_or_insert_with(Default::default).phase = Some("Terminating".into());
+    }
+}
+
+impl Kind for Node {
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        if let Some(status) = &self.status {
+            validation::validate_node_status(status, causes);
+        }
+    }
+}
+
+impl Kind for Deployment {
+    const RESETS_STATUS_ON_CREATE: bool = true;
+
+    fn default(&mut self) {
+        rules::default_deployment(self);
+    }
+
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        validation::validate_deployment(self, causes);
+    }
+}
+
+impl Kind for ReplicaSet {
+    const RESETS_STATUS_ON_CREATE: bool = true;
+
+    fn default(&mut self) {
+        self.spec.replicas.get_or_insert(1);
+        if let Some(pod) = self.spec.template.as_mut().and_then(|t| t.spec.as_mut()) {
+            rules::default_pod_spec(pod);
+        }
+    }
+
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        if let Some(pod) = self.spec.template.as_ref().and_then(|t| t.spec.as_ref()) {
+            validation::validate_pod_spec(pod, "spec.template.spec", causes);
+        }
+    }
+}
+
+impl Kind for ReplicationController {
+    const RESETS_STATUS_ON_CREATE: bool = true;
+
+    fn default(&mut self) {
+        rules::default_replication_controller(self);
+    }
+
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        rules::validate_replication_controller(self, causes);
+    }
+}
+
+impl Kind for DaemonSet {
+    const RESETS_STATUS_ON_CREATE: bool = true;
+
+    fn default(&mut self) {
+        let spec = &mut self.spec;
+        spec.revision_history_limit.get_or_insert(10);
+        let strategy = spec.update_strategy.get_or_insert_with(Default::default);
+        let ty = strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
+        if ty == "RollingUpdate" {
+            let ru = strategy.rolling_update.get_or_insert_with(Default::default);
+            ru.max_unavailable.get_or_insert(IntOrString::Int(1));
+            ru.max_surge.get_or_insert(IntOrString::Int(0));
+        }
+        if let Some(pod) = spec.template.spec.as_mut() {
+            rules::default_pod_spec(pod);
+        }
+    }
+
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        let spec = &self.spec;
+        if let Some(ru) = spec
+            .update_strategy
+            .as_ref()
+            .filter(|s| s.type_.as_deref() == Some("RollingUpdate"))
+            .and_then(|s| s.rolling_update.as_ref())
+        {
+            rules::validate_daemonset_rolling_update(ru, causes);
+        }
+        match &spec.template.spec {
+            Some(pod) => validation::validate_pod_spec(pod, "spec.template.spec", causes),
+            None => causes.push(Cause::required("spec.template.spec.containers")),
+        }
+    }
+}
+
+impl Kind for Job {
+    const RESETS_STATUS_ON_CREATE: bool = true;
+
+    fn default(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        spec.completions.get_or_insert(1);
+        spec.parallelism.get_or_insert(1);
+        spec.backoff_limit.get_or_insert(6);
+        spec.completion_mode
+            .get_or_insert_with(|| "NonIndexed".into());
+        spec.suspend.get_or_insert(false);
+        if let Some(pod) = spec.template.spec.as_mut() {
+            rules::default_pod_spec(pod);
+        }
+        rules::default_job_selector(self);
+    }
+
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        rules::validate_job_selector(self, causes);
+        let Some(spec) = &self.spec else {
+            return;
+        };
+        match &spec.template.spec {
+            Some(pod) => {
+                // The pod defaults made an unset policy `Always`, which a Job's pods may not have.
+                if pod.restart_policy.as_deref() == Some("Always") {
+                    causes.push(Cause::not_supported(
+                        "spec.template.spec.restartPolicy",
+                        "Always",
+                        &["OnFailure", "Never"],
+                    ));
+                }
+                validation::validate_pod_spec(pod, "spec.template.spec", causes);
+            }
+            None => causes.push(Cause::required("spec.template.spec.containers")),
+        }
+    }
+}
+
+impl Kind for APIService {
+    const RESETS_STATUS_ON_CREATE: bool = true;
+
+    fn default(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        if let Some(service) = spec.service.as_mut() {
+            service.port.get_or_insert(443);
+        }
+    }
+
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        rules::validate_api_service(self, causes);
+    }
+}
+
+impl Kind for Secret {
+    fn default(&mut self) {
+        self.type_.get_or_insert_with(|| "Opaque".into());
+        // As kube-apiserver: stringData is write-only, merged into data (winning over it) and dropped.
+        if let Some(strings) = self.string_data.take() {
+            let data = self.data.get_or_insert_with(Default::default);
+            for (key, value) in strings {
+                data.insert(key, k8s_openapi::ByteString(value.into_bytes()));
+            }
+        }
+    }
+}
+
+impl Kind for PodDisruptionBudget {
+    fn default(&mut self) {
+        self.spec.get_or_insert_with(Default::default);
+    }
+
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        if let Some(spec) = &self.spec {
+            rules::validate_pdb_spec(spec, causes);
+        }
+    }
+}
+
+impl Kind for Endpoints {}
+impl Kind for EndpointSlice {}
+impl Kind for ConfigMap {}
+impl Kind for ServiceAccount {}
+impl Kind for Event {}
+impl Kind for Lease {}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{CreateHook, Deletion};
+    use crate::admission::{AdmitError, admit_update};
+    use crate::resources::by_kind;
+
+    #[test]
+    fn the_table_names_each_kinds_strategy() {
+        let pods = by_kind("v1", "Pod").unwrap().strategy;
+        let services = by_kind("v1", "Service").unwrap().strategy;
+        let namespaces = by_kind("v1", "Namespace").unwrap().strategy;
+        let maps = by_kind("v1", "ConfigMap").unwrap().strategy;
+        assert_eq!(services.create_hook(), CreateHook::AllocateClusterIp);
+        assert_eq!(pods.create_hook(), CreateHook::None);
+        assert!(pods.resets_status_on_create() && !maps.resets_status_on_create());
+        assert!(!pods.propagates() && maps.propagates());
+        let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n", "containers": [],
+            "terminationGracePeriodSeconds": 12}});
+        let unbound = json!({"metadata": {"name": "p"}, "spec": {"containers": []}});
+        assert_eq!(pods.deletion(&bound, None), Deletion::Graceful(12));
+        assert_eq!(pods.deletion(&bound, Some(3)), Deletion::Graceful(3));
+        assert_eq!(pods.deletion(&bound, Some(0)), Deletion::Immediate);
+        assert_eq!(pods.deletion(&unbound, None), Deletion::Immediate);
+        let mut ns = json!({"metadata": {"name": "team"}, "status": {"phase": "Active"}});
+        assert_eq!(namespaces.deletion(&ns, None), Deletion::Graceful(0));
+        namespaces.terminating(&mut ns);
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        assert_eq!(
+            maps.deletion(&json!({"metadata": {"name": "m"}}), None),
+            Deletion::Immediate
+        );
+    }
+
+    #[test]
+    fn a_pod_update_may_change_images_only_and_keeps_its_binding() {
+        let pods = by_kind("v1", "Pod").unwrap();
+        let old = crate::admit(
+            pods,
+            json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1",
+                "containers": [{"name": "c", "image": "a:1"}]}}),
+        )
+        .unwrap();
+        let mut new = old.clone();
+        new["spec"]["containers"][0]["image"] = json!("a:2");
+        new["spec"].as_object_mut().unwrap().remove("nodeName");
+        let updated = admit_update(pods, &old, new).unwrap();
+        assert_eq!(
+            (
+                &updated["spec"]["containers"][0]["image"],
+                &updated["spec"]["nodeName"]
+            ),
+            (&json!("a:2"), &json!("n1"))
+        );
+        let mut renamed = old.clone();
+        renamed["spec"]["containers"][0]["name"] = json!("d");
+        match admit_update(pods, &old, renamed) {
+            Err(AdmitError::Invalid { message, .. }) => assert_eq!(
+                message,
+                "Pod \"p\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_job_without_a_restart_policy_is_refused_as_kube_refuses_it() {
+        let jobs = by_kind("batch/v1", "Job").unwrap();
+        let job = json!({"metadata": {"name": "j", "uid": "u1"}, "spec": {"template": {"spec": {
+            "containers": [{"name": "c", "image": "a:1"}]}}}});
+        match crate::admit(jobs, job) {
+            Err(AdmitError::Invalid { causes, .. }) => assert_eq!(
+                causes
+                    .iter()
+                    .map(|c| format!("{}: {}", c.field, c.message))
+                    .collect::<Vec<_>>(),
+                [
+                    "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+                ]
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}
