@@ -30,7 +30,12 @@ const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 
 /// Ready addresses, not-ready addresses, ports.
-type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
+/// A port set's ready addresses, not-ready ones, terminating ones (slices only) and its ports.
+type Subset = (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>);
+
+/// The key under which a subset carries its terminating addresses to the slices (never written to an
+/// Endpoints object, which lists no terminating pod, as kube's does not).
+const TERMINATING: &str = "terminatingAddresses";
 
 impl EndpointsController {
     pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
@@ -90,7 +95,7 @@ impl EndpointsController {
         let mut subsets: BTreeMap<String, Subset> = BTreeMap::new();
         for pod in pods
             .iter()
-            .filter(|p| selector.matches_object(p) && pod_is_active(p))
+            .filter(|p| selector.matches_object(p) && (pod_is_active(p) || pod_is_terminating(p)))
         {
             let Some(ip) = pod
                 .pointer("/status/podIP")
@@ -121,8 +126,14 @@ impl EndpointsController {
             });
             let entry = subsets
                 .entry(serde_json::to_string(&ports).unwrap_or_default())
-                .or_insert_with(|| (Vec::new(), Vec::new(), ports));
-            if pod_is_ready(pod) {
+                .or_insert_with(|| (Vec::new(), Vec::new(), Vec::new(), ports));
+            if !pod_is_active(pod) {
+                // kube's EndpointSlice controller keeps a terminating pod, serving while it is ready,
+                // so the proxy can fall back to it when nothing else serves.
+                let mut address = address;
+                address["serving"] = json!(pod_is_ready(pod));
+                entry.2.push(address);
+            } else if pod_is_ready(pod) {
                 entry.0.push(address)
             } else {
                 entry.1.push(address)
@@ -130,15 +141,19 @@ impl EndpointsController {
         }
         let subsets: Vec<Value> = subsets
             .into_values()
-            .map(|(mut ready, mut not_ready, ports)| {
-                ready.sort_by(|a, b| a["ip"].as_str().cmp(&b["ip"].as_str()));
-                not_ready.sort_by(|a, b| a["ip"].as_str().cmp(&b["ip"].as_str()));
+            .map(|(mut ready, mut not_ready, mut terminating, ports)| {
+                for list in [&mut ready, &mut not_ready, &mut terminating] {
+                    list.sort_by(|a, b| a["ip"].as_str().cmp(&b["ip"].as_str()));
+                }
                 let mut s = json!({"ports": ports});
                 if !ready.is_empty() {
                     s["addresses"] = json!(ready);
                 }
                 if !not_ready.is_empty() {
                     s["notReadyAddresses"] = json!(not_ready);
+                }
+                if !terminating.is_empty() {
+                    s[TERMINATING] = json!(terminating);
                 }
                 s
             })
@@ -149,6 +164,14 @@ impl EndpointsController {
             .unwrap_or(json!({}));
         self.reconcile_slices(ns, name, Some(&svc), &subsets, slices)
             .await?;
+        // The Endpoints object lists no terminating pod; a port set of terminating pods only has none.
+        let subsets: Vec<Value> = subsets
+            .into_iter()
+            .filter_map(|mut s| {
+                s.as_object_mut()?.remove(TERMINATING);
+                (s.get("addresses").is_some() || s.get("notReadyAddresses").is_some()).then_some(s)
+            })
+            .collect();
         let existing = self.caches.get(self.endpoints, ns, name);
         match existing {
             None => {
@@ -261,7 +284,7 @@ impl EndpointsController {
                         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                         "metadata": {
                             "generateName": format!("{name}-"), "namespace": ns,
-                            "labels": {SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY},
+                            "labels": slice_labels(svc, name),
                             "ownerReferences": [{
                                 "apiVersion": "v1", "kind": "Service", "name": name,
                                 "uid": svc.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
@@ -422,12 +445,35 @@ fn plan_slices(
     changes
 }
 
-/// A subset's addresses as EndpointSlice endpoints, ready ones first, with kube's conditions.
+/// A pod being deleted that has not finished: still an endpoint of its slices, terminating.
+fn pod_is_terminating(pod: &Value) -> bool {
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    pod.pointer("/metadata/deletionTimestamp").is_some()
+        && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// A slice's labels, as kube's controller writes them: the Service's own labels, then the Service name
+/// and the managing controller.
+fn slice_labels(svc: &Value, name: &str) -> Value {
+    let mut labels = svc
+        .pointer("/metadata/labels")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or(json!({}));
+    labels[SERVICE_NAME_LABEL] = json!(name);
+    labels[MANAGED_BY_LABEL] = json!(MANAGED_BY);
+    labels
+}
+
+/// A subset's addresses as EndpointSlice endpoints, ready ones first, then not-ready, then terminating
+/// ones, with kube's conditions.
 fn slice_endpoints(subset: &Value) -> Vec<Value> {
     let endpoint = |address: &Value, ready: bool| {
+        let terminating = address.get("serving").is_some();
+        let serving = address["serving"].as_bool().unwrap_or(ready);
         let mut e = json!({
             "addresses": [address["ip"]],
-            "conditions": {"ready": ready, "serving": ready, "terminating": false},
+            "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
             "targetRef": address["targetRef"],
         });
         if let Some(node) = address.get("nodeName").filter(|n| n.is_string()) {
@@ -447,6 +493,7 @@ fn slice_endpoints(subset: &Value) -> Vec<Value> {
         .map(|a| endpoint(a, true))
         .collect();
     out.extend(list("notReadyAddresses").iter().map(|a| endpoint(a, false)));
+    out.extend(list(TERMINATING).iter().map(|a| endpoint(a, false)));
     out
 }
 
@@ -779,5 +826,100 @@ mod tests {
         let after = slices(objects.clone()).await;
         assert_eq!(after.len(), 1);
         assert_eq!(after[0]["endpoints"].as_array().map_or(0, Vec::len), 100);
+    }
+
+    #[tokio::test]
+    async fn a_terminating_pod_stays_in_the_slice_as_terminating_but_leaves_the_endpoints() {
+        let (_dir, objects) = crate::objects::test_objects().await;
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        objects
+            .create(core("namespaces"), None, ns, false)
+            .await
+            .unwrap();
+        let svc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "labels": {"tier": "front"}},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+        objects
+            .create(core("services"), Some("default"), svc, false)
+            .await
+            .unwrap();
+        for (i, name) in ["old", "new"].into_iter().enumerate() {
+            let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": {"app": "web"}},
+                "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "example/web:1"}]}});
+            objects
+                .create(core("pods"), Some("default"), pod, false)
+                .await
+                .unwrap();
+            objects
+                .edit(core("pods"), "default", name, |p| {
+                    p["status"] = json!({"phase": "Running", "podIP": format!("127.64.0.{}", i + 2),
+                        "conditions": [{"type": "Ready", "status": "True"}]});
+                    true
+                })
+                .await
+                .unwrap();
+        }
+        // A bound pod is deleted gracefully: it is terminating until its node stops it.
+        objects
+            .delete(
+                core("pods"),
+                Some("default"),
+                "old",
+                DeleteOptions::default(),
+            )
+            .await
+            .unwrap();
+        let caches = Arc::new(super::Informers::new(objects.clone()));
+        let controller = EndpointsController::new(objects.clone(), caches.clone());
+        caches.ensure_loaded().await.unwrap();
+        controller
+            .reconcile(&("default".to_string(), "web".to_string()))
+            .await
+            .unwrap();
+        let slices = resources::by_path("discovery.k8s.io", "v1", "endpointslices").unwrap();
+        let (listed, _) = objects.list_all(slices, Some("default")).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let conditions: Vec<(String, Value)> = listed[0]["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["targetRef"]["name"].as_str().unwrap().to_string(),
+                    e["conditions"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            conditions,
+            [
+                (
+                    "new".to_string(),
+                    json!({"ready": true, "serving": true, "terminating": false})
+                ),
+                (
+                    "old".to_string(),
+                    json!({"ready": false, "serving": true, "terminating": true})
+                ),
+            ]
+        );
+        assert_eq!(
+            listed[0]["metadata"]["labels"],
+            json!({"tier": "front", SERVICE_NAME_LABEL: "web", MANAGED_BY_LABEL: MANAGED_BY})
+        );
+        let ep = objects
+            .find(core("endpoints"), "default", "web")
+            .await
+            .unwrap()
+            .unwrap();
+        let ips: Vec<&str> = ep["subsets"][0]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["ip"].as_str().unwrap())
+            .collect();
+        assert_eq!(ips, ["127.64.0.3"]);
+        assert!(ep["subsets"][0].get("terminatingAddresses").is_none());
     }
 }
