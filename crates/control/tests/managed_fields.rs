@@ -175,6 +175,35 @@ async fn every_write_records_its_manager() {
         [("kubectl-create".into(), "Update".into(), String::new())]
     );
 
+    // The deployment controller's ReplicaSet and its status are kube-controller-manager's (waited for
+    // before the Deployment is paused below, after which no controller would make one).
+    let mut found = Vec::new();
+    for _ in 0..200 {
+        let (_, list) = p
+            .kubectl(
+                reqwest::Method::GET,
+                "/apis/apps/v1/namespaces/default/replicasets",
+                None,
+            )
+            .await;
+        found = list["items"]
+            .as_array()
+            .and_then(|items| items.first())
+            .map(managers)
+            .unwrap_or_default();
+        if has(&found, "kube-controller-manager", "Update", "")
+            && has(&found, "kube-controller-manager", "Update", "status")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        has(&found, "kube-controller-manager", "Update", "")
+            && has(&found, "kube-controller-manager", "Update", "status"),
+        "{found:?}"
+    );
+
     // A patch without fieldManager is the user agent's: `kubectl`.
     let (code, obj) = p
         .kubectl(
@@ -235,34 +264,6 @@ async fn every_write_records_its_manager() {
             .is_some(),
         "{}",
         obj["metadata"]["managedFields"]
-    );
-
-    // The deployment controller's ReplicaSet and its status are kube-controller-manager's.
-    let mut found = Vec::new();
-    for _ in 0..200 {
-        let (_, list) = p
-            .kubectl(
-                reqwest::Method::GET,
-                "/apis/apps/v1/namespaces/default/replicasets",
-                None,
-            )
-            .await;
-        found = list["items"]
-            .as_array()
-            .and_then(|items| items.first())
-            .map(managers)
-            .unwrap_or_default();
-        if has(&found, "kube-controller-manager", "Update", "")
-            && has(&found, "kube-controller-manager", "Update", "status")
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(
-        has(&found, "kube-controller-manager", "Update", "")
-            && has(&found, "kube-controller-manager", "Update", "status"),
-        "{found:?}"
     );
 
     // A fieldManager kube-apiserver refuses.
