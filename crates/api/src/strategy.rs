@@ -236,6 +236,85 @@ impl Kind for Pod {
     }
 }
 
+/// Why a pod binding (the `pods/binding` subresource) was refused: kube's `BindingREST` checks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindRefused {
+    #[error("pod {pod} is already assigned to node \"{node}\"")]
+    AlreadyBound { pod: String, node: String },
+    #[error("pod {0} is being deleted, cannot be assigned to a host")]
+    Terminating(String),
+}
+
+/// The node a pod is bound to, if any.
+pub fn pod_node(pod: &Value) -> Option<&str> {
+    pod.pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+}
+
+/// kube's pod binding (`BindingREST.assignPod`): an unbound pod not being deleted gets `spec.nodeName` and
+/// PodScheduled=True. The pod is a stored (admitted) one and the binding changes nothing else of it, so
+/// it is not admitted again — as kube-apiserver's binding storage writes it.
+///
+/// # Errors
+/// [`BindRefused`] when the pod is bound already or being deleted.
+pub fn bind_pod(pod: &mut Value, node: &str, now: &str) -> Result<(), BindRefused> {
+    let name = || {
+        pod.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return Err(BindRefused::Terminating(name()));
+    }
+    if let Some(current) = pod_node(pod) {
+        return Err(BindRefused::AlreadyBound {
+            pod: name(),
+            node: current.to_string(),
+        });
+    }
+    pod["spec"]["nodeName"] = Value::String(node.to_string());
+    set_pod_scheduled(pod, "True", None, None, now);
+    Ok(())
+}
+
+/// Sets a pod's PodScheduled condition (`lastTransitionTime` `now`); false when it says the same already.
+pub fn set_pod_scheduled(
+    pod: &mut Value,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+    now: &str,
+) -> bool {
+    let mut cond = serde_json::json!({"type": "PodScheduled", "status": status,
+        "lastProbeTime": null, "lastTransitionTime": now});
+    if let Some(r) = reason {
+        cond["reason"] = Value::String(r.to_string());
+    }
+    if let Some(m) = message {
+        cond["message"] = Value::String(m.to_string());
+    }
+    let conds = pod["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(old) = conds.iter().find(|c| c["type"] == "PodScheduled")
+        && old["status"] == cond["status"]
+        && old.get("reason") == cond.get("reason")
+        && old.get("message") == cond.get("message")
+    {
+        return false;
+    }
+    let mut conds: Vec<Value> = conds
+        .into_iter()
+        .filter(|c| c["type"] != "PodScheduled")
+        .collect();
+    conds.push(cond);
+    pod["status"]["conditions"] = Value::Array(conds);
+    true
+}
+
 impl Kind for Service {
     const LABEL_NAMES: bool = true;
     const RESETS_STATUS_ON_CREATE: bool = true;
@@ -525,5 +604,30 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_binding_takes_an_unbound_live_pod_only() {
+        use super::{BindRefused, bind_pod};
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": []}, "status": {}});
+        bind_pod(&mut pod, "n1", "2026-12-07T00:00:00Z").unwrap();
+        assert_eq!(pod["spec"]["nodeName"], "n1");
+        assert_eq!(
+            pod["status"]["conditions"],
+            json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                "lastTransitionTime": "2026-12-07T00:00:00Z"}])
+        );
+        assert_eq!(
+            bind_pod(&mut pod, "n2", "2026-12-07T00:00:01Z")
+                .unwrap_err()
+                .to_string(),
+            "pod p is already assigned to node \"n1\""
+        );
+        let mut going = json!({"metadata": {"name": "q", "deletionTimestamp": "2026-12-07T00:00:00Z"},
+            "spec": {"containers": []}});
+        assert_eq!(
+            bind_pod(&mut going, "n1", "2026-12-07T00:00:00Z"),
+            Err(BindRefused::Terminating("q".into()))
+        );
     }
 }

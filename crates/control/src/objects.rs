@@ -24,9 +24,6 @@ pub use crate::storage::{Change, ChangeStream, EventType, StoreError};
 use crate::store::Store;
 pub use crate::store::StoreSync;
 
-/// One edit of [`Objects::edit_many`]: changes the object in place, or returns false to keep it.
-pub type ObjectEdit = Box<dyn FnMut(&mut Value) -> bool + Send>;
-
 /// Cluster-wide settings the resource layer needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -983,42 +980,71 @@ impl Objects {
         Ok(self.track_edit(res, before, admitted))
     }
 
-    /// [`Objects::edit`] for many objects of one resource, committed in one transaction. Returns each
-    /// edit's change (`None` for a missing object or an edit that returned false).
-    pub async fn edit_many(
+    /// The `pods/binding` subresource for many pods at once, in one commit: each (namespace, name, node)
+    /// binds its pod through the binding's own admission ([`herd_api::strategy::bind_pod`]: unbound, not
+    /// being deleted), written without managedFields, as kube-apiserver's binding storage writes it.
+    /// Returns each binding's outcome: its change, or why it was refused (`NotFound` for a missing pod).
+    pub async fn bind_many(
         &self,
-        res: &'static ResourceInfo,
-        edits: Vec<(String, String, ObjectEdit)>,
-    ) -> Result<Vec<Option<Arc<Change>>>, ApiError> {
-        let items = edits
+        bindings: Vec<(String, String, String)>,
+    ) -> Result<Vec<Result<Arc<Change>, ApiError>>, ApiError> {
+        let pods = core("pods");
+        let refusals: Arc<std::sync::Mutex<Vec<Option<ApiError>>>> = Arc::new(
+            std::sync::Mutex::new((0..bindings.len()).map(|_| None).collect()),
+        );
+        let names: Vec<String> = bindings.iter().map(|(_, name, _)| name.clone()).collect();
+        let stamp = now();
+        let items = bindings
             .into_iter()
-            .map(|(ns, name, mut edit)| {
-                let objects = self.clone();
+            .enumerate()
+            .map(|(slot, (ns, name, node))| {
+                let refusals = refusals.clone();
+                let stamp = stamp.clone();
                 BatchItem {
-                    resource: res.key(),
-                    namespace: ns_key(res, Some(&ns)),
+                    resource: pods.key(),
+                    namespace: ns,
                     name: name.clone(),
                     decide: Box::new(move |current| {
-                        let Some(mut obj) = current else {
-                            return Mutation::Keep;
-                        };
-                        let before = obj.clone();
-                        if !edit(&mut obj) {
-                            return Mutation::Keep;
-                        }
-                        match objects.edited(res, &before, obj) {
-                            Ok(obj) => Mutation::Put(obj),
-                            Err(e) => {
-                                // The rest of the batch is still written; this edit is refused.
-                                tracing::warn!(resource = %res.key(), %ns, %name, error = %e, "edit refused");
-                                Mutation::Keep
+                        let refuse = |e: ApiError| {
+                            if let Ok(mut r) = refusals.lock() {
+                                r[slot] = Some(e);
                             }
+                            Mutation::Keep
+                        };
+                        let Some(mut pod) = current else {
+                            return refuse(ApiError::not_found(pods, &name));
+                        };
+                        match herd_api::strategy::bind_pod(&mut pod, &node, &stamp) {
+                            Ok(()) => Mutation::Put(pod),
+                            Err(why) => refuse(ApiError::Conflict {
+                                message: format!(
+                                    "Operation cannot be fulfilled on pods/binding \"{name}\": {why}"
+                                ),
+                                group: String::new(),
+                                kind: "pods/binding".into(),
+                                name: name.clone(),
+                            }),
                         }
                     }),
                 }
             })
             .collect();
-        Ok(self.store.update_batch(items).await?)
+        let changes = self.store.update_batch(items).await?;
+        let refusals = std::mem::take(
+            &mut *refusals
+                .lock()
+                .map_err(|_| ApiError::Internal("a binding panicked".into()))?,
+        );
+        Ok(changes
+            .into_iter()
+            .zip(refusals)
+            .zip(names)
+            .map(|((change, refused), name)| match (change, refused) {
+                (Some(change), _) => Ok(change),
+                (None, Some(e)) => Err(e),
+                (None, None) => Err(ApiError::not_found(pods, &name)),
+            })
+            .collect())
     }
 
     /// [`Objects::delete`] of many (namespace, name)s of one resource in one transaction, with the grace

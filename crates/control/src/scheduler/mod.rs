@@ -30,9 +30,10 @@ pub(crate) use selectors::node_affinity_matches;
 use crate::error::ApiError;
 use crate::events::{EventQueue, Note, Recorder};
 use crate::objects::Change;
-use crate::objects::{ObjectEdit, Objects, now};
+use crate::objects::{Objects, now};
 use cache::Cache;
 use decide::{Decision, decide};
+use herd_api::strategy::{pod_node, set_pod_scheduled};
 use snapshot::{Snapshot, is_terminal};
 
 /// How often unschedulable pods are retried even when nothing changed.
@@ -200,7 +201,7 @@ struct PendingBind {
     subject: Value,
 }
 
-type Commit = tokio::task::JoinHandle<Result<Vec<Option<Arc<Change>>>, ApiError>>;
+type Commit = tokio::task::JoinHandle<Result<Vec<Result<Arc<Change>, ApiError>>, ApiError>>;
 
 /// Binds decided in a pass, committed in batches of up to [`BIND_BATCH`] (one transaction, one fsync
 /// each). A batch commits while the next one is being decided; its Scheduled events then go to the
@@ -233,17 +234,12 @@ impl Binds {
             return Ok(bound);
         }
         let batch = std::mem::take(&mut self.pending);
-        let edits = batch
+        let bindings = batch
             .iter()
-            .map(|b| {
-                let node = b.node.clone();
-                let edit: ObjectEdit = Box::new(move |pod| bind_to(pod, &node).is_ok());
-                (b.namespace.clone(), b.name.clone(), edit)
-            })
+            .map(|b| (b.namespace.clone(), b.name.clone(), b.node.clone()))
             .collect();
-        // A binding is written without managedFields, as kube-apiserver's binding storage does.
-        let objects = objects.untracked();
-        let commit = tokio::spawn(async move { objects.edit_many(pods_res(), edits).await });
+        let objects = objects.clone();
+        let commit = tokio::spawn(async move { objects.bind_many(bindings).await });
         self.inflight = Some((batch, commit));
         Ok(bound)
     }
@@ -259,7 +255,7 @@ impl Binds {
         let mut notes = Vec::with_capacity(batch.len());
         for (b, change) in batch.into_iter().zip(changes) {
             let (ns, name, node) = (&b.namespace, &b.name, &b.node);
-            if change.is_none() {
+            if change.is_err() {
                 // Deleted or bound by someone else since the snapshot; the next pass sees the truth.
                 tracing::debug!(pod = %format!("{ns}/{name}"), "bind lost a race");
                 continue;
@@ -280,45 +276,6 @@ impl Binds {
     }
 }
 
-fn set_condition(
-    pod: &mut Value,
-    status: &str,
-    reason: Option<&str>,
-    message: Option<&str>,
-) -> bool {
-    let mut cond = json!({"type": "PodScheduled", "status": status, "lastProbeTime": null, "lastTransitionTime": now()});
-    if let Some(r) = reason {
-        cond["reason"] = json!(r);
-    }
-    if let Some(m) = message {
-        cond["message"] = json!(m);
-    }
-    let conds = pod["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if let Some(old) = conds.iter().find(|c| c["type"] == "PodScheduled")
-        && old["status"] == cond["status"]
-        && old.get("reason") == cond.get("reason")
-        && old.get("message") == cond.get("message")
-    {
-        return false;
-    }
-    let mut conds: Vec<Value> = conds
-        .into_iter()
-        .filter(|c| c["type"] != "PodScheduled")
-        .collect();
-    conds.push(cond);
-    pod["status"]["conditions"] = Value::Array(conds);
-    true
-}
-
-fn bound_node(pod: &Value) -> Option<&str> {
-    pod.pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-}
-
 /// Sets PodScheduled=False/Unschedulable with `message`; true when the message changed.
 async fn mark_unschedulable(
     objects: &Objects,
@@ -328,54 +285,21 @@ async fn mark_unschedulable(
 ) -> Result<bool, ApiError> {
     let change = objects
         .edit(pods_res(), ns, name, |pod| {
-            bound_node(pod).is_none()
-                && set_condition(pod, "False", Some("Unschedulable"), Some(message))
+            pod_node(pod).is_none()
+                && set_pod_scheduled(pod, "False", Some("Unschedulable"), Some(message), &now())
         })
         .await?;
     Ok(change.is_some())
 }
 
-/// Sets `spec.nodeName` and PodScheduled=True; the node the pod is already bound to, if it is.
-fn bind_to(pod: &mut Value, node: &str) -> Result<(), String> {
-    if let Some(current) = bound_node(pod) {
-        return Err(current.to_string());
-    }
-    pod["spec"]["nodeName"] = json!(node);
-    set_condition(pod, "True", None, None);
-    Ok(())
-}
-
-/// Binds a pod to a node (also the `pods/binding` subresource) in one store write. A pod already bound is a
+/// Binds a pod to a node: the `pods/binding` subresource. A pod already bound (or being deleted) is a
 /// Conflict; a missing pod is NotFound.
 pub async fn bind(objects: &Objects, ns: &str, name: &str, node: &str) -> Result<(), ApiError> {
-    let res = pods_res();
-    let mut found = false;
-    let mut current: Option<String> = None;
-    objects
-        .untracked()
-        .edit(res, ns, name, |pod| {
-            found = true;
-            match bind_to(pod, node) {
-                Ok(()) => true,
-                Err(bound) => {
-                    current = Some(bound);
-                    false
-                }
-            }
-        })
+    let mut outcome = objects
+        .bind_many(vec![(ns.to_string(), name.to_string(), node.to_string())])
         .await?;
-    if !found {
-        return Err(ApiError::not_found(res, name));
-    }
-    match current {
-        None => Ok(()),
-        Some(current) => Err(ApiError::Conflict {
-            message: format!(
-                "Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{current}\""
-            ),
-            group: String::new(),
-            kind: "pods/binding".into(),
-            name: name.into(),
-        }),
+    match outcome.pop() {
+        Some(Err(e)) => Err(e),
+        _ => Ok(()),
     }
 }
