@@ -177,8 +177,32 @@ pub(crate) fn core(plural: &str) -> &'static ResourceInfo {
     herd_api::resources::by_path("", "v1", plural).expect("core kinds are in the resource table")
 }
 
+/// How many times a create whose generated name is taken generates another (kube-apiserver's 7).
+const GENERATE_NAME_RETRIES: usize = 7;
+
+/// Gives an object with `metadata.generateName` a fresh generated name; returns it.
+fn regenerate_name(obj: &mut Value) -> String {
+    let prefix = obj
+        .pointer("/metadata/generateName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = format!("{prefix}{}", random_suffix());
+    obj["metadata"]["name"] = json!(name);
+    name
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Suffixes a test makes `random_suffix` hand out first (on this thread).
+    static SUFFIXES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn random_suffix() -> String {
     use rand::Rng;
+    #[cfg(test)]
+    if let Some(suffix) = SUFFIXES.with(|s| s.borrow_mut().pop()) {
+        return suffix;
+    }
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
     (0..5)
@@ -558,7 +582,7 @@ impl Objects {
         dry_run: bool,
         track: bool,
     ) -> Result<Value, ApiError> {
-        let (ns, name, mut obj) = Self::prepare_create(res, ns, obj)?;
+        let (ns, mut name, mut obj, generated) = Self::prepare_create(res, ns, obj)?;
         if track {
             obj = self.track(None, obj, Subresource::Main);
         }
@@ -583,14 +607,26 @@ impl Objects {
         }
         // One statement: written only if the name is free and the namespace exists.
         let within = res.namespaced.then_some(ns.as_str());
-        match self
-            .store
-            .create(&res.key(), &ns, &name, obj, within)
-            .await?
-        {
-            Ok(change) => Ok((*change.object).clone()),
-            Err(CreateRefused::Exists) => Err(ApiError::already_exists(res, &name)),
-            Err(CreateRefused::NoNamespace) => Err(namespace_not_found(&ns)),
+        let mut retries = 0;
+        loop {
+            let again = (generated && retries < GENERATE_NAME_RETRIES).then(|| obj.clone());
+            match self
+                .store
+                .create(&res.key(), &ns, &name, obj, within)
+                .await?
+            {
+                Ok(change) => return Ok((*change.object).clone()),
+                Err(CreateRefused::Exists) => match again {
+                    // A generated name that is taken is generated again, as kube-apiserver does.
+                    Some(mut retry) => {
+                        name = regenerate_name(&mut retry);
+                        obj = retry;
+                        retries += 1;
+                    }
+                    None => return Err(ApiError::already_exists(res, &name)),
+                },
+                Err(CreateRefused::NoNamespace) => return Err(namespace_not_found(&ns)),
+            }
         }
     }
 
@@ -614,15 +650,14 @@ impl Objects {
             return Ok(out);
         }
         let mut out: Vec<Result<Value, ApiError>> = Vec::with_capacity(objs.len());
-        let mut items = Vec::new();
-        // (slot in `out`, name) of each object sent to the store.
-        let mut slots = Vec::new();
+        // (slot in `out`, namespace, name, object, whether the name was generated) of each object to write.
+        let mut pending = Vec::new();
         // Each namespace is checked once for the whole batch.
         let mut namespaces: std::collections::HashMap<String, bool> =
             std::collections::HashMap::new();
         for (ns, obj) in objs {
             let mut prepared = Self::prepare_create(res, ns.as_deref(), obj);
-            if let Ok((ns, _, _)) = &prepared {
+            if let Ok((ns, _, _, _)) = &prepared {
                 let exists = match namespaces.get(ns) {
                     Some(&exists) => exists,
                     None => {
@@ -636,41 +671,59 @@ impl Objects {
                 }
             }
             match prepared {
-                Ok((ns, name, obj)) => {
+                Ok((ns, name, obj, generated)) => {
                     let obj = self.track(None, obj, Subresource::Main);
-                    slots.push((out.len(), name.clone()));
-                    items.push(BatchItem {
-                        resource: res.key(),
-                        namespace: ns,
-                        name,
-                        // An object already there is kept as it is: no change then means AlreadyExists.
-                        decide: Box::new(move |current| match current {
-                            Some(_) => Mutation::Keep,
-                            None => Mutation::Put(obj.clone()),
-                        }),
-                    });
+                    pending.push((out.len(), ns, name, obj, generated));
                     out.push(Ok(Value::Null));
                 }
                 Err(e) => out.push(Err(e)),
             }
         }
-        let changes = self.store.update_batch(items).await?;
-        for ((slot, name), change) in slots.into_iter().zip(changes) {
-            out[slot] = match change {
-                Some(change) => Ok((*change.object).clone()),
-                None => Err(ApiError::already_exists(res, &name)),
-            };
+        // A generated name that is taken is generated again (as kube-apiserver does), in another batch.
+        for round in 0..=GENERATE_NAME_RETRIES {
+            if pending.is_empty() {
+                break;
+            }
+            let items = pending
+                .iter()
+                .map(|(_, ns, name, obj, _)| {
+                    let obj = obj.clone();
+                    BatchItem {
+                        resource: res.key(),
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                        // An object already there is kept as it is: no change then means AlreadyExists.
+                        decide: Box::new(move |current| match current {
+                            Some(_) => Mutation::Keep,
+                            None => Mutation::Put(obj.clone()),
+                        }),
+                    }
+                })
+                .collect();
+            let changes = self.store.update_batch(items).await?;
+            let mut taken = Vec::new();
+            for ((slot, ns, name, mut obj, generated), change) in pending.into_iter().zip(changes) {
+                match change {
+                    Some(change) => out[slot] = Ok((*change.object).clone()),
+                    None if generated && round < GENERATE_NAME_RETRIES => {
+                        let name = regenerate_name(&mut obj);
+                        taken.push((slot, ns, name, obj, generated));
+                    }
+                    None => out[slot] = Err(ApiError::already_exists(res, &name)),
+                }
+            }
+            pending = taken;
         }
         Ok(out)
     }
 
     /// Everything of a create before the write but the namespace check: metadata and admission. Returns the
-    /// store namespace, the name and the admitted object.
+    /// store namespace, the name, the admitted object and whether the name was generated.
     fn prepare_create(
         res: &'static ResourceInfo,
         ns: Option<&str>,
         mut obj: Value,
-    ) -> Result<(String, String, Value), ApiError> {
+    ) -> Result<(String, String, Value, bool), ApiError> {
         let ns = ns_key(res, ns);
         let map = obj
             .as_object_mut()
@@ -700,7 +753,8 @@ impl Objects {
             .get("name")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty);
-        if name_missing && let Some(prefix) = md.get("generateName").and_then(Value::as_str) {
+        let generated = name_missing && md.get("generateName").is_some_and(Value::is_string);
+        if generated && let Some(prefix) = md.get("generateName").and_then(Value::as_str) {
             let name = format!("{prefix}{}", random_suffix());
             md.insert("name".into(), json!(name));
         }
@@ -716,7 +770,7 @@ impl Objects {
         md.insert("generation".into(), json!(1));
         let obj = admit(res, obj).map_err(|e| ApiError::admit(res, e))?;
         let name = meta(&obj, "name").unwrap_or_default();
-        Ok((ns, name, obj))
+        Ok((ns, name, obj, generated))
     }
 
     /// NotFound unless the namespace `ns` exists (for namespaced kinds).
@@ -1521,5 +1575,70 @@ mod tests {
             out[2]
         );
         objects.get(res, Some("default"), "new").await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_generated_name_that_is_taken_is_generated_again() {
+        let (_dir, objects) = test_objects().await;
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        objects
+            .create(core("namespaces"), None, ns, false)
+            .await
+            .unwrap();
+        let cm = |name: Option<&str>| {
+            let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "web-"}});
+            if let Some(name) = name {
+                cm["metadata"]["name"] = json!(name);
+            }
+            cm
+        };
+        let maps = core("configmaps");
+        objects
+            .create(maps, Some("default"), cm(Some("web-aaaaa")), false)
+            .await
+            .unwrap();
+        // The next suffixes are taken first ("aaaaa"), then free; popped from the end.
+        SUFFIXES.with(|s| *s.borrow_mut() = vec!["ccccc".into(), "aaaaa".into()]);
+        let one = objects
+            .create(maps, Some("default"), cm(None), false)
+            .await
+            .unwrap();
+        assert_eq!(one["metadata"]["name"], "web-ccccc");
+        SUFFIXES.with(|s| {
+            *s.borrow_mut() = vec![
+                "eeeee".into(),
+                "ddddd".into(),
+                "aaaaa".into(),
+                "ccccc".into(),
+            ]
+        });
+        let many = objects
+            .create_many(
+                maps,
+                vec![
+                    (Some("default".into()), cm(None)),
+                    (Some("default".into()), cm(None)),
+                ],
+            )
+            .await
+            .unwrap();
+        let names: Vec<String> = many
+            .iter()
+            .map(|r| {
+                r.as_ref().unwrap()["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, ["web-ddddd", "web-eeeee"]);
+        // A name the client chose is not changed: taken is AlreadyExists.
+        let taken = objects
+            .create(maps, Some("default"), cm(Some("web-aaaaa")), false)
+            .await;
+        assert!(
+            matches!(taken, Err(ApiError::AlreadyExists { .. })),
+            "{taken:?}"
+        );
     }
 }
