@@ -34,6 +34,33 @@ pub struct ResourceInfo {
     pub categories: &'static [&'static str],
     /// The kind's defaults, validation, update rules, create hook and delete semantics.
     pub strategy: &'static dyn Strategy,
+    /// How `kubectl get` prints it.
+    pub printer: Printer,
+}
+
+/// The kube-apiserver printer a resource's Table rows (`kubectl get`) come from; `Default` is apiserver's
+/// default table convertor (name and age).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Printer {
+    Pod,
+    Deployment,
+    ReplicaSet,
+    ReplicationController,
+    ApiService,
+    Service,
+    Node,
+    Namespace,
+    Endpoints,
+    ConfigMap,
+    Secret,
+    ServiceAccount,
+    EndpointSlice,
+    Event,
+    Lease,
+    PodDisruptionBudget,
+    DaemonSet,
+    Job,
+    Default,
 }
 
 impl PartialEq for ResourceInfo {
@@ -110,6 +137,7 @@ const fn res(
     subresources: &'static [&'static str],
     categories: &'static [&'static str],
     strategy: &'static dyn Strategy,
+    printer: Printer,
 ) -> ResourceInfo {
     ResourceInfo {
         group,
@@ -122,6 +150,7 @@ const fn res(
         subresources,
         categories,
         strategy,
+        printer,
     }
 }
 
@@ -138,6 +167,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status"],
         &[],
         &Typed::<Namespace>::NEW,
+        Printer::Namespace,
     ),
     res(
         "",
@@ -150,6 +180,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status"],
         &[],
         &Typed::<Node>::NEW,
+        Printer::Node,
     ),
     res(
         "",
@@ -162,6 +193,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status", "log", "binding", "eviction"],
         &["all"],
         &Typed::<Pod>::NEW,
+        Printer::Pod,
     ),
     res(
         "",
@@ -174,6 +206,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status"],
         &["all"],
         &Typed::<Service>::NEW,
+        Printer::Service,
     ),
     res(
         "",
@@ -186,6 +219,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &Typed::<Endpoints>::NEW,
+        Printer::Endpoints,
     ),
     res(
         "",
@@ -198,6 +232,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &Typed::<ConfigMap>::NEW,
+        Printer::ConfigMap,
     ),
     res(
         "",
@@ -210,6 +245,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &Typed::<Secret>::NEW,
+        Printer::Secret,
     ),
     res(
         "discovery.k8s.io",
@@ -222,6 +258,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &Typed::<EndpointSlice>::NEW,
+        Printer::EndpointSlice,
     ),
     res(
         "",
@@ -234,6 +271,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &Typed::<ServiceAccount>::NEW,
+        Printer::ServiceAccount,
     ),
     res(
         "",
@@ -246,6 +284,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status", "scale"],
         &["all"],
         &Typed::<ReplicationController>::NEW,
+        Printer::ReplicationController,
     ),
     res(
         "",
@@ -258,6 +297,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &Typed::<Event>::NEW,
+        Printer::Event,
     ),
     res(
         "apps",
@@ -270,6 +310,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status", "scale"],
         &["all"],
         &Typed::<Deployment>::NEW,
+        Printer::Deployment,
     ),
     res(
         "apps",
@@ -282,6 +323,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status", "scale"],
         &["all"],
         &Typed::<ReplicaSet>::NEW,
+        Printer::ReplicaSet,
     ),
     res(
         "apps",
@@ -294,6 +336,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status"],
         &["all"],
         &Typed::<DaemonSet>::NEW,
+        Printer::DaemonSet,
     ),
     res(
         "batch",
@@ -306,6 +349,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status"],
         &["all"],
         &Typed::<Job>::NEW,
+        Printer::Job,
     ),
     res(
         "policy",
@@ -318,6 +362,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status"],
         &[],
         &Typed::<PodDisruptionBudget>::NEW,
+        Printer::PodDisruptionBudget,
     ),
     res(
         "coordination.k8s.io",
@@ -330,6 +375,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &Typed::<Lease>::NEW,
+        Printer::Lease,
     ),
     res(
         "apiregistration.k8s.io",
@@ -342,6 +388,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status"],
         &["api-extensions"],
         &Typed::<APIService>::NEW,
+        Printer::ApiService,
     ),
 ];
 

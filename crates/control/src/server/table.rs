@@ -16,7 +16,8 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
-use columns::{Column, Printer};
+use cells::Row;
+use columns::{Column, Columns};
 
 /// The `meta.k8s.io` version of the Table a client asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,7 +264,7 @@ fn build(
     version: TableVersion,
     with_headers: bool,
 ) -> Value {
-    let printer = Printer::of(res);
+    let printer = res.printer;
     let rows: Vec<Value> = items
         .iter()
         .map(|obj| {
@@ -743,6 +744,7 @@ mod tests {
         let other = ResourceInfo {
             group: "example.com",
             kind: "Widget",
+            printer: herd_api::resources::Printer::Default,
             ..*res("Lease")
         };
         let t = to_table(

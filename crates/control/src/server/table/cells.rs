@@ -8,9 +8,14 @@ use serde_json::{Value, json};
 use super::columns::Printer;
 use super::pod::pod_row;
 
-impl Printer {
+/// A printer's rows.
+pub(super) trait Row {
     /// The cells of one object, and the row conditions (pods that have finished are marked `Completed`).
-    pub(super) fn row(self, o: &Value, now: Timestamp) -> (Vec<Value>, Option<Value>) {
+    fn row(self, o: &Value, now: Timestamp) -> (Vec<Value>, Option<Value>);
+}
+
+impl Row for Printer {
+    fn row(self, o: &Value, now: Timestamp) -> (Vec<Value>, Option<Value>) {
         let name = json!(s(o, "/metadata/name"));
         let age = || json!(since(o.pointer("/metadata/creationTimestamp"), now));
         let cells = match self {

@@ -1,7 +1,6 @@
 //! The column definitions of kube-apiserver's printers (`pkg/printers/internalversion`), with the
 //! descriptions its `SwaggerDoc()` lookups produce, and which printer serves which resource.
 
-use herd_api::ResourceInfo;
 use serde_json::{Value, json};
 
 pub(super) struct Column {
@@ -463,55 +462,15 @@ pub(super) const JOB_COLUMNS: &[Column] = &[
 /// apiserver's default table convertor, for resources without a printer.
 pub(super) const DEFAULT_COLUMNS: &[Column] = &[NAME, col("Created At", "date", CREATED_DOC)];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Printer {
-    Pod,
-    Deployment,
-    ReplicaSet,
-    ReplicationController,
-    ApiService,
-    Service,
-    Node,
-    Namespace,
-    Endpoints,
-    ConfigMap,
-    Secret,
-    ServiceAccount,
-    EndpointSlice,
-    Event,
-    Lease,
-    PodDisruptionBudget,
-    DaemonSet,
-    Job,
-    Default,
+pub(super) use herd_api::resources::Printer;
+
+/// The columns of a printer's rows.
+pub(super) trait Columns {
+    fn columns(self) -> &'static [Column];
 }
 
-impl Printer {
-    pub(super) fn of(res: &ResourceInfo) -> Self {
-        match (res.group, res.kind) {
-            ("", "Pod") => Self::Pod,
-            ("apps", "Deployment") => Self::Deployment,
-            ("apps", "ReplicaSet") => Self::ReplicaSet,
-            ("", "ReplicationController") => Self::ReplicationController,
-            ("apiregistration.k8s.io", "APIService") => Self::ApiService,
-            ("", "Service") => Self::Service,
-            ("", "Node") => Self::Node,
-            ("", "Namespace") => Self::Namespace,
-            ("", "Endpoints") => Self::Endpoints,
-            ("", "ConfigMap") => Self::ConfigMap,
-            ("", "Secret") => Self::Secret,
-            ("", "ServiceAccount") => Self::ServiceAccount,
-            ("discovery.k8s.io", "EndpointSlice") => Self::EndpointSlice,
-            ("", "Event") => Self::Event,
-            ("coordination.k8s.io", "Lease") => Self::Lease,
-            ("policy", "PodDisruptionBudget") => Self::PodDisruptionBudget,
-            ("apps", "DaemonSet") => Self::DaemonSet,
-            ("batch", "Job") => Self::Job,
-            _ => Self::Default,
-        }
-    }
-
-    pub(super) fn columns(self) -> &'static [Column] {
+impl Columns for Printer {
+    fn columns(self) -> &'static [Column] {
         match self {
             Self::Pod => POD_COLUMNS,
             Self::Deployment => DEPLOYMENT_COLUMNS,
