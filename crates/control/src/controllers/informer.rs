@@ -11,6 +11,9 @@
 //! change up to it is reflected, none after it. Before a reconcile the loop catches the caches up to the
 //! store's revision of that moment, so a reconcile sees at least what a list would have shown, its own
 //! earlier writes included (what kube needs expectations for).
+//!
+//! [`Informers::store`] reads one resource's cache as k8s-openapi objects ([`typed::TypedCache`], kube-runtime's
+//! `Store<K>`), decoding each object once per revision and only when it is read typed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +26,8 @@ use tokio::sync::OnceCell;
 use super::Key;
 use crate::error::ApiError;
 use crate::objects::{Change, EventType, FOREGROUND_FINALIZER, Objects};
+
+mod typed;
 
 /// One object of any cached resource: its resource's place in [`RESOURCES`] and its (namespace, name).
 type ObjectRef = (usize, Key);
@@ -50,6 +55,8 @@ struct Cache {
     /// The revision this resource was last listed at: its changes up to it are in the list.
     floor: i64,
     objects: BTreeMap<Key, Arc<Value>>,
+    /// Objects read typed, decoded: dropped when their object changes.
+    typed: HashMap<Key, typed::Decoded>,
 }
 
 #[derive(Default)]
@@ -109,11 +116,10 @@ fn unindex<K: Ord>(index: &mut HashMap<String, BTreeSet<K>>, at: &str, item: &K)
 
 impl State {
     fn remove(&mut self, res: usize, key: &Key) {
-        let Some(old) = self
-            .caches
-            .get_mut(&res)
-            .and_then(|c| c.objects.remove(key))
-        else {
+        let Some(old) = self.caches.get_mut(&res).and_then(|c| {
+            c.typed.remove(key);
+            c.objects.remove(key)
+        }) else {
             return;
         };
         let item = (res, key.clone());
