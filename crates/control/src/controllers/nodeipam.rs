@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use herd_api::resources::{self, ResourceInfo};
 use ipnet::Ipv4Net;
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::Node;
+use serde_json::json;
 
 use super::{Controller, Informers, Key, Requeue, key_of};
 use crate::error::ApiError;
@@ -54,28 +55,20 @@ impl Controller for NodeIpam {
     }
 
     async fn reconcile(&self, (_, name): &Key) -> Result<Requeue, ApiError> {
-        let nodes = self.caches.list(self.nodes, None);
-        let Some(node) = nodes
-            .iter()
-            .find(|n| n.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
-        else {
+        let nodes = self.caches.store::<Node>();
+        let pod_cidr = |n: &Node| {
+            n.spec
+                .as_ref()
+                .and_then(|s| s.pod_cidr.clone())
+                .filter(|c| !c.is_empty())
+        };
+        let Some(node) = nodes.get("", name) else {
             return Ok(None);
         };
-        if node
-            .pointer("/spec/podCIDR")
-            .and_then(Value::as_str)
-            .is_some_and(|c| !c.is_empty())
-        {
+        if pod_cidr(&node).is_some() {
             return Ok(None);
         }
-        let used: BTreeSet<String> = nodes
-            .iter()
-            .filter_map(|n| {
-                n.pointer("/spec/podCIDR")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .collect();
+        let used: BTreeSet<String> = nodes.state().iter().filter_map(|n| pod_cidr(n)).collect();
         let subnets = self.cluster_cidr.subnets(self.node_prefix).map_err(|e| {
             ApiError::Internal(format!(
                 "cluster CIDR {} cannot hold /{} node ranges: {e}",
@@ -90,10 +83,8 @@ impl Controller for NodeIpam {
         };
         self.objects
             .edit(self.nodes, "", name, |n| {
-                if n.pointer("/spec/podCIDR")
-                    .and_then(Value::as_str)
-                    .is_some_and(|c| !c.is_empty())
-                {
+                // Written meanwhile (the cache may lag the store): keep it.
+                if n["spec"]["podCIDR"].as_str().is_some_and(|c| !c.is_empty()) {
                     return false;
                 }
                 n["spec"]["podCIDR"] = json!(cidr);

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herd_api::resources::{self, ResourceInfo};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Toleration};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Controller, Informers, Key, Requeue};
@@ -43,10 +46,6 @@ fn res(plural: &str) -> &'static ResourceInfo {
         ""
     };
     resources::by_path(group, "v1", plural).expect("resource in the table")
-}
-
-fn parse_time(v: Option<&Value>) -> Option<jiff::Timestamp> {
-    v?.as_str()?.parse().ok()
 }
 
 /// The namespace of the nodes' Leases.
@@ -92,15 +91,16 @@ impl Controller for NodeLifecycle {
     }
 
     async fn reconcile(&self, (_, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(node) = self.caches.get(res("nodes"), "", name) else {
+        let Some(node) = self.caches.store::<Node>().get("", name) else {
             return Ok(None);
         };
-        let lease = self.caches.get(res("leases"), LEASE_NAMESPACE, name);
+        let lease = self.caches.store::<Lease>().get(LEASE_NAMESPACE, name);
         // A node without a Lease is judged by its creation time, so a brand-new node gets the grace period.
         let renewed = lease
             .as_ref()
-            .and_then(|l| parse_time(l.pointer("/spec/renewTime")))
-            .or_else(|| parse_time(node.pointer("/metadata/creationTimestamp")));
+            .and_then(|l| l.spec.as_ref()?.renew_time.as_ref())
+            .map(|t| t.0)
+            .or_else(|| node.metadata.creation_timestamp.as_ref().map(|t| t.0));
         let now_ts = jiff::Timestamp::now();
         let grace =
             jiff::SignedDuration::try_from(self.cfg.monitor_grace_period).unwrap_or_default();
@@ -110,17 +110,22 @@ impl Controller for NodeLifecycle {
         if stale && !tainted {
             marked = mark_unreachable(&self.objects, name).await?;
             tracing::warn!(node = %name, "node stopped renewing its lease: Ready=Unknown, tainted unreachable");
-            self.recorder
-                .normal(
-                    &node,
-                    "NodeNotReady",
-                    &format!("Node {name} status is now: NodeNotReady"),
-                )
-                .await;
+            if let Some(written) = &marked {
+                self.recorder
+                    .normal(
+                        written,
+                        "NodeNotReady",
+                        &format!("Node {name} status is now: NodeNotReady"),
+                    )
+                    .await;
+            }
         } else if !stale && tainted {
             self.objects
                 .edit(res("nodes"), "", name, |n| {
-                    let Some(taints) = n.pointer_mut("/spec/taints").and_then(Value::as_array_mut)
+                    let Some(taints) = n
+                        .get_mut("spec")
+                        .and_then(|s| s.get_mut("taints"))
+                        .and_then(Value::as_array_mut)
                     else {
                         return false;
                     };
@@ -132,7 +137,10 @@ impl Controller for NodeLifecycle {
         }
         if stale {
             // Tainted now (or already): evict what no longer tolerates it, and come back for the rest.
-            let node = marked.unwrap_or(node);
+            let node = match marked {
+                Some(written) => Arc::new(decode_node(&written)?),
+                None => node,
+            };
             return evict_from_unreachable(self, &node).await;
         }
         // Fresh: look again when the lease would go stale, unless it is renewed first.
@@ -144,10 +152,22 @@ impl Controller for NodeLifecycle {
     }
 }
 
-fn has_taint(node: &Value) -> bool {
-    node.pointer("/spec/taints")
-        .and_then(Value::as_array)
-        .is_some_and(|ts| ts.iter().any(|t| t["key"] == UNREACHABLE_TAINT))
+/// The node's unreachable taint, if it has one.
+fn unreachable_taint(node: &Node) -> Option<&k8s_openapi::api::core::v1::Taint> {
+    node.spec
+        .as_ref()?
+        .taints
+        .as_ref()?
+        .iter()
+        .find(|t| t.key == UNREACHABLE_TAINT)
+}
+
+fn has_taint(node: &Node) -> bool {
+    unreachable_taint(node).is_some()
+}
+
+fn decode_node(node: &Value) -> Result<Node, ApiError> {
+    Node::deserialize(node).map_err(|e| ApiError::Internal(format!("decoding a Node: {e}")))
 }
 
 /// Taints node `name` unreachable and marks it Ready=Unknown; returns the node as written.
@@ -164,7 +184,8 @@ async fn mark_unreachable(objects: &Objects, name: &str) -> Result<Option<Arc<Va
                 );
             }
             if let Some(conds) = n
-                .pointer_mut("/status/conditions")
+                .get_mut("status")
+                .and_then(|s| s.get_mut("conditions"))
                 .and_then(Value::as_array_mut)
             {
                 for c in conds.iter_mut().filter(|c| c["type"] == "Ready") {
@@ -183,18 +204,25 @@ async fn mark_unreachable(objects: &Objects, name: &str) -> Result<Option<Arc<Va
 /// How long a pod tolerates the unreachable taint: its own toleration's seconds, forever for a toleration
 /// without seconds, else the default (what kube-apiserver's DefaultTolerationSeconds admission adds).
 fn toleration(pod: &Value, default: Duration) -> Option<Duration> {
-    let tolerations = pod.pointer("/spec/tolerations").and_then(Value::as_array);
-    let own = tolerations.into_iter().flatten().find(|t| {
-        let key_ok = t["key"] == UNREACHABLE_TAINT
-            || (t["key"].as_str().is_none_or(str::is_empty) && t["operator"] == "Exists");
-        let effect_ok = t["effect"]
-            .as_str()
+    // Pods stay JSON in the caches (the hot path); only their tolerations are read typed.
+    let tolerations: Vec<Toleration> = pod
+        .get("spec")
+        .and_then(|s| s.get("tolerations"))
+        .and_then(|t| Vec::deserialize(t).ok())
+        .unwrap_or_default();
+    let own = tolerations.iter().find(|t| {
+        let key = t.key.as_deref().unwrap_or_default();
+        let key_ok =
+            key == UNREACHABLE_TAINT || (key.is_empty() && t.operator.as_deref() == Some("Exists"));
+        let effect_ok = t
+            .effect
+            .as_deref()
             .is_none_or(|e| e.is_empty() || e == "NoExecute");
         key_ok && effect_ok
     });
     match own {
-        Some(t) => t["tolerationSeconds"]
-            .as_i64()
+        Some(t) => t
+            .toleration_seconds
             .map(|s| Duration::from_secs(s.max(0) as u64)),
         None => Some(default),
     }
@@ -204,7 +232,7 @@ fn toleration(pod: &Value, default: Duration) -> Option<Duration> {
 /// look again (the next toleration to run out).
 async fn evict_from_unreachable(
     lifecycle: &NodeLifecycle,
-    node: &Value,
+    node: &Node,
 ) -> Result<Requeue, ApiError> {
     let NodeLifecycle {
         objects,
@@ -212,14 +240,12 @@ async fn evict_from_unreachable(
         cfg,
         recorder,
     } = lifecycle;
-    let Some(name) = node.pointer("/metadata/name").and_then(Value::as_str) else {
+    let Some(name) = node.metadata.name.as_deref() else {
         return Ok(None);
     };
-    let Some(added) = node
-        .pointer("/spec/taints")
-        .and_then(Value::as_array)
-        .and_then(|ts| ts.iter().find(|t| t["key"] == UNREACHABLE_TAINT))
-        .and_then(|t| parse_time(t.get("timeAdded")))
+    let Some(added) = unreachable_taint(node)
+        .and_then(|t| t.time_added.as_ref())
+        .map(|t| t.0)
     else {
         return Ok(None);
     };
@@ -228,7 +254,7 @@ async fn evict_from_unreachable(
     let mut next: Option<Duration> = None;
     for pod in pods
         .iter()
-        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
     {
         let Some(tolerated) = toleration(pod, cfg.default_unreachable_toleration) else {
             continue;
@@ -240,8 +266,8 @@ async fn evict_from_unreachable(
             next = Some(next.map_or(left, |n| n.min(left)));
             continue;
         }
-        let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-        let Some(pod_name) = pod.pointer("/metadata/name").and_then(Value::as_str) else {
+        let ns = pod["metadata"]["namespace"].as_str();
+        let Some(pod_name) = pod["metadata"]["name"].as_str() else {
             continue;
         };
         match objects
@@ -324,7 +350,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(!has_taint(&node));
+        assert!(!has_taint(&decode_node(&node).unwrap()));
 
         controller
             .reconcile(&(String::new(), "stale".into()))
@@ -335,7 +361,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(has_taint(&node), "{node}");
+        assert!(has_taint(&decode_node(&node).unwrap()), "{node}");
         // The lease's key is its node's.
         let (leases, _) = objects.list_all(res("leases"), None).await.unwrap();
         let change = Change {

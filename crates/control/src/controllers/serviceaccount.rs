@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use herd_api::resources::ResourceInfo;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use serde_json::{Value, json};
 
 use super::{Controller, Informers, Key, Requeue};
@@ -16,7 +17,6 @@ const DEFAULT_ACCOUNT: &str = "default";
 pub struct ServiceAccounts {
     objects: Objects,
     caches: Arc<Informers>,
-    namespaces: &'static ResourceInfo,
     accounts: &'static ResourceInfo,
 }
 
@@ -25,7 +25,6 @@ impl ServiceAccounts {
         Self {
             objects,
             caches,
-            namespaces: core("namespaces"),
             accounts: core("serviceaccounts"),
         }
     }
@@ -49,17 +48,18 @@ impl Controller for ServiceAccounts {
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
         // Cluster-scoped objects: the namespace part of the key is empty.
-        Ok(self.caches.keys(self.namespaces))
+        Ok(self.caches.keys(core("namespaces")))
     }
 
     async fn reconcile(&self, (_, ns): &Key) -> Result<Requeue, ApiError> {
-        let Some(namespace) = self.caches.get(self.namespaces, "", ns) else {
+        let Some(namespace) = self.caches.store::<Namespace>().get("", ns) else {
             return Ok(None);
         };
-        if namespace.pointer("/metadata/deletionTimestamp").is_some()
+        if namespace.metadata.deletion_timestamp.is_some()
             || self
                 .caches
-                .get(self.accounts, ns, DEFAULT_ACCOUNT)
+                .store::<ServiceAccount>()
+                .get(ns, DEFAULT_ACCOUNT)
                 .is_some()
         {
             return Ok(None);
