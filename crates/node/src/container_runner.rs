@@ -22,6 +22,7 @@ use crate::log_capture;
 use crate::pod_setup::PodSetup;
 use crate::pod_status::{ContainerReport, RunState, Termination};
 use crate::probes::{ContainerProbes, ProbeEvent, ProbeKind};
+use crate::reflector::PodObjects;
 use herd_api::event_correlator::EventType;
 
 /// The first back-off after a failed pull or load; it doubles up to [`BACK_OFF_MAX`].
@@ -80,10 +81,12 @@ enum Step {
         image_id: String,
         back_off: Duration,
     },
-    /// Wait, then try `retry` again.
+    /// Wait, then try `retry` again; sooner if one of `wake`'s objects changes (a start that failed
+    /// for want of a ConfigMap or Secret).
     RetryAfter {
         back_off: Duration,
         retry: Box<Step>,
+        wake: Option<PodObjects>,
     },
     Run {
         back_off: Duration,
@@ -120,7 +123,11 @@ impl ContainerRunner {
                 image_id,
                 back_off,
             } => self.load(wasm, image_id, back_off, cache).await,
-            Step::RetryAfter { back_off, retry } => match self.sleep(back_off).await {
+            Step::RetryAfter {
+                back_off,
+                retry,
+                wake,
+            } => match self.sleep_or_wake(back_off, wake).await {
                 true => *retry,
                 false => Step::Done,
             },
@@ -160,6 +167,24 @@ impl ContainerRunner {
             () = self.stop.cancelled() => false,
             () = self.drain.cancelled() => false,
             () = tokio::time::sleep(duration) => true,
+        }
+    }
+
+    /// Sleeps `duration`, or less if one of `wake`'s objects changes first (created, updated, deleted:
+    /// what the start was missing may be there now); `false` if `stop` or `drain` was cancelled first.
+    /// Objects that do not change leave the back-off as it is.
+    async fn sleep_or_wake(&self, duration: Duration, wake: Option<PodObjects>) -> bool {
+        let Some(mut objects) = wake else {
+            return self.sleep(duration).await;
+        };
+        tokio::select! {
+            () = self.stop.cancelled() => false,
+            () = self.drain.cancelled() => false,
+            () = tokio::time::sleep(duration) => true,
+            () = objects.changed() => {
+                tracing::debug!(pod = %self.pod.name, container = %self.container.name, "a ConfigMap or Secret changed: retrying before the back-off ends");
+                true
+            }
         }
     }
 
@@ -282,6 +307,7 @@ impl ContainerRunner {
             retry: Box::new(Step::Pull {
                 back_off: next_back_off(back_off),
             }),
+            wake: None,
         }
     }
 
@@ -344,18 +370,21 @@ impl ContainerRunner {
     /// The container cannot be created: `CreateContainerError`, retried after a back-off unless
     /// the pod never restarts its containers.
     fn create_error(&mut self, message: String, back_off: Duration, retry: Step) -> Step {
-        self.cannot_start("CreateContainerError", message, back_off, retry)
+        self.cannot_start("CreateContainerError", message, back_off, retry, None)
     }
 
     /// The container cannot start (`reason` is the kubelet's waiting reason); retried after a
     /// back-off unless the pod never restarts its containers. A pod whose volumes are not ready yet
-    /// waits for them whatever its restart policy, as the kubelet does.
+    /// waits for them whatever its restart policy, as the kubelet does. The wait for a volume or
+    /// config error also ends when one of `wake`'s objects (the pod's ConfigMaps and Secrets, as seen
+    /// before the failed attempt) changes.
     fn cannot_start(
         &mut self,
         reason: &str,
         message: String,
         back_off: Duration,
         retry: Step,
+        wake: Option<PodObjects>,
     ) -> Step {
         tracing::warn!(pod = %self.pod.name, container = %self.container.name, %reason, %message, "cannot start container");
         if reason == "ContainerCreating" {
@@ -364,6 +393,7 @@ impl ContainerRunner {
             return Step::RetryAfter {
                 back_off,
                 retry: Box::new(retry),
+                wake,
             };
         }
         self.event(EventType::Warning, "Failed", format!("Error: {message}"));
@@ -376,6 +406,7 @@ impl ContainerRunner {
             return Step::RetryAfter {
                 back_off,
                 retry: Box::new(retry),
+                wake,
             };
         }
         match self.restart_policy {
@@ -383,6 +414,7 @@ impl ContainerRunner {
             _ => Step::RetryAfter {
                 back_off,
                 retry: Box::new(retry),
+                wake: None,
             },
         }
     }
@@ -426,6 +458,8 @@ impl ContainerRunner {
                 );
             }
         };
+        // Taken before the set-up reads the objects, so a change after that read wakes the retry.
+        let seen = self.setup.objects_seen();
         let setup = match self.setup.for_container(&self.container).await {
             Ok(setup) => setup,
             Err(not_ready) => {
@@ -437,6 +471,7 @@ impl ContainerRunner {
                     Step::Run {
                         back_off: next_back_off(back_off),
                     },
+                    Some(seen),
                 );
             }
         };

@@ -78,6 +78,13 @@ impl PodSetup {
             .await
     }
 
+    /// The pod's ConfigMaps and Secrets as seen now, to wait on for a change (see
+    /// [`PodObjects::seen`]): a runner takes it before [`PodSetup::for_container`], so a set-up that
+    /// failed for want of an object is retried as soon as the object appears.
+    pub fn objects_seen(&self) -> PodObjects {
+        self.objects.seen()
+    }
+
     /// Everything a run of `container` needs from the pod: its environment, its mounts as preopened
     /// directories, its resource limits and the network policy.
     pub async fn for_container(&self, container: &Container) -> Result<ContainerSetup, NotReady> {

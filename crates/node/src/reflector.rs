@@ -319,8 +319,22 @@ impl PodObjects {
         Ok(objects)
     }
 
+    /// A clone that has seen every object as the cache has it now: its [`PodObjects::changed`] waits
+    /// for the next change only. Taken before an attempt that reads the objects, it wakes for any
+    /// change that attempt may have missed.
+    pub fn seen(&self) -> Self {
+        let mut objects = self.clone();
+        for (_, held) in &mut objects.config_maps {
+            held.state.borrow_and_update();
+        }
+        for (_, held) in &mut objects.secrets {
+            held.state.borrow_and_update();
+        }
+        objects
+    }
+
     /// Waits until one of the objects changes (created, updated or deleted) since the last
-    /// [`PodObjects::get`] or `changed`; never returns for a pod without any.
+    /// [`PodObjects::get`], `changed` or [`PodObjects::seen`]; never returns for a pod without any.
     pub async fn changed(&mut self) {
         let waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = self
             .config_maps
