@@ -11,9 +11,15 @@ use std::time::Duration;
 
 use herd_api::resources::{self, ResourceInfo};
 use herd_api::selector::LabelSelector;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::ReplicationController;
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde_json::{Map, Value, json};
+use k8s_openapi::{Metadata, Resource};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::{Controller, Informers, Key, Requeue, pod_is_ready};
 use crate::error::ApiError;
@@ -24,23 +30,35 @@ use crate::objects::{Change, EventType, Objects, core};
 const DELETION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The selector of a budget: `None` (a missing selector) matches no pod, an empty one every pod.
-fn budget_selector(pdb: &Value) -> Option<LabelSelector> {
-    let spec: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
-        serde_json::from_value(pdb.pointer("/spec/selector")?.clone()).ok()?;
-    LabelSelector::from_k8s(&spec).ok()
+fn budget_selector(pdb: &PodDisruptionBudget) -> Option<LabelSelector> {
+    LabelSelector::from_k8s(pdb.spec.as_ref()?.selector.as_ref()?).ok()
+}
+
+/// The selector of a budget as stored (JSON); one that does not decode selects nothing.
+fn stored_selector(pdb: &Value) -> Option<LabelSelector> {
+    budget_selector(&PodDisruptionBudget::deserialize(pdb).ok()?)
 }
 
 /// The budgets that select `pod` (its namespace's), by name: what the eviction API checks.
 pub fn budgets_of(pod: &Value, budgets: &[Value]) -> Vec<Value> {
     budgets
         .iter()
-        .filter(|b| budget_selector(b).is_some_and(|s| s.matches_object(pod)))
+        .filter(|b| stored_selector(b).is_some_and(|s| s.matches_object(pod)))
         .cloned()
         .collect()
 }
 
 pub fn pdb_resource() -> &'static ResourceInfo {
     resources::by_path("policy", "v1", "poddisruptionbudgets").expect("poddisruptionbudgets")
+}
+
+/// A pod's name (pods stay JSON in the caches: the hot path).
+fn pod_name(pod: &Value) -> Option<&str> {
+    pod["metadata"]["name"].as_str()
+}
+
+fn pod_is_deleted(pod: &Value) -> bool {
+    pod["metadata"].get("deletionTimestamp").is_some()
 }
 
 pub struct Disruption {
@@ -69,34 +87,30 @@ impl Disruption {
 
     /// The replicas the controllers of `pods` want, each controller counted once (kube's
     /// `getExpectedScale`): a ReplicaSet's Deployment, else the ReplicaSet, a ReplicationController.
-    async fn expected_scale(&self, ns: &str, pods: &[Arc<Value>]) -> Result<i64, String> {
+    fn expected_scale(&self, ns: &str, pods: &[Arc<Value>]) -> Result<i64, String> {
         let mut scales: BTreeMap<String, i64> = BTreeMap::new();
         for pod in pods {
-            let name = pod
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
+            let name = pod_name(pod).unwrap_or_default();
+            let refs: Vec<OwnerReference> = pod["metadata"]
+                .get("ownerReferences")
+                .and_then(|r| Vec::deserialize(r).ok())
                 .unwrap_or_default();
-            let Some(owner) = pod
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
-            else {
+            let Some(owner) = refs.iter().find(|r| r.controller == Some(true)) else {
                 return Err(format!("found no controller ref for pod {name:?}"));
             };
-            let uid = owner["uid"].as_str().unwrap_or_default().to_string();
-            if scales.contains_key(&uid) {
+            if scales.contains_key(&owner.uid) {
                 continue;
             }
-            let owner_name = owner["name"].as_str().unwrap_or_default();
-            let (kind, group) = (
-                owner["kind"].as_str().unwrap_or_default(),
-                owner["apiVersion"].as_str().unwrap_or_default(),
-            );
-            let found = match (group, kind) {
-                ("apps/v1", "ReplicaSet") => self.scale_of_replica_set(ns, owner_name, &uid).await,
-                ("v1", "ReplicationController") | ("apps/v1", "StatefulSet") => {
-                    let res = resources::by_kind(group, kind);
-                    self.replicas(res, ns, owner_name, &uid).await
+            let (ns, owner_name, uid) = (ns, owner.name.as_str(), owner.uid.as_str());
+            let found = match (owner.api_version.as_str(), owner.kind.as_str()) {
+                ("apps/v1", "ReplicaSet") => self.scale_of_replica_set(ns, owner_name, uid),
+                ("v1", "ReplicationController") => {
+                    self.scale_of::<ReplicationController>(ns, owner_name, uid, |rc| {
+                        rc.spec.as_ref()?.replicas
+                    })
+                }
+                ("apps/v1", "StatefulSet") => {
+                    self.scale_of::<StatefulSet>(ns, owner_name, uid, |s| s.spec.replicas)
                 }
                 _ => None,
             };
@@ -111,51 +125,37 @@ impl Disruption {
     }
 
     /// A ReplicaSet's scale, or its Deployment's when one controls it; keyed by the controller's uid.
-    async fn scale_of_replica_set(&self, ns: &str, name: &str, uid: &str) -> Option<(String, i64)> {
-        let rs = self
-            .caches
-            .get(resources::by_path("apps", "v1", "replicasets")?, ns, name)?;
-        if rs.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+    fn scale_of_replica_set(&self, ns: &str, name: &str, uid: &str) -> Option<(String, i64)> {
+        let rs = self.caches.store::<ReplicaSet>().get(ns, name)?;
+        if rs.metadata.uid.as_deref() != Some(uid) {
             return None;
         }
         let deployment = rs
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .and_then(|refs| {
-                refs.iter()
-                    .find(|r| r["controller"] == true && r["kind"] == "Deployment")
-            });
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true) && r.kind == "Deployment");
         match deployment {
-            Some(d) => {
-                let (name, uid) = (d["name"].as_str()?, d["uid"].as_str()?);
-                self.replicas(resources::by_kind("apps/v1", "Deployment"), ns, name, uid)
-                    .await
-            }
-            None => Some((
-                uid.to_string(),
-                rs.pointer("/spec/replicas")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1),
-            )),
+            Some(d) => self.scale_of::<Deployment>(ns, &d.name, &d.uid, |d| d.spec.replicas),
+            None => Some((uid.to_string(), rs.spec.replicas.map_or(1, i64::from))),
         }
     }
 
-    async fn replicas(
+    /// The scale of the `K` named `name` if it is still the one with `uid` (a missing count is 1).
+    fn scale_of<K>(
         &self,
-        res: Option<&'static ResourceInfo>,
         ns: &str,
         name: &str,
         uid: &str,
-    ) -> Option<(String, i64)> {
-        let obj = self.caches.get(res?, ns, name)?;
-        (obj.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid)).then(|| {
-            (
-                uid.to_string(),
-                obj.pointer("/spec/replicas")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1),
-            )
-        })
+        replicas: fn(&K) -> Option<i32>,
+    ) -> Option<(String, i64)>
+    where
+        K: Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static,
+    {
+        let obj = self.caches.store::<K>().get(ns, name)?;
+        (obj.metadata().uid.as_deref() == Some(uid))
+            .then(|| (uid.to_string(), replicas(&obj).map_or(1, i64::from)))
     }
 }
 
@@ -173,6 +173,7 @@ fn scaled(value: &IntOrString, total: i64) -> Result<i64, String> {
 
 /// What a budget's status is computed from.
 struct Facts<'a> {
+    /// The budget, its status as last written included.
     pdb: &'a PodDisruptionBudget,
     /// The pods its selector matches.
     pods: &'a [Arc<Value>],
@@ -182,39 +183,31 @@ struct Facts<'a> {
 }
 
 /// The budget's new status (kube's `trySync`/`failSafe`), and when a recorded disruption expires.
-fn status(f: &Facts<'_>, old: &Value) -> (Value, Option<Duration>) {
+fn status(f: &Facts<'_>) -> (PodDisruptionBudgetStatus, Option<Duration>) {
     let spec = f.pdb.spec.clone().unwrap_or_default();
     let generation = f.pdb.metadata.generation.unwrap_or(0);
+    let old = f.pdb.status.clone().unwrap_or_default();
     // Recorded evictions whose pod still exists, is not being deleted and whose record is young.
-    let mut disrupted = Map::new();
+    let mut disrupted: BTreeMap<String, Time> = BTreeMap::new();
     let mut expires: Option<Duration> = None;
-    if let Some(recorded) = old.get("disruptedPods").and_then(Value::as_object) {
-        for (name, at) in recorded {
-            let alive = f.pods.iter().any(|p| {
-                p.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
-                    && p.pointer("/metadata/deletionTimestamp").is_none()
-            });
-            let age = at
-                .as_str()
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .and_then(|t| Duration::try_from(f.now.duration_since(t)).ok())
-                .unwrap_or_default();
-            if alive && age < DELETION_TIMEOUT {
-                disrupted.insert(name.clone(), at.clone());
-                let left = DELETION_TIMEOUT - age;
-                expires = Some(expires.map_or(left, |e| e.min(left)));
-            }
+    for (name, at) in old.disrupted_pods.iter().flatten() {
+        let alive = f
+            .pods
+            .iter()
+            .any(|p| pod_name(p) == Some(name) && !pod_is_deleted(p));
+        let age = Duration::try_from(f.now.duration_since(at.0)).unwrap_or_default();
+        if alive && age < DELETION_TIMEOUT {
+            disrupted.insert(name.clone(), at.clone());
+            let left = DELETION_TIMEOUT - age;
+            expires = Some(expires.map_or(left, |e| e.min(left)));
         }
     }
     let current = f
         .pods
         .iter()
         .filter(|p| {
-            p.pointer("/metadata/deletionTimestamp").is_none()
-                && !p
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| disrupted.contains_key(n))
+            !pod_is_deleted(p)
+                && !pod_name(p).is_some_and(|n| disrupted.contains_key(n))
                 && pod_is_ready(p)
         })
         .count() as i64;
@@ -251,36 +244,45 @@ fn status(f: &Facts<'_>, old: &Value) -> (Value, Option<Duration>) {
     };
     let condition_status = if allowed > 0 { "True" } else { "False" };
     let old_condition = old
-        .get("conditions")
-        .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "DisruptionAllowed"));
-    let transition = match old_condition {
-        Some(c) if c["status"] == condition_status => c["lastTransitionTime"].clone(),
-        _ => json!(f.now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionAllowed");
+    let last_transition_time = match old_condition {
+        Some(c) if c.status == condition_status => c.last_transition_time.clone(),
+        _ => Time(f.now),
     };
-    let mut condition = json!({
-        "type": "DisruptionAllowed",
-        "status": condition_status,
-        "observedGeneration": generation,
-        "lastTransitionTime": transition,
-        "reason": reason,
-        "message": message,
-    });
-    if message.is_empty() {
-        condition.as_object_mut().map(|c| c.remove("message"));
-    }
-    let mut out = json!({
-        "observedGeneration": generation,
-        "disruptionsAllowed": allowed,
-        "currentHealthy": current,
-        "desiredHealthy": desired,
-        "expectedPods": expected,
-        "conditions": [condition],
-    });
-    if !disrupted.is_empty() {
-        out["disruptedPods"] = Value::Object(disrupted);
-    }
+    let condition = Condition {
+        type_: "DisruptionAllowed".into(),
+        status: condition_status.into(),
+        observed_generation: Some(generation),
+        last_transition_time,
+        reason: reason.into(),
+        message,
+    };
+    let count = |n: i64| Some(i32::try_from(n).unwrap_or(i32::MAX));
+    let out = PodDisruptionBudgetStatus {
+        observed_generation: Some(generation),
+        disruptions_allowed: count(allowed),
+        current_healthy: count(current),
+        desired_healthy: count(desired),
+        expected_pods: count(expected),
+        conditions: Some(vec![condition]),
+        disrupted_pods: (!disrupted.is_empty()).then_some(disrupted),
+    };
     (out, expires)
+}
+
+/// A status as written: a condition's empty message left out.
+fn status_json(status: &PodDisruptionBudgetStatus) -> Result<Value, ApiError> {
+    let mut out = serde_json::to_value(status)
+        .map_err(|e| ApiError::Internal(format!("encoding a PodDisruptionBudget status: {e}")))?;
+    for c in out["conditions"].as_array_mut().into_iter().flatten() {
+        if c["message"] == "" {
+            c.as_object_mut().map(|c| c.remove("message"));
+        }
+    }
+    Ok(out)
 }
 
 impl Controller for Disruption {
@@ -299,7 +301,7 @@ impl Controller for Disruption {
             if change.kind == EventType::Deleted {
                 budgets.remove(&change.name);
             } else {
-                budgets.insert(change.name.clone(), budget_selector(&change.object));
+                budgets.insert(change.name.clone(), stored_selector(&change.object));
             }
             return vec![(ns.clone(), change.name.clone())];
         }
@@ -321,18 +323,13 @@ impl Controller for Disruption {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let items = self.caches.list(self.pdbs, None);
+        let items = self.caches.store::<PodDisruptionBudget>().state();
         let mut selectors: HashMap<String, BTreeMap<String, Option<LabelSelector>>> =
             HashMap::new();
         let mut keys = Vec::new();
         for pdb in &items {
-            let meta = |f: &str| {
-                pdb.pointer(&format!("/metadata/{f}"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let (ns, name) = (meta("namespace"), meta("name"));
+            let meta = |f: &Option<String>| f.clone().unwrap_or_default();
+            let (ns, name) = (meta(&pdb.metadata.namespace), meta(&pdb.metadata.name));
             selectors
                 .entry(ns.clone())
                 .or_default()
@@ -344,16 +341,13 @@ impl Controller for Disruption {
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(obj) = self.caches.get(self.pdbs, ns, name) else {
+        let Some(pdb) = self.caches.store::<PodDisruptionBudget>().get(ns, name) else {
             return Ok(None);
         };
-        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        if pdb.metadata.deletion_timestamp.is_some() {
             return Ok(None);
         }
-        let pdb: PodDisruptionBudget = serde_json::from_value((*obj).clone()).map_err(|e| {
-            ApiError::Internal(format!("decoding PodDisruptionBudget {ns}/{name}: {e}"))
-        })?;
-        let pods: Vec<Arc<Value>> = match budget_selector(&obj) {
+        let pods: Vec<Arc<Value>> = match budget_selector(&pdb) {
             Some(selector) => self
                 .caches
                 .list(core("pods"), Some(ns))
@@ -365,27 +359,25 @@ impl Controller for Disruption {
         let spec = pdb.spec.clone().unwrap_or_default();
         let needs_scale = spec.max_unavailable.is_some()
             || matches!(spec.min_available, Some(IntOrString::String(_)));
-        let scale = if needs_scale {
-            Some(self.expected_scale(ns, &pods).await)
-        } else {
-            None
-        };
+        let scale = needs_scale.then(|| self.expected_scale(ns, &pods));
         let now = jiff::Timestamp::now();
-        let old = obj.get("status").cloned().unwrap_or_else(|| json!({}));
-        let (new, expires) = status(
-            &Facts {
-                pdb: &pdb,
-                pods: &pods,
-                scale,
-                now,
-            },
-            &old,
-        );
+        let (new, expires) = status(&Facts {
+            pdb: &pdb,
+            pods: &pods,
+            scale,
+            now,
+        });
+        let old = pdb.status.clone().unwrap_or_default();
         if new != old {
+            let new = status_json(&new)?;
             self.objects
                 .edit(self.pdbs, ns, name, |o| {
                     // Only the status this reconcile computed from: an eviction in between wins.
-                    if o.get("status").cloned().unwrap_or_else(|| json!({})) != old {
+                    let current = o
+                        .get("status")
+                        .and_then(|s| PodDisruptionBudgetStatus::deserialize(s).ok())
+                        .unwrap_or_default();
+                    if current != old {
                         return false;
                     }
                     o["status"] = new;
@@ -399,16 +391,13 @@ impl Controller for Disruption {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn pod(name: &str, ready: bool) -> Arc<Value> {
         Arc::new(json!({"metadata": {"name": name},
             "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}}))
-    }
-
-    fn budget(spec: Value) -> PodDisruptionBudget {
-        serde_json::from_value(json!({"metadata": {"name": "b", "generation": 2}, "spec": spec}))
-            .unwrap()
     }
 
     fn computed(
@@ -417,18 +406,18 @@ mod tests {
         scale: Option<Result<i64, String>>,
         old: Value,
     ) -> Value {
-        let pdb = budget(spec);
-        let now = "2030-01-01T00:00:00Z".parse().unwrap();
-        status(
-            &Facts {
-                pdb: &pdb,
-                pods,
-                scale,
-                now,
-            },
-            &old,
+        let pdb = serde_json::from_value(
+            json!({"metadata": {"name": "b", "generation": 2}, "spec": spec, "status": old}),
         )
-        .0
+        .unwrap();
+        let now = "2030-01-01T00:00:00Z".parse().unwrap();
+        let (new, _) = status(&Facts {
+            pdb: &pdb,
+            pods,
+            scale,
+            now,
+        });
+        status_json(&new).unwrap()
     }
 
     #[test]
