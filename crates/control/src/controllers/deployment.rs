@@ -6,13 +6,21 @@
 mod rollout;
 mod status;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use herd_api::resources::{self, ResourceInfo};
+use herd_api::resources::ResourceInfo;
+use k8s_openapi::Resource;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
 use self::rollout::{RecreateStep, RsState};
-use super::replicaset::{SelectorCache, claim, object_key, owner_reference};
+use super::replicaset::{
+    Claimant, SelectorCache, changed_owner, claim, controller_reference, key_of_meta,
+    label_selector, read_owner, resource_of,
+};
 use super::{Controller, Informers, Key, Requeue, key_of};
 use crate::error::ApiError;
 use crate::events::Recorder;
@@ -34,8 +42,8 @@ impl Deployments {
             recorder: Recorder::new(objects.clone(), "deployment-controller"),
             objects,
             caches,
-            deploy: resources::by_path("apps", "v1", "deployments").expect("deployments"),
-            rs: resources::by_path("apps", "v1", "replicasets").expect("replicasets"),
+            deploy: resource_of::<Deployment>(),
+            rs: resource_of::<ReplicaSet>(),
             selectors: SelectorCache::default(),
         }
     }
@@ -88,48 +96,75 @@ fn is_empty(v: &Value) -> bool {
 /// The ReplicaSet of the Deployment's current template (kube's `FindNewReplicaSet`): the oldest whose
 /// template equals it but for the `pod-template-hash` label (`EqualIgnoreHash`), so `rollout undo` scales
 /// the old ReplicaSet back up; else the one named after the template's hash.
-fn find_new_rs<'a>(owned: &'a [Value], template: &Value, rs_name: &str) -> Option<&'a Value> {
-    let wanted = without_empty(&without_hash_label(template));
-    let mut same: Vec<&Value> = owned
+fn find_new_rs<'a>(
+    owned: &'a [Arc<ReplicaSet>],
+    template: &PodTemplateSpec,
+    rs_name: &str,
+) -> Option<&'a Arc<ReplicaSet>> {
+    let wanted = comparable(template);
+    let mut same: Vec<&Arc<ReplicaSet>> = owned
         .iter()
         .filter(|rs| {
-            rs.pointer("/spec/template")
-                .is_some_and(|t| without_empty(&without_hash_label(t)) == wanted)
+            rs.spec
+                .template
+                .as_ref()
+                .is_some_and(|t| comparable(t) == wanted)
         })
         .collect();
     same.sort_by_key(|rs| {
         (
-            rs.pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            name_of(rs).to_string(),
+            rs.metadata.creation_timestamp.clone(),
+            name_of(&rs.metadata),
         )
     });
     same.first()
         .copied()
-        .or_else(|| owned.iter().find(|rs| name_of(rs) == rs_name))
+        .or_else(|| owned.iter().find(|rs| name_of(&rs.metadata) == rs_name))
 }
 
-/// A pod template without the `pod-template-hash` label the Deployment adds to its ReplicaSets'.
-fn without_hash_label(template: &Value) -> Value {
-    let mut t = template.clone();
+/// A pod template as compared by [`find_new_rs`]: without the `pod-template-hash` label the Deployment adds
+/// to its ReplicaSets', and without empty values (a template that round-tripped through a client).
+fn comparable(template: &PodTemplateSpec) -> Value {
+    let mut t = serde_json::to_value(template).unwrap_or_default();
     if let Some(labels) = t
-        .pointer_mut("/metadata/labels")
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("labels"))
         .and_then(Value::as_object_mut)
     {
         labels.remove(POD_TEMPLATE_HASH);
     }
-    t
+    without_empty(&t)
 }
 
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
-fn revision(rs: &Value) -> i64 {
-    rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
-        .and_then(Value::as_str)
+fn annotations(meta: &ObjectMeta) -> &BTreeMap<String, String> {
+    static NONE: BTreeMap<String, String> = BTreeMap::new();
+    meta.annotations.as_ref().unwrap_or(&NONE)
+}
+
+fn revision(rs: &ReplicaSet) -> i64 {
+    annotations(&rs.metadata)
+        .get(REVISION)
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
+}
+
+fn name_of(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or_default()
+}
+
+/// A ReplicaSet's `spec.replicas` as the rollout counts it (unset: none).
+fn spec_replicas(rs: &ReplicaSet) -> i64 {
+    rs.spec.replicas.map_or(0, i64::from)
+}
+
+/// One of a ReplicaSet's status counts (unset: none).
+fn status_count(
+    rs: &ReplicaSet,
+    count: fn(&k8s_openapi::api::apps::v1::ReplicaSetStatus) -> Option<i32>,
+) -> i64 {
+    rs.status.as_ref().and_then(count).map_or(0, i64::from)
 }
 
 impl Controller for Deployments {
@@ -141,46 +176,62 @@ impl Controller for Deployments {
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
         if &*change.resource == "replicasets.apps" {
-            return self.selectors.owners_to_wake(change, "Deployment");
+            return self.selectors.owners_to_wake(change, Deployment::KIND);
         }
-        self.selectors.observe(change);
+        let selector =
+            changed_owner::<Deployment>(change).and_then(|d| label_selector(&d.spec.selector));
+        self.selectors.observe(key_of(change), selector);
         vec![key_of(change)]
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let items = self.caches.list(self.deploy, None);
-        self.selectors.reset(&items);
-        Ok(items.iter().filter_map(|d| object_key(d)).collect())
+        let items = self.caches.store::<Deployment>().state();
+        self.selectors.reset(
+            items.iter().filter_map(|d| {
+                Some((key_of_meta(&d.metadata)?, label_selector(&d.spec.selector)?))
+            }),
+        );
+        Ok(items
+            .iter()
+            .filter_map(|d| key_of_meta(&d.metadata))
+            .collect())
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(d) = self.caches.get(self.deploy, ns, name) else {
+        let Some((d, d_json)) = read_owner::<Deployment>(&self.caches, self.deploy, ns, name)
+        else {
             return Ok(None);
         };
-        if d.pointer("/metadata/deletionTimestamp").is_some() {
+        if d.metadata.deletion_timestamp.is_some() {
             return Ok(None);
         }
         let spec = Spec::of(&d);
-        let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
-        let hash = template_hash(&template);
+        // The name of the current template's ReplicaSet hashes the template as stored.
+        let hash = template_hash(&d_json["spec"]["template"]);
         let rs_name = format!("{name}-{hash}");
-        let all_rs: Vec<Value> = self
-            .caches
-            .list(self.rs, Some(ns))
-            .into_iter()
-            .map(Arc::unwrap_or_clone)
-            .collect();
-        let owned = claim(&self.objects, self.rs, &d, "Deployment", all_rs).await?;
-        let max_revision = owned.iter().map(revision).max().unwrap_or(0);
-        let mut new_rs = find_new_rs(&owned, &template, &rs_name).cloned();
-        let new_name = new_rs.as_ref().map(|rs| name_of(rs).to_string());
-        let old: Vec<&Value> = owned
+        let all_rs = self.caches.store::<ReplicaSet>().list(Some(ns));
+        let owned = claim(
+            &self.objects,
+            self.rs,
+            &Claimant::of(&*d),
+            label_selector(&d.spec.selector).as_ref(),
+            all_rs,
+        )
+        .await?;
+        let max_revision = owned.iter().map(|rs| revision(rs)).max().unwrap_or(0);
+        let mut new_rs = find_new_rs(&owned, &d.spec.template, &rs_name).cloned();
+        let new_name = new_rs.as_ref().map(|rs| name_of(&rs.metadata).to_string());
+        let old: Vec<&Arc<ReplicaSet>> = owned
             .iter()
-            .filter(|rs| Some(name_of(rs)) != new_name.as_deref())
+            .filter(|rs| Some(name_of(&rs.metadata)) != new_name.as_deref())
             .collect();
         let old_states: Vec<RsState> = old.iter().map(|rs| rs_state(rs)).collect();
         let stale = owned.iter().any(|rs| {
-            int(rs, "/status/observedGeneration") < int(rs, "/metadata/generation").max(1)
+            rs.status
+                .as_ref()
+                .and_then(|s| s.observed_generation)
+                .unwrap_or(0)
+                < rs.metadata.generation.unwrap_or(0).max(1)
         });
         let mut created = false;
         if spec.paused {
@@ -189,48 +240,57 @@ impl Controller for Deployments {
                 .as_ref()
                 .or_else(|| owned.iter().max_by_key(|rs| revision(rs)));
             if let Some(current) = current {
-                let total: i64 = owned.iter().map(|rs| int(rs, "/spec/replicas")).sum();
-                let to = (int(current, "/spec/replicas") + spec.replicas - total).max(0);
-                self.scale(&d, &spec, current, to).await?;
+                let total: i64 = owned.iter().map(|rs| spec_replicas(rs)).sum();
+                let to = (spec_replicas(current) + spec.replicas - total).max(0);
+                self.scale(&d_json, &spec, current, to).await?;
             }
         } else if spec.recreate {
             let old_uids: Vec<&str> = old
                 .iter()
-                .filter_map(|rs| rs.pointer("/metadata/uid").and_then(Value::as_str))
+                .filter_map(|rs| rs.metadata.uid.as_deref())
                 .collect();
+            // Pods stay JSON.
             let old_pods_running = old_uids.iter().any(|u| {
-                self.caches.controlled_by(u).iter().any(|p| {
-                    !matches!(
-                        p.pointer("/status/phase").and_then(Value::as_str),
-                        Some("Succeeded" | "Failed")
-                    )
-                })
+                self.caches
+                    .controlled_by(u)
+                    .iter()
+                    .any(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
             });
             match rollout::recreate_step(&old_states, old_pods_running) {
                 RecreateStep::ScaleDownOld(names) => {
                     for rs in old
                         .iter()
-                        .filter(|rs| names.iter().any(|n| n == name_of(rs)))
+                        .filter(|rs| names.iter().any(|n| n == name_of(&rs.metadata)))
                     {
-                        self.scale(&d, &spec, rs, 0).await?;
+                        self.scale(&d_json, &spec, rs, 0).await?;
                     }
                 }
                 RecreateStep::WaitForOldPods => {}
                 RecreateStep::ScaleUpNew => match &new_rs {
                     None => {
                         new_rs = self
-                            .create_rs(&d, &spec, &rs_name, &hash, spec.replicas, max_revision)
+                            .create_rs(
+                                &d,
+                                &d_json,
+                                &spec,
+                                &rs_name,
+                                &hash,
+                                spec.replicas,
+                                max_revision,
+                            )
                             .await?;
                         created = new_rs.is_some();
                     }
                     Some(rs) => {
-                        self.scale(&d, &spec, rs, spec.replicas).await?;
+                        self.scale(&d_json, &spec, rs, spec.replicas).await?;
                     }
                 },
             }
         } else {
-            let new_spec = new_rs.as_ref().map_or(0, |rs| int(rs, "/spec/replicas"));
-            let new_pods = new_rs.as_ref().map_or(0, |rs| int(rs, "/status/replicas"));
+            let new_spec = new_rs.as_ref().map_or(0, |rs| spec_replicas(rs));
+            let new_pods = new_rs
+                .as_ref()
+                .map_or(0, |rs| status_count(rs, |s| Some(s.replicas)));
             let target = rollout::new_rs_replicas(
                 spec.replicas,
                 spec.max_surge,
@@ -241,18 +301,18 @@ impl Controller for Deployments {
             let scaled_up = match &new_rs {
                 None => {
                     new_rs = self
-                        .create_rs(&d, &spec, &rs_name, &hash, target, max_revision)
+                        .create_rs(&d, &d_json, &spec, &rs_name, &hash, target, max_revision)
                         .await?;
                     created = new_rs.is_some();
                     true
                 }
-                Some(rs) => self.scale(&d, &spec, rs, target).await? && target > new_spec,
+                Some(rs) => self.scale(&d_json, &spec, rs, target).await? && target > new_spec,
             };
             // Like kube, old ReplicaSets wait for the next pass after a scale-up, and for fresh statuses.
             if !scaled_up && !stale {
                 let new_available = new_rs
                     .as_ref()
-                    .map_or(0, |rs| int(rs, "/status/availableReplicas"));
+                    .map_or(0, |rs| status_count(rs, |s| s.available_replicas));
                 let plan = rollout::old_rs_scale_down(
                     spec.replicas,
                     spec.max_unavailable,
@@ -261,8 +321,8 @@ impl Controller for Deployments {
                     &old_states,
                 );
                 for (rs_to_scale, to) in plan {
-                    if let Some(rs) = old.iter().find(|rs| name_of(rs) == rs_to_scale) {
-                        self.scale(&d, &spec, rs, to).await?;
+                    if let Some(rs) = old.iter().find(|rs| name_of(&rs.metadata) == rs_to_scale) {
+                        self.scale(&d_json, &spec, rs, to).await?;
                     }
                 }
             }
@@ -276,19 +336,22 @@ impl Controller for Deployments {
             replicas: spec.replicas,
             max_unavailable: spec.max_unavailable,
             paused: spec.paused,
-            new_rs: new_rs.as_ref().map(name_of),
+            new_rs: new_rs.as_ref().map(|rs| name_of(&rs.metadata)),
             created,
             deadline: spec.deadline,
             now: jiff::Timestamp::now(),
         };
         let status = status::compute(&d, &owned, &inputs);
-        let complete = int(&status, "/updatedReplicas") == spec.replicas
-            && int(&status, "/replicas") == spec.replicas
-            && int(&status, "/availableReplicas") == spec.replicas;
+        let counted = |n: Option<i32>| n.map_or(0, i64::from);
+        let complete = counted(status.updated_replicas) == spec.replicas
+            && counted(status.replicas) == spec.replicas
+            && counted(status.available_replicas) == spec.replicas;
         if spec.paused || complete {
             self.clean_history(ns, &old, spec.history_limit).await?;
         }
         let check_again = status::until_deadline(&status, spec.deadline, jiff::Timestamp::now());
+        let status = serde_json::to_value(&status)
+            .map_err(|e| ApiError::Internal(format!("encoding a Deployment status: {e}")))?;
         self.objects
             .edit(self.deploy, ns, name, |d| {
                 if d.get("status") == Some(&status) {
@@ -315,60 +378,43 @@ struct Spec {
 }
 
 impl Spec {
-    fn of(d: &Value) -> Self {
-        let replicas = d
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(1)
-            .max(0);
-        let recreate = d.pointer("/spec/strategy/type") == Some(&json!("Recreate"));
+    fn of(d: &Deployment) -> Self {
+        let spec = &d.spec;
+        let replicas = spec.replicas.map_or(1, i64::from).max(0);
+        let strategy = spec.strategy.as_ref();
+        let recreate = strategy.and_then(|s| s.type_.as_deref()) == Some("Recreate");
         let (max_surge, max_unavailable) = if recreate {
             (0, 0)
         } else {
+            let rolling = strategy.and_then(|s| s.rolling_update.as_ref());
             rollout::fenceposts(
                 replicas,
-                d.pointer("/spec/strategy/rollingUpdate/maxSurge"),
-                d.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+                rolling.and_then(|r| r.max_surge.as_ref()),
+                rolling.and_then(|r| r.max_unavailable.as_ref()),
             )
         };
-        let deadline = d
-            .pointer("/spec/progressDeadlineSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(600);
+        let deadline = spec.progress_deadline_seconds.map_or(600, i64::from);
         Self {
             replicas,
-            paused: d.pointer("/spec/paused") == Some(&json!(true)),
+            paused: spec.paused == Some(true),
             recreate,
             max_surge,
             max_unavailable,
-            min_ready: int(d, "/spec/minReadySeconds"),
+            min_ready: spec.min_ready_seconds.map_or(0, i64::from),
             deadline: (deadline != i64::from(i32::MAX)).then_some(deadline),
-            history_limit: d
-                .pointer("/spec/revisionHistoryLimit")
-                .and_then(Value::as_i64)
-                .unwrap_or(10),
+            history_limit: spec.revision_history_limit.map_or(10, i64::from),
         }
     }
 }
 
-fn int(v: &Value, ptr: &str) -> i64 {
-    v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn name_of(v: &Value) -> &str {
-    v.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-fn rs_state(rs: &Value) -> RsState {
-    let spec = int(rs, "/spec/replicas");
+fn rs_state(rs: &ReplicaSet) -> RsState {
+    let spec = spec_replicas(rs);
     RsState {
-        name: name_of(rs).to_string(),
+        name: name_of(&rs.metadata).to_string(),
         revision: revision(rs),
         spec,
-        available: int(rs, "/status/availableReplicas").min(spec),
-        pods: int(rs, "/status/replicas"),
+        available: status_count(rs, |s| s.available_replicas).min(spec),
+        pods: status_count(rs, |s| Some(s.replicas)),
     }
 }
 
@@ -405,20 +451,16 @@ impl Deployments {
         &self,
         ns: &str,
         name: &str,
-        d: &Value,
-        current: Option<&Value>,
+        d: &Deployment,
+        current: Option<&Arc<ReplicaSet>>,
         max_revision: i64,
     ) -> Result<(), ApiError> {
         let revision_now = match current {
             None => max_revision + 1,
             Some(rs) if revision(rs) < max_revision => {
-                let rs_name = rs
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
                 let next = (max_revision + 1).to_string();
                 self.objects
-                    .edit(self.rs, ns, rs_name, |rs| {
+                    .edit(self.rs, ns, name_of(&rs.metadata), |rs| {
                         let annotations = &mut rs["metadata"]["annotations"];
                         let previous = annotations[REVISION].as_str().map(str::to_string);
                         annotations[REVISION] = json!(next);
@@ -436,11 +478,7 @@ impl Deployments {
             Some(rs) => revision(rs),
         };
         let want = revision_now.to_string();
-        if d.pointer("/metadata/annotations")
-            .and_then(|a| a.get(REVISION))
-            .and_then(Value::as_str)
-            != Some(&want)
-        {
+        if annotations(&d.metadata).get(REVISION) != Some(&want) {
             self.objects
                 .edit(self.deploy, ns, name, |d| {
                     if !d["metadata"]["annotations"].is_object() {
@@ -455,13 +493,19 @@ impl Deployments {
     }
 
     /// Sets a ReplicaSet's `spec.replicas` (bumping its generation, as an API update would) and records the
-    /// ScalingReplicaSet event. Returns whether anything changed.
-    async fn scale(&self, d: &Value, spec: &Spec, rs: &Value, to: i64) -> Result<bool, ApiError> {
-        let from = int(rs, "/spec/replicas");
+    /// ScalingReplicaSet event about Deployment `d`. Returns whether anything changed.
+    async fn scale(
+        &self,
+        d: &Value,
+        spec: &Spec,
+        rs: &ReplicaSet,
+        to: i64,
+    ) -> Result<bool, ApiError> {
+        let from = spec_replicas(rs);
         if from == to {
             return Ok(false);
         }
-        let (ns, rs_name) = object_key(rs).unwrap_or_default();
+        let (ns, rs_name) = key_of_meta(&rs.metadata).unwrap_or_default();
         let (desired, max) = (
             spec.replicas.to_string(),
             (spec.replicas + spec.max_surge).to_string(),
@@ -470,7 +514,7 @@ impl Deployments {
             .objects
             .edit(self.rs, &ns, &rs_name, |rs| {
                 rs["spec"]["replicas"] = json!(to);
-                rs["metadata"]["generation"] = json!(int(rs, "/metadata/generation") + 1);
+                bump_generation(rs);
                 if !rs["metadata"]["annotations"].is_object() {
                     rs["metadata"]["annotations"] = json!({});
                 }
@@ -491,20 +535,29 @@ impl Deployments {
 
     /// Creates the ReplicaSet of the current template with `replicas` and the next revision. `None` when a
     /// ReplicaSet of that name exists but is not this Deployment's.
+    #[allow(clippy::too_many_arguments)]
     async fn create_rs(
         &self,
-        d: &Value,
+        d: &Deployment,
+        d_json: &Value,
         spec: &Spec,
         rs_name: &str,
         hash: &str,
         replicas: i64,
         max_revision: i64,
-    ) -> Result<Option<Value>, ApiError> {
-        let (ns, _) = object_key(d).unwrap_or_default();
-        let mut template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
-        template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
-        let mut selector = d.pointer("/spec/selector").cloned().unwrap_or(json!({}));
-        selector["matchLabels"]["pod-template-hash"] = json!(hash);
+    ) -> Result<Option<Arc<ReplicaSet>>, ApiError> {
+        let ns = d.metadata.namespace.clone().unwrap_or_default();
+        // The template and selector are copied as stored.
+        let mut template = d_json["spec"]["template"].clone();
+        if template.is_null() {
+            template = json!({});
+        }
+        template["metadata"]["labels"][POD_TEMPLATE_HASH] = json!(hash);
+        let mut selector = d_json["spec"]["selector"].clone();
+        if selector.is_null() {
+            selector = json!({});
+        }
+        selector["matchLabels"][POD_TEMPLATE_HASH] = json!(hash);
         let labels = template["metadata"]["labels"].clone();
         let mut rs_spec = json!({"replicas": replicas, "selector": selector, "template": template});
         if spec.min_ready > 0 {
@@ -522,29 +575,39 @@ impl Deployments {
                     "deployment.kubernetes.io/desired-replicas": spec.replicas.to_string(),
                     "deployment.kubernetes.io/max-replicas": (spec.replicas + spec.max_surge).to_string(),
                 },
-                "ownerReferences": [owner_reference(d, "Deployment")],
+                "ownerReferences": [controller_reference(d)],
             },
             "spec": rs_spec,
         });
         match self.objects.create(self.rs, Some(&ns), rs, false).await {
             Ok(created) => {
                 let msg = format!("Scaled up replica set {rs_name} from 0 to {replicas}");
-                self.recorder.normal(d, "ScalingReplicaSet", &msg).await;
-                Ok(Some(created))
+                self.recorder
+                    .normal(d_json, "ScalingReplicaSet", &msg)
+                    .await;
+                let created = serde_json::from_value(created).map_err(|e| {
+                    ApiError::Internal(format!("decoding the ReplicaSet created: {e}"))
+                })?;
+                Ok(Some(Arc::new(created)))
             }
             Err(ApiError::AlreadyExists { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    async fn sync_min_ready(&self, ns: &str, rs: &Value, min_ready: i64) -> Result<(), ApiError> {
-        if int(rs, "/spec/minReadySeconds") == min_ready {
+    async fn sync_min_ready(
+        &self,
+        ns: &str,
+        rs: &ReplicaSet,
+        min_ready: i64,
+    ) -> Result<(), ApiError> {
+        if rs.spec.min_ready_seconds.map_or(0, i64::from) == min_ready {
             return Ok(());
         }
         self.objects
-            .edit(self.rs, ns, name_of(rs), |rs| {
+            .edit(self.rs, ns, name_of(&rs.metadata), |rs| {
                 rs["spec"]["minReadySeconds"] = json!(min_ready);
-                rs["metadata"]["generation"] = json!(int(rs, "/metadata/generation") + 1);
+                bump_generation(rs);
                 true
             })
             .await?;
@@ -552,14 +615,23 @@ impl Deployments {
     }
 
     /// revisionHistoryLimit: deletes the oldest fully scaled-down old ReplicaSets beyond the limit.
-    async fn clean_history(&self, ns: &str, old: &[&Value], limit: i64) -> Result<(), ApiError> {
+    async fn clean_history(
+        &self,
+        ns: &str,
+        old: &[&Arc<ReplicaSet>],
+        limit: i64,
+    ) -> Result<(), ApiError> {
         let states: Vec<(RsState, i64)> = old
             .iter()
             .filter(|rs| {
-                int(rs, "/status/observedGeneration") >= int(rs, "/metadata/generation")
-                    && rs.pointer("/metadata/deletionTimestamp").is_none()
+                rs.status
+                    .as_ref()
+                    .and_then(|s| s.observed_generation)
+                    .unwrap_or(0)
+                    >= rs.metadata.generation.unwrap_or(0)
+                    && rs.metadata.deletion_timestamp.is_none()
             })
-            .map(|rs| (rs_state(rs), int(rs, "/status/replicas")))
+            .map(|rs| (rs_state(rs), status_count(rs, |s| Some(s.replicas))))
             .collect();
         for rs_name in rollout::history_to_delete(&states, limit) {
             match self
@@ -573,6 +645,12 @@ impl Deployments {
         }
         Ok(())
     }
+}
+
+/// A spec change written by the controller advances the object's generation, as an API update's would.
+fn bump_generation(obj: &mut Value) {
+    let generation = obj["metadata"]["generation"].as_i64().unwrap_or(0);
+    obj["metadata"]["generation"] = json!(generation + 1);
 }
 
 #[cfg(test)]
@@ -599,8 +677,11 @@ mod tests {
         let rs = |name: &str, created: &str, image: &str| {
             let mut t = template(image);
             t["metadata"]["labels"][POD_TEMPLATE_HASH] = json!(name);
-            t["metadata"]["creationTimestamp"] = Value::Null;
-            json!({"metadata": {"name": name, "creationTimestamp": created}, "spec": {"template": t}})
+            // As a template that round-tripped through a client (`rollout undo`) comes back.
+            t["spec"]["containers"][0]["resources"] = json!({});
+            let rs = json!({"metadata": {"name": name, "creationTimestamp": created},
+                "spec": {"template": t}});
+            Arc::new(serde_json::from_value::<ReplicaSet>(rs).unwrap())
         };
         let owned = [
             rs("web-new", "2024-01-01T00:00:02Z", "x:1"),
@@ -608,7 +689,8 @@ mod tests {
             rs("web-v2", "2024-01-01T00:00:03Z", "x:2"),
         ];
         let found = |image: &str, by_name: &str| {
-            find_new_rs(&owned, &template(image), by_name).map(|rs| name_of(rs).to_string())
+            let template: PodTemplateSpec = serde_json::from_value(template(image)).unwrap();
+            find_new_rs(&owned, &template, by_name).map(|rs| name_of(&rs.metadata).to_string())
         };
         assert_eq!(found("x:1", "web-hash1").as_deref(), Some("web-old"));
         assert_eq!(found("x:2", "web-hash2").as_deref(), Some("web-v2"));

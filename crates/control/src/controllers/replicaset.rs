@@ -4,13 +4,18 @@
 //! adapter; what differs between them is a [`ReplicaKind`] (the resource, the owner kind, the event source
 //! and the selector: a LabelSelector for a ReplicaSet, an equality map for a ReplicationController).
 
-use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use herd_api::LabelSelector;
 use herd_api::resources::{self, ResourceInfo};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::ReplicationController;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{self as meta, ObjectMeta};
+use k8s_openapi::{Metadata, Resource};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::batch::{self, BURST_REPLICAS};
@@ -23,48 +28,86 @@ use crate::events::{EventQueue, Recorder};
 use crate::objects::Objects;
 use crate::objects::{Change, EventType};
 
+/// A k8s-openapi type a controller reads its own objects as.
+pub trait OwnerObject:
+    Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> OwnerObject for K where
+    K: Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static
+{
+}
+
 /// What differs between the kinds that keep a number of identical pods running.
 pub trait ReplicaKind: Send + Sync + 'static {
+    /// The owner, read typed from the informer caches; its kind is the one written in the pods'
+    /// ownerReferences, its group, version and plural name its resource.
+    type Object: OwnerObject;
     /// The controller's name (its loop and logs).
     const NAME: &'static str;
-    /// The owner kind written in the pods' ownerReferences.
-    const KIND: &'static str;
     /// `source.component` of its events, as kube-controller-manager names it.
     const COMPONENT: &'static str;
     /// The store keys of the owner resource and of pods.
     const WATCHES: &'static [&'static str];
-    /// (group, version, plural) of the owner resource.
-    const PATH: (&'static str, &'static str, &'static str);
-    /// The owner's pod selector; `None` when missing, invalid or empty (such a selector adopts nothing).
-    fn selector(owner: &Value) -> Option<LabelSelector>;
+    /// The parts of the owner's spec the reconcile reads, with kube's defaults.
+    fn spec(owner: &Self::Object) -> ReplicaSpec;
+}
+
+/// A ReplicaSet's or ReplicationController's `spec.replicas` (default 1), `spec.minReadySeconds` and pod
+/// selector (`None` when invalid or empty: such a selector adopts nothing).
+pub struct ReplicaSpec {
+    pub replicas: usize,
+    pub min_ready: i64,
+    pub selector: Option<LabelSelector>,
 }
 
 /// apps/v1 ReplicaSet: a LabelSelector.
 pub struct ReplicaSetKind;
 
 impl ReplicaKind for ReplicaSetKind {
+    type Object = ReplicaSet;
     const NAME: &'static str = "replicaset";
-    const KIND: &'static str = "ReplicaSet";
     const COMPONENT: &'static str = "replicaset-controller";
     const WATCHES: &'static [&'static str] = &["replicasets.apps", "pods"];
-    const PATH: (&'static str, &'static str, &'static str) = ("apps", "v1", "replicasets");
-    fn selector(owner: &Value) -> Option<LabelSelector> {
-        selector_of(owner)
+    fn spec(rs: &ReplicaSet) -> ReplicaSpec {
+        ReplicaSpec {
+            replicas: replicas(rs.spec.replicas),
+            min_ready: rs.spec.min_ready_seconds.unwrap_or(0).into(),
+            selector: label_selector(&rs.spec.selector),
+        }
     }
 }
 
-/// v1 ReplicationController: an equality selector (a plain map of labels).
+/// v1 ReplicationController: an equality selector (a plain map of labels); its spec is optional.
 pub struct ReplicationControllerKind;
 
 impl ReplicaKind for ReplicationControllerKind {
+    type Object = ReplicationController;
     const NAME: &'static str = "replicationcontroller";
-    const KIND: &'static str = "ReplicationController";
     const COMPONENT: &'static str = "replication-controller";
     const WATCHES: &'static [&'static str] = &["replicationcontrollers", "pods"];
-    const PATH: (&'static str, &'static str, &'static str) = ("", "v1", "replicationcontrollers");
-    fn selector(owner: &Value) -> Option<LabelSelector> {
-        equality_selector_of(owner)
+    fn spec(rc: &ReplicationController) -> ReplicaSpec {
+        let spec = rc.spec.as_ref();
+        ReplicaSpec {
+            replicas: replicas(spec.and_then(|s| s.replicas)),
+            min_ready: spec.and_then(|s| s.min_ready_seconds).unwrap_or(0).into(),
+            selector: spec
+                .and_then(|s| s.selector.as_ref())
+                .map(LabelSelector::from_map)
+                .filter(|s| !s.is_empty()),
+        }
     }
+}
+
+/// `spec.replicas` with kube's default of 1; a negative count keeps none.
+fn replicas(spec: Option<i32>) -> usize {
+    usize::try_from(spec.unwrap_or(1)).unwrap_or(0)
+}
+
+/// A `metav1.LabelSelector` as a matcher; `None` when invalid or empty (such a selector adopts nothing).
+pub(super) fn label_selector(sel: &meta::LabelSelector) -> Option<LabelSelector> {
+    LabelSelector::from_k8s(sel).ok().filter(|s| !s.is_empty())
 }
 
 pub struct ReplicaManager<K: ReplicaKind> {
@@ -83,17 +126,60 @@ pub type ReplicationControllers = ReplicaManager<ReplicationControllerKind>;
 
 impl<K: ReplicaKind> ReplicaManager<K> {
     pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
-        let (group, version, plural) = K::PATH;
         Self {
             events: EventQueue::spawn(Recorder::new(objects.clone(), K::COMPONENT)),
             objects,
             caches,
-            rs: resources::by_path(group, version, plural).expect("a served replica kind"),
+            rs: resource_of::<K::Object>(),
             pod_res: resources::by_path("", "v1", "pods").expect("pods"),
-            selectors: SelectorCache::new(K::selector),
+            selectors: SelectorCache::default(),
             kind: PhantomData,
         }
     }
+}
+
+/// The stored resource of `K`.
+pub(super) fn resource_of<K: Resource>() -> &'static ResourceInfo {
+    resources::by_path(K::GROUP, K::VERSION, K::URL_PATH_SEGMENT).expect("a served owner kind")
+}
+
+/// An owner read from the informer caches typed, to reason over, beside the JSON it was decoded from, to
+/// copy into writes (its pod template, the subject of events): both of one revision. `None` when it is not
+/// cached or does not decode.
+pub(super) fn read_owner<K: OwnerObject>(
+    caches: &Informers,
+    res: &ResourceInfo,
+    ns: &str,
+    name: &str,
+) -> Option<(Arc<K>, Arc<Value>)> {
+    // The two reads take the caches' lock apart: an object changed between them is read again. (After
+    // repeated changes it is left alone: the change that moved it wakes this key again.)
+    for _ in 0..3 {
+        let json = caches.get(res, ns, name)?;
+        let typed = caches.store::<K>().get(ns, name)?;
+        if typed.metadata().resource_version.as_deref()
+            == json["metadata"]["resourceVersion"].as_str()
+        {
+            return Some((typed, json));
+        }
+    }
+    None
+}
+
+/// The owner a change brings, decoded; `None` for a deletion (or what does not decode).
+pub(super) fn changed_owner<K: OwnerObject>(change: &Change) -> Option<K> {
+    if change.kind == EventType::Deleted {
+        return None;
+    }
+    K::deserialize(&*change.object).ok()
+}
+
+/// An object's (namespace, name) from its metadata.
+pub(super) fn key_of_meta(meta: &ObjectMeta) -> Option<Key> {
+    Some((
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone()?,
+    ))
 }
 
 /// Deletion order when scaling down: unscheduled, then pending, then not ready, then ready; newest first.
@@ -127,45 +213,47 @@ impl<K: ReplicaKind> Controller for ReplicaManager<K> {
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
         if &*change.resource == "pods" {
-            return self.selectors.owners_to_wake(change, K::KIND);
+            return self.selectors.owners_to_wake(change, K::Object::KIND);
         }
-        self.selectors.observe(change);
+        let selector = changed_owner::<K::Object>(change).and_then(|o| K::spec(&o).selector);
+        self.selectors.observe(key_of(change), selector);
         vec![key_of(change)]
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let items = self.caches.list(self.rs, None);
-        self.selectors.reset(&items);
-        Ok(items.iter().filter_map(|o| object_key(o)).collect())
+        let items = self.caches.store::<K::Object>().state();
+        self.selectors.reset(
+            items
+                .iter()
+                .filter_map(|o| Some((key_of_meta(o.metadata())?, K::spec(o).selector?))),
+        );
+        Ok(items
+            .iter()
+            .filter_map(|o| key_of_meta(o.metadata()))
+            .collect())
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(rs) = self.caches.get(self.rs, ns, name) else {
+        let Some((rs, rs_json)) = read_owner::<K::Object>(&self.caches, self.rs, ns, name) else {
             return Ok(None);
         };
-        if rs.pointer("/metadata/deletionTimestamp").is_some() {
+        let meta = rs.metadata();
+        if meta.deletion_timestamp.is_some() {
             return Ok(None);
         }
-        let uid = rs
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let candidates = self.caches.claimable(ns, uid);
-        let owned = claim_by(
+        let spec = K::spec(&rs);
+        let claimant = Claimant::of(&*rs);
+        let candidates = self.caches.claimable(ns, &claimant.uid);
+        let owned = claim(
             &self.objects,
             self.pod_res,
-            &rs,
-            K::KIND,
-            K::selector(&rs),
+            &claimant,
+            spec.selector.as_ref(),
             candidates,
         )
         .await?;
         let mut active: Vec<Arc<Value>> = owned.into_iter().filter(|p| pod_is_active(p)).collect();
-        let want = rs
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(1)
-            .max(0) as usize;
+        let want = spec.replicas;
         // kube's manageReplicas: at most a burst of creates or deletes per sync; the rest at once after.
         let mut again = None;
         let mut failed = None;
@@ -174,17 +262,29 @@ impl<K: ReplicaKind> Controller for ReplicaManager<K> {
             if diff > BURST_REPLICAS {
                 again = Some(std::time::Duration::ZERO);
             }
-            let template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-            let labels = template
-                .pointer("/metadata/labels")
-                .cloned()
-                .unwrap_or(json!({}));
-            let spec = template.get("spec").cloned().unwrap_or(json!({}));
+            // The template is copied into the pods as stored.
+            let template = &rs_json["spec"]["template"];
+            let labels = match &template["metadata"]["labels"] {
+                Value::Null => json!({}),
+                labels => labels.clone(),
+            };
+            let pod_spec = match &template["spec"] {
+                Value::Null => json!({}),
+                pod_spec => pod_spec.clone(),
+            };
             let pods = (0..diff.min(BURST_REPLICAS))
-                .map(|_| pod_from_template(&rs, K::KIND, &template, labels.clone(), spec.clone()))
+                .map(|_| {
+                    pod_from_template(
+                        &rs_json,
+                        K::Object::KIND,
+                        template,
+                        labels.clone(),
+                        pod_spec.clone(),
+                    )
+                })
                 .collect();
             let (created, error) =
-                batch::create_pods(&self.objects, self.pod_res, &self.events, &rs, pods).await;
+                batch::create_pods(&self.objects, self.pod_res, &self.events, &rs_json, pods).await;
             active.extend(created);
             failed = error;
         } else if active.len() > want {
@@ -199,7 +299,7 @@ impl<K: ReplicaKind> Controller for ReplicaManager<K> {
                 &self.objects,
                 self.pod_res,
                 &self.events,
-                &rs,
+                &rs_json,
                 &doomed,
                 None,
             )
@@ -208,10 +308,7 @@ impl<K: ReplicaKind> Controller for ReplicaManager<K> {
                 failed = Some(e);
             }
         }
-        let min_ready = rs
-            .pointer("/spec/minReadySeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
+        let min_ready = spec.min_ready;
         let now = jiff::Timestamp::now();
         let ready = active.iter().filter(|p| pod_is_ready(p)).count() as i64;
         let available = active
@@ -223,7 +320,7 @@ impl<K: ReplicaKind> Controller for ReplicaManager<K> {
             "fullyLabeledReplicas": active.len(),
             "readyReplicas": ready,
             "availableReplicas": available,
-            "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+            "observedGeneration": meta.generation.unwrap_or(1),
         });
         self.objects
             .edit(self.rs, ns, name, |rs| {
@@ -284,23 +381,7 @@ pub(super) fn until_available(
     )
 }
 
-/// The object's `spec.selector`; `None` when missing, invalid or empty (such a selector adopts nothing).
-pub(super) fn selector_of(obj: &Value) -> Option<LabelSelector> {
-    let raw = obj.pointer("/spec/selector")?.clone();
-    let sel: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
-        serde_json::from_value(raw).ok()?;
-    LabelSelector::from_k8s(&sel).ok().filter(|s| !s.is_empty())
-}
-
-/// A ReplicationController's `spec.selector` (a plain map, every pair must match); `None` when missing,
-/// invalid or empty.
-pub(super) fn equality_selector_of(obj: &Value) -> Option<LabelSelector> {
-    let map: BTreeMap<String, String> =
-        serde_json::from_value(obj.pointer("/spec/selector")?.clone()).ok()?;
-    Some(LabelSelector::from_map(&map)).filter(|s| !s.is_empty())
-}
-
-/// A controlling ownerReference to `owner`.
+/// A controlling ownerReference to `owner` (JSON), as `kind`.
 pub(super) fn owner_reference(owner: &Value, kind: &str) -> Value {
     json!({
         "apiVersion": owner.get("apiVersion").cloned().unwrap_or(json!("apps/v1")),
@@ -312,56 +393,124 @@ pub(super) fn owner_reference(owner: &Value, kind: &str) -> Value {
     })
 }
 
+/// A controlling ownerReference to a typed `owner`.
+pub(super) fn controller_reference<K: OwnerObject>(owner: &K) -> Value {
+    let meta = owner.metadata();
+    json!({
+        "apiVersion": K::API_VERSION,
+        "kind": K::KIND,
+        "name": meta.name,
+        "uid": meta.uid,
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
 fn has_controller(obj: &Value) -> bool {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .is_some_and(|refs| refs.iter().any(|r| r["controller"] == true))
 }
 
-/// Kube's ControllerRefManager: of `candidates`, adopts orphans that match `owner`'s selector, releases owned
-/// ones that no longer match, and returns those `owner` controls afterwards.
-pub(super) async fn claim<T: Borrow<Value> + From<Value>>(
-    objects: &Objects,
-    res: &'static ResourceInfo,
-    owner: &Value,
-    owner_kind: &str,
-    candidates: Vec<T>,
-) -> Result<Vec<T>, ApiError> {
-    claim_by(
-        objects,
-        res,
-        owner,
-        owner_kind,
-        selector_of(owner),
-        candidates,
-    )
-    .await
+/// The owner a [`claim`] is for: its uid and the controlling reference an adoption writes.
+pub(super) struct Claimant {
+    uid: String,
+    reference: Value,
 }
 
-/// [`claim`] with the owner's selector given.
-async fn claim_by<T: Borrow<Value> + From<Value>>(
+impl Claimant {
+    pub(super) fn of<K: OwnerObject>(owner: &K) -> Self {
+        Self {
+            uid: owner.metadata().uid.clone().unwrap_or_default(),
+            reference: controller_reference(owner),
+        }
+    }
+}
+
+/// What [`claim`] reads of a candidate: pods as JSON (the hot path), ReplicaSets typed.
+pub(super) trait Claimable: Sized {
+    fn key(&self) -> Option<Key>;
+    fn matches(&self, selector: &LabelSelector) -> bool;
+    /// Whether `uid` is its controller.
+    fn controlled_by(&self, uid: &str) -> bool;
+    fn has_controller(&self) -> bool;
+    fn deleting(&self) -> bool;
+    /// The candidate as an adoption wrote it.
+    fn adopted(written: &Arc<Value>) -> Option<Self>;
+}
+
+impl Claimable for Arc<Value> {
+    fn key(&self) -> Option<Key> {
+        object_key(self)
+    }
+    fn matches(&self, selector: &LabelSelector) -> bool {
+        selector.matches_object(self)
+    }
+    fn controlled_by(&self, uid: &str) -> bool {
+        is_owned_by(self, uid)
+    }
+    fn has_controller(&self) -> bool {
+        has_controller(self)
+    }
+    fn deleting(&self) -> bool {
+        self.pointer("/metadata/deletionTimestamp").is_some()
+    }
+    fn adopted(written: &Arc<Value>) -> Option<Self> {
+        Some(written.clone())
+    }
+}
+
+impl Claimable for Arc<ReplicaSet> {
+    fn key(&self) -> Option<Key> {
+        key_of_meta(self.metadata())
+    }
+    fn matches(&self, selector: &LabelSelector) -> bool {
+        match &self.metadata().labels {
+            Some(labels) => selector.matches(labels),
+            None => selector.matches(&BTreeMap::new()),
+        }
+    }
+    fn controlled_by(&self, uid: &str) -> bool {
+        self.metadata()
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == uid && r.controller == Some(true))
+    }
+    fn has_controller(&self) -> bool {
+        self.metadata()
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.controller == Some(true))
+    }
+    fn deleting(&self) -> bool {
+        self.metadata().deletion_timestamp.is_some()
+    }
+    fn adopted(written: &Arc<Value>) -> Option<Self> {
+        ReplicaSet::deserialize(&**written).ok().map(Arc::new)
+    }
+}
+
+/// Kube's ControllerRefManager: of `candidates`, adopts orphans that match `selector` (none when `None`),
+/// releases owned ones that no longer match, and returns those `owner` controls afterwards.
+pub(super) async fn claim<T: Claimable>(
     objects: &Objects,
     res: &'static ResourceInfo,
-    owner: &Value,
-    owner_kind: &str,
-    selector: Option<LabelSelector>,
+    owner: &Claimant,
+    selector: Option<&LabelSelector>,
     candidates: Vec<T>,
 ) -> Result<Vec<T>, ApiError> {
-    let uid = owner
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let matches = |obj: &Value| selector.as_ref().is_some_and(|s| s.matches_object(obj));
+    let uid = owner.uid.as_str();
     let mut owned = Vec::new();
     for candidate in candidates {
-        let obj: &Value = candidate.borrow();
-        let Some((ns, name)) = object_key(obj) else {
+        let Some((ns, name)) = candidate.key() else {
             continue;
         };
-        let deleting = obj.pointer("/metadata/deletionTimestamp").is_some();
-        if is_owned_by(obj, &uid) {
-            if matches(obj) || deleting {
+        let matches = selector.is_some_and(|s| candidate.matches(s));
+        let deleting = candidate.deleting();
+        if candidate.controlled_by(uid) {
+            if matches || deleting {
                 owned.push(candidate);
                 continue;
             }
@@ -374,7 +523,7 @@ async fn claim_by<T: Borrow<Value> + From<Value>>(
                         return false;
                     };
                     let before = refs.len();
-                    refs.retain(|r| r["uid"] != uid.as_str());
+                    refs.retain(|r| r["uid"] != uid);
                     refs.len() != before
                 })
                 .await;
@@ -382,11 +531,11 @@ async fn claim_by<T: Borrow<Value> + From<Value>>(
                 Ok(_) | Err(ApiError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
-        } else if !has_controller(obj) && !deleting && matches(obj) {
-            let reference = owner_reference(owner, owner_kind);
+        } else if !candidate.has_controller() && !deleting && matches {
+            let reference = owner.reference.clone();
             let adopted = objects
                 .edit(res, &ns, &name, |o| {
-                    if has_controller(o) || !matches(o) {
+                    if has_controller(o) || !selector.is_some_and(|s| s.matches_object(o)) {
                         return false;
                     }
                     match o
@@ -399,8 +548,8 @@ async fn claim_by<T: Borrow<Value> + From<Value>>(
                     true
                 })
                 .await?;
-            if let Some(change) = adopted {
-                owned.push(T::from((*change.object).clone()));
+            if let Some(adopted) = adopted.and_then(|change| T::adopted(&change.object)) {
+                owned.push(adopted);
             }
         }
     }
@@ -409,27 +558,12 @@ async fn claim_by<T: Borrow<Value> + From<Value>>(
 
 /// The selectors of every object a controller manages, so a change to an orphan can wake the owners that
 /// would adopt it.
+#[derive(Default)]
 pub(super) struct SelectorCache {
     selectors: Mutex<BTreeMap<Key, LabelSelector>>,
-    /// How an owner's selector is read.
-    selector_of: fn(&Value) -> Option<LabelSelector>,
-}
-
-impl Default for SelectorCache {
-    /// For owners with a LabelSelector in `spec.selector`.
-    fn default() -> Self {
-        Self::new(selector_of)
-    }
 }
 
 impl SelectorCache {
-    pub(super) fn new(selector_of: fn(&Value) -> Option<LabelSelector>) -> Self {
-        Self {
-            selectors: Mutex::default(),
-            selector_of,
-        }
-    }
-
     /// The owners a change of a dependent wakes: its controller, or, for an orphan, the owners whose selector
     /// would adopt it — but not the owner that just let it go (an orphaning delete): that one is about to
     /// disappear.
@@ -454,23 +588,17 @@ impl SelectorCache {
         self.selectors.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn observe(&self, change: &Change) {
-        let key = key_of(change);
-        let selector = (change.kind != EventType::Deleted)
-            .then(|| (self.selector_of)(&change.object))
-            .flatten();
+    /// An owner's selector after a change (`None`: deleted, or one that adopts nothing).
+    pub(super) fn observe(&self, key: Key, selector: Option<LabelSelector>) {
         match selector {
             Some(s) => self.lock().insert(key, s),
             None => self.lock().remove(&key),
         };
     }
 
-    pub(super) fn reset(&self, items: &[Arc<Value>]) {
-        let fresh: BTreeMap<Key, LabelSelector> = items
-            .iter()
-            .filter_map(|o| Some((object_key(o)?, (self.selector_of)(o)?)))
-            .collect();
-        *self.lock() = fresh;
+    /// Every owner's selector, from a resync.
+    pub(super) fn reset(&self, selectors: impl IntoIterator<Item = (Key, LabelSelector)>) {
+        *self.lock() = selectors.into_iter().collect();
     }
 
     pub(super) fn matching(&self, ns: &str, obj: &Value) -> Vec<Key> {

@@ -1,7 +1,7 @@
 //! The pure arithmetic of a rollout: how far surge and unavailability reach, and how many replicas each
 //! ReplicaSet should have next, given what is available now. Mirrors kube's `rolling.go` and `recreate.go`.
 
-use serde_json::Value;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// What the rollout needs to know about one ReplicaSet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,10 +18,10 @@ pub struct RsState {
 
 /// An int-or-percent (`3`, `"25%"`) scaled against `total`; percentages round up or down. Unparseable or
 /// missing values give `default`.
-pub fn int_or_percent(v: Option<&Value>, total: i64, round_up: bool, default: i64) -> i64 {
+pub fn int_or_percent(v: Option<&IntOrString>, total: i64, round_up: bool, default: i64) -> i64 {
     match v {
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(default).max(0),
-        Some(Value::String(s)) => {
+        Some(IntOrString::Int(n)) => i64::from(*n).max(0),
+        Some(IntOrString::String(s)) => {
             let parsed = match s.strip_suffix('%') {
                 Some(p) => p.trim().parse::<i64>().ok().map(|p| {
                     let scaled = p.max(0).saturating_mul(total.max(0));
@@ -35,7 +35,7 @@ pub fn int_or_percent(v: Option<&Value>, total: i64, round_up: bool, default: i6
             };
             parsed.unwrap_or(default).max(0)
         }
-        _ => default,
+        None => default,
     }
 }
 
@@ -43,10 +43,10 @@ pub fn int_or_percent(v: Option<&Value>, total: i64, round_up: bool, default: i6
 /// one pod may be unavailable, as kube's `ResolveFenceposts` does.
 pub fn fenceposts(
     replicas: i64,
-    max_surge: Option<&Value>,
-    max_unavailable: Option<&Value>,
+    max_surge: Option<&IntOrString>,
+    max_unavailable: Option<&IntOrString>,
 ) -> (i64, i64) {
-    let quarter = Value::String("25%".into());
+    let quarter = IntOrString::String("25%".into());
     let surge = int_or_percent(Some(max_surge.unwrap_or(&quarter)), replicas, true, 0);
     let unavailable = int_or_percent(
         Some(max_unavailable.unwrap_or(&quarter)),
@@ -185,9 +185,11 @@ pub fn history_to_delete(old: &[(RsState, i64)], limit: i64) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
+
+    fn pct(s: &str) -> IntOrString {
+        IntOrString::String(s.into())
+    }
 
     fn rs(name: &str, revision: i64, spec: i64, available: i64) -> RsState {
         RsState {
@@ -202,14 +204,17 @@ mod tests {
     #[test]
     fn surge_rounds_up_and_unavailable_rounds_down() {
         assert_eq!(fenceposts(10, None, None), (3, 2));
+        assert_eq!(fenceposts(3, Some(&pct("50%")), Some(&pct("50%"))), (2, 1));
         assert_eq!(
-            fenceposts(3, Some(&json!("50%")), Some(&json!("50%"))),
-            (2, 1)
+            fenceposts(4, Some(&IntOrString::Int(2)), Some(&IntOrString::Int(0))),
+            (2, 0)
         );
-        assert_eq!(fenceposts(4, Some(&json!(2)), Some(&json!(0))), (2, 0));
-        assert_eq!(fenceposts(4, Some(&json!(0)), Some(&json!("0%"))), (0, 1));
-        assert_eq!(fenceposts(1, Some(&json!("bogus")), None), (0, 1));
-        assert_eq!(int_or_percent(Some(&json!("1")), 9, true, 0), 1);
+        assert_eq!(
+            fenceposts(4, Some(&IntOrString::Int(0)), Some(&pct("0%"))),
+            (0, 1)
+        );
+        assert_eq!(fenceposts(1, Some(&pct("bogus")), None), (0, 1));
+        assert_eq!(int_or_percent(Some(&pct("1")), 9, true, 0), 1);
     }
 
     #[test]

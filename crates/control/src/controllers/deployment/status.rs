@@ -1,7 +1,12 @@
 //! A Deployment's status from its ReplicaSets, with the Available and Progressing conditions kube's
 //! `progress.go` and `sync.go` write (what `kubectl rollout status` reads).
 
-use serde_json::{Value, json};
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// What the status is computed from, besides the ReplicaSets.
 pub struct Inputs<'a> {
@@ -17,62 +22,67 @@ pub struct Inputs<'a> {
     pub now: jiff::Timestamp,
 }
 
-fn int(v: &Value, ptr: &str) -> i64 {
-    v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+fn status_count(rs: &ReplicaSet, count: fn(&ReplicaSetStatus) -> Option<i32>) -> i64 {
+    rs.status.as_ref().and_then(count).map_or(0, i64::from)
 }
 
-fn name_of(v: &Value) -> &str {
-    v.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-fn stamp(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+/// A count as the status stores it.
+fn count(n: i64) -> Option<i32> {
+    Some(i32::try_from(n).unwrap_or(if n < 0 { 0 } else { i32::MAX }))
 }
 
 /// The status to store for Deployment `d` owning `owned`.
-pub fn compute(d: &Value, owned: &[Value], inp: &Inputs<'_>) -> Value {
-    let sum = |ptr: &str| owned.iter().map(|rs| int(rs, ptr)).sum::<i64>();
-    let new = inp
-        .new_rs
-        .and_then(|n| owned.iter().find(|rs| name_of(rs) == n));
-    let updated = new.map_or(0, |rs| int(rs, "/status/replicas"));
-    let total = sum("/status/replicas");
-    let ready = sum("/status/readyReplicas");
-    let available = sum("/status/availableReplicas");
-    let wanted_total = sum("/spec/replicas");
-    let generation = d
-        .pointer("/metadata/generation")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    let old_conditions = d
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let now = stamp(inp.now);
+pub fn compute(d: &Deployment, owned: &[Arc<ReplicaSet>], inp: &Inputs<'_>) -> DeploymentStatus {
+    let sum = |count: fn(&ReplicaSetStatus) -> Option<i32>| {
+        owned.iter().map(|rs| status_count(rs, count)).sum::<i64>()
+    };
+    let new = inp.new_rs.and_then(|n| {
+        owned
+            .iter()
+            .find(|rs| rs.metadata.name.as_deref() == Some(n))
+    });
+    let updated = new.map_or(0, |rs| status_count(rs, |s| Some(s.replicas)));
+    let total = sum(|s| Some(s.replicas));
+    let ready = sum(|s| s.ready_replicas);
+    let available = sum(|s| s.available_replicas);
+    let wanted_total: i64 = owned
+        .iter()
+        .map(|rs| rs.spec.replicas.map_or(0, i64::from))
+        .sum();
+    let generation = d.metadata.generation.unwrap_or(1);
+    let old_status = d.status.clone().unwrap_or_default();
+    let old_conditions = old_status.conditions.as_deref().unwrap_or_default();
+    // Stored times are whole seconds.
+    let now = Time(jiff::Timestamp::from_second(inp.now.as_second()).unwrap_or(inp.now));
+    let prev_of = |ty: &str| {
+        old_conditions
+            .iter()
+            .find(|c| c.type_.as_deref() == Some(ty))
+    };
     // kube's SetDeploymentCondition: the transition time survives when status and reason do not change.
     let condition = |ty: &str, status: &str, reason: &str, message: String| {
-        let prev = old_conditions.iter().find(|c| c["type"] == ty);
-        let same = prev.is_some_and(|p| p["status"] == status && p["reason"] == reason);
-        let transition = prev
-            .filter(|_| same)
-            .and_then(|p| p.get("lastTransitionTime").cloned())
-            .unwrap_or(json!(now));
-        json!({"type": ty, "status": status, "reason": reason, "message": message,
-               "lastUpdateTime": now, "lastTransitionTime": transition})
-    };
-    let keep_or = |ty: &str, status: &str, reason: &str, message: String| {
-        let prev = old_conditions.iter().find(|c| c["type"] == ty);
-        match prev {
-            Some(p)
-                if p["status"] == status && p["reason"] == reason && p["message"] == message =>
-            {
-                p.clone()
-            }
-            _ => condition(ty, status, reason, message),
+        let transition = prev_of(ty)
+            .filter(|p| p.status.as_deref() == Some(status) && p.reason.as_deref() == Some(reason))
+            .and_then(|p| p.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        DeploymentCondition {
+            type_: Some(ty.into()),
+            status: Some(status.into()),
+            reason: Some(reason.into()),
+            message: Some(message),
+            last_update_time: Some(now.clone()),
+            last_transition_time: Some(transition),
         }
+    };
+    let keep_or = |ty: &str, status: &str, reason: &str, message: String| match prev_of(ty) {
+        Some(p)
+            if p.status.as_deref() == Some(status)
+                && p.reason.as_deref() == Some(reason)
+                && p.message.as_deref() == Some(message.as_str()) =>
+        {
+            p.clone()
+        }
+        _ => condition(ty, status, reason, message),
     };
     let available_cond = if available >= inp.replicas - inp.max_unavailable {
         keep_or(
@@ -89,24 +99,23 @@ pub fn compute(d: &Value, owned: &[Value], inp: &Inputs<'_>) -> Value {
             "Deployment does not have minimum availability.".into(),
         )
     };
-    let prev_progressing = old_conditions
-        .iter()
-        .find(|c| c["type"] == "Progressing")
-        .cloned();
+    let prev_progressing = prev_of("Progressing").cloned();
     let prev_reason = prev_progressing
         .as_ref()
-        .and_then(|c| c["reason"].as_str())
-        .unwrap_or_default()
-        .to_string();
+        .and_then(|c| c.reason.clone())
+        .unwrap_or_default();
     let subject = match inp.new_rs.filter(|_| new.is_some() || inp.created) {
         Some(n) => format!("ReplicaSet \"{n}\""),
-        None => format!("Deployment \"{}\"", name_of(d)),
+        None => format!(
+            "Deployment \"{}\"",
+            d.metadata.name.as_deref().unwrap_or_default()
+        ),
     };
-    let old_status = d.get("status").cloned().unwrap_or(json!({}));
-    let progressed = updated > int(&old_status, "/updatedReplicas")
-        || total - updated < int(&old_status, "/replicas") - int(&old_status, "/updatedReplicas")
-        || ready > int(&old_status, "/readyReplicas")
-        || available > int(&old_status, "/availableReplicas");
+    let old = |count: Option<i32>| count.map_or(0, i64::from);
+    let progressed = updated > old(old_status.updated_replicas)
+        || total - updated < old(old_status.replicas) - old(old_status.updated_replicas)
+        || ready > old(old_status.ready_replicas)
+        || available > old(old_status.available_replicas);
     let complete = updated == inp.replicas && total == inp.replicas && available == inp.replicas;
     let progressing = if inp.paused {
         if prev_reason == "DeploymentPaused" {
@@ -164,56 +173,58 @@ pub fn compute(d: &Value, owned: &[Value], inp: &Inputs<'_>) -> Value {
     };
     let mut conditions = vec![available_cond];
     conditions.extend(progressing);
-    json!({
-        "observedGeneration": generation,
-        "replicas": total,
-        "updatedReplicas": updated,
-        "readyReplicas": ready,
-        "availableReplicas": available,
-        "unavailableReplicas": (wanted_total - available).max(0),
-        "conditions": conditions,
-    })
+    DeploymentStatus {
+        observed_generation: Some(generation),
+        replicas: count(total),
+        updated_replicas: count(updated),
+        ready_replicas: count(ready),
+        available_replicas: count(available),
+        unavailable_replicas: count((wanted_total - available).max(0)),
+        conditions: Some(conditions),
+        ..DeploymentStatus::default()
+    }
 }
 
 /// kube's DeploymentTimedOut: no progress since the Progressing condition's lastUpdateTime for longer than
 /// the deadline (a completed rollout never times out).
-fn timed_out(cond: Option<&Value>, deadline: Option<i64>, now: jiff::Timestamp) -> bool {
+fn timed_out(
+    cond: Option<&DeploymentCondition>,
+    deadline: Option<i64>,
+    now: jiff::Timestamp,
+) -> bool {
     let (Some(cond), Some(deadline)) = (cond, deadline) else {
         return false;
     };
-    match cond["reason"].as_str() {
+    match cond.reason.as_deref() {
         Some("NewReplicaSetAvailable") => false,
         Some("ProgressDeadlineExceeded") => true,
-        _ => cond["lastUpdateTime"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .is_some_and(|from| now.as_second() - from.as_second() > deadline),
+        _ => cond
+            .last_update_time
+            .as_ref()
+            .is_some_and(|from| now.as_second() - from.0.as_second() > deadline),
     }
 }
 
 /// kube's `requeueStuckDeployment`: how long until a rollout in progress passes its progress deadline, so
 /// the Deployment is looked at again then; `None` when no deadline is pending.
 pub fn until_deadline(
-    status: &Value,
+    status: &DeploymentStatus,
     deadline: Option<i64>,
     now: jiff::Timestamp,
 ) -> Option<std::time::Duration> {
     let deadline = deadline?;
     let cond = status
-        .get("conditions")?
-        .as_array()?
+        .conditions
+        .as_ref()?
         .iter()
-        .find(|c| c["type"] == "Progressing")?;
+        .find(|c| c.type_.as_deref() == Some("Progressing"))?;
     if matches!(
-        cond["reason"].as_str(),
+        cond.reason.as_deref(),
         Some("NewReplicaSetAvailable" | "ProgressDeadlineExceeded" | "DeploymentPaused")
     ) {
         return None;
     }
-    let from = cond["lastUpdateTime"]
-        .as_str()?
-        .parse::<jiff::Timestamp>()
-        .ok()?;
+    let from = cond.last_update_time.as_ref()?.0;
     // `timed_out` needs more than `deadline` whole seconds to have passed.
     let left = (from.as_second() + deadline + 1 - now.as_second()).max(0);
     Some(
@@ -223,11 +234,20 @@ pub fn until_deadline(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
-    fn rs(name: &str, spec: i64, replicas: i64, available: i64) -> Value {
-        json!({"metadata": {"name": name}, "spec": {"replicas": spec},
-               "status": {"replicas": replicas, "readyReplicas": available, "availableReplicas": available}})
+    fn rs(name: &str, spec: i64, replicas: i64, available: i64) -> Arc<ReplicaSet> {
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"replicas": spec},
+                "status": {"replicas": replicas, "readyReplicas": available, "availableReplicas": available}}))
+            .unwrap(),
+        )
+    }
+
+    fn deployment(metadata: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({"metadata": metadata, "spec": {}})).unwrap()
     }
 
     fn inputs(now: jiff::Timestamp) -> Inputs<'static> {
@@ -242,50 +262,84 @@ mod tests {
         }
     }
 
-    fn progressing(status: &Value) -> &Value {
-        status["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"))
+    fn progressing(status: &DeploymentStatus) -> &DeploymentCondition {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_.as_deref() == Some("Progressing"))
             .expect("Progressing condition")
+    }
+
+    fn reason(c: &DeploymentCondition) -> &str {
+        c.reason.as_deref().unwrap_or_default()
     }
 
     #[test]
     fn rollout_progresses_times_out_and_completes() {
         let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let mut d = json!({"metadata": {"name": "d", "generation": 3}, "spec": {}});
+        let mut d = deployment(json!({"name": "d", "generation": 3}));
         let owned = [rs("d-old", 2, 2, 2), rs("d-new", 1, 1, 0)];
         let s = compute(&d, &owned, &inputs(t0));
-        assert_eq!(s["observedGeneration"], 3);
-        assert_eq!(s["replicas"], 3);
-        assert_eq!(s["updatedReplicas"], 1);
-        assert_eq!(s["availableReplicas"], 2);
-        assert_eq!(s["unavailableReplicas"], 1);
-        assert_eq!(progressing(&s)["reason"], "ReplicaSetUpdated");
-        d["status"] = s;
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.replicas, Some(3));
+        assert_eq!(s.updated_replicas, Some(1));
+        assert_eq!(s.available_replicas, Some(2));
+        assert_eq!(s.unavailable_replicas, Some(1));
+        assert_eq!(reason(progressing(&s)), "ReplicaSetUpdated");
+        d.status = Some(s);
         // No progress within the deadline: unchanged; after it: exceeded.
         let later = t0 + jiff::SignedDuration::from_secs(5);
         let s = compute(&d, &owned, &inputs(later));
-        assert_eq!(progressing(&s), progressing(&d["status"]));
+        assert_eq!(progressing(&s), progressing(d.status.as_ref().unwrap()));
         let late = t0 + jiff::SignedDuration::from_secs(11);
         let s = compute(&d, &owned, &inputs(late));
-        assert_eq!(progressing(&s)["status"], "False");
-        assert_eq!(progressing(&s)["reason"], "ProgressDeadlineExceeded");
-        d["status"] = s;
+        assert_eq!(progressing(&s).status.as_deref(), Some("False"));
+        assert_eq!(reason(progressing(&s)), "ProgressDeadlineExceeded");
+        d.status = Some(s);
         // Completion wins over the deadline.
         let done = [rs("d-old", 0, 0, 0), rs("d-new", 2, 2, 2)];
         let s = compute(&d, &done, &inputs(late));
-        assert_eq!(progressing(&s)["reason"], "NewReplicaSetAvailable");
+        assert_eq!(reason(progressing(&s)), "NewReplicaSetAvailable");
         assert_eq!(
-            progressing(&s)["message"],
-            "ReplicaSet \"d-new\" has successfully progressed."
+            progressing(&s).message.as_deref(),
+            Some("ReplicaSet \"d-new\" has successfully progressed.")
         );
-        assert_eq!(s["conditions"][0]["status"], "True");
+        assert_eq!(
+            s.conditions.as_ref().unwrap()[0].status.as_deref(),
+            Some("True")
+        );
+    }
+
+    #[test]
+    fn the_status_is_written_as_before() {
+        // The JSON the controller stores: every count, the conditions with whole-second times.
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00.75Z".parse().unwrap();
+        let d = deployment(json!({"name": "d", "generation": 2}));
+        let owned = [rs("d-new", 2, 2, 1)];
+        let s = serde_json::to_value(compute(&d, &owned, &inputs(t0))).unwrap();
+        let now = "2026-01-01T00:00:00Z";
+        assert_eq!(
+            s,
+            json!({
+                "observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 1,
+                "availableReplicas": 1, "unavailableReplicas": 1,
+                "conditions": [
+                    {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                     "message": "Deployment does not have minimum availability.",
+                     "lastUpdateTime": now, "lastTransitionTime": now},
+                    {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+                     "message": "ReplicaSet \"d-new\" is progressing.",
+                     "lastUpdateTime": now, "lastTransitionTime": now},
+                ],
+            })
+        );
     }
 
     #[test]
     fn a_rollout_in_progress_is_looked_at_again_at_its_deadline() {
         let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let d = json!({"metadata": {"name": "d"}, "spec": {}});
+        let d = deployment(json!({"name": "d"}));
         let owned = [rs("d-old", 2, 2, 2), rs("d-new", 1, 1, 0)];
         let s = compute(&d, &owned, &inputs(t0));
         let later = t0 + jiff::SignedDuration::from_secs(4);
@@ -300,15 +354,15 @@ mod tests {
     #[test]
     fn paused_and_created_reasons() {
         let now = jiff::Timestamp::now();
-        let d = json!({"metadata": {"name": "d"}});
+        let d = deployment(json!({"name": "d"}));
         let mut inp = inputs(now);
         inp.paused = true;
         let s = compute(&d, &[], &inp);
-        assert_eq!(progressing(&s)["reason"], "DeploymentPaused");
-        assert_eq!(progressing(&s)["status"], "Unknown");
+        assert_eq!(reason(progressing(&s)), "DeploymentPaused");
+        assert_eq!(progressing(&s).status.as_deref(), Some("Unknown"));
         let mut inp = inputs(now);
         inp.created = true;
         let s = compute(&d, &[], &inp);
-        assert_eq!(progressing(&s)["reason"], "NewReplicaSetCreated");
+        assert_eq!(reason(progressing(&s)), "NewReplicaSetCreated");
     }
 }
