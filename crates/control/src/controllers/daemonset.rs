@@ -13,6 +13,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use herd_api::resources::{self, ResourceInfo};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::{Metadata, Resource};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::batch::{self, DAEMON_BURST_REPLICAS};
@@ -20,12 +26,11 @@ use super::deployment::template_hash;
 use super::{
     Controller, Informers, Key, Requeue, controller_owner, key_of, pod_from_template, pod_is_ready,
 };
-use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::error::ApiError;
 use crate::events::{EventQueue, Recorder};
 use crate::objects::Change;
-use crate::objects::{Objects, core};
+use crate::objects::Objects;
 use crate::scheduler::{node_affinity_matches, tolerates};
 
 const REVISION_LABEL: &str = "controller-revision-hash";
@@ -75,22 +80,36 @@ impl Controller for DaemonSets {
     }
 
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(ds) = self.caches.get(self.daemonsets, ns, name) else {
+        let Some((ds, raw)) = typed_and_json::<DaemonSet>(&self.caches, self.daemonsets, ns, name)
+        else {
             return Ok(None);
         };
-        if ds.pointer("/metadata/deletionTimestamp").is_some() {
+        if ds.metadata.deletion_timestamp.is_some() {
             return Ok(None);
         }
-        let uid = ds
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let template = ds.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        let uid = ds.metadata.uid.clone().unwrap_or_default();
+        // The pods are built from, and their revision hashed over, the template as stored (JSON), so a
+        // field the typed form does not know survives and the hash matches the one the pods carry.
+        let template = raw
+            .get("spec")
+            .and_then(|s| s.get("template"))
+            .cloned()
+            .unwrap_or(Value::Null);
         let hash = template_hash(&template);
         let mut pod_spec = template.get("spec").cloned().unwrap_or(json!({}));
-        add_daemon_tolerations(&mut pod_spec);
-        let nodes = self.caches.list(core("nodes"), None);
+        // The spec placement checks: the template's, typed, with kube's daemon tolerations.
+        let mut typed_spec = ds.spec.template.spec.clone().unwrap_or_default();
+        let added = missing_daemon_tolerations(&typed_spec);
+        add_tolerations(&mut pod_spec, &added);
+        typed_spec
+            .tolerations
+            .get_or_insert_with(Vec::new)
+            .extend(added);
+        let daemon = Pod {
+            spec: Some(typed_spec),
+            ..Pod::default()
+        };
+        let nodes = self.caches.store::<Node>().state();
         let mut by_node: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
         for pod in self.caches.controlled_by(&uid) {
             let node = pod
@@ -106,7 +125,7 @@ impl Controller for DaemonSets {
         let mut to_delete: Vec<Arc<Value>> = Vec::new();
         let mut old_running: Vec<Arc<Value>> = Vec::new();
         let mut unavailable = 0usize;
-        let desired = nodes.iter().filter(|n| placement(&pod_spec, n).0).count();
+        let desired = nodes.iter().filter(|n| placement(&daemon, n).0).count();
         let max_surge = if rolling(&ds) {
             max_surge(&ds, desired)
         } else {
@@ -117,10 +136,10 @@ impl Controller for DaemonSets {
             p.pointer(&format!("/metadata/labels/{REVISION_LABEL}")) == Some(&json!(hash))
         };
         for node in &nodes {
-            let Some(node_name) = node.pointer("/metadata/name").and_then(Value::as_str) else {
+            let Some(node_name) = node.metadata.name.as_deref() else {
                 continue;
             };
-            let (should_run, should_continue) = placement(&pod_spec, node);
+            let (should_run, should_continue) = placement(&daemon, node);
             let pods = by_node.remove(node_name).unwrap_or_default();
             let (terminal_failed, others): (Vec<Arc<Value>>, Vec<Arc<Value>>) = pods
                 .into_iter()
@@ -195,8 +214,7 @@ impl Controller for DaemonSets {
                 }
                 None => {}
                 Some(pod) => {
-                    let updated = pod.pointer(&format!("/metadata/labels/{REVISION_LABEL}"))
-                        == Some(&json!(hash));
+                    let updated = is_updated(&pod);
                     let ready = pod_is_ready(&pod);
                     if should_run {
                         status.ready += usize::from(ready);
@@ -229,10 +247,10 @@ impl Controller for DaemonSets {
         }
         let pods = to_create
             .iter()
-            .map(|node| daemon_pod(&ds, &hash, &template, &pod_spec, node))
+            .map(|node| daemon_pod(&ds, &raw, &hash, &template, &pod_spec, node))
             .collect();
         let (_, create_failed) =
-            batch::create_pods(&self.objects, self.pods, &self.events, &ds, pods).await;
+            batch::create_pods(&self.objects, self.pods, &self.events, &raw, pods).await;
         if rolling(&ds) {
             let max_unavailable = max_unavailable(&ds, status.desired);
             // Unavailable old pods are replaced first; they cost nothing.
@@ -252,7 +270,7 @@ impl Controller for DaemonSets {
             &self.objects,
             self.pods,
             &self.events,
-            &ds,
+            &raw,
             &to_delete,
             None,
         )
@@ -263,7 +281,7 @@ impl Controller for DaemonSets {
             &self.objects,
             self.pods,
             &self.events,
-            &ds,
+            &raw,
             &orphans,
             Some(0),
         )
@@ -276,7 +294,7 @@ impl Controller for DaemonSets {
             "numberReady": status.ready,
             "numberAvailable": status.ready,
             "updatedNumberScheduled": status.updated,
-            "observedGeneration": ds.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+            "observedGeneration": ds.metadata.generation.unwrap_or(1),
         });
         let unavailable_count = status.desired.saturating_sub(status.ready);
         if unavailable_count > 0 {
@@ -326,64 +344,96 @@ struct Counts {
     updated: usize,
 }
 
+/// The object `name` of `res` read typed as `K` and as the JSON it was decoded from, one revision of it
+/// for both (read again if it changed between the two reads).
+pub(super) fn typed_and_json<K>(
+    caches: &Informers,
+    res: &ResourceInfo,
+    ns: &str,
+    name: &str,
+) -> Option<(Arc<K>, Arc<Value>)>
+where
+    K: Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static,
+{
+    loop {
+        let typed = caches.store::<K>().get(ns, name)?;
+        let json = caches.get(res, ns, name)?;
+        let version = json
+            .get("metadata")
+            .and_then(|m| m.get("resourceVersion"))
+            .and_then(Value::as_str);
+        if version == typed.metadata().resource_version.as_deref() {
+            return Some((typed, json));
+        }
+    }
+}
+
 /// A daemon pod for `node`, bound to it, labelled with the template's revision hash and generation.
-fn daemon_pod(ds: &Value, hash: &str, template: &Value, pod_spec: &Value, node: &str) -> Value {
+fn daemon_pod(
+    ds: &DaemonSet,
+    raw: &Value,
+    hash: &str,
+    template: &Value,
+    pod_spec: &Value,
+    node: &str,
+) -> Value {
     let mut labels = template
-        .pointer("/metadata/labels")
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
         .cloned()
         .filter(Value::is_object)
         .unwrap_or(json!({}));
     labels[REVISION_LABEL] = json!(hash);
-    labels["pod-template-generation"] = json!(
-        ds.pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(1)
-            .to_string()
-    );
+    labels["pod-template-generation"] = json!(ds.metadata.generation.unwrap_or(1).to_string());
     let mut spec = pod_spec.clone();
     spec["nodeName"] = json!(node);
-    pod_from_template(ds, "DaemonSet", template, labels, spec)
+    pod_from_template(raw, "DaemonSet", template, labels, spec)
 }
 
-fn rolling(ds: &Value) -> bool {
-    ds.pointer("/spec/updateStrategy/type")
-        .and_then(Value::as_str)
+fn rolling(ds: &DaemonSet) -> bool {
+    ds.spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
         .is_none_or(|t| t == "RollingUpdate")
 }
 
-/// `maxUnavailable` (a count or a percentage of the desired pods, rounded up); at least 1.
-fn max_unavailable(ds: &Value, desired: usize) -> usize {
-    let value = ds.pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable");
-    let n = match value {
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(1) as usize,
-        Some(Value::String(s)) => s
+/// A rolling update's `maxUnavailable` or `maxSurge` (a count, or a percentage of `desired` rounded up);
+/// `None` when unset or not understood.
+fn scaled(value: Option<&IntOrString>, desired: usize) -> Option<usize> {
+    match value? {
+        IntOrString::Int(n) => usize::try_from(*n).ok(),
+        IntOrString::String(s) => s
             .strip_suffix('%')
             .and_then(|p| p.parse::<usize>().ok())
-            .map_or(1, |p| (p * desired).div_ceil(100)),
-        _ => 1,
-    };
-    n.max(1)
-}
-
-/// `maxSurge` (a count or a percentage of the desired pods, rounded up); 0 when unset.
-fn max_surge(ds: &Value, desired: usize) -> usize {
-    match ds.pointer("/spec/updateStrategy/rollingUpdate/maxSurge") {
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
-        Some(Value::String(s)) => s
-            .strip_suffix('%')
-            .and_then(|p| p.parse::<usize>().ok())
-            .map_or(0, |p| (p * desired).div_ceil(100)),
-        _ => 0,
+            .map(|p| (p * desired).div_ceil(100)),
     }
 }
 
-/// kube's `AddOrUpdateDaemonPodTolerations`.
-fn add_daemon_tolerations(spec: &mut Value) {
-    let mut tolerations = spec
-        .get("tolerations")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+/// `maxUnavailable` (a count or a percentage of the desired pods, rounded up); at least 1.
+fn max_unavailable(ds: &DaemonSet, desired: usize) -> usize {
+    let rolling = ds
+        .spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref());
+    scaled(rolling.and_then(|r| r.max_unavailable.as_ref()), desired)
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// `maxSurge` (a count or a percentage of the desired pods, rounded up); 0 when unset.
+fn max_surge(ds: &DaemonSet, desired: usize) -> usize {
+    let rolling = ds
+        .spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref());
+    scaled(rolling.and_then(|r| r.max_surge.as_ref()), desired).unwrap_or(0)
+}
+
+/// The tolerations of kube's `AddOrUpdateDaemonPodTolerations` that `spec` does not have yet.
+fn missing_daemon_tolerations(spec: &PodSpec) -> Vec<Toleration> {
     let mut wanted = vec![
         ("node.kubernetes.io/not-ready", "NoExecute"),
         ("node.kubernetes.io/unreachable", "NoExecute"),
@@ -392,27 +442,43 @@ fn add_daemon_tolerations(spec: &mut Value) {
         ("node.kubernetes.io/pid-pressure", "NoSchedule"),
         ("node.kubernetes.io/unschedulable", "NoSchedule"),
     ];
-    if spec.get("hostNetwork") == Some(&json!(true)) {
+    if spec.host_network == Some(true) {
         wanted.push(("node.kubernetes.io/network-unavailable", "NoSchedule"));
     }
-    for (key, effect) in wanted {
-        let present = tolerations
-            .iter()
-            .any(|t| t["key"] == key && t["effect"] == effect && t["operator"] == "Exists");
-        if !present {
-            tolerations.push(json!({"key": key, "operator": "Exists", "effect": effect}));
-        }
-    }
+    let have = spec.tolerations.as_deref().unwrap_or_default();
+    wanted
+        .into_iter()
+        .filter(|(key, effect)| {
+            !have.iter().any(|t| {
+                t.key.as_deref() == Some(*key)
+                    && t.effect.as_deref() == Some(*effect)
+                    && t.operator.as_deref() == Some("Exists")
+            })
+        })
+        .map(|(key, effect)| Toleration {
+            key: Some(key.to_string()),
+            operator: Some("Exists".to_string()),
+            effect: Some(effect.to_string()),
+            ..Toleration::default()
+        })
+        .collect()
+}
+
+/// Appends `added` to the tolerations of the pod spec `spec` (JSON, as the pods are built).
+fn add_tolerations(spec: &mut Value, added: &[Toleration]) {
+    let mut tolerations = spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    tolerations.extend(added.iter().map(|t| json!(t)));
     spec["tolerations"] = json!(tolerations);
 }
 
 /// kube's `NodeShouldRunDaemonPod`: (should run a pod there, may keep a pod already running there). The
-/// checks are the scheduler's own (node affinity, taints and tolerations).
-fn placement(pod_spec: &Value, node: &Value) -> (bool, bool) {
-    let Some((pod, node)) = typed(pod_spec, node) else {
-        return (false, false);
-    };
-    if !fits(&pod, &node) {
+/// checks are the scheduler's own (node affinity, taints and tolerations) on the daemon pod `pod`.
+fn placement(pod: &Pod, node: &Node) -> (bool, bool) {
+    if !fits(pod, node) {
         return (false, false);
     }
     let taints = node
@@ -438,17 +504,6 @@ fn placement(pod_spec: &Value, node: &Value) -> (bool, bool) {
     (true, true)
 }
 
-/// The template's pod spec and the node as typed objects (a spec without containers gets an empty list).
-fn typed(pod_spec: &Value, node: &Value) -> Option<(Pod, Node)> {
-    let mut spec = pod_spec.clone();
-    spec.as_object_mut()?
-        .entry("containers")
-        .or_insert_with(|| json!([]));
-    let pod = serde_json::from_value(json!({ "spec": spec })).ok()?;
-    let node = serde_json::from_value(node.clone()).ok()?;
-    Some((pod, node))
-}
-
 /// nodeSelector and required node affinity, as the scheduler checks them.
 fn fits(pod: &Pod, node: &Node) -> bool {
     static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
@@ -458,80 +513,120 @@ fn fits(pod: &Pod, node: &Node) -> bool {
 }
 
 #[cfg(test)]
-fn fits_selector_and_affinity(pod_spec: &Value, node: &Value) -> bool {
-    typed(pod_spec, node).is_some_and(|(pod, node)| fits(&pod, &node))
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn node(labels: Value, taints: Value) -> Value {
-        json!({"metadata": {"name": "n1", "labels": labels}, "spec": {"taints": taints}})
+    fn node(labels: Value, taints: Value) -> Node {
+        serde_json::from_value(
+            json!({"metadata": {"name": "n1", "labels": labels}, "spec": {"taints": taints}}),
+        )
+        .unwrap()
+    }
+
+    /// A daemon pod of a template with pod spec `spec` (JSON), with kube's daemon tolerations added.
+    fn daemon(spec: Value) -> Pod {
+        let mut spec: PodSpec = serde_json::from_value(spec).unwrap();
+        let added = missing_daemon_tolerations(&spec);
+        spec.tolerations.get_or_insert_with(Vec::new).extend(added);
+        Pod {
+            spec: Some(spec),
+            ..Pod::default()
+        }
+    }
+
+    fn fits_selector_and_affinity(spec: Value, node: &Node) -> bool {
+        fits(&daemon(spec), node)
+    }
+
+    fn ds(strategy: Value) -> DaemonSet {
+        serde_json::from_value(json!({"spec": {"updateStrategy": strategy}})).unwrap()
     }
 
     #[test]
     fn daemon_tolerations_cover_unschedulable_and_not_ready() {
-        let mut spec = json!({"containers": []});
-        add_daemon_tolerations(&mut spec);
         let cordoned = node(
             json!({}),
             json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"},
                    {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
         );
-        assert_eq!(placement(&spec, &cordoned), (true, true));
+        assert_eq!(
+            placement(&daemon(json!({"containers": []})), &cordoned),
+            (true, true)
+        );
         let tainted = node(
             json!({}),
             json!([{"key": "gpu", "value": "x", "effect": "NoSchedule"}]),
         );
-        assert_eq!(placement(&spec, &tainted), (false, true));
+        assert_eq!(
+            placement(&daemon(json!({"containers": []})), &tainted),
+            (false, true)
+        );
         let evicting = node(json!({}), json!([{"key": "gpu", "effect": "NoExecute"}]));
-        assert_eq!(placement(&spec, &evicting), (false, false));
-        spec["tolerations"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"key": "gpu", "operator": "Equal", "value": "x"}));
-        assert_eq!(placement(&spec, &tainted), (true, true));
+        assert_eq!(
+            placement(&daemon(json!({"containers": []})), &evicting),
+            (false, false)
+        );
+        let tolerating = json!({"containers": [], "tolerations": [
+            {"key": "gpu", "operator": "Equal", "value": "x"}]});
+        assert_eq!(placement(&daemon(tolerating), &tainted), (true, true));
+    }
+
+    #[test]
+    fn daemon_tolerations_are_added_once_to_the_pods_spec() {
+        let mut spec = json!({"containers": [], "hostNetwork": true, "tolerations": [
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}]});
+        let added = missing_daemon_tolerations(&serde_json::from_value(spec.clone()).unwrap());
+        assert_eq!(added.len(), 6, "all but not-ready, network-unavailable too");
+        add_tolerations(&mut spec, &added);
+        let tolerations = spec["tolerations"].as_array().unwrap();
+        assert_eq!(tolerations.len(), 7);
+        assert_eq!(
+            tolerations[1],
+            json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"})
+        );
+        let again = missing_daemon_tolerations(&serde_json::from_value(spec).unwrap());
+        assert!(again.is_empty());
     }
 
     #[test]
     fn selector_and_required_affinity_pick_nodes() {
         let n = node(json!({"zone": "a", "cores": "8"}), json!([]));
         assert!(fits_selector_and_affinity(
-            &json!({"nodeSelector": {"zone": "a"}}),
+            json!({"containers": [], "nodeSelector": {"zone": "a"}}),
             &n
         ));
         assert!(!fits_selector_and_affinity(
-            &json!({"nodeSelector": {"zone": "b"}}),
+            json!({"containers": [], "nodeSelector": {"zone": "b"}}),
             &n
         ));
         let affinity = |term: Value| {
-            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            json!({"containers": [], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                 "nodeSelectorTerms": [term]}}}})
         };
         let by_name = affinity(json!({"matchFields": [
             {"key": "metadata.name", "operator": "In", "values": ["n1"]}]}));
-        assert!(fits_selector_and_affinity(&by_name, &n));
+        assert!(fits_selector_and_affinity(by_name, &n));
         let other = affinity(json!({"matchFields": [
             {"key": "metadata.name", "operator": "In", "values": ["n2"]}]}));
-        assert!(!fits_selector_and_affinity(&other, &n));
+        assert!(!fits_selector_and_affinity(other, &n));
         let gt = affinity(json!({"matchExpressions": [
             {"key": "cores", "operator": "Gt", "values": ["4"]},
             {"key": "gpu", "operator": "DoesNotExist"}]}));
-        assert!(fits_selector_and_affinity(&gt, &n));
+        assert!(fits_selector_and_affinity(gt, &n));
     }
 
     #[test]
     fn max_unavailable_scales_percentages_up() {
-        let ds = |v: Value| json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": v}}}});
-        assert_eq!(max_unavailable(&json!({}), 10), 1);
-        assert_eq!(max_unavailable(&ds(json!(3)), 10), 3);
-        assert_eq!(max_unavailable(&ds(json!("25%")), 10), 3);
-        assert_eq!(max_unavailable(&ds(json!("0%")), 10), 1);
-        let surge =
-            |v: Value| json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxSurge": v}}}});
-        assert_eq!(max_surge(&json!({}), 10), 0);
+        let unavailable = |v: Value| ds(json!({"rollingUpdate": {"maxUnavailable": v}}));
+        assert_eq!(max_unavailable(&ds(json!({})), 10), 1);
+        assert_eq!(max_unavailable(&unavailable(json!(3)), 10), 3);
+        assert_eq!(max_unavailable(&unavailable(json!("25%")), 10), 3);
+        assert_eq!(max_unavailable(&unavailable(json!("0%")), 10), 1);
+        let surge = |v: Value| ds(json!({"rollingUpdate": {"maxSurge": v}}));
+        assert_eq!(max_surge(&ds(json!({})), 10), 0);
         assert_eq!(max_surge(&surge(json!(2)), 10), 2);
         assert_eq!(max_surge(&surge(json!("25%")), 10), 3);
+        assert!(rolling(&ds(json!({}))));
+        assert!(!rolling(&ds(json!({"type": "OnDelete"}))));
     }
 }

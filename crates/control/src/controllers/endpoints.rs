@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use herd_api::LabelSelector;
 use herd_api::resources::{self, ResourceInfo};
+use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
 use super::{Controller, Informers, Key, Requeue, key_of, pod_is_active, pod_is_ready};
@@ -55,17 +58,10 @@ impl EndpointsController {
         ns: &str,
         name: &str,
         pods: &[Arc<Value>],
-        slices: &[Value],
+        slices: &[Arc<EndpointSlice>],
     ) -> Result<(), ApiError> {
-        let svc = self
-            .caches
-            .get(core("services"), ns, name)
-            .map(Arc::unwrap_or_clone);
-        let Some(selector) = svc
-            .as_ref()
-            .and_then(|s| s.pointer("/spec/selector"))
-            .and_then(Value::as_object)
-        else {
+        let svc = self.caches.store::<Service>().get(ns, name);
+        let Some(selector) = svc.as_deref().and_then(service_selector) else {
             // No Service (or no selector): endpoints we manage are removed.
             self.reconcile_slices(ns, name, None, &[], slices).await?;
             if svc.is_none() {
@@ -80,16 +76,11 @@ impl EndpointsController {
             }
             return Ok(());
         };
-        let svc = svc.clone().unwrap_or_default();
-        let labels: BTreeMap<String, String> = selector
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-            .collect();
-        let selector = LabelSelector::from_map(&labels);
+        let svc = svc.unwrap_or_default();
         let svc_ports = svc
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .cloned()
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_deref())
             .unwrap_or_default();
         // Pods are grouped by the ports they resolve to, as the Kubernetes controller does with subsets.
         let mut subsets: BTreeMap<String, Subset> = BTreeMap::new();
@@ -108,9 +99,10 @@ impl EndpointsController {
                 .iter()
                 .filter_map(|sp| {
                     let port = resolve_target_port(pod, sp)?;
-                    let mut p = json!({"port": port, "protocol": sp.get("protocol").cloned().unwrap_or(json!("TCP"))});
-                    if let Some(n) = sp.get("name").filter(|n| n.as_str().is_some_and(|s| !s.is_empty())) {
-                        p["name"] = n.clone();
+                    let mut p =
+                        json!({"port": port, "protocol": sp.protocol.as_deref().unwrap_or("TCP")});
+                    if let Some(n) = sp.name.as_deref().filter(|n| !n.is_empty()) {
+                        p["name"] = json!(n);
                     }
                     Some(p)
                 })
@@ -158,10 +150,7 @@ impl EndpointsController {
                 s
             })
             .collect();
-        let labels = svc
-            .pointer("/metadata/labels")
-            .cloned()
-            .unwrap_or(json!({}));
+        let labels = json!(svc.metadata.labels.clone().unwrap_or_default());
         self.reconcile_slices(ns, name, Some(&svc), &subsets, slices)
             .await?;
         // The Endpoints object lists no terminating pod; a port set of terminating pods only has none.
@@ -210,24 +199,19 @@ impl EndpointsController {
         &self,
         ns: &str,
         name: &str,
-        svc: Option<&Value>,
+        svc: Option<&Service>,
         subsets: &[Value],
-        slices: &[Value],
+        slices: &[Arc<EndpointSlice>],
     ) -> Result<(), ApiError> {
-        let mut existing: Vec<&Value> = slices
+        let mut existing: Vec<&EndpointSlice> = slices
             .iter()
+            .map(|s| &**s)
             .filter(|s| {
-                s.pointer("/metadata/labels")
-                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                    .and_then(Value::as_str)
-                    == Some(name)
-                    && s.pointer("/metadata/labels")
-                        .and_then(|l| l.get(MANAGED_BY_LABEL))
-                        .and_then(Value::as_str)
-                        == Some(MANAGED_BY)
+                label(s, SERVICE_NAME_LABEL) == Some(name)
+                    && label(s, MANAGED_BY_LABEL) == Some(MANAGED_BY)
             })
             .collect();
-        existing.sort_by_key(|s| s.pointer("/metadata/name").and_then(Value::as_str));
+        existing.sort_by_key(|s| s.metadata.name.as_deref());
         // A Service with no endpoints still has one (empty) slice, as kube keeps a placeholder.
         let placeholder = [json!({"ports": []})];
         let subsets = if svc.is_some() && subsets.is_empty() {
@@ -239,18 +223,18 @@ impl EndpointsController {
         for subset in subsets {
             let ports = subset.get("ports").cloned().unwrap_or(json!([]));
             // The slices of this port set are planned with it; the others left over go.
-            let (mine, rest): (Vec<&Value>, Vec<&Value>) = existing
+            let (mine, rest): (Vec<&EndpointSlice>, Vec<&EndpointSlice>) = existing
                 .into_iter()
-                .partition(|s| s.get("ports").unwrap_or(&json!([])) == &ports);
+                .partition(|s| json!(s.ports.as_deref().unwrap_or_default()) == ports);
             existing = rest;
+            // The slices' endpoints as the plan compares them: JSON, as the desired ones are built.
             let mine: Vec<(String, Vec<Value>)> = mine
                 .into_iter()
                 .map(|s| {
-                    let slice_name = s.pointer("/metadata/name").and_then(Value::as_str);
-                    let endpoints = s.get("endpoints").and_then(Value::as_array);
+                    let endpoints = s.endpoints.as_deref().unwrap_or_default();
                     (
-                        slice_name.unwrap_or_default().to_string(),
-                        endpoints.cloned().unwrap_or_default(),
+                        s.metadata.name.clone().unwrap_or_default(),
+                        endpoints.iter().map(|e| json!(e)).collect(),
                     )
                 })
                 .collect();
@@ -258,8 +242,8 @@ impl EndpointsController {
             changes.extend(plan.into_iter().map(|change| (ports.clone(), change)));
         }
         changes.extend(existing.into_iter().filter_map(|stale| {
-            let slice_name = stale.pointer("/metadata/name").and_then(Value::as_str)?;
-            Some((Value::Null, SliceChange::Delete(slice_name.to_string())))
+            let slice_name = stale.metadata.name.clone()?;
+            Some((Value::Null, SliceChange::Delete(slice_name)))
         }));
         for (ports, change) in changes {
             match change {
@@ -287,7 +271,7 @@ impl EndpointsController {
                             "labels": slice_labels(svc, name),
                             "ownerReferences": [{
                                 "apiVersion": "v1", "kind": "Service", "name": name,
-                                "uid": svc.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+                                "uid": svc.metadata.uid,
                                 "controller": true, "blockOwnerDeletion": true,
                             }],
                         },
@@ -452,14 +436,20 @@ fn pod_is_terminating(pod: &Value) -> bool {
         && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
+/// The value of a slice's label `key`.
+fn label<'a>(slice: &'a EndpointSlice, key: &str) -> Option<&'a str> {
+    slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map(String::as_str)
+}
+
 /// A slice's labels, as kube's controller writes them: the Service's own labels, then the Service name
 /// and the managing controller.
-fn slice_labels(svc: &Value, name: &str) -> Value {
-    let mut labels = svc
-        .pointer("/metadata/labels")
-        .cloned()
-        .filter(Value::is_object)
-        .unwrap_or(json!({}));
+fn slice_labels(svc: &Service, name: &str) -> Value {
+    let mut labels = json!(svc.metadata.labels.clone().unwrap_or_default());
     labels[SERVICE_NAME_LABEL] = json!(name);
     labels[MANAGED_BY_LABEL] = json!(MANAGED_BY);
     labels
@@ -498,10 +488,10 @@ fn slice_endpoints(subset: &Value) -> Vec<Value> {
 }
 
 /// The pod port a Service port sends to: a number, or a named container port of the pod.
-fn resolve_target_port(pod: &Value, svc_port: &Value) -> Option<i64> {
-    match svc_port.get("targetPort") {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(name)) => {
+fn resolve_target_port(pod: &Value, svc_port: &ServicePort) -> Option<i64> {
+    match &svc_port.target_port {
+        Some(IntOrString::Int(n)) => Some(i64::from(*n)),
+        Some(IntOrString::String(name)) => {
             if let Ok(n) = name.parse() {
                 return Some(n);
             }
@@ -517,7 +507,7 @@ fn resolve_target_port(pod: &Value, svc_port: &Value) -> Option<i64> {
                 .find(|p| p["name"] == name.as_str())
                 .and_then(|p| p["containerPort"].as_i64())
         }
-        _ => svc_port.get("port").and_then(Value::as_i64),
+        None => Some(i64::from(svc_port.port)),
     }
 }
 
@@ -537,17 +527,17 @@ impl Controller for EndpointsController {
         }
         let ns = &change.namespace;
         let mut names = BTreeSet::new();
-        for svc in self.caches.list(core("services"), Some(ns)) {
-            let Some(name) = svc.pointer("/metadata/name").and_then(Value::as_str) else {
+        let endpoints = self.caches.store::<Endpoints>();
+        for svc in self.caches.store::<Service>().list(Some(ns)) {
+            let Some(name) = svc.metadata.name.as_deref() else {
                 continue;
             };
-            let selects =
-                |pod: &Value| service_selector(&svc).is_some_and(|s| s.matches_object(pod));
+            let selector = service_selector(&svc);
+            let selects = |pod: &Value| selector.as_ref().is_some_and(|s| s.matches_object(pod));
             if selects(&change.object)
                 || change.previous.as_deref().is_some_and(selects)
-                || self
-                    .caches
-                    .get(self.endpoints, ns, name)
+                || endpoints
+                    .get(ns, name)
                     .is_some_and(|ep| lists_pod(&ep, &change.name))
             {
                 names.insert(name.to_string());
@@ -565,41 +555,30 @@ impl Controller for EndpointsController {
     async fn reconcile(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
         // The namespace's pods (the pod cache's namespace range) and slices, from the caches.
         let pods = self.caches.list(core("pods"), Some(ns));
-        let slices: Vec<Value> = self
-            .caches
-            .list(self.slices, Some(ns))
-            .into_iter()
-            .map(Arc::unwrap_or_clone)
-            .collect();
+        let slices = self.caches.store::<EndpointSlice>().list(Some(ns));
         self.reconcile_service(ns, name, &pods, &slices).await?;
         Ok(None)
     }
 }
 
 /// A Service's selector, as a LabelSelector; `None` without one (such a Service has no managed endpoints).
-fn service_selector(svc: &Value) -> Option<LabelSelector> {
-    let labels: BTreeMap<String, String> = svc
-        .pointer("/spec/selector")?
-        .as_object()?
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect();
-    Some(LabelSelector::from_map(&labels))
+fn service_selector(svc: &Service) -> Option<LabelSelector> {
+    let labels: &BTreeMap<String, String> = svc.spec.as_ref()?.selector.as_ref()?;
+    Some(LabelSelector::from_map(labels))
 }
 
 /// Whether Endpoints `ep` has an address of pod `name` (ready or not).
-fn lists_pod(ep: &Value, name: &str) -> bool {
-    ep.get("subsets")
-        .and_then(Value::as_array)
-        .into_iter()
+fn lists_pod(ep: &Endpoints, name: &str) -> bool {
+    ep.subsets
+        .iter()
         .flatten()
-        .flat_map(|s| {
-            ["addresses", "notReadyAddresses"]
-                .into_iter()
-                .filter_map(|f| s.get(f).and_then(Value::as_array))
-                .flatten()
+        .flat_map(|s| s.addresses.iter().chain(s.not_ready_addresses.iter()))
+        .flatten()
+        .any(|a| {
+            a.target_ref
+                .as_ref()
+                .is_some_and(|r| r.name.as_deref() == Some(name))
         })
-        .any(|a| a.pointer("/targetRef/name").and_then(Value::as_str) == Some(name))
 }
 
 #[cfg(test)]

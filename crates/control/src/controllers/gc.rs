@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use herd_api::resources::RESOURCES;
+use k8s_openapi::api::core::v1::Namespace;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Controller, Informers, Key, Requeue};
@@ -18,6 +20,36 @@ pub struct GarbageCollector {
 
 const SWEEP: &str = "sweep";
 
+/// The part of any object's `metadata` the collector reasons over, decoded typed and borrowed from the
+/// cached JSON (the objects are of every kind, pods among them: only these few fields are decoded).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Meta<'a> {
+    #[serde(borrow)]
+    name: Option<&'a str>,
+    #[serde(borrow)]
+    namespace: Option<&'a str>,
+    #[serde(borrow)]
+    uid: Option<&'a str>,
+    #[serde(borrow)]
+    deletion_timestamp: Option<&'a str>,
+    #[serde(borrow, default)]
+    finalizers: Vec<&'a str>,
+}
+
+impl<'a> Meta<'a> {
+    /// `obj`'s metadata; empty when it has none that decodes.
+    fn of(obj: &'a Value) -> Self {
+        obj.get("metadata")
+            .and_then(|m| Meta::deserialize(m).ok())
+            .unwrap_or_default()
+    }
+
+    fn deleting(&self) -> bool {
+        self.deletion_timestamp.is_some()
+    }
+}
+
 impl GarbageCollector {
     pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
         Self { objects, caches }
@@ -28,10 +60,11 @@ impl GarbageCollector {
     async fn sweep_orphans(&self) -> Result<(), ApiError> {
         self.finish_foreground().await?;
         for (res, item) in self.caches.orphaned_dependents() {
-            let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
-            let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str) else {
+            let meta = Meta::of(&item);
+            let Some(name) = meta.name else {
                 continue;
             };
+            let ns = meta.namespace;
             match self
                 .objects
                 .delete(res, ns, name, DeleteOptions::default())
@@ -49,18 +82,20 @@ impl GarbageCollector {
     /// Owners deleted in the foreground wait until their dependents are gone, then lose the finalizer and go.
     async fn finish_foreground(&self) -> Result<(), ApiError> {
         for (res, owner) in self.caches.waiting_in_foreground() {
-            let Some(uid) = owner.pointer("/metadata/uid").and_then(Value::as_str) else {
+            let owner_meta = Meta::of(&owner);
+            let Some(uid) = owner_meta.uid else {
                 continue;
             };
             let dependents = self.caches.dependents_of(uid);
             for (dep_res, dep) in &dependents {
-                if dep.pointer("/metadata/deletionTimestamp").is_some() {
+                let meta = Meta::of(dep);
+                if meta.deleting() {
                     continue;
                 }
-                let ns = dep.pointer("/metadata/namespace").and_then(Value::as_str);
-                let Some(name) = dep.pointer("/metadata/name").and_then(Value::as_str) else {
+                let Some(name) = meta.name else {
                     continue;
                 };
+                let ns = meta.namespace;
                 let opts = DeleteOptions {
                     propagation: Propagation::Foreground,
                     ..Default::default()
@@ -73,11 +108,8 @@ impl GarbageCollector {
             if !dependents.is_empty() {
                 continue;
             }
-            let ns = owner
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let Some(name) = owner.pointer("/metadata/name").and_then(Value::as_str) else {
+            let ns = owner_meta.namespace.unwrap_or_default();
+            let Some(name) = owner_meta.name else {
                 continue;
             };
             self.objects
@@ -88,20 +120,21 @@ impl GarbageCollector {
     }
 
     async fn finish_namespace(&self, ns: &str) -> Result<(), ApiError> {
-        let Some(namespace) = self.caches.get(core("namespaces"), "", ns) else {
+        let Some(namespace) = self.caches.store::<Namespace>().get("", ns) else {
             return Ok(());
         };
-        if namespace.pointer("/metadata/deletionTimestamp").is_none() {
+        if namespace.metadata.deletion_timestamp.is_none() {
             return Ok(());
         }
         let mut remaining = 0;
         for res in RESOURCES.iter().filter(|r| r.namespaced) {
             for item in self.caches.list(res, Some(ns)) {
                 remaining += 1;
-                if item.pointer("/metadata/deletionTimestamp").is_some() {
+                let meta = Meta::of(&item);
+                if meta.deleting() {
                     continue;
                 }
-                if let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str) {
+                if let Some(name) = meta.name {
                     match self
                         .objects
                         .delete(res, Some(ns), name, DeleteOptions::default())
@@ -142,12 +175,8 @@ impl Controller for GarbageCollector {
     }
 
     fn keys_for(&self, change: &Change) -> Vec<Key> {
-        if &*change.resource == "namespaces"
-            && change
-                .object
-                .pointer("/metadata/deletionTimestamp")
-                .is_some()
-            && change.kind != EventType::Deleted
+        let meta = Meta::of(&change.object);
+        if &*change.resource == "namespaces" && meta.deleting() && change.kind != EventType::Deleted
         {
             return vec![("namespace".into(), change.name.clone())];
         }
@@ -159,15 +188,7 @@ impl Controller for GarbageCollector {
             }
             return keys;
         }
-        let foreground = change
-            .object
-            .pointer("/metadata/deletionTimestamp")
-            .is_some()
-            && change
-                .object
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_FINALIZER));
+        let foreground = meta.deleting() && meta.finalizers.contains(&FOREGROUND_FINALIZER);
         if change.kind == EventType::Deleted || foreground {
             vec![(String::new(), SWEEP.into())]
         } else {
@@ -176,16 +197,13 @@ impl Controller for GarbageCollector {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        let namespaces = self.caches.list(core("namespaces"), None);
-        let mut keys: Vec<Key> = namespaces
+        let mut keys: Vec<Key> = self
+            .caches
+            .store::<Namespace>()
+            .state()
             .iter()
-            .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())
-            .filter_map(|n| {
-                Some((
-                    "namespace".to_string(),
-                    n.pointer("/metadata/name")?.as_str()?.to_string(),
-                ))
-            })
+            .filter(|n| n.metadata.deletion_timestamp.is_some())
+            .filter_map(|n| Some(("namespace".to_string(), n.metadata.name.clone()?)))
             .collect();
         keys.push((String::new(), SWEEP.into()));
         Ok(keys)

@@ -14,9 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herd_api::resources::{self, ResourceInfo};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::batch::{self, BURST_REPLICAS};
+use super::daemonset::typed_and_json;
 use super::{
     Controller, Informers, Key, Requeue, controller_owner, key_of, pod_from_template,
     pod_is_active, pod_is_ready,
@@ -89,16 +92,22 @@ fn parse_time(v: Option<&Value>) -> Option<jiff::Timestamp> {
     v?.as_str()?.parse().ok()
 }
 
-fn spec_i64(job: &Value, field: &str) -> Option<i64> {
-    job.pointer(&format!("/spec/{field}"))
-        .and_then(Value::as_i64)
+/// The Job's spec; an empty one when it has none.
+fn spec(job: &Job) -> &JobSpec {
+    static EMPTY: std::sync::OnceLock<JobSpec> = std::sync::OnceLock::new();
+    job.spec
+        .as_ref()
+        .unwrap_or_else(|| EMPTY.get_or_init(JobSpec::default))
 }
 
-fn condition<'a>(job: &'a Value, type_: &str) -> Option<&'a Value> {
-    job.pointer("/status/conditions")?
-        .as_array()?
+/// The Job's condition of `type_` whose status is True.
+fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
         .iter()
-        .find(|c| c["type"] == type_ && c["status"] == "True")
+        .find(|c| c.type_ == type_ && c.status == "True")
 }
 
 fn new_condition(type_: &str, reason: &str, message: &str) -> Value {
@@ -110,11 +119,11 @@ fn new_condition(type_: &str, reason: &str, message: &str) -> Value {
 }
 
 /// When the Job reached `Complete` or `Failed`, if it has.
-fn finished_at(job: &Value) -> Option<Option<jiff::Timestamp>> {
+fn finished_at(job: &Job) -> Option<Option<jiff::Timestamp>> {
     ["Complete", "Failed"]
         .iter()
         .find_map(|t| condition(job, t))
-        .map(|c| parse_time(c.get("lastTransitionTime")))
+        .map(|c| c.last_transition_time.as_ref().map(|t| t.0))
 }
 
 /// Time left until `at` (zero if it has passed), plus a little slack for second-granular timestamps.
@@ -124,8 +133,13 @@ fn until(at: jiff::Timestamp) -> Duration {
 }
 
 /// kube's `pastBackoffLimitOnFailure`: with restartPolicy OnFailure, container restarts count as failures.
-fn past_backoff_on_failure(job: &Value, active: &[impl Borrow<Value>], backoff_limit: i64) -> bool {
-    if job.pointer("/spec/template/spec/restartPolicy") != Some(&json!("OnFailure")) {
+fn past_backoff_on_failure(job: &Job, active: &[impl Borrow<Value>], backoff_limit: i64) -> bool {
+    let restart_policy = spec(job)
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref());
+    if restart_policy != Some("OnFailure") {
         return false;
     }
     let restarts: i64 = active
@@ -146,11 +160,10 @@ fn past_backoff_on_failure(job: &Value, active: &[impl Borrow<Value>], backoff_l
     }
 }
 
-/// The deadline the Job has passed, if `activeDeadlineSeconds` is set and over.
-fn deadline(job: &Value) -> Option<jiff::Timestamp> {
-    let secs = spec_i64(job, "activeDeadlineSeconds")?;
-    let start = parse_time(job.pointer("/status/startTime"))?;
-    start
+/// When a Job started at `start` passes its `activeDeadlineSeconds`, if it has one.
+fn deadline(job: &Job, start: Option<jiff::Timestamp>) -> Option<jiff::Timestamp> {
+    let secs = spec(job).active_deadline_seconds?;
+    start?
         .checked_add(jiff::SignedDuration::from_secs(secs))
         .ok()
 }
@@ -209,23 +222,37 @@ fn backoff_left(
     backoff.checked_sub(elapsed).filter(|left| !left.is_zero())
 }
 
+/// The parts of a Job's status as stored that a sync writes back unchanged.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct StatusAsStored {
+    #[serde(default)]
+    conditions: Vec<Value>,
+    start_time: Option<Value>,
+}
+
+impl StatusAsStored {
+    fn of(job: &Value) -> Self {
+        job.get("status")
+            .and_then(|s| Self::deserialize(s).ok())
+            .unwrap_or_default()
+    }
+}
+
 impl Jobs {
     async fn sync(&self, (ns, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(job) = self.caches.get(self.jobs, ns, name) else {
+        let Some((job, raw)) = typed_and_json::<Job>(&self.caches, self.jobs, ns, name) else {
             return Ok(None);
         };
-        if job.pointer("/metadata/deletionTimestamp").is_some() {
+        if job.metadata.deletion_timestamp.is_some() {
             return Ok(None);
         }
         let key = (ns.clone(), name.clone());
         if finished_at(&job).is_some() {
             return self.delete_if_expired(&key, &job).await;
         }
-        let uid = job
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        let job_status = job.status.clone().unwrap_or_default();
         let owned: Vec<Arc<Value>> = self.caches.controlled_by(&uid);
         let phase = |p: &Value, ph: &str| p.pointer("/status/phase") == Some(&json!(ph));
         let mut active: Vec<Arc<Value>> =
@@ -238,40 +265,32 @@ impl Jobs {
                     && !phase(p, "Failed")
             })
             .count();
-        let status_count = |f: &str| {
-            job.pointer(&format!("/status/{f}"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-        };
         // Terminated pods stay until the Job goes, but a count never goes back if one is deleted.
         let succeeded = (owned.iter().filter(|p| phase(p, "Succeeded")).count() as i64)
-            .max(status_count("succeeded"));
+            .max(job_status.succeeded.unwrap_or(0).into());
         let failed = (owned.iter().filter(|p| phase(p, "Failed")).count() as i64)
-            .max(status_count("failed"));
-        let suspended = job.pointer("/spec/suspend") == Some(&json!(true));
-        let completions = spec_i64(&job, "completions").unwrap_or(1).max(0);
-        let parallelism = spec_i64(&job, "parallelism").unwrap_or(1).max(0);
-        let backoff_limit = spec_i64(&job, "backoffLimit").unwrap_or(6).max(0);
+            .max(job_status.failed.unwrap_or(0).into());
+        let job_spec = spec(&job);
+        let suspended = job_spec.suspend == Some(true);
+        let completions = i64::from(job_spec.completions.unwrap_or(1).max(0));
+        let parallelism = i64::from(job_spec.parallelism.unwrap_or(1).max(0));
+        let backoff_limit = i64::from(job_spec.backoff_limit.unwrap_or(6).max(0));
 
-        let mut conditions: Vec<Value> = job
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let mut start_time = job.pointer("/status/startTime").cloned();
+        // The status is written as JSON: the conditions and start time already there are kept as stored.
+        let written = StatusAsStored::of(&raw);
+        let mut conditions: Vec<Value> = written.conditions;
+        let mut start_time = written.start_time;
+        let mut start = job_status.start_time.as_ref().map(|t| t.0);
         if start_time.is_none() && !suspended {
-            start_time = Some(json!(now()));
-        }
-        let mut with_start = Value::clone(&job);
-        if let Some(st) = &start_time {
-            with_start["status"]["startTime"] = st.clone();
+            let at = now();
+            start = at.parse().ok();
+            start_time = Some(json!(at));
         }
 
         let mut failure = condition(&job, "FailureTarget").map(|c| {
-            c["reason"]
-                .as_str()
-                .unwrap_or("BackoffLimitExceeded")
-                .to_string()
+            c.reason
+                .clone()
+                .unwrap_or_else(|| "BackoffLimitExceeded".to_string())
         });
         let mut success = condition(&job, "SuccessCriteriaMet").is_some();
         if failure.is_none() && !success {
@@ -292,7 +311,7 @@ impl Jobs {
                     "BackoffLimitExceeded",
                     BACKOFF_MESSAGE,
                 ));
-            } else if !suspended && deadline(&with_start).is_some_and(reached) {
+            } else if !suspended && deadline(&job, start).is_some_and(reached) {
                 failure = Some("DeadlineExceeded".into());
                 conditions.push(new_condition(
                     "FailureTarget",
@@ -307,7 +326,7 @@ impl Jobs {
         let mut create_failed = None;
         if failure.is_some() || success || suspended {
             let doomed = std::mem::take(&mut active);
-            terminating += self.delete_pods(&job, &doomed).await?;
+            terminating += self.delete_pods(&raw, &doomed).await?;
         } else {
             let want = parallelism.min(completions - succeeded).max(0) as usize;
             if active.len() < want {
@@ -320,7 +339,7 @@ impl Jobs {
                             check_again = Some(Duration::ZERO);
                         }
                         let (created, error) = self
-                            .create_pods(&job, name, &uid, diff.min(BURST_REPLICAS))
+                            .create_pods(&raw, name, &uid, diff.min(BURST_REPLICAS))
                             .await;
                         active.extend(created);
                         create_failed = error;
@@ -337,9 +356,9 @@ impl Jobs {
                 });
                 let surplus = active.len() - want;
                 let doomed: Vec<Arc<Value>> = active.drain(..surplus).collect();
-                terminating += self.delete_pods(&job, &doomed).await?;
+                terminating += self.delete_pods(&raw, &doomed).await?;
             }
-            if let Some(at) = deadline(&with_start) {
+            if let Some(at) = deadline(&job, start) {
                 let left = until(at);
                 check_again = Some(check_again.map_or(left, |c| c.min(left)));
             }
@@ -352,7 +371,7 @@ impl Jobs {
                     BACKOFF_MESSAGE
                 };
                 conditions.push(new_condition("Failed", reason, message));
-                self.recorder.warning(&job, reason, message).await;
+                self.recorder.warning(&raw, reason, message).await;
             } else if success {
                 conditions.push(new_condition(
                     "Complete",
@@ -361,7 +380,7 @@ impl Jobs {
                 ));
                 completion_time = Some(json!(now()));
                 self.recorder
-                    .normal(&job, "Completed", "Job completed")
+                    .normal(&raw, "Completed", "Job completed")
                     .await;
             }
         }
@@ -401,9 +420,10 @@ impl Jobs {
             })
             .await?;
         if let Some(change) = change
-            && finished_at(&change.object).is_some()
+            && let Ok(job) = Job::deserialize(&*change.object)
+            && finished_at(&job).is_some()
         {
-            return self.delete_if_expired(&key, &change.object).await;
+            return self.delete_if_expired(&key, &job).await;
         }
         // As kube: the status is written, then a failed create makes the sync fail (and retry).
         if let Some(e) = create_failed {
@@ -458,18 +478,14 @@ impl Jobs {
     }
 
     /// Deletes a finished Job whose TTL has passed (Background propagation); else the time left, if any.
-    async fn delete_if_expired(
-        &self,
-        key: &Key,
-        job: &Value,
-    ) -> Result<Option<Duration>, ApiError> {
-        let Some(ttl) = spec_i64(job, "ttlSecondsAfterFinished") else {
+    async fn delete_if_expired(&self, key: &Key, job: &Job) -> Result<Option<Duration>, ApiError> {
+        let Some(ttl) = spec(job).ttl_seconds_after_finished else {
             return Ok(None);
         };
         let finished = finished_at(job)
             .flatten()
             .unwrap_or_else(jiff::Timestamp::now);
-        let Ok(expires) = finished.checked_add(jiff::SignedDuration::from_secs(ttl)) else {
+        let Ok(expires) = finished.checked_add(jiff::SignedDuration::from_secs(ttl.into())) else {
             return Ok(None);
         };
         if expires > jiff::Timestamp::now() {
@@ -477,10 +493,7 @@ impl Jobs {
         }
         let opts = DeleteOptions {
             propagation: Propagation::Background,
-            precondition_uid: job
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            precondition_uid: job.metadata.uid.clone(),
             ..DeleteOptions::default()
         };
         match self
