@@ -620,6 +620,25 @@ impl Cluster {
             .collect()
     }
 
+    /// The node read each (collection, object) pair through its shared watch: no GET of the object itself,
+    /// and fewer requests to the collection (one list and one watch, resumed when the server ends it) than
+    /// there are `pods`.
+    fn assert_watched_not_fetched(&self, objects: &[(&str, &str)], pods: usize) {
+        for (kind, named) in objects {
+            assert_eq!(
+                self.node_requests_to(named),
+                Vec::<String>::new(),
+                "no GET of the object itself"
+            );
+            let all = self.node_requests_to(kind);
+            assert!(
+                all.len() < pods,
+                "{} requests for {pods} pods: {all:#?}",
+                all.len(),
+            );
+        }
+    }
+
     async fn apply_json<K>(&self, object: Value)
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -702,24 +721,13 @@ async fn pods_mounting_one_config_map_and_secret_share_one_watch_of_each() {
         .wait_files(&pods, "creds/password", "correct horse")
         .await;
 
-    for (kind, named) in [
-        ("/configmaps", "/configmaps/shared"),
-        ("/secrets", "/secrets/creds"),
-    ] {
-        assert_eq!(
-            cluster.node_requests_to(named),
-            Vec::<String>::new(),
-            "no GET of the object itself"
-        );
-        // One list and one watch (a watch the server ends is resumed): not one per pod.
-        let all = cluster.node_requests_to(kind);
-        assert!(
-            all.len() < names.len(),
-            "{} requests for {} pods: {all:#?}",
-            all.len(),
-            names.len()
-        );
-    }
+    cluster.assert_watched_not_fetched(
+        &[
+            ("/configmaps", "/configmaps/shared"),
+            ("/secrets", "/secrets/creds"),
+        ],
+        names.len(),
+    );
     cluster.stop().await;
 }
 
@@ -874,23 +882,13 @@ async fn pods_taking_env_from_one_config_map_and_secret_share_one_watch_of_each(
             "{name}"
         );
     }
-    for (kind, named) in [
-        ("/configmaps", "/configmaps/settings"),
-        ("/secrets", "/secrets/db"),
-    ] {
-        assert_eq!(
-            cluster.node_requests_to(named),
-            Vec::<String>::new(),
-            "no GET of the object itself"
-        );
-        let all = cluster.node_requests_to(kind);
-        assert!(
-            all.len() < names.len(),
-            "{} requests for {} pods: {all:#?}",
-            all.len(),
-            names.len()
-        );
-    }
+    cluster.assert_watched_not_fetched(
+        &[
+            ("/configmaps", "/configmaps/settings"),
+            ("/secrets", "/secrets/db"),
+        ],
+        names.len(),
+    );
     cluster.stop().await;
 }
 
