@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod event_correlator;
 pub mod patch;
+pub mod pod_security;
 pub mod protobuf;
 pub mod quantity;
 pub mod resources;
