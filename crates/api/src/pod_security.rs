@@ -363,6 +363,8 @@ fn would_violate(lv: LevelVersion, violations: &[Violation]) -> String {
 
 /// Pod Security admission of a pod create (or a [`significant_pod_update`]) named `name` in a namespace
 /// whose labels gave `policy` and `label_errors`: kube's `ValidatePod` and `EvaluatePod` with enforce.
+/// `name` is the name the pod will be stored under: the generated one when the request used `generateName`
+/// (kube's refusals name it, as in a ReplicaSet's `FailedCreate` events).
 pub fn evaluate_pod(
     policy: &Policy,
     label_errors: &[LabelError],
