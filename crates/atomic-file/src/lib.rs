@@ -13,13 +13,37 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// # Errors
 /// The first I/O error (the temporary file is removed then, `path` left as it was).
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, bytes, None)
+}
+
+/// [`write`] for secrets (private keys, kubeconfigs with credentials): the file is created with mode 0600,
+/// so no other user can read it at any moment, not even the temporary file before the rename.
+///
+/// # Errors
+/// As [`write`].
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, bytes, Some(0o600))
+}
+
+fn write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path.parent().ok_or_else(|| {
         std::io::Error::other(format!("{} has no parent directory", path.display()))
     })?;
     std::fs::create_dir_all(dir)?;
     let temp = temp_path(dir, path);
     let written = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        if let Some(mode) = mode {
+            options.mode(mode);
+        }
+        let mut file = options.open(&temp)?;
+        if let Some(mode) = mode {
+            // A stale temporary file of the same name keeps its old mode through `open`.
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&temp, path)
@@ -84,6 +108,18 @@ mod tests {
         assert!(write(&path, b"new").is_err());
         assert_eq!(entries(dir.path()), ["taken"]);
         assert_eq!(std::fs::read(path.join("inside")).expect("read"), b"kept");
+    }
+
+    #[test]
+    fn private_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("key");
+        write_private(&path, b"secret").expect("write");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read(&path).expect("read"), b"secret");
+        assert_eq!(entries(dir.path()), ["key"]);
     }
 
     #[tokio::test]
