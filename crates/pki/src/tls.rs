@@ -1,0 +1,113 @@
+//! rustls configurations on the cluster CA, and kube's x509 authenticator.
+//!
+//! The server asks every client for a certificate and verifies one against the CA when it is sent, but lets a
+//! client without one through: kube-apiserver answers those itself (ServiceAccount or bootstrap tokens, or 401
+//! for anonymous requests). A certificate from another CA fails the handshake. Both sides use rustls's
+//! aws-lc-rs provider, named explicitly, so no process-wide default provider is needed. ALPN is left to
+//! the caller (set `alpn_protocols` to what its HTTP server speaks).
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, ServerConnection};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
+
+use crate::{IssuedCert, PkiError};
+
+/// Who a verified client certificate says its holder is: kube's `user.Info` from x509 (CN = name,
+/// O = groups). `system:authenticated` is added by the request authenticator, not here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The trust anchors in `ca_pem` (every certificate in it).
+///
+/// # Errors
+/// [`PkiError::Invalid`] if it holds no certificate or one rustls cannot use as an anchor.
+pub fn roots(ca_pem: &str) -> Result<RootCertStore, PkiError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| PkiError::invalid("the CA certificate PEM", e))?;
+        roots
+            .add(cert)
+            .map_err(|e| PkiError::invalid("the CA certificate", e))?;
+    }
+    if roots.is_empty() {
+        return Err(PkiError::invalid(
+            "the CA certificate PEM",
+            "it holds no certificate",
+        ));
+    }
+    Ok(roots)
+}
+
+/// A server presenting `serving`, verifying client certificates against `ca_pem` when a client sends one
+/// (TLS 1.2 and 1.3).
+///
+/// # Errors
+/// [`PkiError::Invalid`] for unusable PEM, [`PkiError::Verifier`] / [`PkiError::Tls`] from rustls.
+pub fn server_config(ca_pem: &str, serving: &IssuedCert) -> Result<ServerConfig, PkiError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider())
+            .allow_unauthenticated()
+            .build()?;
+    Ok(ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![serving.cert_der()?], serving.key_der()?)?)
+}
+
+/// A client trusting only `ca_pem`, presenting `client` when given (a node, the admin) and no certificate
+/// otherwise (a token-bearing client).
+///
+/// # Errors
+/// [`PkiError::Invalid`] for unusable PEM, [`PkiError::Tls`] from rustls.
+pub fn client_config(ca_pem: &str, client: Option<&IssuedCert>) -> Result<ClientConfig, PkiError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pem)?);
+    Ok(match client {
+        Some(client) => {
+            builder.with_client_auth_cert(vec![client.cert_der()?], client.key_der()?)?
+        }
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// kube's x509 authenticator (`CommonNameUserConversion`) on a certificate the TLS handshake verified:
+/// the subject's CN is the user, its O values the groups. `None` when the CN is empty (kube: not
+/// authenticated by this certificate) or the certificate does not parse. Like Go's `pkix.Name`, the last CN
+/// counts and non-string values are skipped.
+#[must_use]
+pub fn peer_identity(cert: &CertificateDer<'_>) -> Option<UserInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .last()?
+        .to_owned();
+    if name.is_empty() {
+        return None;
+    }
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    Some(UserInfo { name, groups })
+}
+
+/// [`peer_identity`] of a server connection's client (its leaf certificate), once the handshake is done;
+/// `None` for a client that sent no certificate.
+#[must_use]
+pub fn connection_identity(connection: &ServerConnection) -> Option<UserInfo> {
+    peer_identity(connection.peer_certificates()?.first()?)
+}
