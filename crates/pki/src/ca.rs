@@ -11,9 +11,8 @@ use rcgen::{
     PublicKeyData, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
-use x509_parser::prelude::FromDer as _;
 
 use crate::{CaCertHash, PkiError};
 
@@ -101,6 +100,20 @@ impl IssuedCert {
         Ok(cert
             .zip(key)
             .map(|(cert_pem, key_pem)| Self { cert_pem, key_pem }))
+    }
+
+    /// When to ask for a new certificate, as client-go's certificate manager (the kubelet's) picks it: a random
+    /// moment between 70 % and 90 % of the way from `notBefore` to `notAfter`.
+    ///
+    /// # Errors
+    /// [`PkiError::Invalid`] if the certificate does not parse.
+    pub fn rotation_deadline(&self) -> Result<OffsetDateTime, PkiError> {
+        let der = self.cert_der()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| PkiError::invalid("the certificate", e))?;
+        let not_before = cert.validity().not_before.to_datetime();
+        let total = cert.validity().not_after.to_datetime() - not_before;
+        Ok(not_before + total * rand::random_range(0.7..0.9))
     }
 
     /// When the certificate expires.
@@ -355,23 +368,14 @@ impl ClusterCa {
     /// [`PkiError::Invalid`] for a request that does not parse, a subject with a repeated attribute, or a
     /// key type herd cannot sign for; [`PkiError::CsrSignature`] if its signature does not verify.
     pub fn sign_csr(&self, csr_pem: &str, validity: Duration) -> Result<String, PkiError> {
-        let der = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
-            .map_err(|e| PkiError::invalid("the certificate signing request PEM", e))?;
-        let (rest, csr) =
-            x509_parser::certification_request::X509CertificationRequest::from_der(&der)
-                .map_err(|e| PkiError::invalid("the certificate signing request", e))?;
-        if !rest.is_empty() {
-            return Err(PkiError::invalid(
-                "the certificate signing request",
-                "trailing bytes after it",
-            ));
-        }
-        csr.verify_signature().map_err(|_| PkiError::CsrSignature)?;
-        let info = &csr.certification_request_info;
-        let public_key = SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
-            .map_err(|e| PkiError::invalid("the request's public key", e))?;
+        let (public_key, subject) = crate::csr::with_verified(csr_pem, |csr| {
+            let info = &csr.certification_request_info;
+            let public_key = SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
+                .map_err(|e| PkiError::invalid("the request's public key", e))?;
+            Ok((public_key, subject_of(&info.subject)?))
+        })?;
         let mut params = CertificateParams::default();
-        params.distinguished_name = subject_of(&info.subject)?;
+        params.distinguished_name = subject;
         Ok(self
             .sign(client_params(params), &public_key, validity)?
             .pem())

@@ -3,7 +3,9 @@
 //! - [`ClusterCa`]: the cluster CA (ECDSA P-256, 10 years, CN `herd-ca`) kept in `<data dir>/pki/ca.{crt,key}`,
 //!   created once and loaded afterwards; it issues serving certificates ([`serving_sans`]), client
 //!   certificates (CN = user, O = groups, as kube's x509 authenticator reads them) and signs PEM
-//!   CertificateSigningRequests for the CSR API ([`ClusterCa::sign_csr`]).
+//!   CertificateSigningRequests for the CSR API ([`ClusterCa::sign_csr`]); a node makes its request with
+//!   [`CertificateRequest::node`], the API reads one with [`RequestedSubject::of`], and the node renews at
+//!   [`IssuedCert::rotation_deadline`].
 //! - [`CaCertHash`]: kubeadm's `--discovery-token-ca-cert-hash` (`sha256:<hex>` of the CA's
 //!   SubjectPublicKeyInfo), and the check a joining node makes of the CA it was shown.
 //! - [`Kubeconfig`]: a kubeconfig with embedded credentials, written with mode 0600.
@@ -26,6 +28,7 @@
 //! ```
 
 mod ca;
+mod csr;
 mod hash;
 mod kubeconfig;
 pub mod tls;
@@ -36,6 +39,7 @@ pub use ca::{
     CA_COMMON_NAME, CA_VALIDITY, CLIENT_VALIDITY, ClusterCa, IssuedCert, SERVING_VALIDITY,
     serving_sans,
 };
+pub use csr::{CertificateRequest, RequestedSubject};
 pub use hash::CaCertHash;
 pub use kubeconfig::Kubeconfig;
 

@@ -526,3 +526,84 @@ fn the_admin_kubeconfig_is_private_and_carries_the_credentials() {
     );
     assert_eq!(context.namespace.as_deref(), Some("default"));
 }
+
+#[tokio::test]
+async fn a_node_joins_with_a_request_the_api_recognises_and_renews_before_expiry() {
+    use herd_pki::{CertificateRequest, RequestedSubject};
+    let ca = ClusterCa::generate().expect("ca");
+    let request = CertificateRequest::node("node-b").expect("request");
+    let asked = RequestedSubject::of(&request.csr_pem).expect("subject");
+    assert!(asked.is_node_client(), "{asked:?}");
+    assert_eq!(asked.node_name(), Some("node-b"));
+
+    let validity = std::time::Duration::from_secs(3600);
+    let node = IssuedCert {
+        cert_pem: ca.sign_csr(&request.csr_pem, validity).expect("signed"),
+        key_pem: request.key_pem,
+    };
+    let identity = handshake(&ca, &serving(&ca), &ca, Some(&node), "localhost")
+        .await
+        .expect("handshake");
+    assert_eq!(
+        identity,
+        Some(UserInfo {
+            name: "system:node:node-b".into(),
+            groups: vec!["system:nodes".into()],
+        })
+    );
+
+    // client-go's deadline: 70 to 90 % of the way from notBefore (backdated 5 minutes) to notAfter.
+    let not_after = node.not_after().expect("not after");
+    let not_before = not_after - validity - std::time::Duration::from_secs(300);
+    let lifetime = not_after - not_before;
+    for _ in 0..20 {
+        let deadline = node.rotation_deadline().expect("deadline");
+        assert!(deadline >= not_before + lifetime * 0.7, "{deadline}");
+        assert!(deadline <= not_before + lifetime * 0.9, "{deadline}");
+    }
+}
+
+#[test]
+fn only_a_plain_system_nodes_request_is_a_node_client_request() {
+    use herd_pki::{CertificateRequest, RequestedSubject};
+    for (user, group) in [
+        ("system:node:", Some("system:nodes")),
+        ("system:node:n", Some("system:masters")),
+        ("system:node:n", None),
+        ("jane", Some("system:nodes")),
+    ] {
+        let request = CertificateRequest::client(user, group).expect("request");
+        let asked = RequestedSubject::of(&request.csr_pem).expect("subject");
+        assert!(!asked.is_node_client(), "{asked:?}");
+        assert_eq!(asked.node_name(), None);
+    }
+    // A request naming a host as well (openssl, with a SAN): not a node client certificate request.
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-subj", "/O=system:nodes/CN=system:node:n"])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:n.example",
+            "-keyout",
+            "/dev/null",
+        ])
+        .output()
+        .expect("openssl req");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asked =
+        RequestedSubject::of(&String::from_utf8(out.stdout).expect("pem")).expect("subject");
+    assert!(asked.has_subject_alt_names);
+    assert!(!asked.is_node_client());
+}
