@@ -607,3 +607,39 @@ fn only_a_plain_system_nodes_request_is_a_node_client_request() {
     assert!(asked.has_subject_alt_names);
     assert!(!asked.is_node_client());
 }
+
+#[test]
+fn openssl_verifies_each_certificate_for_its_purpose_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = ClusterCa::load_or_create(dir.path()).expect("ca");
+    serving(&ca).write(dir.path(), "apiserver").expect("write");
+    ca.issue_client(ADMIN_USER, &[MASTERS_GROUP], CLIENT_VALIDITY)
+        .expect("admin")
+        .write(dir.path(), "admin")
+        .expect("write");
+    assert_eq!(mode(&dir.path().join("admin.key")), 0o600);
+    let read = IssuedCert::read(dir.path(), "admin")
+        .expect("read")
+        .expect("there");
+    assert!(read.cert_der().is_ok() && read.key_der().is_ok());
+    assert!(
+        IssuedCert::read(dir.path(), "absent")
+            .expect("read")
+            .is_none()
+    );
+
+    let verify = |purpose: &str, cert: &str| {
+        Command::new("openssl")
+            .args(["verify", "-purpose", purpose, "-CAfile"])
+            .arg(dir.path().join("pki/ca.crt"))
+            .arg(dir.path().join(cert))
+            .output()
+            .expect("openssl verify")
+            .status
+            .success()
+    };
+    assert!(verify("sslserver", "apiserver.crt"));
+    assert!(verify("sslclient", "admin.crt"));
+    assert!(!verify("sslclient", "apiserver.crt"));
+    assert!(!verify("sslserver", "admin.crt"));
+}
