@@ -943,6 +943,20 @@ impl Objects {
             .mutate(res, &ns, name, &Preconditions::default(), |current| {
                 let current = current.ok_or_else(|| ApiError::not_found(res, name))?;
                 let mut desired = compute(&current)?;
+                if !desired.is_object() {
+                    // A patch may replace the whole document (`[]`, `"x"`): refused as the decode into an
+                    // object refuses it in kube-apiserver, before anything below indexes it as an object.
+                    return Err(ApiError::BadRequest(format!(
+                        "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+                        match desired {
+                            Value::Array(_) => "array",
+                            Value::String(_) => "string",
+                            Value::Number(_) => "number",
+                            Value::Bool(_) => "bool",
+                            Value::Null | Value::Object(_) => "null",
+                        }
+                    )));
+                }
                 let sent_rv = meta(&desired, "resourceVersion").filter(|rv| !rv.is_empty());
                 if sent_rv.is_some_and(|rv| Some(rv) != meta(&current, "resourceVersion")) {
                     return Err(ApiError::conflict(res, name));
@@ -1268,7 +1282,7 @@ pub fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
 /// Applies a patch document to `doc` (an object of `kind`).
 pub fn apply_patch(mut doc: Value, patch: Patch, kind: &str) -> Result<Value, ApiError> {
     match patch {
-        Patch::Merge(p) => json_patch::merge(&mut doc, &p),
+        Patch::Merge(p) => herd_api::patch::merge_patch(&mut doc, &p),
         Patch::Strategic(p) => {
             doc = herd_api::patch::strategic_merge(&doc, &p, kind).map_err(patch_error)?;
         }
@@ -1288,16 +1302,18 @@ pub fn apply_patch(mut doc: Value, patch: Patch, kind: &str) -> Result<Value, Ap
             .map_err(apply_error)?;
         }
         Patch::Json(p) => {
-            let p: json_patch::Patch = serde_json::from_value(p)
-                .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut doc, &p).map_err(|e| ApiError::Invalid {
-                message: format!(
-                    "the server rejected our request due to an error in our request: {e}"
-                ),
-                group: String::new(),
-                kind: kind.into(),
-                name: String::new(),
-                causes: vec![],
+            use herd_api::patch::JsonPatchError;
+            herd_api::patch::json_patch(&mut doc, p).map_err(|e| match e {
+                JsonPatchError::Decode(_) => ApiError::BadRequest(e.to_string()),
+                JsonPatchError::Apply(e) => ApiError::Invalid {
+                    message: format!(
+                        "the server rejected our request due to an error in our request: {e}"
+                    ),
+                    group: String::new(),
+                    kind: kind.into(),
+                    name: String::new(),
+                    causes: vec![],
+                },
             })?;
         }
     }

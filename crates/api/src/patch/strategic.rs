@@ -26,8 +26,9 @@ pub enum PatchError {
     /// A list of lists, which strategic merge patch cannot merge (422).
     #[error("{0}")]
     Unprocessable(String),
-    /// A patch that does not fit the object, e.g. a list item without its merge key. kube-apiserver
-    /// passes these through unclassified, so they answer 500.
+    /// A patch that does not fit the object, e.g. a list item without its merge key or a value of the
+    /// wrong type (422). kube-apiserver passes these through unclassified, so it answers 500 with the
+    /// same message; herd answers bad input with a 4xx, never a server error.
     #[error("{0}")]
     Invalid(String),
     /// The kind has no strategic merge patch schema (415, as for custom resources).
@@ -41,7 +42,7 @@ impl PatchError {
         match self {
             Self::BadRequest(_) => 400,
             Self::Unprocessable(_) => 422,
-            Self::Invalid(_) => 500,
+            Self::Invalid(_) => 422,
             Self::UnsupportedKind => 415,
         }
     }

@@ -321,7 +321,7 @@ fn errors_carry_kube_status_codes() {
         pod(json!([{"name": "a"}])),
         json!({"spec": {"containers": [{"image": "x"}]}}),
     );
-    assert_eq!(e.code(), 500);
+    assert_eq!(e.code(), 422);
     assert!(
         e.to_string()
             .contains("does not contain declared merge key: name"),
