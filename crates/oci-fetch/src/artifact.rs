@@ -1,7 +1,7 @@
 //! The shape of a CNCF Wasm OCI artifact: media types, the config document, and the checks a
 //! pulled manifest and blob must pass.
 
-use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
 use serde::Serialize;
 
 /// Media type of the single layer of a Wasm OCI artifact.
@@ -80,6 +80,36 @@ pub(crate) fn wasm_layer(manifest: &OciImageManifest) -> Result<&OciDescriptor, 
     Ok(layer)
 }
 
+/// Where a manifest body fetched from a registry leads a pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestTarget {
+    /// An image manifest: the digest of its one Wasm layer.
+    WasmLayer(String),
+    /// An image index: the digest of its `wasm` platform entry, to be fetched next.
+    IndexEntry(String),
+}
+
+/// Decodes a registry's manifest body as a pull does (oci-client's `OciManifest`: an image
+/// manifest or an image index), then applies the pull's checks: the one Wasm layer of an image
+/// manifest, the `wasm` platform entry of an index.
+///
+/// # Errors
+/// Why the body is not JSON of either shape, or not a Wasm OCI artifact.
+pub fn inspect_manifest(body: &[u8]) -> Result<ManifestTarget, String> {
+    let manifest: OciManifest =
+        serde_json::from_slice(body).map_err(|e| format!("invalid manifest: {e}"))?;
+    match manifest {
+        OciManifest::Image(image) => {
+            wasm_layer(&image).map(|layer| ManifestTarget::WasmLayer(layer.digest.clone()))
+        }
+        OciManifest::ImageIndex(index) => {
+            crate::reference::wasm_platform_resolver(&index.manifests)
+                .map(ManifestTarget::IndexEntry)
+                .ok_or_else(|| "the image index has no wasm platform entry".to_string())
+        }
+    }
+}
+
 /// The hex part of a `sha256:<64 lowercase hex>` digest.
 pub(crate) fn parse_sha256(digest: &str) -> Option<&str> {
     let hex = digest.strip_prefix("sha256:")?;
@@ -138,6 +168,27 @@ mod tests {
             )]),
         ] {
             assert!(wasm_layer(&m).is_err());
+        }
+    }
+
+    #[test]
+    fn inspects_manifests_and_indexes_as_a_pull_does() {
+        let d = sha256_digest(b"x");
+        let image = serde_json::json!({"schemaVersion": 2, "config": {"mediaType": WASM_CONFIG_MEDIA_TYPE,
+            "digest": d, "size": 1}, "layers": [{"mediaType": WASM_LAYER_MEDIA_TYPE, "digest": d, "size": 1}]});
+        assert_eq!(
+            inspect_manifest(image.to_string().as_bytes()),
+            Ok(ManifestTarget::WasmLayer(d.clone()))
+        );
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{"mediaType": MANIFEST_MEDIA_TYPE, "digest": d, "size": 1,
+                "platform": {"architecture": "wasm", "os": "wasip1"}}]});
+        assert_eq!(
+            inspect_manifest(index.to_string().as_bytes()),
+            Ok(ManifestTarget::IndexEntry(d))
+        );
+        for bad in [&b"{"[..], b"[]", b"{\"layers\": 1}", b"\xff"] {
+            assert!(inspect_manifest(bad).is_err());
         }
     }
 

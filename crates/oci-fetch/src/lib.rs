@@ -31,8 +31,8 @@ mod push;
 mod reference;
 
 pub use artifact::{
-    LEGACY_WASM_LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, WASM_CONFIG_MEDIA_TYPE,
-    WASM_LAYER_MEDIA_TYPE,
+    LEGACY_WASM_LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, ManifestTarget, WASM_CONFIG_MEDIA_TYPE,
+    WASM_LAYER_MEDIA_TYPE, inspect_manifest,
 };
 pub use error::FetchError;
 pub use fetcher::{Fetcher, MAX_WASM_SIZE, PullPolicy, Pulled};

@@ -64,7 +64,9 @@ pub(crate) fn client(plain_http: bool) -> oci_client::Client {
 }
 
 /// Picks the first index entry whose platform architecture is `wasm`.
-fn wasm_platform_resolver(entries: &[oci_client::manifest::ImageIndexEntry]) -> Option<String> {
+pub(crate) fn wasm_platform_resolver(
+    entries: &[oci_client::manifest::ImageIndexEntry],
+) -> Option<String> {
     entries
         .iter()
         .find(|e| {
