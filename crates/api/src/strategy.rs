@@ -60,6 +60,8 @@ pub trait Kind:
     /// deletion takes their place.
     const PROPAGATES: bool = true;
     const CREATE_HOOK: CreateHook = CreateHook::None;
+    /// Pod Security admission enforces its namespace's level on objects of the kind (pods).
+    const POD_SECURITY: bool = false;
 
     /// kube's defaulting functions.
     fn default(&mut self) {}
@@ -92,6 +94,8 @@ pub trait Strategy: Send + Sync {
     fn resets_status_on_create(&self) -> bool;
     fn propagates(&self) -> bool;
     fn create_hook(&self) -> CreateHook;
+    /// Whether Pod Security admission enforces the namespace's level on the kind's objects.
+    fn enforces_pod_security(&self) -> bool;
     /// What a DELETE with the `requested` grace period does to `obj` (a stored object).
     fn deletion(&self, obj: &Value, requested: Option<i64>) -> Deletion;
     /// Applies the kind's changes for an object being marked for deletion.
@@ -159,6 +163,10 @@ impl<K: Kind> Strategy for Typed<K> {
         K::CREATE_HOOK
     }
 
+    fn enforces_pod_security(&self) -> bool {
+        K::POD_SECURITY
+    }
+
     fn deletion(&self, obj: &Value, requested: Option<i64>) -> Deletion {
         match serde_json::from_value::<K>(obj.clone()) {
             Ok(k) => k.deletion(requested),
@@ -180,6 +188,7 @@ impl<K: Kind> Strategy for Typed<K> {
 impl Kind for Pod {
     const RESETS_STATUS_ON_CREATE: bool = true;
     const PROPAGATES: bool = false;
+    const POD_SECURITY: bool = true;
 
     fn default(&mut self) {
         rules::default_pod_spec(self.spec.get_or_insert_with(Default::default));

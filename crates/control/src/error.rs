@@ -31,6 +31,14 @@ pub enum ApiError {
         kind: String,
         name: String,
     },
+    /// 403 Forbidden: an admission plugin refused the request (Pod Security admission).
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        group: String,
+        kind: String,
+        name: String,
+    },
     #[error("{message}")]
     Invalid {
         message: String,
@@ -127,6 +135,7 @@ impl ApiError {
             Self::Conflict { .. } | Self::ApplyConflict { .. } => {
                 (StatusCode::CONFLICT, "Conflict")
             }
+            Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
@@ -156,6 +165,9 @@ impl ApiError {
                 group, kind, name, ..
             }
             | Self::Conflict {
+                group, kind, name, ..
+            }
+            | Self::Forbidden {
                 group, kind, name, ..
             } => Some(StatusDetails::of(name, group, kind, Vec::new())),
             Self::Invalid {

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use herd_api::pod_security;
 use herd_api::resources::{self, ResourceInfo};
 use herd_api::strategy::{CreateHook, Deletion};
 use herd_api::{FieldSelector, LabelSelector, admit, admit_update};
@@ -583,6 +584,10 @@ impl Objects {
         track: bool,
     ) -> Result<Value, ApiError> {
         let (ns, mut name, mut obj, generated) = Self::prepare_create(res, ns, obj)?;
+        if res.strategy.enforces_pod_security() {
+            let policy = self.pod_security_policy(&ns).await?;
+            enforce_pod_security(&policy, &name, &obj)?;
+        }
         if track {
             obj = self.track(None, obj, Subresource::Main);
         }
@@ -655,6 +660,9 @@ impl Objects {
         // Each namespace is checked once for the whole batch.
         let mut namespaces: std::collections::HashMap<String, bool> =
             std::collections::HashMap::new();
+        // And its Pod Security policy, for kinds it applies to.
+        let mut policies: std::collections::HashMap<String, PodSecurityPolicy> =
+            std::collections::HashMap::new();
         for (ns, obj) in objs {
             let mut prepared = Self::prepare_create(res, ns.as_deref(), obj);
             if let Ok((ns, _, _, _)) = &prepared {
@@ -668,6 +676,21 @@ impl Objects {
                 };
                 if !exists {
                     prepared = Err(namespace_not_found(ns));
+                }
+            }
+            if let Ok((ns, name, obj, _)) = &prepared
+                && res.strategy.enforces_pod_security()
+            {
+                let policy = match policies.get(ns) {
+                    Some(policy) => policy.clone(),
+                    None => {
+                        let policy = self.pod_security_policy(ns).await?;
+                        policies.insert(ns.clone(), policy.clone());
+                        policy
+                    }
+                };
+                if let Err(e) = enforce_pod_security(&policy, name, obj) {
+                    prepared = Err(e);
                 }
             }
             match prepared {
@@ -771,6 +794,22 @@ impl Objects {
         let obj = admit(res, obj).map_err(|e| ApiError::admit(res, e))?;
         let name = meta(&obj, "name").unwrap_or_default();
         Ok((ns, name, obj, generated))
+    }
+
+    /// The Pod Security policy of namespace `ns` from its `pod-security.kubernetes.io/*` labels, over
+    /// kube-apiserver's default (privileged for enforce, audit and warn).
+    async fn pod_security_policy(&self, ns: &str) -> Result<PodSecurityPolicy, ApiError> {
+        let namespace = self.store.get("namespaces", "", ns).await?;
+        let labels = namespace
+            .as_ref()
+            .and_then(|n| n.pointer("/metadata/labels"))
+            .and_then(|l| {
+                serde_json::from_value::<std::collections::BTreeMap<String, String>>(l.clone()).ok()
+            });
+        Ok(pod_security::Policy::from_labels(
+            labels.as_ref(),
+            &pod_security::Policy::default(),
+        ))
     }
 
     /// NotFound unless the namespace `ns` exists (for namespaced kinds).
@@ -1402,6 +1441,39 @@ fn preserve_metadata(
     }
     md.remove("resourceVersion");
     Ok(())
+}
+
+/// A namespace's Pod Security policy and the errors of its labels.
+type PodSecurityPolicy = (pod_security::Policy, Vec<pod_security::LabelError>);
+
+/// Pod Security admission in enforce mode (kube's PodSecurity plugin) of a pod about to be created as
+/// `name`: 403 Forbidden with kube's message when the namespace's level forbids it.
+fn enforce_pod_security(
+    (policy, label_errors): &PodSecurityPolicy,
+    name: &str,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    if label_errors.is_empty() && policy.enforce.level == pod_security::Level::Privileged {
+        return Ok(());
+    }
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(obj.clone())
+        .map_err(|e| ApiError::BadRequest(format!("decoding pod: {e}")))?;
+    let decision = pod_security::evaluate_pod(
+        policy,
+        label_errors,
+        name,
+        &pod.metadata,
+        &pod.spec.unwrap_or_default(),
+    );
+    match decision.forbidden {
+        Some(message) => Err(ApiError::Forbidden {
+            message,
+            group: String::new(),
+            kind: "pods".into(),
+            name: name.into(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// kube's `shouldDeleteDuringUpdate`: an update that takes the last finalizer off an object marked for

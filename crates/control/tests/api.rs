@@ -469,3 +469,67 @@ async fn lists_page_with_limit_and_continue_and_watchlist_is_refused() {
     assert_eq!((code, refused["reason"].as_str()), (422, Some("Invalid")));
     p.stop().await;
 }
+
+#[tokio::test]
+async fn pod_security_admission_enforces_the_namespace_level() {
+    let p = Plane::start().await;
+    let ns = |name: &str, labels: Value| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
+    assert_eq!(
+        p.post(
+            "/api/v1/namespaces",
+            ns(
+                "locked",
+                json!({"pod-security.kubernetes.io/enforce": "baseline"})
+            )
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        p.post("/api/v1/namespaces", ns("open", json!({}))).await.0,
+        201
+    );
+    let pod = |name: &str, host_path: bool| {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "example/app:1"}]}});
+        if host_path {
+            pod["spec"]["volumes"] = json!([{"name": "data", "hostPath": {"path": "/etc"}}]);
+        }
+        pod
+    };
+    let (code, refused) = p
+        .post("/api/v1/namespaces/locked/pods", pod("reader", true))
+        .await;
+    assert_eq!(
+        (code, refused),
+        (
+            403,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "pods \"reader\" is forbidden: violates PodSecurity \"baseline:latest\": hostPath volumes (volume \"data\")",
+                "reason": "Forbidden", "details": {"name": "reader", "kind": "pods"}, "code": 403})
+        )
+    );
+    let (code, _) = p
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/locked/pods/reader",
+            None,
+        )
+        .await;
+    assert_eq!(code, 404, "nothing stored");
+    // What the level allows is created; a namespace without labels is privileged, as kube's default.
+    assert_eq!(
+        p.post("/api/v1/namespaces/locked/pods", pod("plain", false))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        p.post("/api/v1/namespaces/open/pods", pod("reader", true))
+            .await
+            .0,
+        201
+    );
+    p.stop().await;
+}

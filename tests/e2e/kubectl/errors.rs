@@ -182,3 +182,42 @@ async fn kubectl_errors_are_worded_like_kube_apiserver() {
         before["metadata"]["generation"]
     );
 }
+
+/// Pod Security admission: a namespace labelled `enforce=baseline` refuses a hostPath pod with kube's
+/// message, and takes one the level allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baseline_namespace_refuses_a_host_path_pod() {
+    let herd = &Herd::up(HerdOptions::control()).await;
+    kubectl(herd, &["create", "namespace", "locked"]).await.ok();
+    kubectl(
+        herd,
+        &[
+            "label",
+            "namespace",
+            "locked",
+            "pod-security.kubernetes.io/enforce=baseline",
+        ],
+    )
+    .await
+    .ok();
+    let pod = |name: &str, host_path: bool| {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "locked"},
+            "spec": {"containers": [{"name": "c", "image": "example/app:1"}]}});
+        if host_path {
+            pod["spec"]["volumes"] = json!([{"name": "data", "hostPath": {"path": "/etc"}}]);
+        }
+        pod.to_string()
+    };
+    let out = kubectl_stdin(herd, &["apply", "-f", "-"], &pod("reader", true))
+        .await
+        .fails();
+    assert_eq!(
+        out.stderr.trim(),
+        r#"Error from server (Forbidden): error when creating "STDIN": pods "reader" is forbidden: violates PodSecurity "baseline:latest": hostPath volumes (volume "data")"#
+    );
+    kubectl_stdin(herd, &["apply", "-f", "-"], &pod("plain", false))
+        .await
+        .ok()
+        .stdout_has("pod/plain created");
+}
