@@ -570,6 +570,18 @@ impl Objects {
         obj: Value,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
+        Ok(self.create_as(res, ns, obj, dry_run, true).await?.0)
+    }
+
+    /// [`Objects::create`], with the warnings admission has for the client (Pod Security's `warn` level:
+    /// kube's `Warning` headers).
+    pub async fn create_warned(
+        &self,
+        res: &'static ResourceInfo,
+        ns: Option<&str>,
+        obj: Value,
+        dry_run: bool,
+    ) -> Result<(Value, Vec<String>), ApiError> {
         self.create_as(res, ns, obj, dry_run, true).await
     }
 
@@ -582,12 +594,14 @@ impl Objects {
         obj: Value,
         dry_run: bool,
         track: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, Vec<String>), ApiError> {
         let (ns, mut name, mut obj, generated) = Self::prepare_create(res, ns, obj)?;
-        if res.strategy.enforces_pod_security() {
+        let warnings = if res.strategy.enforces_pod_security() {
             let policy = self.pod_security_policy(&ns).await?;
-            enforce_pod_security(&policy, &name, &obj)?;
-        }
+            enforce_pod_security(&policy, &name, &obj)?
+        } else {
+            Vec::new()
+        };
         if track {
             obj = self.track(None, obj, Subresource::Main);
         }
@@ -607,7 +621,7 @@ impl Objects {
         if dry_run {
             return match self.store.get(&res.key(), &ns, &name).await? {
                 Some(_) => Err(ApiError::already_exists(res, &name)),
-                None => Ok(obj),
+                None => Ok((obj, warnings)),
             };
         }
         // One statement: written only if the name is free and the namespace exists.
@@ -620,7 +634,7 @@ impl Objects {
                 .create(&res.key(), &ns, &name, obj, within)
                 .await?
             {
-                Ok(change) => return Ok((*change.object).clone()),
+                Ok(change) => return Ok(((*change.object).clone(), warnings)),
                 Err(CreateRefused::Exists) => match again {
                     // A generated name that is taken is generated again, as kube-apiserver does.
                     Some(mut retry) => {
@@ -689,6 +703,7 @@ impl Objects {
                         policy
                     }
                 };
+                // The controllers' creates have no client to warn.
                 if let Err(e) = enforce_pod_security(&policy, name, obj) {
                     prepared = Err(e);
                 }
@@ -944,7 +959,7 @@ impl Objects {
                 herd_api::patch::server_side_apply(None, config, manager, *force, res.kind, &now())
                     .map_err(apply_error)?;
             created["metadata"]["name"] = json!(name);
-            return self.create_as(res, ns, created, dry_run, false).await;
+            return Ok(self.create_as(res, ns, created, dry_run, false).await?.0);
         }
         let sub = if status {
             Subresource::Status
@@ -1446,15 +1461,18 @@ fn preserve_metadata(
 /// A namespace's Pod Security policy and the errors of its labels.
 type PodSecurityPolicy = (pod_security::Policy, Vec<pod_security::LabelError>);
 
-/// Pod Security admission in enforce mode (kube's PodSecurity plugin) of a pod about to be created as
-/// `name`: 403 Forbidden with kube's message when the namespace's level forbids it.
+/// Pod Security admission (kube's PodSecurity plugin) of a pod about to be created as `name`: 403 Forbidden
+/// with kube's message when the namespace's enforce level forbids it, else the warnings its warn level has.
 fn enforce_pod_security(
     (policy, label_errors): &PodSecurityPolicy,
     name: &str,
     obj: &Value,
-) -> Result<(), ApiError> {
-    if label_errors.is_empty() && policy.enforce.level == pod_security::Level::Privileged {
-        return Ok(());
+) -> Result<Vec<String>, ApiError> {
+    if label_errors.is_empty()
+        && policy.enforce.level == pod_security::Level::Privileged
+        && policy.warn.level == pod_security::Level::Privileged
+    {
+        return Ok(Vec::new());
     }
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(obj.clone())
         .map_err(|e| ApiError::BadRequest(format!("decoding pod: {e}")))?;
@@ -1472,7 +1490,7 @@ fn enforce_pod_security(
             kind: "pods".into(),
             name: name.into(),
         }),
-        None => Ok(()),
+        None => Ok(decision.warnings),
     }
 }
 

@@ -184,7 +184,7 @@ async fn kubectl_errors_are_worded_like_kube_apiserver() {
 }
 
 /// Pod Security admission: a namespace labelled `enforce=baseline` refuses a hostPath pod with kube's
-/// message, and takes one the level allows.
+/// message, and takes one the level allows; with `warn=restricted`, kubectl prints kube's warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baseline_namespace_refuses_a_host_path_pod() {
     let herd = &Herd::up(HerdOptions::control()).await;
@@ -220,4 +220,22 @@ async fn a_baseline_namespace_refuses_a_host_path_pod() {
         .await
         .ok()
         .stdout_has("pod/plain created");
+
+    // A `warn` level refuses nothing; kubectl prints kube's warning.
+    kubectl(
+        herd,
+        &[
+            "label",
+            "namespace",
+            "locked",
+            "pod-security.kubernetes.io/warn=restricted",
+        ],
+    )
+    .await
+    .ok();
+    kubectl_stdin(herd, &["create", "-f", "-"], &pod("warned", false))
+        .await
+        .ok()
+        .stdout_has("pod/warned created")
+        .stderr_has(r#"Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#);
 }

@@ -199,8 +199,11 @@ async fn handle(
         }
         (Target::Collection { res, ns }, Method::POST) => {
             let obj = decode_body(headers, &body)?;
-            let warnings = field_validation(res, &obj, params)?;
-            let created = objects.create(res, ns.as_deref(), obj, dry_run).await?;
+            let mut warnings = field_validation(res, &obj, params)?;
+            let (created, admission) = objects
+                .create_warned(res, ns.as_deref(), obj, dry_run)
+                .await?;
+            warnings.extend(admission);
             Ok(with_warnings(
                 (StatusCode::CREATED, axum::Json(created)).into_response(),
                 &warnings,
