@@ -488,22 +488,7 @@ pub fn significant_pod_update(new: &PodSpec, old: &PodSpec) -> bool {
     })
 }
 
-/// Where a kind keeps the pod template kube's Pod Security admission evaluates (kube's
-/// `DefaultPodSpecExtractor`): a JSON pointer into the object, `""` for a Pod itself. `None` for kinds
-/// Pod Security does not look at.
-pub fn pod_template_pointer(group: &str, kind: &str) -> Option<&'static str> {
-    match (group, kind) {
-        ("", "Pod") => Some(""),
-        ("", "PodTemplate") => Some("/template"),
-        ("", "ReplicationController")
-        | ("apps", "ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet")
-        | ("batch", "Job") => Some("/spec/template"),
-        ("batch", "CronJob") => Some("/spec/jobTemplate/spec/template"),
-        _ => None,
-    }
-}
-
-/// The pod metadata and spec at `pointer` ([`pod_template_pointer`]) of `obj`, or `None` when the object
+/// The pod metadata and spec at `pointer` (the kind strategy's `POD_TEMPLATE`) of `obj`, or `None` when the object
 /// has none there (a ReplicationController without a template: nothing to evaluate) or it does not decode.
 pub fn pod_template(obj: &Value, pointer: &str) -> Option<(ObjectMeta, PodSpec)> {
     let template = obj.pointer(pointer)?;

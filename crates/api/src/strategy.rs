@@ -60,8 +60,9 @@ pub trait Kind:
     /// deletion takes their place.
     const PROPAGATES: bool = true;
     const CREATE_HOOK: CreateHook = CreateHook::None;
-    /// Pod Security admission enforces its namespace's level on objects of the kind (pods).
-    const POD_SECURITY: bool = false;
+    /// Where the kind keeps the pod Pod Security admission evaluates (kube's `DefaultPodSpecExtractor`): a
+    /// JSON pointer to a pod template, `""` for a pod itself (enforced; templates are only warned about).
+    const POD_TEMPLATE: Option<&'static str> = None;
 
     /// kube's defaulting functions.
     fn default(&mut self) {}
@@ -94,8 +95,8 @@ pub trait Strategy: Send + Sync {
     fn resets_status_on_create(&self) -> bool;
     fn propagates(&self) -> bool;
     fn create_hook(&self) -> CreateHook;
-    /// Whether Pod Security admission enforces the namespace's level on the kind's objects.
-    fn enforces_pod_security(&self) -> bool;
+    /// Where Pod Security admission finds the kind's pod (`""`: the object is a pod), if it looks at it.
+    fn pod_template(&self) -> Option<&'static str>;
     /// What a DELETE with the `requested` grace period does to `obj` (a stored object).
     fn deletion(&self, obj: &Value, requested: Option<i64>) -> Deletion;
     /// Applies the kind's changes for an object being marked for deletion.
@@ -163,8 +164,8 @@ impl<K: Kind> Strategy for Typed<K> {
         K::CREATE_HOOK
     }
 
-    fn enforces_pod_security(&self) -> bool {
-        K::POD_SECURITY
+    fn pod_template(&self) -> Option<&'static str> {
+        K::POD_TEMPLATE
     }
 
     fn deletion(&self, obj: &Value, requested: Option<i64>) -> Deletion {
@@ -188,7 +189,7 @@ impl<K: Kind> Strategy for Typed<K> {
 impl Kind for Pod {
     const RESETS_STATUS_ON_CREATE: bool = true;
     const PROPAGATES: bool = false;
-    const POD_SECURITY: bool = true;
+    const POD_TEMPLATE: Option<&'static str> = Some("");
 
     fn default(&mut self) {
         rules::default_pod_spec(self.spec.get_or_insert_with(Default::default));
@@ -370,6 +371,7 @@ impl Kind for Node {
 
 impl Kind for Deployment {
     const RESETS_STATUS_ON_CREATE: bool = true;
+    const POD_TEMPLATE: Option<&'static str> = Some("/spec/template");
 
     fn default(&mut self) {
         rules::default_deployment(self);
@@ -382,6 +384,7 @@ impl Kind for Deployment {
 
 impl Kind for ReplicaSet {
     const RESETS_STATUS_ON_CREATE: bool = true;
+    const POD_TEMPLATE: Option<&'static str> = Some("/spec/template");
 
     fn default(&mut self) {
         self.spec.replicas.get_or_insert(1);
@@ -399,6 +402,7 @@ impl Kind for ReplicaSet {
 
 impl Kind for ReplicationController {
     const RESETS_STATUS_ON_CREATE: bool = true;
+    const POD_TEMPLATE: Option<&'static str> = Some("/spec/template");
 
     fn default(&mut self) {
         rules::default_replication_controller(self);
@@ -411,6 +415,7 @@ impl Kind for ReplicationController {
 
 impl Kind for DaemonSet {
     const RESETS_STATUS_ON_CREATE: bool = true;
+    const POD_TEMPLATE: Option<&'static str> = Some("/spec/template");
 
     fn default(&mut self) {
         let spec = &mut self.spec;
@@ -446,6 +451,7 @@ impl Kind for DaemonSet {
 
 impl Kind for Job {
     const RESETS_STATUS_ON_CREATE: bool = true;
+    const POD_TEMPLATE: Option<&'static str> = Some("/spec/template");
 
     fn default(&mut self) {
         let spec = self.spec.get_or_insert_with(Default::default);

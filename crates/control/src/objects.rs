@@ -596,11 +596,12 @@ impl Objects {
         track: bool,
     ) -> Result<(Value, Vec<String>), ApiError> {
         let (ns, mut name, mut obj, generated) = Self::prepare_create(res, ns, obj)?;
-        let warnings = if res.strategy.enforces_pod_security() {
-            let policy = self.pod_security_policy(&ns).await?;
-            enforce_pod_security(&policy, &name, &obj)?
-        } else {
-            Vec::new()
+        let warnings = match res.strategy.pod_template() {
+            Some("") => enforce_pod_security(&self.pod_security_policy(&ns).await?, &name, &obj)?,
+            Some(template) => {
+                warn_pod_template(&self.pod_security_policy(&ns).await?, &obj, template)
+            }
+            None => Vec::new(),
         };
         if track {
             obj = self.track(None, obj, Subresource::Main);
@@ -693,7 +694,7 @@ impl Objects {
                 }
             }
             if let Ok((ns, name, obj, _)) = &prepared
-                && res.strategy.enforces_pod_security()
+                && res.strategy.pod_template() == Some("")
             {
                 let policy = match policies.get(ns) {
                     Some(policy) => policy.clone(),
@@ -1492,6 +1493,21 @@ fn enforce_pod_security(
         }),
         None => Ok(decision.warnings),
     }
+}
+
+/// Pod Security admission of a workload whose pod template is at `template` in `obj`: the `warn` level's
+/// warnings, never a refusal (kube's `ValidatePodController`).
+fn warn_pod_template(
+    (policy, label_errors): &PodSecurityPolicy,
+    obj: &Value,
+    template: &str,
+) -> Vec<String> {
+    if label_errors.is_empty() && policy.warn.level == pod_security::Level::Privileged {
+        return Vec::new();
+    }
+    pod_security::pod_template(obj, template).map_or_else(Vec::new, |(meta, spec)| {
+        pod_security::evaluate_template(policy, label_errors, &meta, &spec).warnings
+    })
 }
 
 /// kube's `shouldDeleteDuringUpdate`: an update that takes the last finalizer off an object marked for

@@ -238,4 +238,13 @@ async fn a_baseline_namespace_refuses_a_host_path_pod() {
         .ok()
         .stdout_has("pod/warned created")
         .stderr_has(r#"Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#);
+    // A workload's pod template is warned about, never refused.
+    kubectl(
+        herd,
+        &["create", "deployment", "web", "--image=example/app:1", "-n", "locked"],
+    )
+    .await
+    .ok()
+    .stdout_has("deployment.apps/web created")
+    .stderr_has(r#"Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "app" must set securityContext.allowPrivilegeEscalation=false)"#);
 }

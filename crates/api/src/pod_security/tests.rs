@@ -769,7 +769,7 @@ fn workload_templates_are_warned_about_but_never_refused() {
             },
         }},
     });
-    let pointer = pod_template_pointer("apps", "Deployment").unwrap();
+    let pointer = template_of("apps/v1", "Deployment");
     let (meta, spec) = pod_template(&deployment, pointer).unwrap();
     // enforce=baseline sets warn=baseline too: a warning, no refusal.
     let (policy, errors) = policy_of(&[(ENFORCE_LABEL, "baseline")]);
@@ -785,18 +785,20 @@ fn workload_templates_are_warned_about_but_never_refused() {
         evaluate_template(&policy, &errors, &meta, &spec),
         Decision::default()
     );
-    // CronJob's template sits deeper; a ReplicationController may have none; Services have none at all.
-    let cron = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}}}});
-    let pointer = pod_template_pointer("batch", "CronJob").unwrap();
-    assert_eq!(
-        pod_template(&cron, pointer).unwrap().1.containers[0].name,
-        "c"
-    );
+    // A ReplicationController may have no template; Services have none at all; a pod is its own.
     let rc = json!({"spec": {"replicas": 1}});
-    let pointer = pod_template_pointer("", "ReplicationController").unwrap();
+    let pointer = template_of("v1", "ReplicationController");
     assert!(pod_template(&rc, pointer).is_none());
-    assert_eq!(pod_template_pointer("", "Service"), None);
-    assert_eq!(pod_template_pointer("", "Pod"), Some(""));
+    let services = crate::resources::by_kind("v1", "Service").unwrap();
+    assert_eq!(services.strategy.pod_template(), None);
+    assert_eq!(template_of("v1", "Pod"), "");
+}
+
+/// The pod template pointer the resource table's strategy gives a kind.
+fn template_of(api_version: &str, kind: &str) -> &'static str {
+    crate::resources::by_kind(api_version, kind)
+        .and_then(|r| r.strategy.pod_template())
+        .unwrap()
 }
 
 #[test]
