@@ -31,6 +31,11 @@ pub struct ClusterArgs {
     /// Address of the API server; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// Another name or address the API server's certificate covers (repeatable; as k3s's flag): what
+    /// clients on other hosts call this server. `localhost`, the listen and loopback addresses, the host's
+    /// name, the first Service IP and the `kubernetes.default.svc` names are always covered.
+    #[arg(long = "tls-san")]
+    tls_sans: Vec<String>,
     /// Range Service cluster IPs are allocated from (loopback by default, so no root is needed).
     #[arg(long, default_value = "127.10.0.0/16")]
     service_cidr: IpNet,
@@ -129,7 +134,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     });
     let _ranges = claim_ranges(&args.cluster)?;
     let plane = start_control(&args.cluster, node_cidr_prefix, &shutdown).await?;
-    let kubeconfig = write_kubeconfig(&data_dir, plane.addr())?;
+    let kubeconfig = write_kubeconfig(&data_dir, &plane)?;
     let mut tasks: Vec<(&str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
     let registry = if args.no_registry {
         "off".to_string()
@@ -146,12 +151,22 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         ));
         addr.to_string()
     };
-    let client = kube_client(&kubeconfig, "kubelet").await?;
-    let proxy_client = kube_client(&kubeconfig, "kube-proxy").await?;
     let node_name = match args.node_name {
         Some(n) => n,
         None => default_node_name(),
     };
+    // The node agent and the proxy are clients with identities of their own, as the kubelet
+    // (`system:node:NAME` in `system:nodes`) and kube-proxy (`system:kube-proxy`) are.
+    let node_credentials = plane.kubeconfig(
+        &herd_pki::node_user(&node_name),
+        Some(herd_pki::NODES_GROUP),
+    )?;
+    let client = kube_client(herd_node::kube_config(&node_credentials).await?, "kubelet")?;
+    let proxy_credentials = plane.kubeconfig(PROXY_USER, None)?;
+    let proxy_client = kube_client(
+        herd_node::kube_config(&proxy_credentials).await?,
+        "kube-proxy",
+    )?;
     let node_cfg = herd_node::NodeConfig {
         name: node_name.clone(),
         data_dir: data_dir.join("node"),
@@ -171,8 +186,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     ));
     wait_node_ready(&client, &node_name, &shutdown).await?;
     tracing::info!(
-        "herd is ready api=http://{} registry={registry} kubeconfig={}",
-        plane.addr(),
+        "herd is ready api={} registry={registry} kubeconfig={}",
+        plane.url(),
         kubeconfig.display()
     );
     run_until_signal(shutdown, tasks, Some(plane)).await
@@ -187,10 +202,10 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
         .unwrap_or(herd_control::DEFAULT_NODE_CIDR_PREFIX);
     let _ranges = claim_ranges(&args.cluster)?;
     let plane = start_control(&args.cluster, node_cidr_prefix, &shutdown).await?;
-    let kubeconfig = write_kubeconfig(&args.cluster.data_dir, plane.addr())?;
+    let kubeconfig = write_kubeconfig(&args.cluster.data_dir, &plane)?;
     tracing::info!(
-        "herd is ready api=http://{} kubeconfig={}",
-        plane.addr(),
+        "herd is ready api={} kubeconfig={}",
+        plane.url(),
         kubeconfig.display()
     );
     run_until_signal(shutdown, Vec::new(), Some(plane)).await
@@ -202,8 +217,8 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         bail!("herd node needs --kubeconfig FILE (written by herd control)")
     };
     let shutdown = CancellationToken::new();
-    let client = kube_client(&kubeconfig, "kubelet").await?;
-    let proxy_client = kube_client(&kubeconfig, "kube-proxy").await?;
+    let client = kube_client(read_kubeconfig(&kubeconfig).await?, "kubelet")?;
+    let proxy_client = kube_client(read_kubeconfig(&kubeconfig).await?, "kube-proxy")?;
     let cfg = herd_node::NodeConfig {
         name: args.name.clone(),
         data_dir: args.data_dir,
@@ -246,6 +261,7 @@ async fn start_control(
     };
     cfg.job_backoff_base = args.job_backoff_base;
     cfg.store_sync = args.store_sync;
+    cfg.tls_sans = args.tls_sans.clone();
     Ok(herd_control::ControlPlane::start(cfg, shutdown.clone()).await?)
 }
 
@@ -359,28 +375,38 @@ async fn run_until_signal(
     failed.map_or(Ok(()), Err)
 }
 
-/// Writes an admin kubeconfig pointing at `addr`, atomically.
-fn write_kubeconfig(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<PathBuf> {
+/// kube-proxy's user name (the subject kube's `system:node-proxier` ClusterRoleBinding names).
+const PROXY_USER: &str = "system:kube-proxy";
+
+/// Writes the admin kubeconfig (kubeadm's `admin.conf`: the cluster CA and a new client certificate of
+/// `kubernetes-admin` in `system:masters`) to `<data dir>/kubeconfig.yaml`, atomically, mode 0600.
+fn write_kubeconfig(
+    data_dir: &Path,
+    plane: &herd_control::ControlPlane,
+) -> anyhow::Result<PathBuf> {
     let path = data_dir.join("kubeconfig.yaml");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: herd\n  cluster:\n    server: http://{addr}\nusers:\n- name: herd-admin\n  user: {{}}\ncontexts:\n- name: herd\n  context:\n    cluster: herd\n    user: herd-admin\n    namespace: default\ncurrent-context: herd\npreferences: {{}}\n"
-    );
-    let tmp = data_dir.join(".kubeconfig.yaml.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    let mut admin = plane.kubeconfig(herd_pki::ADMIN_USER, Some(herd_pki::MASTERS_GROUP))?;
+    admin.user_name = "herd-admin".to_string();
+    admin.namespace = Some("default".to_string());
+    admin
+        .write(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The client configuration a kubeconfig file describes.
+async fn read_kubeconfig(kubeconfig: &Path) -> anyhow::Result<kube::Config> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading {}", kubeconfig.display()))
 }
 
 /// A client of the control plane for the component `component`, named in its user agent as Kubernetes'
 /// components name themselves (`kubelet/v… (linux/amd64) herd`): the API server records its writes in
 /// managedFields under that name.
-async fn kube_client(kubeconfig: &Path, component: &str) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .with_context(|| format!("loading {}", kubeconfig.display()))?;
+fn kube_client(mut config: kube::Config, component: &str) -> anyhow::Result<kube::Client> {
     config.headers.push((
         hyper::header::USER_AGENT,
         hyper::header::HeaderValue::from_str(&crate::cli::user_agent(component))?,

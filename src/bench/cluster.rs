@@ -16,8 +16,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cluster {
     child: Child,
     pub client: kube::Client,
-    /// The API server's address.
-    pub api: std::net::SocketAddr,
+    /// The API server, with the admin's credentials.
+    pub api: super::http::ApiEndpoint,
     /// `host:port` of the embedded registry.
     pub registry: String,
     _dir: tempfile::TempDir,
@@ -83,11 +83,12 @@ impl Cluster {
                 .ok_or_else(|| anyhow!("no {name} in {ready:?}"))
         };
         let registry = field("registry=")?;
-        let api = field("api=http://")?
+        let addr = field("api=https://")?
             .parse()
             .with_context(|| format!("the api address in {ready:?}"))?;
         let kubeconfig = PathBuf::from(field("kubeconfig=")?);
         let client = client(&kubeconfig).await?;
+        let api = super::http::ApiEndpoint::new(addr, &herd_pki::Kubeconfig::read(&kubeconfig)?)?;
         Ok(Self {
             child,
             client,

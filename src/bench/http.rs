@@ -124,6 +124,38 @@ pub async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
+/// The API server as the benchmarks reach it: its address and the admin's TLS credentials.
+#[derive(Clone)]
+pub struct ApiEndpoint {
+    pub addr: SocketAddr,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl ApiEndpoint {
+    /// The API server at `addr`, reached with the credentials of `kubeconfig` (the CA it trusts and its
+    /// client certificate).
+    pub fn new(addr: SocketAddr, kubeconfig: &herd_pki::Kubeconfig) -> anyhow::Result<Self> {
+        let mut config =
+            herd_pki::tls::client_config(&kubeconfig.ca_pem, Some(&kubeconfig.client))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            addr,
+            tls: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+        })
+    }
+
+    /// A keep-alive HTTP/1.1 connection over TLS with TCP_NODELAY, as kubectl's.
+    pub async fn connect(&self) -> anyhow::Result<Sender> {
+        let stream = TcpStream::connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
+        let stream = self.tls.connect(name, stream).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+}
+
 /// POSTs a JSON body; the answer's status (the body is read and dropped).
 pub async fn post_json(
     sender: &mut Sender,
@@ -143,12 +175,12 @@ pub async fn post_json(
 
 /// GETs a streaming `path` (a watch) and sends each line of its body as it arrives.
 pub async fn watch_lines(
-    addr: SocketAddr,
+    api: &ApiEndpoint,
     path: &str,
 ) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>> {
-    let mut sender = connect(addr).await?;
+    let mut sender = api.connect().await?;
     let req = hyper::Request::get(path)
-        .header("host", addr.to_string())
+        .header("host", api.addr.to_string())
         .body(Body::default())?;
     let resp = sender.send_request(req).await?;
     if !resp.status().is_success() {

@@ -127,19 +127,19 @@ pub fn http_pod(name: &str, image: &str) -> anyhow::Result<Pod> {
 
 /// Starts pods one at a time and times each from its create request to Running seen on a watch.
 struct Starter {
-    api: std::net::SocketAddr,
+    api: super::http::ApiEndpoint,
     running: RunningPods,
     creator: super::http::Sender,
 }
 
 impl Starter {
-    async fn new(api: std::net::SocketAddr) -> anyhow::Result<Self> {
+    async fn new(api: super::http::ApiEndpoint) -> anyhow::Result<Self> {
         // Creates and the watch go over plain HTTP/1.1 connections with TCP_NODELAY, as kubectl's (Go's)
         // do; kube-rs' client leaves Nagle's algorithm on, which adds delayed-ACK waits to small writes.
         Ok(Self {
+            running: raw_running_pods(&api).await?,
+            creator: api.connect().await?,
             api,
-            running: raw_running_pods(api).await?,
-            creator: super::http::connect(api).await?,
         })
     }
 
@@ -153,7 +153,7 @@ impl Starter {
         let began = Instant::now();
         let status = super::http::post_json(
             &mut self.creator,
-            &self.api,
+            &self.api.addr,
             "/api/v1/namespaces/default/pods",
             body,
         )
@@ -189,7 +189,7 @@ impl Starter {
 /// One round on a fresh node: the sample's first and second start, another image's, then `count` cached
 /// starts.
 async fn measure(cluster: &Cluster, sample: &[u8], count: usize) -> anyhow::Result<Round> {
-    let mut starter = Starter::new(cluster.api).await?;
+    let mut starter = Starter::new(cluster.api.clone()).await?;
     let image = cluster.push_bytes(sample, "bench-start:v1").await?;
     let fresh = (
         starter.start("fresh-first", &image).await?.0,
@@ -236,7 +236,7 @@ pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
 
 /// [`running_pods`] over a raw watch of the default namespace (no kube-rs client in between), which also
 /// notes when each pod was first seen at each [`Stage`].
-async fn raw_running_pods(api: std::net::SocketAddr) -> anyhow::Result<RunningPods> {
+async fn raw_running_pods(api: &super::http::ApiEndpoint) -> anyhow::Result<RunningPods> {
     let (tx, events) = mpsc::unbounded_channel();
     let mut lines =
         super::http::watch_lines(api, "/api/v1/namespaces/default/pods?watch=true").await?;

@@ -19,6 +19,7 @@ mod persistence;
 mod python_client;
 mod runtime;
 mod scheduler;
+mod security;
 mod services;
 mod status;
 mod unprivileged;

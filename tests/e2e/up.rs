@@ -10,10 +10,14 @@ async fn up_prints_ready_line_whose_addresses_serve_and_kubeconfig_matches() {
 
     let port: u16 = herd
         .api
-        .strip_prefix("http://127.0.0.1:")
+        .strip_prefix("https://127.0.0.1:")
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    assert_ne!(port, 0, "api= is not http://127.0.0.1:<port>: {}", herd.api);
+    assert_ne!(
+        port, 0,
+        "api= is not https://127.0.0.1:<port>: {}",
+        herd.api
+    );
     let kubeconfig =
         kube::config::Kubeconfig::read_from(&herd.kubeconfig).expect("kubeconfig parses");
     let servers: Vec<_> = kubeconfig

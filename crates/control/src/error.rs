@@ -58,6 +58,10 @@ pub enum ApiError {
         retry_after_seconds: u32,
         causes: Vec<Cause>,
     },
+    /// 401 Unauthorized: the request carried no credentials the server accepts (kube's message is
+    /// `Unauthorized`).
+    #[error("Unauthorized")]
+    Unauthorized,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -138,6 +142,7 @@ impl ApiError {
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
@@ -344,7 +349,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::server::{AppState, router};
+    use crate::server::{AppState, admin_router, router};
 
     /// The answer of the API server's router to one request, without a socket: status code and body bytes.
     async fn answer(app: &axum::Router, method: Method, uri: &str, body: &str) -> (u16, String) {
@@ -368,11 +373,33 @@ mod tests {
     #[tokio::test]
     async fn statuses_are_written_byte_for_byte_as_kube_apiserver_writes_them() {
         let (_dir, objects) = crate::objects::test_objects().await;
-        let app = router(AppState {
+        let state = AppState {
             objects,
             shutdown: tokio_util::sync::CancellationToken::new(),
             http: reqwest::Client::new(),
-        });
+        };
+        // Without credentials: kube's 401, except on the paths kube serves anonymously.
+        let anonymous = router(state.clone());
+        assert_eq!(
+            answer(&anonymous, Method::GET, "/api/v1/namespaces", "").await,
+            (
+                401,
+                concat!(
+                    r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#,
+                    r#""message":"Unauthorized","reason":"Unauthorized","code":401}"#,
+                    "\n"
+                )
+                .to_string()
+            )
+        );
+        for open in ["/healthz", "/livez", "/readyz", "/version"] {
+            assert_eq!(
+                answer(&anonymous, Method::GET, open, "").await.0,
+                200,
+                "{open}"
+            );
+        }
+        let app = admin_router(state);
         let shop = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}}"#;
         assert_eq!(
             answer(&app, Method::POST, "/api/v1/namespaces", shop)

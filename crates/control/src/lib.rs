@@ -21,11 +21,13 @@ pub mod server;
 mod storage;
 mod store;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herd_api::resources;
+use herd_pki::ClusterCa;
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -60,6 +62,10 @@ pub struct ControlConfig {
     /// How often the controllers reconcile every object without a change (they follow changes as they
     /// happen; this only repairs what was missed).
     pub controller_resync: Duration,
+    /// Names and addresses the serving certificate covers besides `localhost`, the loopback and listen
+    /// addresses, the host's name, the first Service IP and the `kubernetes.default.svc` names (k3s's
+    /// `--tls-san`): what clients on other hosts call the server.
+    pub tls_sans: Vec<String>,
 }
 
 /// The default prefix length of a node's pod CIDR: /18, 16,382 pod IPs, room for the node's default
@@ -79,6 +85,7 @@ impl ControlConfig {
             job_backoff_base: Duration::from_secs(10),
             store_sync: StoreSync::default(),
             controller_resync: controllers::DEFAULT_RESYNC,
+            tls_sans: Vec::new(),
         }
     }
 }
@@ -103,11 +110,14 @@ pub enum ControlError {
     Serve(std::io::Error),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("the cluster PKI: {0}")]
+    Pki(#[from] herd_pki::PkiError),
 }
 
 /// A running control plane.
 pub struct ControlPlane {
     addr: SocketAddr,
+    ca: Arc<ClusterCa>,
     objects: Objects,
     server: JoinHandle<std::io::Result<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -142,6 +152,7 @@ impl ControlPlane {
         )
         .await?;
         bootstrap(&objects).await?;
+        let ca = Arc::new(ClusterCa::load_or_create(&cfg.data_dir)?);
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ControlError::Listen {
@@ -153,6 +164,16 @@ impl ControlPlane {
             .map_err(|source| ControlError::Listen {
                 addr: cfg.listen,
                 source,
+            })?;
+        let serving = serving_certificate(&ca, &cfg, addr)?;
+        let mut tls = herd_pki::tls::server_config(ca.cert_pem(), &serving)?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let listener =
+            server::tls::TlsListener::new(listener, Arc::new(tls)).map_err(|source| {
+                ControlError::Listen {
+                    addr: cfg.listen,
+                    source,
+                }
             })?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -182,6 +203,7 @@ impl ControlPlane {
         tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "control plane started");
         Ok(Self {
             addr,
+            ca,
             objects: objects.clone(),
             server,
             tasks,
@@ -191,6 +213,48 @@ impl ControlPlane {
     /// The address the API server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The API server's URL for a client on this host: `https://` and the listen address (the loopback
+    /// address when it listens on every address).
+    pub fn url(&self) -> String {
+        let ip = match self.addr.ip() {
+            ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        format!("https://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// The cluster CA (created in the data dir at first start): it signed the serving certificate and
+    /// signs the client certificates the API server accepts.
+    pub fn ca(&self) -> &Arc<ClusterCa> {
+        &self.ca
+    }
+
+    /// A kubeconfig for this server ([`ControlPlane::url`]) as `user` in `group`, with a new client
+    /// certificate from the cluster CA (valid a year); cluster and context are named `herd`, the user
+    /// entry after the user.
+    ///
+    /// # Errors
+    /// [`herd_pki::PkiError`] if the certificate cannot be issued.
+    pub fn kubeconfig(
+        &self,
+        user: &str,
+        group: Option<&str>,
+    ) -> Result<herd_pki::Kubeconfig, herd_pki::PkiError> {
+        let groups: Vec<&str> = group.into_iter().collect();
+        let client = self
+            .ca
+            .issue_client(user, &groups, herd_pki::CLIENT_VALIDITY)?;
+        Ok(herd_pki::Kubeconfig {
+            server: self.url(),
+            cluster_name: "herd".to_string(),
+            user_name: user.to_string(),
+            context_name: "herd".to_string(),
+            namespace: None,
+            ca_pem: self.ca.cert_pem().to_string(),
+            client,
+        })
     }
 
     /// Waits for the API server and every task to stop (after the shutdown token was cancelled).
@@ -205,6 +269,29 @@ impl ControlPlane {
             Err(join) => Err(ControlError::Serve(std::io::Error::other(join))),
         }
     }
+}
+
+/// kube-apiserver's serving certificate, issued afresh at each start for the addresses it listens on now.
+fn serving_certificate(
+    ca: &ClusterCa,
+    cfg: &ControlConfig,
+    addr: SocketAddr,
+) -> Result<herd_pki::IssuedCert, herd_pki::PkiError> {
+    let mut ips = vec![addr.ip()];
+    let mut names = Vec::new();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    if !hostname.trim().is_empty() {
+        names.push(hostname.trim().to_ascii_lowercase());
+    }
+    for san in &cfg.tls_sans {
+        match san.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => names.push(san.clone()),
+        }
+    }
+    let first_service_ip = cfg.service_cidr.hosts().next();
+    let sans = herd_pki::serving_sans(&ips, first_service_ip, &names);
+    ca.issue_serving("kube-apiserver", &sans, herd_pki::SERVING_VALIDITY)
 }
 
 async fn bootstrap(objects: &Objects) -> Result<(), ControlError> {

@@ -131,6 +131,23 @@ pub enum NodeError {
     /// `spec.podCIDR` is not a CIDR.
     #[error("the node's pod CIDR {0:?} is not a valid CIDR")]
     BadPodCidr(String),
+    /// Credentials that do not make a client of the API server.
+    #[error("the node's credentials: {0}")]
+    Credentials(String),
+}
+
+/// A client configuration of the API server from a kubeconfig with embedded credentials (the cluster CA,
+/// a client certificate and its key), as kube-rs reads a kubeconfig file.
+///
+/// # Errors
+/// [`NodeError::Credentials`] when the kubeconfig does not render or kube-rs cannot use it.
+pub async fn kube_config(kubeconfig: &herd_pki::Kubeconfig) -> Result<kube::Config, NodeError> {
+    let credentials = |e: &dyn std::fmt::Display| NodeError::Credentials(e.to_string());
+    let yaml = kubeconfig.to_yaml().map_err(|e| credentials(&e))?;
+    let parsed = kube::config::Kubeconfig::from_yaml(&yaml).map_err(|e| credentials(&e))?;
+    kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| credentials(&e))
 }
 
 const REGISTER_RETRY_MAX: Duration = Duration::from_secs(30);

@@ -836,7 +836,10 @@ mod tests {
         let plane = herd_control::ControlPlane::start(cfg, stop.clone())
             .await
             .expect("control plane");
-        let config = kube::Config::new(format!("http://{}", plane.addr()).parse().expect("url"));
+        let admin = plane
+            .kubeconfig("kubernetes-admin", Some("system:masters"))
+            .expect("admin credentials");
+        let config = crate::kube_config(&admin).await.expect("admin config");
         let client = kube::Client::try_from(config).expect("client");
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
         let mut cm: ConfigMap = serde_json::from_value(

@@ -51,7 +51,10 @@ impl Cluster {
         let plane = ControlPlane::start(cfg, shutdown.clone())
             .await
             .expect("control plane");
-        let config = kube::Config::new(format!("http://{}", plane.addr()).parse().expect("url"));
+        let admin = plane
+            .kubeconfig("kubernetes-admin", Some("system:masters"))
+            .expect("admin credentials");
+        let config = herd_node::kube_config(&admin).await.expect("admin config");
         let client = kube::Client::try_from(config).expect("client");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -97,12 +100,17 @@ impl Cluster {
         image
     }
 
-    fn node(&self, shutdown: &CancellationToken) -> JoinHandle<()> {
+    async fn node(&self, shutdown: &CancellationToken) -> JoinHandle<()> {
         let mut cfg = NodeConfig::new("lifecycle-node", self.dir.path().join("node"));
         cfg.crash_loop_back_off_base = Duration::from_millis(100);
         cfg.lease_renew_interval = Duration::from_secs(1);
         let plane = self.plane.as_ref().expect("control plane running");
-        let config = kube::Config::new(format!("http://{}", plane.addr()).parse().expect("url"));
+        let credentials = plane
+            .kubeconfig("system:node:lifecycle-node", Some("system:nodes"))
+            .expect("node credentials");
+        let config = herd_node::kube_config(&credentials)
+            .await
+            .expect("node config");
         let recorded = self.node_requests.clone();
         let record = tower::util::MapRequestLayer::new(
             move |request: axum::http::Request<kube::client::Body>| {
@@ -163,9 +171,9 @@ impl Cluster {
     }
 
     /// Runs the node agent until [`Cluster::stop`].
-    fn start_node(&mut self) {
+    async fn start_node(&mut self) {
         let stop = CancellationToken::new();
-        self.agent = Some((stop.clone(), self.node(&stop)));
+        self.agent = Some((stop.clone(), self.node(&stop).await));
     }
 
     async fn stop(mut self) {
@@ -196,7 +204,7 @@ async fn pods_of_a_new_image_starting_at_once_download_it_once() {
             .await;
     }
     let before = cluster.blob_downloads.load(Ordering::SeqCst);
-    cluster.start_node();
+    cluster.start_node().await;
     for name in &names {
         cluster
             .wait(name, Duration::from_secs(60), |pod| {
@@ -232,7 +240,7 @@ fn waiting(pod: &Value, index: usize) -> (String, String) {
 async fn crash_loop_back_off_doubles_and_keeps_the_last_state() {
     let mut cluster = Cluster::start().await;
     let image = cluster.push("hello").await;
-    cluster.start_node();
+    cluster.start_node().await;
     cluster
         .create(pod(
             "crasher",
@@ -289,7 +297,7 @@ async fn crash_loop_back_off_doubles_and_keeps_the_last_state() {
 async fn init_containers_run_in_order_before_the_app() {
     let mut cluster = Cluster::start().await;
     let image = cluster.push("hello").await;
-    cluster.start_node();
+    cluster.start_node().await;
     cluster
         .create(pod(
             "staged",
@@ -342,7 +350,7 @@ async fn a_restarted_agent_resumes_its_pod_with_the_restart_count() {
     let cluster = Cluster::start().await;
     let image = cluster.push("hello").await;
     let first = CancellationToken::new();
-    let node = cluster.node(&first);
+    let node = cluster.node(&first).await;
     cluster
         .create(pod(
             "survivor",
@@ -358,7 +366,7 @@ async fn a_restarted_agent_resumes_its_pod_with_the_restart_count() {
     node.await.expect("first agent");
 
     let second = CancellationToken::new();
-    let node = cluster.node(&second);
+    let node = cluster.node(&second).await;
     let after = cluster
         .wait("survivor", Duration::from_secs(60), |pod| {
             running(pod) && pod["status"]["containerStatuses"][0]["restartCount"] == 1
@@ -411,7 +419,7 @@ async fn a_wasi_http_pod_is_reported_running_and_ready_in_one_write() {
                                    "ports": [{"containerPort": 8080}]}]}),
         ))
         .await;
-    cluster.start_node();
+    cluster.start_node().await;
     cluster
         .wait("warm", Duration::from_secs(60), |pod| {
             condition(pod, "Ready") == "True"
@@ -479,7 +487,7 @@ async fn a_wasi_http_pod_is_reported_running_and_ready_in_one_write() {
 async fn probes_restart_the_unhealthy_and_gate_readiness() {
     let mut cluster = Cluster::start().await;
     let image = cluster.push("http-hello").await;
-    cluster.start_node();
+    cluster.start_node().await;
     let web = |probe: &str, check: Value| {
         let mut container =
             json!({"name": "web", "image": image, "ports": [{"containerPort": 8080}]});
@@ -544,7 +552,7 @@ async fn a_deleted_module_pod_ends_at_once_as_by_sigterm() {
     // running out its 30 s grace period.
     let mut cluster = Cluster::start().await;
     let image = cluster.push("hello").await;
-    cluster.start_node();
+    cluster.start_node().await;
     cluster
         .create(pod(
             "graceful",
@@ -683,7 +691,7 @@ async fn pods_mounting_one_config_map_and_secret_share_one_watch_of_each() {
     cluster
         .apply_json::<Secret>(secret("creds", json!({"password": "hunter2"})))
         .await;
-    cluster.start_node();
+    cluster.start_node().await;
     let names: Vec<String> = (0..8).map(|i| format!("reader-{i}")).collect();
     for name in &names {
         cluster
@@ -738,7 +746,7 @@ async fn a_pod_waits_for_its_missing_config_map_and_starts_once_it_is_created() 
     use k8s_openapi::api::core::v1::{ConfigMap, Event};
     let mut cluster = Cluster::start().await;
     let image = cluster.push("hello").await;
-    cluster.start_node();
+    cluster.start_node().await;
     cluster
         .create(pod(
             "patient",
@@ -841,7 +849,7 @@ async fn pods_taking_env_from_one_config_map_and_secret_share_one_watch_of_each(
     cluster
         .apply_json::<Secret>(secret("db", json!({"PASSWORD": "hunter2"})))
         .await;
-    cluster.start_node();
+    cluster.start_node().await;
     let names: Vec<String> = (0..8).map(|i| format!("env-{i}")).collect();
     for name in &names {
         cluster
@@ -900,7 +908,7 @@ async fn a_container_whose_env_config_map_is_missing_starts_once_it_is_created()
     use k8s_openapi::api::core::v1::ConfigMap;
     let mut cluster = Cluster::start().await;
     let image = cluster.push("hello").await;
-    cluster.start_node();
+    cluster.start_node().await;
     cluster
         .create(pod(
             "configless",
@@ -1008,7 +1016,7 @@ async fn a_config_map_created_after_a_long_wait_starts_its_waiting_container_at_
     use k8s_openapi::api::core::v1::ConfigMap;
     let mut cluster = Cluster::start().await;
     let image = cluster.push("hello").await;
-    cluster.start_node();
+    cluster.start_node().await;
     // A pod whose ConfigMap never comes keeps its back-off, however many other ConfigMaps are
     // created meanwhile: its attempts (after failures 1 s, 2 s, 4 s… apart) are counted below.
     cluster

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{IssuedCert, PkiError};
 
@@ -143,5 +143,137 @@ impl Kubeconfig {
     pub fn write(&self, path: &Path) -> Result<(), PkiError> {
         let yaml = self.to_yaml()?;
         herd_atomic_file::write_private(path, yaml.as_bytes()).map_err(PkiError::io(path))
+    }
+}
+
+/// The parts of a kubeconfig file [`Kubeconfig::parse`] reads (kebab-case keys, as kubectl writes them).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ReadConfig {
+    #[serde(default)]
+    clusters: Vec<ReadNamed<ReadCluster>>,
+    #[serde(default)]
+    users: Vec<ReadNamed<ReadUser>>,
+    #[serde(default)]
+    contexts: Vec<ReadNamed<ReadContext>>,
+    #[serde(default)]
+    current_context: String,
+}
+
+#[derive(Deserialize)]
+struct ReadNamed<T> {
+    name: String,
+    #[serde(flatten)]
+    value: T,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ReadCluster {
+    cluster: ReadClusterFields,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ReadClusterFields {
+    server: String,
+    #[serde(default)]
+    certificate_authority_data: String,
+}
+
+#[derive(Deserialize)]
+struct ReadUser {
+    user: ReadUserFields,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ReadUserFields {
+    #[serde(default)]
+    client_certificate_data: String,
+    #[serde(default)]
+    client_key_data: String,
+}
+
+#[derive(Deserialize)]
+struct ReadContext {
+    context: ReadContextFields,
+}
+
+#[derive(Deserialize)]
+struct ReadContextFields {
+    cluster: String,
+    user: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+impl Kubeconfig {
+    /// Reads back a kubeconfig with embedded credentials: the current context's cluster (its server and
+    /// `certificate-authority-data`) and user (`client-certificate-data`, `client-key-data`).
+    ///
+    /// # Errors
+    /// [`PkiError::Kubeconfig`] for YAML that is no kubeconfig, [`PkiError::Invalid`] when the current
+    /// context, its cluster or user is missing or the credentials are not embedded base64 PEM.
+    pub fn parse(text: &str) -> Result<Self, PkiError> {
+        let config: ReadConfig = serde_yaml::from_str(text)?;
+        let invalid = |reason: String| PkiError::invalid("the kubeconfig", reason);
+        let context = config
+            .contexts
+            .into_iter()
+            .find(|c| c.name == config.current_context)
+            .ok_or_else(|| invalid(format!("no context {:?}", config.current_context)))?;
+        let ReadContextFields {
+            cluster,
+            user,
+            namespace,
+        } = context.value.context;
+        let cluster_entry = config
+            .clusters
+            .into_iter()
+            .find(|c| c.name == cluster)
+            .ok_or_else(|| invalid(format!("no cluster {cluster:?}")))?;
+        let user_entry = config
+            .users
+            .into_iter()
+            .find(|u| u.name == user)
+            .ok_or_else(|| invalid(format!("no user {user:?}")))?;
+        let decode = |field: &str, data: &str| {
+            STANDARD
+                .decode(data.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .filter(|text| !text.is_empty())
+                .ok_or_else(|| invalid(format!("{field} is not embedded base64 PEM")))
+        };
+        let ca_pem = decode(
+            "certificate-authority-data",
+            &cluster_entry.value.cluster.certificate_authority_data,
+        )?;
+        let client = IssuedCert {
+            cert_pem: decode(
+                "client-certificate-data",
+                &user_entry.value.user.client_certificate_data,
+            )?,
+            key_pem: decode("client-key-data", &user_entry.value.user.client_key_data)?,
+        };
+        Ok(Self {
+            server: cluster_entry.value.cluster.server,
+            cluster_name: cluster,
+            user_name: user,
+            context_name: context.name,
+            namespace,
+            ca_pem,
+            client,
+        })
+    }
+
+    /// [`Kubeconfig::parse`] of the file at `path`.
+    ///
+    /// # Errors
+    /// [`PkiError::Io`] if it cannot be read, else as [`Kubeconfig::parse`].
+    pub fn read(path: &Path) -> Result<Self, PkiError> {
+        let text = std::fs::read_to_string(path).map_err(PkiError::io(path))?;
+        Self::parse(&text)
     }
 }

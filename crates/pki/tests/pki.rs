@@ -525,6 +525,24 @@ fn the_admin_kubeconfig_is_private_and_carries_the_credentials() {
         ("herd", Some("herd-admin"))
     );
     assert_eq!(context.namespace.as_deref(), Some("default"));
+
+    // herd reads it back whole; a kubeconfig without embedded credentials is refused, not half-read.
+    let back = Kubeconfig::read(&path).expect("read back");
+    assert_eq!(
+        back.to_yaml().expect("yaml"),
+        config.to_yaml().expect("yaml")
+    );
+    let bare = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://h:1\n\
+        users:\n- name: u\n  user: {}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n\
+        current-context: x\n";
+    let err = Kubeconfig::parse(bare)
+        .expect_err("no credentials")
+        .to_string();
+    assert!(err.contains("certificate-authority-data"), "{err}");
+    let err = Kubeconfig::parse("current-context: y\n")
+        .expect_err("no context")
+        .to_string();
+    assert!(err.contains("no context \"y\""), "{err}");
 }
 
 #[tokio::test]

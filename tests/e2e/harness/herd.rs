@@ -69,11 +69,12 @@ pub struct Herd {
     root: Option<TempDir>,
     pub data_dir: PathBuf,
     process: Option<HerdProcess>,
-    /// `http://127.0.0.1:PORT` (changes on restart).
+    /// `https://127.0.0.1:PORT` (changes on restart).
     pub api: String,
     /// The embedded registry's `127.0.0.1:PORT`.
     pub registry: Option<String>,
     pub kubeconfig: PathBuf,
+    /// A client with the admin's credentials from the kubeconfig (renewed at each start).
     pub http: reqwest::Client,
 }
 
@@ -176,6 +177,7 @@ impl Herd {
         if let Some(kubeconfig) = ready.kubeconfig {
             self.kubeconfig = kubeconfig;
         }
+        self.http = super::api_client(&self.kubeconfig);
         self.process = Some(process);
     }
 

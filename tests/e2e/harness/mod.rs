@@ -68,6 +68,21 @@ pub fn http_client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
+/// [`http_client`] with the credentials of a kubeconfig written by herd (it trusts the cluster CA and
+/// presents the client certificate), for the API server; plain HTTP (pods, registries) works as before.
+pub fn api_client(kubeconfig: &Path) -> reqwest::Client {
+    let credentials = herd_pki::Kubeconfig::read(kubeconfig)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", kubeconfig.display()));
+    let tls = herd_pki::tls::client_config(&credentials.ca_pem, Some(&credentials.client))
+        .expect("TLS client configuration");
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .use_preconfigured_tls(tls)
+        .build()
+        .expect("reqwest client")
+}
+
 /// The last `lines` lines of a text file.
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read(path)

@@ -266,9 +266,9 @@ mod tests {
 
     #[test]
     fn ready_line_with_colour_codes_and_quotes() {
-        let line = "\u{1b}[2m2025\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m herd: herd is ready \u{1b}[3mapi\u{1b}[0m\u{1b}[2m=\u{1b}[0mhttp://127.0.0.1:4000 registry=off kubeconfig=\"/d/kubeconfig.yaml\"";
+        let line = "\u{1b}[2m2025\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m herd: herd is ready \u{1b}[3mapi\u{1b}[0m\u{1b}[2m=\u{1b}[0mhttps://127.0.0.1:4000 registry=off kubeconfig=\"/d/kubeconfig.yaml\"";
         let ready = parse_ready_line(&strip_ansi(line)).unwrap();
-        assert_eq!(ready.api, "http://127.0.0.1:4000");
+        assert_eq!(ready.api, "https://127.0.0.1:4000");
         assert_eq!(ready.registry, None);
         assert_eq!(ready.kubeconfig, Some(PathBuf::from("/d/kubeconfig.yaml")));
     }

@@ -4,6 +4,7 @@
 //! router: `/api/v1/namespaces/x/status` is a subresource of a Namespace while `/api/v1/namespaces/x/pods`
 //! is a collection.
 
+pub mod authn;
 mod discovery;
 mod eviction;
 mod logs;
@@ -11,6 +12,7 @@ mod openapi;
 mod route;
 mod scale;
 mod table;
+pub mod tls;
 mod watch;
 
 use std::collections::HashMap;
@@ -51,7 +53,18 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v3", get(openapi::index))
         .route("/openapi/v3/{*path}", get(openapi::group_version))
         .fallback(dispatch)
+        .layer(axum::middleware::from_fn(authn::authenticate))
         .with_state(state)
+}
+
+/// [`router`] for in-process tests: every request is the cluster admin (`system:masters`) unless it carries
+/// its own user.
+#[cfg(test)]
+pub(crate) fn admin_router(state: AppState) -> Router {
+    router(state).layer(axum::Extension(herd_authz::UserInfo::new(
+        "kubernetes-admin",
+        &["system:masters", authn::AUTHENTICATED_GROUP],
+    )))
 }
 
 type Params = HashMap<String, String>;
@@ -686,16 +699,14 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 }
 
 /// Serves the API until `shutdown` is cancelled.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+pub async fn serve(listener: tls::TlsListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
-    // Watch events and answers are small writes: without TCP_NODELAY, Nagle's algorithm holds them back
-    // until the client's delayed ACK (tens of milliseconds on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<tls::Peer>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 pub(crate) fn body_stream<S>(stream: S) -> Body
@@ -768,7 +779,7 @@ mod tests {
             .create(core("pods"), Some("default"), pod, false)
             .await
             .expect("pod");
-        let app = router(AppState {
+        let app = admin_router(AppState {
             objects,
             shutdown: CancellationToken::new(),
             http: reqwest::Client::new(),

@@ -12,7 +12,8 @@ pub struct Plane {
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     plane: Option<ControlPlane>,
-    _dir: tempfile::TempDir,
+    cfg: ControlConfig,
+    dir: tempfile::TempDir,
 }
 
 impl Plane {
@@ -26,15 +27,40 @@ impl Plane {
         let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
         cfg.service_cidr = "127.250.0.0/24".parse().unwrap();
         configure(&mut cfg);
+        Self::start_in(dir, cfg).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, cfg: ControlConfig) -> Self {
         let shutdown = CancellationToken::new();
-        let plane = ControlPlane::start(cfg, shutdown.clone()).await.unwrap();
+        let plane = ControlPlane::start(cfg.clone(), shutdown.clone())
+            .await
+            .unwrap();
+        let http = client_of(&plane, Some(("kubernetes-admin", "system:masters")));
         Self {
-            base: format!("http://{}", plane.addr()),
-            http: reqwest::Client::new(),
+            base: plane.url(),
+            http,
             shutdown,
             plane: Some(plane),
-            _dir: dir,
+            cfg,
+            dir,
         }
+    }
+
+    /// Stops the plane and starts it again on the same data dir and configuration.
+    pub async fn restart(mut self) -> Self {
+        self.shutdown.cancel();
+        self.plane.take().unwrap().wait().await.unwrap();
+        let Plane { cfg, dir, .. } = self;
+        Self::start_in(dir, cfg).await
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The cluster CA's certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.plane.as_ref().unwrap().ca().cert_pem()
     }
 
     /// One request: `headers` added, `body` as (content type, text); the status code and the JSON answer
@@ -58,8 +84,28 @@ impl Plane {
         (code, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// A client of this plane as `user` in `group` (a client certificate from the cluster CA); `None`: a
+    /// client with no credentials.
+    pub fn client_as(&self, user: Option<(&str, &str)>) -> reqwest::Client {
+        client_of(self.plane.as_ref().unwrap(), user)
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         self.plane.take().unwrap().wait().await.unwrap();
     }
+}
+
+/// An HTTPS client trusting `plane`'s CA, presenting a client certificate for `user` (name, group) if given.
+fn client_of(plane: &ControlPlane, user: Option<(&str, &str)>) -> reqwest::Client {
+    let ca = plane.ca();
+    let cert = user.map(|(name, group)| {
+        ca.issue_client(name, &[group], herd_pki::CLIENT_VALIDITY)
+            .unwrap()
+    });
+    let tls = herd_pki::tls::client_config(ca.cert_pem(), cert.as_ref()).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
 }

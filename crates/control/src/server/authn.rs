@@ -1,0 +1,60 @@
+//! Authentication, as kube-apiserver's: every request is someone. A client certificate the cluster CA
+//! signed names its user (CN) and groups (O); every authenticated user is also in `system:authenticated`.
+//! A request with no credentials is `system:anonymous` (group `system:unauthenticated`) where kube leaves
+//! the door open by default (`/healthz`, `/livez`, `/readyz`, `/version`) and 401 `Unauthorized`
+//! everywhere else.
+//!
+//! The user travels in the request's extensions as a [`UserInfo`]; a request that already carries one (an
+//! in-process caller's) keeps it.
+
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use herd_authz::UserInfo;
+
+use super::tls::Peer;
+use crate::error::ApiError;
+
+/// The group every authenticated user is in.
+pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
+/// The user of a request without credentials, and its group.
+pub const ANONYMOUS_USER: &str = "system:anonymous";
+pub const UNAUTHENTICATED_GROUP: &str = "system:unauthenticated";
+
+/// The paths an anonymous request may reach (kube's `system:public-info-viewer`, which is all kube-apiserver
+/// serves anonymously by default).
+const PUBLIC_PATHS: [&str; 5] = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
+
+/// The middleware: puts the request's [`UserInfo`] in its extensions, or answers 401.
+pub async fn authenticate(mut request: Request, next: Next) -> Response {
+    if request.extensions().get::<UserInfo>().is_none() {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<Peer>>()
+            .map(|info| &info.0);
+        let user = match peer.and_then(|p| p.certificate.as_ref()) {
+            Some(certificate) => authenticated(&certificate.name, &certificate.groups),
+            None if PUBLIC_PATHS.contains(&request.uri().path()) => UserInfo {
+                name: ANONYMOUS_USER.to_string(),
+                uid: String::new(),
+                groups: vec![UNAUTHENTICATED_GROUP.to_string()],
+            },
+            None => return ApiError::Unauthorized.into_response(),
+        };
+        request.extensions_mut().insert(user);
+    }
+    next.run(request).await
+}
+
+/// `name` in `groups` and `system:authenticated` (kube's `AuthenticatedGroupAdder`).
+fn authenticated(name: &str, groups: &[String]) -> UserInfo {
+    let mut groups = groups.to_vec();
+    if !groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
+        groups.push(AUTHENTICATED_GROUP.to_string());
+    }
+    UserInfo {
+        name: name.to_string(),
+        uid: String::new(),
+        groups,
+    }
+}
