@@ -486,6 +486,77 @@ mod tests {
         );
     }
 
+    /// What `kubectl create rolebinding b --clusterrole=view --user=jane --serviceaccount=ns:x` and
+    /// `kubectl create role r --verb=get --resource=pods` send: the RBAC messages' fields.
+    #[test]
+    fn decodes_the_rbac_kinds_kubectl_creates() {
+        let meta = bytes(1, &bytes(1, b"b"));
+        let role_ref = [
+            bytes(1, b"rbac.authorization.k8s.io"),
+            bytes(2, b"ClusterRole"),
+            bytes(3, b"view"),
+        ]
+        .concat();
+        let user = [
+            bytes(1, b"User"),
+            bytes(2, b"rbac.authorization.k8s.io"),
+            bytes(3, b"jane"),
+        ]
+        .concat();
+        let sa = [
+            bytes(1, b"ServiceAccount"),
+            bytes(2, b""),
+            bytes(3, b"x"),
+            bytes(4, b"ns"),
+        ]
+        .concat();
+        let body = [meta, bytes(2, &user), bytes(2, &sa), bytes(3, &role_ref)].concat();
+        assert_eq!(
+            decode(&object(
+                "rbac.authorization.k8s.io/v1",
+                "RoleBinding",
+                &body
+            )),
+            Ok(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "b"},
+                "subjects": [
+                    {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "jane"},
+                    {"kind": "ServiceAccount", "name": "x", "namespace": "ns"}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "view"}})
+            )
+        );
+        let rule = [
+            bytes(1, b"get"),
+            bytes(2, b""),
+            bytes(3, b"pods"),
+            bytes(5, b"/healthz"),
+        ]
+        .concat();
+        let selector = bytes(1, &bytes(1, &entry("team", b"a")));
+        let role = [
+            bytes(1, &bytes(1, b"c")),
+            bytes(2, &rule),
+            bytes(3, &selector),
+        ]
+        .concat();
+        let decoded = decode(&object(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            &role,
+        ))
+        .unwrap();
+        assert_eq!(
+            (&decoded["rules"], &decoded["aggregationRule"]),
+            (
+                &json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"],
+                    "nonResourceURLs": ["/healthz"]}]),
+                &json!({"clusterRoleSelectors": [{"matchLabels": {"team": "a"}}]})
+            )
+        );
+    }
+
     #[test]
     fn rejects_what_is_not_a_decodable_kubernetes_object() {
         assert_eq!(

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 
 use crate::strategy::{Strategy, Typed};
@@ -60,6 +61,9 @@ pub enum Printer {
     PodDisruptionBudget,
     DaemonSet,
     Job,
+    RoleBinding,
+    ClusterRoleBinding,
+    /// Also Role's and ClusterRole's: kube registers no printer for them (NAME, CREATED AT).
     Default,
 }
 
@@ -363,6 +367,58 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &Typed::<PodDisruptionBudget>::NEW,
         Printer::PodDisruptionBudget,
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+        &[],
+        &[],
+        &[],
+        &Typed::<ClusterRoleBinding>::NEW,
+        Printer::ClusterRoleBinding,
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+        &[],
+        &[],
+        &[],
+        &Typed::<ClusterRole>::NEW,
+        Printer::Default,
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+        &[],
+        &[],
+        &[],
+        &Typed::<RoleBinding>::NEW,
+        Printer::RoleBinding,
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        "role",
+        true,
+        &[],
+        &[],
+        &[],
+        &Typed::<Role>::NEW,
+        Printer::Default,
     ),
     res(
         "coordination.k8s.io",

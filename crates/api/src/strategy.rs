@@ -3,7 +3,7 @@
 //! how one is deleted (gracefully for pods, finalized for namespaces).
 //!
 //! Every kind's rules are written once, over its k8s-openapi type, as an implementation of [`Kind`] in this
-//! file. [`Typed`] turns a [`Kind`] into the object-safe [`Strategy`] the resource table
+//! file (the RBAC kinds' in [`rbac`]). [`Typed`] turns a [`Kind`] into the object-safe [`Strategy`] the resource table
 //! ([`crate::resources::RESOURCES`]) names for each resource, so the resource layer asks the table, never
 //! the kind's name.
 
@@ -28,6 +28,8 @@ use serde_json::Value;
 
 use crate::admission::{self as rules, AdmitError};
 use crate::validation::{self, Cause};
+
+pub mod rbac;
 
 /// What the resource layer does, beyond the write, when an object of the kind is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,9 @@ pub trait Kind:
 {
     /// Names must be DNS-1035 labels (Services, Namespaces) rather than DNS-1123 subdomains.
     const LABEL_NAMES: bool = false;
+    /// Names are kube's RBAC names (`ValidateRBACName`: any path segment, `system:controller:x`) rather than
+    /// DNS-1123 subdomains.
+    const RBAC_NAMES: bool = false;
     /// A create ignores a client-sent status (kube's `PrepareForCreate`).
     const RESETS_STATUS_ON_CREATE: bool = false;
     /// Whether deletion marks (the orphaning mark, the foreground finalizer) apply; a pod's own graceful
@@ -124,10 +129,19 @@ fn encode<K: Serialize>(obj: &K) -> Result<Value, AdmitError> {
     serde_json::to_value(obj).map_err(|e| AdmitError::BadRequest(format!("encoding object: {e}")))
 }
 
+/// The kind's name rule and the labels of `meta` (kube's `ValidateObjectMeta` with the kind's name function).
+fn validate_meta<K: Kind>(meta: &ObjectMeta, causes: &mut Vec<Cause>) {
+    if K::RBAC_NAMES {
+        rbac::validate_meta(meta, causes);
+    } else {
+        validation::validate_name(meta, K::LABEL_NAMES, causes);
+    }
+}
+
 impl<K: Kind> Strategy for Typed<K> {
     fn admit(&self, obj: Value, causes: &mut Vec<Cause>) -> Result<Value, AdmitError> {
         let mut k: K = decode(obj)?;
-        validation::validate_name(k.metadata(), K::LABEL_NAMES, causes);
+        validate_meta::<K>(k.metadata(), causes);
         k.default();
         k.validate(causes);
         encode(&k)
@@ -140,7 +154,7 @@ impl<K: Kind> Strategy for Typed<K> {
         causes: &mut Vec<Cause>,
     ) -> Result<Value, AdmitError> {
         let mut k: K = decode(obj)?;
-        validation::validate_name(k.metadata(), K::LABEL_NAMES, causes);
+        validate_meta::<K>(k.metadata(), causes);
         k.default();
         let old: K = decode(old.clone())?;
         k.validate_update(&old, causes);

@@ -123,7 +123,7 @@ impl Cause {
 }
 
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+pub(crate) const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
@@ -153,6 +153,12 @@ pub fn validate_name(meta: &ObjectMeta, label_only: bool, causes: &mut Vec<Cause
         }
         Some(_) => {}
     }
+    validate_labels(meta, causes);
+}
+
+/// The label keys and values of `meta` (kube's `ValidateLabels`), checked for every kind whatever its name
+/// rule.
+pub fn validate_labels(meta: &ObjectMeta, causes: &mut Vec<Cause>) {
     for (key, value) in meta.labels.iter().flatten() {
         if !valid_qualified_name(key) {
             causes.push(Cause::invalid(
@@ -171,7 +177,7 @@ pub fn validate_name(meta: &ObjectMeta, label_only: bool, causes: &mut Vec<Cause
     }
 }
 
-fn valid_qualified_name(key: &str) -> bool {
+pub(crate) fn valid_qualified_name(key: &str) -> bool {
     let name = key.rsplit_once('/').map_or(key, |(prefix, name)| {
         if is_dns1123_subdomain(prefix) {
             name

@@ -1,6 +1,6 @@
 //! Which protobuf field of which Kubernetes message carries which JSON field, for the objects kubectl's generator
-//! commands (`kubectl create namespace|configmap|secret|deployment|service|serviceaccount|job|poddisruptionbudget`)
-//! send.
+//! commands (`kubectl create namespace|configmap|secret|deployment|service|serviceaccount|job|poddisruptionbudget|
+//! role|clusterrole|rolebinding|clusterrolebinding`) send.
 //!
 //! Field numbers come from the Kubernetes `generated.proto` files (as vendored by the k8s-pb crate), JSON names from
 //! the Go `json` tags (as k8s-openapi spells them). Fields not listed here are skipped by the decoder.
@@ -91,6 +91,9 @@ pub(super) fn root(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("apps/v1", "Deployment") => DEPLOYMENT,
         ("batch/v1", "Job") => JOB,
         ("policy/v1", "PodDisruptionBudget") => POD_DISRUPTION_BUDGET,
+        ("rbac.authorization.k8s.io/v1", "Role") => ROLE,
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => CLUSTER_ROLE,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => ROLE_BINDING,
         _ => return None,
     })
 }
@@ -433,4 +436,40 @@ const POD_DISRUPTION_BUDGET_SPEC: &[Field] = &[
     f(2, "selector", Msg(LABEL_SELECTOR)),
     f(3, "maxUnavailable", IntOrString),
     p(4, "unhealthyPodEvictionPolicy", Str),
+];
+/// `rbac.v1.Role`
+const ROLE: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    r(2, "rules", Msg(POLICY_RULE)),
+];
+/// `rbac.v1.ClusterRole`
+const CLUSTER_ROLE: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    r(2, "rules", Msg(POLICY_RULE)),
+    f(3, "aggregationRule", Msg(AGGREGATION_RULE)),
+];
+/// `rbac.v1.PolicyRule`
+const POLICY_RULE: &[Field] = &[
+    r(1, "verbs", Str),
+    r(2, "apiGroups", Str),
+    r(3, "resources", Str),
+    r(4, "resourceNames", Str),
+    r(5, "nonResourceURLs", Str),
+];
+/// `rbac.v1.AggregationRule`
+const AGGREGATION_RULE: &[Field] = &[r(1, "clusterRoleSelectors", Msg(LABEL_SELECTOR))];
+/// `rbac.v1.RoleBinding` and `rbac.v1.ClusterRoleBinding` (the same fields)
+const ROLE_BINDING: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    r(2, "subjects", Msg(SUBJECT)),
+    f(3, "roleRef", Msg(ROLE_REF)),
+];
+/// `rbac.v1.RoleRef`
+const ROLE_REF: &[Field] = &[p(1, "apiGroup", Str), p(2, "kind", Str), p(3, "name", Str)];
+/// `rbac.v1.Subject`
+const SUBJECT: &[Field] = &[
+    p(1, "kind", Str),
+    f(2, "apiGroup", Str),
+    p(3, "name", Str),
+    f(4, "namespace", Str),
 ];

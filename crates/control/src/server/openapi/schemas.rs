@@ -5,7 +5,7 @@
 //! `x-kubernetes-patch-merge-key`/`x-kubernetes-patch-strategy` on lists (kubectl's `apply` computes its
 //! strategic merge patch from them).
 
-use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery, policy};
+use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery, policy, rbac};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use k8s_openapi::schemars::{JsonSchema, Schema};
@@ -174,6 +174,12 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
         ("discovery.k8s.io", "v1", "EndpointSlice") => add::<discovery::v1::EndpointSlice>,
         ("policy", "v1", "Eviction") => add::<policy::v1::Eviction>,
         ("policy", "v1", "PodDisruptionBudget") => add::<policy::v1::PodDisruptionBudget>,
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole") => add::<rbac::v1::ClusterRole>,
+        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
+            add::<rbac::v1::ClusterRoleBinding>
+        }
+        ("rbac.authorization.k8s.io", "v1", "Role") => add::<rbac::v1::Role>,
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding") => add::<rbac::v1::RoleBinding>,
         _ => return None,
     })
 }

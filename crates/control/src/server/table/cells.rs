@@ -186,6 +186,21 @@ impl Row for Printer {
                     age(),
                 ]
             }
+            Self::RoleBinding | Self::ClusterRoleBinding => {
+                let (users, groups, service_accounts) = subjects(o);
+                vec![
+                    name,
+                    json!(format!(
+                        "{}/{}",
+                        s(o, "/roleRef/kind"),
+                        s(o, "/roleRef/name")
+                    )),
+                    age(),
+                    json!(users),
+                    json!(groups),
+                    json!(service_accounts),
+                ]
+            }
             Self::Default => {
                 let created = timestamp(o.pointer("/metadata/creationTimestamp")).map_or_else(
                     || "0001-01-01T00:00:00Z".to_string(),
@@ -226,6 +241,22 @@ pub(super) fn non_empty<'a>(v: &'a str, default: &'a str) -> &'a str {
 
 /// `spec.replicas`, which defaulting sets to 1 when it is absent.
 /// printJob's STATUS: the finished condition, else Terminating/Suspended/Running.
+/// kube's `rbac.SubjectsStrings` as the binding printers join it: users, groups and `namespace/name`
+/// ServiceAccounts, each `, `-separated.
+fn subjects(o: &Value) -> (String, String, String) {
+    let (mut users, mut groups, mut sas) = (Vec::new(), Vec::new(), Vec::new());
+    for subject in items(o, "/subjects") {
+        let name = s(subject, "/name");
+        match s(subject, "/kind") {
+            "User" => users.push(name.to_string()),
+            "Group" => groups.push(name.to_string()),
+            "ServiceAccount" => sas.push(format!("{}/{name}", s(subject, "/namespace"))),
+            _ => {}
+        }
+    }
+    (users.join(", "), groups.join(", "), sas.join(", "))
+}
+
 fn job_status(o: &Value) -> &'static str {
     let has = |ty: &str| {
         o.pointer("/status/conditions")
@@ -1065,6 +1096,38 @@ mod tests {
         assert_eq!(
             cells(Printer::Default, json!({}))[1],
             "0001-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn bindings_print_the_role_and_their_subjects() {
+        let meta = json!({"name": "b", "creationTimestamp": "2026-01-01T11:58:00Z"});
+        let binding = json!({"metadata": meta, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole", "name": "view"}, "subjects": [
+            {"kind": "User", "name": "jane"}, {"kind": "User", "name": "joe"},
+            {"kind": "Group", "name": "devs"},
+            {"kind": "ServiceAccount", "name": "x", "namespace": "default"},
+            {"kind": "ServiceAccount", "name": "y", "namespace": "ns"},
+            {"kind": "Robot", "name": "r2"}]});
+        for printer in [Printer::RoleBinding, Printer::ClusterRoleBinding] {
+            assert_eq!(
+                cells(printer, binding.clone()),
+                [
+                    "b",
+                    "ClusterRole/view",
+                    "2m",
+                    "jane, joe",
+                    "devs",
+                    "default/x, ns/y"
+                ]
+            );
+        }
+        assert_eq!(
+            cells(
+                Printer::RoleBinding,
+                json!({"metadata": meta, "roleRef": {"kind": "Role", "name": "r"}})
+            ),
+            ["b", "Role/r", "2m", "", "", ""]
         );
     }
 

@@ -459,6 +459,42 @@ pub(super) const JOB_COLUMNS: &[Column] = &[
     ),
 ];
 
+/// kube's `roleBindingsColumnDefinitions` (the wide columns list the subjects).
+pub(super) const ROLE_BINDING_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Role",
+        "string",
+        "roleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error.",
+    ),
+    AGE,
+    wide("Users", "string", "Users in the roleBinding"),
+    wide("Groups", "string", "Groups in the roleBinding"),
+    wide(
+        "ServiceAccounts",
+        "string",
+        "ServiceAccounts in the roleBinding",
+    ),
+];
+
+/// kube's `clusterRoleBindingsColumnDefinitions`.
+pub(super) const CLUSTER_ROLE_BINDING_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Role",
+        "string",
+        "roleRef can only reference a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error.",
+    ),
+    AGE,
+    wide("Users", "string", "Users in the clusterRoleBinding"),
+    wide("Groups", "string", "Groups in the clusterRoleBinding"),
+    wide(
+        "ServiceAccounts",
+        "string",
+        "ServiceAccounts in the clusterRoleBinding",
+    ),
+];
+
 /// apiserver's default table convertor, for resources without a printer.
 pub(super) const DEFAULT_COLUMNS: &[Column] = &[NAME, col("Created At", "date", CREATED_DOC)];
 
@@ -490,6 +526,8 @@ impl Columns for Printer {
             Self::PodDisruptionBudget => PDB_COLUMNS,
             Self::DaemonSet => DAEMON_SET_COLUMNS,
             Self::Job => JOB_COLUMNS,
+            Self::RoleBinding => ROLE_BINDING_COLUMNS,
+            Self::ClusterRoleBinding => CLUSTER_ROLE_BINDING_COLUMNS,
             Self::Default => DEFAULT_COLUMNS,
         }
     }
