@@ -596,6 +596,9 @@ impl Objects {
         track: bool,
     ) -> Result<(Value, Vec<String>), ApiError> {
         let (ns, mut name, mut obj, generated) = Self::prepare_create(res, ns, obj)?;
+        if res.strategy.pod_template() == Some("") {
+            self.service_account_pull_secrets(&ns, &mut obj).await?;
+        }
         let warnings = match res.strategy.pod_template() {
             Some("") => enforce_pod_security(&self.pod_security_policy(&ns).await?, &name, &obj)?,
             Some(template) => {
@@ -692,6 +695,11 @@ impl Objects {
                 if !exists {
                     prepared = Err(namespace_not_found(ns));
                 }
+            }
+            if let Ok((ns, _, obj, _)) = &mut prepared
+                && res.strategy.pod_template() == Some("")
+            {
+                self.service_account_pull_secrets(ns, obj).await?;
             }
             if let Ok((ns, name, obj, _)) = &prepared
                 && res.strategy.pod_template() == Some("")
@@ -826,6 +834,48 @@ impl Objects {
             labels.as_ref(),
             &pod_security::Policy::default(),
         ))
+    }
+
+    /// kube's ServiceAccount admission, the part private registries need: a pod that names no
+    /// `imagePullSecrets` gets those of its ServiceAccount (`spec.serviceAccountName`, else `default`)
+    /// when that ServiceAccount exists.
+    async fn service_account_pull_secrets(
+        &self,
+        ns: &str,
+        pod: &mut Value,
+    ) -> Result<(), ApiError> {
+        let named = pod
+            .pointer("/spec/imagePullSecrets")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if named {
+            return Ok(());
+        }
+        let account = pod
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        let Some(account) = self.store.get("serviceaccounts", ns, &account).await? else {
+            return Ok(());
+        };
+        let secrets: Vec<Value> = account
+            .get("imagePullSecrets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("name").and_then(Value::as_str))
+            .filter(|n| !n.is_empty())
+            .map(|n| json!({ "name": n }))
+            .collect();
+        if let (false, Some(spec)) = (
+            secrets.is_empty(),
+            pod.get_mut("spec").and_then(Value::as_object_mut),
+        ) {
+            spec.insert("imagePullSecrets".into(), Value::Array(secrets));
+        }
+        Ok(())
     }
 
     /// NotFound unless the namespace `ns` exists (for namespaced kinds).
@@ -1657,6 +1707,72 @@ mod tests {
             .unwrap();
         assert_eq!(again, first, "the object as it was");
         assert_eq!(objects.revision(), revision, "no write");
+    }
+
+    #[tokio::test]
+    async fn a_pod_without_image_pull_secrets_gets_its_service_accounts() {
+        let (_dir, objects) = test_objects().await;
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        objects
+            .create(core("namespaces"), None, ns, false)
+            .await
+            .unwrap();
+        for (name, secrets) in [
+            ("default", json!([{"name": "d"}])),
+            ("puller", json!([{"name": "regcred"}, {"name": "more"}])),
+        ] {
+            let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": name}, "imagePullSecrets": secrets});
+            objects
+                .create(core("serviceaccounts"), Some("default"), sa, false)
+                .await
+                .unwrap();
+        }
+        let pod = |name: &str, spec: Value| {
+            let mut spec = spec;
+            spec["containers"] = json!([{"name": "c", "image": "127.0.0.1:5000/app:v1"}]);
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
+        };
+        let create = |obj: Value| objects.create(core("pods"), Some("default"), obj, false);
+        let secrets = |pod: &Value| pod["spec"]["imagePullSecrets"].clone();
+
+        let named = create(pod("named", json!({"serviceAccountName": "puller"})))
+            .await
+            .unwrap();
+        assert_eq!(
+            secrets(&named),
+            json!([{"name": "regcred"}, {"name": "more"}])
+        );
+        let default = create(pod("default-sa", json!({}))).await.unwrap();
+        assert_eq!(secrets(&default), json!([{"name": "d"}]));
+        // A pod's own list is kept as it is.
+        let own = create(pod(
+            "own",
+            json!({"serviceAccountName": "puller", "imagePullSecrets": [{"name": "mine"}]}),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(secrets(&own), json!([{"name": "mine"}]));
+        // A ServiceAccount that does not exist (yet) adds nothing.
+        let missing = create(pod("missing", json!({"serviceAccountName": "nobody"})))
+            .await
+            .unwrap();
+        assert_eq!(secrets(&missing), Value::Null);
+        // Controllers' pods too.
+        let made = objects
+            .create_many(
+                core("pods"),
+                vec![(
+                    Some("default".into()),
+                    pod("from-rs", json!({"serviceAccountName": "puller"})),
+                )],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            secrets(made[0].as_ref().unwrap()),
+            json!([{"name": "regcred"}, {"name": "more"}])
+        );
     }
 
     #[tokio::test]
