@@ -61,6 +61,11 @@ pub struct ClusterArgs {
     /// last ones may roll back on a power cut; the store stays consistent).
     #[arg(long, default_value = "full")]
     store_sync: StoreSync,
+    /// An `EncryptionConfiguration` file (kube-apiserver's flag): which resources are encrypted at rest in
+    /// the store, with which providers (`aescbc`, `secretbox`, `identity`) and keys. The first provider of a
+    /// resource encrypts writes; every listed one reads. Without it everything is stored as it is.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -262,6 +267,7 @@ async fn start_control(
     cfg.job_backoff_base = args.job_backoff_base;
     cfg.store_sync = args.store_sync;
     cfg.tls_sans = args.tls_sans.clone();
+    cfg.encryption_provider_config = args.encryption_provider_config.clone();
     Ok(herd_control::ControlPlane::start(cfg, shutdown.clone()).await?)
 }
 

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod controllers;
+pub mod encryption;
 pub mod error;
 pub mod events;
 pub mod objects;
@@ -66,6 +67,9 @@ pub struct ControlConfig {
     /// addresses, the host's name, the first Service IP and the `kubernetes.default.svc` names (k3s's
     /// `--tls-san`): what clients on other hosts call the server.
     pub tls_sans: Vec<String>,
+    /// kube-apiserver's `--encryption-provider-config`: an `EncryptionConfiguration` file saying which
+    /// resources are encrypted at rest, and how. `None`: everything is stored as it is (identity).
+    pub encryption_provider_config: Option<PathBuf>,
 }
 
 /// The default prefix length of a node's pod CIDR: /18, 16,382 pod IPs, room for the node's default
@@ -86,6 +90,7 @@ impl ControlConfig {
             store_sync: StoreSync::default(),
             controller_resync: controllers::DEFAULT_RESYNC,
             tls_sans: Vec::new(),
+            encryption_provider_config: None,
         }
     }
 }
@@ -112,6 +117,8 @@ pub enum ControlError {
     Config(String),
     #[error("the cluster PKI: {0}")]
     Pki(#[from] herd_pki::PkiError),
+    #[error(transparent)]
+    Encryption(#[from] encryption::ConfigError),
 }
 
 /// A running control plane.
@@ -143,12 +150,17 @@ impl ControlPlane {
             path: cfg.data_dir.clone(),
             source,
         })?;
-        let objects = Objects::open(
+        let encryption = match &cfg.encryption_provider_config {
+            Some(path) => encryption::Encryption::load(path)?,
+            None => encryption::Encryption::default(),
+        };
+        let objects = Objects::open_encrypted(
             &cfg.data_dir.join("herd.db"),
             cfg.store_sync,
             Settings {
                 service_cidr: cfg.service_cidr,
             },
+            Arc::new(encryption),
         )
         .await?;
         bootstrap(&objects).await?;

@@ -228,6 +228,22 @@ impl Objects {
         ))
     }
 
+    /// [`Objects::open`] with resources encrypted at rest as `encryption` says.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or migrated.
+    pub async fn open_encrypted(
+        path: &std::path::Path,
+        sync: StoreSync,
+        settings: Settings,
+        encryption: Arc<crate::encryption::Encryption>,
+    ) -> Result<Self, StoreError> {
+        Ok(Self::new(
+            Arc::new(Store::open_encrypted(path, sync, encryption).await?),
+            settings,
+        ))
+    }
+
     /// Closes the store: later writes fail.
     pub async fn close(&self) {
         self.store.close().await;

@@ -44,6 +44,11 @@ pub enum StoreError {
     Aborted(String),
     #[error("the store is closed")]
     Closed,
+    /// A stored object that cannot be read back as it was written: no configured encryption provider reads
+    /// it (an unknown prefix, a key no longer configured, a failed decryption). An error for that object
+    /// only (kube's 500 for a read of it).
+    #[error("stored object {0}")]
+    Unreadable(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

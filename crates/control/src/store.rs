@@ -4,6 +4,12 @@
 //! to write ([`Store::mutate`]), commits one transaction (object row + change row + revision), and only
 //! after the commit pushes the change to watchers. So watchers see changes in revision order and never one
 //! that was not committed. **This is the only module that knows SQL.**
+//!
+//! Encryption at rest sits at this boundary ([`crate::encryption`]): a write of an encrypted resource stores
+//! its document sealed (a BLOB in the `body` column of `changes`, which the `changes_apply` trigger copies to
+//! `objects`), and every read opens it again, so nothing above the store sees ciphertext and no plain copy of
+//! it reaches the disk. What SQL reads — resource, namespace, name, revision, change type — stays in columns
+//! of its own, as etcd keeps keys plain. An unencrypted resource's document is stored as JSON text, as it is.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,6 +28,7 @@ use sqlx::{ConnectOptions, Connection, Row, Sqlite};
 use std::collections::HashMap;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, mpsc, oneshot};
 
+use crate::encryption::{Encryption, Providers};
 use crate::storage::{
     BatchItem, Change, ChangeStream, CreateRefused, Decide, EventType, ListOptions, Mutation, Page,
     Preconditions, Storage, StoreError, UpdateRefused, Updated,
@@ -96,6 +103,8 @@ struct Inner {
     commits: std::sync::atomic::AtomicU64,
     /// Writes waiting for their turn on the writer.
     queued: std::sync::atomic::AtomicUsize,
+    /// What encrypts each resource at rest (identity for all by default).
+    encryption: Arc<Encryption>,
 }
 
 impl Drop for Inner {
@@ -152,12 +161,13 @@ impl Writer {
     async fn current(
         &self,
         pool: &SqlitePool,
+        encryption: &Encryption,
         key: &ObjectKey,
     ) -> Result<Option<Arc<Value>>, StoreError> {
         if let Some(written) = self.overlay.get(key) {
             return Ok(written.clone());
         }
-        Ok(get_committed(pool, &key.0, &key.1, &key.2)
+        Ok(get_committed(pool, encryption, &key.0, &key.1, &key.2)
             .await?
             .map(Arc::new))
     }
@@ -391,6 +401,18 @@ impl Store {
     /// # Errors
     /// When the file cannot be opened or migrated.
     pub async fn open_with(path: &Path, sync: StoreSync) -> Result<Self, StoreError> {
+        Self::open_encrypted(path, sync, Arc::new(Encryption::default())).await
+    }
+
+    /// [`Store::open_with`], storing each resource as `encryption` says (kube's encryption at rest).
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated.
+    pub async fn open_encrypted(
+        path: &Path,
+        sync: StoreSync,
+        encryption: Arc<Encryption>,
+    ) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -403,6 +425,12 @@ impl Store {
             // 64 MiB of page cache per connection instead of SQLite's 2 MiB: the working set of a
             // cluster (every object's current row) stays in memory.
             .pragma("cache_size", "-65536")
+            // What encryption replaces (a plain document rewritten sealed, a key rotated away) is zeroed
+            // in the file rather than left in free pages.
+            .pragma(
+                "secure_delete",
+                if encryption.encrypts() { "ON" } else { "OFF" },
+            )
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -429,6 +457,7 @@ impl Store {
             commit: commit.clone(),
             commits: std::sync::atomic::AtomicU64::new(0),
             queued: std::sync::atomic::AtomicUsize::new(0),
+            encryption,
         });
         tokio::spawn(commit_groups(Arc::downgrade(&inner), commit));
         Ok(Self { inner })
@@ -469,7 +498,14 @@ impl Store {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>, StoreError> {
-        get_committed(&self.inner.pool, resource, namespace, name).await
+        get_committed(
+            &self.inner.pool,
+            &self.inner.encryption,
+            resource,
+            namespace,
+            name,
+        )
+        .await
     }
 
     /// A page of a resource's objects (in one namespace, or all), sorted by namespace and name, at the
@@ -557,7 +593,18 @@ impl Store {
             .await?
         };
         tx.commit().await?;
-        let mut items: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+        let mut items = rows
+            .iter()
+            .map(|r| {
+                open_body(&self.inner.encryption, resource, r.get(0), || {
+                    format!("{resource} in a list")
+                })
+                .and_then(|body| {
+                    String::from_utf8(body.into_owned())
+                        .map_err(|e| StoreError::Unreadable(format!("{resource}: {e}")))
+                })
+            })
+            .collect::<Result<Vec<String>, StoreError>>()?;
         let more = options.limit.is_some_and(|l| items.len() > l);
         if let Some(limit) = options.limit {
             items.truncate(limit);
@@ -609,7 +656,9 @@ impl Store {
             namespace.to_string(),
             name.to_string(),
         );
-        let previous = guard.current(&self.inner.pool, &key).await?;
+        let previous = guard
+            .current(&self.inner.pool, &self.inner.encryption, &key)
+            .await?;
         if let Some(current) = &previous
             && !preconditions.hold(current)
         {
@@ -632,9 +681,11 @@ impl Store {
                 obj,
             ),
         };
+        let sealer = self.inner.encryption.sealer(resource);
         let change = write_in_group(&self.inner, guard, true, move |writer, last| {
             Box::pin(async move {
-                let (row, change) = stamp(key, kind, object, previous, last + 1)?;
+                let (row, change) =
+                    stamp(key, kind, object, previous, last + 1, sealer.as_deref())?;
                 insert_changes(writer.begin().await?, std::slice::from_ref(&row)).await?;
                 Ok((change.clone(), vec![change]))
             })
@@ -706,12 +757,20 @@ impl Store {
             name.to_string(),
         );
         let within = within.map(str::to_string);
+        let sealer = self.inner.encryption.sealer(resource);
         write_in_group(&self.inner, guard, true, move |writer, last| {
             Box::pin(async move {
-                let (row, change) = stamp(key, EventType::Added, object, None, last + 1)?;
+                let (row, change) = stamp(
+                    key,
+                    EventType::Added,
+                    object,
+                    None,
+                    last + 1,
+                    sealer.as_deref(),
+                )?;
                 let conn = writer.begin().await?;
                 // The `changes_apply` trigger writes the object and the revision.
-                let written = sqlx::query(
+                let query = sqlx::query(
                     "INSERT INTO changes (rev, resource, namespace, name, type, body)
                      SELECT ?1, ?2, ?3, ?4, 'ADDED', ?5
                      WHERE NOT EXISTS (SELECT 1 FROM objects WHERE resource = ?2 AND namespace = ?3 AND name = ?4)
@@ -721,8 +780,12 @@ impl Store {
                 .bind(row.rev)
                 .bind(&row.resource)
                 .bind(&row.namespace)
-                .bind(&row.name)
-                .bind(&row.body)
+                .bind(&row.name);
+                let query = match &row.body {
+                    Body::Plain(text) => query.bind(text.as_str()),
+                    Body::Sealed(bytes) => query.bind(bytes.as_slice()),
+                };
+                let written = query
                 .bind(within.as_deref())
                 .execute(&mut *conn)
                 .await?
@@ -764,6 +827,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let guard = self.turn().await;
+        let encryption = self.inner.encryption.clone();
         write_in_group(&self.inner, guard, false, move |writer, last| {
             Box::pin(async move {
                 // Set-based: one read of every key, the closures in order over an in-memory view, then a few
@@ -772,7 +836,7 @@ impl Store {
                     .iter()
                     .map(|i| (i.resource.clone(), i.namespace.clone(), i.name.clone()))
                     .collect();
-                let mut view = read_many(writer.begin().await?, keys).await?;
+                let mut view = read_many(writer.begin().await?, &encryption, keys).await?;
                 let mut rev = last;
                 let mut changes = Vec::with_capacity(items.len());
                 let mut rows: Vec<ChangeRow> = Vec::new();
@@ -798,7 +862,9 @@ impl Store {
                         Mutation::Put(obj) => (EventType::Added, obj),
                     };
                     rev += 1;
-                    let (row, change) = stamp(key.clone(), kind, object, previous, rev)?;
+                    let sealer = encryption.sealer(&key.0);
+                    let (row, change) =
+                        stamp(key.clone(), kind, object, previous, rev, sealer.as_deref())?;
                     view.insert(
                         key,
                         (kind != EventType::Deleted).then(|| change.object.clone()),
@@ -856,13 +922,19 @@ impl Store {
         };
         let mut replay = Vec::with_capacity(rows.len());
         for row in rows {
+            let resource: &str = row.get(1);
+            let namespace: String = row.get(2);
+            let name: String = row.get(3);
+            let body = open_body(&self.inner.encryption, resource, row.get(5), || {
+                format!("{resource} {namespace}/{name}")
+            })?;
             replay.push(Arc::new(Change {
                 rev: row.get(0),
-                resource: Arc::from(row.get::<&str, _>(1)),
-                namespace: row.get(2),
-                name: row.get(3),
+                resource: Arc::from(resource),
+                namespace,
+                name,
                 kind: EventType::parse(row.get::<&str, _>(4)),
-                object: Arc::new(decode(row.get::<&str, _>(5))?),
+                object: Arc::new(decode(&body)?),
                 previous: None,
             }));
         }
@@ -1026,19 +1098,30 @@ struct ChangeRow {
     namespace: String,
     name: String,
     kind: EventType,
-    body: String,
+    body: Body,
 }
 
-/// A write's change-log row and its change, with `object`'s resourceVersion set to `rev`.
+/// A stored document: JSON text, or sealed by the resource's encryption (a BLOB).
+enum Body {
+    Plain(String),
+    Sealed(Vec<u8>),
+}
+
+/// A write's change-log row and its change, with `object`'s resourceVersion set to `rev`; the row's body
+/// is sealed by `sealer` when the resource is encrypted.
 fn stamp(
     key: ObjectKey,
     kind: EventType,
     mut object: Value,
     previous: Option<Arc<Value>>,
     rev: i64,
+    sealer: Option<&Providers>,
 ) -> Result<(ChangeRow, Arc<Change>), StoreError> {
     set_resource_version(&mut object, rev);
-    let body = serde_json::to_string(&object)?;
+    let body = match sealer {
+        None => Body::Plain(serde_json::to_string(&object)?),
+        Some(sealer) => Body::Sealed(sealer.seal(&serde_json::to_vec(&object)?)),
+    };
     let (resource, namespace, name) = key;
     let change = Arc::new(Change {
         rev,
@@ -1064,6 +1147,7 @@ fn stamp(
 /// transaction sees them.
 async fn read_many(
     conn: &mut SqliteConnection,
+    encryption: &Encryption,
     keys: Vec<ObjectKey>,
 ) -> Result<std::collections::HashMap<ObjectKey, Option<Arc<Value>>>, StoreError> {
     let mut view: std::collections::HashMap<ObjectKey, Option<Arc<Value>>> =
@@ -1081,8 +1165,12 @@ async fn read_many(
              ON o.resource = k.r AND o.namespace = k.ns AND o.name = k.n",
         );
         for row in q.build().fetch_all(&mut *conn).await? {
-            let key = (row.get(0), row.get(1), row.get(2));
-            view.insert(key, Some(Arc::new(decode(row.get::<&str, _>(3))?)));
+            let key: ObjectKey = (row.get(0), row.get(1), row.get(2));
+            let body = open_body(encryption, &key.0, row.get(3), || {
+                format!("{} {}/{}", key.0, key.1, key.2)
+            })?;
+            let value = decode(&body)?;
+            view.insert(key, Some(Arc::new(value)));
         }
     }
     Ok(view)
@@ -1104,8 +1192,11 @@ async fn insert_changes(
                 .push_bind(&row.resource)
                 .push_bind(&row.namespace)
                 .push_bind(&row.name)
-                .push_bind(row.kind.as_str())
-                .push_bind(&row.body);
+                .push_bind(row.kind.as_str());
+            match &row.body {
+                Body::Plain(text) => b.push_bind(text.as_str()),
+                Body::Sealed(bytes) => b.push_bind(bytes.as_slice()),
+            };
         });
         q.build().execute(&mut *conn).await?;
     }
@@ -1114,6 +1205,7 @@ async fn insert_changes(
 
 async fn get_committed(
     pool: &SqlitePool,
+    encryption: &Encryption,
     resource: &str,
     namespace: &str,
     name: &str,
@@ -1125,11 +1217,29 @@ async fn get_committed(
             .bind(name)
             .fetch_optional(pool)
             .await?;
-    row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+    row.map(|r| {
+        decode(&open_body(encryption, resource, r.get(0), || {
+            format!("{resource} {namespace}/{name}")
+        })?)
+    })
+    .transpose()
 }
 
-fn decode(body: &str) -> Result<Value, StoreError> {
-    Ok(serde_json::from_str(body)?)
+/// A stored body (JSON text, or sealed) as plain JSON, as the resource's encryption reads it; `what` names
+/// the object for the error.
+fn open_body<'a>(
+    encryption: &Encryption,
+    resource: &str,
+    stored: &'a [u8],
+    what: impl FnOnce() -> String,
+) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
+    encryption
+        .open(resource, stored)
+        .map_err(|e| StoreError::Unreadable(format!("{}: {e}", what())))
+}
+
+fn decode(body: &[u8]) -> Result<Value, StoreError> {
+    Ok(serde_json::from_slice(body)?)
 }
 
 fn set_resource_version(obj: &mut Value, rev: i64) {
