@@ -151,6 +151,10 @@ const KINDS: &[(&str, &str)] = &[
     ("Deployment", "apps/v1"),
     ("ReplicaSet", "apps/v1"),
     ("Lease", "coordination.k8s.io/v1"),
+    ("Role", "rbac.authorization.k8s.io/v1"),
+    ("ClusterRole", "rbac.authorization.k8s.io/v1"),
+    ("RoleBinding", "rbac.authorization.k8s.io/v1"),
+    ("ClusterRoleBinding", "rbac.authorization.k8s.io/v1"),
     ("Scale", "autoscaling/v1"),
 ];
 
@@ -350,6 +354,12 @@ fn build(kind: &'static str, api_version: &'static str) -> KindSchema {
             b.atomic("related");
         }
         "Lease" | "Scale" => b.skeleton(&["spec"]),
+        // A Role's rules and a ClusterRole's aggregation selectors are atomic lists (the default); a
+        // binding's roleRef is an atomic struct (`+structType=atomic`), its subjects an atomic list.
+        "RoleBinding" | "ClusterRoleBinding" => {
+            b.skeleton(&["roleRef"]);
+            b.atomic("roleRef");
+        }
         _ => {}
     }
     b.schema
