@@ -1,6 +1,9 @@
 //! The errors of pulling and pushing, and how oci-client's errors map onto them.
 
-use oci_client::errors::{DigestError, OciDistributionError};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
+
+const UNAUTHORIZED: &str = "401 Unauthorized";
+const FORBIDDEN: &str = "403 Forbidden";
 
 /// Why a pull or a push failed.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +15,16 @@ pub enum FetchError {
     /// (e.g. `manifest unknown`) or why it could not be reached.
     #[error("registry error for {image}: {message}")]
     Registry { image: String, message: String },
+    /// The registry refused the credentials given, or asked for some and none were given (HTTP 401,
+    /// or 403 / an `UNAUTHORIZED` or `DENIED` error code).
+    #[error(
+        "failed to authorize {image}: {status}: access denied, the repository does not exist or may require authorization (wrong or missing credentials)"
+    )]
+    Unauthorized {
+        image: String,
+        /// `401 Unauthorized` or `403 Forbidden`.
+        status: &'static str,
+    },
     /// The artifact is not a Wasm OCI artifact (or the bytes are not WebAssembly).
     #[error("{image} is not a Wasm OCI artifact: {message}")]
     NotWasm { image: String, message: String },
@@ -27,6 +40,11 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// Whether the registry refused for want of (the right) credentials.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, FetchError::Unauthorized { .. })
+    }
+
     /// Maps an oci-client error for `image` onto a [`FetchError`].
     pub(crate) fn from_oci(image: &str, err: OciDistributionError) -> Self {
         let registry = |message: String| FetchError::Registry {
@@ -38,6 +56,25 @@ impl FetchError {
                 expected,
                 actual,
             }) => FetchError::DigestMismatch { expected, actual },
+            OciDistributionError::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)
+                }) =>
+            {
+                let status = if envelope
+                    .errors
+                    .iter()
+                    .any(|e| e.code == OciErrorCode::Unauthorized)
+                {
+                    UNAUTHORIZED
+                } else {
+                    FORBIDDEN
+                };
+                FetchError::Unauthorized {
+                    image: image.to_string(),
+                    status,
+                }
+            }
             OciDistributionError::RegistryError { envelope, .. } => {
                 let messages: Vec<String> = envelope
                     .errors
@@ -56,11 +93,18 @@ impl FetchError {
                     .collect();
                 registry(messages.join("; "))
             }
+            OciDistributionError::ServerError { code: 401, .. }
+            | OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_) => FetchError::Unauthorized {
+                image: image.to_string(),
+                status: UNAUTHORIZED,
+            },
+            OciDistributionError::ServerError { code: 403, .. } => FetchError::Unauthorized {
+                image: image.to_string(),
+                status: FORBIDDEN,
+            },
             OciDistributionError::ServerError { code, message, .. } => {
                 registry(format!("HTTP {code}: {}", message.trim()))
-            }
-            OciDistributionError::UnauthorizedError { .. } => {
-                registry("unauthorized (only anonymous access is supported)".to_string())
             }
             OciDistributionError::RequestError(e) => registry(error_chain(&e)),
             OciDistributionError::IoError(e) => FetchError::Io(e),

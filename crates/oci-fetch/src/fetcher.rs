@@ -12,6 +12,7 @@ use oci_client::secrets::RegistryAuth;
 use crate::FetchError;
 use crate::artifact::{check_wasm_magic, wasm_layer};
 use crate::cache::{Cache, RefEntry};
+use crate::credentials::Credential;
 use crate::reference::{client, parse, uses_plain_http};
 
 /// The largest Wasm layer a pull accepts (the whole blob is held in memory).
@@ -44,7 +45,7 @@ pub struct Pulled {
     pub wasm: Arc<[u8]>,
 }
 
-/// Pulls Wasm OCI artifacts (anonymously) into a cache directory. Cheap to clone.
+/// Pulls Wasm OCI artifacts into a cache directory, anonymously or with credentials. Cheap to clone.
 #[derive(Clone)]
 pub struct Fetcher {
     cache: Cache,
@@ -87,16 +88,41 @@ impl Fetcher {
         self.known.lock().ok()?.get(&key).cloned()
     }
 
-    /// Pulls `image` following `policy`.
+    /// Pulls `image` following `policy`, anonymously.
     ///
     /// # Errors
     ///
     /// [`FetchError::NotPresent`] if the policy is `Never` and the image is not cached;
+    /// [`FetchError::Unauthorized`] if the registry wants credentials;
     /// [`FetchError::Registry`] with the registry's message (e.g. `manifest unknown`);
     /// [`FetchError::NotWasm`] if the manifest does not have exactly one Wasm layer or the layer
     /// is not WebAssembly; [`FetchError::DigestMismatch`] if downloaded content (or, with policy
     /// `Never`, the cached blob) does not match its digest — nothing corrupt stays cached.
     pub async fn pull(&self, image: &str, policy: PullPolicy) -> Result<Pulled, FetchError> {
+        self.pull_with(image, policy, &[]).await
+    }
+
+    /// [`Fetcher::pull`] with credentials for the registry, tried in turn as the kubelet tries the
+    /// credentials its keyring found for an image (the first that pulls wins; if none does, the last
+    /// error is returned); none means an anonymous pull. A registry that answers with a bearer
+    /// challenge (`WWW-Authenticate: Bearer realm=…`, as Docker Hub, GHCR and Harbor do) gets the
+    /// credentials at its token endpoint; one that asks for basic authentication gets them on each
+    /// request. Each set of credentials has a client of its own, so a token obtained with one is
+    /// never sent on behalf of another pull.
+    ///
+    /// An image already cached is used without asking the registry under `IfNotPresent` and `Never`,
+    /// whatever the credentials (the kubelet's long-standing behaviour); `Always` asks the registry
+    /// for the manifest with these credentials on every pull.
+    ///
+    /// # Errors
+    ///
+    /// As [`Fetcher::pull`].
+    pub async fn pull_with(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+        credentials: &[Credential],
+    ) -> Result<Pulled, FetchError> {
         let reference = parse(image)?;
         let key = reference.whole();
 
@@ -120,9 +146,42 @@ impl Fetcher {
             }
         }
 
-        let client = self.client_for(&reference);
+        let plain_http = uses_plain_http(reference.resolve_registry(), &self.insecure_registries);
+        if credentials.is_empty() {
+            let client = if plain_http { &self.http } else { &self.https };
+            return self
+                .resolve_and_download(client, &RegistryAuth::Anonymous, &reference, image)
+                .await;
+        }
+        let mut last = None;
+        for credential in credentials {
+            let client = client(plain_http);
+            let auth =
+                RegistryAuth::Basic(credential.username.clone(), credential.password.clone());
+            match self
+                .resolve_and_download(&client, &auth, &reference, image)
+                .await
+            {
+                Ok(pulled) => return Ok(pulled),
+                Err(err) => {
+                    tracing::debug!(image, username = %credential.username, %err, "pull with these credentials failed");
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap_or(FetchError::NotPresent))
+    }
+
+    /// Resolves `reference` in its registry and downloads the layer unless the cache has it.
+    async fn resolve_and_download(
+        &self,
+        client: &oci_client::Client,
+        auth: &RegistryAuth,
+        reference: &Reference,
+        image: &str,
+    ) -> Result<Pulled, FetchError> {
         let (manifest, manifest_digest) = client
-            .pull_image_manifest(&reference, &RegistryAuth::Anonymous)
+            .pull_image_manifest(reference, auth)
             .await
             .map_err(|e| FetchError::from_oci(image, e))?;
         let layer = wasm_layer(&manifest).map_err(|message| FetchError::NotWasm {
@@ -133,7 +192,7 @@ impl Fetcher {
         let wasm = match self.cache.read_blob(&layer.digest).await {
             Ok(Some(wasm)) => wasm,
             Ok(None) | Err(FetchError::DigestMismatch { .. }) => {
-                let wasm = self.download(client, &reference, image, layer).await?;
+                let wasm = self.download(client, reference, image, layer).await?;
                 self.cache.write_blob(&layer.digest, &wasm).await?;
                 wasm
             }
@@ -141,21 +200,13 @@ impl Fetcher {
         };
 
         let entry = RefEntry {
-            image: key,
+            image: reference.whole(),
             manifest_digest,
             layer_digest: layer.digest.clone(),
         };
         self.cache.write_ref(&entry).await?;
         tracing::info!(image, digest = %entry.manifest_digest, "pulled image");
-        Ok(self.pulled(image, &reference, &entry, wasm))
-    }
-
-    fn client_for(&self, reference: &Reference) -> &oci_client::Client {
-        if uses_plain_http(reference.resolve_registry(), &self.insecure_registries) {
-            &self.http
-        } else {
-            &self.https
-        }
+        Ok(self.pulled(image, reference, &entry, wasm))
     }
 
     /// Downloads the layer blob, verified against its digest and checked to be WebAssembly.

@@ -19,12 +19,15 @@
 //! Blobs are cached by digest under `<cache_dir>/blobs/sha256/<hex>` and re-verified on every
 //! read; `<cache_dir>/refs/` maps image references to their manifest and layer digests for
 //! [`PullPolicy::IfNotPresent`] and [`PullPolicy::Never`]. Registries on loopback addresses are
-//! spoken to over plain HTTP. Access is anonymous.
+//! spoken to over plain HTTP. Access is anonymous unless credentials are given
+//! ([`Fetcher::pull_with`], [`push_with`]); [`Keyring`] picks them for an image from docker config
+//! files ([`DockerConfig`]) as the kubelet does.
 //!
 //! [CNCF Wasm OCI artifacts]: https://tag-runtime.cncf.io/wgs/wasm/deliverables/wasm-oci-artifact/
 
 mod artifact;
 mod cache;
+mod credentials;
 mod error;
 mod fetcher;
 mod push;
@@ -34,7 +37,8 @@ pub use artifact::{
     LEGACY_WASM_LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, ManifestTarget, WASM_CONFIG_MEDIA_TYPE,
     WASM_LAYER_MEDIA_TYPE, inspect_manifest,
 };
+pub use credentials::{Credential, CredentialsError, DockerConfig, Keyring};
 pub use error::FetchError;
 pub use fetcher::{Fetcher, MAX_WASM_SIZE, PullPolicy, Pulled};
-pub use push::push;
+pub use push::{push, push_with};
 pub use reference::is_loopback_registry;

@@ -9,6 +9,7 @@ use crate::artifact::{
     MANIFEST_MEDIA_TYPE, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE, WasmConfig,
     check_wasm_magic, sha256_digest,
 };
+use crate::credentials::Credential;
 use crate::reference::{client, parse, uses_plain_http};
 
 /// Pushes `wasm` (a core module or a component) to `image` as a Wasm OCI artifact: an OCI image
@@ -27,6 +28,21 @@ pub async fn push(
     image: &str,
     insecure_registries: &[String],
 ) -> Result<String, FetchError> {
+    push_with(wasm, image, insecure_registries, None).await
+}
+
+/// [`push`] with credentials for the registry (basic, or traded for a bearer token where the
+/// registry answers with a bearer challenge); `None` pushes anonymously.
+///
+/// # Errors
+///
+/// As [`push`]; [`FetchError::Unauthorized`] when the registry wants (other) credentials.
+pub async fn push_with(
+    wasm: &[u8],
+    image: &str,
+    insecure_registries: &[String],
+    credential: Option<&Credential>,
+) -> Result<String, FetchError> {
     check_wasm_magic(wasm).map_err(|message| FetchError::NotWasm {
         image: image.to_string(),
         message,
@@ -37,8 +53,12 @@ pub async fn push(
         insecure_registries,
     ));
     let oci = |e| FetchError::from_oci(image, e);
+    let auth = match credential {
+        Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+        None => RegistryAuth::Anonymous,
+    };
     client
-        .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
+        .store_auth_if_needed(reference.resolve_registry(), &auth)
         .await;
 
     let layer_digest = sha256_digest(wasm);
