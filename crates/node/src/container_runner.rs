@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_oci_fetch::{PullPolicy, Pulled};
+use herd_oci_fetch::{Keyring, PullPolicy, Pulled};
 use herd_wasm_runtime::{Exit, Output, RunSpec, RuntimeError, Workload, WorkloadKind};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Container;
@@ -212,9 +212,10 @@ impl ContainerRunner {
                 *cache = Some((image_id, workload));
                 return Step::Run { back_off };
             }
+            let no_credentials = Keyring::default();
             let present = tokio::select! {
                 () = self.stop.cancelled() => return Step::Done,
-                present = self.images.pull(&image, PullPolicy::Never) => present,
+                present = self.images.pull(&image, PullPolicy::Never, &no_credentials) => present,
             };
             match present {
                 Ok(pulled) => {
@@ -225,6 +226,23 @@ impl ContainerRunner {
                 Err(_) => {}
             }
         }
+        // The pod's image pull secrets, as the kubelet reads them before each pull.
+        let keyring = match self.setup.pull_keyring().await {
+            Ok(pod) => {
+                if !pod.missing.is_empty() {
+                    self.events.pod(
+                        EventType::Warning,
+                        "FailedToRetrieveImagePullSecret",
+                        format!(
+                            "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                            pod.missing.join(", ")
+                        ),
+                    );
+                }
+                pod.keyring
+            }
+            Err(error) => return self.pull_failed(&image, error, back_off),
+        };
         self.event(
             EventType::Normal,
             "Pulling",
@@ -233,7 +251,7 @@ impl ContainerRunner {
         let started = tokio::time::Instant::now();
         let pulled = tokio::select! {
             () = self.stop.cancelled() => return Step::Done,
-            pulled = self.images.pull(&image, policy) => pulled,
+            pulled = self.images.pull(&image, policy, &keyring) => pulled,
         };
         match pulled {
             Ok(pulled) => {
@@ -246,23 +264,25 @@ impl ContainerRunner {
                 );
                 self.pulled(pulled, back_off, cache)
             }
-            Err(error) => {
-                let error = error.to_string();
-                tracing::warn!(pod = %self.pod.name, container = %self.container.name, %image, %error, "pull failed");
-                self.event(
-                    EventType::Warning,
-                    "Failed",
-                    format!("Failed to pull image {image:?}: {error}"),
-                );
-                self.event(
-                    EventType::Warning,
-                    "Failed",
-                    "Error: ErrImagePull".to_owned(),
-                );
-                self.send(RunState::waiting("ErrImagePull", Some(error.clone())));
-                Step::PullBackOff { error, back_off }
-            }
+            Err(error) => self.pull_failed(&image, error.to_string(), back_off),
         }
+    }
+
+    /// The kubelet's `ErrImagePull`: events, the waiting state, then the back-off.
+    fn pull_failed(&mut self, image: &str, error: String, back_off: Duration) -> Step {
+        tracing::warn!(pod = %self.pod.name, container = %self.container.name, %image, %error, "pull failed");
+        self.event(
+            EventType::Warning,
+            "Failed",
+            format!("Failed to pull image {image:?}: {error}"),
+        );
+        self.event(
+            EventType::Warning,
+            "Failed",
+            "Error: ErrImagePull".to_owned(),
+        );
+        self.send(RunState::waiting("ErrImagePull", Some(error.clone())));
+        Step::PullBackOff { error, back_off }
     }
 
     fn already_present(&self, image: &str) {

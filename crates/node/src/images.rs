@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use herd_oci_fetch::{FetchError, Fetcher, PullPolicy, Pulled};
+use herd_oci_fetch::{Credential, FetchError, Fetcher, Keyring, PullPolicy, Pulled};
 use herd_wasm_runtime::{Runtime, RuntimeError, Workload};
+
+use crate::pull_secrets::NodeCredentials;
 
 /// The node's fetcher and runtime, with at most one pull per (image, policy) and one compile per
 /// image ID under way. Cheap to clone.
@@ -23,19 +25,32 @@ pub(crate) struct Images {
     inner: Arc<Inner>,
 }
 
+/// A pull's flight key: the image, the policy and the credentials it is made with (pods with other
+/// credentials never share a pull's result).
+type PullKey = (String, PullPolicy, Vec<Credential>);
+
 struct Inner {
     fetcher: Fetcher,
     runtime: Runtime,
-    pulls: Flights<(String, PullPolicy), Result<Pulled, Arc<FetchError>>>,
+    /// The node's own registry credentials, tried after a pod's.
+    node_credentials: NodeCredentials,
+    pulls: Flights<PullKey, Result<Pulled, Arc<FetchError>>>,
     loads: Flights<String, Result<Workload, Arc<RuntimeError>>>,
 }
 
 impl Images {
-    pub(crate) fn new(fetcher: Fetcher, runtime: Runtime) -> Self {
+    /// Images pulled by `fetcher` (with the node's own registry credentials after a pod's) and
+    /// compiled by `runtime`.
+    pub(crate) fn new(
+        fetcher: Fetcher,
+        runtime: Runtime,
+        node_credentials: NodeCredentials,
+    ) -> Self {
         Images {
             inner: Arc::new(Inner {
                 fetcher,
                 runtime,
+                node_credentials,
                 pulls: Flights::default(),
                 loads: Flights::default(),
             }),
@@ -50,19 +65,32 @@ impl Images {
         Some((image_id, workload))
     }
 
-    /// Pulls `image` following `policy`; joins a pull of the same image and policy already under
-    /// way instead of starting another.
+    /// Pulls `image` following `policy` with the credentials `pod_keyring` and then the node's
+    /// keyring have for it (none: anonymously); joins a pull of the same image, policy and
+    /// credentials already under way instead of starting another.
     pub(crate) async fn pull(
         &self,
         image: &str,
         policy: PullPolicy,
+        pod_keyring: &Keyring,
     ) -> Result<Pulled, Arc<FetchError>> {
+        let credentials = if policy == PullPolicy::Never {
+            Vec::new()
+        } else {
+            let mut keyring = pod_keyring.clone();
+            keyring.extend(&self.inner.node_credentials.keyring().await);
+            keyring.lookup(image)
+        };
         let fetcher = self.inner.fetcher.clone();
         let owned = image.to_owned();
+        let tried = credentials.clone();
         self.inner
             .pulls
-            .join((image.to_owned(), policy), async move {
-                fetcher.pull(&owned, policy).await.map_err(Arc::new)
+            .join((image.to_owned(), policy, credentials), async move {
+                fetcher
+                    .pull_with(&owned, policy, &tried)
+                    .await
+                    .map_err(Arc::new)
             })
             .await
     }
@@ -173,7 +201,11 @@ mod tests {
     async fn many_containers_starting_at_once_share_one_compile() {
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = Runtime::new().expect("runtime");
-        let images = Images::new(Fetcher::new(dir.path().to_owned(), Vec::new()), runtime);
+        let images = Images::new(
+            Fetcher::new(dir.path().to_owned(), Vec::new()),
+            runtime,
+            NodeCredentials::default(),
+        );
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../sample-apps/dist/http-hello.wasm");
         let wasm: Arc<[u8]> = std::fs::read(&path)

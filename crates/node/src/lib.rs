@@ -19,7 +19,8 @@
 //!                └─ on delete: drain, wait the grace period, interrupt; activeDeadlineSeconds
 //! ```
 //!
-//! Files under `data_dir`: the image cache (`blobs/`, `refs/`, see `herd-oci-fetch`) and the
+//! Files under `data_dir`: the node's registry credentials (`config.json`, docker's format, when
+//! `registry_config` names no other file), the image cache (`blobs/`, `refs/`, see `herd-oci-fetch`) and the
 //! container logs in the CRI format (`<time> <stream> <P|F> <line>`, see `cri_log`),
 //! `pods/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
 
@@ -43,6 +44,7 @@ mod pod_status;
 mod pod_volumes;
 mod pod_worker;
 mod probes;
+mod pull_secrets;
 mod reflector;
 mod registration;
 
@@ -67,6 +69,7 @@ use crate::ip_pool::IpPool;
 use crate::pod_agent::PodAgent;
 use crate::pod_env::NodeAllocatable;
 use crate::pod_worker::NodeContext;
+use crate::pull_secrets::NodeCredentials;
 use crate::reflector::ConfigReflector;
 pub use crate::registration::DEFAULT_MAX_PODS;
 use crate::registration::{HostInfo, NodeIdentity};
@@ -84,6 +87,10 @@ pub struct NodeConfig {
     pub kubelet_port: u16,
     /// Registries (`host:port`) spoken to over plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
+    /// The node's registry credentials, a docker `config.json` (the kubelet's `--root-dir/config.json`),
+    /// used for pulls after the pod's image pull secrets; `None`: `config.json` in `data_dir` when it
+    /// exists. Read at each pull that goes to a registry.
+    pub registry_config: Option<PathBuf>,
     /// How often the Lease and the Ready heartbeat are renewed.
     pub lease_renew_interval: Duration,
     /// How many pods the node takes (its `pods` capacity, as the kubelet's `--max-pods`).
@@ -105,6 +112,7 @@ impl NodeConfig {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             kubelet_port: 0,
             insecure_registries: Vec::new(),
+            registry_config: None,
             lease_renew_interval: Duration::from_secs(10),
             max_pods: registration::DEFAULT_MAX_PODS,
             crash_loop_back_off_base: Duration::from_secs(10),
@@ -249,7 +257,17 @@ async fn run_agent(
             let ctx = Arc::new(NodeContext {
                 config_objects: ConfigReflector::new(client.clone(), shutdown.clone()),
                 client,
-                images: Images::new(fetcher, runtime),
+                images: Images::new(
+                    fetcher,
+                    runtime,
+                    NodeCredentials {
+                        path: Some(
+                            cfg.registry_config
+                                .clone()
+                                .unwrap_or_else(|| cfg.data_dir.join("config.json")),
+                        ),
+                    },
+                ),
                 logs,
                 events,
                 node_name: cfg.name.clone(),

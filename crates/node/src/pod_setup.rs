@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pod_env::{EnvFacts, resolve_env};
 use crate::pod_volumes::PodVolumes;
+use crate::pull_secrets::{PodKeyring, pod_keyring, pull_secret_names};
 use crate::reflector::PodObjects;
 
 /// The annotation a pod author restricts outbound connections with: `none`, `all` (the default) or a
@@ -83,6 +84,23 @@ impl PodSetup {
     /// failed for want of an object is retried as soon as the object appears.
     pub fn objects_seen(&self) -> PodObjects {
         self.objects.seen()
+    }
+
+    /// The keyring of the pod's image pull secrets, from the node's Secret cache (see `pull_secrets`).
+    ///
+    /// # Errors
+    /// A pull secret that does not parse, or the cache not syncing in time.
+    pub async fn pull_keyring(&self) -> Result<PodKeyring, String> {
+        if pull_secret_names(&self.pod).is_empty() {
+            return Ok(PodKeyring::default());
+        }
+        let objects = self
+            .objects
+            .clone()
+            .get()
+            .await
+            .map_err(|e| e.to_string())?;
+        pod_keyring(&self.pod, &objects.secrets)
     }
 
     /// Everything a run of `container` needs from the pod: its environment, its mounts as preopened

@@ -1,5 +1,5 @@
-//! The node's one shared cache of the ConfigMaps and Secrets its pods use, for volumes and
-//! environments alike — the kubelet's watch-based configmap/secret manager. A pod registers the
+//! The node's one shared cache of the ConfigMaps and Secrets its pods use, for volumes,
+//! environments and image pull secrets alike — the kubelet's watch-based configmap/secret manager. A pod registers the
 //! objects it references (its volumes, its containers' `env` and `envFrom`) when its worker
 //! starts ([`ConfigReflector::register`]); the first registration of an object starts one watch of it
 //! (a kube-runtime watcher with `fieldSelector=metadata.name=<name>` in its namespace), later ones
@@ -275,13 +275,19 @@ impl ConfigReflector {
     }
 }
 
-/// Every ConfigMap and Secret `pod` refers to, for its volumes or its environments, once each.
+/// Every ConfigMap and Secret `pod` refers to, for its volumes, its environments or its image pulls
+/// (`imagePullSecrets`, as the kubelet's `VisitPodSecretNames`), once each.
 fn referenced_names(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
     let (volume_cms, volume_secrets) = crate::pod_volumes::referenced_names(pod);
     let (env_cms, env_secrets) = crate::pod_env::pod_referenced_names(pod);
+    let pull_secrets = crate::pull_secrets::pull_secret_names(pod);
     (
         volume_cms.into_iter().chain(env_cms).collect(),
-        volume_secrets.into_iter().chain(env_secrets).collect(),
+        volume_secrets
+            .into_iter()
+            .chain(env_secrets)
+            .chain(pull_secrets)
+            .collect(),
     )
 }
 
