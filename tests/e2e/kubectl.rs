@@ -13,6 +13,7 @@ mod errors;
 mod get;
 mod logs;
 mod metadata_and_patch;
+mod rbac;
 mod replication;
 mod rollout;
 mod wait;
