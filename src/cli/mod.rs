@@ -8,8 +8,9 @@ mod apply;
 mod errors;
 mod get;
 mod manifest;
+mod push;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
 use futures::AsyncReadExt as _;
@@ -82,7 +83,8 @@ pub enum ClientCommand {
         #[arg(short = 'f', long)]
         follow: bool,
     },
-    /// Push a .wasm file to an OCI registry as a Wasm artifact; prints the manifest digest.
+    /// Push a .wasm file to an OCI registry as a Wasm artifact; prints the manifest digest. Credentials:
+    /// -u with -p or --password-stdin, else the docker CLI's config.json entry for the registry.
     Push {
         /// The .wasm file (core module or component).
         file: PathBuf,
@@ -91,6 +93,8 @@ pub enum ClientCommand {
         /// Registry (`host:port`) to speak plain HTTP to; loopback registries always are.
         #[arg(long = "insecure-registry")]
         insecure: Vec<String>,
+        #[command(flatten)]
+        credentials: push::PushCredentials,
     },
 }
 
@@ -160,7 +164,8 @@ pub async fn run(opts: ClientOpts, cmd: ClientCommand) -> anyhow::Result<()> {
             file,
             image,
             insecure,
-        } => push(&file, &image, &insecure).await,
+            credentials,
+        } => push::push(&file, &image, &insecure, credentials).await,
     }
 }
 
@@ -287,17 +292,5 @@ async fn logs(
             Err(e) => return Err(e).context("writing to stdout"),
         }
     }
-    Ok(())
-}
-
-/// `herd push FILE IMAGE`: prints the manifest digest.
-async fn push(file: &Path, image: &str, insecure: &[String]) -> anyhow::Result<()> {
-    let wasm = tokio::fs::read(file)
-        .await
-        .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
-    let digest = herd_oci_fetch::push(&wasm, image, insecure)
-        .await
-        .map_err(|e| anyhow!("cannot push {image}: {}", one_line(&e)))?;
-    println!("{digest}");
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Debian's real `docker-registry` (distribution 2.8) as a child process, one per test.
+//! Debian's real `docker-registry` (distribution 2.8) as a child process, one per test; optionally
+//! protected by basic authentication (its `htpasswd` auth, entries made with `htpasswd -Bbn`).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -21,6 +22,16 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry and waits until `GET /v2/` answers 200.
     pub async fn start() -> Registry {
+        Registry::start_with(None).await
+    }
+
+    /// Starts a registry that requires basic authentication as `username`/`password` for every
+    /// request (pulls included), as a private registry does; waits until `GET /v2/` answers 401.
+    pub async fn start_with_basic_auth(username: &str, password: &str) -> Registry {
+        Registry::start_with(Some((username, password))).await
+    }
+
+    async fn start_with(auth: Option<(&str, &str)>) -> Registry {
         assert!(
             Path::new(BINARY).exists(),
             "{BINARY} is missing: install Debian's docker-registry (apt-get install docker-registry)"
@@ -28,7 +39,7 @@ impl Registry {
         let mut last_error = String::new();
         // A free port can be taken by someone else before the registry binds it: try a few.
         for _ in 0..3 {
-            match Registry::try_start().await {
+            match Registry::try_start(auth).await {
                 Ok(registry) => return registry,
                 Err(e) => last_error = e,
             }
@@ -36,19 +47,29 @@ impl Registry {
         panic!("docker-registry did not start: {last_error}");
     }
 
-    async fn try_start() -> Result<Registry, String> {
+    async fn try_start(auth: Option<(&str, &str)>) -> Result<Registry, String> {
         let dir = tempfile::Builder::new()
             .prefix("herd-e2e-registry-")
             .tempdir()
             .map_err(|e| e.to_string())?;
         let addr = format!("127.0.0.1:{}", free_port());
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\n\
              log:\n  level: warn\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
              http:\n  addr: {addr}\n  secret: herd-e2e\n",
             root = dir.path().join("storage").display(),
         );
+        if let Some((username, password)) = auth {
+            let htpasswd = htpasswd_entry(username, password)?;
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, htpasswd).map_err(|e| e.to_string())?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: herd-e2e\n    path: {}\n",
+                path.display()
+            ));
+        }
+        let ready_status = if auth.is_some() { 401 } else { 200 };
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
         let log =
@@ -74,13 +95,13 @@ impl Registry {
                 ));
             }
             if let Ok(resp) = http.get(&url).send().await
-                && resp.status().as_u16() == 200
+                && resp.status().as_u16() == ready_status
             {
                 return Ok(registry);
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "GET {url} did not answer 200 within 20 s: {}",
+                    "GET {url} did not answer {ready_status} within 20 s: {}",
                     registry.log()
                 ));
             }
@@ -96,6 +117,26 @@ impl Registry {
     fn log(&self) -> String {
         tail(&self.dir.path().join("registry.log"), 40)
     }
+}
+
+/// A bcrypt htpasswd line (`user:$2y$…`), the only kind docker-registry accepts, from `htpasswd -Bbn`
+/// (Debian package apache2-utils).
+fn htpasswd_entry(username: &str, password: &str) -> Result<String, String> {
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", username, password])
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run htpasswd ({e}): install Debian's apache2-utils (scripts/test.sh does)"
+            )
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "htpasswd -Bbn failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string() + "\n")
 }
 
 impl Drop for Registry {

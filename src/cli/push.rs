@@ -1,0 +1,97 @@
+//! `herd push FILE IMAGE`: publishes a .wasm file as a Wasm OCI artifact, with credentials taken as
+//! `oras push` and `docker push` take them: `--username`/`-u` with `--password`/`-p` or
+//! `--password-stdin`, else the docker CLI's config file (`$DOCKER_CONFIG/config.json`, else
+//! `~/.docker/config.json`, its `auths` entry for the image's registry), else anonymously.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail};
+use herd_oci_fetch::{Credential, DockerConfig, Keyring};
+use tokio::io::AsyncReadExt as _;
+
+use super::errors::one_line;
+
+/// How `herd push` authenticates.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PushCredentials {
+    /// Registry username (with --password or --password-stdin).
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Registry password (visible to other users in the process list: prefer --password-stdin).
+    #[arg(short = 'p', long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the registry password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `herd push FILE IMAGE`: prints the manifest digest.
+pub async fn push(
+    file: &Path,
+    image: &str,
+    insecure: &[String],
+    credentials: PushCredentials,
+) -> anyhow::Result<()> {
+    let wasm = tokio::fs::read(file)
+        .await
+        .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+    let credential = resolve(image, credentials).await?;
+    let digest = herd_oci_fetch::push_with(&wasm, image, insecure, credential.as_ref())
+        .await
+        .map_err(|e| anyhow!("cannot push {image}: {}", one_line(&e)))?;
+    println!("{digest}");
+    Ok(())
+}
+
+/// The flags' credentials, else the docker config's for the image's registry, else none.
+async fn resolve(image: &str, flags: PushCredentials) -> anyhow::Result<Option<Credential>> {
+    match (flags.username, flags.password, flags.password_stdin) {
+        (Some(user), Some(password), false) => Ok(Some(Credential::new(user, password))),
+        (Some(user), None, true) => {
+            let mut password = String::new();
+            tokio::io::stdin()
+                .read_to_string(&mut password)
+                .await
+                .map_err(|e| anyhow!("reading the password from standard input: {e}"))?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                bail!("--password-stdin read an empty password");
+            }
+            Ok(Some(Credential::new(user, password)))
+        }
+        (Some(_), None, false) => bail!("--username needs --password or --password-stdin"),
+        (None, Some(_), _) | (None, None, true) => {
+            bail!("--password and --password-stdin need --username")
+        }
+        (_, Some(_), true) => bail!("--password and --password-stdin cannot be used together"),
+        (None, None, false) => Ok(docker_config_credential(image).await),
+    }
+}
+
+/// The docker CLI's config file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn docker_config_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| PathBuf::from(home).join(".docker/config.json"))
+}
+
+/// The first credential the docker config has for `image`'s registry; a file that is missing has
+/// none, one that does not parse is reported on stderr and ignored (as the docker CLI warns).
+async fn docker_config_credential(image: &str) -> Option<Credential> {
+    let path = docker_config_path()?;
+    let bytes = tokio::fs::read(&path).await.ok()?;
+    match DockerConfig::from_config_json(&bytes) {
+        Ok(config) => {
+            let mut keyring = Keyring::default();
+            keyring.add(&config);
+            keyring.lookup(image).into_iter().next()
+        }
+        Err(e) => {
+            eprintln!("warning: ignoring {}: {}", path.display(), one_line(&e));
+            None
+        }
+    }
+}
