@@ -16,6 +16,7 @@ mod kubectl;
 mod logs;
 mod nodes;
 mod persistence;
+mod private_registry;
 mod python_client;
 mod runtime;
 mod scheduler;
