@@ -140,6 +140,19 @@ async fn kubectl_creates_lists_and_applies_rbac_objects() {
         ["ClusterRole/view", "default/x"]
     );
 
+    // kubectl's RBAC describers read the objects through the typed client.
+    kubectl(herd, &["describe", "role", "pod-reader"])
+        .await
+        .ok()
+        .stdout_has("PolicyRule:")
+        .stdout_has("pods");
+    kubectl(herd, &["describe", "rolebinding", "read-pods"])
+        .await
+        .ok()
+        .stdout_has("Kind:  Role")
+        .stdout_has("Name:  pod-reader")
+        .stdout_has("jane");
+
     // A binding's role never changes (kubectl patch's strategic merge patch, as `kubectl edit` sends).
     kubectl(
         herd,
