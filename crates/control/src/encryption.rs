@@ -226,6 +226,22 @@ impl Encryption {
             .cloned()
     }
 
+    /// Whether a stored value of `resource` is not in the form its writes take now (another key or provider
+    /// than the first, or plain where the first provider encrypts, or encrypted where identity is first):
+    /// kube's "stale", which makes an unchanged update write it again, re-encrypted.
+    pub fn is_stale(&self, resource: &str, stored: &[u8]) -> bool {
+        let encrypted = stored.starts_with(ENCRYPTED);
+        match self.providers(resource).and_then(|p| p.list.first()) {
+            None | Some(Provider::Identity) => encrypted,
+            Some(Provider::AesCbc(keys)) => {
+                !keys.first().is_some_and(|k| stored.starts_with(&k.prefix))
+            }
+            Some(Provider::Secretbox(keys)) => {
+                !keys.first().is_some_and(|k| stored.starts_with(&k.prefix))
+            }
+        }
+    }
+
     /// A stored value of `resource` as plain JSON: borrowed when it was stored plain.
     ///
     /// # Errors
@@ -594,6 +610,10 @@ mod tests {
         let sealed = other.sealer("secrets").unwrap().seal(b"{}");
         assert_eq!(&*enc.open("secrets", &sealed).unwrap(), b"{}");
         assert!(matches!(enc.open("secrets", b"{}"), Ok(Cow::Borrowed(_))));
+        // Encrypted data is stale under identity-first, plain data under an encrypting first provider.
+        assert!(enc.is_stale("secrets", &sealed) && !enc.is_stale("secrets", b"{}"));
+        assert!(other.is_stale("secrets", b"{}") && !other.is_stale("secrets", &sealed));
+        assert!(!Encryption::default().is_stale("pods", b"{}"));
     }
 
     #[test]

@@ -157,19 +157,23 @@ impl Writer {
         Ok(conn)
     }
 
-    /// The current value of an object: the open transaction's, else the committed one.
+    /// The current value of an object: the open transaction's, else the committed one; and whether it is
+    /// stored stale (not as the resource's encryption writes now, [`Encryption::is_stale`]).
     async fn current(
         &self,
         pool: &SqlitePool,
         encryption: &Encryption,
         key: &ObjectKey,
-    ) -> Result<Option<Arc<Value>>, StoreError> {
+    ) -> Result<(Option<Arc<Value>>, bool), StoreError> {
         if let Some(written) = self.overlay.get(key) {
-            return Ok(written.clone());
+            return Ok((written.clone(), false));
         }
-        Ok(get_committed(pool, encryption, &key.0, &key.1, &key.2)
-            .await?
-            .map(Arc::new))
+        Ok(
+            match read_committed(pool, encryption, &key.0, &key.1, &key.2).await? {
+                Some((value, stale)) => (Some(Arc::new(value)), stale),
+                None => (None, false),
+            },
+        )
     }
 
     /// One write's changes (already inserted, in order) join the group; returns what to wait for, when a
@@ -656,7 +660,7 @@ impl Store {
             namespace.to_string(),
             name.to_string(),
         );
-        let previous = guard
+        let (previous, stale) = guard
             .current(&self.inner.pool, &self.inner.encryption, &key)
             .await?;
         if let Some(current) = &previous
@@ -666,6 +670,12 @@ impl Store {
         }
         let existed = previous.is_some();
         let (kind, object) = match decide(previous.as_deref().cloned()) {
+            // As kube-apiserver: an unchanged update of an object stored under an older key or provider
+            // writes it again, so rewriting every object (`kubectl replace`) re-encrypts them all.
+            Mutation::Keep if stale => match &previous {
+                Some(current) => (EventType::Modified, (**current).clone()),
+                None => return Ok(Ok(None)),
+            },
             Mutation::Keep => return Ok(Ok(None)),
             Mutation::Delete if !existed => return Ok(Ok(None)),
             Mutation::Delete => (
@@ -1210,6 +1220,19 @@ async fn get_committed(
     namespace: &str,
     name: &str,
 ) -> Result<Option<Value>, StoreError> {
+    Ok(read_committed(pool, encryption, resource, namespace, name)
+        .await?
+        .map(|(value, _)| value))
+}
+
+/// [`get_committed`], and whether the object is stored stale ([`Encryption::is_stale`]).
+async fn read_committed(
+    pool: &SqlitePool,
+    encryption: &Encryption,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<(Value, bool)>, StoreError> {
     let row =
         sqlx::query("SELECT body FROM objects WHERE resource = ? AND namespace = ? AND name = ?")
             .bind(resource)
@@ -1218,9 +1241,11 @@ async fn get_committed(
             .fetch_optional(pool)
             .await?;
     row.map(|r| {
-        decode(&open_body(encryption, resource, r.get(0), || {
+        let stored: &[u8] = r.get(0);
+        let value = decode(&open_body(encryption, resource, stored, || {
             format!("{resource} {namespace}/{name}")
-        })?)
+        })?)?;
+        Ok((value, encryption.is_stale(resource, stored)))
     })
     .transpose()
 }
@@ -1721,5 +1746,126 @@ mod tests {
             store.watch(None, 0).await,
             Err(StoreError::Expired { .. })
         ));
+    }
+
+    /// Every path that writes (create, update, batch) seals an encrypted resource's rows in `objects` and
+    /// `changes`; every path that reads (get, batch read, list now and at an older revision, watch replay,
+    /// after compaction) opens them; other resources stay JSON text.
+    #[tokio::test]
+    async fn encrypted_resources_are_sealed_on_every_write_path_and_opened_on_every_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herd.db");
+        let encryption = Encryption::parse(
+            "apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - secretbox:
+          keys: [{name: k, secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}]
+",
+        )
+        .unwrap();
+        let store = Store::open_encrypted(&path, StoreSync::Full, Arc::new(encryption))
+            .await
+            .unwrap();
+        let secret = |name: &str, v: &str| json!({"metadata": {"name": name}, "data": {"v": v}});
+        store
+            .create(
+                "secrets",
+                "default",
+                "a",
+                secret("a", "sealed-create"),
+                None,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let ((), _) = store
+            .mutate::<_, StoreError>("secrets", "default", "a", |cur| {
+                assert_eq!(cur.unwrap()["data"]["v"], "sealed-create");
+                Ok((Mutation::Put(secret("a", "sealed-update")), ()))
+            })
+            .await
+            .unwrap();
+        let item = |name: &'static str, v: &'static str| BatchItem {
+            resource: "secrets".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            decide: Box::new(move |_| {
+                Mutation::Put(json!({"metadata": {"name": name}, "data": {"v": v}}))
+            }),
+        };
+        let before_batch = store.revision();
+        store
+            .update_many(vec![
+                item("a", "sealed-batch-a"),
+                item("b", "sealed-batch-b"),
+            ])
+            .await
+            .unwrap();
+        put(&store, "pod", 1).await;
+
+        // No secret's value anywhere in the rows; the pod is JSON text.
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT resource, body FROM objects UNION ALL SELECT resource, body FROM changes",
+        )
+        .fetch_all(&store.inner.pool)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 3 + 5);
+        for (resource, body) in &rows {
+            let text = String::from_utf8_lossy(body);
+            if resource == "secrets" {
+                assert!(body.starts_with(b"k8s:enc:secretbox:v1:k:"), "{text}");
+                assert!(!text.contains("sealed-"), "{text}");
+            } else {
+                assert!(body.starts_with(b"{"), "{text}");
+            }
+        }
+
+        // Reads see plain objects.
+        let a = store.get("secrets", "default", "a").await.unwrap().unwrap();
+        assert_eq!(a["data"]["v"], "sealed-batch-a");
+        let (items, _) = store.list("secrets", None).await.unwrap();
+        assert_eq!(items.len(), 2);
+        let old = store
+            .list_page(
+                "secrets",
+                &ListOptions {
+                    revision: Some(before_batch),
+                    ..ListOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(old.items.len(), 1);
+        assert!(old.items[0].contains("sealed-update"), "{:?}", old.items);
+        let replay: Vec<_> = store
+            .watch(Some("secrets"), 0)
+            .await
+            .unwrap()
+            .take(4)
+            .map(|c| c.unwrap().object["data"]["v"].clone())
+            .collect()
+            .await;
+        assert_eq!(
+            replay,
+            [
+                "sealed-create",
+                "sealed-update",
+                "sealed-batch-a",
+                "sealed-batch-b"
+            ]
+        );
+        store.close().await;
+
+        // Reopened without the configuration (identity): a sealed value is an error, not plain.
+        let store = Store::open(&path).await.unwrap();
+        assert!(matches!(
+            store.get("secrets", "default", "a").await,
+            Err(StoreError::Unreadable(_))
+        ));
+        assert!(store.get("pods", "default", "pod").await.unwrap().is_some());
     }
 }

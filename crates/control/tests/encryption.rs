@@ -256,6 +256,7 @@ async fn keys_rotate_as_in_kube() {
     let p = start(&config).await;
     p.create_secret("rotated", "rotate-me-1").await;
     p.create_secret("untouched", "rotate-me-2").await;
+    p.create_secret("replaced", "rotate-me-3").await;
 
     // A new first key: the old one still reads; a rewrite seals with the new key.
     config.set(&aescbc(&[("new", KEY3), ("old", KEY1)]));
@@ -267,12 +268,35 @@ async fn keys_rotate_as_in_kube() {
     assert!(object.starts_with(b"k8s:enc:aescbc:v1:new:"));
     let (object, _) = stored_rows(p.data_dir(), "untouched").await;
     assert!(object.starts_with(b"k8s:enc:aescbc:v1:old:"));
+    // kube's procedure: `kubectl replace` of the unchanged object writes it again, under the new key (an
+    // unchanged update of an object under the first key writes nothing).
+    let (_, current) = p
+        .request(Method::GET, &format!("{SECRETS}/replaced"), &[], None)
+        .await;
+    let path = format!("{SECRETS}/replaced");
+    let replace = |object: Value| {
+        p.request(
+            Method::PUT,
+            &path,
+            &[],
+            Some(("application/json", object.to_string())),
+        )
+    };
+    let (code, replaced) = replace(current).await;
+    assert_eq!(code, 200, "{replaced}");
+    let (object, changes) = stored_rows(p.data_dir(), "replaced").await;
+    assert!(object.starts_with(b"k8s:enc:aescbc:v1:new:"));
+    assert_eq!(changes.len(), 2);
+    let (code, again) = replace(replaced).await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(stored_rows(p.data_dir(), "replaced").await.1.len(), 2);
 
     // The old key removed: the rewritten secret reads; the one still under the old key is kube's 500 for
     // that object alone, never plain and never a crash; other secrets and resources are served.
     config.set(&aescbc(&[("new", KEY3)]));
     let p = p.restart().await;
     assert_eq!(p.password("rotated").await, "rotate-me-1");
+    assert_eq!(p.password("replaced").await, "rotate-me-3");
     let (code, body) = p
         .request(Method::GET, &format!("{SECRETS}/untouched"), &[], None)
         .await;
