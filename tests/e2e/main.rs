@@ -12,6 +12,7 @@ mod api;
 mod cli;
 mod deployments;
 mod embedded_registry;
+mod encryption;
 mod kubectl;
 mod logs;
 mod nodes;
