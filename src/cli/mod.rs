@@ -1,12 +1,13 @@
-//! The client half of the `herd` CLI: `apply`, `get`, `delete`, `logs`, `push`.
+//! The client half of the `herd` CLI: `apply`, `get`, `delete`, `logs`, `push`, `login`.
 //!
-//! Everything but `push` talks to the API server only through the `kube` client, with
+//! Everything but `push` and `login` talks to the API server only through the `kube` client, with
 //! `Api<DynamicObject>` typed by herd-api's resource table. Failures come back as one line, in
 //! kubectl's words where kubectl has some (`Error from server (NotFound): pods "x" not found`).
 
 mod apply;
 mod errors;
 mod get;
+mod login;
 mod manifest;
 mod push;
 
@@ -96,6 +97,17 @@ pub enum ClientCommand {
         #[command(flatten)]
         credentials: push::PushCredentials,
     },
+    /// Check credentials for a registry and save them in the docker CLI's config.json (0600), as
+    /// `docker login` does; `herd push` uses them.
+    Login {
+        /// The registry, `host[:port]`.
+        registry: String,
+        /// Registry (`host:port`) to speak plain HTTP to; loopback registries always are.
+        #[arg(long = "insecure-registry")]
+        insecure: Vec<String>,
+        #[command(flatten)]
+        credentials: push::PushCredentials,
+    },
 }
 
 /// Runs one client subcommand.
@@ -166,6 +178,11 @@ pub async fn run(opts: ClientOpts, cmd: ClientCommand) -> anyhow::Result<()> {
             insecure,
             credentials,
         } => push::push(&file, &image, &insecure, credentials).await,
+        ClientCommand::Login {
+            registry,
+            insecure,
+            credentials,
+        } => login::login(&registry, &insecure, credentials).await,
     }
 }
 

@@ -45,6 +45,14 @@ pub async fn push(
 
 /// The flags' credentials, else the docker config's for the image's registry, else none.
 async fn resolve(image: &str, flags: PushCredentials) -> anyhow::Result<Option<Credential>> {
+    match flag_credential(flags).await? {
+        Some(credential) => Ok(Some(credential)),
+        None => Ok(docker_config_credential(image).await),
+    }
+}
+
+/// The credential the flags give (`-u` with `-p` or `--password-stdin`), or none.
+pub(super) async fn flag_credential(flags: PushCredentials) -> anyhow::Result<Option<Credential>> {
     match (flags.username, flags.password, flags.password_stdin) {
         (Some(user), Some(password), false) => Ok(Some(Credential::new(user, password))),
         (Some(user), None, true) => {
@@ -64,12 +72,12 @@ async fn resolve(image: &str, flags: PushCredentials) -> anyhow::Result<Option<C
             bail!("--password and --password-stdin need --username")
         }
         (_, Some(_), true) => bail!("--password and --password-stdin cannot be used together"),
-        (None, None, false) => Ok(docker_config_credential(image).await),
+        (None, None, false) => Ok(None),
     }
 }
 
 /// The docker CLI's config file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
-fn docker_config_path() -> Option<PathBuf> {
+pub(super) fn docker_config_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("config.json"));
     }

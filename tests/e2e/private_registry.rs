@@ -1,8 +1,9 @@
 //! Private registries (issue 12): Debian's docker-registry with htpasswd basic auth. `herd push` takes
-//! credentials as oras/docker do; a pod pulls only with the right credentials — its
+//! credentials as oras/docker do (and `herd login` saves them as `docker login`); a pod pulls only with the right credentials — its
 //! `imagePullSecrets` (made by stock `kubectl create secret docker-registry`), its ServiceAccount's, or
 //! the node's `config.json`.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -27,6 +28,26 @@ async fn herd_push(image: &str, args: &[&str], docker_config: &Path) -> CliOutpu
         .output()
         .await
         .expect("run herd push");
+    CliOutput {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `herd login REGISTRY ARGS` with `DOCKER_CONFIG=docker_config`.
+async fn herd_login(registry: &str, args: &[&str], docker_config: &Path) -> CliOutput {
+    let out = tokio::process::Command::new(HERD)
+        .arg("login")
+        .arg(registry)
+        .args(args)
+        .env("DOCKER_CONFIG", docker_config)
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run herd login");
     CliOutput {
         status: out.status,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -102,14 +123,40 @@ async fn a_pod_pulls_from_a_basic_auth_registry_only_with_the_right_credentials(
     .await;
     let pushed = pushed.ok();
     assert!(pushed.stdout.trim().starts_with("sha256:"), "{pushed:?}");
-    // And the docker CLI's config.json entry for the registry.
+    // `herd login` refuses a wrong password, and saves the right one in the docker CLI's config.json
+    // (0600), which a push without flags then uses.
     let docker_config = tempfile::tempdir().expect("temp dir");
-    let auth = herd_oci_fetch::Credential::new(USER, PASSWORD).to_auth();
-    std::fs::write(
-        docker_config.path().join("config.json"),
-        json!({"auths": {(registry.addr.clone()): {"auth": auth}}}).to_string(),
+    let bad_login = herd_login(
+        &registry.addr,
+        &["-u", USER, "-p", "nope"],
+        docker_config.path(),
     )
-    .expect("write config.json");
+    .await;
+    assert!(
+        !bad_login.status.success() && bad_login.stderr.contains("401 Unauthorized"),
+        "{bad_login:?}"
+    );
+    assert!(!docker_config.path().join("config.json").exists());
+    let login = herd_login(
+        &registry.addr,
+        &["-u", USER, "-p", PASSWORD],
+        docker_config.path(),
+    )
+    .await
+    .ok();
+    assert_eq!(login.stdout.trim(), "Login Succeeded");
+    let saved = docker_config.path().join("config.json");
+    assert_eq!(
+        std::fs::metadata(&saved)
+            .expect("config.json")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let auth = herd_oci_fetch::Credential::new(USER, PASSWORD).to_auth();
+    let saved: Value = serde_json::from_slice(&std::fs::read(&saved).expect("read")).expect("JSON");
+    assert_eq!(saved["auths"][&registry.addr]["auth"], json!(auth));
     let again = herd_push(&image, &[], docker_config.path()).await.ok();
     assert!(again.stdout.trim().starts_with("sha256:"), "{again:?}");
 

@@ -63,6 +63,12 @@ pub enum CredentialsError {
     /// An entry's `auth` field is not base64 of `username:password` (the kubelet's wording).
     #[error("invalid docker config entry for {registry:?}: {message}")]
     Auth { registry: String, message: String },
+    /// The config file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The entries of a docker config: registry key (`host[:port][/path]`, optionally with a scheme,
@@ -138,6 +144,64 @@ impl DockerConfig {
             .collect();
         serde_json::json!({ "auths": auths })
     }
+}
+
+/// Records `credential` for `registry` in the docker CLI's config file at `path`, as `docker login`
+/// does: `auths.<registry>.auth` is set to base64(`username:password`), every other field and entry
+/// of an existing file is kept, and the file is written atomically with mode 0600 (its directory
+/// created 0700 if missing).
+///
+/// # Errors
+/// [`CredentialsError::Json`] if the existing file is not a JSON object (it is left as it is);
+/// [`CredentialsError::Io`] if it cannot be read or written.
+pub fn save_login(
+    path: &std::path::Path,
+    registry: &str,
+    credential: &Credential,
+) -> Result<(), CredentialsError> {
+    let io = |source| CredentialsError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut config = match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .map_err(|e| CredentialsError::Json(format!("{}: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(io(e)),
+    };
+    let Some(object) = config.as_object_mut() else {
+        return Err(CredentialsError::Json(format!(
+            "{}: not a JSON object",
+            path.display()
+        )));
+    };
+    let auths = object
+        .entry("auths")
+        .or_insert_with(|| serde_json::json!({}));
+    if !auths.is_object() {
+        *auths = serde_json::json!({});
+    }
+    if let Some(auths) = auths.as_object_mut() {
+        auths.insert(
+            registry.to_string(),
+            serde_json::json!({ "auth": credential.to_auth() }),
+        );
+    }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+    }
+    let mut bytes =
+        serde_json::to_vec_pretty(&config).map_err(|e| CredentialsError::Json(e.to_string()))?;
+    bytes.push(b'\n');
+    herd_atomic_file::write_private(path, &bytes).map_err(io)
 }
 
 /// base64(`username:password`), split at the first `:`.
@@ -461,6 +525,45 @@ mod tests {
         let node = keyring(&[("127.0.0.1:5000", "node")]);
         pod.extend(&node);
         assert_eq!(users(&pod, "127.0.0.1:5000/app"), ["pod", "node"]);
+    }
+
+    #[test]
+    fn save_login_keeps_the_rest_of_the_file_and_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker/config.json");
+        save_login(&path, "127.0.0.1:5000", &Credential::new("a", "1")).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        std::fs::write(
+            &path,
+            r#"{"credsStore":"x","auths":{"ghcr.io":{"auth":"Z2g6cA=="}}}"#,
+        )
+        .unwrap();
+        save_login(&path, "127.0.0.1:5000", &Credential::new("b", "2")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["credsStore"], "x");
+        let config = DockerConfig::from_config_json(text.as_bytes()).unwrap();
+        assert_eq!(config.entries["ghcr.io"], Credential::new("gh", "p"));
+        assert_eq!(config.entries["127.0.0.1:5000"], Credential::new("b", "2"));
+        std::fs::write(&path, "[]").unwrap();
+        assert!(save_login(&path, "r", &Credential::new("c", "3")).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[]",
+            "left as it was"
+        );
     }
 
     #[test]

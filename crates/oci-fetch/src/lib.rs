@@ -37,8 +37,8 @@ pub use artifact::{
     LEGACY_WASM_LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, ManifestTarget, WASM_CONFIG_MEDIA_TYPE,
     WASM_LAYER_MEDIA_TYPE, inspect_manifest,
 };
-pub use credentials::{Credential, CredentialsError, DockerConfig, Keyring};
+pub use credentials::{Credential, CredentialsError, DockerConfig, Keyring, save_login};
 pub use error::FetchError;
 pub use fetcher::{Fetcher, MAX_WASM_SIZE, PullPolicy, Pulled};
-pub use push::{push, push_with};
+pub use push::{check_login, push, push_with};
 pub use reference::is_loopback_registry;

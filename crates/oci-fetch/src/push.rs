@@ -115,3 +115,46 @@ fn descriptor(media_type: &str, digest: &str, size: usize) -> OciDescriptor {
         ..OciDescriptor::default()
     }
 }
+
+/// Checks `credential` against `registry` (`host[:port]`) as `docker login` does: a registry that
+/// answers with a bearer challenge must grant a token for them; one that asks for basic credentials
+/// must not refuse them (a manifest request for a repository that need not exist: 401 is a refusal,
+/// anything else means the credentials were accepted).
+///
+/// # Errors
+/// [`FetchError::Unauthorized`] when the registry refuses the credentials; [`FetchError::Registry`]
+/// when it cannot be reached.
+pub async fn check_login(
+    registry: &str,
+    credential: &Credential,
+    insecure_registries: &[String],
+) -> Result<(), FetchError> {
+    let probe = format!("{registry}/herd-login-check:latest");
+    let reference = parse(&probe)?;
+    let client = client(uses_plain_http(
+        reference.resolve_registry(),
+        insecure_registries,
+    ));
+    let auth = RegistryAuth::Basic(credential.username.clone(), credential.password.clone());
+    let refused = |e: oci_client::errors::OciDistributionError| {
+        let unreachable = matches!(e, oci_client::errors::OciDistributionError::RequestError(_));
+        match FetchError::from_oci(registry, e) {
+            err @ FetchError::Unauthorized { .. } => Err(err),
+            err if unreachable => Err(err),
+            // Anything else (manifest unknown, name unknown, …) came after the credentials were taken.
+            _ => Ok(()),
+        }
+    };
+    match client
+        .auth(&reference, &auth, oci_client::RegistryOperation::Pull)
+        .await
+    {
+        // A bearer token was granted for these credentials.
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => match client.fetch_manifest_digest(&reference, &auth).await {
+            Ok(_) => Ok(()),
+            Err(e) => refused(e),
+        },
+        Err(e) => refused(e),
+    }
+}
