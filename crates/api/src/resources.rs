@@ -272,7 +272,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         "serviceaccount",
         true,
         &["sa"],
-        &[],
+        &["token"],
         &[],
         &Typed::<ServiceAccount>::NEW,
         Printer::ServiceAccount,

@@ -413,6 +413,16 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                 r(READ, &[CORE], &["namespaces"]),
             ],
         ),
+        // herd's proxy reports on each Service whether it could listen on its port (the `Listening`
+        // condition), which kube-proxy does not.
+        role(
+            "herd:service-proxier",
+            vec![r(
+                &["get", "patch", "update"],
+                &[CORE],
+                &["services/status"],
+            )],
+        ),
     ]
 }
 
@@ -457,6 +467,10 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         ),
         binding(
             "system:node-proxier",
+            vec![subject("User", "system:kube-proxy")],
+        ),
+        binding(
+            "herd:service-proxier",
             vec![subject("User", "system:kube-proxy")],
         ),
         binding(

@@ -35,6 +35,7 @@
 //!   SelfSubjectRulesReview lists.
 //! - [`aggregation`]: ClusterRoles with `aggregationRule` (the aggregation controller).
 //! - [`escalation`]: no granting what you do not hold, unless you may `escalate` / `bind`.
+//! - [`node`]: kube's Node authorizer and NodeRestriction admission over a [`NodeGraph`].
 //! - [`bootstrap`] and [`reconcile`]: the default ClusterRoles and bindings, reconciled at start.
 
 pub mod aggregation;
@@ -42,6 +43,7 @@ pub mod attributes;
 pub mod authorizer;
 pub mod bootstrap;
 pub mod escalation;
+pub mod node;
 pub mod reconcile;
 pub mod rules;
 
@@ -51,6 +53,7 @@ pub use authorizer::{
     Decision, Policy, PolicySource, authorize, authorize_with, rules_for, subject_rules_review,
 };
 pub use escalation::{EscalationError, RbacObject, check_rbac_write, confirm_no_escalation};
+pub use node::{NodeGraph, NodeWrite, admit_node_write, authorize_node};
 pub use reconcile::{
     Operation, Reconciled, reconcile_cluster_role, reconcile_cluster_role_binding,
 };

@@ -164,6 +164,7 @@ impl ControlPlane {
         )
         .await?;
         bootstrap(&objects).await?;
+        bootstrap_policy(&objects).await?;
         let ca = Arc::new(ClusterCa::load_or_create(&cfg.data_dir)?);
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -191,20 +192,23 @@ impl ControlPlane {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ControlError::Config(format!("HTTP client: {e}")))?;
+        // One set of informer caches for the controllers and the authorizers.
+        let caches = Arc::new(controllers::informer::Informers::new(objects.clone()));
         let state = server::AppState {
             objects: objects.clone(),
             shutdown: shutdown.clone(),
             http,
+            authorizer: Arc::new(server::authz::Authorizer::new(caches.clone())),
+            tokens: Arc::new(server::tokens::Tokens::new(
+                herd_pki::TokenKey::load_or_create(&cfg.data_dir)?,
+            )),
         };
         let server = tokio::spawn(server::serve(listener, state));
         // In-process writers record their managedFields under kube's component names.
         let mut tasks = controllers::spawn_all(
             &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
-            cfg.cluster_cidr,
-            cfg.node_cidr_prefix,
-            cfg.job_backoff_base,
-            cfg.node_lifecycle,
-            cfg.controller_resync,
+            caches,
+            &cfg,
             &shutdown,
         );
         tasks.push(tokio::spawn(scheduler::run(
@@ -304,6 +308,115 @@ fn serving_certificate(
     let first_service_ip = cfg.service_cidr.hosts().next();
     let sans = herd_pki::serving_sans(&ips, first_service_ip, &names);
     ca.issue_serving("kube-apiserver", &sans, herd_pki::SERVING_VALIDITY)
+}
+
+/// kube-apiserver's RBAC bootstrap: the default ClusterRoles and ClusterRoleBindings created when absent and
+/// reconciled when present (missing rules, aggregation selectors and subjects added, what users added
+/// kept, objects annotated `rbac.authorization.kubernetes.io/autoupdate: "false"` left alone).
+async fn bootstrap_policy(objects: &Objects) -> Result<(), ControlError> {
+    use herd_authz::bootstrap;
+    let rbac = |plural| {
+        resources::by_path("rbac.authorization.k8s.io", "v1", plural)
+            .expect("the RBAC kinds are in the table")
+    };
+    let objects = objects.as_manager(objects::KUBE_APISERVER);
+    for expected in bootstrap::cluster_roles() {
+        let name = expected.metadata.name.clone().unwrap_or_default();
+        let existing = stored(&objects, rbac("clusterroles"), &name).await?;
+        let reconciled = herd_authz::reconcile_cluster_role(existing.as_ref(), &expected, false);
+        if reconciled.needs_write() {
+            write_policy(
+                &objects,
+                rbac("clusterroles"),
+                &name,
+                reconciled.operation,
+                &reconciled.object,
+            )
+            .await?;
+        }
+    }
+    for expected in bootstrap::cluster_role_bindings() {
+        let name = expected.metadata.name.clone().unwrap_or_default();
+        let existing = stored(&objects, rbac("clusterrolebindings"), &name).await?;
+        let reconciled =
+            herd_authz::reconcile_cluster_role_binding(existing.as_ref(), &expected, false);
+        if reconciled.needs_write() {
+            write_policy(
+                &objects,
+                rbac("clusterrolebindings"),
+                &name,
+                reconciled.operation,
+                &reconciled.object,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The stored cluster-scoped object `name` of `res`, decoded.
+async fn stored<T: serde::de::DeserializeOwned>(
+    objects: &Objects,
+    res: &'static herd_api::ResourceInfo,
+    name: &str,
+) -> Result<Option<T>, ControlError> {
+    let bootstrap = |source| ControlError::Bootstrap {
+        what: format!("{} {name}", res.plural),
+        source,
+    };
+    let Some(value) = objects.find(res, "", name).await.map_err(bootstrap)? else {
+        return Ok(None);
+    };
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| bootstrap(ApiError::Internal(e.to_string())))
+}
+
+/// Writes a reconciled default policy object as the reconciliation says.
+async fn write_policy<T: serde::Serialize>(
+    objects: &Objects,
+    res: &'static herd_api::ResourceInfo,
+    name: &str,
+    operation: herd_authz::Operation,
+    object: &T,
+) -> Result<(), ControlError> {
+    let bootstrap = |source| ControlError::Bootstrap {
+        what: format!("{} {name}", res.plural),
+        source,
+    };
+    let mut value =
+        serde_json::to_value(object).map_err(|e| bootstrap(ApiError::Internal(e.to_string())))?;
+    value["apiVersion"] = json!(res.api_version());
+    value["kind"] = json!(res.kind);
+    match operation {
+        herd_authz::Operation::None => Ok(()),
+        herd_authz::Operation::Create => match objects.create(res, None, value, false).await {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(bootstrap(e)),
+        },
+        herd_authz::Operation::Update => objects
+            .edit(res, "", name, move |stored| {
+                *stored = value;
+                true
+            })
+            .await
+            .map(|_| ())
+            .map_err(bootstrap),
+        herd_authz::Operation::Recreate => {
+            match objects
+                .delete(res, None, name, objects::DeleteOptions::default())
+                .await
+            {
+                Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(bootstrap(e)),
+            }
+            objects
+                .create(res, None, value, false)
+                .await
+                .map(|_| ())
+                .map_err(bootstrap)
+        }
+    }
 }
 
 async fn bootstrap(objects: &Objects) -> Result<(), ControlError> {

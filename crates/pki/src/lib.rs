@@ -9,6 +9,7 @@
 //! - [`CaCertHash`]: kubeadm's `--discovery-token-ca-cert-hash` (`sha256:<hex>` of the CA's
 //!   SubjectPublicKeyInfo), and the check a joining node makes of the CA it was shown.
 //! - [`Kubeconfig`]: a kubeconfig with embedded credentials, written with mode 0600.
+//! - [`TokenKey`]: the ServiceAccount token key (`pki/sa.key`), signing and verifying ES256 JWS tokens.
 //! - [`tls`]: rustls configs (a server that asks for, but does not require, a client certificate; a client
 //!   trusting the CA) and [`tls::peer_identity`], kube's x509 authenticator.
 //!
@@ -32,6 +33,7 @@ mod csr;
 mod hash;
 mod kubeconfig;
 pub mod tls;
+pub mod token;
 
 use std::path::PathBuf;
 
@@ -42,6 +44,7 @@ pub use ca::{
 pub use csr::{CertificateRequest, RequestedSubject};
 pub use hash::CaCertHash;
 pub use kubeconfig::Kubeconfig;
+pub use token::{TokenError, TokenKey};
 
 /// The admin's user name in its client certificate (CN), as kubeadm's `admin.conf` has it.
 pub const ADMIN_USER: &str = "kubernetes-admin";

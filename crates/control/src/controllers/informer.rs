@@ -54,6 +54,8 @@ pub struct Informers {
 struct Cache {
     /// The revision this resource was last listed at: its changes up to it are in the list.
     floor: i64,
+    /// The revision of the last change applied since (0: none).
+    changed: i64,
     objects: BTreeMap<Key, Arc<Value>>,
     /// Objects read typed, decoded: dropped when their object changes.
     typed: HashMap<Key, typed::Decoded>,
@@ -324,6 +326,17 @@ impl Informers {
             EventType::Deleted => state.remove(res, &key),
             EventType::Added | EventType::Modified => state.put(res, key, change.object.clone()),
         }
+        state.caches.entry(res).or_default().changed = change.rev;
+    }
+
+    /// The revision of the last change of `res` these caches reflect (the revision of its last list when
+    /// nothing changed since): what a reader keeping something derived from the resource compares.
+    pub fn last_change(&self, res: &ResourceInfo) -> i64 {
+        let state = self.lock();
+        self.index
+            .get(&res.key())
+            .and_then(|i| state.caches.get(i))
+            .map_or(0, |c| c.floor.max(c.changed))
     }
 
     /// One object, as `Store::get` (`ns` is ignored for cluster-scoped resources).

@@ -9,12 +9,13 @@
 //! workload controllers create and delete pods in bulk (`batch`).
 
 mod batch;
+mod clusterroleaggregation;
 mod daemonset;
 mod deployment;
 mod disruption;
 mod endpoints;
 mod gc;
-mod informer;
+pub(crate) mod informer;
 mod job;
 mod nodeipam;
 pub mod nodelifecycle;
@@ -28,7 +29,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use ipnet::Ipv4Net;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -77,17 +77,14 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 pub type Requeue = Option<Duration>;
 
 /// Starts every controller; they stop when `shutdown` is cancelled.
-pub fn spawn_all(
+pub(crate) fn spawn_all(
     objects: &Objects,
-    cluster_cidr: Ipv4Net,
-    node_prefix: u8,
-    job_backoff_base: Duration,
-    node_lifecycle: nodelifecycle::NodeLifecycleConfig,
-    resync: Duration,
+    caches: Arc<Informers>,
+    cfg: &crate::ControlConfig,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let caches = Arc::new(Informers::new(objects.clone()));
     let (o, c) = (objects, &caches);
+    let resync = cfg.controller_resync;
     vec![
         tokio::spawn(run(
             replicaset::ReplicaSets::new(o.clone(), c.clone()),
@@ -114,7 +111,7 @@ pub fn spawn_all(
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            nodeipam::NodeIpam::new(o.clone(), c.clone(), cluster_cidr, node_prefix),
+            nodeipam::NodeIpam::new(o.clone(), c.clone(), cfg.cluster_cidr, cfg.node_cidr_prefix),
             c.clone(),
             resync,
             shutdown.clone(),
@@ -132,19 +129,25 @@ pub fn spawn_all(
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            job::Jobs::new(o.clone(), c.clone(), job_backoff_base),
+            job::Jobs::new(o.clone(), c.clone(), cfg.job_backoff_base),
             c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            nodelifecycle::NodeLifecycle::new(o.clone(), c.clone(), node_lifecycle),
+            nodelifecycle::NodeLifecycle::new(o.clone(), c.clone(), cfg.node_lifecycle),
             c.clone(),
             resync,
             shutdown.clone(),
         )),
         tokio::spawn(run(
             serviceaccount::ServiceAccounts::new(o.clone(), c.clone()),
+            c.clone(),
+            resync,
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            clusterroleaggregation::ClusterRoleAggregation::new(o.clone(), c.clone()),
             c.clone(),
             resync,
             shutdown.clone(),

@@ -1,5 +1,8 @@
 //! Authentication, as kube-apiserver's: every request is someone. A client certificate the cluster CA
-//! signed names its user (CN) and groups (O); every authenticated user is also in `system:authenticated`.
+//! signed names its user (CN) and groups (O); else a bearer token, a ServiceAccount token this server
+//! signed and that still holds ([`super::tokens::Tokens::authenticate`]); a bearer token that does not is
+//! 401 even where anonymous requests are let in. Every authenticated user is also in
+//! `system:authenticated`.
 //! A request with no credentials is `system:anonymous` (group `system:unauthenticated`) where kube leaves
 //! the door open by default (`/healthz`, `/livez`, `/readyz`, `/version`) and 401 `Unauthorized`
 //! everywhere else.
@@ -7,11 +10,12 @@
 //! The user travels in the request's extensions as a [`UserInfo`]; a request that already carries one (an
 //! in-process caller's) keeps it.
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use herd_authz::UserInfo;
 
+use super::AppState;
 use super::tls::Peer;
 use crate::error::ApiError;
 
@@ -26,20 +30,35 @@ pub const UNAUTHENTICATED_GROUP: &str = "system:unauthenticated";
 const PUBLIC_PATHS: [&str; 5] = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
 
 /// The middleware: puts the request's [`UserInfo`] in its extensions, or answers 401.
-pub async fn authenticate(mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if request.extensions().get::<UserInfo>().is_none() {
         let peer = request
             .extensions()
             .get::<ConnectInfo<Peer>>()
             .map(|info| &info.0);
-        let user = match peer.and_then(|p| p.certificate.as_ref()) {
-            Some(certificate) => authenticated(&certificate.name, &certificate.groups),
-            None if PUBLIC_PATHS.contains(&request.uri().path()) => UserInfo {
+        let bearer = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let user = match (peer.and_then(|p| p.certificate.as_ref()), bearer) {
+            (Some(certificate), _) => authenticated(&certificate.name, &certificate.groups),
+            (None, Some(token)) => match state.tokens.authenticate(&state.objects, token).await {
+                Some(user) => user,
+                None => return ApiError::Unauthorized.into_response(),
+            },
+            (None, None) if PUBLIC_PATHS.contains(&request.uri().path()) => UserInfo {
                 name: ANONYMOUS_USER.to_string(),
                 uid: String::new(),
                 groups: vec![UNAUTHENTICATED_GROUP.to_string()],
             },
-            None => return ApiError::Unauthorized.into_response(),
+            (None, None) => return ApiError::Unauthorized.into_response(),
         };
         request.extensions_mut().insert(user);
     }

@@ -58,6 +58,11 @@ pub fn subresource(res: &ResourceInfo, sub: &str) -> SubresourceInfo {
         "log" => (None, res.kind, &["get"]),
         "binding" => (None, "Binding", &["create"]),
         "eviction" => (Some(("policy", "v1")), "Eviction", &["create"]),
+        "token" => (
+            Some(("authentication.k8s.io", "v1")),
+            "TokenRequest",
+            &["create"],
+        ),
         _ => (None, res.kind, &["get"]),
     };
     SubresourceInfo {
@@ -127,7 +132,13 @@ fn api_versions_document(host: &str) -> Value {
 }
 
 pub async fn api_groups() -> Json<Value> {
-    let groups: Vec<Value> = resources::group_versions()
+    let mut versions = resources::group_versions();
+    for gv in super::reviews::group_versions() {
+        if !versions.contains(&gv) {
+            versions.push(gv);
+        }
+    }
+    let groups: Vec<Value> = versions
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, v)| {
@@ -176,6 +187,26 @@ pub fn resource_list(group: &str, version: &str) -> Result<Value, ApiError> {
             entry.insert("verbs".into(), json!(info.verbs));
             list.push(Value::Object(entry));
         }
+    }
+    for review in super::reviews::REVIEWS
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        list.push(json!({
+            "name": review.plural,
+            "singularName": review.kind.to_ascii_lowercase(),
+            "namespaced": false,
+            "kind": review.kind,
+            "verbs": ["create"],
+        }));
+    }
+    if list.is_empty() {
+        return Err(ApiError::NotFound {
+            message: "the server could not find the requested resource".into(),
+            group: String::new(),
+            kind: String::new(),
+            name: String::new(),
+        });
     }
     list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     let gv = if group.is_empty() {

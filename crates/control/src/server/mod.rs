@@ -5,14 +5,17 @@
 //! is a collection.
 
 pub mod authn;
+pub mod authz;
 mod discovery;
 mod eviction;
 mod logs;
 mod openapi;
+pub mod reviews;
 mod route;
 mod scale;
 mod table;
 pub mod tls;
+pub mod tokens;
 mod watch;
 
 use std::collections::HashMap;
@@ -37,6 +40,9 @@ pub struct AppState {
     pub objects: Objects,
     pub shutdown: CancellationToken,
     pub http: reqwest::Client,
+    pub authorizer: std::sync::Arc<authz::Authorizer>,
+    /// The ServiceAccount token key: TokenRequests and the token authenticator.
+    pub tokens: std::sync::Arc<tokens::Tokens>,
 }
 
 /// The API server's routes, apart from serving them (so tests can drive it directly).
@@ -53,8 +59,35 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v3", get(openapi::index))
         .route("/openapi/v3/{*path}", get(openapi::group_version))
         .fallback(dispatch)
-        .layer(axum::middleware::from_fn(authn::authenticate))
+        // Layers run outside in: authentication first, then authorization.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authz::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authn::authenticate,
+        ))
         .with_state(state)
+}
+
+#[cfg(test)]
+impl AppState {
+    /// The state of a server on `objects` with its own caches, for in-process tests.
+    pub(crate) fn for_tests(objects: Objects) -> Self {
+        let caches = std::sync::Arc::new(crate::controllers::informer::Informers::new(
+            objects.clone(),
+        ));
+        AppState {
+            objects,
+            shutdown: CancellationToken::new(),
+            http: reqwest::Client::new(),
+            authorizer: std::sync::Arc::new(authz::Authorizer::new(caches)),
+            tokens: std::sync::Arc::new(tokens::Tokens::new(
+                herd_pki::TokenKey::generate().expect("a token key"),
+            )),
+        }
+    }
 }
 
 /// [`router`] for in-process tests: every request is the cluster admin (`system:masters`) unless it carries
@@ -71,12 +104,24 @@ type Params = HashMap<String, String>;
 
 async fn dispatch(
     State(state): State<AppState>,
+    user: Option<axum::Extension<herd_authz::UserInfo>>,
     method: Method,
     uri: Uri,
     Query(params): Query<Params>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(review) = reviews::at_path(uri.path()) {
+        let user = user.map(|u| u.0).unwrap_or_default();
+        let answer = match method {
+            Method::POST => reviews::create(&state, review, &user, &body).await,
+            _ => Err(ApiError::MethodNotAllowed(format!(
+                "{} is not supported on {}",
+                method, review.plural
+            ))),
+        };
+        return answer.unwrap_or_else(IntoResponse::into_response);
+    }
     let streams = ["watch", "follow"].iter().any(|p| {
         params
             .get(*p)
@@ -159,7 +204,25 @@ async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let target = route::parse(path)?;
+    let target = match route::parse(path) {
+        Ok(target) => target,
+        // The review APIs' group-versions hold no stored resource.
+        Err(e) => {
+            let gv = path
+                .trim_matches('/')
+                .strip_prefix("apis/")
+                .and_then(|gv| gv.split_once('/'));
+            return match gv {
+                Some((group, version))
+                    if *method == Method::GET
+                        && reviews::group_versions().contains(&(group, version)) =>
+                {
+                    Ok(json_response(discovery::resource_list(group, version)?))
+                }
+                _ => Err(e),
+            };
+        }
+    };
     let objects = &if *method == Method::GET {
         state.objects.clone()
     } else {
@@ -347,6 +410,13 @@ async fn subresource(
     dry_run: bool,
 ) -> Result<Response, ApiError> {
     match (sub, method) {
+        ("token", Method::POST) => {
+            let request = state
+                .tokens
+                .request(objects, ns.as_deref().unwrap_or_default(), &name, &body)
+                .await?;
+            Ok((StatusCode::CREATED, axum::Json(request)).into_response())
+        }
         ("status", Method::GET) => Ok(json_response(objects.get(res, ns.as_deref(), &name).await?)),
         ("status", Method::PUT) => {
             let obj = decode_body(headers, &body)?;
@@ -779,11 +849,7 @@ mod tests {
             .create(core("pods"), Some("default"), pod, false)
             .await
             .expect("pod");
-        let app = admin_router(AppState {
-            objects,
-            shutdown: CancellationToken::new(),
-            http: reqwest::Client::new(),
-        });
+        let app = admin_router(AppState::for_tests(objects));
         let call = |uri: &str| {
             let request = Request::builder()
                 .uri(uri)
