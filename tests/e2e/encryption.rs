@@ -84,7 +84,7 @@ resources:
         Vec::<String>::new()
     );
     assert_eq!(
-        files_containing(&herd.data_dir, &encoded),
+        files_containing(&herd.data_dir, encoded),
         Vec::<String>::new()
     );
     assert!(
