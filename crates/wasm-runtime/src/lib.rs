@@ -43,6 +43,7 @@ mod guest;
 mod http_proxy;
 mod limits;
 mod network;
+mod outbound_tls;
 mod pooling;
 mod runtime;
 mod sinks;

@@ -16,7 +16,6 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use http_body_util::BodyExt;
 use hyper::{Request, Response};
 use ipnet::IpNet;
 use wasmtime_wasi::WasiCtxBuilder;
@@ -189,6 +188,8 @@ fn is_localhost(ip: IpAddr) -> bool {
 /// address checked).
 pub(crate) struct PolicyHooks {
     pub(crate) policy: Arc<NetworkPolicy>,
+    /// The TLS client of `https` requests (web roots and the runtime's extra roots).
+    pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -202,7 +203,10 @@ impl WasiHttpHooks for PolicyHooks {
     ) -> Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), HttpError>> + Send> {
         drop(fut);
         let policy = self.policy.clone();
+        let tls = self.tls.clone();
         let mut request = request;
+        // The guest's URI names the server a certificate must be for, wherever the policy sends it.
+        let asked_for = request.uri().clone();
         if let Some(uri) = translate_uri(&policy, request.uri()) {
             *request.uri_mut() = uri;
         }
@@ -210,11 +214,7 @@ impl WasiHttpHooks for PolicyHooks {
             if policy.outbound != Outbound::Allow {
                 check_authority(&policy, request.uri().clone()).await?;
             }
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as IoFuture,
-            ))
+            crate::outbound_tls::send(request, options, tls, &asked_for).await
         })
     }
 }
@@ -251,7 +251,12 @@ fn translate_uri(policy: &NetworkPolicy, uri: &hyper::Uri) -> Option<hyper::Uri>
 async fn check_authority(policy: &NetworkPolicy, uri: hyper::Uri) -> Result<(), HttpError> {
     let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let default_port = if uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    let port = uri.port_u16().unwrap_or(default_port);
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         // Only the pod's own IP (an address, after `translate_uri`) is allowed: no name is.

@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     http: EngineSet,
     module_linker: Linker<ModuleState>,
     memory_cache: MemoryCache,
+    /// The TLS client of the guests' outbound `https` requests.
+    pub(crate) outbound_tls: Arc<rustls::ClientConfig>,
     _ticker: Ticker,
 }
 
@@ -100,6 +102,10 @@ pub struct RuntimeConfig {
     /// Where [`Runtime::load_cached`] keeps compiled code; `None` keeps it in
     /// memory only. Created if missing.
     pub cache_dir: Option<PathBuf>,
+    /// CA certificates (DER) that guests' outbound `https` requests trust besides the web roots
+    /// (Mozilla's, as `webpki-roots`): the node gives its cluster CA, so a pod reaches the API
+    /// server at `https://$KUBERNETES_SERVICE_HOST`.
+    pub extra_root_certificates: Vec<Vec<u8>>,
 }
 
 impl Runtime {
@@ -145,6 +151,8 @@ impl Runtime {
             .cranelift_opt_level(OptLevel::Speed)
             .parallel_compilation(true)
             .wasm_component_model(true);
+        let outbound_tls =
+            crate::outbound_tls::client_config(&runtime_config.extra_root_certificates)?;
         let cache_dir = runtime_config.cache_dir.as_ref();
         let default = EngineSet::new(&config, cache_dir, "")?;
         pool.apply(&mut config);
@@ -163,6 +171,7 @@ impl Runtime {
                 http,
                 module_linker,
                 memory_cache: MemoryCache::default(),
+                outbound_tls,
                 _ticker: ticker,
             }),
         })
@@ -452,6 +461,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = Runtime::with_config(RuntimeConfig {
             cache_dir: Some(dir.path().to_owned()),
+            ..RuntimeConfig::default()
         })
         .expect("runtime");
         let default = runtime.inner.default.disk_cache.as_ref().expect("cache");

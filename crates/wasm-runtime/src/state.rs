@@ -38,13 +38,19 @@ pub(crate) struct GuestEnv {
     stderr: GuestOutput,
     preopens: Arc<[Preopen]>,
     network: Arc<NetworkPolicy>,
+    /// The TLS client of outbound `https` requests (the runtime's).
+    outbound_tls: Arc<rustls::ClientConfig>,
     limits: Limits,
     pub(crate) cpu: Option<Arc<CpuThrottle>>,
 }
 
 impl GuestEnv {
-    /// The environment of a run; checks every preopen can be opened.
-    pub(crate) fn new(spec: RunSpec) -> Result<Self, RuntimeError> {
+    /// The environment of a run, whose outbound `https` requests use `outbound_tls`; checks every
+    /// preopen can be opened.
+    pub(crate) fn new(
+        spec: RunSpec,
+        outbound_tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, RuntimeError> {
         let env = Self {
             argv: spec.argv,
             env: spec.env,
@@ -52,6 +58,7 @@ impl GuestEnv {
             stderr: spec.stderr.into(),
             preopens: spec.preopens.into(),
             network: Arc::new(spec.network),
+            outbound_tls,
             limits: spec.limits,
             cpu: spec.limits.cpu_millis.and_then(CpuThrottle::new),
         };
@@ -134,6 +141,7 @@ impl ComponentState {
             http: WasiHttpCtx::new(),
             hooks: PolicyHooks {
                 policy: env.network.clone(),
+                tls: env.outbound_tls.clone(),
             },
             table: ResourceTable::new(),
             ipv6_views: Ipv6Views::default(),

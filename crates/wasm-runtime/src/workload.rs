@@ -103,7 +103,7 @@ pub enum Exit {
 #[derive(Clone)]
 pub struct Workload {
     /// Keeps the engine and its epoch ticker alive while the workload exists.
-    _shared: Arc<Shared>,
+    shared: Arc<Shared>,
     compiled: Compiled,
 }
 
@@ -118,7 +118,7 @@ pub(crate) enum Compiled {
 impl Workload {
     pub(crate) fn new(shared: Arc<Shared>, compiled: Compiled) -> Self {
         Self {
-            _shared: shared,
+            shared,
             compiled,
         }
     }
@@ -175,7 +175,7 @@ impl Workload {
     pub async fn run(&self, spec: RunSpec, stop: CancellationToken) -> Result<Exit, RuntimeError> {
         let http_listen = spec.http_listen;
         let drain = spec.drain.clone();
-        let env = GuestEnv::new(spec)?;
+        let env = GuestEnv::new(spec, self.shared.outbound_tls.clone())?;
         match &self.compiled {
             Compiled::Module(pre) => {
                 until_stopped(guest::run_module(pre, &env), &stop, drain.as_ref()).await

@@ -10,6 +10,11 @@
 //! - `/env` answers the environment, one `NAME=value` per line, sorted;
 //! - `/fetch/<host:port>/<path>` makes an outbound `wasi:http` request to `http://<host:port>/<path>` and
 //!   answers `upstream <status>: <body>`, or 502 with the error;
+//! - `/api/<path>` calls the Kubernetes API as the pod's ServiceAccount, as a client library in a pod does:
+//!   `GET https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/<path>` with `Authorization: Bearer <token>`
+//!   (the token read from `/var/run/secrets/kubernetes.io/serviceaccount/token`, the pod's projected
+//!   ServiceAccount token), and answers the API server's status and body as they are, or 502 with the error
+//!   (e.g. `/api/api/v1/namespaces/default/pods` lists the pods the ServiceAccount may list);
 //! - anything else gets `200`, `content-type: text/plain` and the body
 //!   `Hello from herd! pod=<POD_NAME or "?"> path=<request path>\n`.
 
@@ -71,9 +76,18 @@ fn route(path: &str) -> (u16, String) {
         vars.sort();
         return (200, vars.concat());
     }
+    if let Some(api_path) = path.strip_prefix("/api/") {
+        return match call_api(&format!("/{api_path}")) {
+            Ok(answer) => answer,
+            Err(e) => (
+                502,
+                format!("the API server at https://{}: {e}\n", api_authority()),
+            ),
+        };
+    }
     if let Some(target) = path.strip_prefix("/fetch/") {
         let (authority, rest) = target.split_once('/').unwrap_or((target, ""));
-        return match fetch(authority, &format!("/{rest}")) {
+        return match fetch(Scheme::Http, authority, &format!("/{rest}"), &[]) {
             Ok((status, body)) => (200, format!("upstream {status}: {body}")),
             Err(e) => (502, format!("fetch http://{authority}/{rest}: {e}\n")),
         };
@@ -88,11 +102,52 @@ fn greeting(pod: Option<&str>, path: &str) -> String {
     format!("Hello from herd! pod={pod} path={path}\n")
 }
 
-/// GET `http://{authority}{path}` through `wasi:http/outgoing-handler`; the status and the body as text.
-fn fetch(authority: &str, path: &str) -> Result<(u16, String), String> {
-    let request = OutgoingRequest::new(Fields::new());
+/// Where a pod's ServiceAccount token is (the kubelet's projected volume).
+const TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// The API server's `host:port` from the `kubernetes` Service's variables (an IPv6 host in brackets).
+fn api_authority() -> String {
+    let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
+    let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// GET `path` from the API server with the pod's ServiceAccount token: its status and body.
+fn call_api(path: &str) -> Result<(u16, String), String> {
+    let token = std::fs::read_to_string(TOKEN_FILE).map_err(|e| format!("{TOKEN_FILE}: {e}"))?;
+    let authorization = format!("Bearer {}", token.trim());
+    fetch(
+        Scheme::Https,
+        &api_authority(),
+        path,
+        &[
+            ("authorization", authorization.as_str()),
+            ("accept", "application/json"),
+        ],
+    )
+}
+
+/// GET `{scheme}://{authority}{path}` with `headers` through `wasi:http/outgoing-handler`; the status and
+/// the body as text.
+fn fetch(
+    scheme: Scheme,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
+    let fields = Fields::new();
+    for (name, value) in headers {
+        fields
+            .append(name, value.as_bytes())
+            .map_err(|e| format!("header {name}: {e:?}"))?;
+    }
+    let request = OutgoingRequest::new(fields);
     request
-        .set_scheme(Some(&Scheme::Http))
+        .set_scheme(Some(&scheme))
         .map_err(|()| "bad scheme")?;
     request
         .set_authority(Some(authority))

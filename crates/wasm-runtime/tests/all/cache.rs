@@ -9,6 +9,7 @@ use crate::{Log, run, sample_app};
 fn cached_runtime(dir: &Path) -> Runtime {
     Runtime::with_config(RuntimeConfig {
         cache_dir: Some(dir.to_owned()),
+        ..RuntimeConfig::default()
     })
     .expect("runtime")
 }

@@ -23,6 +23,7 @@ fn pooled_runtime(cache: &Path, slots: u32) -> Runtime {
     };
     let config = RuntimeConfig {
         cache_dir: Some(cache.to_owned()),
+        ..RuntimeConfig::default()
     };
     Runtime::with_http_pool(config, pool).expect("runtime")
 }
