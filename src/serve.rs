@@ -36,6 +36,10 @@ pub struct ClusterArgs {
     /// name, the first Service IP and the `kubernetes.default.svc` names are always covered.
     #[arg(long = "tls-san")]
     tls_sans: Vec<String>,
+    /// The address nodes and pods reach the API server at (kube-apiserver's flag): what the `kubernetes`
+    /// Service's endpoints name. Default: the listen address (the loopback address for 0.0.0.0).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// Range Service cluster IPs are allocated from (loopback by default, so no root is needed).
     #[arg(long, default_value = "127.10.0.0/16")]
     service_cidr: IpNet,
@@ -279,6 +283,7 @@ async fn start_control(
     cfg.job_backoff_base = args.job_backoff_base;
     cfg.store_sync = args.store_sync;
     cfg.tls_sans = args.tls_sans.clone();
+    cfg.advertise_address = args.advertise_address;
     cfg.encryption_provider_config = args.encryption_provider_config.clone();
     Ok(herd_control::ControlPlane::start(cfg, shutdown.clone()).await?)
 }

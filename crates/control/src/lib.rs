@@ -12,6 +12,7 @@
 //! # }
 //! ```
 
+mod apiserver_service;
 pub mod controllers;
 pub mod encryption;
 pub mod error;
@@ -70,6 +71,10 @@ pub struct ControlConfig {
     /// kube-apiserver's `--encryption-provider-config`: an `EncryptionConfiguration` file saying which
     /// resources are encrypted at rest, and how. `None`: everything is stored as it is (identity).
     pub encryption_provider_config: Option<PathBuf>,
+    /// The address other hosts and pods reach the API server at (kube-apiserver's `--advertise-address`):
+    /// what the `kubernetes` Service's endpoints name. Default: the listen address, or the loopback
+    /// address when it listens on every address.
+    pub advertise_address: Option<IpAddr>,
 }
 
 /// The default prefix length of a node's pod CIDR: /18, 16,382 pod IPs, room for the node's default
@@ -91,6 +96,7 @@ impl ControlConfig {
             controller_resync: controllers::DEFAULT_RESYNC,
             tls_sans: Vec::new(),
             encryption_provider_config: None,
+            advertise_address: None,
         }
     }
 }
@@ -204,11 +210,29 @@ impl ControlPlane {
             )),
         };
         let server = tokio::spawn(server::serve(listener, state));
+        let advertise = SocketAddr::new(
+            cfg.advertise_address.unwrap_or(match addr.ip() {
+                ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+                ip => ip,
+            }),
+            addr.port(),
+        );
+        if let Some(first) = cfg.service_cidr.hosts().next()
+            && let Err(e) = apiserver_service::reconcile(
+                &objects.as_manager(objects::KUBE_APISERVER),
+                &first.to_string(),
+                advertise,
+            )
+            .await
+        {
+            tracing::warn!("the kubernetes Service: {e}");
+        }
         // In-process writers record their managedFields under kube's component names.
         let mut tasks = controllers::spawn_all(
             &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
             caches,
             &cfg,
+            ca.cert_pem(),
             &shutdown,
         );
         tasks.push(tokio::spawn(scheduler::run(

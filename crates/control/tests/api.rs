@@ -376,7 +376,7 @@ async fn delete_propagation_policies() {
 async fn lists_page_with_limit_and_continue_and_watchlist_is_refused() {
     let p = Plane::start().await;
     for i in 0..5 {
-        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm{i}")}, "data": {"i": i.to_string()}});
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm{i}"), "labels": {"page": "test"}}, "data": {"i": i.to_string()}});
         assert_eq!(
             p.post("/api/v1/namespaces/default/configmaps", cm).await.0,
             201
@@ -387,7 +387,10 @@ async fn lists_page_with_limit_and_continue_and_watchlist_is_refused() {
     let mut pages = 0;
     let mut revisions = Vec::new();
     loop {
-        let path = format!("/api/v1/namespaces/default/configmaps?limit=2&continue={token}");
+        // (The selector leaves out the namespace's kube-root-ca.crt.)
+        let path = format!(
+            "/api/v1/namespaces/default/configmaps?labelSelector=page%3Dtest&limit=2&continue={token}"
+        );
         let (code, page) = p.send(reqwest::Method::GET, &path, None).await;
         assert_eq!(code, 200, "{page}");
         pages += 1;
@@ -403,7 +406,7 @@ async fn lists_page_with_limit_and_continue_and_watchlist_is_refused() {
         }));
         if pages == 1 {
             // Writes between pages do not show: every page is of the first page's snapshot.
-            let cm3 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm3"}, "data": {"i": "changed"}});
+            let cm3 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm3", "labels": {"page": "test"}}, "data": {"i": "changed"}});
             let path = "/api/v1/namespaces/default/configmaps";
             let (code, _) = p
                 .send(
@@ -417,7 +420,7 @@ async fn lists_page_with_limit_and_continue_and_watchlist_is_refused() {
                 .send(reqwest::Method::DELETE, &format!("{path}/cm4"), None)
                 .await;
             assert_eq!(code, 200);
-            let cm5 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm5"}, "data": {"i": "5"}});
+            let cm5 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm5", "labels": {"page": "test"}}, "data": {"i": "5"}});
             assert_eq!(p.post(path, cm5).await.0, 201);
         }
         match page["metadata"]["continue"].as_str() {
@@ -442,7 +445,7 @@ async fn lists_page_with_limit_and_continue_and_watchlist_is_refused() {
     let (_, now) = p
         .send(
             reqwest::Method::GET,
-            "/api/v1/namespaces/default/configmaps?limit=10",
+            "/api/v1/namespaces/default/configmaps?labelSelector=page%3Dtest&limit=10",
             None,
         )
         .await;

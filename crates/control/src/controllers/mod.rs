@@ -20,6 +20,7 @@ mod job;
 mod nodeipam;
 pub mod nodelifecycle;
 mod replicaset;
+pub(crate) mod rootca;
 mod serviceaccount;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -81,6 +82,7 @@ pub(crate) fn spawn_all(
     objects: &Objects,
     caches: Arc<Informers>,
     cfg: &crate::ControlConfig,
+    ca_pem: &str,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let (o, c) = (objects, &caches);
@@ -142,6 +144,12 @@ pub(crate) fn spawn_all(
         )),
         tokio::spawn(run(
             serviceaccount::ServiceAccounts::new(o.clone(), c.clone()),
+            c.clone(),
+            resync,
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            rootca::RootCaPublisher::new(o.clone(), c.clone(), ca_pem.to_string()),
             c.clone(),
             resync,
             shutdown.clone(),
