@@ -180,7 +180,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &herd_pki::node_user(&node_name),
         Some(herd_pki::NODES_GROUP),
     )?;
-    let client = kube_client(herd_node::kube_config(&node_credentials).await?, "kubelet")?;
+    let node_client_config = herd_node::kube_config(&node_credentials).await?;
+    let trusted_ca_certificates = node_client_config.root_cert.clone().unwrap_or_default();
+    let client = kube_client(node_client_config, "kubelet")?;
     let proxy_credentials = plane.kubeconfig(PROXY_USER, None)?;
     let proxy_client = kube_client(
         herd_node::kube_config(&proxy_credentials).await?,
@@ -197,6 +199,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         crash_loop_back_off_base: args.crash_loop_back_off_base,
         max_pods: args.max_pods,
         connect_redirect: None,
+        trusted_ca_certificates,
     };
     tasks.extend(spawn_node(
         client.clone(),
@@ -237,7 +240,9 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         bail!("herd node needs --kubeconfig FILE (written by herd control)")
     };
     let shutdown = CancellationToken::new();
-    let client = kube_client(read_kubeconfig(&kubeconfig).await?, "kubelet")?;
+    let client_config = read_kubeconfig(&kubeconfig).await?;
+    let trusted_ca_certificates = client_config.root_cert.clone().unwrap_or_default();
+    let client = kube_client(client_config, "kubelet")?;
     let proxy_client = kube_client(read_kubeconfig(&kubeconfig).await?, "kube-proxy")?;
     let cfg = herd_node::NodeConfig {
         name: args.name.clone(),
@@ -250,6 +255,7 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         crash_loop_back_off_base: args.crash_loop_back_off_base,
         max_pods: args.max_pods,
         connect_redirect: None,
+        trusted_ca_certificates,
     };
     let tasks = spawn_node(client.clone(), proxy_client, cfg, &shutdown);
     wait_node_ready(&client, &args.name, &shutdown).await?;

@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use crate::controllers::rootca::ROOT_CA_CONFIG_MAP;
 use crate::error::ApiError;
 use crate::storage::{
     BatchItem, CreateRefused, ListOptions, Mutation, Page, Preconditions, Storage, UpdateRefused,
@@ -613,7 +614,8 @@ impl Objects {
     ) -> Result<(Value, Vec<String>), ApiError> {
         let (ns, mut name, mut obj, generated) = Self::prepare_create(res, ns, obj)?;
         if res.strategy.pod_template() == Some("") {
-            self.service_account_pull_secrets(&ns, &mut obj).await?;
+            self.service_account_admission(&ns, &mut obj, &mut Default::default())
+                .await?;
         }
         let warnings = match res.strategy.pod_template() {
             Some("") => enforce_pod_security(&self.pod_security_policy(&ns).await?, &name, &obj)?,
@@ -697,6 +699,11 @@ impl Objects {
         // And its Pod Security policy, for kinds it applies to.
         let mut policies: std::collections::HashMap<String, PodSecurityPolicy> =
             std::collections::HashMap::new();
+        // And each ServiceAccount its pods run as.
+        let mut service_accounts: std::collections::HashMap<
+            String,
+            std::collections::HashMap<String, Option<Value>>,
+        > = std::collections::HashMap::new();
         for (ns, obj) in objs {
             let mut prepared = Self::prepare_create(res, ns.as_deref(), obj);
             if let Ok((ns, _, _, _)) = &prepared {
@@ -715,7 +722,8 @@ impl Objects {
             if let Ok((ns, _, obj, _)) = &mut prepared
                 && res.strategy.pod_template() == Some("")
             {
-                self.service_account_pull_secrets(ns, obj).await?;
+                let accounts = service_accounts.entry(ns.clone()).or_default();
+                self.service_account_admission(ns, obj, accounts).await?;
             }
             if let Ok((ns, name, obj, _)) = &prepared
                 && res.strategy.pod_template() == Some("")
@@ -852,44 +860,67 @@ impl Objects {
         ))
     }
 
-    /// kube's ServiceAccount admission, the part private registries need: a pod that names no
-    /// `imagePullSecrets` gets those of its ServiceAccount (`spec.serviceAccountName`, else `default`)
-    /// when that ServiceAccount exists.
-    async fn service_account_pull_secrets(
+    /// kube's ServiceAccount admission plugin for a pod being created: `spec.serviceAccountName` defaults to
+    /// `default`; a pod that names no `imagePullSecrets` gets its ServiceAccount's; and unless the pod (or
+    /// else its ServiceAccount) says `automountServiceAccountToken: false`, the `kube-api-access-XXXXX`
+    /// projected volume (a bound token, the cluster CA from the `kube-root-ca.crt` ConfigMap, the
+    /// namespace) is added and mounted read-only at `/var/run/secrets/kubernetes.io/serviceaccount` in every
+    /// container and init container that mounts nothing there. `accounts` caches the ServiceAccounts read
+    /// (one read per account for a whole batch).
+    async fn service_account_admission(
         &self,
         ns: &str,
         pod: &mut Value,
+        accounts: &mut std::collections::HashMap<String, Option<Value>>,
     ) -> Result<(), ApiError> {
-        let named = pod
-            .pointer("/spec/imagePullSecrets")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty());
-        if named {
-            return Ok(());
-        }
-        let account = pod
-            .pointer("/spec/serviceAccountName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .unwrap_or("default")
-            .to_string();
-        let Some(account) = self.store.get("serviceaccounts", ns, &account).await? else {
+        let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
             return Ok(());
         };
-        let secrets: Vec<Value> = account
+        let name = match spec.get("serviceAccountName").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => {
+                spec.insert("serviceAccountName".into(), json!(DEFAULT_SERVICE_ACCOUNT));
+                DEFAULT_SERVICE_ACCOUNT.to_string()
+            }
+        };
+        let account = match accounts.get(&name) {
+            Some(account) => account.clone(),
+            None => {
+                let account = self.store.get("serviceaccounts", ns, &name).await?;
+                accounts.insert(name.clone(), account.clone());
+                account
+            }
+        };
+        let named = spec
             .get("imagePullSecrets")
             .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r.get("name").and_then(Value::as_str))
-            .filter(|n| !n.is_empty())
-            .map(|n| json!({ "name": n }))
-            .collect();
-        if let (false, Some(spec)) = (
-            secrets.is_empty(),
-            pod.get_mut("spec").and_then(Value::as_object_mut),
-        ) {
-            spec.insert("imagePullSecrets".into(), Value::Array(secrets));
+            .is_some_and(|a| !a.is_empty());
+        if let (false, Some(account)) = (named, &account) {
+            let secrets: Vec<Value> = account
+                .get("imagePullSecrets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.get("name").and_then(Value::as_str))
+                .filter(|n| !n.is_empty())
+                .map(|n| json!({ "name": n }))
+                .collect();
+            if !secrets.is_empty() {
+                spec.insert("imagePullSecrets".into(), Value::Array(secrets));
+            }
+        }
+        let automount = spec
+            .get("automountServiceAccountToken")
+            .and_then(Value::as_bool)
+            .or_else(|| {
+                account
+                    .as_ref()
+                    .and_then(|a| a.get("automountServiceAccountToken"))
+                    .and_then(Value::as_bool)
+            })
+            .unwrap_or(true);
+        if automount {
+            mount_service_account_token(spec);
         }
         Ok(())
     }
@@ -1691,6 +1722,64 @@ pub(crate) async fn test_objects() -> (tempfile::TempDir, Objects) {
         },
     );
     (dir, objects)
+}
+
+/// The ServiceAccount a pod runs as when it names none.
+const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+/// Where kube mounts a pod's ServiceAccount credentials.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// kube's ServiceAccount admission's `kube-api-access-XXXXX` volume and its read-only mounts, unless a
+/// container already mounts something at [`SERVICE_ACCOUNT_MOUNT`] (then the pod is left as it is).
+fn mount_service_account_token(spec: &mut serde_json::Map<String, Value>) {
+    let lists = ["initContainers", "containers"];
+    let mounted = lists.iter().any(|list| {
+        spec.get(*list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["volumeMounts"].as_array().into_iter().flatten())
+            .any(|m| m["mountPath"] == SERVICE_ACCOUNT_MOUNT)
+    });
+    if mounted {
+        return;
+    }
+    // kube's names are `kube-api-access-` and five characters of its random alphabet.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..5)
+        .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
+        .collect();
+    let volume = format!("kube-api-access-{suffix}");
+    let volumes = spec
+        .entry("volumes")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Some(volumes) = volumes.as_array_mut() {
+        volumes.push(json!({"name": volume, "projected": {
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": ROOT_CA_CONFIG_MAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+            ],
+            "defaultMode": 420
+        }}));
+    }
+    for list in lists {
+        for container in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let mounts = container
+                .as_object_mut()
+                .map(|c| c.entry("volumeMounts").or_insert_with(|| json!([])));
+            if let Some(mounts) = mounts.and_then(Value::as_array_mut) {
+                mounts.push(json!({"name": volume, "readOnly": true,
+                    "mountPath": SERVICE_ACCOUNT_MOUNT}));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

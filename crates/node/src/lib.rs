@@ -44,9 +44,11 @@ mod pod_status;
 mod pod_volumes;
 mod pod_worker;
 mod probes;
+mod projected_volume;
 mod pull_secrets;
 mod reflector;
 mod registration;
+mod service_account_token;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -101,6 +103,10 @@ pub struct NodeConfig {
     /// Where the guests' outbound TCP connections really go (see [`ConnectRedirect`]): the binary
     /// fills it from the proxy, for Service ports it serves on another port; `None` by default.
     pub connect_redirect: Option<ConnectRedirect>,
+    /// CA certificates (DER) the guests' outbound `https` trusts besides the web roots: the cluster CA
+    /// of the node's kubeconfig (kube's `Config::root_cert`), so a pod reaches the API server at
+    /// `https://$KUBERNETES_SERVICE_HOST`.
+    pub trusted_ca_certificates: Vec<Vec<u8>>,
 }
 
 impl NodeConfig {
@@ -117,6 +123,7 @@ impl NodeConfig {
             max_pods: registration::DEFAULT_MAX_PODS,
             crash_loop_back_off_base: Duration::from_secs(10),
             connect_redirect: None,
+            trusted_ca_certificates: Vec::new(),
         }
     }
 }
@@ -222,6 +229,7 @@ async fn run_agent(
     // Compiled modules are cached on disk by image digest, so a second pod of an image starts at once.
     let runtime_config = RuntimeConfig {
         cache_dir: Some(cfg.data_dir.join("wasm-cache")),
+        extra_root_certificates: cfg.trusted_ca_certificates.clone(),
     };
     let runtime = tokio::task::spawn_blocking(move || Runtime::with_config(runtime_config))
         .await
@@ -256,6 +264,7 @@ async fn run_agent(
         Ok(Some(cidr)) => {
             let ctx = Arc::new(NodeContext {
                 config_objects: ConfigReflector::new(client.clone(), shutdown.clone()),
+                tokens: service_account_token::TokenSource::new(client.clone()),
                 client,
                 images: Images::new(
                     fetcher,

@@ -282,7 +282,7 @@ pub fn expand<'a>(input: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> Stri
     out
 }
 
-fn field_value(
+pub(crate) fn field_value(
     field: &ObjectFieldSelector,
     pod: &Pod,
     facts: &EnvFacts,
@@ -345,7 +345,7 @@ fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
 
 /// `resourceFieldRef`: the named container's request or limit divided by `divisor` (default
 /// 1), rounded up; an unset limit is the node's allocatable, as the kubelet defaults it.
-fn resource_value(
+pub(crate) fn resource_value(
     field: &ResourceFieldSelector,
     container: &Container,
     pod: &Pod,
@@ -396,7 +396,7 @@ fn resource_value(
     Ok(amount.div_ceil(divisor).to_string())
 }
 
-fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+pub(crate) fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
     let spec = pod.spec.as_ref()?;
     spec.containers
         .iter()

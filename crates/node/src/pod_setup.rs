@@ -13,9 +13,10 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::pod_env::{EnvFacts, resolve_env};
-use crate::pod_volumes::PodVolumes;
+use crate::pod_volumes::{PodVolumes, VolumeContext};
 use crate::pull_secrets::{PodKeyring, pod_keyring, pull_secret_names};
 use crate::reflector::PodObjects;
+use crate::service_account_token::TokenSource;
 
 /// The annotation a pod author restricts outbound connections with: `none`, `all` (the default) or a
 /// comma-separated list of CIDRs the pod may connect to.
@@ -33,6 +34,8 @@ pub(crate) struct PodSetup {
     redirect: Option<ConnectRedirect>,
     /// Stops the volume updater.
     updater: CancellationToken,
+    /// Where the pod's projected ServiceAccount tokens come from.
+    tokens: TokenSource,
 }
 
 /// Why a container cannot start yet: the kubelet's waiting reason and the message.
@@ -48,8 +51,10 @@ impl PodSetup {
         pod_dir: PathBuf,
         facts: EnvFacts,
         redirect: Option<ConnectRedirect>,
+        tokens: TokenSource,
     ) -> Self {
         Self {
+            tokens,
             pod,
             pod_dir,
             facts,
@@ -65,14 +70,22 @@ impl PodSetup {
         self.volumes
             .get_or_try_init(|| async {
                 let mut objects = self.objects.clone();
-                let volumes = PodVolumes::prepare(&mut objects, &self.pod, &self.pod_dir)
+                let context = VolumeContext {
+                    facts: self.facts.clone(),
+                    tokens: Some(self.tokens.clone()),
+                };
+                let volumes = PodVolumes::prepare(&mut objects, &self.pod, &self.pod_dir, &context)
                     .await
                     .map_err(|e| NotReady {
                         reason: "ContainerCreating",
                         message: e.to_string(),
                     })?;
                 if volumes.has_projected() {
-                    volumes.spawn_updater(objects, self.updater.child_token());
+                    volumes.spawn_updater(
+                        objects,
+                        Some(self.tokens.clone()),
+                        self.updater.child_token(),
+                    );
                 }
                 Ok(Arc::new(volumes))
             })

@@ -4,22 +4,34 @@
 //! the content changed), and [`PodVolumes::spawn_updater`] rewrites them when the node's shared
 //! cache (`reflector`) sees the objects change, so a guest re-reading a file sees the new content.
 //!
-//! The file work is plain functions over objects at hand ([`PodVolumes::prepare_with`],
+//! Projected volumes (`projected_volume`: secret, configMap, downwardAPI and serviceAccountToken
+//! sources) are written the same way, with their files' modes; their tokens come from the
+//! TokenRequest API (`service_account_token`) and the updater replaces them when the kubelet's token
+//! manager would (80% of their lifetime, or 24 h).
+//!
+//! The file work is plain functions over objects at hand ([`PodVolumes::prepare_full`],
 //! [`PodVolumes::refresh`]); [`PodVolumes::prepare`] and the updater take them from the cache,
-//! never from the API.
+//! never from the API (tokens excepted: they are asked of the TokenRequest API).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, KeyToPath, Pod, Secret, SecretVolumeSource,
+    ConfigMap, ConfigMapVolumeSource, Container, KeyToPath, Pod, ProjectedVolumeSource, Secret,
+    SecretVolumeSource,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::pod_env::ConfigObjects;
+use crate::pod_env::{ConfigObjects, EnvFacts};
+use crate::projected_volume::{ProjectedFile, projected_files as projected_volume_files};
 use crate::reflector::PodObjects;
+use crate::service_account_token::{TokenSource, Tokens};
+
+/// How long the updater waits before asking again for a token whose refresh failed.
+const TOKEN_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One directory the guest sees: the runtime preopens `host` at `guest`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +88,10 @@ pub enum VolumeError {
     SubPathExpr { volume: String },
     #[error("cannot get {0}")]
     Fetch(String),
+    #[error("failed to fetch token: {0}")]
+    Token(String),
+    #[error("downwardAPI: {0}")]
+    DownwardApi(String),
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +100,7 @@ enum Kind {
     HostPath,
     ConfigMap(ConfigMapVolumeSource),
     Secret(SecretVolumeSource),
+    Projected(ProjectedVolumeSource),
 }
 
 #[derive(Clone, Debug)]
@@ -98,11 +115,53 @@ struct Volume {
 pub struct PodVolumes {
     volumes_dir: PathBuf,
     volumes: Vec<Volume>,
+    /// What projected volumes read beside the cached objects: the pod, its facts and its tokens.
+    projection: Arc<Projection>,
+}
+
+/// The inputs of the pod's projected volumes other than ConfigMaps and Secrets.
+#[derive(Debug)]
+struct Projection {
+    pod: Pod,
+    facts: EnvFacts,
+    /// The current tokens; replaced by the updater.
+    tokens: Mutex<Tokens>,
+}
+
+impl Projection {
+    fn tokens(&self) -> Tokens {
+        self.tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The facts downwardAPI volume items read in tests that have none.
+#[cfg(test)]
+fn no_facts() -> EnvFacts {
+    EnvFacts {
+        pod_ips: Vec::new(),
+        host_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        allocatable: crate::pod_env::NodeAllocatable {
+            cpu_millis: 0,
+            memory_bytes: 0,
+            ephemeral_storage_bytes: 0,
+        },
+    }
+}
+
+/// What [`PodVolumes::prepare`] needs beyond the cache: the facts downwardAPI items read and
+/// where serviceAccountToken sources get their tokens (`None`: a pod with such a source fails).
+#[derive(Clone)]
+pub struct VolumeContext {
+    pub facts: EnvFacts,
+    pub tokens: Option<TokenSource>,
 }
 
 impl PodVolumes {
     /// Takes the ConfigMaps and Secrets the pod's volumes use from the node's cache (`objects`, the
-    /// pod's registration) and materialises every volume (see [`PodVolumes::prepare_with`]). Safe
+    /// pod's registration) and materialises every volume (see [`PodVolumes::prepare_full`]). Safe
     /// to call again for the same pod (agent restart): emptyDir content is kept.
     ///
     /// # Errors
@@ -112,34 +171,76 @@ impl PodVolumes {
         objects: &mut PodObjects,
         pod: &Pod,
         pod_dir: &Path,
+        context: &VolumeContext,
     ) -> Result<Self, VolumeError> {
-        if objects.is_empty() {
+        let tokens = if crate::service_account_token::token_keys(pod).is_empty() {
+            Tokens::new()
+        } else {
+            let source = context.tokens.as_ref().ok_or_else(|| {
+                VolumeError::Token("this node has no client to request tokens with".into())
+            })?;
+            source.request_all(pod).await.map_err(VolumeError::Token)?
+        };
+        let has_projected = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .any(|v| v.projected.is_some());
+        if objects.is_empty() && !has_projected {
             // Nothing to read or write: no trip to a blocking thread on the way to starting the pod.
-            return Self::prepare_with(pod, pod_dir, &ConfigObjects::default());
+            return Self::prepare_full(
+                pod,
+                pod_dir,
+                &ConfigObjects::default(),
+                &context.facts,
+                tokens,
+            );
         }
-        let objects = objects
-            .get()
-            .await
-            .map_err(|e| VolumeError::Fetch(e.to_string()))?;
+        let objects = if objects.is_empty() {
+            ConfigObjects::default()
+        } else {
+            objects
+                .get()
+                .await
+                .map_err(|e| VolumeError::Fetch(e.to_string()))?
+        };
         let pod = pod.clone();
         let pod_dir = pod_dir.to_owned();
-        tokio::task::spawn_blocking(move || Self::prepare_with(&pod, &pod_dir, &objects))
-            .await
-            .map_err(|e| VolumeError::Fetch(format!("volume set-up panicked: {e}")))?
+        let facts = context.facts.clone();
+        tokio::task::spawn_blocking(move || {
+            Self::prepare_full(&pod, &pod_dir, &objects, &facts, tokens)
+        })
+        .await
+        .map_err(|e| VolumeError::Fetch(format!("volume set-up panicked: {e}")))?
     }
 
-    /// Materialises the pod's volumes under `<pod_dir>/volumes/<name>/` from already-fetched
-    /// objects: emptyDir a directory, hostPath checked (and created for `DirectoryOrCreate` /
-    /// `FileOrCreate`) per its `type`, configMap and secret one file per key (or per `items`).
-    ///
-    /// # Errors
-    ///
-    /// A missing non-optional object or key, a hostPath failing its type check or not
-    /// accessible, an unsupported volume type, or a filesystem error.
+    /// [`PodVolumes::prepare_full`] for a pod without downwardAPI facts or tokens.
+    #[cfg(test)]
     pub fn prepare_with(
         pod: &Pod,
         pod_dir: &Path,
         objects: &ConfigObjects,
+    ) -> Result<Self, VolumeError> {
+        Self::prepare_full(pod, pod_dir, objects, &no_facts(), Tokens::new())
+    }
+
+    /// Materialises the pod's volumes under `<pod_dir>/volumes/<name>/` from already-fetched
+    /// objects: emptyDir a directory, hostPath checked (and created for `DirectoryOrCreate` /
+    /// `FileOrCreate`) per its `type`, configMap and secret one file per key (or per `items`),
+    /// projected the union of its sources, downwardAPI items read from `facts` and the pod,
+    /// serviceAccountToken sources from `tokens`.
+    ///
+    /// # Errors
+    ///
+    /// A missing non-optional object or key, a hostPath failing its type check or not
+    /// accessible, an unsupported volume type, a token source without its token, or a filesystem
+    /// error.
+    pub fn prepare_full(
+        pod: &Pod,
+        pod_dir: &Path,
+        objects: &ConfigObjects,
+        facts: &EnvFacts,
+        tokens: Tokens,
     ) -> Result<Self, VolumeError> {
         let volumes_dir = pod_dir.join("volumes");
         let mut volumes = Vec::new();
@@ -155,6 +256,8 @@ impl PodVolumes {
                 (dir, Kind::ConfigMap(source.clone()))
             } else if let Some(source) = &volume.secret {
                 (dir, Kind::Secret(source.clone()))
+            } else if let Some(source) = &volume.projected {
+                (dir, Kind::Projected(source.clone()))
             } else {
                 return Err(VolumeError::Unsupported {
                     volume: volume.name.clone(),
@@ -170,12 +273,13 @@ impl PodVolumes {
         let this = Self {
             volumes_dir,
             volumes,
+            projection: Arc::new(Projection {
+                pod: pod.clone(),
+                facts: facts.clone(),
+                tokens: Mutex::new(tokens),
+            }),
         };
-        for volume in &this.volumes {
-            if let Some(files) = projected_files(volume, objects)? {
-                write_files(&volume.host, &files)?;
-            }
-        }
+        this.refresh(objects)?;
         Ok(this)
     }
 
@@ -185,10 +289,22 @@ impl PodVolumes {
     ///
     /// # Errors
     ///
-    /// As [`PodVolumes::prepare_with`].
+    /// As [`PodVolumes::prepare_full`].
     pub fn refresh(&self, objects: &ConfigObjects) -> Result<(), VolumeError> {
+        let tokens = self.projection.tokens();
         for volume in &self.volumes {
-            if let Some(files) = projected_files(volume, objects)? {
+            if let Kind::Projected(source) = &volume.kind {
+                let p = &self.projection;
+                let files = projected_volume_files(
+                    &volume.name,
+                    source,
+                    &p.pod,
+                    &p.facts,
+                    objects,
+                    &tokens,
+                )?;
+                write_files_with_modes(&volume.host, &files)?;
+            } else if let Some(files) = projected_files(volume, objects)? {
                 write_files(&volume.host, &files)?;
             }
         }
@@ -219,7 +335,10 @@ impl PodVolumes {
                     volume: vm.name.clone(),
                 });
             }
-            let projected = matches!(volume.kind, Kind::ConfigMap(_) | Kind::Secret(_));
+            let projected = matches!(
+                volume.kind,
+                Kind::ConfigMap(_) | Kind::Secret(_) | Kind::Projected(_)
+            );
             let mut host = volume.host.clone();
             if let Some(sub_path) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 let relative = safe_relative(sub_path).ok_or_else(|| VolumeError::BadSubPath {
@@ -247,11 +366,45 @@ impl PodVolumes {
         Ok(mounts)
     }
 
-    /// Whether any volume comes from a ConfigMap or Secret (so an updater has work to do).
+    /// Whether any volume comes from a ConfigMap, Secret or projection (so an updater has work to do).
     pub fn has_projected(&self) -> bool {
-        self.volumes
-            .iter()
-            .any(|v| matches!(v.kind, Kind::ConfigMap(_) | Kind::Secret(_)))
+        self.volumes.iter().any(|v| {
+            matches!(
+                v.kind,
+                Kind::ConfigMap(_) | Kind::Secret(_) | Kind::Projected(_)
+            )
+        })
+    }
+
+    /// When the earliest of the pod's tokens is due for a refresh (`None`: no tokens).
+    fn next_token_refresh(&self) -> Option<jiff::Timestamp> {
+        self.projection
+            .tokens()
+            .values()
+            .map(|t| t.refresh_at)
+            .min()
+    }
+
+    /// Asks for a new token for every token due now; the others are kept. `Ok(true)` when any was
+    /// replaced.
+    async fn refresh_tokens(&self, source: &TokenSource) -> Result<bool, String> {
+        let now = jiff::Timestamp::now();
+        let due: Vec<_> = self
+            .projection
+            .tokens()
+            .into_iter()
+            .filter(|(_, t)| t.refresh_at <= now)
+            .map(|(key, _)| key)
+            .collect();
+        for key in &due {
+            let token = source.request(&self.projection.pod, key).await?;
+            self.projection
+                .tokens
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key.clone(), token);
+        }
+        Ok(!due.is_empty())
     }
 
     /// Rewrites the volumes' files whenever one of the pod's ConfigMaps or Secrets changes in the
@@ -261,6 +414,7 @@ impl PodVolumes {
     pub fn spawn_updater(
         &self,
         mut objects: PodObjects,
+        tokens: Option<TokenSource>,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
         let this = self.clone();
@@ -268,10 +422,43 @@ impl PodVolumes {
             if !this.has_projected() {
                 return;
             }
+            let mut token_retry: Option<tokio::time::Instant> = None;
             loop {
+                let token_due = token_retry.or_else(|| {
+                    this.next_token_refresh().map(|at| {
+                        let wait = jiff::Timestamp::now()
+                            .duration_until(at)
+                            .try_into()
+                            .unwrap_or_default();
+                        tokio::time::Instant::now() + wait
+                    })
+                });
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = objects.changed() => {}
+                    () = sleep_until(token_due) => {
+                        let Some(source) = tokens.as_ref() else { return };
+                        match this.refresh_tokens(source).await {
+                            Ok(_) => token_retry = None,
+                            Err(error) => {
+                                // The file keeps the last token until a request succeeds.
+                                tracing::warn!(%error, "cannot refresh a ServiceAccount token");
+                                token_retry = Some(tokio::time::Instant::now() + TOKEN_RETRY);
+                                continue;
+                            }
+                        }
+                    }
+                }
+                if objects.is_empty() {
+                    let this = this.clone();
+                    let refresh = tokio::task::spawn_blocking(move || {
+                        this.refresh(&ConfigObjects::default())
+                    })
+                    .await;
+                    if let Ok(Err(error)) = refresh {
+                        tracing::warn!(%error, "cannot refresh a volume");
+                    }
+                    continue;
                 }
                 let current = match objects.get().await {
                     Ok(current) => current,
@@ -310,7 +497,15 @@ impl PodVolumes {
     }
 }
 
-/// The ConfigMap and Secret names the pod's volumes use.
+/// Sleeps until `at`; forever when `None`.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The ConfigMap and Secret names the pod's volumes use (projected volumes' sources too).
 pub(crate) fn referenced_names(pod: &Pod) -> (Vec<String>, Vec<String>) {
     let mut config_maps = BTreeSet::new();
     let mut secrets = BTreeSet::new();
@@ -320,6 +515,18 @@ pub(crate) fn referenced_names(pod: &Pod) -> (Vec<String>, Vec<String>) {
         }
         if let Some(s) = &volume.secret {
             secrets.insert(s.secret_name.clone().unwrap_or_default());
+        }
+        for source in volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+        {
+            if let Some(c) = &source.config_map {
+                config_maps.insert(c.name.clone());
+            }
+            if let Some(s) = &source.secret {
+                secrets.insert(s.name.clone());
+            }
         }
     }
     (
@@ -351,7 +558,7 @@ fn projected_files(
             let name = source.secret_name.clone().unwrap_or_default();
             secret_files(&volume.name, source, objects.secrets.get(&name))?
         }
-        Kind::EmptyDir | Kind::HostPath => return Ok(None),
+        Kind::EmptyDir | Kind::HostPath | Kind::Projected(_) => return Ok(None),
     };
     Ok(Some(files))
 }
@@ -446,7 +653,7 @@ fn project(
 }
 
 /// `path` as a relative path of normal components only (no `..`, no root, not empty).
-fn safe_relative(path: &str) -> Option<PathBuf> {
+pub(crate) fn safe_relative(path: &str) -> Option<PathBuf> {
     let p = Path::new(path);
     let normal = p.components().all(|c| matches!(c, Component::Normal(_)));
     (normal && p.components().next().is_some()).then(|| p.to_owned())
@@ -478,6 +685,41 @@ pub fn write_files(dir: &Path, files: &BTreeMap<PathBuf, Vec<u8>>) -> Result<boo
         let parent = target.parent().unwrap_or(dir);
         create_dir(parent)?;
         herd_atomic_file::write(&target, content).map_err(io_err(&target))?;
+        changed = true;
+    }
+    let keep: BTreeSet<&Path> = files.keys().map(PathBuf::as_path).collect();
+    changed |= remove_stale(dir, Path::new(""), &keep)?;
+    Ok(changed)
+}
+
+/// [`write_files`] for a projected volume: each file also gets its mode. A changed file is written
+/// private (0600) to a temp file and renamed over the old one, then given its mode, so it is never
+/// more open than asked; a file whose content and mode are unchanged is not touched.
+pub fn write_files_with_modes(
+    dir: &Path,
+    files: &BTreeMap<PathBuf, ProjectedFile>,
+) -> Result<bool, VolumeError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    create_dir(dir)?;
+    let mut changed = false;
+    for (relative, file) in files {
+        let target = dir.join(relative);
+        let same_content = std::fs::read(&target).is_ok_and(|old| old == file.content);
+        let mode_of = |path: &Path| {
+            std::fs::metadata(path)
+                .map(|m| m.permissions().mode() & 0o777)
+                .ok()
+        };
+        if same_content && mode_of(&target) == Some(file.mode) {
+            continue;
+        }
+        let parent = target.parent().unwrap_or(dir);
+        create_dir(parent)?;
+        if !same_content {
+            herd_atomic_file::write_private(&target, &file.content).map_err(io_err(&target))?;
+        }
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(file.mode))
+            .map_err(io_err(&target))?;
         changed = true;
     }
     let keep: BTreeSet<&Path> = files.keys().map(PathBuf::as_path).collect();
@@ -854,12 +1096,16 @@ mod tests {
         p.metadata.namespace = Some("default".into());
         let reflector = ConfigReflector::new(client.clone(), stop.clone());
         let mut objects = reflector.register(&p);
-        let volumes = PodVolumes::prepare(&mut objects, &p, tmp.path())
+        let context = VolumeContext {
+            facts: no_facts(),
+            tokens: None,
+        };
+        let volumes = PodVolumes::prepare(&mut objects, &p, tmp.path(), &context)
             .await
             .expect("prepared");
         let file = tmp.path().join("volumes/config/greeting");
         assert_eq!(read(&file), "hello");
-        let updater = volumes.spawn_updater(objects, stop.clone());
+        let updater = volumes.spawn_updater(objects, None, stop.clone());
 
         cm.data = Some(BTreeMap::from([(
             "greeting".to_owned(),

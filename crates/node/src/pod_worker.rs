@@ -36,6 +36,7 @@ use crate::pod_status::{
     self, ContainerReport, RunState, StatusInput, init_failed, init_succeeded,
 };
 use crate::reflector::ConfigReflector;
+use crate::service_account_token::TokenSource;
 use herd_api::event_correlator::EventType;
 
 /// What every pod worker of this node shares.
@@ -51,6 +52,8 @@ pub(crate) struct NodeContext {
     pub allocatable: NodeAllocatable,
     /// Where the guests' outbound connections really go (Service ports served elsewhere).
     pub connect_redirect: Option<ConnectRedirect>,
+    /// Where projected serviceAccountToken sources get their tokens (the TokenRequest API).
+    pub tokens: TokenSource,
     /// Turns to write a pod status: at most [`STATUS_WRITES_IN_FLIGHT`] at once (see there).
     pub status_writes: Semaphore,
     /// The node's one cache of the ConfigMaps and Secrets its pods' volumes use.
@@ -294,6 +297,7 @@ impl PodWorker {
                 allocatable: self.ctx.allocatable,
             },
             self.ctx.connect_redirect.clone(),
+            self.ctx.tokens.clone(),
         )));
         self.facts = Some(PodFacts {
             name: self.key.pod.clone(),

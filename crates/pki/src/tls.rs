@@ -28,23 +28,33 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// The certificates in `ca_pem`, in order.
+///
+/// # Errors
+/// [`PkiError::Invalid`] if it holds no certificate or a block that does not parse.
+pub fn certificates(ca_pem: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let certs = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PkiError::invalid("the CA certificate PEM", e))?;
+    if certs.is_empty() {
+        return Err(PkiError::invalid(
+            "the CA certificate PEM",
+            "it holds no certificate",
+        ));
+    }
+    Ok(certs)
+}
+
 /// The trust anchors in `ca_pem` (every certificate in it).
 ///
 /// # Errors
 /// [`PkiError::Invalid`] if it holds no certificate or one rustls cannot use as an anchor.
 pub fn roots(ca_pem: &str) -> Result<RootCertStore, PkiError> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| PkiError::invalid("the CA certificate PEM", e))?;
+    for cert in certificates(ca_pem)? {
         roots
             .add(cert)
             .map_err(|e| PkiError::invalid("the CA certificate", e))?;
-    }
-    if roots.is_empty() {
-        return Err(PkiError::invalid(
-            "the CA certificate PEM",
-            "it holds no certificate",
-        ));
     }
     Ok(roots)
 }
