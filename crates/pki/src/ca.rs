@@ -381,6 +381,37 @@ impl ClusterCa {
             .pem())
     }
 
+    /// Signs a PEM `CERTIFICATE REQUEST` for a serving certificate (kube's `kubernetes.io/kubelet-serving`
+    /// signer): the request's subject, public key and its DNS and IP subject alternative names (nothing
+    /// else), server auth only, `validity` (no longer than the CA). Who may get which names is the caller's
+    /// check.
+    ///
+    /// # Errors
+    /// As [`ClusterCa::sign_csr`]; [`PkiError::Invalid`] also for a DNS name rcgen refuses.
+    pub fn sign_serving_csr(&self, csr_pem: &str, validity: Duration) -> Result<String, PkiError> {
+        let (public_key, subject) = crate::csr::with_verified(csr_pem, |csr| {
+            let info = &csr.certification_request_info;
+            let public_key = SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
+                .map_err(|e| PkiError::invalid("the request's public key", e))?;
+            Ok((public_key, subject_of(&info.subject)?))
+        })?;
+        let requested = crate::RequestedSubject::of(csr_pem)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject;
+        for dns in requested.dns_names {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(dns.try_into().map_err(|e| {
+                    PkiError::invalid("the request's DNS name", e)
+                })?));
+        }
+        for ip in requested.ip_addresses {
+            params.subject_alt_names.push(SanType::IpAddress(ip));
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        Ok(self.sign(params, &public_key, validity)?.pem())
+    }
+
     fn sign(
         &self,
         mut params: CertificateParams,

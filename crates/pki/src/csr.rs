@@ -6,7 +6,7 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P2
 use rustls_pki_types::CertificateSigningRequestDer;
 use rustls_pki_types::pem::PemObject as _;
 use x509_parser::certification_request::X509CertificationRequest;
-use x509_parser::extensions::ParsedExtension;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer as _;
 
 use crate::{NODE_USER_PREFIX, NODES_GROUP, PkiError, node_user};
@@ -55,6 +55,42 @@ impl CertificateRequest {
     pub fn node(name: &str) -> Result<Self, PkiError> {
         Self::client(&node_user(name), Some(NODES_GROUP))
     }
+
+    /// A kubelet serving certificate's request, as the kubelet makes it: CN `system:node:<name>`,
+    /// O `system:nodes`, the node's DNS names and IP addresses as subject alternative names.
+    ///
+    /// # Errors
+    /// [`PkiError::Generate`] if key generation or signing fails, or a DNS name rcgen refuses.
+    pub fn node_serving(
+        name: &str,
+        dns_names: &[String],
+        ip_addresses: &[std::net::IpAddr],
+    ) -> Result<Self, PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, NODES_GROUP);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, node_user(name));
+        for dns in dns_names {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::DnsName(dns.clone().try_into()?));
+        }
+        for ip in ip_addresses {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::IpAddress(*ip));
+        }
+        let csr = params.serialize_request(&key)?;
+        Ok(Self {
+            csr_pem: csr.pem()?,
+            key_pem: key.serialize_pem(),
+        })
+    }
 }
 
 /// What a CSR whose signature verifies asks for.
@@ -66,6 +102,12 @@ pub struct RequestedSubject {
     pub organizations: Vec<String>,
     /// Whether it requests any subject alternative name (DNS, IP, email, URI …).
     pub has_subject_alt_names: bool,
+    /// The DNS names among them.
+    pub dns_names: Vec<String>,
+    /// The IP addresses among them.
+    pub ip_addresses: Vec<std::net::IpAddr>,
+    /// Whether it requests a subject alternative name of another type (email, URI, …).
+    pub has_other_alt_names: bool,
 }
 
 impl RequestedSubject {
@@ -76,11 +118,25 @@ impl RequestedSubject {
     pub fn of(csr_pem: &str) -> Result<Self, PkiError> {
         with_verified(csr_pem, |csr| {
             let subject = &csr.certification_request_info.subject;
-            let has_subject_alt_names = csr.requested_extensions().is_some_and(|mut extensions| {
-                extensions.any(|e| {
-                    matches!(e, ParsedExtension::SubjectAlternativeName(san) if !san.general_names.is_empty())
-                })
-            });
+            let mut has_subject_alt_names = false;
+            let (mut dns_names, mut ip_addresses, mut has_other_alt_names) =
+                (Vec::new(), Vec::new(), false);
+            for extension in csr.requested_extensions().into_iter().flatten() {
+                let ParsedExtension::SubjectAlternativeName(san) = extension else {
+                    continue;
+                };
+                for name in &san.general_names {
+                    has_subject_alt_names = true;
+                    match name {
+                        GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
+                        GeneralName::IPAddress(bytes) => match ip_of(bytes) {
+                            Some(ip) => ip_addresses.push(ip),
+                            None => has_other_alt_names = true,
+                        },
+                        _ => has_other_alt_names = true,
+                    }
+                }
+            }
             Ok(Self {
                 common_name: subject
                     .iter_common_name()
@@ -93,6 +149,9 @@ impl RequestedSubject {
                     .filter_map(|o| o.as_str().ok().map(str::to_owned))
                     .collect(),
                 has_subject_alt_names,
+                dns_names,
+                ip_addresses,
+                has_other_alt_names,
             })
         })
     }
@@ -116,6 +175,15 @@ impl RequestedSubject {
         self.is_node_client()
             .then(|| self.common_name.strip_prefix(NODE_USER_PREFIX))
             .flatten()
+    }
+}
+
+/// An IP address SAN's bytes (4 or 16).
+fn ip_of(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
     }
 }
 

@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bootstrap_token;
 mod ca;
 mod csr;
 mod hash;
@@ -37,6 +38,7 @@ pub mod token;
 
 use std::path::PathBuf;
 
+pub use bootstrap_token::BootstrapToken;
 pub use ca::{
     CA_COMMON_NAME, CA_VALIDITY, CLIENT_VALIDITY, ClusterCa, IssuedCert, SERVING_VALIDITY,
     serving_sans,

@@ -121,3 +121,159 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Option<UserInfo> {
 pub fn connection_identity(connection: &ServerConnection) -> Option<UserInfo> {
     peer_identity(connection.peer_certificates()?.first()?)
 }
+
+/// A certificate and key that can be replaced while connections use it: the kubelet's rotating client and
+/// serving certificates. Each new TLS handshake takes the current one (rustls asks the resolver at every
+/// handshake); connections already made keep theirs.
+#[derive(Debug)]
+pub struct CurrentCert(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl CurrentCert {
+    /// Starts with `cert`.
+    ///
+    /// # Errors
+    /// [`PkiError::Invalid`] for unusable PEM, [`PkiError::Tls`] for a key rustls cannot sign with.
+    pub fn new(cert: &IssuedCert) -> Result<Self, PkiError> {
+        Ok(Self(std::sync::RwLock::new(certified_key(cert)?)))
+    }
+
+    /// Makes `cert` the one new handshakes present.
+    ///
+    /// # Errors
+    /// As [`CurrentCert::new`]; the current certificate stays then.
+    pub fn set(&self, cert: &IssuedCert) -> Result<(), PkiError> {
+        let key = certified_key(cert)?;
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
+        Ok(())
+    }
+
+    fn get(&self) -> Arc<rustls::sign::CertifiedKey> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl rustls::client::ResolvesClientCert for CurrentCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.get())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CurrentCert {
+    fn resolve(
+        &self,
+        _client_hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+fn certified_key(cert: &IssuedCert) -> Result<Arc<rustls::sign::CertifiedKey>, PkiError> {
+    let key = provider().key_provider.load_private_key(cert.key_der()?)?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(
+        vec![cert.cert_der()?],
+        key,
+    )))
+}
+
+/// [`client_config`] presenting whatever `current` holds at each handshake.
+///
+/// # Errors
+/// [`PkiError::Invalid`] for unusable PEM, [`PkiError::Tls`] from rustls.
+pub fn rotating_client_config(
+    ca_pem: &str,
+    current: Arc<CurrentCert>,
+) -> Result<ClientConfig, PkiError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_cert_resolver(current))
+}
+
+/// [`server_config`] presenting whatever `current` holds at each handshake.
+///
+/// # Errors
+/// As [`server_config`].
+pub fn rotating_server_config(
+    ca_pem: &str,
+    current: Arc<CurrentCert>,
+) -> Result<ServerConfig, PkiError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider())
+            .allow_unauthenticated()
+            .build()?;
+    Ok(ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(current))
+}
+
+/// A client that accepts any server certificate (handshake signatures are still checked): ONLY for
+/// kubeadm's token discovery, which fetches `cluster-info` without trusting the connection and then
+/// verifies what it got (the bootstrap token's JWS over it and the CA's pinned hash).
+///
+/// # Errors
+/// [`PkiError::Tls`] from rustls.
+pub fn discovery_client_config() -> Result<ClientConfig, PkiError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+        .with_no_client_auth())
+}
+
+/// The verifier of [`discovery_client_config`].
+#[derive(Debug)]
+struct AnyServer(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -661,3 +661,29 @@ fn openssl_verifies_each_certificate_for_its_purpose_only() {
     assert!(!verify("sslclient", "apiserver.crt"));
     assert!(!verify("sslserver", "admin.crt"));
 }
+
+#[test]
+fn a_kubelet_serving_request_is_signed_for_server_auth_with_its_names_only() {
+    let ca = ClusterCa::generate().expect("ca");
+    let ip: std::net::IpAddr = "127.0.0.9".parse().expect("ip");
+    let request =
+        herd_pki::CertificateRequest::node_serving("node-a", &["node-a".to_owned()], &[ip])
+            .expect("request");
+    let asked = herd_pki::RequestedSubject::of(&request.csr_pem).expect("parsed");
+    assert_eq!(asked.dns_names, ["node-a"]);
+    assert_eq!(asked.ip_addresses, [ip]);
+    assert!(!asked.has_other_alt_names);
+    assert!(!asked.is_node_client(), "a serving request has names");
+    let cert_pem = ca
+        .sign_serving_csr(&request.csr_pem, CLIENT_VALIDITY)
+        .expect("signed");
+    let text = openssl(&["x509", "-noout", "-text"], &cert_pem);
+    assert!(text.contains("TLS Web Server Authentication"), "{text}");
+    assert!(!text.contains("TLS Web Client Authentication"), "{text}");
+    assert!(text.contains("DNS:node-a"), "{text}");
+    assert!(text.contains("IP Address:127.0.0.9"), "{text}");
+    assert!(
+        text.contains("CN=system:node:node-a") || text.contains("CN = system:node:node-a"),
+        "{text}"
+    );
+}
