@@ -4,6 +4,7 @@ use std::fmt;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, ReplicationController, Secret, Service,
@@ -367,6 +368,19 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &Typed::<PodDisruptionBudget>::NEW,
         Printer::PodDisruptionBudget,
+    ),
+    res(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        "certificatesigningrequest",
+        false,
+        &["csr"],
+        &["status", "approval"],
+        &[],
+        &Typed::<CertificateSigningRequest>::NEW,
+        Printer::Default,
     ),
     res(
         "rbac.authorization.k8s.io",

@@ -29,6 +29,7 @@ use serde_json::Value;
 use crate::admission::{self as rules, AdmitError};
 use crate::validation::{self, Cause};
 
+pub mod certificates;
 pub mod rbac;
 
 /// What the resource layer does, beyond the write, when an object of the kind is created.
@@ -61,6 +62,9 @@ pub trait Kind:
     const RBAC_NAMES: bool = false;
     /// A create ignores a client-sent status (kube's `PrepareForCreate`).
     const RESETS_STATUS_ON_CREATE: bool = false;
+    /// A create records who asked in `spec.username`, `uid`, `groups` and `extra` (a
+    /// CertificateSigningRequest's requester), overwriting what the client sent.
+    const SETS_REQUESTER: bool = false;
     /// Whether deletion marks (the orphaning mark, the foreground finalizer) apply; a pod's own graceful
     /// deletion takes their place.
     const PROPAGATES: bool = true;
@@ -98,6 +102,8 @@ pub trait Strategy: Send + Sync {
     /// The fields of `obj` the kind's schema does not know, as dotted paths.
     fn known_fields(&self, obj: &Value) -> Option<Value>;
     fn resets_status_on_create(&self) -> bool;
+    /// Whether a create records its requester in the spec (see [`Kind::SETS_REQUESTER`]).
+    fn sets_requester(&self) -> bool;
     fn propagates(&self) -> bool;
     fn create_hook(&self) -> CreateHook;
     /// Where Pod Security admission finds the kind's pod (`""`: the object is a pod), if it looks at it.
@@ -168,6 +174,10 @@ impl<K: Kind> Strategy for Typed<K> {
 
     fn resets_status_on_create(&self) -> bool {
         K::RESETS_STATUS_ON_CREATE
+    }
+
+    fn sets_requester(&self) -> bool {
+        K::SETS_REQUESTER
     }
 
     fn propagates(&self) -> bool {

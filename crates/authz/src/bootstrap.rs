@@ -5,7 +5,7 @@
 //! join with bootstrap tokens (named `herd:…`).
 
 use crate::attributes::{
-    ALL_AUTHENTICATED, ALL_SERVICE_ACCOUNTS, ALL_UNAUTHENTICATED, BOOTSTRAPPERS_GROUP, NODES_GROUP,
+    ALL_AUTHENTICATED, ALL_SERVICE_ACCOUNTS, ALL_UNAUTHENTICATED, NODES_GROUP,
     SYSTEM_MASTERS,
 };
 use crate::rules::rule;
@@ -455,6 +455,10 @@ fn groups(names: &[&str]) -> Vec<Subject> {
     names.iter().map(|g| subject("Group", g)).collect()
 }
 
+/// The extra group of the bootstrap tokens `herd token create` makes (kubeadm's is
+/// `system:bootstrappers:kubeadm:default-node-token`): the node-join bindings name it.
+pub const DEFAULT_NODE_TOKEN_GROUP: &str = "system:bootstrappers:herd:default-node-token";
+
 /// The default ClusterRoleBindings: kube's, then kubeadm's node-join bindings as `herd:…`.
 pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
     vec![
@@ -487,17 +491,18 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "system:service-account-issuer-discovery",
             groups(&[ALL_SERVICE_ACCOUNTS]),
         ),
-        // kubeadm's `kubeadm:kubelet-bootstrap`: bootstrap tokens may file CSRs …
+        // kubeadm's `kubeadm:kubelet-bootstrap`: the tokens `herd token create` makes (kubeadm binds its
+        // own `system:bootstrappers:kubeadm:default-node-token`) may file CSRs …
         binding_named(
             "herd:kubelet-bootstrap",
             "system:node-bootstrapper",
-            groups(&[BOOTSTRAPPERS_GROUP]),
+            groups(&[DEFAULT_NODE_TOKEN_GROUP]),
         ),
         // … `kubeadm:node-autoapprove-bootstrap`: which are approved at once …
         binding_named(
             "herd:node-autoapprove-bootstrap",
             "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
-            groups(&[BOOTSTRAPPERS_GROUP]),
+            groups(&[DEFAULT_NODE_TOKEN_GROUP]),
         ),
         // … `kubeadm:node-autoapprove-certificate-rotation`: as are a node's renewals of its own.
         binding_named(

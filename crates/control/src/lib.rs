@@ -13,6 +13,8 @@
 //! ```
 
 mod apiserver_service;
+pub mod bootstrap_tokens;
+pub mod cluster_info;
 pub mod controllers;
 pub mod encryption;
 pub mod error;
@@ -78,6 +80,9 @@ pub struct ControlConfig {
 }
 
 /// The default prefix length of a node's pod CIDR: /18, 16,382 pod IPs, room for the node's default
+    /// How long the certificates the CSR signer issues live (kube-controller-manager's
+    /// `--cluster-signing-duration`, a year by default), capped by a CSR's `spec.expirationSeconds`.
+    pub cluster_signing_duration: Duration,
 /// 10,000 pods.
 pub const DEFAULT_NODE_CIDR_PREFIX: u8 = 18;
 
@@ -101,6 +106,7 @@ impl ControlConfig {
     }
 }
 
+            cluster_signing_duration: herd_pki::CLIENT_VALIDITY,
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("creating data directory {path}: {source}")]
@@ -204,7 +210,9 @@ impl ControlPlane {
             objects: objects.clone(),
             shutdown: shutdown.clone(),
             http,
-            authorizer: Arc::new(server::authz::Authorizer::new(caches.clone())),
+            authorizer: authorizer.clone(),
+            bootstrap_tokens: Arc::new(bootstrap_tokens::BootstrapTokens::new(caches.clone())),
+        let authorizer = Arc::new(server::authz::Authorizer::new(caches.clone()));
             tokens: Arc::new(server::tokens::Tokens::new(
                 herd_pki::TokenKey::load_or_create(&cfg.data_dir)?,
             )),
@@ -230,8 +238,18 @@ impl ControlPlane {
         // In-process writers record their managedFields under kube's component names.
         let mut tasks = controllers::spawn_all(
             &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
-            caches,
+            caches.clone(),
             &cfg,
+        let advertise_url = format!("https://{advertise}");
+        if let Err(e) = cluster_info::reconcile(
+            &objects.as_manager(objects::KUBE_APISERVER),
+            &advertise_url,
+            ca.cert_pem(),
+        )
+        .await
+        {
+            tracing::warn!("the cluster-info ConfigMap: {e}");
+        }
             ca.cert_pem(),
             &shutdown,
         );
@@ -240,6 +258,15 @@ impl ControlPlane {
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(upkeep(objects.clone(), shutdown)));
+        tasks.extend(controllers::spawn_node_join(
+            &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
+            &caches,
+            authorizer,
+            ca.clone(),
+            cfg.cluster_signing_duration,
+            cfg.controller_resync,
+            &shutdown,
+        ));
         tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "control plane started");
         Ok(Self {
             addr,

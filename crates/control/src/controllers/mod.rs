@@ -9,7 +9,10 @@
 //! workload controllers create and delete pods in bulk (`batch`).
 
 mod batch;
+mod bootstrap_signer;
 mod clusterroleaggregation;
+pub(crate) mod csr_approving;
+mod csr_signing;
 mod daemonset;
 mod deployment;
 mod disruption;
@@ -17,11 +20,13 @@ mod endpoints;
 mod gc;
 pub(crate) mod informer;
 mod job;
+mod node_join;
 mod nodeipam;
 pub mod nodelifecycle;
 mod replicaset;
 pub(crate) mod rootca;
 mod serviceaccount;
+mod token_cleaner;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
@@ -39,6 +44,7 @@ use crate::objects::{Change, StoreError};
 
 pub use disruption::{budgets_of, pdb_resource};
 pub use informer::Informers;
+pub(crate) use node_join::spawn as spawn_node_join;
 
 /// (namespace, name); the namespace is empty for cluster-scoped objects.
 pub type Key = (String, String);

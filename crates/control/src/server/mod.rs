@@ -6,6 +6,7 @@
 
 pub mod authn;
 pub mod authz;
+mod csr;
 mod discovery;
 mod eviction;
 mod logs;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub authorizer: std::sync::Arc<authz::Authorizer>,
     /// The ServiceAccount token key: TokenRequests and the token authenticator.
     pub tokens: std::sync::Arc<tokens::Tokens>,
+    /// The bootstrap token authenticator (`kube-system/bootstrap-token-*` Secrets in the caches).
+    pub bootstrap_tokens: std::sync::Arc<crate::bootstrap_tokens::BootstrapTokens>,
 }
 
 /// The API server's routes, apart from serving them (so tests can drive it directly).
@@ -82,7 +85,10 @@ impl AppState {
             objects,
             shutdown: CancellationToken::new(),
             http: reqwest::Client::new(),
-            authorizer: std::sync::Arc::new(authz::Authorizer::new(caches)),
+            authorizer: std::sync::Arc::new(authz::Authorizer::new(caches.clone())),
+            bootstrap_tokens: std::sync::Arc::new(crate::bootstrap_tokens::BootstrapTokens::new(
+                caches,
+            )),
             tokens: std::sync::Arc::new(tokens::Tokens::new(
                 herd_pki::TokenKey::generate().expect("a token key"),
             )),
@@ -127,7 +133,16 @@ async fn dispatch(
             .get(*p)
             .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
     });
-    let work = handle(&state, &method, uri.path(), &params, &headers, body);
+    let requester = user.as_ref().map(|u| &u.0);
+    let work = handle(
+        &state,
+        &method,
+        uri.path(),
+        &params,
+        &headers,
+        body,
+        requester,
+    );
     let result = if streams {
         // Watches end by their own timeoutSeconds; a followed log when its container does.
         work.await
@@ -206,6 +221,7 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let target = match route::parse(path) {
         Ok(target) => target,
+    requester: Option<&herd_authz::UserInfo>,
         // The review APIs' group-versions hold no stored resource.
         Err(e) => {
             let gv = path
@@ -300,7 +316,10 @@ async fn handle(
             }))
         }
         (Target::Object { res, ns, name }, Method::PUT) => {
-            let obj = decode_body(headers, &body)?;
+            let mut obj = decode_body(headers, &body)?;
+            if res.strategy.sets_requester() {
+                csr::set_requester(&mut obj, requester);
+            }
             let warnings = field_validation(res, &obj, params)?;
             let updated = objects
                 .replace(res, ns.as_deref(), &name, obj, false, dry_run)
@@ -417,7 +436,26 @@ async fn subresource(
                 .await?;
             Ok((StatusCode::CREATED, axum::Json(request)).into_response())
         }
-        ("status", Method::GET) => Ok(json_response(objects.get(res, ns.as_deref(), &name).await?)),
+        ("status" | "approval", Method::GET) => {
+            Ok(json_response(objects.get(res, ns.as_deref(), &name).await?))
+        }
+        ("status" | "approval", m @ (Method::PUT | Method::PATCH))
+            if res.has_subresource("approval") =>
+        {
+            let subresource = if sub == "approval" {
+                csr::Subresource::Approval
+            } else {
+                csr::Subresource::Status
+            };
+            let write = if m == Method::PUT {
+                csr::Write::Replace(decode_body(headers, &body)?)
+            } else {
+                csr::Write::Patch(decode_patch(headers, &body, params)?)
+            };
+            Ok(json_response(
+                csr::update(objects, res, &name, subresource, write, dry_run).await?,
+            ))
+        }
         ("status", Method::PUT) => {
             let obj = decode_body(headers, &body)?;
             Ok(json_response(

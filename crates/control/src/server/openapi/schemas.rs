@@ -5,7 +5,9 @@
 //! `x-kubernetes-patch-merge-key`/`x-kubernetes-patch-strategy` on lists (kubectl's `apply` computes its
 //! strategic merge patch from them).
 
-use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery, policy, rbac};
+use k8s_openapi::api::{
+    apps, autoscaling, certificates, coordination, core, discovery, policy, rbac,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use k8s_openapi::schemars::{JsonSchema, Schema};
@@ -172,6 +174,9 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
         ("autoscaling", "v1", "Scale") => add::<autoscaling::v1::Scale>,
         ("coordination.k8s.io", "v1", "Lease") => add::<coordination::v1::Lease>,
         ("discovery.k8s.io", "v1", "EndpointSlice") => add::<discovery::v1::EndpointSlice>,
+        ("certificates.k8s.io", "v1", "CertificateSigningRequest") => {
+            add::<certificates::v1::CertificateSigningRequest>
+        }
         ("policy", "v1", "Eviction") => add::<policy::v1::Eviction>,
         ("policy", "v1", "PodDisruptionBudget") => add::<policy::v1::PodDisruptionBudget>,
         ("rbac.authorization.k8s.io", "v1", "ClusterRole") => add::<rbac::v1::ClusterRole>,
