@@ -70,6 +70,12 @@ pub struct ClusterArgs {
     /// resource encrypts writes; every listed one reads. Without it everything is stored as it is.
     #[arg(long)]
     encryption_provider_config: Option<PathBuf>,
+    /// An `AdmissionConfiguration` file (kube-apiserver's flag) whose `PodSecurity` plugin configuration
+    /// (`PodSecurityConfiguration`) sets Pod Security's defaults for namespaces without labels and its
+    /// exemptions. Without it herd enforces `baseline` (no hostPath volumes, host ports, privileged
+    /// containers, …) everywhere but `kube-system` and namespaces labelled otherwise.
+    #[arg(long)]
+    admission_control_config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -291,6 +297,9 @@ async fn start_control(
     cfg.tls_sans = args.tls_sans.clone();
     cfg.advertise_address = args.advertise_address;
     cfg.encryption_provider_config = args.encryption_provider_config.clone();
+    if let Some(path) = &args.admission_control_config_file {
+        cfg.pod_security = read_admission_config(path)?;
+    }
     Ok(herd_control::ControlPlane::start(cfg, shutdown.clone()).await?)
 }
 
@@ -421,6 +430,18 @@ fn write_kubeconfig(
         .write(&path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The Pod Security configuration of an `AdmissionConfiguration` (or `PodSecurityConfiguration`) file.
+fn read_admission_config(
+    path: &Path,
+) -> anyhow::Result<herd_api::pod_security::AdmissionConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--admission-control-config-file {}", path.display()))?;
+    let doc: serde_json::Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("--admission-control-config-file {}", path.display()))?;
+    herd_api::pod_security::AdmissionConfig::from_value(&doc)
+        .map_err(|e| anyhow::anyhow!("--admission-control-config-file {}: {e}", path.display()))
 }
 
 /// The client configuration a kubeconfig file describes.

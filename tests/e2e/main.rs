@@ -17,6 +17,7 @@ mod kubectl;
 mod logs;
 mod nodes;
 mod persistence;
+mod pod_identity;
 mod private_registry;
 mod python_client;
 mod runtime;

@@ -39,12 +39,22 @@ fn script(name: &str) -> PathBuf {
 
 /// Runs `python3 tests/python/<name> --kubeconfig … ARGS` and asserts it exits 0.
 async fn run_script(herd: &Herd, name: &str, args: &[&str]) -> ToolOutput {
+    run_script_as(herd, &herd.kubeconfig, name, args).await
+}
+
+/// [`run_script`] with another kubeconfig for the same herd (another user's credentials).
+pub(crate) async fn run_script_as(
+    herd: &Herd,
+    kubeconfig: &std::path::Path,
+    name: &str,
+    args: &[&str],
+) -> ToolOutput {
     let path = script(name);
     let command = format!("python3 {} {}", path.display(), args.join(" "));
     let child = tokio::process::Command::new(python3())
         .arg(&path)
         .arg("--kubeconfig")
-        .arg(&herd.kubeconfig)
+        .arg(kubeconfig)
         .args(args)
         .env("NO_PROXY", "127.0.0.0/8,localhost")
         .env("PYTHONUNBUFFERED", "1")

@@ -14,8 +14,11 @@
 //! - [`evaluate_template`] does the same for a workload's pod template ([`pod_template`]): kube warns and
 //!   audits there but never enforces: the pods the controller creates are what enforce sees.
 //! - [`namespace_pod_warnings`]: the warnings kube returns when a namespace's enforce level is tightened.
+//! - [`AdmissionConfig`]: the plugin's configuration (defaults for namespaces without labels, exemptions);
+//!   herd's default enforces `baseline`.
 
 mod checks;
+mod config;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +30,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::validation::Cause;
+
+pub use config::AdmissionConfig;
 
 /// The label prefix of the Pod Security labels.
 pub const LABEL_PREFIX: &str = "pod-security.kubernetes.io/";

@@ -73,16 +73,19 @@ pub struct ControlConfig {
     /// kube-apiserver's `--encryption-provider-config`: an `EncryptionConfiguration` file saying which
     /// resources are encrypted at rest, and how. `None`: everything is stored as it is (identity).
     pub encryption_provider_config: Option<PathBuf>,
+    /// Pod Security admission's defaults for namespaces without labels and its exemptions (kube-apiserver's
+    /// `--admission-control-config-file`); herd's default enforces `baseline` and exempts `kube-system`.
+    pub pod_security: herd_api::pod_security::AdmissionConfig,
     /// The address other hosts and pods reach the API server at (kube-apiserver's `--advertise-address`):
     /// what the `kubernetes` Service's endpoints name. Default: the listen address, or the loopback
     /// address when it listens on every address.
     pub advertise_address: Option<IpAddr>,
-}
-
-/// The default prefix length of a node's pod CIDR: /18, 16,382 pod IPs, room for the node's default
     /// How long the certificates the CSR signer issues live (kube-controller-manager's
     /// `--cluster-signing-duration`, a year by default), capped by a CSR's `spec.expirationSeconds`.
     pub cluster_signing_duration: Duration,
+}
+
+/// The default prefix length of a node's pod CIDR: /18, 16,382 pod IPs, room for the node's default
 /// 10,000 pods.
 pub const DEFAULT_NODE_CIDR_PREFIX: u8 = 18;
 
@@ -101,12 +104,13 @@ impl ControlConfig {
             controller_resync: controllers::DEFAULT_RESYNC,
             tls_sans: Vec::new(),
             encryption_provider_config: None,
+            pod_security: herd_api::pod_security::AdmissionConfig::default(),
             advertise_address: None,
+            cluster_signing_duration: herd_pki::CLIENT_VALIDITY,
         }
     }
 }
 
-            cluster_signing_duration: herd_pki::CLIENT_VALIDITY,
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("creating data directory {path}: {source}")]
@@ -171,6 +175,7 @@ impl ControlPlane {
             cfg.store_sync,
             Settings {
                 service_cidr: cfg.service_cidr,
+                pod_security: cfg.pod_security.clone(),
             },
             Arc::new(encryption),
         )
@@ -206,13 +211,13 @@ impl ControlPlane {
             .map_err(|e| ControlError::Config(format!("HTTP client: {e}")))?;
         // One set of informer caches for the controllers and the authorizers.
         let caches = Arc::new(controllers::informer::Informers::new(objects.clone()));
+        let authorizer = Arc::new(server::authz::Authorizer::new(caches.clone()));
         let state = server::AppState {
             objects: objects.clone(),
             shutdown: shutdown.clone(),
             http,
             authorizer: authorizer.clone(),
             bootstrap_tokens: Arc::new(bootstrap_tokens::BootstrapTokens::new(caches.clone())),
-        let authorizer = Arc::new(server::authz::Authorizer::new(caches.clone()));
             tokens: Arc::new(server::tokens::Tokens::new(
                 herd_pki::TokenKey::load_or_create(&cfg.data_dir)?,
             )),
@@ -235,11 +240,6 @@ impl ControlPlane {
         {
             tracing::warn!("the kubernetes Service: {e}");
         }
-        // In-process writers record their managedFields under kube's component names.
-        let mut tasks = controllers::spawn_all(
-            &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
-            caches.clone(),
-            &cfg,
         let advertise_url = format!("https://{advertise}");
         if let Err(e) = cluster_info::reconcile(
             &objects.as_manager(objects::KUBE_APISERVER),
@@ -250,14 +250,14 @@ impl ControlPlane {
         {
             tracing::warn!("the cluster-info ConfigMap: {e}");
         }
+        // In-process writers record their managedFields under kube's component names.
+        let mut tasks = controllers::spawn_all(
+            &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
+            caches.clone(),
+            &cfg,
             ca.cert_pem(),
             &shutdown,
         );
-        tasks.push(tokio::spawn(scheduler::run(
-            objects.as_manager(objects::KUBE_SCHEDULER),
-            shutdown.clone(),
-        )));
-        tasks.push(tokio::spawn(upkeep(objects.clone(), shutdown)));
         tasks.extend(controllers::spawn_node_join(
             &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
             &caches,
@@ -267,6 +267,11 @@ impl ControlPlane {
             cfg.controller_resync,
             &shutdown,
         ));
+        tasks.push(tokio::spawn(scheduler::run(
+            objects.as_manager(objects::KUBE_SCHEDULER),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(upkeep(objects.clone(), shutdown)));
         tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "control plane started");
         Ok(Self {
             addr,

@@ -30,6 +30,9 @@ pub use crate::store::StoreSync;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub service_cidr: IpNet,
+    /// Pod Security admission's defaults and exemptions (`--admission-control-config-file`; herd's default
+    /// enforces `baseline`).
+    pub pod_security: pod_security::AdmissionConfig,
 }
 
 /// Kinds whose `status` is only written through the `/status` subresource.
@@ -119,6 +122,19 @@ pub struct Objects {
     /// The field manager this handle's writes are recorded for in `metadata.managedFields` (kube's
     /// `fieldManager`); `None` records nothing, as kube's pod binding does not.
     manager: Option<Arc<str>>,
+    /// The requesting user's check of what it writes, after admission ([`Objects::guarded`]).
+    guard: Option<Arc<dyn WriteGuard>>,
+}
+
+/// A check of a write by the requesting user beyond admission — kube's RBAC escalation checks, which kube's
+/// RBAC storage makes with the user of the request: the server attaches one to a request's handle
+/// ([`Objects::guarded`]); controllers' handles have none.
+pub trait WriteGuard: Send + Sync {
+    /// `Err` refuses writing `new` of `res` (`old`: the stored object on update, `None` on create).
+    ///
+    /// # Errors
+    /// The refusal as the client gets it.
+    fn check(&self, res: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result<(), ApiError>;
 }
 
 /// The field manager of kube-apiserver's own writes (the default namespaces).
@@ -256,7 +272,29 @@ impl Objects {
             settings: Arc::new(settings),
             service_ips: Arc::new(Mutex::new(())),
             manager: Some(KUBE_APISERVER.into()),
+            guard: None,
         }
+    }
+
+    /// The same resource layer, checking each write of this handle with `guard` after admission.
+    #[must_use]
+    pub fn guarded(&self, guard: Arc<dyn WriteGuard>) -> Self {
+        Self {
+            guard: Some(guard),
+            ..self.clone()
+        }
+    }
+
+    /// The handle's guard's verdict on writing `new` (`old` on update).
+    fn check_guard(
+        &self,
+        res: &ResourceInfo,
+        new: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        self.guard
+            .as_ref()
+            .map_or(Ok(()), |guard| guard.check(res, new, old))
     }
 
     /// The same resource layer, recording its writes for `manager` (kube's field manager: the request's
@@ -613,12 +651,18 @@ impl Objects {
         track: bool,
     ) -> Result<(Value, Vec<String>), ApiError> {
         let (ns, mut name, mut obj, generated) = Self::prepare_create(res, ns, obj)?;
+        self.check_guard(res, &obj, None)?;
         if res.strategy.pod_template() == Some("") {
             self.service_account_admission(&ns, &mut obj, &mut Default::default())
                 .await?;
         }
         let warnings = match res.strategy.pod_template() {
-            Some("") => enforce_pod_security(&self.pod_security_policy(&ns).await?, &name, &obj)?,
+            Some("") => enforce_pod_security(
+                &self.pod_security_policy(&ns).await?,
+                &self.settings.pod_security,
+                &name,
+                &obj,
+            )?,
             Some(template) => {
                 warn_pod_template(&self.pod_security_policy(&ns).await?, &obj, template)
             }
@@ -705,7 +749,8 @@ impl Objects {
             std::collections::HashMap<String, Option<Value>>,
         > = std::collections::HashMap::new();
         for (ns, obj) in objs {
-            let mut prepared = Self::prepare_create(res, ns.as_deref(), obj);
+            let mut prepared = Self::prepare_create(res, ns.as_deref(), obj)
+                .and_then(|p| self.check_guard(res, &p.2, None).map(|()| p));
             if let Ok((ns, _, _, _)) = &prepared {
                 let exists = match namespaces.get(ns) {
                     Some(&exists) => exists,
@@ -737,7 +782,9 @@ impl Objects {
                     }
                 };
                 // The controllers' creates have no client to warn.
-                if let Err(e) = enforce_pod_security(&policy, name, obj) {
+                if let Err(e) =
+                    enforce_pod_security(&policy, &self.settings.pod_security, name, obj)
+                {
                     prepared = Err(e);
                 }
             }
@@ -844,9 +891,14 @@ impl Objects {
         Ok((ns, name, obj, generated))
     }
 
-    /// The Pod Security policy of namespace `ns` from its `pod-security.kubernetes.io/*` labels, over
-    /// kube-apiserver's default (privileged for enforce, audit and warn).
+    /// The Pod Security policy of namespace `ns` from its `pod-security.kubernetes.io/*` labels, over the
+    /// configured defaults (herd's: baseline; kube-apiserver's: privileged); an exempt namespace is
+    /// privileged whatever its labels.
     async fn pod_security_policy(&self, ns: &str) -> Result<PodSecurityPolicy, ApiError> {
+        let config = &self.settings.pod_security;
+        if config.exempt_namespaces.contains(ns) {
+            return Ok((pod_security::Policy::default(), Vec::new()));
+        }
         let namespace = self.store.get("namespaces", "", ns).await?;
         let labels = namespace
             .as_ref()
@@ -856,7 +908,7 @@ impl Objects {
             });
         Ok(pod_security::Policy::from_labels(
             labels.as_ref(),
-            &pod_security::Policy::default(),
+            &config.defaults,
         ))
     }
 
@@ -1127,6 +1179,7 @@ impl Objects {
                     admit_update(res, &current, desired)
                 };
                 let mut admitted = admitted.map_err(|e| ApiError::admit(res, e))?;
+                self.check_guard(res, &admitted, Some(&current))?;
                 if !status && spec_changed(&current, &admitted) {
                     let generation = current
                         .pointer("/metadata/generation")
@@ -1561,11 +1614,19 @@ type PodSecurityPolicy = (pod_security::Policy, Vec<pod_security::LabelError>);
 
 /// Pod Security admission (kube's PodSecurity plugin) of a pod about to be created as `name`: 403 Forbidden
 /// with kube's message when the namespace's enforce level forbids it, else the warnings its warn level has.
+/// A pod of an exempt runtime class is not checked.
 fn enforce_pod_security(
     (policy, label_errors): &PodSecurityPolicy,
+    config: &pod_security::AdmissionConfig,
     name: &str,
     obj: &Value,
 ) -> Result<Vec<String>, ApiError> {
+    let runtime_class = obj
+        .pointer("/spec/runtimeClassName")
+        .and_then(Value::as_str);
+    if runtime_class.is_some_and(|c| config.exempt_runtime_classes.contains(c)) {
+        return Ok(Vec::new());
+    }
     if label_errors.is_empty()
         && policy.enforce.level == pod_security::Level::Privileged
         && policy.warn.level == pod_security::Level::Privileged
@@ -1719,6 +1780,7 @@ pub(crate) async fn test_objects() -> (tempfile::TempDir, Objects) {
         Arc::new(store),
         Settings {
             service_cidr: "127.10.0.0/16".parse().expect("CIDR"),
+            pod_security: herd_api::pod_security::AdmissionConfig::default(),
         },
     );
     (dir, objects)

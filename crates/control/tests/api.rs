@@ -490,7 +490,15 @@ async fn pod_security_admission_enforces_the_namespace_level() {
         201
     );
     assert_eq!(
-        p.post("/api/v1/namespaces", ns("open", json!({}))).await.0,
+        p.post(
+            "/api/v1/namespaces",
+            ns(
+                "open",
+                json!({"pod-security.kubernetes.io/enforce": "privileged"})
+            )
+        )
+        .await
+        .0,
         201
     );
     let pod = |name: &str, host_path: bool| {
@@ -521,7 +529,7 @@ async fn pod_security_admission_enforces_the_namespace_level() {
         )
         .await;
     assert_eq!(code, 404, "nothing stored");
-    // What the level allows is created; a namespace without labels is privileged, as kube's default.
+    // What the level allows is created; a namespace labelled privileged takes the hostPath pod.
     assert_eq!(
         p.post("/api/v1/namespaces/locked/pods", pod("plain", false))
             .await

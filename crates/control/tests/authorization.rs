@@ -576,3 +576,148 @@ async fn service_account_tokens_authenticate_while_what_they_name_exists() {
     assert_eq!(code, 401);
     p.stop().await;
 }
+
+/// kube's RBAC escalation checks: a namespace admin may write Roles and RoleBindings granting what it holds,
+/// never more (a Role with a permission it lacks, a binding to cluster-admin), with kube's 403; `bind` on a role
+/// lets it bind that role all the same; system:masters may write anything.
+#[tokio::test]
+async fn nobody_grants_what_they_do_not_hold() {
+    let p = Plane::start().await;
+    let post = reqwest::Method::POST;
+    admin(
+        &p,
+        post.clone(),
+        "/api/v1/namespaces",
+        Some(json!({"metadata": {"name": "team"}})),
+    )
+    .await;
+    admin(
+        &p,
+        post.clone(),
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings",
+        Some(json!({"metadata": {"name": "alice-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}]})),
+    )
+    .await;
+    let alice = p.client_as(Some(("alice", "people")));
+    let roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/team/roles";
+    let bindings = "/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings";
+    let role = |name: &str, resource: &str| {
+        json!({"metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": [resource], "verbs": ["get", "list"]}]})
+    };
+    let binding = |name: &str, kind: &str, role: &str| {
+        json!({"metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "bob"}]})
+    };
+
+    // What admin holds in team may be granted (once the caches have alice's binding).
+    eventually("alice may create a Role of what she holds", || async {
+        as_user(
+            &alice,
+            &p,
+            post.clone(),
+            roles,
+            Some(role("pod-reader", "pods")),
+        )
+        .await
+        .0 == 201
+    })
+    .await;
+    let (code, status) = as_user(
+        &alice,
+        &p,
+        post.clone(),
+        bindings,
+        Some(binding("bob-reads", "Role", "pod-reader")),
+    )
+    .await;
+    assert_eq!(code, 201, "{status}");
+
+    // Nodes are cluster-scoped: admin in team does not hold them. kube's message, word for word.
+    let (code, status) = as_user(
+        &alice,
+        &p,
+        post.clone(),
+        roles,
+        Some(role("node-reader", "nodes")),
+    )
+    .await;
+    assert_eq!(code, 403, "{status}");
+    assert_eq!(
+        status["message"],
+        "roles.rbac.authorization.k8s.io \"node-reader\" is forbidden: user \"alice\" (groups=[\"people\" \
+         \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n\
+         {APIGroups:[\"\"], Resources:[\"nodes\"], Verbs:[\"get\" \"list\"]}"
+    );
+    assert_eq!(status["reason"], "Forbidden");
+    let (code, status) = as_user(
+        &alice,
+        &p,
+        post.clone(),
+        bindings,
+        Some(binding("bob-root", "ClusterRole", "cluster-admin")),
+    )
+    .await;
+    assert_eq!(code, 403, "{status}");
+    assert!(
+        status["message"].as_str().unwrap_or_default().starts_with(
+            "rolebindings.rbac.authorization.k8s.io \"bob-root\" is forbidden: user \"alice\""
+        ),
+        "{status}"
+    );
+    // Nothing refused was stored.
+    let (code, _) = as_user(
+        &p.http,
+        &p,
+        reqwest::Method::GET,
+        &format!("{bindings}/bob-root"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 404);
+    // An update that widens a Role is refused as a create is.
+    let (code, status) = as_user(
+        &alice,
+        &p,
+        reqwest::Method::PUT,
+        &format!("{roles}/pod-reader"),
+        Some(role("pod-reader", "nodes")),
+    )
+    .await;
+    assert_eq!(code, 403, "{status}");
+
+    // `bind` on cluster-admin, granted by the cluster's admin, lets alice bind it without holding it.
+    admin(
+        &p,
+        post.clone(),
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        Some(json!({"metadata": {"name": "bind-cluster-admin"},
+            "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+                       "verbs": ["bind"], "resourceNames": ["cluster-admin"]}]})),
+    )
+    .await;
+    admin(
+        &p,
+        post.clone(),
+        bindings,
+        Some(json!({"metadata": {"name": "alice-binds"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "bind-cluster-admin"},
+            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}]})),
+    )
+    .await;
+    eventually("alice may bind cluster-admin in team", || async {
+        as_user(
+            &alice,
+            &p,
+            post.clone(),
+            bindings,
+            Some(binding("bob-root", "ClusterRole", "cluster-admin")),
+        )
+        .await
+        .0 == 201
+    })
+    .await;
+}

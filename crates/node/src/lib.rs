@@ -49,6 +49,7 @@ mod pull_secrets;
 mod reflector;
 mod registration;
 mod service_account_token;
+mod service_env;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -265,6 +266,7 @@ async fn run_agent(
             let ctx = Arc::new(NodeContext {
                 config_objects: ConfigReflector::new(client.clone(), shutdown.clone()),
                 tokens: service_account_token::TokenSource::new(client.clone()),
+                services: service_env::ServiceEnv::start(client.clone(), shutdown.clone()),
                 client,
                 images: Images::new(
                     fetcher,

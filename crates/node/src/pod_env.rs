@@ -123,6 +123,7 @@ pub fn resolve_env(
     pod: &Pod,
     facts: &EnvFacts,
     objects: &ConfigObjects,
+    service_env: &[(String, String)],
 ) -> Result<Vec<(String, String)>, EnvError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let mut env = Env::default();
@@ -167,7 +168,14 @@ pub fn resolve_env(
 
     for var in container.env.iter().flatten() {
         let value = match (&var.value, &var.value_from) {
-            (Some(value), _) if !value.is_empty() => expand(value, |name| env.get(name)),
+            (Some(value), _) if !value.is_empty() => expand(value, |name| {
+                env.get(name).or_else(|| {
+                    service_env
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.as_str())
+                })
+            }),
             (_, Some(source)) => {
                 if let Some(r) = &source.config_map_key_ref {
                     let Some(cm) = objects.config_maps.get(&r.name) else {
@@ -216,6 +224,12 @@ pub fn resolve_env(
             _ => String::new(),
         };
         env.set(var.name.clone(), value);
+    }
+    // The Services' variables come after the container's own and never replace them (the kubelet's order).
+    for (name, value) in service_env {
+        if env.get(name).is_none() {
+            env.vars.push((name.clone(), value.clone()));
+        }
     }
     Ok(env.vars)
 }
@@ -461,7 +475,7 @@ mod tests {
     fn resolve(c: Value) -> Result<Vec<(String, String)>, EnvError> {
         let c = container(c);
         let p = pod(json!([c.clone()]));
-        resolve_env(&c, &p, &facts(), &objects())
+        resolve_env(&c, &p, &facts(), &objects(), &[])
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -597,7 +611,7 @@ mod tests {
         ]}));
         let side = json!({"name": "side", "resources": {"limits": {"memory": "64Mi"}}});
         let p = pod(json!([me.clone(), side]));
-        let env = resolve_env(&me, &p, &facts(), &objects()).expect("resolves");
+        let env = resolve_env(&me, &p, &facts(), &objects(), &[]).expect("resolves");
         assert_eq!(env, pairs(&[("CPU", "4"), ("MEM", "8"), ("SIDE", "64")]));
 
         let bad = resolve(json!({"name": "c", "env": [

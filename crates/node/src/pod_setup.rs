@@ -17,6 +17,7 @@ use crate::pod_volumes::{PodVolumes, VolumeContext};
 use crate::pull_secrets::{PodKeyring, pod_keyring, pull_secret_names};
 use crate::reflector::PodObjects;
 use crate::service_account_token::TokenSource;
+use crate::service_env::ServiceEnv;
 
 /// The annotation a pod author restricts outbound connections with: `none`, `all` (the default) or a
 /// comma-separated list of CIDRs the pod may connect to.
@@ -36,6 +37,8 @@ pub(crate) struct PodSetup {
     updater: CancellationToken,
     /// Where the pod's projected ServiceAccount tokens come from.
     tokens: TokenSource,
+    /// The Services whose variables the containers get.
+    services: ServiceEnv,
 }
 
 /// Why a container cannot start yet: the kubelet's waiting reason and the message.
@@ -52,9 +55,11 @@ impl PodSetup {
         facts: EnvFacts,
         redirect: Option<ConnectRedirect>,
         tokens: TokenSource,
+        services: ServiceEnv,
     ) -> Self {
         Self {
             tokens,
+            services,
             pod,
             pod_dir,
             facts,
@@ -131,7 +136,8 @@ impl PodSetup {
             .get()
             .await
             .map_err(|e| config_error(e.to_string()))?;
-        let env = resolve_env(container, &self.pod, &self.facts, &objects)
+        let service_env = self.services.for_pod(&self.pod).await;
+        let env = resolve_env(container, &self.pod, &self.facts, &objects, &service_env)
             .map_err(|e| config_error(e.to_string()))?;
         let preopens = volumes
             .mounts(container)

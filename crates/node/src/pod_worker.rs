@@ -37,6 +37,7 @@ use crate::pod_status::{
 };
 use crate::reflector::ConfigReflector;
 use crate::service_account_token::TokenSource;
+use crate::service_env::ServiceEnv;
 use herd_api::event_correlator::EventType;
 
 /// What every pod worker of this node shares.
@@ -54,6 +55,8 @@ pub(crate) struct NodeContext {
     pub connect_redirect: Option<ConnectRedirect>,
     /// Where projected serviceAccountToken sources get their tokens (the TokenRequest API).
     pub tokens: TokenSource,
+    /// The Services whose variables containers get.
+    pub services: ServiceEnv,
     /// Turns to write a pod status: at most [`STATUS_WRITES_IN_FLIGHT`] at once (see there).
     pub status_writes: Semaphore,
     /// The node's one cache of the ConfigMaps and Secrets its pods' volumes use.
@@ -298,6 +301,7 @@ impl PodWorker {
             },
             self.ctx.connect_redirect.clone(),
             self.ctx.tokens.clone(),
+            self.ctx.services.clone(),
         )));
         self.facts = Some(PodFacts {
             name: self.key.pod.clone(),

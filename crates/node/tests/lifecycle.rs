@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 struct Cluster {
     client: kube::Client,
     registry: SocketAddr,
+    /// Trusting the cluster CA (the registry's serving certificate) and offering the admin's certificate.
+    registry_tls: herd_oci_fetch::TlsOptions,
     /// How many blob downloads (`GET /v2/<repository>/blobs/<digest>`) the registry has answered.
     blob_downloads: Arc<AtomicUsize>,
     /// Every request the node agent sent to the API server, as `METHOD path?query`.
@@ -62,7 +64,23 @@ impl Cluster {
         let registry = listener.local_addr().expect("addr");
         let blob_downloads = Arc::new(AtomicUsize::new(0));
         let counted = blob_downloads.clone();
-        let router = herd_registry::router(dir.path().join("registry")).layer(
+        let serving = plane
+            .ca()
+            .issue_serving(
+                "herd-registry",
+                &herd_pki::serving_sans(&[registry.ip()], None, &[]),
+                Duration::from_secs(3600),
+            )
+            .expect("registry certificate");
+        let registry_tls = herd_oci_fetch::TlsOptions {
+            identity: Some(herd_oci_fetch::ClientIdentity {
+                cert_pem: admin.client.cert_pem.clone(),
+                key_pem: admin.client.key_pem.clone(),
+            }),
+            ..herd_oci_fetch::TlsOptions::trusting_pem(plane.ca().cert_pem()).expect("CA")
+        };
+        let tls = herd_pki::tls::server_config(plane.ca().cert_pem(), &serving).expect("TLS");
+        let router = herd_registry::router(dir.path().join("registry"), None).layer(
             axum::middleware::from_fn(move |request: Request, next: Next| {
                 if request.method() == Method::GET && request.uri().path().contains("/blobs/") {
                     counted.fetch_add(1, Ordering::SeqCst);
@@ -71,14 +89,16 @@ impl Cluster {
             }),
         );
         let stop = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        });
+        tokio::spawn(herd_registry::serve_router(
+            listener,
+            router,
+            Arc::new(tls),
+            stop,
+        ));
         Self {
             client,
             registry,
+            registry_tls,
             blob_downloads,
             node_requests: Arc::default(),
             shutdown,
@@ -94,7 +114,7 @@ impl Cluster {
             .join(format!("../../sample-apps/dist/{app}.wasm"));
         let wasm = std::fs::read(&path).expect("sample app built");
         let image = format!("{}/{app}:v1", self.registry);
-        herd_oci_fetch::push(&wasm, &image, &[])
+        herd_oci_fetch::push_with(&wasm, &image, &[], None, &self.registry_tls)
             .await
             .expect("push");
         image
@@ -104,6 +124,7 @@ impl Cluster {
         let mut cfg = NodeConfig::new("lifecycle-node", self.dir.path().join("node"));
         cfg.crash_loop_back_off_base = Duration::from_millis(100);
         cfg.lease_renew_interval = Duration::from_secs(1);
+        cfg.trusted_ca_certificates = self.registry_tls.extra_root_certificates.clone();
         let plane = self.plane.as_ref().expect("control plane running");
         let credentials = plane
             .kubeconfig("system:node:lifecycle-node", Some("system:nodes"))
@@ -878,8 +899,12 @@ async fn pods_taking_env_from_one_config_map_and_secret_share_one_watch_of_each(
                 pod["status"]["phase"] == "Succeeded"
             })
             .await;
+        let env = cluster.printed_env(&pod);
+        // Every container also gets the `kubernetes` Service's variables, as the kubelet gives them.
+        let (services, own): (Vec<String>, Vec<String>) =
+            env.into_iter().partition(|v| v.starts_with("KUBERNETES_"));
         assert_eq!(
-            cluster.printed_env(&pod),
+            own,
             [
                 "APP_LEVEL=3",
                 "APP_MODE=fast",
@@ -888,6 +913,10 @@ async fn pods_taking_env_from_one_config_map_and_secret_share_one_watch_of_each(
                 "URL=db://hunter2@3"
             ],
             "{name}"
+        );
+        assert!(
+            services.contains(&"KUBERNETES_SERVICE_PORT=443".to_owned()),
+            "{name}: {services:?}"
         );
     }
     cluster.assert_watched_not_fetched(

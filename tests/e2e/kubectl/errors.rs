@@ -248,3 +248,67 @@ async fn a_baseline_namespace_refuses_a_host_path_pod() {
     .stdout_has("deployment.apps/web created")
     .stderr_has(r#"Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "app" must set securityContext.allowPrivilegeEscalation=false)"#);
 }
+
+/// herd's Pod Security default: a namespace without labels (`default` too) enforces `baseline`, so a hostPath
+/// pod is refused there with kube's message; `kube-system` is exempt and a namespace labelled `privileged`
+/// takes it. `--admission-control-config-file` with kube-apiserver's own default (privileged) takes it anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herd_enforces_baseline_where_a_namespace_says_nothing() {
+    let herd = &Herd::up(HerdOptions::control()).await;
+    let pod = |name: &str, namespace: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "image": "example/app:1"}],
+                     "volumes": [{"name": "data", "hostPath": {"path": "/etc"}}]}})
+        .to_string()
+    };
+    let out = kubectl_stdin(herd, &["create", "-f", "-"], &pod("reader", "default"))
+        .await
+        .fails();
+    assert_eq!(
+        out.stderr.trim(),
+        r#"Error from server (Forbidden): error when creating "STDIN": pods "reader" is forbidden: violates PodSecurity "baseline:latest": hostPath volumes (volume "data")"#
+    );
+    kubectl_stdin(herd, &["create", "-f", "-"], &pod("reader", "kube-system"))
+        .await
+        .ok()
+        .stdout_has("pod/reader created");
+    kubectl(herd, &["create", "namespace", "trusted"]).await.ok();
+    kubectl(
+        herd,
+        &[
+            "label",
+            "namespace",
+            "trusted",
+            "pod-security.kubernetes.io/enforce=privileged",
+        ],
+    )
+    .await
+    .ok();
+    kubectl_stdin(herd, &["create", "-f", "-"], &pod("reader", "trusted"))
+        .await
+        .ok()
+        .stdout_has("pod/reader created");
+
+    // kube-apiserver's default, as a file.
+    let config = herd.data_dir.with_file_name("admission.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n- name: PodSecurity\n  \
+         configuration:\n    apiVersion: pod-security.admission.config.k8s.io/v1\n    kind: PodSecurityConfiguration\n    \
+         defaults:\n      enforce: privileged\n",
+    )
+    .expect("write the admission configuration");
+    let open = &Herd::up(HerdOptions {
+        extra_args: vec![
+            "--admission-control-config-file".into(),
+            config.display().to_string(),
+        ],
+        ..HerdOptions::control()
+    })
+    .await;
+    kubectl_stdin(open, &["create", "-f", "-"], &pod("reader", "default"))
+        .await
+        .ok()
+        .stdout_has("pod/reader created");
+}

@@ -12,6 +12,19 @@ async fn volumes_are_the_only_files_a_guest_sees_and_configmaps_follow_updates()
     let (_registry, images) = registry_with(&["http-hello"]).await;
     let herd = Herd::up(HerdOptions::default()).await;
     herd.wait_node_ready("e2e-node").await;
+    // herd enforces Pod Security `baseline` where a namespace says nothing: a hostPath pod needs its namespace
+    // labelled `privileged`.
+    kubectl(
+        &herd,
+        &[
+            "label",
+            "namespace",
+            "default",
+            "pod-security.kubernetes.io/enforce=privileged",
+        ],
+    )
+    .await
+    .ok();
     herd.create(
         "/api/v1/namespaces/default/configmaps",
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "site"},

@@ -1,6 +1,6 @@
 //! Which protobuf field of which Kubernetes message carries which JSON field, for the objects kubectl's generator
 //! commands (`kubectl create namespace|configmap|secret|deployment|service|serviceaccount|job|poddisruptionbudget|
-//! role|clusterrole|rolebinding|clusterrolebinding`) send.
+//! role|clusterrole|rolebinding|clusterrolebinding|token`, `kubectl auth can-i|whoami`) send.
 //!
 //! Field numbers come from the Kubernetes `generated.proto` files (as vendored by the k8s-pb crate), JSON names from
 //! the Go `json` tags (as k8s-openapi spells them). Fields not listed here are skipped by the decoder.
@@ -94,6 +94,10 @@ pub(super) fn root(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("rbac.authorization.k8s.io/v1", "Role") => ROLE,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => CLUSTER_ROLE,
         ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => ROLE_BINDING,
+        ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => SELF_SUBJECT_REVIEW,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SELF_SUBJECT_ACCESS_REVIEW,
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => SELF_SUBJECT_RULES_REVIEW,
         _ => return None,
     })
 }
@@ -473,3 +477,52 @@ const SUBJECT: &[Field] = &[
     p(3, "name", Str),
     f(4, "namespace", Str),
 ];
+/// `authentication.v1.TokenRequest` (`kubectl create token`)
+const TOKEN_REQUEST: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(TOKEN_REQUEST_SPEC)),
+];
+/// `authentication.v1.TokenRequestSpec`
+const TOKEN_REQUEST_SPEC: &[Field] = &[
+    r(1, "audiences", Str),
+    f(3, "boundObjectRef", Msg(BOUND_OBJECT_REFERENCE)),
+    p(4, "expirationSeconds", Int),
+];
+/// `authentication.v1.BoundObjectReference`
+const BOUND_OBJECT_REFERENCE: &[Field] = &[
+    f(1, "kind", Str),
+    f(2, "apiVersion", Str),
+    f(3, "name", Str),
+    f(4, "uid", Str),
+];
+/// `authentication.v1.SelfSubjectReview` (`kubectl auth whoami`): nothing but metadata is sent.
+const SELF_SUBJECT_REVIEW: &[Field] = &[f(1, "metadata", Msg(OBJECT_META))];
+/// `authorization.v1.SelfSubjectAccessReview` (`kubectl auth can-i VERB RESOURCE`)
+const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(SELF_SUBJECT_ACCESS_REVIEW_SPEC)),
+];
+/// `authorization.v1.SelfSubjectAccessReviewSpec`
+const SELF_SUBJECT_ACCESS_REVIEW_SPEC: &[Field] = &[
+    f(1, "resourceAttributes", Msg(RESOURCE_ATTRIBUTES)),
+    f(2, "nonResourceAttributes", Msg(NON_RESOURCE_ATTRIBUTES)),
+];
+/// `authorization.v1.ResourceAttributes` (the field and label selector attributes are not decoded)
+const RESOURCE_ATTRIBUTES: &[Field] = &[
+    f(1, "namespace", Str),
+    f(2, "verb", Str),
+    f(3, "group", Str),
+    f(4, "version", Str),
+    f(5, "resource", Str),
+    f(6, "subresource", Str),
+    f(7, "name", Str),
+];
+/// `authorization.v1.NonResourceAttributes`
+const NON_RESOURCE_ATTRIBUTES: &[Field] = &[f(1, "path", Str), f(2, "verb", Str)];
+/// `authorization.v1.SelfSubjectRulesReview` (`kubectl auth can-i --list`)
+const SELF_SUBJECT_RULES_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(SELF_SUBJECT_RULES_REVIEW_SPEC)),
+];
+/// `authorization.v1.SelfSubjectRulesReviewSpec`
+const SELF_SUBJECT_RULES_REVIEW_SPEC: &[Field] = &[f(1, "namespace", Str)];

@@ -604,6 +604,7 @@ mod tests {
             StoreSync::Normal,
             Settings {
                 service_cidr: "127.10.0.0/16".parse().unwrap(),
+                pod_security: herd_api::pod_security::AdmissionConfig::default(),
             },
         )
         .await

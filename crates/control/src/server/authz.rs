@@ -84,7 +84,107 @@ fn rbac_resource(plural: &str) -> Option<&'static ResourceInfo> {
     resources::by_path("rbac.authorization.k8s.io", "v1", plural)
 }
 
+/// Whether a write of `res` by `user` passes kube's RBAC escalation checks: the four RBAC kinds, unless the
+/// user is in `system:masters`.
+pub fn escalation_checked(user: &UserInfo, res: &ResourceInfo) -> bool {
+    res.group == RBAC_GROUP && !user.in_group(MASTERS)
+}
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// kube's RBAC escalation checks of one request's writes (`herd_authz::check_rbac_write`), over the RBAC
+/// policy as it was when the request came.
+pub struct EscalationGuard {
+    policy: Arc<RbacPolicy>,
+    user: UserInfo,
+}
+
+impl crate::objects::WriteGuard for EscalationGuard {
+    fn check(&self, res: &ResourceInfo, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        use herd_authz::RbacObject;
+        fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+            serde_json::from_value(v.clone()).map_err(|e| ApiError::BadRequest(e.to_string()))
+        }
+        if res.group != RBAC_GROUP {
+            return Ok(());
+        }
+        let policy = &*self.policy;
+        let user = &self.user;
+        let verdict = match res.plural {
+            "roles" => {
+                let (new, old) = (typed::<Role>(new)?, old.map(typed::<Role>).transpose()?);
+                herd_authz::check_rbac_write(
+                    policy,
+                    user,
+                    RbacObject::Role(&new),
+                    old.as_ref().map(RbacObject::Role),
+                )
+            }
+            "clusterroles" => {
+                let (new, old) = (
+                    typed::<ClusterRole>(new)?,
+                    old.map(typed::<ClusterRole>).transpose()?,
+                );
+                herd_authz::check_rbac_write(
+                    policy,
+                    user,
+                    RbacObject::ClusterRole(&new),
+                    old.as_ref().map(RbacObject::ClusterRole),
+                )
+            }
+            "rolebindings" => {
+                let (new, old) = (
+                    typed::<RoleBinding>(new)?,
+                    old.map(typed::<RoleBinding>).transpose()?,
+                );
+                herd_authz::check_rbac_write(
+                    policy,
+                    user,
+                    RbacObject::RoleBinding(&new),
+                    old.as_ref().map(RbacObject::RoleBinding),
+                )
+            }
+            "clusterrolebindings" => {
+                let (new, old) = (
+                    typed::<ClusterRoleBinding>(new)?,
+                    old.map(typed::<ClusterRoleBinding>).transpose()?,
+                );
+                herd_authz::check_rbac_write(
+                    policy,
+                    user,
+                    RbacObject::ClusterRoleBinding(&new),
+                    old.as_ref().map(RbacObject::ClusterRoleBinding),
+                )
+            }
+            _ => Ok(()),
+        };
+        verdict.map_err(|e| {
+            let name = new
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            ApiError::Forbidden {
+                message: format!("{}.{RBAC_GROUP} {name:?} is forbidden: {e}", res.plural),
+                group: RBAC_GROUP.into(),
+                kind: res.plural.into(),
+                name: name.into(),
+            }
+        })
+    }
+}
+
 impl Authorizer {
+    /// The escalation checks of a request by `user`, over the current RBAC policy.
+    ///
+    /// # Errors
+    /// When the policy cannot be read from the caches.
+    pub async fn escalation_guard(&self, user: UserInfo) -> Result<EscalationGuard, ApiError> {
+        Ok(EscalationGuard {
+            policy: self.policy().await?,
+            user,
+        })
+    }
+
     pub fn new(informers: Arc<Informers>) -> Self {
         Self {
             informers,

@@ -120,7 +120,10 @@ async fn dispatch(
     if let Some(review) = reviews::at_path(uri.path()) {
         let user = user.map(|u| u.0).unwrap_or_default();
         let answer = match method {
-            Method::POST => reviews::create(&state, review, &user, &body).await,
+            Method::POST => match decode_optional_body(&headers, &body) {
+                Ok(object) => reviews::create(&state, review, &user, object).await,
+                Err(e) => Err(e),
+            },
             _ => Err(ApiError::MethodNotAllowed(format!(
                 "{} is not supported on {}",
                 method, review.plural
@@ -218,10 +221,10 @@ async fn handle(
     params: &Params,
     headers: &HeaderMap,
     body: Bytes,
+    requester: Option<&herd_authz::UserInfo>,
 ) -> Result<Response, ApiError> {
     let target = match route::parse(path) {
         Ok(target) => target,
-    requester: Option<&herd_authz::UserInfo>,
         // The review APIs' group-versions hold no stored resource.
         Err(e) => {
             let gv = path
@@ -242,9 +245,22 @@ async fn handle(
     let objects = &if *method == Method::GET {
         state.objects.clone()
     } else {
-        state
+        let objects = state
             .objects
-            .as_manager(&field_manager(method, params, headers)?)
+            .as_manager(&field_manager(method, params, headers)?);
+        // kube's RBAC storage refuses a Role or binding granting what its writer does not hold.
+        let res = match &target {
+            Target::Collection { res, .. }
+            | Target::Object { res, .. }
+            | Target::Subresource { res, .. } => Some(*res),
+            Target::GroupVersion { .. } => None,
+        };
+        match (requester, res) {
+            (Some(user), Some(res)) if authz::escalation_checked(user, res) => objects.guarded(
+                std::sync::Arc::new(state.authorizer.escalation_guard(user.clone()).await?),
+            ),
+            _ => objects,
+        }
     };
     let dry_run = params.get("dryRun").is_some_and(|v| v == "All");
     match (target, method.clone()) {
@@ -290,7 +306,10 @@ async fn handle(
             })))
         }
         (Target::Collection { res, ns }, Method::POST) => {
-            let obj = decode_body(headers, &body)?;
+            let mut obj = decode_body(headers, &body)?;
+            if res.strategy.sets_requester() {
+                csr::set_requester(&mut obj, requester);
+            }
             let mut warnings = field_validation(res, &obj, params)?;
             let (created, admission) = objects
                 .create_warned(res, ns.as_deref(), obj, dry_run)
@@ -316,10 +335,7 @@ async fn handle(
             }))
         }
         (Target::Object { res, ns, name }, Method::PUT) => {
-            let mut obj = decode_body(headers, &body)?;
-            if res.strategy.sets_requester() {
-                csr::set_requester(&mut obj, requester);
-            }
+            let obj = decode_body(headers, &body)?;
             let warnings = field_validation(res, &obj, params)?;
             let updated = objects
                 .replace(res, ns.as_deref(), &name, obj, false, dry_run)
@@ -432,7 +448,12 @@ async fn subresource(
         ("token", Method::POST) => {
             let request = state
                 .tokens
-                .request(objects, ns.as_deref().unwrap_or_default(), &name, &body)
+                .request(
+                    objects,
+                    ns.as_deref().unwrap_or_default(),
+                    &name,
+                    decode_optional_body(headers, &body)?,
+                )
                 .await?;
             Ok((StatusCode::CREATED, axum::Json(request)).into_response())
         }
@@ -632,7 +653,16 @@ fn content_type(headers: &HeaderMap) -> &str {
         .unwrap_or("application/json")
 }
 
-/// Decodes a JSON or YAML request body.
+/// [`decode_body`] for a body kube lets be empty (a review, a TokenRequest): empty is `{}`.
+fn decode_optional_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        Ok(serde_json::json!({}))
+    } else {
+        decode_body(headers, body)
+    }
+}
+
+/// Decodes a JSON, YAML or protobuf request body.
 fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = content_type(headers);
     if body.is_empty() {

@@ -73,17 +73,8 @@ pub async fn create(
     state: &AppState,
     review: &Review,
     user: &UserInfo,
-    body: &[u8],
+    mut object: Value,
 ) -> Result<Response, ApiError> {
-    let mut object: Value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "the body of the request was in an unknown format: {e}"
-            ))
-        })?
-    };
     if !object.is_object() {
         return Err(ApiError::BadRequest(
             "the body of the request was in an unknown format".into(),

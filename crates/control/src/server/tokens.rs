@@ -75,17 +75,8 @@ impl Tokens {
         objects: &Objects,
         namespace: &str,
         name: &str,
-        body: &[u8],
+        mut request: Value,
     ) -> Result<Value, ApiError> {
-        let mut request: Value = if body.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_slice(body).map_err(|e| {
-                ApiError::BadRequest(format!(
-                    "the body of the request was in an unknown format: {e}"
-                ))
-            })?
-        };
         if !request.is_object() {
             return Err(ApiError::BadRequest(
                 "the body of the request was in an unknown format".into(),
