@@ -1627,10 +1627,7 @@ fn enforce_pod_security(
     if runtime_class.is_some_and(|c| config.exempt_runtime_classes.contains(c)) {
         return Ok(Vec::new());
     }
-    if label_errors.is_empty()
-        && policy.enforce.level == pod_security::Level::Privileged
-        && policy.warn.level == pod_security::Level::Privileged
-    {
+    if label_errors.is_empty() && policy.fully_privileged() {
         return Ok(Vec::new());
     }
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(obj.clone())
@@ -1642,6 +1639,15 @@ fn enforce_pod_security(
         &pod.metadata,
         &pod.spec.unwrap_or_default(),
     );
+    if let Some(violations) = &decision.audit_violations {
+        // herd keeps no audit log: the annotation kube would put on the audit event goes to the log.
+        tracing::info!(
+            target: "audit",
+            pod = name,
+            namespace = pod.metadata.namespace.as_deref().unwrap_or_default(),
+            "pod-security.kubernetes.io/audit-violations: {violations}"
+        );
+    }
     match decision.forbidden {
         Some(message) => Err(ApiError::Forbidden {
             message,

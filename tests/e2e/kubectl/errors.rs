@@ -281,6 +281,7 @@ async fn herd_enforces_baseline_where_a_namespace_says_nothing() {
             "namespace",
             "trusted",
             "pod-security.kubernetes.io/enforce=privileged",
+            "pod-security.kubernetes.io/audit=restricted",
         ],
     )
     .await
@@ -289,6 +290,16 @@ async fn herd_enforces_baseline_where_a_namespace_says_nothing() {
         .await
         .ok()
         .stdout_has("pod/reader created");
+    // The audit level refuses nothing; herd keeps no audit log, the annotation kube puts on the audit event
+    // goes to herd's log.
+    let logs = herd.logs();
+    assert!(
+        logs.contains(
+            "pod-security.kubernetes.io/audit-violations: would violate PodSecurity \"restricted:latest\": \
+             allowPrivilegeEscalation != false"
+        ),
+        "{logs}"
+    );
 
     // kube-apiserver's default, as a file.
     let config = herd.data_dir.with_file_name("admission.yaml");
