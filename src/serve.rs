@@ -91,7 +91,8 @@ pub struct UpArgs {
     /// Name of the node (default: this host's name).
     #[arg(long)]
     node_name: Option<String>,
-    /// A registry (HOST:PORT) to speak plain HTTP to; loopback registries always are.
+    /// A registry (HOST:PORT) to speak plain HTTP to; loopback registries are unless they answer a TLS
+    /// handshake (the embedded registry speaks HTTPS with a certificate of the cluster CA).
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
     /// The node's registry credentials, a docker config.json (as the kubelet's --root-dir/config.json),
@@ -129,7 +130,8 @@ pub struct NodeArgs {
     /// The node's address: where its pods' IPs are reached and its kubelet port listens.
     #[arg(long, default_value = "127.0.0.1")]
     address: IpAddr,
-    /// A registry (HOST:PORT) to speak plain HTTP to; loopback registries always are.
+    /// A registry (HOST:PORT) to speak plain HTTP to; loopback registries are unless they answer a TLS
+    /// handshake (the embedded registry speaks HTTPS with a certificate of the cluster CA).
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
     /// The node's registry credentials, a docker config.json (as the kubelet's --root-dir/config.json),
@@ -170,9 +172,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let root = data_dir.join("registry");
         let token = shutdown.clone();
+        let security = registry_security(&plane, addr, &args.cluster.tls_sans)?;
         tasks.push((
             "registry",
-            tokio::spawn(async move { Ok(herd_registry::serve(listener, root, token).await?) }),
+            tokio::spawn(async move {
+                Ok(herd_registry::serve(listener, root, security, token).await?)
+            }),
         ));
         addr.to_string()
     };
@@ -520,6 +525,43 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// The embedded registry's HTTPS: a serving certificate of the cluster CA, issued afresh at each start
+/// for its listen address, the host's name, `localhost`/`127.0.0.1` and `--tls-san` (as the API
+/// server's); client certificates of the CA are verified when sent (the admin's may push), and tokens
+/// given as basic credentials to its token endpoint are checked with the API server.
+fn registry_security(
+    plane: &herd_control::ControlPlane,
+    addr: SocketAddr,
+    tls_sans: &[String],
+) -> anyhow::Result<herd_registry::Security> {
+    let mut ips = vec![addr.ip()];
+    let mut names = Vec::new();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    if !hostname.trim().is_empty() {
+        names.push(hostname.trim().to_ascii_lowercase());
+    }
+    for san in tls_sans {
+        match san.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => names.push(san.clone()),
+        }
+    }
+    let sans = herd_pki::serving_sans(&ips, None, &names);
+    let serving = plane
+        .ca()
+        .issue_serving("herd-registry", &sans, herd_pki::SERVING_VALIDITY)
+        .context("issuing the registry's serving certificate")?;
+    let mut tls = herd_pki::tls::server_config(plane.ca().cert_pem(), &serving)
+        .context("the registry's TLS configuration")?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let api_tokens = herd_registry::ApiTokenReviewer::new(&plane.url(), plane.ca().cert_pem())
+        .context("the registry's token reviewer")?;
+    Ok(herd_registry::Security {
+        tls: std::sync::Arc::new(tls),
+        api_tokens: Some(api_tokens),
+    })
 }
 
 /// `--registry-config FILE`: a file that must exist and parse as a docker config.json.

@@ -20,6 +20,8 @@ pub struct Cluster {
     pub api: super::http::ApiEndpoint,
     /// `host:port` of the embedded registry.
     pub registry: String,
+    /// Trust in the cluster CA and the admin's certificate, which the embedded registry lets push.
+    registry_tls: herd_oci_fetch::TlsOptions,
     _dir: tempfile::TempDir,
 }
 
@@ -88,12 +90,21 @@ impl Cluster {
             .with_context(|| format!("the api address in {ready:?}"))?;
         let kubeconfig = PathBuf::from(field("kubeconfig=")?);
         let client = client(&kubeconfig).await?;
-        let api = super::http::ApiEndpoint::new(addr, &herd_pki::Kubeconfig::read(&kubeconfig)?)?;
+        let admin = herd_pki::Kubeconfig::read(&kubeconfig)?;
+        let api = super::http::ApiEndpoint::new(addr, &admin)?;
+        let registry_tls = herd_oci_fetch::TlsOptions {
+            identity: Some(herd_oci_fetch::ClientIdentity {
+                cert_pem: admin.client.cert_pem.clone(),
+                key_pem: admin.client.key_pem.clone(),
+            }),
+            ..herd_oci_fetch::TlsOptions::trusting_pem(&admin.ca_pem)?
+        };
         Ok(Self {
             child,
             client,
             api,
             registry,
+            registry_tls,
             _dir: dir,
         })
     }
@@ -117,7 +128,7 @@ impl Cluster {
     /// [`Cluster::push`] of Wasm bytes.
     pub async fn push_bytes(&self, bytes: &[u8], name: &str) -> anyhow::Result<String> {
         let image = format!("{}/{name}", self.registry);
-        herd_oci_fetch::push(bytes, &image, &[])
+        herd_oci_fetch::push_with(bytes, &image, &[], None, &self.registry_tls)
             .await
             .with_context(|| format!("pushing {image}"))?;
         Ok(image)

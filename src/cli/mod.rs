@@ -85,13 +85,16 @@ pub enum ClientCommand {
         follow: bool,
     },
     /// Push a .wasm file to an OCI registry as a Wasm artifact; prints the manifest digest. Credentials:
-    /// -u with -p or --password-stdin, else the docker CLI's config.json entry for the registry.
+    /// -u with -p or --password-stdin, else the docker CLI's config.json entry for the registry, else
+    /// the client certificate of --kubeconfig (herd's embedded registry lets the admin's push); HTTPS
+    /// trusts that kubeconfig's CA besides the web roots.
     Push {
         /// The .wasm file (core module or component).
         file: PathBuf,
         /// Image reference, e.g. `127.0.0.1:5000/hello:v1`.
         image: String,
-        /// Registry (`host:port`) to speak plain HTTP to; loopback registries always are.
+        /// Registry (`host:port`) to speak plain HTTP to; loopback registries are unless they answer a
+        /// TLS handshake.
         #[arg(long = "insecure-registry")]
         insecure: Vec<String>,
         #[command(flatten)]
@@ -102,7 +105,8 @@ pub enum ClientCommand {
     Login {
         /// The registry, `host[:port]`.
         registry: String,
-        /// Registry (`host:port`) to speak plain HTTP to; loopback registries always are.
+        /// Registry (`host:port`) to speak plain HTTP to; loopback registries are unless they answer a
+        /// TLS handshake.
         #[arg(long = "insecure-registry")]
         insecure: Vec<String>,
         #[command(flatten)]
@@ -177,12 +181,29 @@ pub async fn run(opts: ClientOpts, cmd: ClientCommand) -> anyhow::Result<()> {
             image,
             insecure,
             credentials,
-        } => push::push(&file, &image, &insecure, credentials).await,
+        } => {
+            push::push(
+                &file,
+                &image,
+                &insecure,
+                credentials,
+                opts.kubeconfig.as_deref(),
+            )
+            .await
+        }
         ClientCommand::Login {
             registry,
             insecure,
             credentials,
-        } => login::login(&registry, &insecure, credentials).await,
+        } => {
+            login::login(
+                &registry,
+                &insecure,
+                credentials,
+                opts.kubeconfig.as_deref(),
+            )
+            .await
+        }
     }
 }
 

@@ -1,12 +1,16 @@
 //! `herd push FILE IMAGE`: publishes a .wasm file as a Wasm OCI artifact, with credentials taken as
 //! `oras push` and `docker push` take them: `--username`/`-u` with `--password`/`-p` or
 //! `--password-stdin`, else the docker CLI's config file (`$DOCKER_CONFIG/config.json`, else
-//! `~/.docker/config.json`, its `auths` entry for the image's registry), else anonymously.
+//! `~/.docker/config.json`, its `auths` entry for the image's registry), else the client certificate
+//! of the kubeconfig given with `--kubeconfig`/`KUBECONFIG` (presented to the token endpoint of a
+//! registry that challenges with `Bearer`: herd's embedded registry grants the admin's certificate
+//! push), else anonymously. HTTPS trusts that kubeconfig's CA besides the web roots, so the embedded
+//! registry's certificate verifies.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
-use herd_oci_fetch::{Credential, DockerConfig, Keyring};
+use herd_oci_fetch::{ClientIdentity, Credential, DockerConfig, Keyring, TlsOptions};
 use tokio::io::AsyncReadExt as _;
 
 use super::errors::one_line;
@@ -31,16 +35,49 @@ pub async fn push(
     image: &str,
     insecure: &[String],
     credentials: PushCredentials,
+    kubeconfig: Option<&Path>,
 ) -> anyhow::Result<()> {
     let wasm = tokio::fs::read(file)
         .await
         .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
     let credential = resolve(image, credentials).await?;
-    let digest = herd_oci_fetch::push_with(&wasm, image, insecure, credential.as_ref())
+    let tls = cluster_tls(kubeconfig)?;
+    let digest = herd_oci_fetch::push_with(&wasm, image, insecure, credential.as_ref(), &tls)
         .await
         .map_err(|e| anyhow!("cannot push {image}: {}", one_line(&e)))?;
     println!("{digest}");
     Ok(())
+}
+
+/// The TLS settings a kubeconfig gives: trust in its CA and its client certificate. Without a
+/// kubeconfig, the web roots only; one herd cannot read as a cluster with a client certificate (a
+/// `KUBECONFIG` list, a token user) is reported on stderr and not used.
+pub(super) fn cluster_tls(kubeconfig: Option<&Path>) -> anyhow::Result<TlsOptions> {
+    let Some(path) = kubeconfig else {
+        return Ok(TlsOptions::default());
+    };
+    let read = herd_pki::Kubeconfig::read(path)
+        .map_err(|e| one_line(&e))
+        .and_then(|config| {
+            let trusted = TlsOptions::trusting_pem(&config.ca_pem).map_err(|e| one_line(&e))?;
+            Ok(TlsOptions {
+                identity: Some(ClientIdentity {
+                    cert_pem: config.client.cert_pem,
+                    key_pem: config.client.key_pem,
+                }),
+                ..trusted
+            })
+        });
+    match read {
+        Ok(tls) => Ok(tls),
+        Err(e) => {
+            eprintln!(
+                "warning: not using kubeconfig {} for the registry: {e}",
+                path.display()
+            );
+            Ok(TlsOptions::default())
+        }
+    }
 }
 
 /// The flags' credentials, else the docker config's for the image's registry, else none.

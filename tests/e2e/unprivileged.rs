@@ -42,7 +42,7 @@ async fn hello_flow_as_nobody() {
     // The embedded registry works unprivileged too.
     let embedded = herd.registry.clone().expect("embedded registry");
     let local = format!("{embedded}/hello:v1");
-    push("hello", &local).await;
+    herd.push("hello", &local).await;
     herd.create(PODS, &hello_pod("local", &local, &[], "Never"))
         .await;
     herd.wait_phase("local", "Succeeded").await;
@@ -78,7 +78,7 @@ async fn a_service_on_port_80_as_nobody_warns_and_pods_still_reach_it() {
     })
     .await;
     let image = format!("{}/http-hello:v1", herd.registry.clone().expect("registry"));
-    push("http-hello", &image).await;
+    herd.push("http-hello", &image).await;
     herd.create(SERVICES, &service("web", "web", 80, 8080))
         .await;
     herd.create(PODS, &http_hello_pod("web-a", "web", &image))
@@ -173,7 +173,7 @@ async fn the_readme_demo_works_as_nobody() {
     let registry = herd.registry.clone().expect("registry");
     let dir = tempfile::tempdir().expect("temp dir");
     for app in ["hello", "http-hello"] {
-        push(app, &format!("{registry}/{app}:v1")).await;
+        herd.push(app, &format!("{registry}/{app}:v1")).await;
         let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("sample-apps/{app}/manifest.yaml"));
         let text = std::fs::read_to_string(&manifest).expect("sample manifest");

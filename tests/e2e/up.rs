@@ -46,11 +46,12 @@ async fn up_prints_ready_line_whose_addresses_serve_and_kubeconfig_matches() {
         .await
         .unwrap_or_else(|e| panic!("kube client list nodes: {e} (version: {version:?})"));
 
-    // The embedded registry answers the distribution API at registry=.
+    // The embedded registry answers the distribution API at registry=, over HTTPS with a certificate of
+    // the cluster CA (the admin's client certificate authenticates the version check).
     let registry = herd.registry.clone().expect("registry= in the ready line");
     let resp = herd
         .http
-        .get(format!("http://{registry}/v2/"))
+        .get(format!("https://{registry}/v2/"))
         .send()
         .await
         .expect("GET registry /v2/");

@@ -104,9 +104,10 @@ pub struct NodeConfig {
     /// Where the guests' outbound TCP connections really go (see [`ConnectRedirect`]): the binary
     /// fills it from the proxy, for Service ports it serves on another port; `None` by default.
     pub connect_redirect: Option<ConnectRedirect>,
-    /// CA certificates (DER) the guests' outbound `https` trusts besides the web roots: the cluster CA
-    /// of the node's kubeconfig (kube's `Config::root_cert`), so a pod reaches the API server at
-    /// `https://$KUBERNETES_SERVICE_HOST`.
+    /// CA certificates (DER) the guests' outbound `https` and the node's image pulls trust besides the
+    /// web roots: the cluster CA of the node's kubeconfig (kube's `Config::root_cert`), so a pod reaches
+    /// the API server at `https://$KUBERNETES_SERVICE_HOST` and the node pulls from herd's embedded
+    /// registry over HTTPS.
     pub trusted_ca_certificates: Vec<Vec<u8>>,
 }
 
@@ -235,7 +236,15 @@ async fn run_agent(
     let runtime = tokio::task::spawn_blocking(move || Runtime::with_config(runtime_config))
         .await
         .map_err(|e| RuntimeError::Engine(format!("runtime start-up panicked: {e}")))??;
-    let fetcher = Fetcher::new(cfg.data_dir.clone(), cfg.insecure_registries.clone());
+    // Image pulls trust the same CAs: herd's embedded registry serves a certificate of the cluster CA.
+    let fetcher = Fetcher::with_tls(
+        cfg.data_dir.clone(),
+        cfg.insecure_registries.clone(),
+        herd_oci_fetch::TlsOptions {
+            extra_root_certificates: cfg.trusted_ca_certificates.clone(),
+            identity: None,
+        },
+    );
     let identity = NodeIdentity {
         name: cfg.name.clone(),
         address: cfg.address,

@@ -2,8 +2,8 @@
 
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 
-const UNAUTHORIZED: &str = "401 Unauthorized";
-const FORBIDDEN: &str = "403 Forbidden";
+pub(crate) const UNAUTHORIZED: &str = "401 Unauthorized";
+pub(crate) const FORBIDDEN: &str = "403 Forbidden";
 
 /// Why a pull or a push failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,9 @@ pub enum FetchError {
     /// The pull policy is `Never` and the image is not in the local cache.
     #[error("image is not present in the local cache and the pull policy is Never")]
     NotPresent,
+    /// The TLS settings (extra roots, client identity) are unusable.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
     /// Reading or writing the local cache failed.
     #[error("cache I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -114,7 +117,7 @@ impl FetchError {
 }
 
 /// Renders an error and its sources on one line (`a: b: c`).
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -13,7 +13,8 @@ use crate::FetchError;
 use crate::artifact::{check_wasm_magic, wasm_layer};
 use crate::cache::{Cache, RefEntry};
 use crate::credentials::Credential;
-use crate::reference::{client, parse, uses_plain_http};
+use crate::reference::{client, parse};
+use crate::tls::{TlsOptions, uses_plain_http};
 
 /// The largest Wasm layer a pull accepts (the whole blob is held in memory).
 pub const MAX_WASM_SIZE: u64 = 1 << 30;
@@ -50,6 +51,7 @@ pub struct Pulled {
 pub struct Fetcher {
     cache: Cache,
     insecure_registries: Arc<[String]>,
+    tls: TlsOptions,
     https: oci_client::Client,
     http: oci_client::Client,
     /// The image ID (`registry/repository@manifest-digest`) of each reference this fetcher has found
@@ -67,15 +69,22 @@ impl std::fmt::Debug for Fetcher {
 }
 
 impl Fetcher {
-    /// A fetcher caching under `cache_dir` (`blobs/sha256/<hex>`, `refs/`). Registries on loopback
-    /// addresses and those listed in `insecure_registries` (`host:port`) are spoken to over plain
-    /// HTTP, all others over HTTPS.
+    /// A fetcher caching under `cache_dir` (`blobs/sha256/<hex>`, `refs/`), trusting the web roots.
+    /// Registries listed in `insecure_registries` (`host:port`) are spoken to over plain HTTP, and
+    /// so are loopback registries that do not answer a TLS handshake; all others over HTTPS.
     pub fn new(cache_dir: PathBuf, insecure_registries: Vec<String>) -> Self {
+        Self::with_tls(cache_dir, insecure_registries, TlsOptions::default())
+    }
+
+    /// [`Fetcher::new`] whose HTTPS also trusts `tls`'s extra roots (a node passes the cluster CA,
+    /// so herd's embedded registry verifies). Pulls present no client certificate.
+    pub fn with_tls(cache_dir: PathBuf, insecure_registries: Vec<String>, tls: TlsOptions) -> Self {
         Fetcher {
             cache: Cache::new(cache_dir),
             insecure_registries: insecure_registries.into(),
-            https: client(false),
-            http: client(true),
+            https: client(false, &tls),
+            http: client(true, &tls),
+            tls,
             known: Arc::default(),
         }
     }
@@ -146,7 +155,8 @@ impl Fetcher {
             }
         }
 
-        let plain_http = uses_plain_http(reference.resolve_registry(), &self.insecure_registries);
+        let plain_http =
+            uses_plain_http(reference.resolve_registry(), &self.insecure_registries).await;
         if credentials.is_empty() {
             let client = if plain_http { &self.http } else { &self.https };
             return self
@@ -155,7 +165,7 @@ impl Fetcher {
         }
         let mut last = None;
         for credential in credentials {
-            let client = client(plain_http);
+            let client = client(plain_http, &self.tls);
             let auth =
                 RegistryAuth::Basic(credential.username.clone(), credential.password.clone());
             match self

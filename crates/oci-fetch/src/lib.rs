@@ -32,6 +32,7 @@ mod error;
 mod fetcher;
 mod push;
 mod reference;
+mod tls;
 
 pub use artifact::{
     LEGACY_WASM_LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, ManifestTarget, WASM_CONFIG_MEDIA_TYPE,
@@ -42,3 +43,4 @@ pub use error::FetchError;
 pub use fetcher::{Fetcher, MAX_WASM_SIZE, PullPolicy, Pulled};
 pub use push::{check_login, push, push_with};
 pub use reference::is_loopback_registry;
+pub use tls::{ClientIdentity, TlsOptions};

@@ -10,12 +10,14 @@ use crate::artifact::{
     check_wasm_magic, sha256_digest,
 };
 use crate::credentials::Credential;
-use crate::reference::{client, parse, uses_plain_http};
+use crate::reference::{client, parse};
+use crate::tls::{TlsOptions, identity_token, uses_plain_http};
 
 /// Pushes `wasm` (a core module or a component) to `image` as a Wasm OCI artifact: an OCI image
 /// manifest with a `application/vnd.wasm.config.v0+json` config and one `application/wasm`
-/// layer. Blobs the repository already has are not uploaded again. Loopback registries and those
-/// in `insecure_registries` are spoken to over plain HTTP.
+/// layer. Blobs the repository already has are not uploaded again. Registries in
+/// `insecure_registries`, and loopback registries that do not answer a TLS handshake, are spoken to
+/// over plain HTTP.
 ///
 /// Returns the manifest digest (`sha256:<hex>`).
 ///
@@ -28,11 +30,21 @@ pub async fn push(
     image: &str,
     insecure_registries: &[String],
 ) -> Result<String, FetchError> {
-    push_with(wasm, image, insecure_registries, None).await
+    push_with(
+        wasm,
+        image,
+        insecure_registries,
+        None,
+        &TlsOptions::default(),
+    )
+    .await
 }
 
 /// [`push`] with credentials for the registry (basic, or traded for a bearer token where the
-/// registry answers with a bearer challenge); `None` pushes anonymously.
+/// registry answers with a bearer challenge). Without them, a client identity in `tls` is presented
+/// to the token endpoint of a registry that answers with a bearer challenge (herd's embedded
+/// registry grants the admin's certificate push), else the push is anonymous. HTTPS trusts `tls`'s
+/// extra roots besides the web roots.
 ///
 /// # Errors
 ///
@@ -42,19 +54,29 @@ pub async fn push_with(
     image: &str,
     insecure_registries: &[String],
     credential: Option<&Credential>,
+    tls: &TlsOptions,
 ) -> Result<String, FetchError> {
     check_wasm_magic(wasm).map_err(|message| FetchError::NotWasm {
         image: image.to_string(),
         message,
     })?;
     let reference = parse(image)?;
-    let client = client(uses_plain_http(
-        reference.resolve_registry(),
-        insecure_registries,
-    ));
+    let plain_http = uses_plain_http(reference.resolve_registry(), insecure_registries).await;
+    let client = client(plain_http, tls);
     let oci = |e| FetchError::from_oci(image, e);
     let auth = match credential {
         Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+        None if tls.identity.is_some() => {
+            let scheme = if plain_http { "http" } else { "https" };
+            identity_token(
+                tls,
+                scheme,
+                reference.resolve_registry(),
+                reference.repository(),
+                image,
+            )
+            .await?
+        }
         None => RegistryAuth::Anonymous,
     };
     client
@@ -128,13 +150,12 @@ pub async fn check_login(
     registry: &str,
     credential: &Credential,
     insecure_registries: &[String],
+    tls: &TlsOptions,
 ) -> Result<(), FetchError> {
     let probe = format!("{registry}/herd-login-check:latest");
     let reference = parse(&probe)?;
-    let client = client(uses_plain_http(
-        reference.resolve_registry(),
-        insecure_registries,
-    ));
+    let plain_http = uses_plain_http(reference.resolve_registry(), insecure_registries).await;
+    let client = client(plain_http, tls);
     let auth = RegistryAuth::Basic(credential.username.clone(), credential.password.clone());
     let refused = |e: oci_client::errors::OciDistributionError| {
         let unreachable = matches!(e, oci_client::errors::OciDistributionError::RequestError(_));

@@ -6,6 +6,7 @@ use oci_client::Reference;
 use oci_client::client::{ClientConfig, ClientProtocol};
 
 use crate::FetchError;
+use crate::tls::TlsOptions;
 
 /// Whether `host_port` (`localhost`, `127.0.0.1:5000`, `[::1]:5000`, `::1`, …) names a loopback
 /// address: `localhost`, `127.0.0.0/8` or `::1`, with or without a port.
@@ -18,7 +19,7 @@ pub fn is_loopback_registry(host_port: &str) -> bool {
 }
 
 /// The host part of `host[:port]`, `[v6]:port` or a bare IPv6 address.
-fn host_of(host_port: &str) -> &str {
+pub(crate) fn host_of(host_port: &str) -> &str {
     if let Some(rest) = host_port.strip_prefix('[') {
         return rest.split_once(']').map_or(rest, |(host, _)| host);
     }
@@ -42,13 +43,9 @@ pub(crate) fn parse(image: &str) -> Result<Reference, FetchError> {
         })
 }
 
-/// Whether `registry` (as resolved, `host[:port]`) is spoken to over plain HTTP.
-pub(crate) fn uses_plain_http(registry: &str, insecure_registries: &[String]) -> bool {
-    is_loopback_registry(registry) || insecure_registries.iter().any(|r| r == registry)
-}
-
-/// An oci-client for one protocol. Pulls of image indexes pick the `wasm` platform entry.
-pub(crate) fn client(plain_http: bool) -> oci_client::Client {
+/// An oci-client for one protocol, trusting `tls`'s extra roots besides the web roots. Pulls of
+/// image indexes pick the `wasm` platform entry.
+pub(crate) fn client(plain_http: bool, tls: &TlsOptions) -> oci_client::Client {
     let protocol = if plain_http {
         ClientProtocol::Http
     } else {
@@ -59,6 +56,7 @@ pub(crate) fn client(plain_http: bool) -> oci_client::Client {
         platform_resolver: Some(Box::new(wasm_platform_resolver)),
         connect_timeout: Some(std::time::Duration::from_secs(10)),
         read_timeout: Some(std::time::Duration::from_secs(60)),
+        extra_root_certificates: tls.oci_certificates(),
         ..ClientConfig::default()
     })
 }
@@ -108,15 +106,6 @@ mod tests {
         ] {
             assert!(!is_loopback_registry(no), "{no}");
         }
-    }
-
-    #[test]
-    fn plain_http_for_loopback_and_listed_registries() {
-        let insecure = vec!["registry.lan:5000".to_string()];
-        assert!(uses_plain_http("127.0.0.1:5000", &insecure));
-        assert!(uses_plain_http("registry.lan:5000", &insecure));
-        assert!(!uses_plain_http("registry.lan", &insecure));
-        assert!(!uses_plain_http("ghcr.io", &insecure));
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The `WWW-Authenticate` challenge of a 401.
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -19,7 +21,34 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            challenge: None,
         }
+    }
+
+    /// 401 `UNAUTHORIZED` with the challenge that tells the client where to get credentials.
+    pub fn unauthorized(challenge: String) -> Self {
+        ApiError {
+            challenge: Some(challenge),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            )
+        }
+    }
+
+    /// 403 `DENIED`: the caller is known but may not do this.
+    pub fn denied() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            "requested access to the resource is denied",
+        )
+    }
+
+    /// 503 when the API server cannot be asked about a token.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
     }
 
     pub fn blob_unknown() -> Self {
@@ -132,6 +161,15 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({
             "errors": [{ "code": self.code, "message": self.message }]
         });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(value) = self
+            .challenge
+            .and_then(|c| axum::http::HeaderValue::from_str(&c).ok())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, value);
+        }
+        response
     }
 }

@@ -328,6 +328,14 @@ impl Herd {
     }
 
     /// Runs the herd CLI with `--kubeconfig` pointing at this cluster.
+    /// `herd push --kubeconfig KUBECONFIG sample-apps/dist/<sample>.wasm IMAGE`: with the admin's client
+    /// certificate, which herd's embedded registry (HTTPS, the cluster CA) requires of pushes; returns the
+    /// manifest digest.
+    pub async fn push(&self, sample: &str, image: &str) -> String {
+        let kubeconfig = self.kubeconfig.display().to_string();
+        super::push_with(sample, image, &["--kubeconfig", &kubeconfig]).await
+    }
+
     pub async fn cli(&self, args: &[&str]) -> super::CliOutput {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.extend(["--kubeconfig".into(), self.kubeconfig.display().to_string()]);

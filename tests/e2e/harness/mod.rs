@@ -139,14 +139,20 @@ pub async fn cli<S: AsRef<str>>(args: &[S]) -> CliOutput {
 
 /// `herd push sample-apps/dist/<sample>.wasm IMAGE`; returns the manifest digest it prints.
 pub async fn push(sample_name: &str, image: &str) -> String {
+    push_with(sample_name, image, &[]).await
+}
+
+/// `herd push sample-apps/dist/<sample>.wasm IMAGE EXTRA…` (e.g. `--kubeconfig FILE`, which herd's
+/// embedded registry needs: see `Herd::push`); returns the manifest digest it prints.
+pub async fn push_with(sample_name: &str, image: &str, extra: &[&str]) -> String {
     let wasm = sample(sample_name);
-    let out = cli(&[
+    let mut args = vec![
         String::from("push"),
         wasm.display().to_string(),
         image.to_string(),
-    ])
-    .await
-    .ok();
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let out = cli(&args).await.ok();
     let digest = out
         .stdout
         .split(|c: char| c.is_whitespace() || c == '@' || c == '"')

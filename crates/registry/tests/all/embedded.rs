@@ -1,6 +1,6 @@
 //! herd-oci-fetch push and pull against the embedded registry.
 
-use herd_oci_fetch::{FetchError, Fetcher, PullPolicy, push};
+use herd_oci_fetch::{FetchError, PullPolicy, push};
 
 use crate::support::{EmbeddedRegistry, blob_path, sha256, wasm_module};
 
@@ -11,10 +11,10 @@ async fn push_then_pull_round_trips_bytes_digests_and_cache_file() {
     let wasm = wasm_module(&vec![7u8; 5 << 20]);
     let image = format!("{}/herd/tests/hello:v1", registry.addr);
 
-    let manifest_digest = push(&wasm, &image, &[]).await.expect("push");
+    let manifest_digest = registry.push(&wasm, &image).await.expect("push");
 
     let cache = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::new(cache.path().to_path_buf(), vec![]);
+    let fetcher = registry.fetcher(cache.path());
     assert_eq!(fetcher.known_image_id(&image), None, "nothing pulled yet");
     let pulled = fetcher
         .pull(&image, PullPolicy::Always)
@@ -47,7 +47,7 @@ async fn push_then_pull_round_trips_bytes_digests_and_cache_file() {
     assert_eq!(again.image_id, pulled.image_id);
 
     // The artifact has the CNCF Wasm OCI shape.
-    let http = reqwest::Client::new();
+    let http = registry.http();
     let response = http
         .get(format!(
             "{}/v2/herd/tests/hello/manifests/v1",
@@ -99,13 +99,18 @@ async fn push_then_pull_round_trips_bytes_digests_and_cache_file() {
 async fn pushing_the_same_wasm_again_reuses_blobs() {
     let registry = EmbeddedRegistry::start().await;
     let wasm = wasm_module(b"again");
-    push(&wasm, &format!("{}/app:v1", registry.addr), &[])
+    registry
+        .push(&wasm, &format!("{}/app:v1", registry.addr))
         .await
         .unwrap();
-    push(&wasm, &format!("{}/app:v2", registry.addr), &[])
+    registry
+        .push(&wasm, &format!("{}/app:v2", registry.addr))
         .await
         .unwrap();
-    let tags: serde_json::Value = reqwest::get(format!("{}/v2/app/tags/list", registry.url()))
+    let tags: serde_json::Value = registry
+        .http()
+        .get(format!("{}/v2/app/tags/list", registry.url()))
+        .send()
         .await
         .unwrap()
         .json()
@@ -120,15 +125,12 @@ async fn pushing_the_same_wasm_again_reuses_blobs() {
 #[tokio::test]
 async fn missing_tag_or_repository_is_a_registry_error_with_its_message() {
     let registry = EmbeddedRegistry::start().await;
-    push(
-        &wasm_module(b"x"),
-        &format!("{}/app:v1", registry.addr),
-        &[],
-    )
-    .await
-    .unwrap();
+    registry
+        .push(&wasm_module(b"x"), &format!("{}/app:v1", registry.addr))
+        .await
+        .unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::new(cache.path().to_path_buf(), vec![]);
+    let fetcher = registry.fetcher(cache.path());
 
     let err = fetcher
         .pull(
@@ -160,9 +162,9 @@ async fn if_not_present_and_never_work_with_the_registry_stopped() {
     let mut registry = EmbeddedRegistry::start().await;
     let wasm = wasm_module(b"offline");
     let image = format!("{}/app:v1", registry.addr);
-    push(&wasm, &image, &[]).await.unwrap();
+    registry.push(&wasm, &image).await.unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::new(cache.path().to_path_buf(), vec![]);
+    let fetcher = registry.fetcher(cache.path());
 
     let err = fetcher.pull(&image, PullPolicy::Never).await.unwrap_err();
     assert!(matches!(err, FetchError::NotPresent), "{err:?}");
@@ -181,7 +183,7 @@ async fn if_not_present_and_never_work_with_the_registry_stopped() {
     let never = fetcher.pull(&image, PullPolicy::Never).await.unwrap();
     assert_eq!(never, first);
     // A fresh Fetcher on the same directory uses the same cache.
-    let reopened = Fetcher::new(cache.path().to_path_buf(), vec![]);
+    let reopened = registry.fetcher(cache.path());
     assert_eq!(
         reopened.pull(&image, PullPolicy::Never).await.unwrap(),
         first
@@ -199,9 +201,9 @@ async fn a_corrupt_cached_blob_is_detected_and_replaced() {
     let registry = EmbeddedRegistry::start().await;
     let wasm = wasm_module(b"intact");
     let image = format!("{}/app:v1", registry.addr);
-    push(&wasm, &image, &[]).await.unwrap();
+    registry.push(&wasm, &image).await.unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::new(cache.path().to_path_buf(), vec![]);
+    let fetcher = registry.fetcher(cache.path());
     let pulled = fetcher
         .pull(&image, PullPolicy::IfNotPresent)
         .await
@@ -232,7 +234,7 @@ async fn a_corrupt_blob_in_the_registry_is_a_digest_mismatch_and_is_not_cached()
     let registry = EmbeddedRegistry::start().await;
     let wasm = wasm_module(b"original");
     let image = format!("{}/app:v1", registry.addr);
-    push(&wasm, &image, &[]).await.unwrap();
+    registry.push(&wasm, &image).await.unwrap();
     let layer_digest = sha256(&wasm);
     std::fs::write(
         blob_path(&registry.root, &layer_digest),
@@ -241,7 +243,7 @@ async fn a_corrupt_blob_in_the_registry_is_a_digest_mismatch_and_is_not_cached()
     .unwrap();
 
     let cache = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::new(cache.path().to_path_buf(), vec![]);
+    let fetcher = registry.fetcher(cache.path());
     let err = fetcher.pull(&image, PullPolicy::Always).await.unwrap_err();
     assert!(
         matches!(&err, FetchError::DigestMismatch { expected, .. } if *expected == layer_digest),
@@ -256,11 +258,11 @@ async fn a_corrupt_blob_in_the_registry_is_a_digest_mismatch_and_is_not_cached()
 async fn only_wasm_artifacts_are_pulled_and_the_legacy_layer_type_is_accepted() {
     let registry = EmbeddedRegistry::start().await;
     let cache = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::new(cache.path().to_path_buf(), vec![]);
+    let fetcher = registry.fetcher(cache.path());
     let wasm = wasm_module(b"legacy");
 
     crate::protocol::push_raw(
-        &registry.url(),
+        &registry,
         "legacy",
         "v1",
         "application/vnd.wasm.content.layer.v1+wasm",
@@ -274,7 +276,7 @@ async fn only_wasm_artifacts_are_pulled_and_the_legacy_layer_type_is_accepted() 
     assert!(*pulled.wasm == *wasm);
 
     crate::protocol::push_raw(
-        &registry.url(),
+        &registry,
         "container",
         "v1",
         "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -290,7 +292,7 @@ async fn only_wasm_artifacts_are_pulled_and_the_legacy_layer_type_is_accepted() 
         .unwrap_err();
     assert!(matches!(err, FetchError::NotWasm { .. }), "{err:?}");
 
-    crate::protocol::push_raw(&registry.url(), "fake", "v1", "application/wasm", b"ELF...").await;
+    crate::protocol::push_raw(&registry, "fake", "v1", "application/wasm", b"ELF...").await;
     let err = fetcher
         .pull(&format!("{}/fake:v1", registry.addr), PullPolicy::Always)
         .await

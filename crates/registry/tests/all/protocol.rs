@@ -5,8 +5,15 @@ use reqwest::StatusCode;
 use crate::support::{EmbeddedRegistry, sha256, wasm_module};
 
 /// Uploads `layer` (monolithically) and an empty config, and tags a manifest naming them.
-pub async fn push_raw(base: &str, name: &str, tag: &str, layer_media_type: &str, layer: &[u8]) {
-    let http = reqwest::Client::new();
+pub async fn push_raw(
+    registry: &EmbeddedRegistry,
+    name: &str,
+    tag: &str,
+    layer_media_type: &str,
+    layer: &[u8],
+) {
+    let base = registry.url();
+    let http = registry.http();
     let config = b"{}".to_vec();
     for blob in [layer.to_vec(), config.clone()] {
         let response = http
@@ -47,7 +54,10 @@ async fn error_code(response: reqwest::Response) -> String {
 #[tokio::test]
 async fn base_endpoint_answers_empty_json_with_the_api_version() {
     let registry = EmbeddedRegistry::start().await;
-    let response = reqwest::get(format!("{}/v2/", registry.url()))
+    let response = registry
+        .http()
+        .get(format!("{}/v2/", registry.url()))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -56,7 +66,10 @@ async fn base_endpoint_answers_empty_json_with_the_api_version() {
         "registry/2.0"
     );
     assert_eq!(response.text().await.unwrap(), "{}");
-    let response = reqwest::get(format!("{}/v2/_catalog", registry.url()))
+    let response = registry
+        .http()
+        .get(format!("{}/v2/_catalog", registry.url()))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -67,7 +80,7 @@ async fn base_endpoint_answers_empty_json_with_the_api_version() {
 async fn chunked_upload_session() {
     let registry = EmbeddedRegistry::start().await;
     let base = registry.url();
-    let http = reqwest::Client::new();
+    let http = registry.http();
     let content = b"hello, chunked world".to_vec();
     let digest = sha256(&content);
 
@@ -161,7 +174,7 @@ async fn chunked_upload_session() {
 async fn wrong_or_malformed_digests_are_digest_invalid() {
     let registry = EmbeddedRegistry::start().await;
     let base = registry.url();
-    let http = reqwest::Client::new();
+    let http = registry.http();
 
     let response = http
         .post(format!(
@@ -208,8 +221,15 @@ async fn wrong_or_malformed_digests_are_digest_invalid() {
 async fn unknown_things_are_404_with_their_codes() {
     let registry = EmbeddedRegistry::start().await;
     let base = registry.url();
-    push_raw(&base, "app", "v1", "application/wasm", &wasm_module(b"x")).await;
-    let http = reqwest::Client::new();
+    push_raw(
+        &registry,
+        "app",
+        "v1",
+        "application/wasm",
+        &wasm_module(b"x"),
+    )
+    .await;
+    let http = registry.http();
     let cases = [
         (
             format!("{base}/v2/app/blobs/{}", sha256(b"none")),
@@ -243,9 +263,9 @@ async fn unknown_things_are_404_with_their_codes() {
 async fn manifests_by_tag_and_digest_keep_their_content_type() {
     let registry = EmbeddedRegistry::start().await;
     let base = registry.url();
-    let http = reqwest::Client::new();
+    let http = registry.http();
     let wasm = wasm_module(b"m");
-    push_raw(&base, "x/y", "v1", "application/wasm", &wasm).await;
+    push_raw(&registry, "x/y", "v1", "application/wasm", &wasm).await;
 
     let tagged = http
         .get(format!("{base}/v2/x/y/manifests/v1"))
@@ -320,9 +340,9 @@ async fn tags_list_is_sorted_and_paginated() {
     let base = registry.url();
     let wasm = wasm_module(b"t");
     for tag in ["v3", "v1", "v2"] {
-        push_raw(&base, "app", tag, "application/wasm", &wasm).await;
+        push_raw(&registry, "app", tag, "application/wasm", &wasm).await;
     }
-    let http = reqwest::Client::new();
+    let http = registry.http();
     let all: serde_json::Value = http
         .get(format!("{base}/v2/app/tags/list"))
         .send()
