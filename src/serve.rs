@@ -70,6 +70,10 @@ pub struct ClusterArgs {
     /// resource encrypts writes; every listed one reads. Without it everything is stored as it is.
     #[arg(long)]
     encryption_provider_config: Option<PathBuf>,
+    /// How long the node certificates the CSR signer issues live (kube-controller-manager's flag),
+    /// capped by a request's `spec.expirationSeconds`; nodes renew at 70–90 % of it.
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    cluster_signing_duration: Duration,
     /// An `AdmissionConfiguration` file (kube-apiserver's flag) whose `PodSecurity` plugin configuration
     /// (`PodSecurityConfiguration`) sets Pod Security's defaults for namespaces without labels and its
     /// exemptions. Without it herd enforces `baseline` (no hostPath volumes, host ports, privileged
@@ -121,9 +125,24 @@ pub struct ControlArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {
-    /// Name of the Node object.
+    /// Name of the Node object (default: this host's name).
     #[arg(long)]
-    name: String,
+    name: Option<String>,
+    /// The API server to join, `https://HOST:PORT` (as `herd token create` prints it); with `--token`,
+    /// instead of `--kubeconfig`.
+    #[arg(long, requires = "token")]
+    server: Option<String>,
+    /// A bootstrap token `ID.SECRET` (`herd token create`): the node asks for its own client
+    /// certificate with it. Not needed again once the node holds a valid certificate in its data dir.
+    #[arg(long, requires = "server")]
+    token: Option<String>,
+    /// The cluster CA's public key pin, `sha256:<hex>` (kubeadm's `--discovery-token-ca-cert-hash`): the
+    /// CA the server shows is trusted only if it has this hash.
+    #[arg(long, alias = "discovery-token-ca-cert-hash")]
+    ca_cert_hash: Option<String>,
+    /// Trust the CA named by the token-signed cluster-info without checking a pin (kubeadm's flag).
+    #[arg(long)]
+    discovery_token_unsafe_skip_ca_verification: bool,
     /// Directory for the image cache, pod logs and volumes.
     #[arg(long)]
     data_dir: PathBuf,
@@ -247,16 +266,27 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
 
 pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result<()> {
     init_tracing();
-    let Some(kubeconfig) = kubeconfig else {
-        bail!("herd node needs --kubeconfig FILE (written by herd control)")
-    };
+    let name = args.name.clone().unwrap_or_else(default_node_name);
     let shutdown = CancellationToken::new();
-    let client_config = read_kubeconfig(&kubeconfig).await?;
+    let (client_config, proxy_config) = match &kubeconfig {
+        Some(kubeconfig) => (
+            read_kubeconfig(kubeconfig).await?,
+            read_kubeconfig(kubeconfig).await?,
+        ),
+        None => {
+            let credentials = node_credentials(&args, &name).await?;
+            (
+                herd_node::kube_config(&credentials).await?,
+                herd_node::kube_config(&credentials).await?,
+            )
+        }
+    };
     let trusted_ca_certificates = client_config.root_cert.clone().unwrap_or_default();
     let client = kube_client(client_config, "kubelet")?;
-    let proxy_client = kube_client(read_kubeconfig(&kubeconfig).await?, "kube-proxy")?;
+    // A joined node's proxy runs with the node's identity.
+    let proxy_client = kube_client(proxy_config, "kube-proxy")?;
     let cfg = herd_node::NodeConfig {
-        name: args.name.clone(),
+        name: name.clone(),
         data_dir: args.data_dir,
         address: args.address,
         kubelet_port: 0,
@@ -269,9 +299,54 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         trusted_ca_certificates,
     };
     let tasks = spawn_node(client.clone(), proxy_client, cfg, &shutdown);
-    wait_node_ready(&client, &args.name, &shutdown).await?;
-    tracing::info!("herd node {} is ready", args.name);
+    wait_node_ready(&client, &name, &shutdown).await?;
+    tracing::info!("herd node {name} is ready");
     run_until_signal(shutdown, tasks, None).await
+}
+
+/// The node's credentials without `--kubeconfig`: those an earlier join left in the data dir while its
+/// certificate is valid, else a join with `--server`, `--token` and `--ca-cert-hash` (kubeadm join's
+/// token discovery, then the kubelet's TLS bootstrap).
+async fn node_credentials(args: &NodeArgs, name: &str) -> anyhow::Result<herd_pki::Kubeconfig> {
+    if let Some(existing) = herd_node::bootstrap::existing(&args.data_dir)? {
+        tracing::info!(
+            "using the node's client certificate in {}",
+            args.data_dir.display()
+        );
+        return Ok(existing);
+    }
+    let (Some(server), Some(token)) = (&args.server, &args.token) else {
+        bail!(
+            "herd node needs --kubeconfig FILE, or --server URL --token ID.SECRET --ca-cert-hash sha256:HEX to join (herd token create prints the command)"
+        )
+    };
+    let token: herd_pki::BootstrapToken =
+        token.parse().map_err(|e| anyhow::anyhow!("--token: {e}"))?;
+    let ca_cert_hash = match (
+        &args.ca_cert_hash,
+        args.discovery_token_unsafe_skip_ca_verification,
+    ) {
+        (Some(hash), _) => Some(
+            hash.parse::<herd_pki::CaCertHash>()
+                .map_err(|e| anyhow::anyhow!("--ca-cert-hash: {e}"))?,
+        ),
+        (None, true) => None,
+        (None, false) => bail!(
+            "--ca-cert-hash sha256:HEX is required to trust the cluster CA (or --discovery-token-unsafe-skip-ca-verification to skip the check)"
+        ),
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let join = herd_node::bootstrap::JoinConfig {
+        server: server.clone(),
+        token,
+        ca_cert_hash,
+        node_name: name.to_string(),
+        data_dir: args.data_dir.clone(),
+    };
+    let credentials = herd_node::bootstrap::join(&join).await?;
+    tracing::info!("node {name} joined {server} with a client certificate of its own");
+    Ok(credentials)
 }
 
 /// Claims the cluster's Service and pod ranges on this host (see `host_ranges`); held until exit.
@@ -302,6 +377,7 @@ async fn start_control(
     cfg.tls_sans = args.tls_sans.clone();
     cfg.advertise_address = args.advertise_address;
     cfg.encryption_provider_config = args.encryption_provider_config.clone();
+    cfg.cluster_signing_duration = args.cluster_signing_duration;
     if let Some(path) = &args.admission_control_config_file {
         cfg.pod_security = read_admission_config(path)?;
     }

@@ -1,4 +1,4 @@
-//! The client half of the `herd` CLI: `apply`, `get`, `delete`, `logs`, `push`, `login`.
+//! The client half of the `herd` CLI: `apply`, `get`, `delete`, `logs`, `push`, `login`, `token`.
 //!
 //! Everything but `push` and `login` talks to the API server only through the `kube` client, with
 //! `Api<DynamicObject>` typed by herd-api's resource table. Failures come back as one line, in
@@ -10,6 +10,7 @@ mod get;
 mod login;
 mod manifest;
 mod push;
+mod token;
 
 use std::path::PathBuf;
 
@@ -99,6 +100,12 @@ pub enum ClientCommand {
         insecure: Vec<String>,
         #[command(flatten)]
         credentials: push::PushCredentials,
+    },
+    /// Manage bootstrap tokens (as `kubeadm token`): `create` prints the `herd node` command that joins a
+    /// node with one.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
     },
     /// Check credentials for a registry and save them in the docker CLI's config.json (0600), as
     /// `docker login` does; `herd push` uses them.
@@ -191,6 +198,7 @@ pub async fn run(opts: ClientOpts, cmd: ClientCommand) -> anyhow::Result<()> {
             )
             .await
         }
+        ClientCommand::Token { command } => token::run(&opts, command).await,
         ClientCommand::Login {
             registry,
             insecure,
@@ -210,6 +218,21 @@ pub async fn run(opts: ClientOpts, cmd: ClientCommand) -> anyhow::Result<()> {
 /// Builds the client from `--kubeconfig`/`$KUBECONFIG` or kube's inference, and picks the
 /// namespace: `-n`, else the kubeconfig context's, else `default`.
 async fn connect(opts: &ClientOpts) -> anyhow::Result<(Client, String)> {
+    let config = config(opts).await?;
+    let namespace = opts
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let mut config = config;
+    if let Ok(agent) = hyper::header::HeaderValue::from_str(&user_agent("herd")) {
+        config.headers.push((hyper::header::USER_AGENT, agent));
+    }
+    let client = Client::try_from(config).map_err(from_kube)?;
+    Ok((client, namespace))
+}
+
+/// The client configuration of `--kubeconfig`/`$KUBECONFIG` (files merged) or kube's inference.
+async fn config(opts: &ClientOpts) -> anyhow::Result<Config> {
     let paths: Vec<PathBuf> = opts
         .kubeconfig
         .as_deref()
@@ -248,16 +271,7 @@ async fn connect(opts: &ClientOpts) -> anyhow::Result<(Client, String)> {
             .await
             .map_err(|e| anyhow!("invalid kubeconfig: {}", one_line(&e)))?
     };
-    let namespace = opts
-        .namespace
-        .clone()
-        .unwrap_or_else(|| config.default_namespace.clone());
-    let mut config = config;
-    if let Ok(agent) = hyper::header::HeaderValue::from_str(&user_agent("herd")) {
-        config.headers.push((hyper::header::USER_AGENT, agent));
-    }
-    let client = Client::try_from(config).map_err(from_kube)?;
-    Ok((client, namespace))
+    Ok(config)
 }
 
 /// The user agent of a herd component, shaped as Kubernetes' clients shape theirs

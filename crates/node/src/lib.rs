@@ -24,6 +24,7 @@
 //! container logs in the CRI format (`<time> <stream> <P|F> <line>`, see `cri_log`),
 //! `pods/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
 
+pub mod bootstrap;
 mod container_logs;
 mod container_resume;
 mod container_runner;
