@@ -117,10 +117,7 @@ pub(crate) enum Compiled {
 
 impl Workload {
     pub(crate) fn new(shared: Arc<Shared>, compiled: Compiled) -> Self {
-        Self {
-            shared,
-            compiled,
-        }
+        Self { shared, compiled }
     }
 
     /// What kind of workload this is.
