@@ -469,13 +469,21 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "system:public-info-viewer",
             groups(&[ALL_AUTHENTICATED, ALL_UNAUTHENTICATED]),
         ),
+        // `herd node` runs its proxy in-process with the node's own identity (kube runs kube-proxy with one of
+        // its own): the proxier roles are the nodes' too.
         binding(
             "system:node-proxier",
-            vec![subject("User", "system:kube-proxy")],
+            vec![
+                subject("User", "system:kube-proxy"),
+                subject("Group", NODES_GROUP),
+            ],
         ),
         binding(
             "herd:service-proxier",
-            vec![subject("User", "system:kube-proxy")],
+            vec![
+                subject("User", "system:kube-proxy"),
+                subject("Group", NODES_GROUP),
+            ],
         ),
         binding(
             "system:kube-controller-manager",

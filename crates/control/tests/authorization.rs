@@ -721,3 +721,44 @@ async fn nobody_grants_what_they_do_not_hold() {
     })
     .await;
 }
+
+/// `herd node` runs its proxy with the node's identity: nodes hold the proxier roles (list and watch Services,
+/// EndpointSlices; herd's Service `Listening` status), as `system:kube-proxy` does.
+#[tokio::test]
+async fn a_nodes_identity_serves_its_proxy() {
+    let p = Plane::start().await;
+    let node = p.client_as(Some(("system:node:n1", "system:nodes")));
+    admin(
+        &p,
+        reqwest::Method::POST,
+        "/api/v1/namespaces/default/services",
+        Some(json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})),
+    )
+    .await;
+    for path in [
+        "/api/v1/services",
+        "/apis/discovery.k8s.io/v1/endpointslices",
+    ] {
+        let (code, body) = as_user(&node, &p, reqwest::Method::GET, path, None).await;
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let (code, body) = as_user(
+        &node,
+        &p,
+        reqwest::Method::PATCH,
+        "/api/v1/namespaces/default/services/web/status",
+        Some(json!({"status": {"conditions": []}})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    // Not the Service itself.
+    let (code, _) = as_user(
+        &node,
+        &p,
+        reqwest::Method::PATCH,
+        "/api/v1/namespaces/default/services/web",
+        Some(json!({"metadata": {"labels": {"a": "b"}}})),
+    )
+    .await;
+    assert_eq!(code, 403);
+}
