@@ -4,6 +4,7 @@
 //! API. Setup goes through the REST API where the behaviour under test is not the setup itself.
 
 mod apply;
+mod certificates;
 mod create;
 mod delete;
 mod describe;

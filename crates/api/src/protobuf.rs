@@ -141,6 +141,9 @@ fn decode_field(
 fn value_of(kind: Kind, json: &str, wire: Wire<'_>) -> Result<Option<Value>, ProtobufError> {
     Ok(Some(match kind {
         Kind::Str => Value::String(wire.string(json)?),
+        Kind::Bytes => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(wire.bytes(json)?))
+        }
         Kind::Int => Value::from(wire.int(json)?),
         Kind::Bool => Value::Bool(wire.int(json)? != 0),
         Kind::Msg(inner) => {

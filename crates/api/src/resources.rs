@@ -64,6 +64,7 @@ pub enum Printer {
     Job,
     RoleBinding,
     ClusterRoleBinding,
+    CertificateSigningRequest,
     /// Also Role's and ClusterRole's: kube registers no printer for them (NAME, CREATED AT).
     Default,
 }
@@ -380,7 +381,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["status", "approval"],
         &[],
         &Typed::<CertificateSigningRequest>::NEW,
-        Printer::Default,
+        Printer::CertificateSigningRequest,
     ),
     res(
         "rbac.authorization.k8s.io",

@@ -1,6 +1,7 @@
 //! Which protobuf field of which Kubernetes message carries which JSON field, for the objects kubectl's generator
 //! commands (`kubectl create namespace|configmap|secret|deployment|service|serviceaccount|job|poddisruptionbudget|
-//! role|clusterrole|rolebinding|clusterrolebinding|token`, `kubectl auth can-i|whoami`) send.
+//! role|clusterrole|rolebinding|clusterrolebinding|token`, `kubectl auth can-i|whoami`, `kubectl certificate
+//! approve|deny`) send.
 //!
 //! Field numbers come from the Kubernetes `generated.proto` files (as vendored by the k8s-pb crate), JSON names from
 //! the Go `json` tags (as k8s-openapi spells them). Fields not listed here are skipped by the decoder.
@@ -12,6 +13,8 @@ use Kind::*;
 pub(super) enum Kind {
     /// `string` → JSON string.
     Str,
+    /// `bytes` → JSON base64 string.
+    Bytes,
     /// `int32`/`int64` varint → JSON number.
     Int,
     /// `bool` varint → JSON bool.
@@ -95,6 +98,7 @@ pub(super) fn root(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => CLUSTER_ROLE,
         ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => ROLE_BINDING,
         ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => CERTIFICATE_SIGNING_REQUEST,
         ("authentication.k8s.io/v1", "SelfSubjectReview") => SELF_SUBJECT_REVIEW,
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SELF_SUBJECT_ACCESS_REVIEW,
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => SELF_SUBJECT_RULES_REVIEW,
@@ -526,3 +530,33 @@ const SELF_SUBJECT_RULES_REVIEW: &[Field] = &[
 ];
 /// `authorization.v1.SelfSubjectRulesReviewSpec`
 const SELF_SUBJECT_RULES_REVIEW_SPEC: &[Field] = &[f(1, "namespace", Str)];
+/// `certificates.v1.CertificateSigningRequest` (`kubectl certificate approve|deny` send it whole)
+const CERTIFICATE_SIGNING_REQUEST: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(CERTIFICATE_SIGNING_REQUEST_SPEC)),
+    f(3, "status", Msg(CERTIFICATE_SIGNING_REQUEST_STATUS)),
+];
+/// `certificates.v1.CertificateSigningRequestSpec` (`extra` is not decoded)
+const CERTIFICATE_SIGNING_REQUEST_SPEC: &[Field] = &[
+    f(1, "request", Bytes),
+    f(2, "username", Str),
+    f(3, "uid", Str),
+    r(4, "groups", Str),
+    r(5, "usages", Str),
+    f(7, "signerName", Str),
+    p(8, "expirationSeconds", Int),
+];
+/// `certificates.v1.CertificateSigningRequestStatus`
+const CERTIFICATE_SIGNING_REQUEST_STATUS: &[Field] = &[
+    r(1, "conditions", Msg(CERTIFICATE_SIGNING_REQUEST_CONDITION)),
+    f(2, "certificate", Bytes),
+];
+/// `certificates.v1.CertificateSigningRequestCondition`
+const CERTIFICATE_SIGNING_REQUEST_CONDITION: &[Field] = &[
+    f(1, "type", Str),
+    f(2, "reason", Str),
+    f(3, "message", Str),
+    f(4, "lastUpdateTime", Time),
+    f(5, "lastTransitionTime", Time),
+    f(6, "status", Str),
+];

@@ -1,7 +1,9 @@
-//! kube-controller-manager's `csrsigning` for the two signers nodes use, with the cluster CA:
+//! kube-controller-manager's `csrsigning` for kube's three signers that the cluster CA serves:
 //! `kubernetes.io/kube-apiserver-client-kubelet` (a node client certificate: kube's `isKubeletClient`
-//! request, client auth) and `kubernetes.io/kubelet-serving` (a kubelet serving certificate: CN
-//! `system:node:NAME`, O `system:nodes`, DNS/IP SANs only, server auth). An approved CSR of either gets
+//! request, client auth), `kubernetes.io/kubelet-serving` (a kubelet serving certificate: CN
+//! `system:node:NAME`, O `system:nodes`, DNS/IP SANs only, server auth) and `kubernetes.io/kube-apiserver-client`
+//! (any client certificate the API server will believe: CN the user, O the groups — the way kube's docs give a
+//! new user a certificate, which is why nothing approves those but an admin). An approved CSR of one gets
 //! `status.certificate`, valid for `--cluster-signing-duration` (kube's default a year) or the CSR's
 //! `spec.expirationSeconds` if shorter, backdated 5 minutes and never beyond the CA. A request the signer
 //! cannot sign gets kube's `Failed` condition (`SignerValidationFailure`). Other signers are left alone.
@@ -9,7 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_api::strategy::certificates::{KUBE_APISERVER_CLIENT_KUBELET, KUBELET_SERVING};
+use herd_api::strategy::certificates::{
+    KUBE_APISERVER_CLIENT, KUBE_APISERVER_CLIENT_KUBELET, KUBELET_SERVING,
+};
 use herd_pki::{ClusterCa, RequestedSubject};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use serde_json::json;
@@ -93,6 +97,17 @@ impl CsrSigning {
                     .sign_serving_csr(&request, lifetime)
                     .map_err(|e| e.to_string())
             }
+            KUBE_APISERVER_CLIENT => {
+                if !only(
+                    &["digital signature", "key encipherment", "client auth"],
+                    "client auth",
+                ) {
+                    return Err(format!("invalid usage for client certificate: {usages:?}"));
+                }
+                self.ca
+                    .sign_csr(&request, lifetime)
+                    .map_err(|e| e.to_string())
+            }
             _ => Err(String::new()),
         }
     }
@@ -113,7 +128,12 @@ fn to_sign(csr: &CertificateSigningRequest) -> bool {
         && !has("Denied")
         && !has("Failed")
         && !issued
-        && [KUBE_APISERVER_CLIENT_KUBELET, KUBELET_SERVING].contains(&csr.spec.signer_name.as_str())
+        && [
+            KUBE_APISERVER_CLIENT_KUBELET,
+            KUBELET_SERVING,
+            KUBE_APISERVER_CLIENT,
+        ]
+        .contains(&csr.spec.signer_name.as_str())
 }
 
 impl Controller for CsrSigning {

@@ -201,6 +201,49 @@ impl Row for Printer {
                     json!(service_accounts),
                 ]
             }
+            Self::CertificateSigningRequest => {
+                // kube's printCertificateSigningRequest and extractCSRStatus.
+                let has = |kind: &str| {
+                    o.pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind))
+                };
+                let mut condition = if has("Denied") {
+                    "Denied".to_string()
+                } else if has("Approved") {
+                    "Approved".to_string()
+                } else {
+                    "Pending".to_string()
+                };
+                if has("Failed") {
+                    condition.push_str(",Failed");
+                }
+                if !s(o, "/status/certificate").is_empty() {
+                    condition.push_str(",Issued");
+                }
+                let or_none = |v: &str| {
+                    if v.is_empty() {
+                        "<none>".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                let requested = o
+                    .pointer("/spec/expirationSeconds")
+                    .and_then(Value::as_i64)
+                    .map_or_else(
+                        || "<none>".to_string(),
+                        |secs| human_duration(SignedDuration::from_secs(secs)),
+                    );
+                vec![
+                    name,
+                    age(),
+                    json!(or_none(s(o, "/spec/signerName"))),
+                    json!(s(o, "/spec/username")),
+                    json!(requested),
+                    json!(condition),
+                ]
+            }
             Self::Default => {
                 let created = timestamp(o.pointer("/metadata/creationTimestamp")).map_or_else(
                     || "0001-01-01T00:00:00Z".to_string(),

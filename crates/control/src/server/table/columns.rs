@@ -495,6 +495,28 @@ pub(super) const CLUSTER_ROLE_BINDING_COLUMNS: &[Column] = &[
     ),
 ];
 
+/// kube's `csrColumnDefinitions`.
+pub(super) const CSR_COLUMNS: &[Column] = &[
+    NAME,
+    AGE,
+    col(
+        "SignerName",
+        "string",
+        "signerName indicates the requested signer, and is a qualified name.",
+    ),
+    col(
+        "Requestor",
+        "string",
+        "Name of the user which made this request.",
+    ),
+    col(
+        "RequestedDuration",
+        "string",
+        "expirationSeconds is the requested duration of validity of the issued certificate.",
+    ),
+    col("Condition", "string", "State of the signing request."),
+];
+
 /// apiserver's default table convertor, for resources without a printer.
 pub(super) const DEFAULT_COLUMNS: &[Column] = &[NAME, col("Created At", "date", CREATED_DOC)];
 
@@ -528,6 +550,7 @@ impl Columns for Printer {
             Self::Job => JOB_COLUMNS,
             Self::RoleBinding => ROLE_BINDING_COLUMNS,
             Self::ClusterRoleBinding => CLUSTER_ROLE_BINDING_COLUMNS,
+            Self::CertificateSigningRequest => CSR_COLUMNS,
             Self::Default => DEFAULT_COLUMNS,
         }
     }
