@@ -5,8 +5,7 @@
 //! join with bootstrap tokens (named `herd:…`).
 
 use crate::attributes::{
-    ALL_AUTHENTICATED, ALL_SERVICE_ACCOUNTS, ALL_UNAUTHENTICATED, NODES_GROUP,
-    SYSTEM_MASTERS,
+    ALL_AUTHENTICATED, ALL_SERVICE_ACCOUNTS, ALL_UNAUTHENTICATED, NODES_GROUP, SYSTEM_MASTERS,
 };
 use crate::rules::rule;
 use k8s_openapi::api::rbac::v1::{

@@ -273,7 +273,9 @@ async fn herd_enforces_baseline_where_a_namespace_says_nothing() {
         .await
         .ok()
         .stdout_has("pod/reader created");
-    kubectl(herd, &["create", "namespace", "trusted"]).await.ok();
+    kubectl(herd, &["create", "namespace", "trusted"])
+        .await
+        .ok();
     kubectl(
         herd,
         &[
