@@ -15,6 +15,7 @@ mod embedded_registry;
 mod encryption;
 mod kubectl;
 mod logs;
+mod node_identity;
 mod nodes;
 mod persistence;
 mod pod_identity;

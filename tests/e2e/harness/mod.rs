@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub use cidr::Cidr;
 pub use herd::{Herd, HerdOptions};
+pub use process::HerdProcess;
 pub use kubectl::*;
 pub use manifests::*;
 pub use registry::Registry;
