@@ -1,8 +1,9 @@
 //! Replacing a file's content durably and atomically: the bytes go to a hidden temporary file beside it
 //! (a dot file, so directory listings that skip those never see it), are synced, and the temporary file is
 //! renamed over the target. A reader sees the old content or all of the new, a crash leaves one of the
-//! two, and a failed write leaves no temporary file behind. The node's image, compiled-code and volume
-//! files and the registry's manifests are written this way.
+//! two, and a failed write leaves no temporary file behind. The node's image and compiled-code files and
+//! the registry's manifests are written this way; a pod's volume files, rebuilt whenever the pod starts, are
+//! replaced atomically without the sync ([`replace`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// # Errors
 /// The first I/O error (the temporary file is removed then, `path` left as it was).
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_with_mode(path, bytes, None)
+    write_with_mode(path, bytes, None, true)
 }
 
 /// [`write`] for secrets (private keys, kubeconfigs with credentials): the file is created with mode 0600,
@@ -22,10 +23,27 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// # Errors
 /// As [`write`].
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_with_mode(path, bytes, Some(0o600))
+    write_with_mode(path, bytes, Some(0o600), true)
 }
 
-fn write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+/// Replaces `path` atomically with `bytes` and `mode` — a reader sees the old content or the new, never part
+/// of either — without waiting for the disk: for files rebuilt from elsewhere after a crash (a pod's
+/// ConfigMap, Secret and projected volume files, which the node writes again when the pod starts), as the
+/// kubelet's atomic writer replaces them on its tmpfs. The file is created with `mode`, so it is never more
+/// open than asked.
+///
+/// # Errors
+/// As [`write`].
+pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_with_mode(path, bytes, Some(mode), false)
+}
+
+fn write_with_mode(
+    path: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+    durable: bool,
+) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path.parent().ok_or_else(|| {
         std::io::Error::other(format!("{} has no parent directory", path.display()))
@@ -45,7 +63,9 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Res
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         std::fs::rename(&temp, path)
     })();
     if written.is_err() {
@@ -120,6 +140,19 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(std::fs::read(&path).expect("read"), b"secret");
         assert_eq!(entries(dir.path()), ["key"]);
+    }
+
+    #[test]
+    fn replace_gives_the_new_content_its_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("token");
+        write(&path, b"old").expect("write");
+        replace(&path, b"new", 0o440).expect("replace");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o440);
+        assert_eq!(std::fs::read(&path).expect("read"), b"new");
+        assert_eq!(entries(dir.path()), ["token"]);
     }
 
     #[tokio::test]

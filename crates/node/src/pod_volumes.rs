@@ -684,7 +684,8 @@ pub fn write_files(dir: &Path, files: &BTreeMap<PathBuf, Vec<u8>>) -> Result<boo
         }
         let parent = target.parent().unwrap_or(dir);
         create_dir(parent)?;
-        herd_atomic_file::write(&target, content).map_err(io_err(&target))?;
+        // Rebuilt from the objects whenever the pod starts: atomic, but no wait for the disk.
+        herd_atomic_file::replace(&target, content, 0o644).map_err(io_err(&target))?;
         changed = true;
     }
     let keep: BTreeSet<&Path> = files.keys().map(PathBuf::as_path).collect();
@@ -692,9 +693,10 @@ pub fn write_files(dir: &Path, files: &BTreeMap<PathBuf, Vec<u8>>) -> Result<boo
     Ok(changed)
 }
 
-/// [`write_files`] for a projected volume: each file also gets its mode. A changed file is written
-/// private (0600) to a temp file and renamed over the old one, then given its mode, so it is never
-/// more open than asked; a file whose content and mode are unchanged is not touched.
+/// [`write_files`] for a projected volume: each file also gets its mode. A changed file is written with
+/// its mode to a temp file and renamed over the old one (no wait for the disk: the node writes the files
+/// again when the pod starts), so it is never more open than asked; a file whose content and mode are
+/// unchanged is not touched.
 pub fn write_files_with_modes(
     dir: &Path,
     files: &BTreeMap<PathBuf, ProjectedFile>,
@@ -715,11 +717,13 @@ pub fn write_files_with_modes(
         }
         let parent = target.parent().unwrap_or(dir);
         create_dir(parent)?;
-        if !same_content {
-            herd_atomic_file::write_private(&target, &file.content).map_err(io_err(&target))?;
+        if same_content {
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(file.mode))
+                .map_err(io_err(&target))?;
+        } else {
+            herd_atomic_file::replace(&target, &file.content, file.mode)
+                .map_err(io_err(&target))?;
         }
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(file.mode))
-            .map_err(io_err(&target))?;
         changed = true;
     }
     let keep: BTreeSet<&Path> = files.keys().map(PathBuf::as_path).collect();
