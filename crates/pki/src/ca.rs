@@ -103,7 +103,11 @@ impl IssuedCert {
     }
 
     /// When to ask for a new certificate, as client-go's certificate manager (the kubelet's) picks it: a random
-    /// moment between 70 % and 90 % of the way from `notBefore` to `notAfter`.
+    /// moment between 70 % and 90 % of the certificate's lifetime. The lifetime is counted from when the
+    /// certificate was issued, `notBefore` plus the signer's 5-minute backdate (kube's signer and herd's CA
+    /// backdate every certificate), not from `notBefore` itself: for a certificate of a few minutes (a short
+    /// `--cluster-signing-duration`) the backdate would otherwise put the deadline in the past and the
+    /// certificate would be renewed again at once. For a year's certificate the difference is nothing.
     ///
     /// # Errors
     /// [`PkiError::Invalid`] if the certificate does not parse.
@@ -111,9 +115,22 @@ impl IssuedCert {
         let der = self.cert_der()?;
         let (_, cert) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| PkiError::invalid("the certificate", e))?;
-        let not_before = cert.validity().not_before.to_datetime();
-        let total = cert.validity().not_after.to_datetime() - not_before;
-        Ok(not_before + total * rand::random_range(0.7..0.9))
+        let not_after = cert.validity().not_after.to_datetime();
+        let issued = (cert.validity().not_before.to_datetime() + BACKDATE).min(not_after);
+        let total = not_after - issued;
+        Ok(issued + total * rand::random_range(0.7..0.9))
+    }
+
+    /// The certificate's serial number, hex (as `openssl x509 -serial` prints it, lower case): what tells one
+    /// renewal from the next.
+    ///
+    /// # Errors
+    /// [`PkiError::Invalid`] if the certificate does not parse.
+    pub fn serial(&self) -> Result<String, PkiError> {
+        let der = self.cert_der()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| PkiError::invalid("the certificate", e))?;
+        Ok(hex::encode(cert.raw_serial()))
     }
 
     /// When the certificate expires.
@@ -322,6 +339,40 @@ impl ClusterCa {
         })
     }
 
+    /// A kubelet serving certificate straight from the CA, as the `kubernetes.io/kubelet-serving` signer
+    /// would issue it for the node's CSR: CN `system:node:<name>`, O `system:nodes`, the node's name and
+    /// addresses as subject alternative names, server auth only. For a node in the control plane's own
+    /// process (`herd up`), which needs no CSR.
+    ///
+    /// # Errors
+    /// [`PkiError::Generate`] if key generation or signing fails, or the name is not a DNS name.
+    pub fn issue_kubelet_serving(
+        &self,
+        node_name: &str,
+        addresses: &[IpAddr],
+        validity: Duration,
+    ) -> Result<IssuedCert, PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, crate::NODES_GROUP);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, crate::node_user(node_name));
+        params.subject_alt_names = vec![SanType::DnsName(node_name.to_string().try_into()?)];
+        params
+            .subject_alt_names
+            .extend(addresses.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = self.sign(params, &key, validity)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
     /// A client certificate (client auth) with a new P-256 key: CN `user`, O `groups` — kube's x509
     /// authenticator reads the user and groups back from them ([`crate::tls::peer_identity`]).
     ///
@@ -430,6 +481,50 @@ impl ClusterCa {
         params.use_authority_key_identifier_extension = true;
         Ok(params.signed_by(public_key, &self.issuer)?)
     }
+}
+
+/// A self-signed serving certificate, as the kubelet makes one for its port when it has no certificate of the
+/// cluster CA yet (`<host>-ca@<unix time>` signing `<host>@<unix time>` in kube; here one certificate, CN
+/// `<host>@<unix time>`), with the given DNS names and IP addresses as subject alternative names, valid for a
+/// year. No client that trusts only the cluster CA accepts it.
+///
+/// # Errors
+/// [`PkiError::Generate`] if key generation or signing fails, or a DNS name rcgen refuses.
+pub fn self_signed_serving(
+    host: &str,
+    dns_names: &[String],
+    ip_addresses: &[IpAddr],
+) -> Result<IssuedCert, PkiError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let now = whole_seconds(OffsetDateTime::now_utc());
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("{host}@{}", now.unix_timestamp()),
+    );
+    for dns in dns_names {
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(dns.clone().try_into()?));
+    }
+    for ip in ip_addresses {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    params.not_before = now - BACKDATE;
+    params.not_after = now + SERVING_VALIDITY;
+    params.serial_number = Some(random_serial());
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.self_signed(&key)?;
+    Ok(IssuedCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 fn client_params(mut params: CertificateParams) -> CertificateParams {

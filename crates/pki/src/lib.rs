@@ -41,7 +41,7 @@ use std::path::PathBuf;
 pub use bootstrap_token::BootstrapToken;
 pub use ca::{
     CA_COMMON_NAME, CA_VALIDITY, CLIENT_VALIDITY, ClusterCa, IssuedCert, SERVING_VALIDITY,
-    serving_sans,
+    self_signed_serving, serving_sans,
 };
 pub use csr::{CertificateRequest, RequestedSubject};
 pub use hash::CaCertHash;

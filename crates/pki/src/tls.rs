@@ -45,6 +45,23 @@ pub fn certificates(ca_pem: &str) -> Result<Vec<CertificateDer<'static>>, PkiErr
     Ok(certs)
 }
 
+/// Certificates (DER, as kube-rs's `Config::root_cert` holds them) as PEM.
+#[must_use]
+pub fn pem_of_certificates(ders: &[Vec<u8>]) -> String {
+    use base64::Engine as _;
+    let mut pem = String::new();
+    for der in ders {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    pem
+}
+
 /// The trust anchors in `ca_pem` (every certificate in it).
 ///
 /// # Errors

@@ -570,15 +570,76 @@ async fn a_node_joins_with_a_request_the_api_recognises_and_renews_before_expiry
         })
     );
 
-    // client-go's deadline: 70 to 90 % of the way from notBefore (backdated 5 minutes) to notAfter.
+    // client-go's deadline: 70 to 90 % of the lifetime, counted from the issue (notBefore is backdated 5
+    // minutes) to notAfter.
     let not_after = node.not_after().expect("not after");
-    let not_before = not_after - validity - std::time::Duration::from_secs(300);
-    let lifetime = not_after - not_before;
+    let issued = not_after - validity;
     for _ in 0..20 {
         let deadline = node.rotation_deadline().expect("deadline");
-        assert!(deadline >= not_before + lifetime * 0.7, "{deadline}");
-        assert!(deadline <= not_before + lifetime * 0.9, "{deadline}");
+        assert!(deadline >= issued + validity * 7 / 10, "{deadline}");
+        assert!(deadline <= issued + validity * 9 / 10, "{deadline}");
     }
+    // A certificate of 40 seconds (the backdate is longer than its life) is renewed after some 30 seconds,
+    // not at once.
+    let request = CertificateRequest::node("node-b").expect("request");
+    let short = IssuedCert {
+        cert_pem: ca
+            .sign_csr(&request.csr_pem, std::time::Duration::from_secs(40))
+            .expect("signed"),
+        key_pem: request.key_pem,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    for _ in 0..20 {
+        let deadline = short.rotation_deadline().expect("deadline");
+        assert!(
+            deadline > now + std::time::Duration::from_secs(25),
+            "{deadline}"
+        );
+        assert!(
+            deadline < short.not_after().expect("not after"),
+            "{deadline}"
+        );
+    }
+    assert_ne!(
+        short.serial().expect("serial"),
+        node.serial().expect("serial")
+    );
+}
+
+#[test]
+fn a_self_signed_kubelet_certificate_is_not_one_of_the_cluster_ca() {
+    let cert = herd_pki::self_signed_serving(
+        "node-b",
+        &["node-b".to_string()],
+        &["127.0.0.1".parse().expect("ip")],
+    )
+    .expect("self-signed");
+    assert!(cert.not_after().is_ok());
+    let ca = ClusterCa::generate().expect("ca");
+    let roots = herd_pki::tls::roots(ca.cert_pem()).expect("roots");
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )
+    .build()
+    .expect("verifier");
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let refused = rustls::client::danger::ServerCertVerifier::verify_server_cert(
+        verifier.as_ref(),
+        &cert.cert_der().expect("der"),
+        &[],
+        &name,
+        &[],
+        rustls_pki_types::UnixTime::now(),
+    );
+    assert!(refused.is_err());
+    // kube-rs's DER roots back as PEM.
+    let der = ca.cert_der().to_vec();
+    let pem = herd_pki::tls::pem_of_certificates(std::slice::from_ref(&der));
+    assert_eq!(
+        herd_pki::tls::certificates(&pem).expect("parses")[0].to_vec(),
+        der
+    );
 }
 
 #[test]
