@@ -218,10 +218,19 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         herd_node::kube_config(&proxy_credentials).await?,
         "kube-proxy",
     )?;
+    // The in-process node's kubelet port serves a certificate issued straight from the plane's CA (its name and
+    // address; a year, not renewed), and its client identity above is static as well: both come from the CA
+    // in this process, no CSR needed.
+    let node_address = IpAddr::from([127, 0, 0, 1]);
+    let kubelet_serving = plane.ca().issue_kubelet_serving(
+        &node_name,
+        &[node_address],
+        herd_pki::SERVING_VALIDITY,
+    )?;
     let node_cfg = herd_node::NodeConfig {
         name: node_name.clone(),
         data_dir: data_dir.join("node"),
-        address: IpAddr::from([127, 0, 0, 1]),
+        address: node_address,
         kubelet_port: 0,
         insecure_registries: args.insecure_registries,
         registry_config: checked_registry_config(args.registry_config)?,
@@ -230,6 +239,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_pods: args.max_pods,
         connect_redirect: None,
         trusted_ca_certificates,
+        kubelet_tls: herd_node::KubeletTls {
+            client_ca_pem: plane.ca().cert_pem().to_string(),
+            serving: Some(kubelet_serving),
+            approve_own_serving_csr: false,
+        },
     };
     tasks.extend(spawn_node(
         client.clone(),
@@ -268,23 +282,46 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
     init_tracing();
     let name = args.name.clone().unwrap_or_else(default_node_name);
     let shutdown = CancellationToken::new();
-    let (client_config, proxy_config) = match &kubeconfig {
-        Some(kubeconfig) => (
-            read_kubeconfig(kubeconfig).await?,
-            read_kubeconfig(kubeconfig).await?,
-        ),
-        None => {
-            let credentials = node_credentials(&args, &name).await?;
+    let mut certificate_manager = None;
+    let (client, proxy_client, kubelet_tls, trusted_ca_certificates) = match &kubeconfig {
+        Some(kubeconfig) => {
+            let client_config = read_kubeconfig(kubeconfig).await?;
+            let trusted = client_config.root_cert.clone().unwrap_or_default();
+            let kubelet_tls = herd_node::KubeletTls {
+                client_ca_pem: herd_pki::tls::pem_of_certificates(&trusted),
+                serving: None,
+                // An administrator's kubeconfig approves the node's own serving CSR, as an operator would.
+                approve_own_serving_csr: true,
+            };
             (
-                herd_node::kube_config(&credentials).await?,
-                herd_node::kube_config(&credentials).await?,
+                kube_client(client_config, "kubelet")?,
+                kube_client(read_kubeconfig(kubeconfig).await?, "kube-proxy")?,
+                kubelet_tls,
+                trusted,
             )
         }
+        None => {
+            // A joined node: its clients present the certificate manager's current client certificate at
+            // each new connection, and the manager renews it before it expires.
+            let credentials = node_credentials(&args, &name).await?;
+            let certificates =
+                herd_node::certificate_manager::ClientCertificate::new(credentials.clone())?;
+            let client_config = herd_node::kube_config(&credentials).await?;
+            let trusted = client_config.root_cert.clone().unwrap_or_default();
+            let client =
+                certificates.client(&with_user_agent(client_config.clone(), "kubelet")?)?;
+            // A joined node's proxy runs with the node's identity.
+            let proxy_client =
+                certificates.client(&with_user_agent(client_config, "kube-proxy")?)?;
+            certificate_manager = Some((certificates, client.clone()));
+            let kubelet_tls = herd_node::KubeletTls {
+                client_ca_pem: credentials.ca_pem.clone(),
+                serving: None,
+                approve_own_serving_csr: false,
+            };
+            (client, proxy_client, kubelet_tls, trusted)
+        }
     };
-    let trusted_ca_certificates = client_config.root_cert.clone().unwrap_or_default();
-    let client = kube_client(client_config, "kubelet")?;
-    // A joined node's proxy runs with the node's identity.
-    let proxy_client = kube_client(proxy_config, "kube-proxy")?;
     let cfg = herd_node::NodeConfig {
         name: name.clone(),
         data_dir: args.data_dir,
@@ -297,8 +334,22 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         max_pods: args.max_pods,
         connect_redirect: None,
         trusted_ca_certificates,
+        kubelet_tls,
     };
-    let tasks = spawn_node(client.clone(), proxy_client, cfg, &shutdown);
+    let data_dir = cfg.data_dir.clone();
+    let mut tasks = spawn_node(client.clone(), proxy_client, cfg, &shutdown);
+    if let Some((certificates, manager_client)) = certificate_manager {
+        let (node, stop) = (name.clone(), shutdown.clone());
+        tasks.push((
+            "certificate manager",
+            tokio::spawn(async move {
+                certificates
+                    .rotate(manager_client, node, data_dir, stop)
+                    .await;
+                Ok(())
+            }),
+        ));
+    }
     wait_node_ready(&client, &name, &shutdown).await?;
     tracing::info!("herd node {name} is ready");
     run_until_signal(shutdown, tasks, None).await
@@ -514,9 +565,7 @@ fn write_kubeconfig(
 }
 
 /// The Pod Security configuration of an `AdmissionConfiguration` (or `PodSecurityConfiguration`) file.
-fn read_admission_config(
-    path: &Path,
-) -> anyhow::Result<herd_api::pod_security::AdmissionConfig> {
+fn read_admission_config(path: &Path) -> anyhow::Result<herd_api::pod_security::AdmissionConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("--admission-control-config-file {}", path.display()))?;
     let doc: serde_json::Value = serde_yaml::from_str(&text)
@@ -537,12 +586,17 @@ async fn read_kubeconfig(kubeconfig: &Path) -> anyhow::Result<kube::Config> {
 /// A client of the control plane for the component `component`, named in its user agent as Kubernetes'
 /// components name themselves (`kubelet/v… (linux/amd64) herd`): the API server records its writes in
 /// managedFields under that name.
-fn kube_client(mut config: kube::Config, component: &str) -> anyhow::Result<kube::Client> {
+fn kube_client(config: kube::Config, component: &str) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(with_user_agent(config, component)?)?)
+}
+
+/// `config` naming `component` in its user agent (see [`kube_client`]).
+fn with_user_agent(mut config: kube::Config, component: &str) -> anyhow::Result<kube::Config> {
     config.headers.push((
         hyper::header::USER_AGENT,
         hyper::header::HeaderValue::from_str(&crate::cli::user_agent(component))?,
     ));
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
 }
 
 /// This host's name, as a valid Node name.

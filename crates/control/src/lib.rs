@@ -89,6 +89,10 @@ pub struct ControlConfig {
 /// 10,000 pods.
 pub const DEFAULT_NODE_CIDR_PREFIX: u8 = 18;
 
+/// The API server's user name when it calls kubelets (kubeadm's `apiserver-kubelet-client`, in
+/// `system:masters`): the kubelet port allows it.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
 impl ControlConfig {
     /// Defaults that need no root: every address lies in 127.0.0.0/8.
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
@@ -205,8 +209,18 @@ impl ControlPlane {
                     source,
                 }
             })?;
+        // The API server's client of kubelets (kubeadm's apiserver-kubelet-client.crt): issued from the CA at
+        // every start; it trusts only the cluster CA and presents this identity to the kubelet port.
+        let kubelet_client = ca.issue_client(
+            KUBELET_CLIENT_USER,
+            &[herd_pki::MASTERS_GROUP],
+            herd_pki::CLIENT_VALIDITY,
+        )?;
+        let mut kubelet_tls = herd_pki::tls::client_config(ca.cert_pem(), Some(&kubelet_client))?;
+        kubelet_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .use_preconfigured_tls(kubelet_tls)
             .build()
             .map_err(|e| ControlError::Config(format!("HTTP client: {e}")))?;
         // One set of informer caches for the controllers and the authorizers.

@@ -75,8 +75,15 @@ pub fn existing(data_dir: &Path) -> Result<Option<Kubeconfig>, NodeError> {
 /// # Errors
 /// A file that is there but unreadable.
 pub fn read_current(data_dir: &Path) -> Result<Option<IssuedCert>, NodeError> {
-    let path = data_dir.join(CLIENT_CERT_FILE);
-    let text = match std::fs::read_to_string(&path) {
+    read_pem_pair(&data_dir.join(CLIENT_CERT_FILE))
+}
+
+/// Reads a certificate and its key kept in one PEM file, as the kubelet keeps its `*-current.pem`.
+///
+/// # Errors
+/// A file that is there but unreadable, or holds no certificate and key.
+pub fn read_pem_pair(path: &Path) -> Result<Option<IssuedCert>, NodeError> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(join_error(format!("{}: {e}", path.display()))),
@@ -98,22 +105,26 @@ pub fn read_current(data_dir: &Path) -> Result<Option<IssuedCert>, NodeError> {
     }
 }
 
+/// Writes a certificate and its key to one PEM file, mode 0600, atomically (its directory 0700).
+///
+/// # Errors
+/// A file that cannot be written.
+pub fn write_pem_pair(path: &Path, cert: &IssuedCert) -> Result<(), NodeError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| join_error(format!("{}: {e}", dir.display())))?;
+        let _ = std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    }
+    let both = format!("{}{}", cert.cert_pem, cert.key_pem);
+    herd_atomic_file::write_private(path, both.as_bytes())
+        .map_err(|e| join_error(format!("{}: {e}", path.display())))
+}
+
 /// Writes `kubelet-client-current.pem` (0600) and the kubeconfig naming it.
 ///
 /// # Errors
 /// A file that cannot be written.
 pub fn store(data_dir: &Path, kubeconfig: &Kubeconfig) -> Result<(), NodeError> {
-    let path = data_dir.join(CLIENT_CERT_FILE);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| join_error(format!("{}: {e}", dir.display())))?;
-        let _ = std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
-    }
-    let both = format!(
-        "{}{}",
-        kubeconfig.client.cert_pem, kubeconfig.client.key_pem
-    );
-    herd_atomic_file::write_private(&path, both.as_bytes())
-        .map_err(|e| join_error(format!("{}: {e}", path.display())))?;
+    write_pem_pair(&data_dir.join(CLIENT_CERT_FILE), &kubeconfig.client)?;
     kubeconfig
         .write(&data_dir.join(KUBECONFIG_FILE))
         .map_err(join_error)
@@ -224,12 +235,37 @@ pub async fn request_certificate(
     csr_pem: &str,
     node_name: &str,
 ) -> Result<String, NodeError> {
+    request_certificate_of(
+        client,
+        csr_pem,
+        CLIENT_SIGNER,
+        &["digital signature", "client auth"],
+        node_name,
+        false,
+    )
+    .await
+}
+
+/// Files a CSR for `signer` with `usages` and waits for its certificate, as [`request_certificate`]; with
+/// `self_approve`, approves it too when the client may (see
+/// [`crate::certificate_manager::rotate_serving`]).
+///
+/// # Errors
+/// As [`request_certificate`].
+pub async fn request_certificate_of(
+    client: &kube::Client,
+    csr_pem: &str,
+    signer: &str,
+    usages: &[&str],
+    node_name: &str,
+    self_approve: bool,
+) -> Result<String, NodeError> {
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let mut csr = CertificateSigningRequest {
         spec: CertificateSigningRequestSpec {
             request: ByteString(csr_pem.as_bytes().to_vec()),
-            signer_name: CLIENT_SIGNER.into(),
-            usages: Some(vec!["digital signature".into(), "client auth".into()]),
+            signer_name: signer.into(),
+            usages: Some(usages.iter().map(|u| (*u).to_string()).collect()),
             ..CertificateSigningRequestSpec::default()
         },
         ..CertificateSigningRequest::default()
@@ -244,7 +280,10 @@ pub async fn request_certificate(
             ))
         })?;
     let name = created.metadata.name.unwrap_or_default();
-    tracing::info!(csr = %name, node = %node_name, "certificate signing request filed");
+    tracing::info!(csr = %name, node = %node_name, %signer, "certificate signing request filed");
+    if self_approve {
+        crate::certificate_manager::approve(client, &name).await;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15 * 60);
     loop {
         match csrs.get(&name).await {

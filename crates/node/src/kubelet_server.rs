@@ -1,15 +1,33 @@
-//! The kubelet HTTP port: `/healthz` and `/containerLogs/{namespace}/{pod}/{container}`, which
+//! The kubelet port, HTTPS only: `/healthz` and `/containerLogs/{namespace}/{pod}/{container}`, which
 //! the API server proxies `pods/{name}/log` to.
+//!
+//! Every request needs a client certificate of the cluster CA (kube's x509 authenticator: CN the user, O the
+//! groups), and only the API server's kubelet client (`kube-apiserver-kubelet-client`) and members of
+//! `system:masters` are allowed: no certificate is kube's `401 Unauthorized`, another identity the kubelet's
+//! `403 Forbidden (user=…, verb=…, resource=nodes, subresource(s)=[…])`. A certificate of another CA fails
+//! the handshake. The serving certificate is whatever [`herd_pki::tls::CurrentCert`] holds at each handshake.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::{IncomingStream, Listener};
 use jiff::Timestamp;
 use serde::Deserialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::container_logs::{ContainerLogs, LogError, LogRequest};
 use crate::log_render::RenderOptions;
@@ -30,6 +48,142 @@ pub(crate) fn router(logs: ContainerLogs, shutdown: CancellationToken) -> Router
             get(container_logs),
         )
         .with_state(KubeletState { logs, shutdown })
+}
+
+/// The API server's user name when it calls kubelets (kubeadm's `apiserver-kubelet-client.crt`).
+pub const APISERVER_KUBELET_CLIENT: &str = "kube-apiserver-kubelet-client";
+
+/// [`router`] behind the kubelet's authentication and authorization.
+pub(crate) fn secured(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(authorize))
+}
+
+/// The kubelet's authn/authz filter: who the connection's certificate names, and whether that caller may.
+async fn authorize(request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|p| p.0.clone());
+    let client = peer
+        .as_ref()
+        .map(|p| p.addr.to_string())
+        .unwrap_or_default();
+    let Some(user) = peer.and_then(|p| p.certificate) else {
+        return (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
+    };
+    let allowed = user.name == APISERVER_KUBELET_CLIENT
+        || user.groups.iter().any(|g| g == herd_pki::MASTERS_GROUP);
+    if allowed {
+        return next.run(request).await;
+    }
+    // The kubelet's words (server.go), with its request attributes: `proxy` for what has no subresource of
+    // its own.
+    let path = request.uri().path();
+    let subresource = if path.starts_with("/healthz") {
+        "healthz"
+    } else {
+        "proxy"
+    };
+    let verb = match *request.method() {
+        axum::http::Method::POST => "create",
+        axum::http::Method::PUT | axum::http::Method::PATCH => "update",
+        axum::http::Method::DELETE => "delete",
+        _ => "get",
+    };
+    tracing::info!(user = %user.name, %client, %path, "kubelet port: forbidden");
+    (
+        StatusCode::FORBIDDEN,
+        format!(
+            "Forbidden (user={}, verb={verb}, resource=nodes, subresource(s)=[{subresource}])\n",
+            user.name
+        ),
+    )
+        .into_response()
+}
+
+/// How long a client may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who is at the other end of a kubelet connection: its address and the identity of the client
+/// certificate it presented (verified against the cluster CA), if any.
+#[derive(Clone, Debug)]
+pub(crate) struct Peer {
+    pub addr: SocketAddr,
+    pub certificate: Option<herd_pki::tls::UserInfo>,
+}
+
+/// A TCP listener whose connections come out TLS-terminated; handshakes run off the accept path.
+pub(crate) struct TlsListener {
+    incoming: mpsc::Receiver<(TlsStream<TcpStream>, Peer)>,
+    local: SocketAddr,
+    _accepting: AbortOnDropHandle<()>,
+}
+
+impl TlsListener {
+    pub(crate) fn new(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (ready, incoming) = mpsc::channel(64);
+        let acceptor = TlsAcceptor::from(config);
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (tcp, addr) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("kubelet port: accepting a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, ready) = (acceptor.clone(), ready.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let certificate = herd_pki::tls::connection_identity(tls.get_ref().1);
+                            let _ = ready.send((tls, Peer { addr, certificate })).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, "kubelet port: TLS handshake failed: {e}")
+                        }
+                        Err(_) => tracing::debug!(%addr, "kubelet port: TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            incoming,
+            local,
+            _accepting: AbortOnDropHandle::new(accepting),
+        })
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.incoming.recv().await {
+            Some(connection) => connection,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(Peer {
+            addr: self.local,
+            certificate: None,
+        })
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        stream.remote_addr().clone()
+    }
 }
 
 /// The query of a log request (`PodLogOptions`), as the API server forwards it. Booleans are
@@ -234,6 +388,65 @@ mod tests {
         ] {
             assert_eq!(logs_of(bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn only_the_api_server_and_masters_may_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = secured(router(
+            ContainerLogs::new(dir.path()),
+            CancellationToken::new(),
+        ));
+        let call = |user: Option<(&str, &[&str])>| {
+            let app = app.clone();
+            let peer = Peer {
+                addr: "127.0.0.1:1".parse().expect("addr"),
+                certificate: user.map(|(name, groups)| herd_pki::tls::UserInfo {
+                    name: name.into(),
+                    groups: groups.iter().map(|g| (*g).to_string()).collect(),
+                }),
+            };
+            async move {
+                let mut request = axum::http::Request::get("/containerLogs/default/p/c")
+                    .body(Body::empty())
+                    .expect("request");
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let response = app.oneshot(request).await.expect("response");
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        assert_eq!(
+            call(None).await,
+            (StatusCode::UNAUTHORIZED, "Unauthorized\n".into())
+        );
+        assert_eq!(
+            call(Some(("system:node:other", &["system:nodes"]))).await,
+            (
+                StatusCode::FORBIDDEN,
+                "Forbidden (user=system:node:other, verb=get, resource=nodes, subresource(s)=[proxy])\n"
+                    .into()
+            )
+        );
+        // Allowed through to the handler, which knows no such pod.
+        assert_eq!(
+            call(Some((APISERVER_KUBELET_CLIENT, &["system:masters"])))
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(Some(("kubernetes-admin", &["system:masters"])))
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //! HTTP API with the `kube` client.
 //!
 //! ```text
-//! run ─┬─ kubelet server   /healthz, /containerLogs/{ns}/{pod}/{container}
+//! run ─┬─ kubelet server   HTTPS: /healthz, /containerLogs/{ns}/{pod}/{container} (see `kubelet_server`)
 //!      ├─ event writer     Events, repeats folded into `count` (herd_api::event_correlator)
 //!      ├─ heartbeat        Lease kube-node-lease/<node>, Node Ready condition
+//!      ├─ certificate manager  the kubelet port's serving certificate (kubelet-serving CSR, renewed)
 //!      └─ PodAgent         watch pods (spec.nodeName=<node>), pod IPs from spec.podCIDR
 //!           └─ PodWorker per pod UID ── init containers one by one, then the containers
 //!                ├─ ContainerRunner per container (pull → load → run → crash back-off)
@@ -25,6 +26,7 @@
 //! `pods/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
 
 pub mod bootstrap;
+pub mod certificate_manager;
 mod container_logs;
 mod container_resume;
 mod container_runner;
@@ -110,6 +112,23 @@ pub struct NodeConfig {
     /// the API server at `https://$KUBERNETES_SERVICE_HOST` and the node pulls from herd's embedded
     /// registry over HTTPS.
     pub trusted_ca_certificates: Vec<Vec<u8>>,
+    /// The kubelet port's HTTPS (see [`KubeletTls`]).
+    pub kubelet_tls: KubeletTls,
+}
+
+/// The kubelet port's TLS.
+#[derive(Clone, Debug, Default)]
+pub struct KubeletTls {
+    /// The cluster CA (PEM): the kubelet port takes client certificates of this CA only. Required.
+    pub client_ca_pem: String,
+    /// A serving certificate the caller gives (`herd up`'s node: issued straight from the plane's CA), used
+    /// as it is and not renewed. `None`: the node asks for one with a `kubernetes.io/kubelet-serving` CSR,
+    /// serving a self-signed certificate until it is signed, and renews it (see [`certificate_manager`]).
+    pub serving: Option<herd_pki::IssuedCert>,
+    /// With a CSR: approve it with the node's own credentials when they may (an administrator's
+    /// kubeconfig, `herd node --kubeconfig`), as an operator would; a node identity leaves it to the control
+    /// plane's csrapproving.
+    pub approve_own_serving_csr: bool,
 }
 
 impl NodeConfig {
@@ -127,6 +146,7 @@ impl NodeConfig {
             crash_loop_back_off_base: Duration::from_secs(10),
             connect_redirect: None,
             trusted_ca_certificates: Vec::new(),
+            kubelet_tls: KubeletTls::default(),
         }
     }
 }
@@ -152,6 +172,9 @@ pub enum NodeError {
     /// Credentials that do not make a client of the API server.
     #[error("the node's credentials: {0}")]
     Credentials(String),
+    /// The kubelet port's TLS cannot be set up.
+    #[error("the kubelet port's TLS: {0}")]
+    KubeletTls(String),
 }
 
 /// A client configuration of the API server from a kubeconfig with embedded credentials (the cluster CA,
@@ -200,21 +223,57 @@ pub async fn run(
         .local_addr()
         .map_err(|source| NodeError::KubeletBind { addr, source })?
         .port();
-    tracing::info!(node = %cfg.name, address = %cfg.address, kubelet_port, "kubelet server listening");
+    let tls_error = |e: &dyn std::fmt::Display| NodeError::KubeletTls(e.to_string());
+    if cfg.kubelet_tls.client_ca_pem.is_empty() {
+        return Err(NodeError::KubeletTls(
+            "no cluster CA to verify the API server's client certificate against".into(),
+        ));
+    }
+    // A given certificate is used as it is; otherwise the certificate manager's (kept, or self-signed
+    // until a kubelet-serving CSR is signed).
+    let (current, requested) = match &cfg.kubelet_tls.serving {
+        Some(given) => (
+            Arc::new(herd_pki::tls::CurrentCert::new(given).map_err(|e| tls_error(&e))?),
+            None,
+        ),
+        None => {
+            let serving = certificate_manager::ServingCertificate::load_or_self_sign(
+                &cfg.data_dir,
+                certificate_manager::ServingNames {
+                    node_name: cfg.name.clone(),
+                    address: cfg.address,
+                },
+            )?;
+            (serving.current(), Some(serving))
+        }
+    };
+    let mut tls =
+        herd_pki::tls::rotating_server_config(&cfg.kubelet_tls.client_ca_pem, current.clone())
+            .map_err(|e| tls_error(&e))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let listener = kubelet_server::TlsListener::new(listener, Arc::new(tls))
+        .map_err(|source| NodeError::KubeletBind { addr, source })?;
+    tracing::info!(node = %cfg.name, address = %cfg.address, kubelet_port, "kubelet server listening (HTTPS)");
     let server = tokio::spawn({
-        let router = kubelet_server::router(logs.clone(), shutdown.clone());
+        let router =
+            kubelet_server::secured(kubelet_server::router(logs.clone(), shutdown.clone()));
         let stop = shutdown.clone();
         async move {
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            if let Err(error) = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<kubelet_server::Peer>(),
+            )
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
             {
                 tracing::error!(%error, "kubelet server failed");
             }
         }
     });
+    // The serving certificate is asked for once the Node is registered: herd's csrapproving checks the
+    // request's names against the Node's addresses.
 
-    let result = run_agent(client, &cfg, kubelet_port, logs, &shutdown).await;
+    let result = run_agent(client, &cfg, kubelet_port, logs, requested, &shutdown).await;
     shutdown.cancel();
     if let Err(error) = server.await {
         tracing::error!(%error, "kubelet server task failed");
@@ -227,6 +286,7 @@ async fn run_agent(
     cfg: &NodeConfig,
     kubelet_port: u16,
     logs: ContainerLogs,
+    serving_rotation: Option<certificate_manager::ServingCertificate>,
     shutdown: &CancellationToken,
 ) -> Result<(), NodeError> {
     // Compiled modules are cached on disk by image digest, so a second pod of an image starts at once.
@@ -262,6 +322,13 @@ async fn run_agent(
     if !register_with_retry(&client, &identity, shutdown).await {
         return Ok(());
     }
+    let serving_manager = serving_rotation.map(|serving| {
+        tokio::spawn(serving.rotate(
+            client.clone(),
+            cfg.kubelet_tls.approve_own_serving_csr,
+            shutdown.clone(),
+        ))
+    });
     let (events, event_writer) = EventRecorder::start(client.clone(), &cfg.name, shutdown.clone());
     events.node_started(&cfg.name);
     let heartbeat = tokio::spawn(heartbeat::run(
@@ -314,6 +381,11 @@ async fn run_agent(
     }
     if let Err(error) = event_writer.await {
         tracing::error!(%error, "event writer task failed");
+    }
+    if let Some(manager) = serving_manager
+        && let Err(error) = manager.await
+    {
+        tracing::error!(%error, "serving certificate manager failed");
     }
     result
 }

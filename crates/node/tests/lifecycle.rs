@@ -126,6 +126,20 @@ impl Cluster {
         cfg.lease_renew_interval = Duration::from_secs(1);
         cfg.trusted_ca_certificates = self.registry_tls.extra_root_certificates.clone();
         let plane = self.plane.as_ref().expect("control plane running");
+        cfg.kubelet_tls = herd_node::KubeletTls {
+            client_ca_pem: plane.ca().cert_pem().to_string(),
+            serving: Some(
+                plane
+                    .ca()
+                    .issue_kubelet_serving(
+                        "lifecycle-node",
+                        &[cfg.address],
+                        Duration::from_secs(3600),
+                    )
+                    .expect("kubelet serving certificate"),
+            ),
+            approve_own_serving_csr: false,
+        };
         let credentials = plane
             .kubeconfig("system:node:lifecycle-node", Some("system:nodes"))
             .expect("node credentials");

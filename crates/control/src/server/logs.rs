@@ -1,4 +1,7 @@
-//! `pods/{name}/log`: proxied to the kubelet port of the pod's node, as kube-apiserver does.
+//! `pods/{name}/log`: proxied to the kubelet port of the pod's node, as kube-apiserver does: over HTTPS,
+//! verifying the kubelet's serving certificate against the cluster CA (the node's address among its names)
+//! and presenting the API server's kubelet client certificate (`kube-apiserver-kubelet-client`, see
+//! `AppState::http`).
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -80,7 +83,7 @@ pub async fn proxy(
         address
     };
     let mut url = reqwest::Url::parse(&format!(
-        "http://{host}:{port}/containerLogs/{ns}/{name}/{container}"
+        "https://{host}:{port}/containerLogs/{ns}/{name}/{container}"
     ))
     .map_err(|e| ApiError::Internal(format!("kubelet address: {e}")))?;
     for key in [
