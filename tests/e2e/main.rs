@@ -16,6 +16,7 @@ mod encryption;
 mod kubectl;
 mod logs;
 mod node_identity;
+mod node_join;
 mod nodes;
 mod persistence;
 mod pod_identity;

@@ -125,11 +125,13 @@ impl Herd {
             Mode::Up => vec!["up".into()],
             Mode::Control => vec!["control".into()],
         };
+        args.extend(["--data-dir".into(), self.data_dir.display().to_string()]);
+        // A fixed `--listen ADDR` in extra_args keeps the API's address over restarts (nodes that joined
+        // know it); otherwise a free port at each start.
+        if !self.opts.extra_args.iter().any(|a| a == "--listen") {
+            args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
         args.extend([
-            "--data-dir".into(),
-            self.data_dir.display().to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
             "--service-cidr".into(),
             self.cidrs.service.to_string(),
             "--cluster-cidr".into(),
