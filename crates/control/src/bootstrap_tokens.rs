@@ -63,10 +63,7 @@ impl BootstrapTokens {
         }
         // The Secret may have been written a moment ago.
         let target = self.informers.objects().revision();
-        let deadline = tokio::time::Instant::now() + CATCH_UP;
-        while self.informers.revision() < target && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        self.informers.caught_up(target, CATCH_UP).await;
         match self.check(&token) {
             Some(user) => TokenCheck::Valid(user),
             None => TokenCheck::Invalid,

@@ -47,6 +47,8 @@ pub struct Informers {
     /// The revision of the first list, once it is loaded.
     loaded: OnceCell<i64>,
     state: Mutex<State>,
+    /// The caches' revision as it moves, for readers waiting for them to catch up ([`Informers::caught_up`]).
+    revisions: tokio::sync::watch::Sender<i64>,
 }
 
 /// One resource's objects.
@@ -221,6 +223,7 @@ impl Informers {
                 pods: pods_index(),
                 ..State::default()
             }),
+            revisions: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -287,6 +290,9 @@ impl Informers {
             }
         }
         *state = fresh;
+        let rev = state.rev;
+        drop(state);
+        self.revisions.send_replace(rev);
         Ok(())
     }
 
@@ -302,6 +308,15 @@ impl Informers {
         self.lock().rev
     }
 
+    /// Waits until the caches reflect revision `rev` (woken by the change that gets them there, no
+    /// polling), at most `patience`; whether they do.
+    pub async fn caught_up(&self, rev: i64, patience: std::time::Duration) -> bool {
+        let mut revisions = self.revisions.subscribe();
+        tokio::time::timeout(patience, revisions.wait_for(|r| *r >= rev))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Applies one committed change of any resource (every change moves the revision). A change at or
     /// below the revision was applied already, one at or below its resource's last list is in that list;
     /// both are skipped.
@@ -311,6 +326,7 @@ impl Informers {
             return;
         }
         state.rev = change.rev;
+        self.revisions.send_replace(change.rev);
         let Some(&res) = self.index.get(&*change.resource) else {
             return;
         };

@@ -287,10 +287,7 @@ impl Authorizer {
             return graph;
         }
         let target = self.informers.objects().revision();
-        let deadline = tokio::time::Instant::now() + GRAPH_CATCH_UP;
-        while self.informers.revision() < target && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        self.informers.caught_up(target, GRAPH_CATCH_UP).await;
         graph
     }
 
