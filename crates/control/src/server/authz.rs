@@ -311,10 +311,8 @@ impl NodeGraph for CachedGraph<'_> {
     }
 
     fn node_uses(&self, node: &str, resource: &str, namespace: &str, name: &str) -> bool {
-        self.0.on_node(node).iter().any(|pod| {
-            pod.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
-                && pod_uses(pod, resource, name)
-        })
+        self.0
+            .any_on_node(node, namespace, |pod| pod_uses(pod, resource, name))
     }
 }
 
