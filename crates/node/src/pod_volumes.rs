@@ -122,7 +122,7 @@ pub struct PodVolumes {
 /// The inputs of the pod's projected volumes other than ConfigMaps and Secrets.
 #[derive(Debug)]
 struct Projection {
-    pod: Pod,
+    pod: Arc<Pod>,
     facts: EnvFacts,
     /// The current tokens; replaced by the updater.
     tokens: Mutex<Tokens>,
@@ -169,7 +169,7 @@ impl PodVolumes {
     /// See [`VolumeError`]; a cache that has not synced in time is [`VolumeError::Fetch`].
     pub async fn prepare(
         objects: &mut PodObjects,
-        pod: &Pod,
+        pod: &Arc<Pod>,
         pod_dir: &Path,
         context: &VolumeContext,
     ) -> Result<Self, VolumeError> {
@@ -204,7 +204,7 @@ impl PodVolumes {
                 .await
                 .map_err(|e| VolumeError::Fetch(e.to_string()))?
         };
-        let pod = pod.clone();
+        let pod = Arc::clone(pod);
         let pod_dir = pod_dir.to_owned();
         let facts = context.facts.clone();
         tokio::task::spawn_blocking(move || {
@@ -221,7 +221,13 @@ impl PodVolumes {
         pod_dir: &Path,
         objects: &ConfigObjects,
     ) -> Result<Self, VolumeError> {
-        Self::prepare_full(pod, pod_dir, objects, &no_facts(), Tokens::new())
+        Self::prepare_full(
+            &Arc::new(pod.clone()),
+            pod_dir,
+            objects,
+            &no_facts(),
+            Tokens::new(),
+        )
     }
 
     /// Materialises the pod's volumes under `<pod_dir>/volumes/<name>/` from already-fetched
@@ -236,7 +242,7 @@ impl PodVolumes {
     /// accessible, an unsupported volume type, a token source without its token, or a filesystem
     /// error.
     pub fn prepare_full(
-        pod: &Pod,
+        pod: &Arc<Pod>,
         pod_dir: &Path,
         objects: &ConfigObjects,
         facts: &EnvFacts,
@@ -274,7 +280,7 @@ impl PodVolumes {
             volumes_dir,
             volumes,
             projection: Arc::new(Projection {
-                pod: pod.clone(),
+                pod: Arc::clone(pod),
                 facts: facts.clone(),
                 tokens: Mutex::new(tokens),
             }),
@@ -1104,7 +1110,7 @@ mod tests {
             facts: no_facts(),
             tokens: None,
         };
-        let volumes = PodVolumes::prepare(&mut objects, &p, tmp.path(), &context)
+        let volumes = PodVolumes::prepare(&mut objects, &Arc::new(p.clone()), tmp.path(), &context)
             .await
             .expect("prepared");
         let file = tmp.path().join("volumes/config/greeting");

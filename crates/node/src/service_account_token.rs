@@ -64,15 +64,25 @@ pub fn token_keys(pod: &Pod) -> Vec<TokenKey> {
     keys
 }
 
+/// How many TokenRequests the node has in flight at once. A thousand pods starting together would
+/// otherwise open a thousand connections (a TLS handshake and buffers each) for one request apiece; as the
+/// kubelet's client-side rate limit does, a few connections carry them all in turn.
+pub const TOKEN_REQUESTS_IN_FLIGHT: usize = 16;
+
 /// Requests tokens from the API server with the node's client.
 #[derive(Clone)]
 pub struct TokenSource {
     client: kube::Client,
+    /// Turns to send a TokenRequest: at most [`TOKEN_REQUESTS_IN_FLIGHT`] at once.
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl TokenSource {
     pub fn new(client: kube::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(TOKEN_REQUESTS_IN_FLIGHT)),
+        }
     }
 
     /// A token of `pod`'s ServiceAccount (`spec.serviceAccountName`, else `default`) bound to the pod.
@@ -103,6 +113,11 @@ impl TokenSource {
             ..TokenRequest::default()
         };
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let _turn = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|e| format!("the node is stopping: {e}"))?;
         let issued = api
             .create_token_request(account, &PostParams::default(), &request)
             .await
