@@ -234,6 +234,7 @@ impl ControlPlane {
             bootstrap_tokens: Arc::new(bootstrap_tokens::BootstrapTokens::new(caches.clone())),
             tokens: Arc::new(server::tokens::Tokens::new(
                 herd_pki::TokenKey::load_or_create(&cfg.data_dir)?,
+                caches.clone(),
             )),
         };
         let server = tokio::spawn(server::serve(listener, state));

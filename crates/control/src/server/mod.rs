@@ -87,10 +87,11 @@ impl AppState {
             http: reqwest::Client::new(),
             authorizer: std::sync::Arc::new(authz::Authorizer::new(caches.clone())),
             bootstrap_tokens: std::sync::Arc::new(crate::bootstrap_tokens::BootstrapTokens::new(
-                caches,
+                caches.clone(),
             )),
             tokens: std::sync::Arc::new(tokens::Tokens::new(
                 herd_pki::TokenKey::generate().expect("a token key"),
+                caches,
             )),
         }
     }

@@ -4,11 +4,14 @@
 //! accepts one only while its signature, issuer, audience and lifetime hold and the ServiceAccount (and
 //! the object it is bound to) still exist with the uids the token names.
 
-use herd_api::resources;
+use std::sync::Arc;
+
+use herd_api::{ResourceInfo, resources};
 use herd_authz::UserInfo;
 use herd_pki::TokenKey;
 use serde_json::{Value, json};
 
+use crate::controllers::informer::Informers;
 use crate::error::ApiError;
 use crate::objects::Objects;
 
@@ -19,12 +22,17 @@ const DEFAULT_EXPIRATION: i64 = 3600;
 const MIN_EXPIRATION: i64 = 600;
 /// The longest lifetime kube allows (2^32 seconds).
 const MAX_EXPIRATION: i64 = 1 << 32;
+/// How long a lookup waits for the informer caches to reflect the writes before it, before asking the store.
+const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(500);
 /// How far a token's times may be off the server's clock (kube's `leeway`).
 const LEEWAY: i64 = 60;
 
 /// The token key and the checks around it.
 pub struct Tokens {
     key: TokenKey,
+    /// Where ServiceAccounts and bound objects are looked up first (kube's authenticator reads its
+    /// informers' listers too): a node starting a thousand pods asks for a thousand tokens.
+    caches: Arc<Informers>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -60,8 +68,29 @@ fn invalid(field: &str, value: &Value, detail: &str) -> ApiError {
 }
 
 impl Tokens {
-    pub fn new(key: TokenKey) -> Self {
-        Self { key }
+    pub fn new(key: TokenKey, caches: Arc<Informers>) -> Self {
+        Self { key, caches }
+    }
+
+    /// Object `namespace/name` of `res` as of now: from the informer caches once they reflect every write
+    /// committed before this request (woken by the change that gets them there), else — caches not loaded
+    /// or too slow — from the store.
+    async fn lookup(
+        &self,
+        objects: &Objects,
+        res: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Value>>, ApiError> {
+        if self.caches.revision() > 0
+            && self
+                .caches
+                .caught_up(objects.revision(), CACHE_CATCH_UP)
+                .await
+        {
+            return Ok(self.caches.get(res, namespace, name));
+        }
+        Ok(objects.find(res, namespace, name).await?.map(Arc::new))
     }
 
     /// Answers a TokenRequest for ServiceAccount `namespace/name`: the request back, its spec defaulted,
@@ -83,7 +112,10 @@ impl Tokens {
             ));
         }
         let accounts = resources::by_path("", "v1", "serviceaccounts").expect("in the table");
-        let account = objects.get(accounts, Some(namespace), name).await?;
+        let account = self
+            .lookup(objects, accounts, namespace, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(accounts, name))?;
         let spec = request["spec"].take();
         let expiration = match spec.get("expirationSeconds") {
             None | Some(Value::Null) => DEFAULT_EXPIRATION,
@@ -136,9 +168,10 @@ impl Tokens {
                 }
             };
             let res = resources::by_path("", "v1", plural).expect("in the table");
-            let object = objects
-                .get(res, Some(namespace), str_at(bound, "/name"))
-                .await?;
+            let object = self
+                .lookup(objects, res, namespace, str_at(bound, "/name"))
+                .await?
+                .ok_or_else(|| ApiError::not_found(res, str_at(bound, "/name")))?;
             let uid = str_at(&object, "/metadata/uid");
             let asked = str_at(bound, "/uid");
             if !asked.is_empty() && asked != uid {
@@ -234,7 +267,7 @@ impl Tokens {
         let uid = str_at(scope, "/serviceaccount/uid");
         let exists_with_uid = async |plural: &str, name: &str, uid: &str| {
             let res = resources::by_path("", "v1", plural)?;
-            let object = objects.find(res, namespace, name).await.ok()??;
+            let object = self.lookup(objects, res, namespace, name).await.ok()??;
             (str_at(&object, "/metadata/uid") == uid
                 && object.pointer("/metadata/deletionTimestamp").is_none())
             .then_some(())
