@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 pub use cidr::Cidr;
 pub use herd::{Herd, HerdOptions};
-pub use process::HerdProcess;
 pub use kubectl::*;
 pub use manifests::*;
+pub use process::HerdProcess;
 pub use registry::Registry;
 pub use watch::{WatchStream, describe as watch_describe};
 pub use yaml::to_yaml;
