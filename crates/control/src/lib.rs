@@ -202,12 +202,10 @@ impl ControlPlane {
         let serving = serving_certificate(&ca, &cfg, addr)?;
         let mut tls = herd_pki::tls::server_config(ca.cert_pem(), &serving)?;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let listener =
-            server::tls::TlsListener::new(listener, Arc::new(tls)).map_err(|source| {
-                ControlError::Listen {
-                    addr: cfg.listen,
-                    source,
-                }
+        let listener = server::tls::TlsListener::new(listener, Arc::new(tls), "API server")
+            .map_err(|source| ControlError::Listen {
+                addr: cfg.listen,
+                source,
             })?;
         // The API server's client of kubelets (kubeadm's apiserver-kubelet-client.crt): issued from the CA at
         // every start; it trusts only the cluster CA and presents this identity to the kubelet port.

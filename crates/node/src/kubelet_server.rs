@@ -7,27 +7,17 @@
 //! `403 Forbidden (user=…, verb=…, resource=nodes, subresource(s)=[…])`. A certificate of another CA fails
 //! the handshake. The serving certificate is whatever [`herd_pki::tls::CurrentCert`] holds at each handshake.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::Router;
 use axum::body::Body;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::{IncomingStream, Listener};
 use jiff::Timestamp;
 use serde::Deserialize;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::container_logs::{ContainerLogs, LogError, LogRequest};
 use crate::log_render::RenderOptions;
@@ -101,90 +91,7 @@ async fn authorize(request: Request, next: Next) -> Response {
         .into_response()
 }
 
-/// How long a client may take to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Who is at the other end of a kubelet connection: its address and the identity of the client
-/// certificate it presented (verified against the cluster CA), if any.
-#[derive(Clone, Debug)]
-pub(crate) struct Peer {
-    pub addr: SocketAddr,
-    pub certificate: Option<herd_pki::tls::UserInfo>,
-}
-
-/// A TCP listener whose connections come out TLS-terminated; handshakes run off the accept path.
-pub(crate) struct TlsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, Peer)>,
-    local: SocketAddr,
-    _accepting: AbortOnDropHandle<()>,
-}
-
-impl TlsListener {
-    pub(crate) fn new(
-        listener: TcpListener,
-        config: Arc<rustls::ServerConfig>,
-    ) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (ready, incoming) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
-        let accepting = tokio::spawn(async move {
-            loop {
-                let (tcp, addr) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!("kubelet port: accepting a connection: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let (acceptor, ready) = (acceptor.clone(), ready.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let certificate = herd_pki::tls::connection_identity(tls.get_ref().1);
-                            let _ = ready.send((tls, Peer { addr, certificate })).await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%addr, "kubelet port: TLS handshake failed: {e}")
-                        }
-                        Err(_) => tracing::debug!(%addr, "kubelet port: TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self {
-            incoming,
-            local,
-            _accepting: AbortOnDropHandle::new(accepting),
-        })
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.recv().await {
-            Some(connection) => connection,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(Peer {
-            addr: self.local,
-            certificate: None,
-        })
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
+pub(crate) use herd_tls_listener::{Peer, TlsListener};
 
 /// The query of a log request (`PodLogOptions`), as the API server forwards it. Booleans are
 /// parsed like Go's `strconv.ParseBool`; other parameters are ignored.

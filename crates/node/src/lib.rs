@@ -251,7 +251,7 @@ pub async fn run(
         herd_pki::tls::rotating_server_config(&cfg.kubelet_tls.client_ca_pem, current.clone())
             .map_err(|e| tls_error(&e))?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let listener = kubelet_server::TlsListener::new(listener, Arc::new(tls))
+    let listener = kubelet_server::TlsListener::new(listener, Arc::new(tls), "kubelet port")
         .map_err(|source| NodeError::KubeletBind { addr, source })?;
     tracing::info!(node = %cfg.name, address = %cfg.address, kubelet_port, "kubelet server listening (HTTPS)");
     let server = tokio::spawn({

@@ -136,7 +136,7 @@ pub async fn serve_router(
     tls: Arc<rustls::ServerConfig>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = tls::TlsListener::new(listener, tls)?;
+    let listener = tls::TlsListener::new(listener, tls, "registry")?;
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<Peer>(),
