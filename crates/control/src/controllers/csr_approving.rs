@@ -21,7 +21,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::json;
 
-use super::{Controller, Informers, Key, Requeue};
+use super::{Controller, Informers, Key, Requeue, csr};
 use crate::error::ApiError;
 use crate::objects::{Change, Objects};
 use crate::server::authz::Authorizer;
@@ -146,17 +146,7 @@ impl CsrApproving {
 
 /// Whether the CSR is still waiting for a decision.
 pub fn pending(csr: &CertificateSigningRequest) -> bool {
-    let status = csr.status.as_ref();
-    let decided = status
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| ["Approved", "Denied", "Failed"].contains(&c.type_.as_str()))
-        });
-    let issued = status
-        .and_then(|s| s.certificate.as_ref())
-        .is_some_and(|c| !c.0.is_empty());
-    !decided && !issued
+    !csr::has_condition(csr, &["Approved", "Denied", "Failed"]) && !csr::issued(csr)
 }
 
 impl Controller for CsrApproving {
@@ -171,64 +161,43 @@ impl Controller for CsrApproving {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        Ok(self
-            .caches
-            .store::<CertificateSigningRequest>()
-            .state()
-            .iter()
-            .filter(|c| pending(c))
-            .filter_map(|c| Some((String::new(), c.metadata.name.clone()?)))
-            .collect())
+        Ok(csr::keys(&self.caches, pending))
     }
 
     async fn reconcile(&self, (_, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(csr) = self
-            .caches
-            .store::<CertificateSigningRequest>()
-            .get("", name)
-        else {
+        let Some(request) = csr::cached(&self.caches, name, pending) else {
             return Ok(None);
         };
-        if !pending(&csr) {
-            return Ok(None);
-        }
-        let Some(message) = self.approval(&csr).await? else {
+        let Some(message) = self.approval(&request).await? else {
             return Ok(None);
         };
-        let uid = csr.metadata.uid.clone();
-        let res =
-            herd_api::resources::by_path("certificates.k8s.io", "v1", "certificatesigningrequests")
-                .expect("CSRs are in the table");
         let now = jiff::Timestamp::now().to_string();
-        let result = self
-            .objects
-            .edit(res, "", name, move |csr| {
-                if csr.pointer("/metadata/uid").and_then(|u| u.as_str()) != uid.as_deref() {
-                    return false;
-                }
-                let conditions = csr["status"]["conditions"].take();
-                let mut conditions = conditions.as_array().cloned().unwrap_or_default();
+        let approved = csr::edit(
+            &self.objects,
+            name,
+            request.metadata.uid.clone(),
+            move |csr| {
+                let mut conditions = csr["status"]["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 if conditions
                     .iter()
                     .any(|c| c["type"] == "Approved" || c["type"] == "Denied")
                 {
-                    csr["status"]["conditions"] = json!(conditions);
                     return false;
                 }
                 conditions.push(json!({"type": "Approved", "status": "True",
-                    "reason": "AutoApproved", "message": message,
-                    "lastUpdateTime": now, "lastTransitionTime": now}));
+                "reason": "AutoApproved", "message": message,
+                "lastUpdateTime": now, "lastTransitionTime": now}));
                 csr["status"]["conditions"] = json!(conditions);
                 true
-            })
-            .await;
-        match result {
-            Ok(_) => {
-                tracing::info!(csr = %name, "{message}");
-                Ok(None)
-            }
-            Err(ApiError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+            },
+        )
+        .await?;
+        if approved {
+            tracing::info!(csr = %name, "{message}");
         }
+        Ok(None)
     }
 }

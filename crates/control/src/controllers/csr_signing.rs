@@ -18,7 +18,7 @@ use herd_pki::{ClusterCa, RequestedSubject};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use serde_json::json;
 
-use super::{Controller, Informers, Key, Requeue};
+use super::{Controller, Informers, Key, Requeue, csr};
 use crate::error::ApiError;
 use crate::objects::{Change, Objects};
 
@@ -115,19 +115,9 @@ impl CsrSigning {
 
 /// Whether the CSR is approved, neither failed nor denied, and not yet issued.
 fn to_sign(csr: &CertificateSigningRequest) -> bool {
-    let status = csr.status.as_ref();
-    let has = |t: &str| {
-        status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == t))
-    };
-    let issued = status
-        .and_then(|s| s.certificate.as_ref())
-        .is_some_and(|c| !c.0.is_empty());
-    has("Approved")
-        && !has("Denied")
-        && !has("Failed")
-        && !issued
+    csr::has_condition(csr, &["Approved"])
+        && !csr::has_condition(csr, &["Denied", "Failed"])
+        && !csr::issued(csr)
         && [
             KUBE_APISERVER_CLIENT_KUBELET,
             KUBELET_SERVING,
@@ -148,40 +138,21 @@ impl Controller for CsrSigning {
     }
 
     async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
-        Ok(self
-            .caches
-            .store::<CertificateSigningRequest>()
-            .state()
-            .iter()
-            .filter(|c| to_sign(c))
-            .filter_map(|c| Some((String::new(), c.metadata.name.clone()?)))
-            .collect())
+        Ok(csr::keys(&self.caches, to_sign))
     }
 
     async fn reconcile(&self, (_, name): &Key) -> Result<Requeue, ApiError> {
-        let Some(csr) = self
-            .caches
-            .store::<CertificateSigningRequest>()
-            .get("", name)
-        else {
+        let Some(request) = csr::cached(&self.caches, name, to_sign) else {
             return Ok(None);
         };
-        if !to_sign(&csr) {
-            return Ok(None);
-        }
-        let outcome = self.sign(&csr);
-        let uid = csr.metadata.uid.clone();
-        let res =
-            herd_api::resources::by_path("certificates.k8s.io", "v1", "certificatesigningrequests")
-                .expect("CSRs are in the table");
-        let now = jiff::Timestamp::now().to_string();
+        let outcome = self.sign(&request);
         let issued = outcome.is_ok();
-        let result = self
-            .objects
-            .edit(res, "", name, move |csr| {
-                if csr.pointer("/metadata/uid").and_then(|u| u.as_str()) != uid.as_deref() {
-                    return false;
-                }
+        let now = jiff::Timestamp::now().to_string();
+        let edited = csr::edit(
+            &self.objects,
+            name,
+            request.metadata.uid.clone(),
+            move |csr| {
                 match outcome {
                     Ok(certificate) => {
                         use base64::Engine as _;
@@ -194,25 +165,20 @@ impl Controller for CsrSigning {
                             .cloned()
                             .unwrap_or_default();
                         conditions.push(json!({"type": "Failed", "status": "True",
-                            "reason": "SignerValidationFailure", "message": message,
-                            "lastUpdateTime": now, "lastTransitionTime": now}));
+                        "reason": "SignerValidationFailure", "message": message,
+                        "lastUpdateTime": now, "lastTransitionTime": now}));
                         csr["status"]["conditions"] = json!(conditions);
                     }
                 }
                 true
-            })
-            .await;
-        match result {
-            Ok(_) => {
-                if issued {
-                    tracing::info!(csr = %name, "signed certificate");
-                } else {
-                    tracing::warn!(csr = %name, "certificate signing request failed validation");
-                }
-                Ok(None)
-            }
-            Err(ApiError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+            },
+        )
+        .await?;
+        if edited && issued {
+            tracing::info!(csr = %name, "signed certificate");
+        } else if edited {
+            tracing::warn!(csr = %name, "certificate signing request failed validation");
         }
+        Ok(None)
     }
 }

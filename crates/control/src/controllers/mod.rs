@@ -11,6 +11,7 @@
 mod batch;
 mod bootstrap_signer;
 mod clusterroleaggregation;
+mod csr;
 pub(crate) mod csr_approving;
 mod csr_signing;
 mod daemonset;
