@@ -130,6 +130,12 @@ pub fn store(data_dir: &Path, kubeconfig: &Kubeconfig) -> Result<(), NodeError> 
         .map_err(join_error)
 }
 
+/// How long discovery waits for cluster-info to be signed for the token (kubeadm waits up to its discovery
+/// timeout, 5 min; a token `herd token create` made is signed within milliseconds).
+const SIGNATURE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often discovery reads cluster-info again meanwhile.
+const SIGNATURE_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// kubeadm's token discovery: the server URL and CA the cluster-info ConfigMap names, verified.
 ///
 /// # Errors
@@ -144,22 +150,30 @@ pub async fn discover(cfg: &JoinConfig) -> Result<(String, String), NodeError> {
     client_config.accept_invalid_certs = true;
     let client = kube::Client::try_from(client_config).map_err(join_error)?;
     let maps: Api<ConfigMap> = Api::namespaced(client, "kube-public");
-    let info = maps
-        .get("cluster-info")
-        .await
-        .map_err(|e| join_error(format!("reading cluster-info from {}: {e}", cfg.server)))?;
-    let data = info.data.unwrap_or_default();
+    let signature_key = format!("jws-kubeconfig-{}", cfg.token.id);
+    // A token made a moment ago is signed into cluster-info by the bootstrapsigner controller a moment
+    // later: as kubeadm join, read again until the signature is there or the wait is over.
+    let deadline = tokio::time::Instant::now() + SIGNATURE_WAIT;
+    let data = loop {
+        let info = maps
+            .get("cluster-info")
+            .await
+            .map_err(|e| join_error(format!("reading cluster-info from {}: {e}", cfg.server)))?;
+        let data = info.data.unwrap_or_default();
+        if data.contains_key(&signature_key) || tokio::time::Instant::now() >= deadline {
+            break data;
+        }
+        tokio::time::sleep(SIGNATURE_RETRY).await;
+    };
     let kubeconfig = data
         .get("kubeconfig")
         .ok_or_else(|| join_error("cluster-info holds no kubeconfig"))?;
-    let signature = data
-        .get(&format!("jws-kubeconfig-{}", cfg.token.id))
-        .ok_or_else(|| {
-            join_error(format!(
-                "there is no JWS signed token in the cluster-info ConfigMap for token ID {:?}: the token is unknown, expired or not for signing",
-                cfg.token.id
-            ))
-        })?;
+    let signature = data.get(&signature_key).ok_or_else(|| {
+        join_error(format!(
+            "there is no JWS signed token in the cluster-info ConfigMap for token ID {:?}: the token is unknown, expired or not for signing",
+            cfg.token.id
+        ))
+    })?;
     if !herd_pki::bootstrap_token::verify_detached_jws(signature, kubeconfig, &cfg.token) {
         return Err(join_error(format!(
             "failed to verify JWS signature of the cluster-info kubeconfig for token ID {:?}",
