@@ -10,6 +10,15 @@ installed_targets="$(rustup target list --installed)"
 for wasm_target in wasm32-wasip1 wasm32-wasip2; do
   grep -qx "$wasm_target" <<<"$installed_targets" || rustup target add "$wasm_target"
 done
+# protoc builds the etcd client's gRPC code (Debian's protobuf-compiler).
+if ! command -v protoc >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends protobuf-compiler
+  else
+    echo "herd's build needs protoc. Run: sudo apt-get install -y protobuf-compiler; then $0 again." >&2
+    exit 1
+  fi
+fi
 cargo build --bin herd
 sample-apps/build.sh
 herd="$root/target/debug/herd"

