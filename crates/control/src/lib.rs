@@ -18,6 +18,7 @@ pub mod cluster_info;
 pub mod controllers;
 pub mod encryption;
 pub mod error;
+mod etcd;
 pub mod events;
 pub mod objects;
 pub mod scheduler;
@@ -39,6 +40,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use controllers::nodelifecycle::NodeLifecycleConfig;
 pub use error::ApiError;
+pub use etcd::EtcdConfig;
+pub use etcd::import::{ImportError, Imported};
 use objects::{Objects, Settings};
 use storage::StoreError;
 pub use store::StoreSync;
@@ -63,6 +66,8 @@ pub struct ControlConfig {
     pub job_backoff_base: Duration,
     /// When the store's commits reach the disk.
     pub store_sync: StoreSync,
+    /// Where objects are stored: the data dir's SQLite file, or etcd (`--store`).
+    pub store: StoreBackend,
     /// How often the controllers reconcile every object without a change (they follow changes as they
     /// happen; this only repairs what was missed).
     pub controller_resync: Duration,
@@ -85,6 +90,17 @@ pub struct ControlConfig {
     pub cluster_signing_duration: Duration,
 }
 
+/// Where the control plane stores objects (`--store`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// `herd.db` in the data dir (embedded SQLite): the default.
+    #[default]
+    Sqlite,
+    /// etcd's v3 API under a key prefix, as kube-apiserver stores; any number of control planes may share
+    /// it. A data dir's `herd.db` is imported into an empty prefix at start.
+    Etcd(EtcdConfig),
+}
+
 /// The default prefix length of a node's pod CIDR: /18, 16,382 pod IPs, room for the node's default
 /// 10,000 pods.
 pub const DEFAULT_NODE_CIDR_PREFIX: u8 = 18;
@@ -105,6 +121,7 @@ impl ControlConfig {
             node_lifecycle: NodeLifecycleConfig::default(),
             job_backoff_base: Duration::from_secs(10),
             store_sync: StoreSync::default(),
+            store: StoreBackend::Sqlite,
             controller_resync: controllers::DEFAULT_RESYNC,
             tls_sans: Vec::new(),
             encryption_provider_config: None,
@@ -139,6 +156,8 @@ pub enum ControlError {
     Pki(#[from] herd_pki::PkiError),
     #[error(transparent)]
     Encryption(#[from] encryption::ConfigError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
 }
 
 /// A running control plane.
@@ -174,16 +193,36 @@ impl ControlPlane {
             Some(path) => encryption::Encryption::load(path)?,
             None => encryption::Encryption::default(),
         };
-        let objects = Objects::open_encrypted(
-            &cfg.data_dir.join("herd.db"),
-            cfg.store_sync,
-            Settings {
-                service_cidr: cfg.service_cidr,
-                pod_security: cfg.pod_security.clone(),
-            },
-            Arc::new(encryption),
-        )
-        .await?;
+        let encryption = Arc::new(encryption);
+        let settings = Settings {
+            service_cidr: cfg.service_cidr,
+            pod_security: cfg.pod_security.clone(),
+        };
+        let objects = match &cfg.store {
+            StoreBackend::Sqlite => {
+                Objects::open_encrypted(
+                    &cfg.data_dir.join("herd.db"),
+                    cfg.store_sync,
+                    settings,
+                    encryption,
+                )
+                .await?
+            }
+            StoreBackend::Etcd(etcd) => {
+                let store = etcd::EtcdStore::connect(
+                    etcd,
+                    encryption.clone(),
+                    Some(etcd::COMPACTION_INTERVAL),
+                )
+                .await?;
+                if let Err(e) = etcd::import::import_sqlite(&cfg.data_dir, &store, encryption).await
+                {
+                    store.close().await;
+                    return Err(e.into());
+                }
+                Objects::over(Arc::new(store), settings)
+            }
+        };
         bootstrap(&objects).await?;
         bootstrap_policy(&objects).await?;
         let ca = Arc::new(ClusterCa::load_or_create(&cfg.data_dir)?);

@@ -261,6 +261,11 @@ impl Objects {
         ))
     }
 
+    /// The resource layer over an opened storage backend (the etcd store).
+    pub(crate) fn over(store: Arc<dyn Storage>, settings: Settings) -> Self {
+        Self::new(store, settings)
+    }
+
     /// Closes the store: later writes fail.
     pub async fn close(&self) {
         self.store.close().await;
