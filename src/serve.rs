@@ -128,10 +128,19 @@ pub struct NodeArgs {
     /// Name of the Node object (default: this host's name).
     #[arg(long)]
     name: Option<String>,
-    /// The API server to join, `https://HOST:PORT` (as `herd token create` prints it); with `--token`,
-    /// instead of `--kubeconfig`.
-    #[arg(long, requires = "token")]
-    server: Option<String>,
+    /// An API server of the cluster, `https://HOST:PORT` (as `herd token create` prints it); repeat it for
+    /// each API server. With `--token`, the node joins through the first that answers (instead of
+    /// `--kubeconfig`). The node's API load balancer (`--api-proxy-listen`) forwards to these, to the
+    /// kubeconfig's server and to every API server the `default/kubernetes` Endpoints name.
+    #[arg(long = "server")]
+    servers: Vec<String>,
+    /// Where the node's local API load balancer listens (k3s's agent load balancer): the node agent, its
+    /// proxy and their watches reach the API servers through it, and so can kubectl on this host
+    /// (`--server https://ADDR`); it forwards each connection (TLS untouched) to a live API server and fails
+    /// over to the next. Port 0 picks a free port; `off` connects to the kubeconfig's server directly.
+    /// Default 127.0.0.1:6444, or a free port on 127.0.0.1 when another node on this host holds it.
+    #[arg(long)]
+    api_proxy_listen: Option<ApiProxyListen>,
     /// A bootstrap token `ID.SECRET` (`herd token create`): the node asks for its own client
     /// certificate with it. Not needed again once the node holds a valid certificate in its data dir.
     #[arg(long, requires = "server")]
@@ -245,10 +254,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             approve_own_serving_csr: false,
         },
     };
+    // One node: every pod is on this host, connected to directly.
     tasks.extend(spawn_node(
         client.clone(),
         proxy_client,
         node_cfg,
+        None,
         &shutdown,
     ));
     wait_node_ready(&client, &node_name, &shutdown).await?;
@@ -283,10 +294,33 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
     let name = args.name.clone().unwrap_or_else(default_node_name);
     let shutdown = CancellationToken::new();
     let mut certificate_manager = None;
+    let balancer;
+    // The node's client certificate and the cluster CA, for its tunnels to pods of other hosts.
+    let tunnel_client;
     let (client, proxy_client, kubelet_tls, trusted_ca_certificates) = match &kubeconfig {
         Some(kubeconfig) => {
             let client_config = read_kubeconfig(kubeconfig).await?;
+            balancer = start_api_balancer(
+                args.api_proxy_listen,
+                &client_config.cluster_url.to_string(),
+                &args.servers,
+                &shutdown,
+            )
+            .await?;
+            let client_config = through_balancer(client_config, balancer.as_ref())?;
             let trusted = client_config.root_cert.clone().unwrap_or_default();
+            tunnel_client = match herd_pki::Kubeconfig::read(kubeconfig) {
+                Ok(credentials) => Some(herd_node::tunnel::TunnelClient::new(
+                    &credentials.ca_pem,
+                    std::sync::Arc::new(herd_pki::tls::CurrentCert::new(&credentials.client)?),
+                )?),
+                Err(error) => {
+                    tracing::warn!(
+                        "the kubeconfig holds no client certificate for tunnels to pods on other hosts ({error}); those pods are unreachable from here"
+                    );
+                    None
+                }
+            };
             let kubelet_tls = herd_node::KubeletTls {
                 client_ca_pem: herd_pki::tls::pem_of_certificates(&trusted),
                 serving: None,
@@ -294,8 +328,8 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
                 approve_own_serving_csr: true,
             };
             (
-                kube_client(client_config, "kubelet")?,
-                kube_client(read_kubeconfig(kubeconfig).await?, "kube-proxy")?,
+                kube_client(client_config.clone(), "kubelet")?,
+                kube_client(client_config, "kube-proxy")?,
                 kubelet_tls,
                 trusted,
             )
@@ -306,7 +340,19 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
             let credentials = node_credentials(&args, &name).await?;
             let certificates =
                 herd_node::certificate_manager::ClientCertificate::new(credentials.clone())?;
+            tunnel_client = Some(herd_node::tunnel::TunnelClient::new(
+                &credentials.ca_pem,
+                certificates.current(),
+            )?);
             let client_config = herd_node::kube_config(&credentials).await?;
+            balancer = start_api_balancer(
+                args.api_proxy_listen,
+                &client_config.cluster_url.to_string(),
+                &args.servers,
+                &shutdown,
+            )
+            .await?;
+            let client_config = through_balancer(client_config, balancer.as_ref())?;
             let trusted = client_config.root_cert.clone().unwrap_or_default();
             let client =
                 certificates.client(&with_user_agent(client_config.clone(), "kubelet")?)?;
@@ -337,7 +383,11 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         kubelet_tls,
     };
     let data_dir = cfg.data_dir.clone();
-    let mut tasks = spawn_node(client.clone(), proxy_client, cfg, &shutdown);
+    // Pods of nodes on other hosts are reached through their node agents.
+    let network = tunnel_client.map(|tunnel| {
+        herd_node::pod_network::PodNetwork::start(client.clone(), &name, tunnel, shutdown.clone())
+    });
+    let mut tasks = spawn_node(client.clone(), proxy_client, cfg, network, &shutdown);
     if let Some((certificates, manager_client)) = certificate_manager {
         let (node, stop) = (name.clone(), shutdown.clone());
         tasks.push((
@@ -350,8 +400,24 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
             }),
         ));
     }
+    let api = match &balancer {
+        Some(balancer) => {
+            // The balancer learns every live API server from the `kubernetes` Endpoints.
+            let (follower, watcher_client, stop) =
+                (balancer.clone(), client.clone(), shutdown.clone());
+            tasks.push((
+                "API load balancer",
+                tokio::spawn(async move {
+                    follower.follow_endpoints(watcher_client, stop).await;
+                    Ok(())
+                }),
+            ));
+            balancer.url()
+        }
+        None => "direct".to_string(),
+    };
     wait_node_ready(&client, &name, &shutdown).await?;
-    tracing::info!("herd node {name} is ready");
+    tracing::info!("herd node {name} is ready api-proxy={api}");
     run_until_signal(shutdown, tasks, None).await
 }
 
@@ -366,7 +432,7 @@ async fn node_credentials(args: &NodeArgs, name: &str) -> anyhow::Result<herd_pk
         );
         return Ok(existing);
     }
-    let (Some(server), Some(token)) = (&args.server, &args.token) else {
+    let (Some(_), Some(token)) = (args.servers.first(), &args.token) else {
         bail!(
             "herd node needs --kubeconfig FILE, or --server URL --token ID.SECRET --ca-cert-hash sha256:HEX to join (herd token create prints the command)"
         )
@@ -388,16 +454,97 @@ async fn node_credentials(args: &NodeArgs, name: &str) -> anyhow::Result<herd_pk
     };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let join = herd_node::bootstrap::JoinConfig {
-        server: server.clone(),
-        token,
-        ca_cert_hash,
-        node_name: name.to_string(),
-        data_dir: args.data_dir.clone(),
+    // Through the first API server that lets the node join.
+    let mut failure = None;
+    for server in &args.servers {
+        let join = herd_node::bootstrap::JoinConfig {
+            server: server.clone(),
+            token: token.clone(),
+            ca_cert_hash: ca_cert_hash.clone(),
+            node_name: name.to_string(),
+            data_dir: args.data_dir.clone(),
+        };
+        match herd_node::bootstrap::join(&join).await {
+            Ok(credentials) => {
+                tracing::info!("node {name} joined {server} with a client certificate of its own");
+                return Ok(credentials);
+            }
+            Err(error) => {
+                tracing::warn!(%server, "joining failed: {error}");
+                failure = Some(error);
+            }
+        }
+    }
+    Err(failure.map_or_else(|| anyhow::anyhow!("no --server to join"), Into::into))
+}
+
+/// `--api-proxy-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiProxyListen {
+    Off,
+    On(SocketAddr),
+}
+
+impl std::str::FromStr for ApiProxyListen {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "off" {
+            return Ok(Self::Off);
+        }
+        text.parse().map(Self::On).map_err(|_| {
+            format!("{text:?} is neither an address (127.0.0.1:6444, 127.0.0.1:0) nor off")
+        })
+    }
+}
+
+/// Starts the node's API load balancer in front of the kubeconfig's server (`current`) and `--server`s,
+/// unless it is `off`: where the node's clients should connect, `None` for directly.
+async fn start_api_balancer(
+    listen: Option<ApiProxyListen>,
+    current: &str,
+    flags: &[String],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<herd_node::api_balancer::ApiBalancer>> {
+    use herd_node::api_balancer::{ApiBalancer, DEFAULT_LISTEN, server_address};
+    let mut servers = Vec::new();
+    for url in std::iter::once(current).chain(flags.iter().map(String::as_str)) {
+        let addr = server_address(url).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
+        if !servers.contains(&addr) {
+            servers.push(addr);
+        }
+    }
+    let listen = match listen {
+        Some(ApiProxyListen::Off) => return Ok(None),
+        Some(ApiProxyListen::On(addr)) => addr,
+        None => {
+            let default: SocketAddr = DEFAULT_LISTEN.parse()?;
+            match ApiBalancer::start(default, &servers, shutdown.clone()).await {
+                Ok(balancer) => return Ok(Some(balancer)),
+                Err(error) => {
+                    // Another node on this host holds the default: any free port of the same address.
+                    tracing::warn!(
+                        "the API load balancer cannot listen on {default} ({error}); using a free port"
+                    );
+                    SocketAddr::new(default.ip(), 0)
+                }
+            }
+        }
     };
-    let credentials = herd_node::bootstrap::join(&join).await?;
-    tracing::info!("node {name} joined {server} with a client certificate of its own");
-    Ok(credentials)
+    let balancer = ApiBalancer::start(listen, &servers, shutdown.clone())
+        .await
+        .with_context(|| format!("the API load balancer listening on {listen}"))?;
+    Ok(Some(balancer))
+}
+
+/// `config` pointing at `balancer` when there is one.
+fn through_balancer(
+    mut config: kube::Config,
+    balancer: Option<&herd_node::api_balancer::ApiBalancer>,
+) -> anyhow::Result<kube::Config> {
+    if let Some(balancer) = balancer {
+        config.cluster_url = balancer.url().parse()?;
+    }
+    Ok(config)
 }
 
 /// Claims the cluster's Service and pod ranges on this host (see `host_ranges`); held until exit.
@@ -439,19 +586,38 @@ fn spawn_node(
     client: kube::Client,
     proxy_client: kube::Client,
     mut cfg: herd_node::NodeConfig,
+    network: Option<herd_node::pod_network::PodNetwork>,
     shutdown: &CancellationToken,
 ) -> Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> {
     let (node_token, proxy_token) = (shutdown.clone(), shutdown.clone());
     // A Service port the proxy cannot listen on (below 1024 for an ordinary user) is served on a fallback
-    // port; the node's guests connecting to the Service's own port are sent there.
+    // port; the node's guests connecting to the Service's own port are sent there, and their connections
+    // to pods of other hosts to the pod network's tunnels.
     let redirects = herd_proxy::Redirects::new();
     let lookup = redirects.clone();
+    let guests_network = network.clone();
     cfg.connect_redirect = Some(herd_node::ConnectRedirect::new(move |addr| {
-        lookup.get(addr)
+        lookup.get(addr).or_else(|| {
+            guests_network
+                .as_ref()
+                .and_then(|network| network.redirect(addr))
+        })
     }));
+    // The proxy's backends: through the pod network (tunnels to other hosts' pods) when there is one.
+    let dialer = match network {
+        Some(network) => herd_proxy::Dialer::new(move |backend| {
+            let network = network.clone();
+            Box::pin(async move {
+                let connection = network.connect(backend).await?;
+                Ok(Box::new(connection) as herd_proxy::BoxConnection)
+            })
+        }),
+        None => herd_proxy::Dialer::direct(),
+    };
     let proxy_cfg = herd_proxy::ProxyConfig {
         node_name: cfg.name.clone(),
         redirects,
+        dialer,
     };
     vec![
         (

@@ -99,6 +99,13 @@ impl ClientCertificate {
         })
     }
 
+    /// The certificate current now and after each renewal (for other TLS clients of the node, such as its
+    /// pod tunnels).
+    #[must_use]
+    pub fn current(&self) -> Arc<CurrentCert> {
+        self.current.clone()
+    }
+
     /// A client of the API server `config` names (its URL, headers, namespace) presenting the current
     /// certificate: see [`rotating_client`].
     ///

@@ -1,9 +1,10 @@
 //! The kubelet port, HTTPS only: `/healthz` and `/containerLogs/{namespace}/{pod}/{container}`, which
-//! the API server proxies `pods/{name}/log` to.
+//! the API server proxies `pods/{name}/log` to, and `POST /tunnel/{podIP}/{port}`, other nodes' way to
+//! this node's pods (see `tunnel`).
 //!
 //! Every request needs a client certificate of the cluster CA (kube's x509 authenticator: CN the user, O the
 //! groups), and only the API server's kubelet client (`kube-apiserver-kubelet-client`) and members of
-//! `system:masters` are allowed: no certificate is kube's `401 Unauthorized`, another identity the kubelet's
+//! `system:masters` are allowed — for `/tunnel`, members of `system:nodes` and `system:masters`: no certificate is kube's `401 Unauthorized`, another identity the kubelet's
 //! `403 Forbidden (user=…, verb=…, resource=nodes, subresource(s)=[…])`. A certificate of another CA fails
 //! the handshake. The serving certificate is whatever [`herd_pki::tls::CurrentCert`] holds at each handshake.
 
@@ -14,30 +15,50 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use jiff::Timestamp;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::container_logs::{ContainerLogs, LogError, LogRequest};
 use crate::log_render::RenderOptions;
+use crate::tunnel::TunnelTargets;
 
 #[derive(Clone)]
 struct KubeletState {
     logs: ContainerLogs,
-    /// Ends follow streams, so a graceful shutdown does not wait for them.
+    /// What `/tunnel` may reach.
+    tunnels: TunnelTargets,
+    /// Ends follow streams and tunnels, so a graceful shutdown does not wait for them.
     shutdown: CancellationToken,
 }
 
 /// The kubelet routes.
-pub(crate) fn router(logs: ContainerLogs, shutdown: CancellationToken) -> Router {
+pub(crate) fn router(
+    logs: ContainerLogs,
+    tunnels: TunnelTargets,
+    shutdown: CancellationToken,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
-        .with_state(KubeletState { logs, shutdown })
+        .route("/tunnel/{ip}/{port}", post(tunnel))
+        .with_state(KubeletState {
+            logs,
+            tunnels,
+            shutdown,
+        })
+}
+
+async fn tunnel(
+    State(state): State<KubeletState>,
+    Path((ip, port)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    crate::tunnel::serve(&state.tunnels, &ip, &port, request, state.shutdown.clone()).await
 }
 
 /// The API server's user name when it calls kubelets (kubeadm's `apiserver-kubelet-client.crt`).
@@ -61,16 +82,24 @@ async fn authorize(request: Request, next: Next) -> Response {
     let Some(user) = peer.and_then(|p| p.certificate) else {
         return (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
     };
-    let allowed = user.name == APISERVER_KUBELET_CLIENT
-        || user.groups.iter().any(|g| g == herd_pki::MASTERS_GROUP);
+    let path = request.uri().path();
+    let masters = user.groups.iter().any(|g| g == herd_pki::MASTERS_GROUP);
+    let tunnel = path.starts_with("/tunnel/");
+    // The pod tunnel is for other nodes (and administrators); everything else for the API server.
+    let allowed = if tunnel {
+        masters || user.groups.iter().any(|g| g == herd_pki::NODES_GROUP)
+    } else {
+        masters || user.name == APISERVER_KUBELET_CLIENT
+    };
     if allowed {
         return next.run(request).await;
     }
     // The kubelet's words (server.go), with its request attributes: `proxy` for what has no subresource of
     // its own.
-    let path = request.uri().path();
     let subresource = if path.starts_with("/healthz") {
         "healthz"
+    } else if tunnel {
+        "tunnel"
     } else {
         "proxy"
     };
@@ -257,7 +286,7 @@ mod tests {
             format_record(&mut records, time, Stream::Stdout, false, line.as_bytes());
         }
         file.write_all(&records).expect("write");
-        let app = router(logs, CancellationToken::new());
+        let app = router(logs, TunnelTargets::default(), CancellationToken::new());
         let logs_of = |query: &str| {
             let app = app.clone();
             let uri = format!("/containerLogs/default/hello/app{query}");
@@ -302,6 +331,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let app = secured(router(
             ContainerLogs::new(dir.path()),
+            TunnelTargets::default(),
             CancellationToken::new(),
         ));
         let call = |user: Option<(&str, &[&str])>| {
@@ -354,6 +384,71 @@ mod tests {
                 .0,
             StatusCode::NOT_FOUND
         );
+    }
+
+    #[tokio::test]
+    async fn only_nodes_and_masters_may_tunnel() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = secured(router(
+            ContainerLogs::new(dir.path()),
+            TunnelTargets::new("b"),
+            CancellationToken::new(),
+        ));
+        let call = |user: Option<(&str, &[&str])>| {
+            let app = app.clone();
+            let peer = Peer {
+                addr: "127.0.0.1:1".parse().expect("addr"),
+                certificate: user.map(|(name, groups)| herd_pki::tls::UserInfo {
+                    name: name.into(),
+                    groups: groups.iter().map(|g| (*g).to_string()).collect(),
+                }),
+            };
+            async move {
+                let mut request = axum::http::Request::post("/tunnel/127.64.0.5/8080")
+                    .header(header::UPGRADE, crate::tunnel::UPGRADE_PROTOCOL)
+                    .body(Body::empty())
+                    .expect("request");
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let response = app.oneshot(request).await.expect("response");
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        assert_eq!(call(None).await.0, StatusCode::UNAUTHORIZED);
+        for user in [
+            ("jane", &["developers"][..]),
+            (APISERVER_KUBELET_CLIENT, &[][..]),
+        ] {
+            assert_eq!(
+                call(Some(user)).await,
+                (
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "Forbidden (user={}, verb=create, resource=nodes, subresource(s)=[tunnel])\n",
+                        user.0
+                    )
+                )
+            );
+        }
+        // Through to the handler: node b has no pod CIDR yet.
+        for user in [
+            ("system:node:a", &["system:nodes"][..]),
+            ("kubernetes-admin", &["system:masters"][..]),
+        ] {
+            assert_eq!(
+                call(Some(user)).await,
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "node b has no pod CIDR yet\n".into()
+                )
+            );
+        }
     }
 
     #[test]

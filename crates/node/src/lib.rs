@@ -25,6 +25,7 @@
 //! container logs in the CRI format (`<time> <stream> <P|F> <line>`, see `cri_log`),
 //! `pods/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
 
+pub mod api_balancer;
 pub mod bootstrap;
 pub mod certificate_manager;
 mod container_logs;
@@ -42,6 +43,7 @@ mod log_capture;
 mod log_render;
 mod pod_agent;
 mod pod_env;
+pub mod pod_network;
 mod pod_setup;
 mod pod_status;
 mod pod_volumes;
@@ -53,6 +55,7 @@ mod reflector;
 mod registration;
 mod service_account_token;
 mod service_env;
+pub mod tunnel;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -254,9 +257,14 @@ pub async fn run(
     let listener = kubelet_server::TlsListener::new(listener, Arc::new(tls), "kubelet port")
         .map_err(|source| NodeError::KubeletBind { addr, source })?;
     tracing::info!(node = %cfg.name, address = %cfg.address, kubelet_port, "kubelet server listening (HTTPS)");
+    // Other nodes reach this node's pods through its kubelet port once it has a pod CIDR.
+    let tunnels = tunnel::TunnelTargets::new(cfg.name.clone());
     let server = tokio::spawn({
-        let router =
-            kubelet_server::secured(kubelet_server::router(logs.clone(), shutdown.clone()));
+        let router = kubelet_server::secured(kubelet_server::router(
+            logs.clone(),
+            tunnels.clone(),
+            shutdown.clone(),
+        ));
         let stop = shutdown.clone();
         async move {
             if let Err(error) = axum::serve(
@@ -273,7 +281,15 @@ pub async fn run(
     // The serving certificate is asked for once the Node is registered: herd's csrapproving checks the
     // request's names against the Node's addresses.
 
-    let result = run_agent(client, &cfg, kubelet_port, logs, requested, &shutdown).await;
+    let result = run_agent(
+        client,
+        &cfg,
+        kubelet_port,
+        logs,
+        (requested, tunnels),
+        &shutdown,
+    )
+    .await;
     shutdown.cancel();
     if let Err(error) = server.await {
         tracing::error!(%error, "kubelet server task failed");
@@ -286,7 +302,10 @@ async fn run_agent(
     cfg: &NodeConfig,
     kubelet_port: u16,
     logs: ContainerLogs,
-    serving_rotation: Option<certificate_manager::ServingCertificate>,
+    (serving_rotation, tunnels): (
+        Option<certificate_manager::ServingCertificate>,
+        tunnel::TunnelTargets,
+    ),
     shutdown: &CancellationToken,
 ) -> Result<(), NodeError> {
     // Compiled modules are cached on disk by image digest, so a second pod of an image starts at once.
@@ -340,6 +359,7 @@ async fn run_agent(
 
     let result = match registration::wait_for_pod_cidr(&client, &cfg.name, shutdown).await {
         Ok(Some(cidr)) => {
+            tunnels.set_pod_cidr(cidr);
             let ctx = Arc::new(NodeContext {
                 config_objects: ConfigReflector::new(client.clone(), shutdown.clone()),
                 tokens: service_account_token::TokenSource::new(client.clone()),

@@ -1,5 +1,6 @@
 //! The data path: one listener per frontend address of the current [`RoutingTable`], forwarding
-//! each accepted TCP connection to the next backend in round-robin order.
+//! each accepted TCP connection to the next backend in round-robin order, connected through the
+//! forwarder's [`Dialer`] (direct TCP, or the node's pod network for pods of other hosts).
 //!
 //! A frontend that cannot be bound (a port below `net.ipv4.ip_unprivileged_port_start` for an
 //! ordinary user, or an address another program holds) is served on a fallback port of the same
@@ -18,11 +19,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::dialer::Dialer;
 use crate::routes::RoutingTable;
 
 const BIND_RETRY_MIN: Duration = Duration::from_secs(1);
 const BIND_RETRY_MAX: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const LISTEN_BACKLOG: i32 = 1024;
 /// A privileged port `p` falls back to `p + FALLBACK_OFFSET` (80 → 8080, 443 → 8443), a port a
 /// user may guess; other ports (and a taken guess) to a port the kernel picks.
@@ -94,6 +95,7 @@ pub struct Forwarder {
     board: Board,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    dialer: Dialer,
 }
 
 impl Forwarder {
@@ -112,7 +114,15 @@ impl Forwarder {
             board: Board { states, redirects },
             shutdown,
             tasks: TaskTracker::new(),
+            dialer: Dialer::direct(),
         }
+    }
+
+    /// Connects to backends with `dialer` (direct TCP by default).
+    #[must_use]
+    pub fn with_dialer(mut self, dialer: Dialer) -> Self {
+        self.dialer = dialer;
+        self
     }
 
     /// The map of frontends served on a fallback address.
@@ -154,6 +164,7 @@ impl Forwarder {
             let connections = Connections {
                 tasks: self.tasks.clone(),
                 shutdown: self.shutdown.clone(),
+                dialer: self.dialer.clone(),
             };
             opened.push((frontend, state.clone()));
             self.tasks.spawn(serve(
@@ -283,6 +294,7 @@ fn open(frontend: SocketAddr, taken: &[SocketAddr]) -> (Option<TcpListener>, Lis
 struct Connections {
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    dialer: Dialer,
 }
 
 /// Accepts connections for `frontend` until `stop`. While it is not `Listening` (no listener,
@@ -358,10 +370,11 @@ async fn serve(
         let first = next % backends.len();
         next = next.wrapping_add(1);
         let shutdown = connections.shutdown.clone();
+        let dialer = connections.dialer.clone();
         connections.tasks.spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = forward(client, addr, &backends, first) => {}
+                () = forward(client, &dialer, addr, &backends, first) => {}
             }
         });
     }
@@ -371,20 +384,16 @@ async fn serve(
 /// ways until either side closes.
 async fn forward(
     mut client: TcpStream,
+    dialer: &Dialer,
     frontend: SocketAddr,
     backends: &[SocketAddr],
     first: usize,
 ) {
     for backend in backends.iter().cycle().skip(first).take(backends.len()) {
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend)).await;
-        let mut upstream = match connected {
-            Ok(Ok(upstream)) => upstream,
-            Ok(Err(error)) => {
+        let mut upstream = match dialer.connect(*backend).await {
+            Ok(upstream) => upstream,
+            Err(error) => {
                 tracing::debug!(%frontend, %backend, %error, "backend refused, trying the next one");
-                continue;
-            }
-            Err(_) => {
-                tracing::debug!(%frontend, %backend, "backend connect timed out, trying the next one");
                 continue;
             }
         };

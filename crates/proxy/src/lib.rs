@@ -22,6 +22,7 @@
 //! ordinary user listen below that port: a user namespace's capabilities cover only the network
 //! namespaces it owns, and host clients cannot reach those without root's help either.
 
+mod dialer;
 mod forwarder;
 mod routes;
 pub mod status;
@@ -33,6 +34,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+pub use dialer::{BoxConnection, Connection, Dialer};
 pub use forwarder::{Forwarder, ListenError, ListenState, ListenStates, Redirects};
 pub use routes::{RoutingTable, ServiceRef};
 
@@ -43,6 +45,9 @@ pub struct ProxyConfig {
     pub node_name: String,
     /// Kept current with the frontends served on a fallback port, for the node's guests.
     pub redirects: Redirects,
+    /// How backends are connected to: [`Dialer::direct`], or the node's pod network, which reaches pods
+    /// of other hosts through their node agents.
+    pub dialer: Dialer,
 }
 
 /// Why the proxy stopped before it was told to.
@@ -98,7 +103,8 @@ pub async fn run(
     .map(|event| (Source::EndpointSlices, event));
     let mut events = std::pin::pin!(futures::stream::select(service_events, slice_events));
 
-    let mut forwarder = Forwarder::with_redirects(shutdown.child_token(), config.redirects);
+    let mut forwarder = Forwarder::with_redirects(shutdown.child_token(), config.redirects)
+        .with_dialer(config.dialer);
     let mut states = forwarder.states();
     let (verdicts, verdicts_rx) = tokio::sync::watch::channel(Default::default());
     let reporter = tokio::spawn(status::report(
