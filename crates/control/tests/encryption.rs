@@ -71,9 +71,15 @@ fn secretbox(name: &str, secret: &str) -> String {
 
 const IDENTITY: &str = "      - identity: {}\n";
 
+/// A plane on SQLite whatever `HERD_TEST_ETCD` says: these tests read the bytes of its files (the etcd
+/// store's sealed values are checked in the crate's storage tests, `etcd::conformance`).
 async fn start(config: &Config) -> Plane {
     let path = config.path();
-    Plane::start_with(move |cfg| cfg.encryption_provider_config = Some(path)).await
+    Plane::start_with(move |cfg| {
+        cfg.store = herd_control::StoreBackend::Sqlite;
+        cfg.encryption_provider_config = Some(path);
+    })
+    .await
 }
 
 /// Every byte of the data dir's SQLite files (the database, its WAL and shared memory).

@@ -4,8 +4,30 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
-use herd_control::{ControlConfig, ControlPlane};
+use herd_control::{ControlConfig, ControlPlane, EtcdConfig, StoreBackend};
 use tokio_util::sync::CancellationToken;
+
+/// The test etcd: `HERD_TEST_ETCD`, or a `/usr/bin/etcd` this test process starts (one per process).
+#[path = "../../src/etcd/testing.rs"]
+pub mod etcd;
+
+/// An etcd store under a key prefix no other plane uses, on the test etcd.
+pub fn etcd_store() -> StoreBackend {
+    StoreBackend::Etcd(EtcdConfig {
+        servers: vec![etcd::endpoint()],
+        prefix: etcd::prefix(),
+        ..EtcdConfig::default()
+    })
+}
+
+/// The store a test plane uses: etcd (a prefix of its own) when `HERD_TEST_ETCD` names one, else SQLite
+/// in the plane's data dir.
+pub fn test_store() -> StoreBackend {
+    match std::env::var(etcd::ENDPOINT_VAR) {
+        Ok(url) if !url.is_empty() => etcd_store(),
+        _ => StoreBackend::Sqlite,
+    }
+}
 
 pub struct Plane {
     pub base: String,
@@ -26,6 +48,7 @@ impl Plane {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = ControlConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
         cfg.service_cidr = "127.250.0.0/24".parse().unwrap();
+        cfg.store = test_store();
         configure(&mut cfg);
         Self::start_in(dir, cfg).await
     }
