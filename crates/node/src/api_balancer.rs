@@ -296,6 +296,12 @@ impl ApiBalancer {
         })
     }
 
+    /// The server the last connection went to, if it has not failed since.
+    #[must_use]
+    pub fn current(&self) -> Option<String> {
+        self.with_pool(|pool| pool.current.clone())
+    }
+
     fn with_pool<T>(&self, f: impl FnOnce(&mut Pool) -> T) -> T {
         let mut pool = self
             .pool
