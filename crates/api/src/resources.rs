@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
     ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::IPAddress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
@@ -447,6 +448,19 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &Typed::<Lease>::NEW,
         Printer::Lease,
+    ),
+    res(
+        "networking.k8s.io",
+        "v1",
+        "IPAddress",
+        "ipaddresses",
+        "ipaddress",
+        false,
+        &[],
+        &[],
+        &[],
+        &Typed::<IPAddress>::NEW,
+        Printer::Default,
     ),
     res(
         "apiregistration.k8s.io",

@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::{
     Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::IPAddress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -60,6 +61,9 @@ pub trait Kind:
     /// Names are kube's RBAC names (`ValidateRBACName`: any path segment, `system:controller:x`) rather than
     /// DNS-1123 subdomains.
     const RBAC_NAMES: bool = false;
+    /// Names are IP addresses in canonical form (kube's `ValidateIPAddressName`: an IPAddress object)
+    /// rather than DNS-1123 subdomains.
+    const IP_NAMES: bool = false;
     /// A create ignores a client-sent status (kube's `PrepareForCreate`).
     const RESETS_STATUS_ON_CREATE: bool = false;
     /// A create records who asked in `spec.username`, `uid`, `groups` and `extra` (a
@@ -139,6 +143,8 @@ fn encode<K: Serialize>(obj: &K) -> Result<Value, AdmitError> {
 fn validate_meta<K: Kind>(meta: &ObjectMeta, causes: &mut Vec<Cause>) {
     if K::RBAC_NAMES {
         rbac::validate_meta(meta, causes);
+    } else if K::IP_NAMES {
+        validation::validate_ip_name(meta, causes);
     } else {
         validation::validate_name(meta, K::LABEL_NAMES, causes);
     }
@@ -559,6 +565,22 @@ impl Kind for ConfigMap {}
 impl Kind for ServiceAccount {}
 impl Kind for Event {}
 impl Kind for Lease {}
+
+/// networking.k8s.io/v1 IPAddress: one allocated Service IP, named by the address (kube-apiserver's
+/// MultiCIDRServiceAllocator); its `spec.parentRef` names the Service and never changes.
+impl Kind for IPAddress {
+    const IP_NAMES: bool = true;
+
+    fn validate(&self, causes: &mut Vec<Cause>) {
+        validation::validate_ip_address_spec(&self.spec, causes);
+    }
+
+    fn validate_update(&mut self, old: &Self, causes: &mut Vec<Cause>) {
+        if self.spec != old.spec {
+            causes.push(Cause::invalid("spec.parentRef", "", "field is immutable"));
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

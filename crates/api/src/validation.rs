@@ -156,6 +156,42 @@ pub fn validate_name(meta: &ObjectMeta, label_only: bool, causes: &mut Vec<Cause
     validate_labels(meta, causes);
 }
 
+/// The name of an IPAddress (kube's `ValidateIPAddressName`): an IP address in its canonical form, and
+/// the labels.
+pub fn validate_ip_name(meta: &ObjectMeta, causes: &mut Vec<Cause>) {
+    match meta.name.as_deref() {
+        None | Some("") => causes.push(Cause::required("metadata.name")),
+        Some(name) => match name.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.to_string() == name => {}
+            Ok(ip) => causes.push(Cause::invalid(
+                "metadata.name",
+                name,
+                &format!("must be in canonical form (\"{ip}\")"),
+            )),
+            Err(_) => causes.push(Cause::invalid(
+                "metadata.name",
+                name,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            )),
+        },
+    }
+    validate_labels(meta, causes);
+}
+
+/// An IPAddress's spec (kube's `ValidateIPAddress`): a parent reference with a resource and a name.
+pub fn validate_ip_address_spec(
+    spec: &k8s_openapi::api::networking::v1::IPAddressSpec,
+    causes: &mut Vec<Cause>,
+) {
+    let parent = &spec.parent_ref;
+    if parent.resource.is_empty() {
+        causes.push(Cause::required("spec.parentRef.resource"));
+    }
+    if parent.name.is_empty() {
+        causes.push(Cause::required("spec.parentRef.name"));
+    }
+}
+
 /// The label keys and values of `meta` (kube's `ValidateLabels`), checked for every kind whatever its name
 /// rule.
 pub fn validate_labels(meta: &ObjectMeta, causes: &mut Vec<Cause>) {

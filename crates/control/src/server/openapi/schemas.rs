@@ -174,6 +174,9 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
         ("autoscaling", "v1", "Scale") => add::<autoscaling::v1::Scale>,
         ("coordination.k8s.io", "v1", "Lease") => add::<coordination::v1::Lease>,
         ("discovery.k8s.io", "v1", "EndpointSlice") => add::<discovery::v1::EndpointSlice>,
+        ("networking.k8s.io", "v1", "IPAddress") => {
+            add::<k8s_openapi::api::networking::v1::IPAddress>
+        }
         ("certificates.k8s.io", "v1", "CertificateSigningRequest") => {
             add::<certificates::v1::CertificateSigningRequest>
         }
