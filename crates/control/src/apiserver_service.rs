@@ -1,6 +1,6 @@
-//! kube-apiserver's own Service: `default/kubernetes` (the first Service IP, port 443 `https`) with an
-//! Endpoints and an EndpointSlice naming the API server's address, written at every start (the port
-//! may change), as kube's control-plane Service and endpoint reconcilers do. Pods reach the API at
+//! kube-apiserver's own Service: `default/kubernetes` (the first Service IP, port 443 `https`), written at
+//! every start (the port may change), as kube's control-plane Service reconciler does; its Endpoints and
+//! EndpointSlice name every live API server (`apiserver_leases`). Pods reach the API at
 //! `KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT` through the proxy, and the serving certificate names
 //! that IP and `kubernetes.default.svc`.
 
@@ -16,8 +16,8 @@ const NAMESPACE: &str = "default";
 /// The Service's port (kube's `https` on 443).
 const SERVICE_PORT: u16 = 443;
 
-/// Creates or updates the Service, its Endpoints and its EndpointSlice for an API server reached at
-/// `advertise` from the Service IP `cluster_ip`.
+/// Creates or updates the Service for an API server reached at `advertise` from the Service IP
+/// `cluster_ip`.
 ///
 /// # Errors
 /// A store failure, or a Service IP already taken by another Service (a cluster whose first Service IP was
@@ -34,43 +34,27 @@ pub async fn reconcile(
         "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels},
         "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "ports": ports,
             "sessionAffinity": "None"}});
-    let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": NAME, "namespace": NAMESPACE,
-            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": advertise.ip().to_string()}],
-            "ports": [{"name": "https", "port": advertise.port(), "protocol": "TCP"}]}]});
-    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": NAME, "namespace": NAMESPACE,
-            "labels": {"kubernetes.io/service-name": NAME}},
-        "addressType": if advertise.is_ipv4() { "IPv4" } else { "IPv6" },
-        "endpoints": [{"addresses": [advertise.ip().to_string()],
-            "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": advertise.port(), "protocol": "TCP"}]});
-    let slices = herd_api::resources::by_path("discovery.k8s.io", "v1", "endpointslices")
-        .expect("endpointslices are in the table");
-    upsert(objects, core("services"), service, |stored, wanted| {
-        stored["spec"]["ports"] = wanted["spec"]["ports"].clone();
-    })
-    .await?;
-    upsert(objects, core("endpoints"), endpoints, |stored, wanted| {
-        stored["subsets"] = wanted["subsets"].clone();
-    })
-    .await?;
-    upsert(objects, slices, slice, |stored, wanted| {
-        stored["endpoints"] = wanted["endpoints"].clone();
-        stored["ports"] = wanted["ports"].clone();
-    })
+    upsert(
+        objects,
+        core("services"),
+        NAME,
+        service,
+        |stored, wanted| {
+            stored["spec"]["ports"] = wanted["spec"]["ports"].clone();
+        },
+    )
     .await
 }
 
-/// Creates `wanted`, or when it exists brings the fields `update` copies up to date.
-async fn upsert(
+/// Creates `wanted` (`default/<name>`), or when it exists brings the fields `update` copies up to date.
+pub(crate) async fn upsert(
     objects: &Objects,
     res: &'static herd_api::ResourceInfo,
+    name: &str,
     wanted: Value,
     update: impl Fn(&mut Value, &Value) + Send + Sync + 'static,
 ) -> Result<(), ApiError> {
-    match objects.find(res, NAMESPACE, NAME).await? {
+    match objects.find(res, NAMESPACE, name).await? {
         None => match objects.create(res, Some(NAMESPACE), wanted, false).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -82,7 +66,7 @@ async fn upsert(
                 return Ok(());
             }
             objects
-                .edit(res, NAMESPACE, NAME, move |current| {
+                .edit(res, NAMESPACE, name, move |current| {
                     update(current, &wanted);
                     true
                 })

@@ -12,6 +12,7 @@
 //! # }
 //! ```
 
+mod apiserver_leases;
 mod apiserver_service;
 pub mod bootstrap_tokens;
 pub mod cluster_info;
@@ -20,9 +21,12 @@ pub mod encryption;
 pub mod error;
 mod etcd;
 pub mod events;
+pub mod leader_election;
 pub mod objects;
 pub mod scheduler;
 pub mod server;
+mod service_ips;
+pub mod shared_pki;
 mod storage;
 mod store;
 
@@ -42,6 +46,7 @@ pub use controllers::nodelifecycle::NodeLifecycleConfig;
 pub use error::ApiError;
 pub use etcd::EtcdConfig;
 pub use etcd::import::{ImportError, Imported};
+pub use leader_election::LeaderElection;
 use objects::{Objects, Settings};
 use storage::StoreError;
 pub use store::StoreSync;
@@ -88,6 +93,10 @@ pub struct ControlConfig {
     /// How long the certificates the CSR signer issues live (kube-controller-manager's
     /// `--cluster-signing-duration`, a year by default), capped by a CSR's `spec.expirationSeconds`.
     pub cluster_signing_duration: Duration,
+    /// Whether the controllers and the scheduler run only while this replica holds their Leases
+    /// (kube-controller-manager's and kube-scheduler's `--leader-elect*`), so that of several control
+    /// planes on one store exactly one runs each.
+    pub leader_election: LeaderElection,
 }
 
 /// Where the control plane stores objects (`--store`).
@@ -128,6 +137,7 @@ impl ControlConfig {
             pod_security: herd_api::pod_security::AdmissionConfig::default(),
             advertise_address: None,
             cluster_signing_duration: herd_pki::CLIENT_VALIDITY,
+            leader_election: LeaderElection::default(),
         }
     }
 }
@@ -154,6 +164,8 @@ pub enum ControlError {
     Config(String),
     #[error("the cluster PKI: {0}")]
     Pki(#[from] herd_pki::PkiError),
+    #[error(transparent)]
+    SharedPki(#[from] shared_pki::SharedPkiError),
     #[error(transparent)]
     Encryption(#[from] encryption::ConfigError),
     #[error(transparent)]
@@ -184,6 +196,11 @@ impl ControlPlane {
                 "node CIDR prefix /{} does not fit in cluster CIDR {}",
                 cfg.node_cidr_prefix, cfg.cluster_cidr
             )));
+        }
+        if cfg.leader_election.enabled {
+            cfg.leader_election
+                .validate()
+                .map_err(|e| ControlError::Config(format!("leader election: {e}")))?;
         }
         std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ControlError::DataDir {
             path: cfg.data_dir.clone(),
@@ -225,7 +242,19 @@ impl ControlPlane {
         };
         bootstrap(&objects).await?;
         bootstrap_policy(&objects).await?;
-        let ca = Arc::new(ClusterCa::load_or_create(&cfg.data_dir)?);
+        // One CA and ServiceAccount key for every replica: published to the store, or adopted from it.
+        let (ca, token_key) = shared_pki::load(&objects, &cfg.data_dir).await?;
+        let ca = Arc::new(ca);
+        // A cluster whose Services got their IPs before IPAddress objects gets those first, so no new
+        // Service is given a taken IP.
+        if let Err(e) = service_ips::backfill(
+            &objects.as_manager(objects::KUBE_APISERVER),
+            cfg.service_cidr,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "creating the IPAddresses of existing Services");
+        }
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ControlError::Listen {
@@ -269,10 +298,7 @@ impl ControlPlane {
             http,
             authorizer: authorizer.clone(),
             bootstrap_tokens: Arc::new(bootstrap_tokens::BootstrapTokens::new(caches.clone())),
-            tokens: Arc::new(server::tokens::Tokens::new(
-                herd_pki::TokenKey::load_or_create(&cfg.data_dir)?,
-                caches.clone(),
-            )),
+            tokens: Arc::new(server::tokens::Tokens::new(token_key, caches.clone())),
         };
         let server = tokio::spawn(server::serve(listener, state));
         let advertise = SocketAddr::new(
@@ -292,6 +318,16 @@ impl ControlPlane {
         {
             tracing::warn!("the kubernetes Service: {e}");
         }
+        // This replica's identity (kube's `<hostname>_<uuid>`): its Leases' holder.
+        let identity = leader_election::new_identity();
+        let apiserver_lease = apiserver_leases::ApiServerLease::new(
+            objects.as_manager(objects::KUBE_APISERVER),
+            &identity,
+            advertise,
+        );
+        if let Err(e) = apiserver_lease.renew_and_reconcile().await {
+            tracing::warn!("the kubernetes Endpoints: {e}");
+        }
         let advertise_url = format!("https://{advertise}");
         if let Err(e) = cluster_info::reconcile(
             &objects.as_manager(objects::KUBE_APISERVER),
@@ -302,27 +338,68 @@ impl ControlPlane {
         {
             tracing::warn!("the cluster-info ConfigMap: {e}");
         }
-        // In-process writers record their managedFields under kube's component names.
-        let mut tasks = controllers::spawn_all(
-            &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
+        // Every replica keeps the shared caches current (the authorizers read them) and its own API server
+        // Lease, which puts it in the `kubernetes` Endpoints.
+        let mut tasks = vec![controllers::spawn_cache_feeder(
             caches.clone(),
-            &cfg,
-            ca.cert_pem(),
-            &shutdown,
-        );
-        tasks.extend(controllers::spawn_node_join(
-            &objects.as_manager(objects::KUBE_CONTROLLER_MANAGER),
-            &caches,
-            authorizer,
-            ca.clone(),
-            cfg.cluster_signing_duration,
             cfg.controller_resync,
             &shutdown,
-        ));
-        tasks.push(tokio::spawn(scheduler::run(
-            objects.as_manager(objects::KUBE_SCHEDULER),
-            shutdown.clone(),
-        )));
+        )];
+        tasks.push(tokio::spawn(apiserver_lease.run(shutdown.clone())));
+        // In-process writers record their managedFields under kube's component names.
+        let controller_manager = {
+            let (objects, caches, cfg, ca) =
+                (objects.clone(), caches.clone(), cfg.clone(), ca.clone());
+            move |leading: CancellationToken| {
+                let kcm = objects.as_manager(objects::KUBE_CONTROLLER_MANAGER);
+                let mut tasks =
+                    controllers::spawn_all(&kcm, caches.clone(), &cfg, ca.cert_pem(), &leading);
+                tasks.extend(controllers::spawn_node_join(
+                    &kcm,
+                    &caches,
+                    authorizer.clone(),
+                    ca.clone(),
+                    cfg.cluster_signing_duration,
+                    cfg.controller_resync,
+                    &leading,
+                ));
+                tasks.push(tokio::spawn(service_ips::run_repair(
+                    kcm,
+                    cfg.service_cidr,
+                    cfg.controller_resync,
+                    leading,
+                )));
+                tasks
+            }
+        };
+        let scheduler = {
+            let objects = objects.as_manager(objects::KUBE_SCHEDULER);
+            move |leading: CancellationToken| {
+                vec![tokio::spawn(scheduler::run(objects.clone(), leading))]
+            }
+        };
+        if cfg.leader_election.enabled {
+            let elector = |manager: &'static str, source: &'static str| {
+                leader_election::Elector::new(
+                    objects.as_manager(manager),
+                    manager,
+                    source,
+                    identity.clone(),
+                    cfg.leader_election,
+                )
+            };
+            tasks.push(tokio::spawn(
+                elector(objects::KUBE_CONTROLLER_MANAGER, "kube-controller-manager")
+                    .run(shutdown.clone(), controller_manager),
+            ));
+            tasks.push(tokio::spawn(
+                elector(objects::KUBE_SCHEDULER, "default-scheduler")
+                    .run(shutdown.clone(), scheduler),
+            ));
+        } else {
+            tasks.extend(controller_manager(shutdown.clone()));
+            tasks.extend(scheduler(shutdown.clone()));
+        }
         tasks.push(tokio::spawn(upkeep(objects.clone(), shutdown)));
         tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "control plane started");
         Ok(Self {

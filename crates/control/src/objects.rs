@@ -12,10 +12,10 @@ use herd_api::strategy::{CreateHook, Deletion};
 use herd_api::{FieldSelector, LabelSelector, admit, admit_update};
 use ipnet::IpNet;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use crate::controllers::rootca::ROOT_CA_CONFIG_MAP;
 use crate::error::ApiError;
+use crate::service_ips;
 use crate::storage::{
     BatchItem, CreateRefused, ListOptions, Mutation, Page, Preconditions, Storage, UpdateRefused,
     decode_parallel,
@@ -118,7 +118,6 @@ pub struct Objects {
     /// The storage backend: the only holder of it.
     store: Arc<dyn Storage>,
     settings: Arc<Settings>,
-    service_ips: Arc<Mutex<()>>,
     /// The field manager this handle's writes are recorded for in `metadata.managedFields` (kube's
     /// `fieldManager`); `None` records nothing, as kube's pod binding does not.
     manager: Option<Arc<str>>,
@@ -275,7 +274,6 @@ impl Objects {
         Self {
             store,
             settings: Arc::new(settings),
-            service_ips: Arc::new(Mutex::new(())),
             manager: Some(KUBE_APISERVER.into()),
             guard: None,
         }
@@ -681,15 +679,10 @@ impl Objects {
         if dry_run || allocates {
             self.require_namespace(res, &ns).await?;
         }
-        // Cluster IPs are allocated under one lock so two Services never get the same address.
-        let _ip_guard = if allocates {
-            let guard = self.service_ips.lock().await;
-            self.assign_cluster_ip(&mut obj).await?;
-            Some(guard)
-        } else {
-            None
-        };
         if dry_run {
+            if allocates {
+                self.assign_cluster_ip(&mut obj, &ns, &name, true).await?;
+            }
             return match self.store.get(&res.key(), &ns, &name).await? {
                 Some(_) => Err(ApiError::already_exists(res, &name)),
                 None => Ok((obj, warnings)),
@@ -700,13 +693,24 @@ impl Objects {
         let mut retries = 0;
         loop {
             let again = (generated && retries < GENERATE_NAME_RETRIES).then(|| obj.clone());
-            match self
-                .store
-                .create(&res.key(), &ns, &name, obj, within)
-                .await?
-            {
-                Ok(change) => return Ok(((*change.object).clone(), warnings)),
-                Err(CreateRefused::Exists) => match again {
+            // A Service's cluster IP is an IPAddress object created before it (unique across API servers
+            // by the store's create-if-absent), released again when the Service is not written.
+            let allocated = if allocates {
+                self.assign_cluster_ip(&mut obj, &ns, &name, false).await?
+            } else {
+                None
+            };
+            let written = self.store.create(&res.key(), &ns, &name, obj, within).await;
+            let refused = match written {
+                Ok(Ok(change)) => return Ok(((*change.object).clone(), warnings)),
+                Ok(Err(refused)) => Ok(refused),
+                Err(e) => Err(e),
+            };
+            if let Some(ip) = allocated {
+                self.release_cluster_ip(ip, &ns, &name).await;
+            }
+            match refused? {
+                CreateRefused::Exists => match again {
                     // A generated name that is taken is generated again, as kube-apiserver does.
                     Some(mut retry) => {
                         name = regenerate_name(&mut retry);
@@ -715,7 +719,7 @@ impl Objects {
                     }
                     None => return Err(ApiError::already_exists(res, &name)),
                 },
-                Err(CreateRefused::NoNamespace) => return Err(namespace_not_found(&ns)),
+                CreateRefused::NoNamespace => return Err(namespace_not_found(&ns)),
             }
         }
     }
@@ -990,13 +994,23 @@ impl Objects {
         Ok(())
     }
 
-    async fn assign_cluster_ip(&self, svc: &mut Value) -> Result<(), ApiError> {
+    /// Gives the Service `ns/name` its cluster IP (the requested one, else a free one of the Service range)
+    /// by creating the IPAddress object that holds it, and fills `spec.clusterIP(s)` and the IP family
+    /// defaults. Returns the IP whose IPAddress this call created (`None` for ExternalName and headless
+    /// Services, and on `dry_run`, which only checks).
+    async fn assign_cluster_ip(
+        &self,
+        svc: &mut Value,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Option<IpAddr>, ApiError> {
         let ty = svc
             .pointer("/spec/type")
             .and_then(Value::as_str)
             .unwrap_or("ClusterIP");
         if ty == "ExternalName" {
-            return Ok(());
+            return Ok(None);
         }
         let requested = svc
             .pointer("/spec/clusterIP")
@@ -1004,37 +1018,33 @@ impl Objects {
             .unwrap_or_default()
             .to_string();
         if requested == "None" {
-            return Ok(());
+            return Ok(None);
         }
-        let (services, _) = self.list_all(core("services"), None).await?;
-        let used: BTreeSet<String> = services
-            .iter()
-            .filter_map(|s| {
-                s.pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .collect();
+        let addresses = service_ips::ip_addresses();
+        let (taken, _) = self.list_all(addresses, None).await?;
+        let used: BTreeSet<String> = taken.iter().filter_map(|a| meta(a, "name")).collect();
         let cidr = self.settings.service_cidr;
-        let ip = if requested.is_empty() {
-            cidr.hosts()
-                .map(|ip| ip.to_string())
-                .find(|ip| !used.contains(ip))
-                .ok_or_else(|| ApiError::Internal(format!("no free cluster IP left in {cidr}")))?
+        let invalid = |why: String| ApiError::Invalid {
+            message: format!(
+                "Service is invalid: spec.clusterIPs: Invalid value: [\"{requested}\"]: {why}"
+            ),
+            group: String::new(),
+            kind: "Service".into(),
+            name: meta(svc, "name").unwrap_or_default(),
+            causes: vec![herd_api::Cause::invalid(
+                "spec.clusterIPs",
+                &requested,
+                &why,
+            )],
+        };
+        let already = |ip: &str| {
+            invalid(format!(
+                "failed to allocate IP {ip}: provided IP is already allocated"
+            ))
+        };
+        let wanted: Vec<IpAddr> = if requested.is_empty() {
+            Vec::new()
         } else {
-            let invalid = |why: String| ApiError::Invalid {
-                message: format!(
-                    "Service is invalid: spec.clusterIPs: Invalid value: [\"{requested}\"]: {why}"
-                ),
-                group: String::new(),
-                kind: "Service".into(),
-                name: meta(svc, "name").unwrap_or_default(),
-                causes: vec![herd_api::Cause::invalid(
-                    "spec.clusterIPs",
-                    &requested,
-                    &why,
-                )],
-            };
             let parsed: IpAddr = requested
                 .parse()
                 .map_err(|_| invalid("must be a valid IP address".into()))?;
@@ -1044,12 +1054,33 @@ impl Objects {
                 )));
             }
             if used.contains(&requested) {
-                return Err(invalid(format!(
-                    "failed to allocate IP {requested}: provided IP is already allocated"
-                )));
+                return Err(already(&requested));
             }
-            requested.clone()
+            vec![parsed]
         };
+        let dynamic = wanted.is_empty();
+        let mut chosen = None;
+        for ip in wanted.into_iter().chain(
+            service_ips::candidates(cidr).filter(|ip| dynamic && !used.contains(&ip.to_string())),
+        ) {
+            if dry_run {
+                chosen = Some(ip);
+                break;
+            }
+            match self.create_ip_address(ip, ns, name).await {
+                Ok(_) => {
+                    chosen = Some(ip);
+                    break;
+                }
+                // Another API server took it a moment ago: a requested IP is refused, else try the next.
+                Err(ApiError::AlreadyExists { .. }) if dynamic => {}
+                Err(ApiError::AlreadyExists { .. }) => return Err(already(&requested)),
+                Err(e) => return Err(e),
+            }
+        }
+        let ip = chosen
+            .ok_or_else(|| ApiError::Internal(format!("no free cluster IP left in {cidr}")))?
+            .to_string();
         let spec = svc
             .get_mut("spec")
             .and_then(Value::as_object_mut)
@@ -1061,7 +1092,65 @@ impl Objects {
             .or_insert_with(|| json!("SingleStack"));
         spec.entry("internalTrafficPolicy")
             .or_insert_with(|| json!("Cluster"));
-        Ok(())
+        Ok((!dry_run).then(|| ip.parse().ok()).flatten())
+    }
+
+    /// Creates the IPAddress that gives `ip` to Service `ns/name`. (A boxed future of a named type: a
+    /// Service's create comes here, and this creates too.)
+    fn create_ip_address<'a>(
+        &'a self,
+        ip: IpAddr,
+        ns: &'a str,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Value, ApiError>> {
+        let address = service_ips::ip_address_object(ip, ns, name);
+        Box::pin(async move {
+            self.create(service_ips::ip_addresses(), None, address, false)
+                .await
+        })
+    }
+
+    /// Deletes the IPAddress of `ip` if it still names Service `ns/name` (a Service that was not written,
+    /// or was deleted). Failures are logged: the repair loop deletes what is left.
+    /// (A boxed future of a named type: a Service's delete comes here, and this deletes too.)
+    fn release_cluster_ip<'a>(
+        &'a self,
+        ip: IpAddr,
+        ns: &'a str,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let addresses = service_ips::ip_addresses();
+            let ip = ip.to_string();
+            let held = match self.find(addresses, "", &ip).await {
+                Ok(Some(held)) => held,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(%ip, error = %e, "releasing a cluster IP");
+                    return;
+                }
+            };
+            let parent = |f: &str| {
+                held.pointer(&format!("/spec/parentRef/{f}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            if parent("resource") != "services"
+                || parent("namespace") != ns
+                || parent("name") != name
+            {
+                return;
+            }
+            let opts = DeleteOptions {
+                precondition_uid: meta(&held, "uid"),
+                ..DeleteOptions::default()
+            };
+            match self.delete(addresses, None, &ip, opts).await {
+                Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {}
+                Err(e) => tracing::warn!(%ip, error = %e, "releasing a cluster IP"),
+            }
+        })
     }
 
     /// PUT: replaces the object (or, with `status`, only its status), checking `resourceVersion` if given.
@@ -1399,6 +1488,13 @@ impl Objects {
                 decide_delete(res, name, &opts, current)
             })
             .await?;
+        if res.strategy.create_hook() == CreateHook::AllocateClusterIp
+            && let Some(gone) = change.as_ref().filter(|c| c.kind == EventType::Deleted)
+        {
+            for ip in service_ips::cluster_ips(&gone.object) {
+                self.release_cluster_ip(ip, &ns, name).await;
+            }
+        }
         Ok(committed(out, change))
     }
 }

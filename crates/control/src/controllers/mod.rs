@@ -176,6 +176,40 @@ pub(crate) fn spawn_all(
     ]
 }
 
+/// Keeps the shared caches current whether or not this replica runs the controllers (they lead in one
+/// replica at a time): the API server's authorizers and token checks read them in every replica. A loop
+/// like the controllers' with no keys of its own.
+struct CacheFeeder;
+
+impl Controller for CacheFeeder {
+    const NAME: &'static str = "informers";
+
+    fn watches(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn keys_for(&self, _change: &Change) -> Vec<Key> {
+        Vec::new()
+    }
+
+    async fn all_keys(&self) -> Result<Vec<Key>, ApiError> {
+        Ok(Vec::new())
+    }
+
+    async fn reconcile(&self, _key: &Key) -> Result<Requeue, ApiError> {
+        Ok(None)
+    }
+}
+
+/// Starts the [`CacheFeeder`]; it stops when `shutdown` is cancelled.
+pub(crate) fn spawn_cache_feeder(
+    caches: Arc<Informers>,
+    resync: Duration,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(CacheFeeder, caches, resync, shutdown.clone()))
+}
+
 /// kube's workqueue: first in, first out, each key at most once.
 #[derive(Default)]
 struct WorkQueue {
@@ -261,8 +295,10 @@ async fn first_watch<C: Controller>(
     caches: &Informers,
     shutdown: &CancellationToken,
 ) -> Option<Changes> {
+    // From the caches' revision: a loop started again (a new term as leader) need not replay what the
+    // caches took in meanwhile (the cache feeder keeps them current).
     let since = match caches.ensure_loaded().await {
-        Ok(rev) => rev,
+        Ok(rev) => rev.max(caches.revision()),
         Err(e) => {
             tracing::warn!(controller = C::NAME, error = %e, "cannot list the store");
             return rewatch::<C>(caches, shutdown).await;
