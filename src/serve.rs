@@ -143,7 +143,7 @@ pub struct NodeArgs {
     api_proxy_listen: Option<ApiProxyListen>,
     /// A bootstrap token `ID.SECRET` (`herd token create`): the node asks for its own client
     /// certificate with it. Not needed again once the node holds a valid certificate in its data dir.
-    #[arg(long, requires = "server")]
+    #[arg(long, requires = "servers")]
     token: Option<String>,
     /// The cluster CA's public key pin, `sha256:<hex>` (kubeadm's `--discovery-token-ca-cert-hash`): the
     /// CA the server shows is trusted only if it has this hash.
@@ -883,6 +883,58 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct NodeCommand {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    #[test]
+    fn node_takes_several_servers_and_an_api_proxy_address() {
+        use clap::{CommandFactory as _, Parser as _};
+        NodeCommand::command().debug_assert();
+        let parsed = NodeCommand::try_parse_from([
+            "node",
+            "--data-dir",
+            "/d",
+            "--server",
+            "https://10.0.0.1:6443",
+            "--server",
+            "https://10.0.0.2:6443",
+            "--token",
+            "abcdef.0123456789abcdef",
+            "--api-proxy-listen",
+            "127.0.0.1:0",
+        ])
+        .expect("parsed");
+        assert_eq!(
+            parsed.node.servers,
+            ["https://10.0.0.1:6443", "https://10.0.0.2:6443"]
+        );
+        assert_eq!(
+            parsed.node.api_proxy_listen,
+            Some(ApiProxyListen::On("127.0.0.1:0".parse().expect("addr")))
+        );
+        let off =
+            NodeCommand::try_parse_from(["node", "--data-dir", "/d", "--api-proxy-listen", "off"])
+                .expect("parsed");
+        assert_eq!(off.node.api_proxy_listen, Some(ApiProxyListen::Off));
+        // A token needs a server to join.
+        assert!(
+            NodeCommand::try_parse_from(["node", "--data-dir", "/d", "--token", "a.b"]).is_err()
+        );
+        assert!(
+            NodeCommand::try_parse_from([
+                "node",
+                "--data-dir",
+                "/d",
+                "--api-proxy-listen",
+                "nowhere"
+            ])
+            .is_err()
+        );
     }
 
     #[test]
