@@ -9,6 +9,7 @@ mod harness;
 
 mod agent;
 mod api;
+mod api_proxy;
 mod cli;
 mod deployments;
 mod embedded_registry;
