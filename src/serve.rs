@@ -80,6 +80,42 @@ pub struct ClusterArgs {
     /// containers, …) everywhere but `kube-system` and namespaces labelled otherwise.
     #[arg(long)]
     admission_control_config_file: Option<PathBuf>,
+    /// Where objects are stored: `sqlite` (herd.db in the data dir) or `etcd` (the `--etcd-servers`, as
+    /// kube-apiserver stores; several control planes may share it). With `etcd`, a data dir's herd.db is
+    /// imported into an empty `--etcd-prefix` at start and renamed to herd.db.imported-<unix time>.
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "etcd"])]
+    store: String,
+    /// The etcd members' client URLs, comma-separated (`https://HOST:2379,…`; kube-apiserver's flag).
+    #[arg(long, value_delimiter = ',', required_if_eq("store", "etcd"))]
+    etcd_servers: Vec<String>,
+    /// The CA file that verifies the etcd members' certificates.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// The client certificate presented to etcd (with `--etcd-keyfile`).
+    #[arg(long, requires = "etcd_keyfile")]
+    etcd_certfile: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, requires = "etcd_certfile")]
+    etcd_keyfile: Option<PathBuf>,
+    /// The prefix of every key in etcd.
+    #[arg(long, default_value = "/registry")]
+    etcd_prefix: String,
+}
+
+impl ClusterArgs {
+    /// The store the flags choose.
+    fn store(&self) -> herd_control::StoreBackend {
+        match self.store.as_str() {
+            "etcd" => herd_control::StoreBackend::Etcd(herd_control::EtcdConfig {
+                servers: self.etcd_servers.clone(),
+                ca_file: self.etcd_cafile.clone(),
+                cert_file: self.etcd_certfile.clone(),
+                key_file: self.etcd_keyfile.clone(),
+                prefix: self.etcd_prefix.clone(),
+            }),
+            _ => herd_control::StoreBackend::Sqlite,
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -572,6 +608,7 @@ async fn start_control(
     };
     cfg.job_backoff_base = args.job_backoff_base;
     cfg.store_sync = args.store_sync;
+    cfg.store = args.store();
     cfg.tls_sans = args.tls_sans.clone();
     cfg.advertise_address = args.advertise_address;
     cfg.encryption_provider_config = args.encryption_provider_config.clone();

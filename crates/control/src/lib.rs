@@ -149,8 +149,10 @@ pub enum ControlError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// (Its text includes the store's error, which is therefore not its `source`: `{:#}` would say it
+    /// twice.)
     #[error("opening the store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -170,6 +172,12 @@ pub enum ControlError {
     Encryption(#[from] encryption::ConfigError),
     #[error(transparent)]
     Import(#[from] ImportError),
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
 }
 
 /// A running control plane.

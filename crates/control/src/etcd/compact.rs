@@ -5,7 +5,11 @@
 
 use std::time::Duration;
 
-use etcd_client::{CompactionOptions, Compare, CompareOp, KvClient, Txn, TxnOp, TxnOpResponse};
+use std::sync::Arc;
+
+use etcd_client::{CompactionOptions, Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+
+use super::endpoints::Endpoints;
 use tokio_util::sync::CancellationToken;
 
 use crate::storage::StoreError;
@@ -14,8 +18,7 @@ use crate::storage::StoreError;
 pub(super) const COMPACT_REV_KEY: &str = "compact_rev_key";
 
 /// Runs the compactor until `closed`.
-pub(super) async fn run(kv: KvClient, every: Duration, closed: CancellationToken) {
-    let mut kv = kv;
+pub(super) async fn run(endpoints: Arc<Endpoints>, every: Duration, closed: CancellationToken) {
     // The key's version last seen, and the revision seen at the last turn.
     let (mut version, mut rev) = (0, 0);
     loop {
@@ -23,7 +26,7 @@ pub(super) async fn run(kv: KvClient, every: Duration, closed: CancellationToken
             () = closed.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        match step(&mut kv, version, rev).await {
+        match step(&endpoints, version, rev).await {
             Ok((v, r)) => (version, rev) = (v, r),
             Err(e) => tracing::warn!(error = %e, "compacting etcd"),
         }
@@ -34,7 +37,7 @@ pub(super) async fn run(kv: KvClient, every: Duration, closed: CancellationToken
 /// (not at the first turn, `rev` 0). Returns the key's version now and etcd's current revision (the next
 /// turn's target).
 pub(super) async fn step(
-    kv: &mut KvClient,
+    endpoints: &Endpoints,
     version: i64,
     rev: i64,
 ) -> Result<(i64, i64), StoreError> {
@@ -46,7 +49,12 @@ pub(super) async fn step(
         )])
         .and_then(vec![TxnOp::put(COMPACT_REV_KEY, rev.to_string(), None)])
         .or_else(vec![TxnOp::get(COMPACT_REV_KEY, None)]);
-    let resp = kv.txn(txn).await?;
+    let resp = endpoints
+        .call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await?;
     let now = resp.header().map_or(0, |h| h.revision());
     if !resp.succeeded() {
         // Another replica took this turn: follow its count.
@@ -61,7 +69,10 @@ pub(super) async fn step(
         return Ok((seen, now));
     }
     if rev > 0 {
-        match kv.compact(rev, Some(CompactionOptions::new())).await {
+        let compacted = endpoints
+            .call(|mut c| async move { c.compact(rev, Some(CompactionOptions::new())).await })
+            .await;
+        match compacted {
             Ok(_) => tracing::info!(rev, "compacted etcd"),
             // Compacted already (by etcd's own --auto-compaction or someone else): fine.
             Err(e) if super::is_compacted(&e) => {}

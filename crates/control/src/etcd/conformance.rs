@@ -662,17 +662,18 @@ async fn etcd_compaction_expires_older_revisions() {
         .await
         .unwrap();
     let old = put(&store, "a", 1).await.rev;
-    let (mut one, mut two) = (store.kv(), store.kv());
+    let one = store.inner.endpoints.clone();
+    let two = store.inner.endpoints.clone();
     // Replica one's first turn: nothing compacted, the current revision remembered.
-    let (version, seen) = super::compact::step(&mut one, 0, 0).await.unwrap();
+    let (version, seen) = super::compact::step(&one, 0, 0).await.unwrap();
     assert_eq!(version, 1);
     // Replica two's first turn in the same interval finds the key moved on: no compaction.
-    let (version_two, _) = super::compact::step(&mut two, 0, 0).await.unwrap();
+    let (version_two, _) = super::compact::step(&two, 0, 0).await.unwrap();
     assert_eq!(version_two, 1);
     let kept = put(&store, "a", 2).await.rev;
     put(&store, "b", 1).await;
     // Replica one's next turn compacts to what it saw one interval before.
-    super::compact::step(&mut one, version, seen).await.unwrap();
+    super::compact::step(&one, version, seen).await.unwrap();
     let at = |revision| ListOptions {
         revision: Some(revision),
         ..ListOptions::default()
@@ -711,4 +712,30 @@ async fn etcd_unreachable_is_an_error_naming_the_servers() {
         .expect("no etcd there");
     let text = err.to_string();
     assert!(text.contains(&url) && !text.contains('\n'), "{text}");
+}
+
+/// Of several members, requests go to one that answers: a member that is down is failed over.
+#[tokio::test]
+async fn etcd_requests_fail_over_from_a_member_that_is_down() {
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = EtcdConfig {
+        servers: vec![format!("http://127.0.0.1:{down}"), testing::endpoint()],
+        prefix: testing::prefix(),
+        ..EtcdConfig::default()
+    };
+    let store = EtcdStore::connect(&config, Arc::new(Encryption::default()), None)
+        .await
+        .unwrap();
+    let mut events = store.watch(Some("pods"), store.revision()).await.unwrap();
+    let written = put(&store, "a", 1).await;
+    assert_eq!(next(&mut events).await.rev, written.rev);
+    assert_eq!(
+        store.get("pods", "default", "a").await.unwrap().unwrap()["v"],
+        1
+    );
+    store.close().await;
 }

@@ -22,6 +22,7 @@
 mod compact;
 #[cfg(test)]
 mod conformance;
+mod endpoints;
 pub(crate) mod import;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -33,8 +34,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
-    TlsOptions, Txn, TxnOp, TxnOpResponse,
+    Certificate, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
+    TxnOpResponse,
 };
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
@@ -89,7 +90,8 @@ pub struct EtcdStore {
 }
 
 struct Inner {
-    client: Client,
+    /// The members, and which one requests go to.
+    endpoints: Arc<endpoints::Endpoints>,
     /// The key prefix with a trailing `/`.
     root: String,
     /// The servers, for messages.
@@ -107,7 +109,26 @@ struct Inner {
 
 impl From<etcd_client::Error> for StoreError {
     fn from(e: etcd_client::Error) -> Self {
-        Self::Backend(format!("etcd: {e}"))
+        Self::Backend(format!("etcd: {}", describe(&e)))
+    }
+}
+
+/// An etcd client error on one line: a gRPC status's message and its deepest cause (`unavailable: tcp
+/// connect error: Connection refused`), not tonic's debug form.
+fn describe(e: &etcd_client::Error) -> String {
+    let etcd_client::Error::GRpcStatus(status) = e else {
+        return e.to_string();
+    };
+    let mut deepest: Option<&dyn std::error::Error> = None;
+    let mut next = std::error::Error::source(status);
+    while let Some(cause) = next {
+        deepest = Some(cause);
+        next = cause.source();
+    }
+    let code = format!("{:?}", status.code()).to_lowercase();
+    match deepest {
+        Some(cause) => format!("{code}: {}: {cause}", status.message()),
+        None => format!("{code}: {}", status.message()),
     }
 }
 
@@ -170,17 +191,25 @@ impl EtcdStore {
             }
             options = options.with_tls(tls);
         }
-        let client = Client::connect(&config.servers, Some(options))
-            .await
-            .map_err(|e| StoreError::Backend(format!("etcd at {servers}: {e}")))?;
+        let endpoints = Arc::new(
+            endpoints::Endpoints::connect(&config.servers, &options)
+                .await
+                .map_err(|e| StoreError::Backend(format!("etcd at {servers}: {}", describe(&e))))?,
+        );
         let root = format!("{}/", config.prefix.trim_end_matches('/'));
         // A first read: says whether etcd answers, and the revision to start watching after.
         let probe = tokio::time::timeout(
             CONNECT_PATIENCE,
-            client.kv_client().get(
-                root.clone(),
-                Some(GetOptions::new().with_prefix().with_count_only()),
-            ),
+            endpoints.call(|mut c| {
+                let root = root.clone();
+                async move {
+                    c.get(
+                        root,
+                        Some(GetOptions::new().with_prefix().with_count_only()),
+                    )
+                    .await
+                }
+            }),
         )
         .await;
         let header_revision = match probe {
@@ -191,12 +220,15 @@ impl EtcdStore {
                 )));
             }
             Ok(Err(e)) => {
-                return Err(StoreError::Backend(format!("etcd at {servers}: {e}")));
+                return Err(StoreError::Backend(format!(
+                    "etcd at {servers}: {}",
+                    describe(&e)
+                )));
             }
             Ok(Ok(resp)) => resp.header().map_or(0, |h| h.revision()),
         };
         let inner = Arc::new(Inner {
-            client,
+            endpoints,
             root,
             servers,
             encryption,
@@ -209,7 +241,7 @@ impl EtcdStore {
         let mut tasks = vec![tokio::spawn(watch::run_hub(Arc::downgrade(&inner)))];
         if let Some(every) = compaction {
             tasks.push(tokio::spawn(compact::run(
-                inner.client.kv_client(),
+                inner.endpoints.clone(),
                 every,
                 inner.closed.clone(),
             )));
@@ -233,18 +265,48 @@ impl EtcdStore {
     /// # Errors
     /// etcd failing.
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        let root = self.inner.root.clone();
         let resp = self
-            .kv()
-            .get(
-                self.inner.root.clone(),
-                Some(GetOptions::new().with_prefix().with_count_only()),
-            )
+            .inner
+            .endpoints
+            .call(|mut c| {
+                let root = root.clone();
+                async move {
+                    c.get(
+                        root,
+                        Some(GetOptions::new().with_prefix().with_count_only()),
+                    )
+                    .await
+                }
+            })
             .await?;
         Ok(resp.count() == 0)
     }
 
-    fn kv(&self) -> KvClient {
-        self.inner.client.kv_client()
+    /// A range read (`GetOptions`) on the active member.
+    async fn range(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
+        self.inner.range(key, options).await
+    }
+
+    /// A transaction on the active member.
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
+        self.inner
+            .endpoints
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await
+    }
+
+    /// A client of the active member (tests read etcd's keys through it).
+    #[cfg(test)]
+    fn kv(&self) -> etcd_client::KvClient {
+        self.inner.endpoints.client().kv_client()
     }
 
     fn check_open(&self) -> Result<(), StoreError> {
@@ -283,7 +345,7 @@ impl EtcdStore {
         resource: &str,
         key: &str,
     ) -> Result<Option<(Value, i64, bool)>, StoreError> {
-        let resp = self.kv().get(key, None).await?;
+        let resp = self.range(key, None).await?;
         resp.kvs()
             .first()
             .map(|kv| self.inner.current_of(resource, kv))
@@ -311,8 +373,7 @@ impl EtcdStore {
         }
         let at = options.revision.filter(|r| *r > 0);
         let resp = match self
-            .kv()
-            .get(
+            .range(
                 start.clone(),
                 Some(at.map_or(get.clone(), |r| get.clone().with_revision(r))),
             )
@@ -321,7 +382,7 @@ impl EtcdStore {
             Ok(resp) => resp,
             Err(e) if is_compacted(&e) => return Err(self.expired(at.unwrap_or(0))),
             // A revision etcd has not reached (one this store saw ahead of the member it asks): now.
-            Err(e) if is_future(&e) => self.kv().get(start, Some(get)).await?,
+            Err(e) if is_future(&e) => self.range(start, Some(get)).await?,
             Err(e) => return Err(e.into()),
         };
         let header = resp.header().map_or(0, |h| h.revision());
@@ -364,7 +425,7 @@ impl EtcdStore {
                 key,
                 Some(GetOptions::new().with_keys_only()),
             )]);
-        let resp = self.kv().txn(txn).await?;
+        let resp = self.txn(txn).await?;
         if !resp.succeeded() {
             let exists = resp.op_responses().iter().any(|r| match r {
                 TxnOpResponse::Get(g) => !g.kvs().is_empty(),
@@ -442,7 +503,7 @@ impl EtcdStore {
                 .when(vec![compare])
                 .and_then(vec![write])
                 .or_else(vec![TxnOp::get(key.clone(), None)]);
-            let resp = self.kv().txn(txn).await?;
+            let resp = self.txn(txn).await?;
             if !resp.succeeded() {
                 // Someone wrote it meanwhile: decide again on what the transaction read.
                 current = resp
@@ -549,6 +610,21 @@ impl EtcdStore {
 }
 
 impl Inner {
+    /// A range read on the active member.
+    async fn range(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
+        let key = key.into();
+        self.endpoints
+            .call(|mut c| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { c.get(key, options).await }
+            })
+            .await
+    }
+
     fn saw(&self, rev: i64) {
         self.revision.fetch_max(rev, Ordering::SeqCst);
     }

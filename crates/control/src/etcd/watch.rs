@@ -171,7 +171,13 @@ async fn open(inner: &Inner, key: String, start: i64) -> Result<WatchStream, etc
         .with_prefix()
         .with_prev_key()
         .with_start_revision(start);
-    inner.client.watch_client().watch(key, Some(options)).await
+    inner
+        .endpoints
+        .call(|mut c| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { c.watch(key, Some(options)).await }
+        })
+        .await
 }
 
 /// The shared watch: follows every key under the prefix from the hub's position and hands the changes
@@ -268,9 +274,7 @@ pub(super) async fn run_hub(inner: Weak<Inner>) {
 /// etcd's current revision.
 async fn current_revision(inner: &Inner) -> Result<i64, StoreError> {
     let resp = inner
-        .client
-        .kv_client()
-        .get(
+        .range(
             inner.root.clone(),
             Some(GetOptions::new().with_prefix().with_count_only()),
         )
@@ -297,9 +301,7 @@ pub(super) async fn watch(
         // A compacted start is refused now, as a 410 before the watch begins.
         let at = since.max(1);
         let probe = inner
-            .client
-            .kv_client()
-            .get(
+            .range(
                 range.clone(),
                 Some(
                     GetOptions::new()

@@ -70,11 +70,27 @@ impl Plane {
     }
 
     /// Stops the plane and starts it again on the same data dir and configuration.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`Plane::restart`] with the configuration adjusted by `configure` first.
+    pub async fn restart_with(self, configure: impl FnOnce(&mut ControlConfig)) -> Self {
+        let (dir, cfg) = self.stop_keeping(configure).await;
+        Self::start_in(dir, cfg).await
+    }
+
+    /// Stops the plane; its data dir and its configuration adjusted by `configure` for a start of one's
+    /// own.
+    pub async fn stop_keeping(
+        mut self,
+        configure: impl FnOnce(&mut ControlConfig),
+    ) -> (tempfile::TempDir, ControlConfig) {
         self.shutdown.cancel();
         self.plane.take().unwrap().wait().await.unwrap();
-        let Plane { cfg, dir, .. } = self;
-        Self::start_in(dir, cfg).await
+        let Plane { mut cfg, dir, .. } = self;
+        configure(&mut cfg);
+        (dir, cfg)
     }
 
     pub fn data_dir(&self) -> &std::path::Path {
