@@ -135,7 +135,7 @@ impl Pool {
     }
 
     /// The order to try servers in: the current one, the other healthy ones, then the failed ones.
-    fn order(&self) -> Vec<(String, CancellationToken)> {
+    fn order(&self) -> Vec<String> {
         let current = self
             .servers
             .iter()
@@ -148,22 +148,24 @@ impl Pool {
         current
             .chain(healthy)
             .chain(failed)
-            .map(|s| (s.addr.clone(), s.connections.clone()))
+            .map(|s| s.addr.clone())
             .collect()
     }
 
-    /// A connection to `addr` succeeded: it is the preferred server, and healthy.
-    fn used(&mut self, addr: &str) {
-        if let Some(server) = self.servers.iter_mut().find(|s| s.addr == addr) {
-            if !server.healthy {
-                tracing::info!(server = %addr, "API server answers again");
-            }
-            server.healthy = true;
+    /// A connection to `addr` succeeded: it is the preferred server, and healthy. The token that cuts the
+    /// connection when the server is found failed (`None` if it left the list meanwhile).
+    fn used(&mut self, addr: &str) -> Option<CancellationToken> {
+        let server = self.servers.iter_mut().find(|s| s.addr == addr)?;
+        if !server.healthy {
+            tracing::info!(server = %addr, "API server answers again");
         }
+        server.healthy = true;
+        let cut = server.connections.clone();
         if self.current.as_deref() != Some(addr) {
             tracing::info!(server = %addr, "API load balancer: connecting to this API server");
             self.current = Some(addr.to_owned());
         }
+        Some(cut)
     }
 
     /// A connect to `addr` failed: it is not healthy until a check says so, and its connections are cut.
@@ -365,7 +367,7 @@ impl ApiBalancer {
     /// closes or the server is found failed.
     async fn forward(&self, mut client: TcpStream) {
         let _ = client.set_nodelay(true);
-        for (addr, cut) in self.with_pool(|pool| pool.order()) {
+        for addr in self.with_pool(|pool| pool.order()) {
             let mut upstream = match connect(&addr).await {
                 Ok(upstream) => upstream,
                 Err(error) => {
@@ -373,7 +375,10 @@ impl ApiBalancer {
                     continue;
                 }
             };
-            self.with_pool(|pool| pool.used(&addr));
+            // Taken now: a failure another connection found while this one connected is not this one's.
+            let Some(cut) = self.with_pool(|pool| pool.used(&addr)) else {
+                continue;
+            };
             tokio::select! {
                 () = cut.cancelled() => {}
                 _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
@@ -485,7 +490,7 @@ mod tests {
     }
 
     fn order(pool: &Pool) -> Vec<String> {
-        pool.order().into_iter().map(|(addr, _)| addr).collect()
+        pool.order()
     }
 
     #[test]
@@ -495,11 +500,15 @@ mod tests {
             pool.add(server, true, false);
         }
         assert_eq!(order(&pool), ["a:1", "b:1", "c:1"]);
-        pool.used("b:1");
+        let cut = pool.used("b:1").expect("known");
         assert_eq!(order(&pool), ["b:1", "a:1", "c:1"]);
-        let (_, cut) = pool.order().remove(0);
         pool.failed("b:1", "refused");
         assert!(cut.is_cancelled(), "a failed server's connections are cut");
+        assert!(
+            !pool.used("b:1").expect("known").is_cancelled(),
+            "new ones are not"
+        );
+        pool.failed("b:1", "refused");
         assert_eq!(order(&pool), ["a:1", "c:1", "b:1"]);
         pool.failed("a:1", "refused");
         assert_eq!(order(&pool), ["c:1", "a:1", "b:1"]);
