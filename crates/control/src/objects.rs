@@ -1095,6 +1095,16 @@ impl Objects {
         Ok((!dry_run).then(|| ip.parse().ok()).flatten())
     }
 
+    /// This resource layer as kube-apiserver's own writes: its manager, no requesting user's guard (the
+    /// IPAddress of a Service is the API server's, whoever asked for the Service).
+    fn as_apiserver(&self) -> Self {
+        Self {
+            guard: None,
+            manager: Some(KUBE_APISERVER.into()),
+            ..self.clone()
+        }
+    }
+
     /// Creates the IPAddress that gives `ip` to Service `ns/name`. (A boxed future of a named type: a
     /// Service's create comes here, and this creates too.)
     fn create_ip_address<'a>(
@@ -1105,7 +1115,8 @@ impl Objects {
     ) -> futures::future::BoxFuture<'a, Result<Value, ApiError>> {
         let address = service_ips::ip_address_object(ip, ns, name);
         Box::pin(async move {
-            self.create(service_ips::ip_addresses(), None, address, false)
+            self.as_apiserver()
+                .create(service_ips::ip_addresses(), None, address, false)
                 .await
         })
     }
@@ -1146,7 +1157,7 @@ impl Objects {
                 precondition_uid: meta(&held, "uid"),
                 ..DeleteOptions::default()
             };
-            match self.delete(addresses, None, &ip, opts).await {
+            match self.as_apiserver().delete(addresses, None, &ip, opts).await {
                 Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {}
                 Err(e) => tracing::warn!(%ip, error = %e, "releasing a cluster IP"),
             }
