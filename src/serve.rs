@@ -290,12 +290,23 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             approve_own_serving_csr: false,
         },
     };
-    // One node: every pod is on this host, connected to directly.
+    // This node's pods are on this host; pods of nodes joined from other hosts are reached through their
+    // node agents, with this node's certificate.
+    let tunnel = herd_node::tunnel::TunnelClient::new(
+        &node_credentials.ca_pem,
+        std::sync::Arc::new(herd_pki::tls::CurrentCert::new(&node_credentials.client)?),
+    )?;
+    let network = herd_node::pod_network::PodNetwork::start(
+        client.clone(),
+        &node_name,
+        tunnel,
+        shutdown.clone(),
+    );
     tasks.extend(spawn_node(
         client.clone(),
         proxy_client,
         node_cfg,
-        None,
+        Some(network),
         &shutdown,
     ));
     wait_node_ready(&client, &node_name, &shutdown).await?;
