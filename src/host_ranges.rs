@@ -8,6 +8,10 @@
 //! the scope in which loopback addresses can clash. Checking and claiming happen under a host-wide lock
 //! (another abstract name, `@herd-ranges.lock`, which only one socket can hold), so two clusters starting
 //! at the same moment cannot both miss each other.
+//!
+//! Control plane replicas of ONE cluster (`--store etcd`) share its ranges: each claims them with the
+//! cluster's store identity (`store=<hash of the etcd servers and prefix>`), and a claim of the same ranges
+//! with the same store identity is no clash.
 
 use std::io;
 use std::os::linux::net::SocketAddrExt as _;
@@ -34,6 +38,20 @@ pub struct Ranges {
 struct Claim {
     ranges: Ranges,
     pid: u32,
+    /// The identity of the shared store of a replicated control plane ([`store_identity`]); 0: none.
+    store: u64,
+}
+
+/// The identity of a shared store (FNV-1a of its servers, sorted, and key prefix): replicas of one cluster
+/// have the same; `None` (a store of the process's own) has none.
+pub fn store_identity(servers: &[String], prefix: &str) -> u64 {
+    let mut servers = servers.to_vec();
+    servers.sort();
+    let text = format!("{}|{prefix}", servers.join(","));
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash.max(1)
 }
 
 /// Held while the control plane runs; the claim ends when this is dropped or the process exits.
@@ -43,17 +61,23 @@ pub struct RangeClaim {
 }
 
 /// Claims `ranges` for this process, or fails with a one-line message naming the flag to change if
-/// another live herd cluster on this host uses an overlapping range.
-pub fn claim(ranges: Ranges) -> anyhow::Result<RangeClaim> {
+/// another live herd cluster on this host uses an overlapping range. `store`: the identity of the store
+/// this control plane shares with its replicas ([`store_identity`]), whose claims of the same ranges are
+/// no clash; 0 for a store of its own.
+pub fn claim(ranges: Ranges, store: u64) -> anyhow::Result<RangeClaim> {
     let _lock = lock()?;
     let table = std::fs::read_to_string("/proc/net/unix").context("reading /proc/net/unix")?;
-    let others = claims_in(&table);
+    let others: Vec<Claim> = claims_in(&table)
+        .into_iter()
+        .filter(|other| !(store != 0 && other.store == store && other.ranges == ranges))
+        .collect();
     if let Some(message) = conflict(ranges, &others) {
         bail!("{message}");
     }
     let name = claim_name(Claim {
         ranges,
         pid: std::process::id(),
+        store,
     });
     let socket = bind_abstract(&name)
         .with_context(|| format!("announcing this cluster's ranges as @{name}"))?;
@@ -83,10 +107,14 @@ fn bind_abstract(name: &str) -> io::Result<UnixDatagram> {
 }
 
 fn claim_name(claim: Claim) -> String {
-    format!(
+    let mut name = format!(
         "{CLAIM_PREFIX}service={},cluster={},pid={}",
         claim.ranges.service, claim.ranges.cluster, claim.pid
-    )
+    );
+    if claim.store != 0 {
+        name.push_str(&format!(",store={:016x}", claim.store));
+    }
+    name
 }
 
 /// The claims listed in a `/proc/net/unix` table (abstract names are shown with a leading `@`).
@@ -101,12 +129,13 @@ fn claims_in(table: &str) -> Vec<Claim> {
 }
 
 fn parse_claim(fields: &str) -> Option<Claim> {
-    let (mut service, mut cluster, mut pid) = (None, None, None);
+    let (mut service, mut cluster, mut pid, mut store) = (None, None, None, 0);
     for field in fields.split(',') {
         match field.split_once('=')? {
             ("service", v) => service = v.parse().ok(),
             ("cluster", v) => cluster = v.parse().ok(),
             ("pid", v) => pid = v.parse().ok(),
+            ("store", v) => store = u64::from_str_radix(v, 16).unwrap_or(0),
             _ => {}
         }
     }
@@ -116,6 +145,7 @@ fn parse_claim(fields: &str) -> Option<Claim> {
             cluster: cluster?,
         },
         pid: pid?,
+        store,
     })
 }
 
@@ -243,16 +273,19 @@ mod tests {
             claims_in(table),
             vec![Claim {
                 ranges: ranges("127.10.0.0/16", "127.64.0.0/10"),
-                pid: 4242
+                pid: 4242,
+                store: 0,
             }]
         );
-        let name = claim_name(Claim {
+        let claim = Claim {
             ranges: ranges("fd00::/112", "127.64.0.0/10"),
             pid: 7,
-        });
+            store: store_identity(&["https://10.0.0.1:2379".into()], "/registry"),
+        };
+        let name = claim_name(claim);
         assert_eq!(
-            parse_claim(name.strip_prefix(CLAIM_PREFIX).unwrap()).map(|c| c.ranges),
-            Some(ranges("fd00::/112", "127.64.0.0/10"))
+            parse_claim(name.strip_prefix(CLAIM_PREFIX).unwrap()),
+            Some(claim)
         );
     }
 
@@ -261,6 +294,7 @@ mod tests {
         let other = Claim {
             ranges: ranges("127.10.0.0/16", "127.64.0.0/10"),
             pid: 4242,
+            store: 0,
         };
         let message = conflict(ranges("127.10.0.0/16", "127.128.0.0/16"), &[other]).unwrap();
         assert_eq!(
@@ -314,8 +348,8 @@ mod tests {
             &format!("127.3.{third}.0/24"),
             &format!("127.4.{third}.0/24"),
         );
-        let held = claim(mine).expect("first claim");
-        let error = claim(mine)
+        let held = claim(mine, 0).expect("first claim");
+        let error = claim(mine, 0)
             .expect_err("second claim of the same ranges")
             .to_string();
         assert!(error.contains("--service-cidr"), "{error}");
@@ -324,6 +358,38 @@ mod tests {
             "{error}"
         );
         drop(held);
-        drop(claim(mine).expect("the ranges are free again once the claim is dropped"));
+        drop(claim(mine, 0).expect("the ranges are free again once the claim is dropped"));
+    }
+
+    #[test]
+    fn replicas_of_one_cluster_share_its_ranges_and_no_one_else_does() {
+        let third = (std::process::id() + 100) % 250;
+        let mine = ranges(
+            &format!("127.3.{third}.0/24"),
+            &format!("127.4.{third}.0/24"),
+        );
+        let cluster = store_identity(
+            &["https://b:2379".into(), "https://a:2379".into()],
+            "/registry",
+        );
+        assert_eq!(
+            cluster,
+            store_identity(
+                &["https://a:2379".into(), "https://b:2379".into()],
+                "/registry"
+            )
+        );
+        // Another replica's claim (another process: its pid is in the name).
+        let replica = bind_abstract(&claim_name(Claim {
+            ranges: mine,
+            pid: 1,
+            store: cluster,
+        }))
+        .expect("the other replica's claim");
+        let mine_too = claim(mine, cluster).expect("a second replica of the same cluster");
+        let other = store_identity(&["https://a:2379".into()], "/other");
+        assert!(claim(mine, other).is_err(), "another cluster's claim");
+        assert!(claim(mine, 0).is_err(), "a cluster of its own");
+        drop((replica, mine_too));
     }
 }

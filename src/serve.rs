@@ -74,6 +74,22 @@ pub struct ClusterArgs {
     /// capped by a request's `spec.expirationSeconds`; nodes renew at 70–90 % of it.
     #[arg(long, default_value = "8760h", value_parser = parse_duration)]
     cluster_signing_duration: Duration,
+    /// Run the controllers and the scheduler only while this control plane holds their Leases
+    /// (`kube-system/kube-controller-manager`, `kube-system/kube-scheduler`), so that of several control
+    /// planes on one etcd exactly one runs each (kube-controller-manager's and kube-scheduler's flag).
+    /// Default: on with `--store etcd`, off with `sqlite` (one process owns the file: there is no one to
+    /// elect against). `--leader-elect=false` runs them unconditionally.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    leader_elect: Option<bool>,
+    /// How long other control planes wait after they last saw the leader renew before they take over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading (less than the lease duration).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire, and the leader to renew, the Leases.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
     /// An `AdmissionConfiguration` file (kube-apiserver's flag) whose `PodSecurity` plugin configuration
     /// (`PodSecurityConfiguration`) sets Pod Security's defaults for namespaces without labels and its
     /// exemptions. Without it herd enforces `baseline` (no hostPath volumes, host ports, privileged
@@ -596,10 +612,33 @@ fn through_balancer(
 
 /// Claims the cluster's Service and pod ranges on this host (see `host_ranges`); held until exit.
 fn claim_ranges(args: &ClusterArgs) -> anyhow::Result<crate::host_ranges::RangeClaim> {
-    crate::host_ranges::claim(crate::host_ranges::Ranges {
-        service: args.service_cidr,
-        cluster: args.cluster_cidr,
-    })
+    // Replicas on one etcd are one cluster: they share its ranges.
+    let store = match args.store() {
+        herd_control::StoreBackend::Etcd(etcd) => {
+            crate::host_ranges::store_identity(&etcd.servers, &etcd.prefix)
+        }
+        herd_control::StoreBackend::Sqlite => 0,
+    };
+    crate::host_ranges::claim(
+        crate::host_ranges::Ranges {
+            service: args.service_cidr,
+            cluster: args.cluster_cidr,
+        },
+        store,
+    )
+}
+
+/// The leader election the flags choose: `--leader-elect` as given, else on with etcd (where replicas can
+/// share the store) and off with SQLite (one process owns the file).
+fn leader_election(args: &ClusterArgs) -> herd_control::LeaderElection {
+    herd_control::LeaderElection {
+        enabled: args
+            .leader_elect
+            .unwrap_or(matches!(args.store(), herd_control::StoreBackend::Etcd(_))),
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    }
 }
 
 async fn start_control(
@@ -624,6 +663,7 @@ async fn start_control(
     cfg.advertise_address = args.advertise_address;
     cfg.encryption_provider_config = args.encryption_provider_config.clone();
     cfg.cluster_signing_duration = args.cluster_signing_duration;
+    cfg.leader_election = leader_election(args);
     if let Some(path) = &args.admission_control_config_file {
         cfg.pod_security = read_admission_config(path)?;
     }
@@ -982,6 +1022,52 @@ mod tests {
                 "nowhere"
             ])
             .is_err()
+        );
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct ControlCommand {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    }
+
+    #[test]
+    fn leader_election_is_on_with_etcd_and_off_with_sqlite_unless_the_flag_says() {
+        let parse = |flags: &[&str]| {
+            let argv = ["control", "--data-dir", "/tmp/d"].iter().chain(flags);
+            <ControlCommand as clap::Parser>::try_parse_from(argv)
+                .unwrap()
+                .cluster
+        };
+        let etcd = ["--store", "etcd", "--etcd-servers", "http://10.0.0.1:2379"];
+        assert!(!leader_election(&parse(&[])).enabled);
+        assert!(leader_election(&parse(&etcd)).enabled);
+        let off = [&etcd[..], &["--leader-elect=false"]].concat();
+        assert!(!leader_election(&parse(&off)).enabled);
+        assert!(leader_election(&parse(&["--leader-elect"])).enabled);
+        let timed = leader_election(&parse(&[
+            "--leader-elect-lease-duration",
+            "30s",
+            "--leader-elect-renew-deadline",
+            "20s",
+            "--leader-elect-retry-period",
+            "5s",
+        ]));
+        assert_eq!(
+            (
+                timed.lease_duration,
+                timed.renew_deadline,
+                timed.retry_period
+            ),
+            (
+                Duration::from_secs(30),
+                Duration::from_secs(20),
+                Duration::from_secs(5)
+            )
+        );
+        assert_eq!(
+            leader_election(&parse(&[])).lease_duration,
+            herd_control::LeaderElection::default().lease_duration
         );
     }
 
