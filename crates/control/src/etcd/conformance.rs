@@ -739,3 +739,54 @@ async fn etcd_requests_fail_over_from_a_member_that_is_down() {
     );
     store.close().await;
 }
+
+/// An etcd serving TLS and requiring client certificates (`--client-cert-auth`): reached with
+/// `--etcd-cafile/--etcd-certfile/--etcd-keyfile`, refused without the client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = herd_pki::ClusterCa::generate().unwrap();
+    let sans = herd_pki::serving_sans(&["127.0.0.1".parse().unwrap()], None, &[]);
+    let server = ca
+        .issue_serving("etcd", &sans, herd_pki::SERVING_VALIDITY)
+        .unwrap();
+    let client = ca
+        .issue_client("kube-apiserver-etcd-client", &[], herd_pki::CLIENT_VALIDITY)
+        .unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let tls = testing::Tls {
+        ca: file("ca.crt", ca.cert_pem()),
+        cert: file("server.crt", &server.cert_pem),
+        key: file("server.key", &server.key_pem),
+        client_cert: file("client.crt", &client.cert_pem),
+        client_key: file("client.key", &client.key_pem),
+    };
+    let etcd = testing::Dedicated::start_tls(&tls);
+    let config = EtcdConfig {
+        servers: vec![etcd.url.clone()],
+        ca_file: Some(tls.ca.clone()),
+        cert_file: Some(tls.client_cert.clone()),
+        key_file: Some(tls.client_key.clone()),
+        prefix: testing::prefix(),
+    };
+    let store = EtcdStore::connect(&config, Arc::new(Encryption::default()), None)
+        .await
+        .unwrap();
+    let written = put(&store, "a", 1).await;
+    assert_eq!(
+        rv(&store.get("pods", "default", "a").await.unwrap().unwrap()),
+        written.rev
+    );
+    store.close().await;
+    let anonymous = EtcdConfig {
+        cert_file: None,
+        key_file: None,
+        ..config
+    };
+    let refused = EtcdStore::connect(&anonymous, Arc::new(Encryption::default()), None).await;
+    assert!(refused.is_err(), "connected without a client certificate");
+}

@@ -79,7 +79,17 @@ fn start() -> String {
     let base = base_dir();
     remove_stale(&base);
     let dir = base.join(format!("herd-test-etcd-{}", std::process::id()));
-    launch(&dir, true).0
+    launch(&dir, true, None).0
+}
+
+/// Certificates for an etcd serving TLS that requires client certificates (`--client-cert-auth`), and a
+/// client's, all files.
+pub struct Tls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 /// An etcd of one test's own (for what would disturb others, such as compaction), killed when dropped.
@@ -91,6 +101,15 @@ pub struct Dedicated {
 
 impl Dedicated {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// An etcd of its own serving HTTPS with `tls`'s certificates, requiring client certificates.
+    pub fn start_tls(tls: &Tls) -> Self {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&Tls>) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let base = base_dir();
         remove_stale(&base);
@@ -99,7 +118,7 @@ impl Dedicated {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst)
         ));
-        let (url, child) = launch(&dir, false);
+        let (url, child) = launch(&dir, false, tls);
         Self {
             url,
             child: child.expect("the dedicated etcd"),
@@ -118,14 +137,19 @@ impl Drop for Dedicated {
 
 /// Starts etcd with its data in `dir`; `persistent`: forked from a thread that lives as long as the
 /// process (no child handed back), else from this thread (the child handed back).
-fn launch(dir: &std::path::Path, persistent: bool) -> (String, Option<std::process::Child>) {
+fn launch(
+    dir: &std::path::Path,
+    persistent: bool,
+    tls: Option<&Tls>,
+) -> (String, Option<std::process::Child>) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("the test etcd's directory");
     let (client, peer) = (free_port(), free_port());
-    let client_url = format!("http://127.0.0.1:{client}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let client_url = format!("{scheme}://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
     let log = std::fs::File::create(dir.join("etcd.log")).expect("the test etcd's log");
-    let args: Vec<String> = vec![
+    let mut args: Vec<String> = vec![
         "--pdeathsig".into(),
         "KILL".into(),
         "--".into(),
@@ -147,6 +171,17 @@ fn launch(dir: &std::path::Path, persistent: bool) -> (String, Option<std::proce
         "--log-level".into(),
         "warn".into(),
     ];
+    if let Some(tls) = tls {
+        for (flag, path) in [
+            ("--trusted-ca-file", &tls.ca),
+            ("--cert-file", &tls.cert),
+            ("--key-file", &tls.key),
+        ] {
+            args.push(flag.into());
+            args.push(path.display().to_string());
+        }
+        args.push("--client-cert-auth".into());
+    }
     let spawn = move |args: &[String], log: std::fs::File| {
         std::process::Command::new("/usr/bin/setpriv")
             .args(args)
@@ -179,7 +214,11 @@ fn launch(dir: &std::path::Path, persistent: bool) -> (String, Option<std::proce
     }
     let addr: SocketAddr = format!("127.0.0.1:{client}").parse().expect("address");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !healthy(addr) {
+    let ready = || match tls {
+        None => healthy(addr),
+        Some(tls) => healthy_tls(&client_url, tls),
+    };
+    while !ready() {
         assert!(
             Instant::now() < deadline,
             "the test etcd did not become healthy; see {}",
@@ -205,4 +244,19 @@ fn healthy(addr: SocketAddr) -> bool {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer.contains("\"health\":\"true\"")
+}
+
+/// Whether etcdctl, with the client certificate, finds the member healthy.
+fn healthy_tls(url: &str, tls: &Tls) -> bool {
+    std::process::Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", url, "--dial-timeout", "1s", "--cacert"])
+        .arg(&tls.ca)
+        .arg("--cert")
+        .arg(&tls.client_cert)
+        .arg("--key")
+        .arg(&tls.client_key)
+        .args(["endpoint", "health"])
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
