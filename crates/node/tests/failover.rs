@@ -129,11 +129,11 @@ async fn the_balancer_fails_over_to_a_live_api_server_and_tls_authenticates_end_
 #[path = "../../control/src/etcd/testing.rs"]
 mod etcd;
 
-/// A node agent whose clients go through its balancer in front of two API servers of ONE cluster (one etcd,
-/// one CA) keeps renewing its Lease when the API server it uses stops: its watches and writes reconnect
-/// through the balancer to the survivor.
+/// A node agent whose clients go through its balancer, given ONE API server of a cluster of two (one etcd,
+/// one CA), learns the other from the `kubernetes` Endpoints and keeps renewing its Lease when the API
+/// server it uses stops: its watches and writes reconnect through the balancer to the survivor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_keeps_renewing_its_lease_when_its_api_server_dies() {
+async fn a_node_learns_the_api_servers_and_keeps_renewing_its_lease_when_its_api_server_dies() {
     let dir = tempfile::tempdir().expect("temp dir");
     let prefix = etcd::prefix();
     let on_etcd = |data_dir: std::path::PathBuf| {
@@ -162,7 +162,7 @@ async fn a_node_keeps_renewing_its_lease_when_its_api_server_dies() {
     let shutdown = CancellationToken::new();
     let balancer = ApiBalancer::start(
         "127.0.0.1:0".parse().expect("addr"),
-        &servers,
+        &servers[..1],
         shutdown.clone(),
     )
     .await
@@ -214,16 +214,27 @@ async fn a_node_keeps_renewing_its_lease_when_its_api_server_dies() {
             .and_then(|lease| lease.spec?.renew_time)
             .map(|t| t.0)
     };
+    let learned = balancer.clone();
+    wait_for(
+        "the second API server learned from the kubernetes Endpoints",
+        Duration::from_secs(60),
+        || {
+            let known = learned.servers();
+            async move { (known.len() == 2).then_some(()) }
+        },
+    )
+    .await;
+    let known: Vec<String> = balancer.servers().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(known, servers);
     let first_admin = admin(0).await;
     wait_for("the node's first Lease", Duration::from_secs(30), || {
         renewed(first_admin.clone())
     })
     .await;
 
-    // Stop the API server the node uses.
-    let used = balancer.current().expect("a server in use");
-    let dying = servers.iter().position(|s| *s == used).expect("known");
-    let survivor = 1 - dying;
+    // Stop the API server the node uses: the one it was given.
+    assert_eq!(balancer.current().as_deref(), Some(servers[0].as_str()));
+    let (dying, survivor) = (0, 1);
     let survivor_admin = admin(survivor).await;
     let (plane, stop) = planes.remove(dying);
     stop.cancel();
