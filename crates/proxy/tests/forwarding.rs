@@ -194,3 +194,28 @@ async fn a_frontend_another_program_holds_is_served_on_a_fallback_port_until_it_
     assert_eq!(request(frontend).await, "a:ping");
     forwarder.shutdown().await;
 }
+
+#[tokio::test]
+async fn backends_are_reached_through_the_forwarders_dialer() {
+    // The table names an address nobody listens on; the dialer knows how to reach it (as the node's pod
+    // network reaches a pod of another host through its node's agent).
+    let relay = backend("127.0.0.2", "relayed").await;
+    let unreachable = free_addr("127.0.0.3");
+    let frontend = free_addr("127.0.0.4");
+    let dialer = herd_proxy::Dialer::new(move |backend| {
+        Box::pin(async move {
+            assert_eq!(
+                backend, unreachable,
+                "the dialer is asked for the table's backend"
+            );
+            let stream = TcpStream::connect(relay).await?;
+            Ok(Box::new(stream) as herd_proxy::BoxConnection)
+        })
+    });
+    let mut forwarder = Forwarder::new(CancellationToken::new()).with_dialer(dialer);
+    let mut table = RoutingTable::new();
+    table.insert(frontend, vec![unreachable]);
+    forwarder.update(table);
+    assert_eq!(request(frontend).await, "relayed:ping");
+    forwarder.shutdown().await;
+}
