@@ -304,6 +304,23 @@ async fn three_planes_on_one_etcd_serve_together_and_a_survivor_takes_over() {
         .await;
     assert_eq!(code, 404);
 
+    // A node the scheduler can bind pods to.
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let (code, node) = first
+        .post(
+            "/api/v1/nodes",
+            json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"}},
+                "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                    "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                    "conditions": [{"type": "Ready", "status": "True",
+                        "lastHeartbeatTime": now, "lastTransitionTime": now}]}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{node}");
+
     // The controllers work: a Deployment gets its ReplicaSet.
     first
         .post(
@@ -353,6 +370,23 @@ async fn three_planes_on_one_etcd_serve_together_and_a_survivor_takes_over() {
         || replica_sets_of(survivor, "after"),
     )
     .await;
+    // The scheduler works in whichever survivor leads it: the new pods are bound to the node.
+    eventually(
+        "the pods of the Deployment bound by a survivor's scheduler",
+        || async {
+            let (_, pods) = survivor
+                .get("/api/v1/namespaces/default/pods?labelSelector=app%3Dafter")
+                .await;
+            let pods = pods["items"].as_array().cloned().unwrap_or_default();
+            (pods.len() == 2 && pods.iter().all(|p| p["spec"]["nodeName"] == "n1")).then_some(())
+        },
+    )
+    .await;
+    let scheduler = survivor.holder(SCHEDULER_LEASE).await;
+    assert!(
+        identities.contains(&scheduler) && scheduler != leader,
+        "{scheduler}"
+    );
     eventually(
         "the kubernetes Endpoints drop the stopped replica",
         || async {
