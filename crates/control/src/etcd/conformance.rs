@@ -790,3 +790,42 @@ async fn etcd_over_tls_with_a_client_certificate() {
     let refused = EtcdStore::connect(&anonymous, Arc::new(Encryption::default()), None).await;
     assert!(refused.is_err(), "connected without a client certificate");
 }
+
+/// The shared watch's fan-out cuts off a watcher that falls too far behind (as SQLite's): what it had
+/// queued still arrives, in order, then Expired; a watcher that keeps up goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_watcher_that_falls_too_far_behind_is_expired() {
+    let opened = open(Backend::Etcd).await;
+    let store = &*opened.store;
+    let mut slow = store.watch(None, store.revision()).await.unwrap();
+    let items = (0..super::watch::WATCH_BACKLOG + 1_000)
+        .map(|i| BatchItem {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: format!("p{i}"),
+            decide: Box::new(move |_| {
+                Mutation::Put(json!({"metadata": {"name": format!("p{i}")}}))
+            }),
+        })
+        .collect();
+    store.update_batch(items).await.unwrap();
+    let mut last = 0;
+    loop {
+        match slow.next().await.unwrap() {
+            Ok(change) => {
+                assert!(change.rev > last);
+                last = change.rev;
+            }
+            Err(StoreError::Expired { requested, .. }) => {
+                assert_eq!(requested, last);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(last < store.revision());
+    let mut live = store.watch(None, store.revision()).await.unwrap();
+    let change = put(store, "after", 1).await;
+    assert_eq!(next(&mut live).await.rev, change.rev);
+    store.close().await;
+}

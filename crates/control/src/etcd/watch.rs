@@ -19,7 +19,7 @@ use super::{EtcdStore, Inner, prefix_end};
 use crate::storage::{Change, ChangeStream, EventType, StoreError};
 
 /// Watchers that fall this far behind the live feed are cut off and must re-list.
-const WATCH_BACKLOG: usize = 16_384;
+pub(super) const WATCH_BACKLOG: usize = 16_384;
 
 /// The live feed: who watches, and how far the shared etcd watch has handed out changes.
 pub(super) struct Hub {
