@@ -18,12 +18,17 @@ pub struct Cluster {
     pub client: kube::Client,
     /// The API server, with the admin's credentials.
     pub api: super::http::ApiEndpoint,
-    /// `host:port` of the embedded registry.
+    /// `host:port` of the embedded registry (empty for `herd control`, which runs none).
     pub registry: String,
     /// Trust in the cluster CA and the admin's certificate, which the embedded registry lets push.
     registry_tls: herd_oci_fetch::TlsOptions,
+    /// The child's log lines naming [`STORE_STATS`].
+    log: tokio::sync::watch::Receiver<Vec<String>>,
     _dir: tempfile::TempDir,
 }
+
+/// What the store's log line of its write statistics (at close) contains.
+pub const STORE_STATS: &str = "store write statistics";
 
 /// Flags letting one node hold `pods` pods: `--max-pods`, and a node CIDR with an address for each.
 pub fn capacity_flags(pods: usize) -> [String; 4] {
@@ -41,18 +46,29 @@ pub fn capacity_flags(pods: usize) -> [String; 4] {
 impl Cluster {
     /// Starts `herd up` with `extra` flags appended and waits for its ready line.
     pub async fn start(extra: &[String]) -> anyhow::Result<Self> {
+        let mut flags = vec!["--registry-listen".to_string(), "127.0.0.1:0".to_string()];
+        flags.extend_from_slice(extra);
+        Self::start_command("up", &flags).await
+    }
+
+    /// Starts `herd control` (the control plane alone: API server, store, controllers, scheduler; no node
+    /// and no registry) with `extra` flags appended and waits for its ready line.
+    pub async fn start_control(extra: &[String]) -> anyhow::Result<Self> {
+        Self::start_command("control", extra).await
+    }
+
+    async fn start_command(command: &str, extra: &[String]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("temporary data dir")?;
-        let exe = std::env::current_exe().context("locating the herd binary")?;
+        // Another build's binary can be measured with this one's benchmark (builds compared in the same hour).
+        let exe = match std::env::var_os("HERD_BENCH_SERVER") {
+            Some(path) => PathBuf::from(path),
+            None => std::env::current_exe().context("locating the herd binary")?,
+        };
         let mut child = Command::new(exe)
-            .arg("up")
+            .arg(command)
             .arg("--data-dir")
             .arg(dir.path())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--registry-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--listen", "127.0.0.1:0"])
             .args(["--service-cidr", "127.250.0.0/16"])
             .args(["--cluster-cidr", "127.128.0.0/10"])
             .args(extra)
@@ -62,7 +78,7 @@ impl Cluster {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .context("starting herd up")?;
+            .with_context(|| format!("starting herd {command}"))?;
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
         let mut lines = BufReader::new(stderr).lines();
         let ready = tokio::time::timeout(READY_TIMEOUT, async {
@@ -71,12 +87,20 @@ impl Cluster {
                     return Ok(line);
                 }
             }
-            bail!("herd up exited before it was ready")
+            bail!("herd {command} exited before it was ready")
         })
         .await
-        .map_err(|_| anyhow!("herd up was not ready within {READY_TIMEOUT:?}"))??;
-        // Keep draining stderr so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .map_err(|_| anyhow!("herd {command} was not ready within {READY_TIMEOUT:?}"))??;
+        // Keep draining stderr so the child never blocks on a full pipe; the lines the benchmarks read
+        // (the store's statistics at shutdown) are kept.
+        let (log_tx, log) = tokio::sync::watch::channel(Vec::new());
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains(STORE_STATS) {
+                    log_tx.send_modify(|kept| kept.push(line));
+                }
+            }
+        });
         let field = |name: &str| {
             ready
                 .split_whitespace()
@@ -84,7 +108,7 @@ impl Cluster {
                 .map(str::to_string)
                 .ok_or_else(|| anyhow!("no {name} in {ready:?}"))
         };
-        let registry = field("registry=")?;
+        let registry = field("registry=").unwrap_or_default();
         let addr = field("api=https://")?
             .parse()
             .with_context(|| format!("the api address in {ready:?}"))?;
@@ -105,6 +129,7 @@ impl Cluster {
             api,
             registry,
             registry_tls,
+            log,
             _dir: dir,
         })
     }
@@ -134,8 +159,17 @@ impl Cluster {
         Ok(image)
     }
 
-    /// Stops the child with SIGTERM (as a user would), waiting for it to exit.
-    pub async fn stop(mut self) {
+    /// Stops the child with SIGTERM (as a user would), waiting for it to exit; returns its log lines
+    /// naming [`STORE_STATS`] (the store logs them when it closes).
+    pub async fn stop(self) -> Vec<String> {
+        let mut log = self.log.clone();
+        self.stop_child().await;
+        // The draining task ends with the child's stderr.
+        let _ = tokio::time::timeout(Duration::from_secs(2), log.wait_for(|_| false)).await;
+        log.borrow().clone()
+    }
+
+    async fn stop_child(mut self) {
         if let Some(pid) = self.child.id() {
             let _ = Command::new("kill")
                 .args(["-TERM", &pid.to_string()])

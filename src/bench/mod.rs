@@ -1,8 +1,10 @@
 //! `herd bench …`: benchmarks that print figures (speed and memory targets live here, never in tests).
 
+mod api;
 mod cluster;
 mod density;
 mod deploy;
+mod etcd;
 mod http;
 mod pods;
 
@@ -82,6 +84,23 @@ pub enum Bench {
         #[arg(long, default_value_t = 600)]
         timeout_seconds: u64,
     },
+    /// Starts a real `herd control` (no node) per store and has `--clients` concurrent clients create
+    /// ConfigMaps over HTTPS; prints creates/s, p50/p99/max latency, errors and the CPU of both sides, for
+    /// SQLite (`--store-sync full` and `normal`) and a local 3-member etcd (herd on it, and raw etcd puts).
+    Api {
+        /// Concurrent clients, each with its own keep-alive connection.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds of load per store.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Stop after this many creates per store instead of after `--seconds`.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Which stores to measure.
+        #[arg(long, value_enum, default_value = "both")]
+        store: api::StoreChoice,
+    },
     /// Requests/s of the wasi-http sample served by herd and by `wasmtime serve`.
     Http {
         /// The wasi-http component to serve.
@@ -142,6 +161,20 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
                 http_wasm: &http_wasm,
                 module_wasm: &module_wasm,
                 timeout: Duration::from_secs(timeout_seconds),
+            })
+            .await
+        }
+        Bench::Api {
+            clients,
+            seconds,
+            count,
+            store,
+        } => {
+            api::run(api::ApiArgs {
+                clients,
+                duration: Duration::from_secs(seconds),
+                count,
+                store,
             })
             .await
         }

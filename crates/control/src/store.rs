@@ -99,12 +99,14 @@ struct Inner {
     fanout: Fanout,
     /// Wakes the committer (see [`commit_groups`]).
     commit: Arc<Notify>,
-    /// Transactions committed since the store was opened.
-    commits: std::sync::atomic::AtomicU64,
+    /// Transactions committed since the store was opened, and how many writes each held.
+    stats: WriteStats,
     /// Writes waiting for their turn on the writer.
     queued: std::sync::atomic::AtomicUsize,
     /// What encrypts each resource at rest (identity for all by default).
     encryption: Arc<Encryption>,
+    /// Creates waiting for the create combiner ([`combine_creates`]).
+    creates: mpsc::UnboundedSender<QueuedCreate>,
 }
 
 impl Drop for Inner {
@@ -226,7 +228,9 @@ impl Writer {
         let group = std::mem::take(&mut self.group);
         match outcome {
             Ok(()) => {
-                inner.commits.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .stats
+                    .committed(group.iter().map(|p| p.changes.len()).sum());
                 inner.revision.store(self.last, Ordering::SeqCst);
                 for pending in group {
                     inner.fanout.send(&pending.changes);
@@ -240,6 +244,69 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// Waits for a write's turn on the writer.
+async fn turn(inner: &Inner) -> WriterGuard {
+    /// Counts a write as waiting until it has its turn or gives up.
+    struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Queued<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    inner.queued.fetch_add(1, Ordering::SeqCst);
+    let _queued = Queued(&inner.queued);
+    inner.writer.clone().lock_owned().await
+}
+
+/// How many transactions the writer committed (each one fsync with `synchronous=FULL`) and how many
+/// writes each held; logged when the store closes (`herd bench api` prints it).
+#[derive(Default)]
+struct WriteStats {
+    commits: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+    largest: std::sync::atomic::AtomicU64,
+    /// Commits by group size: 1, 2–3, 4–7, … , 128 and more.
+    sizes: [std::sync::atomic::AtomicU64; 8],
+}
+
+impl WriteStats {
+    fn committed(&self, writes: usize) {
+        let writes = writes as u64;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes, Ordering::Relaxed);
+        self.largest.fetch_max(writes, Ordering::Relaxed);
+        let bucket = (u64::BITS - writes.max(1).leading_zeros() - 1).min(7) as usize;
+        self.sizes[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Display for WriteStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let commits = self.commits.load(Ordering::Relaxed);
+        let writes = self.writes.load(Ordering::Relaxed);
+        write!(
+            f,
+            "store write statistics: {writes} writes in {commits} commits (mean {:.1} a commit, largest {}); \
+             commits by writes held:",
+            writes as f64 / commits.max(1) as f64,
+            self.largest.load(Ordering::Relaxed)
+        )?;
+        for (bucket, count) in self.sizes.iter().enumerate() {
+            let count = count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let low = 1u64 << bucket;
+            match bucket {
+                0 => write!(f, " 1: {count}")?,
+                7 => write!(f, " {low}+: {count}")?,
+                _ => write!(f, " {low}-{}: {count}", low * 2 - 1)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -280,6 +347,34 @@ where
         + Send
         + 'static,
 {
+    let (out, wait) = write_without_waiting(inner, guard, one_statement, write).await?;
+    if let Some(wait) = wait {
+        wait.await
+            .map_err(|_| StoreError::Aborted("the committer stopped".to_string()))??;
+    }
+    Ok(out)
+}
+
+/// What a write waits for until its group has committed (`None`: it is committed already).
+type CommitWait = Option<oneshot::Receiver<Result<(), StoreError>>>;
+
+/// [`write_in_group`] up to the commit: the caller's output and what to wait for before it is durable.
+async fn write_without_waiting<T, F>(
+    inner: &Arc<Inner>,
+    guard: WriterGuard,
+    one_statement: bool,
+    write: F,
+) -> Result<(T, CommitWait), StoreError>
+where
+    T: Send + 'static,
+    F: for<'w> FnOnce(
+            &'w mut Writer,
+            i64,
+        )
+            -> futures::future::BoxFuture<'w, Result<(T, Vec<Arc<Change>>), StoreError>>
+        + Send
+        + 'static,
+{
     let task_inner = inner.clone();
     let task = tokio::spawn(async move {
         let inner = task_inner;
@@ -293,7 +388,7 @@ where
             let (out, changes) = written?;
             if let Some(change) = changes.last() {
                 writer.last = change.rev;
-                inner.commits.fetch_add(1, Ordering::Relaxed);
+                inner.stats.committed(1);
                 inner.revision.store(change.rev, Ordering::SeqCst);
                 inner.fanout.send(&changes);
             }
@@ -320,12 +415,345 @@ where
             }
         }
     });
-    let (out, wait) = task.await.map_err(|e| StoreError::Task(e.to_string()))??;
-    if let Some(wait) = wait {
-        wait.await
-            .map_err(|_| StoreError::Aborted("the committer stopped".to_string()))??;
+    task.await.map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+/// A create waiting for the combiner.
+struct QueuedCreate {
+    key: ObjectKey,
+    object: Value,
+    within: Option<String>,
+    reply: oneshot::Sender<Result<(CreateResult, Option<SharedCommit>), StoreError>>,
+}
+
+type CreateResult = Result<Arc<Change>, CreateRefused>;
+
+/// A group's commit, awaited by every create of a combined batch (the error's text when it failed).
+type SharedCommit = futures::future::Shared<BoxFuture<'static, Result<(), String>>>;
+
+/// The most creates written in one batch.
+const CREATES_PER_BATCH: usize = 1024;
+
+/// Writes the queued creates, until the store is dropped: whatever queued while the writer was busy
+/// (the last batch's statements and commit, another write) is taken at once and written as one batch —
+/// one existence query, one multi-row insert and one commit for all of them — instead of each create
+/// taking the writer in turn for its own statement. A create that finds itself alone is written as one
+/// statement that autocommits (or joins the open group), as before.
+///
+/// The creates' callers wait for their answers and then for the batch's commit; the combiner does not
+/// wait for the commit, so the next batch queues for the writer while this one is on the disk.
+async fn combine_creates(
+    inner: std::sync::Weak<Inner>,
+    mut queue: mpsc::UnboundedReceiver<QueuedCreate>,
+) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, CREATES_PER_BATCH).await > 0 {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let guard = turn(&inner).await;
+        // The creates that arrived while this one waited for the writer join it.
+        while batch.len() < CREATES_PER_BATCH
+            && let Ok(create) = queue.try_recv()
+        {
+            batch.push(create);
+        }
+        let creates = std::mem::take(&mut batch);
+        if creates.len() == 1 {
+            let Some(create) = creates.into_iter().next() else {
+                continue;
+            };
+            let QueuedCreate {
+                key,
+                object,
+                within,
+                reply,
+            } = create;
+            let answer = create_one(&inner, guard, key, object, within)
+                .await
+                .map(|(result, wait)| (result, wait.map(shared_commit)));
+            let _ = reply.send(answer);
+            continue;
+        }
+        let mut replies = Vec::with_capacity(creates.len());
+        let mut items = Vec::with_capacity(creates.len());
+        for create in creates {
+            replies.push(create.reply);
+            items.push((create.key, create.object, create.within));
+        }
+        match create_batch(&inner, guard, items).await {
+            Ok((results, wait)) => {
+                let commit = wait.map(shared_commit);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok((result, commit.clone())));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Aborted(why.clone())));
+                }
+            }
+        }
     }
-    Ok(out)
+}
+
+/// A group's commit as a future every create of a batch can await.
+fn shared_commit(wait: oneshot::Receiver<Result<(), StoreError>>) -> SharedCommit {
+    use futures::FutureExt as _;
+    let commit: BoxFuture<'static, Result<(), String>> = Box::pin(async move {
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the committer stopped".to_string()),
+        }
+    });
+    commit.shared()
+}
+
+/// One create in one statement (no read before the write), on the writer `guard` holds.
+async fn create_one(
+    inner: &Arc<Inner>,
+    guard: WriterGuard,
+    key: ObjectKey,
+    object: Value,
+    within: Option<String>,
+) -> Result<(CreateResult, CommitWait), StoreError> {
+    let sealer = inner.encryption.sealer(&key.0);
+    write_without_waiting(inner, guard, true, move |writer, last| {
+        Box::pin(async move {
+            let (row, change) = stamp(
+                key,
+                EventType::Added,
+                object,
+                None,
+                last + 1,
+                sealer.as_deref(),
+            )?;
+            let conn = writer.begin().await?;
+            // The `changes_apply` trigger writes the object and the revision.
+            let query = sqlx::query(
+                "INSERT INTO changes (rev, resource, namespace, name, type, body)
+                 SELECT ?1, ?2, ?3, ?4, 'ADDED', ?5
+                 WHERE NOT EXISTS (SELECT 1 FROM objects WHERE resource = ?2 AND namespace = ?3 AND name = ?4)
+                   AND (?6 IS NULL OR EXISTS (
+                       SELECT 1 FROM objects WHERE resource = 'namespaces' AND namespace = '' AND name = ?6))",
+            )
+            .bind(row.rev)
+            .bind(&row.resource)
+            .bind(&row.namespace)
+            .bind(&row.name);
+            let query = match &row.body {
+                Body::Plain(text) => query.bind(text.as_str()),
+                Body::Sealed(bytes) => query.bind(bytes.as_slice()),
+            };
+            let written = query
+                .bind(within.as_deref())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if written > 0 {
+                return Ok((Ok(change.clone()), vec![change]));
+            }
+            // Refused: say why (still holding the writer, so nothing changed meanwhile).
+            let exists: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM objects WHERE resource = ? AND namespace = ? AND name = ?)",
+            )
+            .bind(&row.resource)
+            .bind(&row.namespace)
+            .bind(&row.name)
+            .fetch_one(&mut *conn)
+            .await?;
+            let refused = if exists {
+                CreateRefused::Exists
+            } else {
+                CreateRefused::NoNamespace
+            };
+            Ok((Err(refused), Vec::new()))
+        })
+    })
+    .await
+}
+
+/// Several creates (key, object, namespace that must exist) in arrival order, on the writer `guard` holds:
+/// one query for which of their keys and namespaces exist, then every create that may be written in a
+/// multi-row insert, committed at once. Each create sees the ones before it (a second create of a name is
+/// refused; a namespace created earlier in the batch holds the later ones).
+async fn create_batch(
+    inner: &Arc<Inner>,
+    guard: WriterGuard,
+    creates: Vec<(ObjectKey, Value, Option<String>)>,
+) -> Result<(Vec<CreateResult>, CommitWait), StoreError> {
+    let encryption = inner.encryption.clone();
+    write_without_waiting(inner, guard, false, move |writer, last| {
+        Box::pin(async move {
+            let mut keys: Vec<ObjectKey> = Vec::with_capacity(creates.len() * 2);
+            for (key, _, within) in &creates {
+                keys.push(key.clone());
+                if let Some(ns) = within {
+                    keys.push(("namespaces".to_string(), String::new(), ns.clone()));
+                }
+            }
+            let mut present = existing(writer.begin().await?, keys).await?;
+            let mut rev = last;
+            let mut results = Vec::with_capacity(creates.len());
+            let mut rows = Vec::with_capacity(creates.len());
+            let mut written = Vec::with_capacity(creates.len());
+            for (key, object, within) in creates {
+                if present.contains(&key) {
+                    results.push(Err(CreateRefused::Exists));
+                    continue;
+                }
+                if let Some(ns) = within
+                    && !present.contains(&("namespaces".to_string(), String::new(), ns))
+                {
+                    results.push(Err(CreateRefused::NoNamespace));
+                    continue;
+                }
+                rev += 1;
+                let sealer = encryption.sealer(&key.0);
+                let (row, change) = stamp(
+                    key.clone(),
+                    EventType::Added,
+                    object,
+                    None,
+                    rev,
+                    sealer.as_deref(),
+                )?;
+                present.insert(key);
+                rows.push(row);
+                results.push(Ok(change.clone()));
+                written.push(change);
+            }
+            if !rows.is_empty() {
+                // The `changes_apply` trigger applies each row to `objects` and advances the revision.
+                insert_changes(writer.begin().await?, &rows).await?;
+            }
+            Ok((results, written))
+        })
+    })
+    .await
+}
+
+/// Which of `keys` name an object, as the writer's transaction sees them.
+async fn existing(
+    conn: &mut SqliteConnection,
+    mut keys: Vec<ObjectKey>,
+) -> Result<std::collections::HashSet<ObjectKey>, StoreError> {
+    keys.sort();
+    keys.dedup();
+    let mut found = std::collections::HashSet::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("WITH k (r, ns, n) AS (");
+        q.push_values(chunk, |mut b, (resource, namespace, name)| {
+            b.push_bind(resource).push_bind(namespace).push_bind(name);
+        });
+        q.push(
+            ") SELECT o.resource, o.namespace, o.name FROM k JOIN objects o \
+             ON o.resource = k.r AND o.namespace = k.ns AND o.name = k.n",
+        );
+        for row in q.build().fetch_all(&mut *conn).await? {
+            found.insert((row.get(0), row.get(1), row.get(2)));
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod create_batch_tests {
+    use super::*;
+    use futures::StreamExt as _;
+    use serde_json::json;
+
+    /// Creates that queue while the writer is busy are written as one batch: each gets the answer it would
+    /// have got alone and in order (a taken name, a missing namespace, a namespace created earlier in the
+    /// batch), the written ones get consecutive revisions, one commit covers them, and they are there after
+    /// a reopen.
+    #[tokio::test]
+    async fn creates_queued_behind_a_busy_writer_commit_as_one_batch_with_each_answer_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herd.db");
+        let store = Store::open(&path).await.unwrap();
+        let mut events = Box::pin(store.watch(None, 0).await.unwrap());
+        let team = json!({"metadata": {"name": "team"}});
+        store
+            .create("namespaces", "", "team", team, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let commits = store.commits();
+        // (resource, namespace, name, the namespace that must exist, whether it is written)
+        let mut creates: Vec<(&str, &str, String, Option<&str>, bool)> = vec![
+            ("pods", "team", "a".into(), Some("team"), true),
+            ("pods", "team", "a".into(), Some("team"), false),
+            ("pods", "nowhere", "b".into(), Some("nowhere"), false),
+            ("namespaces", "", "later".into(), None, true),
+            ("pods", "later", "c".into(), Some("later"), true),
+        ];
+        for i in 0..100 {
+            creates.push(("configmaps", "team", format!("cm-{i}"), Some("team"), true));
+        }
+        // Hold the writer while every create queues.
+        let busy = store.turn().await;
+        let mut answers = Vec::new();
+        for (resource, namespace, name, within, _) in &creates {
+            let store = store.clone();
+            let (resource, namespace, name) = (*resource, *namespace, name.clone());
+            let within = within.map(str::to_string);
+            answers.push(tokio::spawn(async move {
+                let object = json!({"metadata": {"name": name}});
+                store
+                    .create(resource, namespace, &name, object, within.as_deref())
+                    .await
+            }));
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(busy);
+        let mut rev = 1;
+        for (answer, (_, _, name, _, written)) in answers.into_iter().zip(&creates) {
+            match answer.await.unwrap().unwrap() {
+                Ok(change) => {
+                    assert!(written, "{name} was written");
+                    rev += 1;
+                    assert_eq!(change.rev, rev, "{name}");
+                    assert_eq!(
+                        change.object["metadata"]["resourceVersion"],
+                        rev.to_string()
+                    );
+                }
+                Err(refused) => {
+                    assert!(!written, "{name} was refused: {refused:?}");
+                    let why = if name == "a" {
+                        CreateRefused::Exists
+                    } else {
+                        CreateRefused::NoNamespace
+                    };
+                    assert_eq!(refused, why, "{name}");
+                }
+            }
+        }
+        assert_eq!(store.revision(), 104);
+        assert_eq!(store.commits() - commits, 1, "one commit for the batch");
+        let watched: Vec<i64> = events
+            .by_ref()
+            .take(104)
+            .map(|c| c.unwrap().rev)
+            .collect()
+            .await;
+        assert_eq!(watched, (1..=104).collect::<Vec<_>>());
+        store.close().await;
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.revision(), 104);
+        assert!(store.get("pods", "later", "c").await.unwrap().is_some());
+        assert!(store.get("pods", "nowhere", "b").await.unwrap().is_none());
+        let options = ListOptions {
+            namespace: Some("team".to_string()),
+            ..ListOptions::default()
+        };
+        let page = store.list_page("configmaps", &options).await.unwrap();
+        assert_eq!(page.items.len(), 100);
+    }
 }
 
 /// The live feed of committed changes to every watcher.
@@ -446,6 +874,7 @@ impl Store {
             .await?;
         let conn = options.connect().await?;
         let commit = Arc::new(Notify::new());
+        let (creates, queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             pool,
             writer: Arc::new(Mutex::new(Writer {
@@ -459,26 +888,19 @@ impl Store {
             revision: AtomicI64::new(revision),
             fanout: Fanout::default(),
             commit: commit.clone(),
-            commits: std::sync::atomic::AtomicU64::new(0),
+            stats: WriteStats::default(),
             queued: std::sync::atomic::AtomicUsize::new(0),
             encryption,
+            creates,
         });
         tokio::spawn(commit_groups(Arc::downgrade(&inner), commit));
+        tokio::spawn(combine_creates(Arc::downgrade(&inner), queue));
         Ok(Self { inner })
     }
 
     /// Waits for this write's turn on the writer.
     async fn turn(&self) -> WriterGuard {
-        /// Counts a write as waiting until it has its turn or gives up.
-        struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
-        impl Drop for Queued<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        self.inner.queued.fetch_add(1, Ordering::SeqCst);
-        let _queued = Queued(&self.inner.queued);
-        self.inner.writer.clone().lock_owned().await
+        turn(&self.inner).await
     }
 
     /// The revision of the last committed write.
@@ -489,7 +911,7 @@ impl Store {
     /// How many transactions were committed since the store was opened (a group of writes is one).
     #[cfg(test)]
     pub fn commits(&self) -> u64 {
-        self.inner.commits.load(Ordering::Relaxed)
+        self.inner.stats.commits.load(Ordering::Relaxed)
     }
 
     /// An object as last committed.
@@ -746,9 +1168,11 @@ impl Store {
         }
     }
 
-    /// Creates an object that must not exist yet, in one statement (no read before the write): the
-    /// create path of the API. With `within`, the namespace of that name must exist too. Returns the
-    /// change, or why nothing was written.
+    /// Creates an object that must not exist yet: the create path of the API. With `within`, the namespace
+    /// of that name must exist too. Returns the change, or why nothing was written.
+    ///
+    /// Creates are combined ([`combine_creates`]): the creates that arrive while the writer is busy are
+    /// written together, a few statements and one commit for all of them.
     ///
     /// # Errors
     /// A database error (nothing is written then).
@@ -760,67 +1184,27 @@ impl Store {
         object: Value,
         within: Option<&str>,
     ) -> Result<Result<Arc<Change>, CreateRefused>, StoreError> {
-        let guard = self.turn().await;
-        let key: ObjectKey = (
-            resource.to_string(),
-            namespace.to_string(),
-            name.to_string(),
-        );
-        let within = within.map(str::to_string);
-        let sealer = self.inner.encryption.sealer(resource);
-        write_in_group(&self.inner, guard, true, move |writer, last| {
-            Box::pin(async move {
-                let (row, change) = stamp(
-                    key,
-                    EventType::Added,
-                    object,
-                    None,
-                    last + 1,
-                    sealer.as_deref(),
-                )?;
-                let conn = writer.begin().await?;
-                // The `changes_apply` trigger writes the object and the revision.
-                let query = sqlx::query(
-                    "INSERT INTO changes (rev, resource, namespace, name, type, body)
-                     SELECT ?1, ?2, ?3, ?4, 'ADDED', ?5
-                     WHERE NOT EXISTS (SELECT 1 FROM objects WHERE resource = ?2 AND namespace = ?3 AND name = ?4)
-                       AND (?6 IS NULL OR EXISTS (
-                           SELECT 1 FROM objects WHERE resource = 'namespaces' AND namespace = '' AND name = ?6))",
-                )
-                .bind(row.rev)
-                .bind(&row.resource)
-                .bind(&row.namespace)
-                .bind(&row.name);
-                let query = match &row.body {
-                    Body::Plain(text) => query.bind(text.as_str()),
-                    Body::Sealed(bytes) => query.bind(bytes.as_slice()),
-                };
-                let written = query
-                .bind(within.as_deref())
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-                if written > 0 {
-                    return Ok((Ok(change.clone()), vec![change]));
-                }
-                // Refused: say why (still holding the writer, so nothing changed meanwhile).
-                let exists: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM objects WHERE resource = ? AND namespace = ? AND name = ?)",
-                )
-                .bind(&row.resource)
-                .bind(&row.namespace)
-                .bind(&row.name)
-                .fetch_one(&mut *conn)
-                .await?;
-                let refused = if exists {
-                    CreateRefused::Exists
-                } else {
-                    CreateRefused::NoNamespace
-                };
-                Ok((Err(refused), Vec::new()))
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .creates
+            .send(QueuedCreate {
+                key: (
+                    resource.to_string(),
+                    namespace.to_string(),
+                    name.to_string(),
+                ),
+                object,
+                within: within.map(str::to_string),
+                reply,
             })
-        })
-        .await
+            .map_err(|_| StoreError::Closed)?;
+        let (result, commit) = answer
+            .await
+            .map_err(|_| StoreError::Aborted("the create combiner stopped".to_string()))??;
+        if let Some(commit) = commit {
+            commit.await.map_err(StoreError::Aborted)?;
+        }
+        Ok(result)
     }
 
     /// Several read-decide-writes at once: each item's `decide` sees its object as the earlier items of the
@@ -1020,6 +1404,7 @@ impl Store {
         }
         drop(writer);
         self.inner.pool.close().await;
+        tracing::info!("{}", self.inner.stats);
     }
 }
 
