@@ -184,14 +184,14 @@ pub struct NodeArgs {
     /// each API server. With `--token`, the node joins through the first that answers (instead of
     /// `--kubeconfig`). The node's API load balancer (`--api-proxy-listen`) forwards to these, to the
     /// kubeconfig's server and to every API server the `default/kubernetes` Endpoints name.
-    #[arg(long = "server")]
+    #[arg(long = "server", value_name = "URL")]
     servers: Vec<String>,
     /// Where the node's local API load balancer listens (k3s's agent load balancer): the node agent, its
     /// proxy and their watches reach the API servers through it, and so can kubectl on this host
     /// (`--server https://ADDR`); it forwards each connection (TLS untouched) to a live API server and fails
     /// over to the next. Port 0 picks a free port; `off` connects to the kubeconfig's server directly.
     /// Default 127.0.0.1:6444, or a free port on 127.0.0.1 when another node on this host holds it.
-    #[arg(long)]
+    #[arg(long, value_name = "ADDR|off")]
     api_proxy_listen: Option<ApiProxyListen>,
     /// A bootstrap token `ID.SECRET` (`herd token create`): the node asks for its own client
     /// certificate with it. Not needed again once the node holds a valid certificate in its data dir.
