@@ -60,6 +60,7 @@ pub enum Printer {
     EndpointSlice,
     Event,
     Lease,
+    IpAddress,
     PodDisruptionBudget,
     DaemonSet,
     Job,
@@ -460,7 +461,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &[],
         &[],
         &Typed::<IPAddress>::NEW,
-        Printer::Default,
+        Printer::IpAddress,
     ),
     res(
         "apiregistration.k8s.io",

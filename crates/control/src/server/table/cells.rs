@@ -167,6 +167,24 @@ impl Row for Printer {
             ],
             Self::Event => event_cells(o, now),
             Self::Lease => vec![name, json!(s(o, "/spec/holderIdentity")), age()],
+            // kube's printIPAddress: `<resource>[.<group>][/<namespace>]/<name>`, `<none>` without a parent.
+            Self::IpAddress => {
+                let parent = match s(o, "/spec/parentRef/name") {
+                    "" => "<none>".to_string(),
+                    parent => {
+                        let mut gr = s(o, "/spec/parentRef/resource").to_lowercase();
+                        let group = s(o, "/spec/parentRef/group");
+                        if !group.is_empty() {
+                            gr = format!("{gr}.{}", group.to_lowercase());
+                        }
+                        match s(o, "/spec/parentRef/namespace") {
+                            "" => format!("{gr}/{parent}"),
+                            ns => format!("{gr}/{ns}/{parent}"),
+                        }
+                    }
+                };
+                vec![name, json!(parent), age()]
+            }
             Self::PodDisruptionBudget => {
                 // kube's printPodDisruptionBudget: the set one of minAvailable/maxUnavailable, N/A for the other.
                 let bound = |p: &str| match o.pointer(p) {
@@ -1132,6 +1150,16 @@ mod tests {
             [json!("x"), json!("node-1"), json!("3h")]
         );
         assert_eq!(cells(Printer::Lease, json!({"metadata": meta}))[1], "");
+        let address = json!({"metadata": meta, "spec": {"parentRef":
+            {"group": "", "resource": "services", "namespace": "default", "name": "kubernetes"}}});
+        assert_eq!(
+            cells(Printer::IpAddress, address)[1],
+            "services/default/kubernetes"
+        );
+        assert_eq!(
+            cells(Printer::IpAddress, json!({"metadata": meta}))[1],
+            "<none>"
+        );
         assert_eq!(
             cells(Printer::Default, json!({"metadata": meta})),
             [json!("x"), json!("2026-01-01T09:00:00Z")]

@@ -398,6 +398,16 @@ pub(super) const LEASE_COLUMNS: &[Column] = &[
     AGE,
 ];
 
+pub(super) const IP_ADDRESS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "ParentRef",
+        "string",
+        "ParentRef references the resource that an IPAddress is attached to. An IPAddress must reference a parent object.",
+    ),
+    AGE,
+];
+
 pub(super) const DAEMON_SET_COLUMNS: &[Column] = &[
     NAME,
     col(
@@ -545,6 +555,7 @@ impl Columns for Printer {
             Self::EndpointSlice => ENDPOINT_SLICE_COLUMNS,
             Self::Event => EVENT_COLUMNS,
             Self::Lease => LEASE_COLUMNS,
+            Self::IpAddress => IP_ADDRESS_COLUMNS,
             Self::PodDisruptionBudget => PDB_COLUMNS,
             Self::DaemonSet => DAEMON_SET_COLUMNS,
             Self::Job => JOB_COLUMNS,
