@@ -189,6 +189,36 @@ async fn three_planes_on_one_etcd_serve_together_and_a_survivor_takes_over() {
     assert_eq!(who.status().as_u16(), 201);
     let who: Value = who.json().await.unwrap();
     assert_eq!(who["status"]["userInfo"]["username"], "jane");
+    // One ServiceAccount signing key: a token the second replica issues authenticates on the third.
+    let token = eventually("a token of the default ServiceAccount", || async {
+        let (code, review) = second
+            .post(
+                "/api/v1/namespaces/default/serviceaccounts/default/token",
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                    "spec": {"expirationSeconds": 600}}),
+            )
+            .await;
+        (code == 201).then(|| review["status"]["token"].as_str().unwrap().to_string())
+    })
+    .await;
+    let who: Value = third
+        .client_as(None)
+        .post(format!(
+            "{}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            third.base
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        who["status"]["userInfo"]["username"], "system:serviceaccount:default:default",
+        "{who}"
+    );
 
     // A write on one replica is read on another and watched on the third.
     let (_, list) = third.get("/api/v1/namespaces/default/configmaps").await;
