@@ -115,10 +115,16 @@ struct Pool {
     servers: Vec<Upstream>,
     /// The server the last connection went to.
     current: Option<String>,
+    /// The balancer's own address, never a server (a kubeconfig pointing at the balancer would loop).
+    own: Option<String>,
 }
 
 impl Pool {
     fn add(&mut self, addr: &str, pinned: bool, advertised: bool) {
+        if self.own.as_deref() == Some(addr) {
+            tracing::warn!(server = %addr, "the API load balancer's own address is not an API server; skipped");
+            return;
+        }
         match self.servers.iter_mut().find(|s| s.addr == addr) {
             Some(known) => {
                 known.pinned |= pinned;
@@ -261,7 +267,10 @@ impl ApiBalancer {
     ) -> io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
-        let mut pool = Pool::default();
+        let mut pool = Pool {
+            own: Some(local_addr.to_string()),
+            ..Pool::default()
+        };
         for server in servers {
             pool.add(server, true, false);
         }
@@ -515,6 +524,18 @@ mod tests {
         assert_eq!(pool.failed_servers(), ["a:1", "b:1"]);
         pool.recovered("b:1");
         assert_eq!(order(&pool), ["b:1", "c:1", "a:1"]);
+    }
+
+    #[test]
+    fn the_balancer_is_never_its_own_server() {
+        let mut pool = Pool {
+            own: Some("127.0.0.1:6444".into()),
+            ..Pool::default()
+        };
+        pool.add("127.0.0.1:6444", true, false);
+        pool.add("10.0.0.1:6443", true, false);
+        pool.set_advertised(&["127.0.0.1:6444".to_owned()].into());
+        assert_eq!(order(&pool), ["10.0.0.1:6443"]);
     }
 
     #[test]
