@@ -32,6 +32,10 @@ use tokio_util::task::TaskTracker;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often failed API servers are checked again.
 pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a connection to an API server may be idle before TCP keepalive probes start.
+pub const KEEPALIVE_TIME: Duration = Duration::from_secs(15);
+/// The time between keepalive probes; three unanswered ones end the connection.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Where `herd node` listens by default (k3s's agent uses the same port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6444";
 
@@ -418,10 +422,13 @@ impl ApiBalancer {
 }
 
 /// A TCP connection to `addr` (`host:port`, names resolved now), or why not within [`CONNECT_TIMEOUT`].
+/// Kept alive with TCP probes, so a connection to a server whose host vanished without closing it (a watch
+/// would wait for minutes) ends within [`KEEPALIVE_TIME`] + 3 × [`KEEPALIVE_INTERVAL`].
 async fn connect(addr: &str) -> Result<TcpStream, String> {
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
+            let _ = keep_alive(&stream);
             Ok(stream)
         }
         Ok(Err(error)) => Err(error.to_string()),
@@ -429,9 +436,36 @@ async fn connect(addr: &str) -> Result<TcpStream, String> {
     }
 }
 
+/// Turns on TCP keepalive probes ([`KEEPALIVE_TIME`], [`KEEPALIVE_INTERVAL`], 3 retries).
+fn keep_alive(stream: &TcpStream) -> io::Result<()> {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_TIME)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(3);
+    socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn connections_to_api_servers_are_kept_alive() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let stream = connect(&addr).await.expect("connected");
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            KEEPALIVE_TIME
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().expect("TCP_KEEPINTVL"),
+            KEEPALIVE_INTERVAL
+        );
+        assert_eq!(socket.tcp_keepalive_retries().expect("TCP_KEEPCNT"), 3);
+    }
     use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset};
 
     #[test]
