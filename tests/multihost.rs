@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Pod, Service};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 
 const HERD: &str = env!("CARGO_BIN_EXE_herd");
 const ETCD: &str = "/usr/bin/etcd";
@@ -170,7 +171,23 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
     let leader = leading_control(&world, &clients[2], &controls).await;
     eprintln!("multihost: control-{leader} leads kube-controller-manager");
 
-    // 3. A node on each host, given every API server; each reports Ready.
+    // 3. A registry on the test's side of the bridge, which every host reaches; the sample HTTP app in it
+    //    under two tags (the rolling update's old and new image).
+    let registry = world.start_registry().await;
+    let wasm = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-apps/dist/http-hello.wasm"),
+    )
+    .expect("sample-apps/dist/http-hello.wasm: run sample-apps/build.sh");
+    let mut images = Vec::new();
+    for tag in ["v1", "v2"] {
+        let image = format!("{registry}/http-hello:{tag}");
+        herd_oci_fetch::push(&wasm, &image, std::slice::from_ref(&registry))
+            .await
+            .unwrap_or_else(|e| panic!("pushing {image}: {e}"));
+        images.push(image);
+    }
+
+    // 4. A node on each host, given every API server; each reports Ready.
     for i in 0..HOSTS {
         let addr = world.net.addr(i);
         let data = world.dir.join(format!("node-{i}"));
@@ -184,6 +201,8 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
             data.display().to_string(),
             "--address".to_string(),
             addr.to_string(),
+            "--insecure-registry".to_string(),
+            registry.clone(),
         ];
         for j in 0..HOSTS {
             args.push("--server".to_string());
@@ -207,7 +226,226 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
         (ready == HOSTS).then_some(())
     })
     .await;
-    let _ = etcd;
+
+    // 5. A Deployment of the HTTP app (it answers with its pod's name) over the three nodes, and a Service.
+    let deployments: Api<Deployment> = Api::namespaced(clients[0].clone(), "default");
+    deployments
+        .create(&PostParams::default(), &web(&images[0]))
+        .await
+        .expect("create the Deployment");
+    let services: Api<Service> = Api::namespaced(clients[0].clone(), "default");
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))
+    .expect("service");
+    let service = services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create the Service");
+    let cluster_ip = service
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("the Service's cluster IP");
+    rolled_out(&world, &deployments, 1).await;
+
+    // Through each node, the Service answers from pods on the other hosts too.
+    let pods: Api<Pod> = Api::namespaced(clients[0].clone(), "default");
+    let node_of: std::collections::HashMap<String, String> = pods
+        .list(&Default::default())
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .filter_map(|p| Some((p.metadata.name?, p.spec?.node_name?)))
+        .collect();
+    let mut per_node = std::collections::BTreeMap::new();
+    for node in node_of.values() {
+        *per_node.entry(node.clone()).or_insert(0) += 1;
+    }
+    eprintln!("multihost: pods per node {per_node:?}");
+    for i in 0..HOSTS {
+        let mut seen = std::collections::BTreeSet::new();
+        let here = format!("host-{i}");
+        eventually(
+            &world,
+            Duration::from_secs(60),
+            &format!("through host-{i}, answers from pods on both other hosts"),
+            || {
+                if let Some(pod) = world.curl(i, &cluster_ip)
+                    && let Some(node) = node_of.get(&pod)
+                {
+                    seen.insert(node.clone());
+                }
+                let others = seen.iter().filter(|n| **n != here).count();
+                std::future::ready((others >= HOSTS - 1).then_some(()))
+            },
+        )
+        .await;
+        eprintln!("multihost: through host-{i} the Service answered from pods on {seen:?}");
+    }
+
+    // 6. A rolling update to the new tag while a writer creates ConfigMaps; meanwhile the leading control
+    //    plane and then one etcd member are killed (-9). The rollout completes, every create the writer saw
+    //    acknowledged is there afterwards, and the Service answers through a surviving node.
+    let leader = leading_control(&world, &clients[2], &controls).await;
+    let survivors: Vec<usize> = (0..HOSTS).filter(|i| *i != leader).collect();
+    let writer = {
+        let clients: Vec<kube::Client> = survivors.iter().map(|i| clients[*i].clone()).collect();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(write_until(clients, stop.clone()));
+        (task, stop)
+    };
+    // Through a node on a surviving host, the Service is asked every 250 ms for the whole update: it answers
+    // every time.
+    let answering = survivors[0];
+    let prober = {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ns, ip, flag) = (
+            world.net.hosts[answering].clone(),
+            cluster_ip.clone(),
+            stop.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let (mut answered, mut failed) = (0usize, 0usize);
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                match curl_in(&ns, &ip) {
+                    Some(_) => answered += 1,
+                    None => failed += 1,
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            (answered, failed)
+        });
+        (thread, stop)
+    };
+    let deployments: Api<Deployment> = Api::namespaced(clients[survivors[0]].clone(), "default");
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "web", "image": images[1]}
+    ]}}}});
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("the rolling update");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    world.kill(controls[leader].0);
+    eprintln!("multihost: killed control-{leader} (the leader)");
+    let member = survivors[1];
+    world.kill(etcd[member]);
+    eprintln!("multihost: killed etcd member e{member}");
+    rolled_out(&world, &deployments, 2).await;
+    prober.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (answered, failed) = prober.0.join().expect("the prober");
+    eprintln!(
+        "multihost: during the update the Service answered {answered} of {} requests through host-{answering}",
+        answered + failed
+    );
+    assert!(
+        answered > 0 && failed == 0,
+        "through host-{answering} the Service answered {answered} requests and failed {failed} during the update"
+    );
+    eventually(
+        &world,
+        Duration::from_secs(30),
+        "the Service through a surviving node",
+        || async { world.curl(answering, &cluster_ip) },
+    )
+    .await;
+    writer.1.cancel();
+    let acknowledged = writer.0.await.expect("the writer");
+    assert!(
+        !acknowledged.is_empty(),
+        "the writer got no create acknowledged"
+    );
+    let configmaps: Api<ConfigMap> = Api::namespaced(clients[survivors[0]].clone(), "default");
+    let stored: std::collections::HashSet<String> = configmaps
+        .list(&Default::default())
+        .await
+        .expect("list ConfigMaps")
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|n| !stored.contains(*n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged creates are gone: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+    eprintln!(
+        "multihost: {} acknowledged creates all found after the kills",
+        acknowledged.len()
+    );
+}
+
+/// Replicas of the Deployment `web`.
+const REPLICAS: i32 = 100;
+
+/// The Deployment `web` of `image`: the HTTP app, its pod name in POD_NAME (it answers with it).
+fn web(image: &str) -> Deployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{
+                    "name": "web", "image": image,
+                    "ports": [{"containerPort": 8080}],
+                    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+                }]}
+            }
+        }
+    }))
+    .expect("deployment")
+}
+
+/// Waits until the Deployment's generation `generation` is rolled out as `kubectl rollout status` sees it:
+/// observed, every replica updated and available, no old one left.
+async fn rolled_out(world: &World, deployments: &Api<Deployment>, generation: i64) {
+    eventually(world, Duration::from_secs(180), "the rollout", || async {
+        let d = deployments.get("web").await.ok()?;
+        let status = d.status?;
+        let done = status.observed_generation? >= generation
+            && status.updated_replicas == Some(REPLICAS)
+            && status.replicas == Some(REPLICAS)
+            && status.available_replicas == Some(REPLICAS);
+        done.then_some(())
+    })
+    .await
+}
+
+/// Creates ConfigMaps one after another through `clients` in turn (a failed create moves on to the next
+/// API server) until `stop`; returns the names whose create was acknowledged (201).
+async fn write_until(
+    clients: Vec<kube::Client>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    let mut turn = 0usize;
+    let mut n = 0usize;
+    while !stop.is_cancelled() {
+        let api: Api<ConfigMap> = Api::namespaced(clients[turn % clients.len()].clone(), "default");
+        let name = format!("writer-{n}");
+        n += 1;
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}
+        }))
+        .expect("configmap");
+        let params = PostParams::default();
+        let create = tokio::time::timeout(Duration::from_secs(10), api.create(&params, &cm));
+        match create.await {
+            Ok(Ok(_)) => acknowledged.push(name),
+            _ => turn += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    acknowledged
 }
 
 /// The control plane (index into `controls`) whose identity holds the kube-controller-manager Lease.
@@ -278,6 +516,70 @@ impl World {
             log,
         });
         self.procs.len() - 1
+    }
+
+    /// Kills process `proc` with SIGKILL (as a host dying would) and reaps it.
+    fn kill(&mut self, proc: usize) {
+        let child = &mut self.procs[proc].child;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// `GET http://IP/` from inside host `host`'s namespace (through its node's proxy); the pod that
+    /// answered, from the app's `pod=NAME` answer.
+    fn curl(&self, host: usize, ip: &str) -> Option<String> {
+        curl_in(&self.net.hosts[host], ip)
+    }
+
+    /// Debian's docker-registry on the bridge address (10.213.0.1), storing in the test's dir; its
+    /// `HOST:PORT`.
+    async fn start_registry(&mut self) -> String {
+        let port = std::net::TcpListener::bind("10.213.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on the bridge")
+            .port();
+        let addr = format!("10.213.0.1:{port}");
+        let config = self.dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\n",
+                self.dir.join("registry").display()
+            ),
+        )
+        .expect("registry config");
+        let log = self.dir.join("registry.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("/usr/bin/docker-registry (Debian's docker-registry)");
+        self.procs.push(Proc {
+            label: "registry".to_string(),
+            child,
+            log,
+        });
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client");
+        let url = format!("http://{addr}/v2/");
+        eventually(self, Duration::from_secs(20), "the registry", || async {
+            http.get(&url)
+                .send()
+                .await
+                .ok()?
+                .status()
+                .is_success()
+                .then_some(())
+        })
+        .await;
+        addr
     }
 
     fn log(&self, proc: usize) -> String {
@@ -406,6 +708,19 @@ impl Drop for Net {
             .args(["link", "del", &self.bridge])
             .status();
     }
+}
+
+/// `GET http://IP/` from inside namespace `ns`; the pod that answered, from the app's `pod=NAME` answer.
+fn curl_in(ns: &str, ip: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-s", "-m", "3"])
+        .arg(format!("http://{ip}/"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("pod="))
+        .map(str::to_string)
 }
 
 /// Runs `ip ARGS`; panics with its error output if it fails.
