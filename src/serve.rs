@@ -523,7 +523,7 @@ async fn node_credentials(args: &NodeArgs, name: &str) -> anyhow::Result<herd_pk
         let join = herd_node::bootstrap::JoinConfig {
             server: server.clone(),
             token: token.clone(),
-            ca_cert_hash: ca_cert_hash.clone(),
+            ca_cert_hash,
             node_name: name.to_string(),
             data_dir: args.data_dir.clone(),
         };
