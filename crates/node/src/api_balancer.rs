@@ -438,7 +438,7 @@ async fn connect(addr: &str) -> Result<TcpStream, String> {
 }
 
 /// Turns on TCP keepalive probes ([`KEEPALIVE_TIME`], [`KEEPALIVE_INTERVAL`], 3 retries).
-fn keep_alive(stream: &TcpStream) -> io::Result<()> {
+pub(crate) fn keep_alive(stream: &TcpStream) -> io::Result<()> {
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_TIME)
         .with_interval(KEEPALIVE_INTERVAL)

@@ -148,6 +148,8 @@ impl TunnelClient {
             }
         };
         let _ = tcp.set_nodelay(true);
+        // A tunnel to a host that vanished without closing it ends in about 30 s.
+        let _ = crate::api_balancer::keep_alive(&tcp);
         let tls_error = |message: String| TunnelError::Tls {
             node: node.to_owned(),
             addr: kubelet,
