@@ -41,6 +41,10 @@ pub enum Bench {
         /// `herd up --store-sync` of the measured cluster (`full` or `normal`).
         #[arg(long, default_value = "full")]
         store_sync: herd_control::StoreSync,
+        /// The store of the measured cluster: `sqlite`, or `etcd` (a local 3-member etcd cluster the
+        /// benchmark starts, with `herd up --store etcd`).
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: pods::Store,
         /// The wasi-http component to run.
         #[arg(long, default_value = HTTP_SAMPLE)]
         wasm: PathBuf,
@@ -139,7 +143,8 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             rounds,
             wasm,
             store_sync,
-        } => pods::run(count, rounds, &wasm, store_sync.as_str()).await,
+            store,
+        } => pods::run(count, rounds, &wasm, store_sync.as_str(), store).await,
         Bench::Density {
             pods,
             warm,

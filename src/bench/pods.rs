@@ -45,7 +45,20 @@ const STEPS: [&str; 5] = [
     "seen Running",
 ];
 
-pub async fn run(count: usize, rounds: usize, wasm: &Path, store_sync: &str) -> anyhow::Result<()> {
+/// The store under the measured cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Store {
+    Sqlite,
+    Etcd,
+}
+
+pub async fn run(
+    count: usize,
+    rounds: usize,
+    wasm: &Path,
+    store_sync: &str,
+    store: Store,
+) -> anyhow::Result<()> {
     if rounds == 0 {
         bail!("--rounds must be at least 1");
     }
@@ -56,15 +69,39 @@ pub async fn run(count: usize, rounds: usize, wasm: &Path, store_sync: &str) -> 
         let cached = if round + 1 == rounds { count } else { 0 };
         let mut flags = capacity_flags(cached + 4).to_vec();
         flags.extend(["--store-sync".to_string(), store_sync.to_string()]);
-        let cluster = Cluster::start(&flags).await?;
-        let result = measure(&cluster, &sample, cached).await;
-        cluster.stop().await;
+        let etcd = match store {
+            Store::Sqlite => None,
+            Store::Etcd => {
+                let etcd = super::etcd::EtcdCluster::start(3).await?;
+                flags.extend([
+                    "--store".to_string(),
+                    "etcd".to_string(),
+                    "--etcd-servers".to_string(),
+                    etcd.client_urls().join(","),
+                ]);
+                Some(etcd)
+            }
+        };
+        let result = async {
+            let cluster = Cluster::start(&flags).await?;
+            let result = measure(&cluster, &sample, cached).await;
+            cluster.stop().await;
+            result
+        }
+        .await;
+        if let Some(etcd) = etcd {
+            etcd.stop().await;
+        }
         all.push(result?);
     }
     let last = all.last().ok_or_else(|| anyhow!("no round"))?;
     println!(
-        "pod start (create → Running, wasi-http sample, cached image, one at a time, --store-sync {store_sync}): \
+        "pod start (create → Running, wasi-http sample, cached image, one at a time, {}): \
          {} pods, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        match store {
+            Store::Sqlite => format!("SQLite --store-sync {store_sync}"),
+            Store::Etcd => "etcd, 3 local members".to_string(),
+        },
         last.cached.len(),
         ms(percentile(&last.cached, 50.0)),
         ms(percentile(&last.cached, 99.0)),
