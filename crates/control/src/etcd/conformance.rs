@@ -829,3 +829,34 @@ async fn etcd_a_watcher_that_falls_too_far_behind_is_expired() {
     assert_eq!(next(&mut live).await.rev, change.rev);
     store.close().await;
 }
+
+/// Three members, one killed while the store writes and watches: the writes go on through another member
+/// and the shared watch resumes there, every change once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_writes_and_watches_go_on_when_a_member_dies() {
+    let mut members = testing::Members::start(3);
+    let config = EtcdConfig {
+        servers: members.urls.clone(),
+        prefix: testing::prefix(),
+        ..EtcdConfig::default()
+    };
+    let store = EtcdStore::connect(&config, Arc::new(Encryption::default()), None)
+        .await
+        .unwrap();
+    let mut events = store.watch(Some("pods"), store.revision()).await.unwrap();
+    let mut written = Vec::new();
+    for i in 0..10 {
+        written.push(put(&store, &format!("before-{i}"), i).await.rev);
+    }
+    // The member requests go to (the first).
+    members.kill(0);
+    for i in 0..10 {
+        written.push(put(&store, &format!("after-{i}"), i).await.rev);
+    }
+    for &rev in &written {
+        assert_eq!(next(&mut events).await.rev, rev);
+    }
+    let page = store.list("pods", ListOptions::default()).await.unwrap();
+    assert_eq!(page.items.len(), 20);
+    store.close().await;
+}

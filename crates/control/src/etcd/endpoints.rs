@@ -2,7 +2,7 @@
 //! member until it cannot be reached, then to the next. (etcd-client's balanced channel spreads requests
 //! over every member, dead ones included, and hands a dead member's connection error to the caller.)
 //!
-//! A request is sent again to the next member only when the one it went to was unavailable (a connection
+//! A request is sent again to the next member (for up to 15 s, pausing after each round) only when the one it went to was unavailable (a connection
 //! error or gRPC's `Unavailable`). A write whose connection broke after it reached etcd may then be applied
 //! twice: a create answers AlreadyExists the second time, an update's compare-and-swap reads the object
 //! back and decides again — kube-apiserver's client has the same window.
@@ -11,6 +11,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use etcd_client::{Client, ConnectOptions};
+
+/// How long a request keeps trying the members while none is available.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(15);
+/// The pause after a round of the members all unavailable.
+const ROUND_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub(super) struct Endpoints {
     /// One client per member, with its URL.
@@ -25,6 +30,10 @@ fn unavailable(e: &etcd_client::Error) -> bool {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         etcd_client::Error::GRpcStatus(s) => {
             format!("{:?}", s.code()) == "Unavailable"
+                // A status made by the client from a transport failure (a connection broken under a
+                // request: "stream closed because of a broken pipe") carries that failure as its source;
+                // etcd's own answers carry none.
+                || std::error::Error::source(s).is_some()
                 // No leader (a member cut off from the others): another member may have one.
                 || s.message().contains("no leader")
         }
@@ -56,27 +65,45 @@ impl Endpoints {
         self.members[at].1.clone()
     }
 
-    /// Runs `op` on the active member's client; when that member is unavailable, on the next, once
-    /// around all of them.
-    pub(super) async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, etcd_client::Error>
+    /// Runs `op` on the active member's client; when that member is unavailable, on the next, around the
+    /// members (a pause after each round, as during a leader election) for up to [`RETRY_FOR`].
+    pub(super) async fn call<T, F, Fut>(&self, op: F) -> Result<T, etcd_client::Error>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
+        self.call_for(RETRY_FOR, op).await
+    }
+
+    /// [`Endpoints::call`], trying for `patience`; then the last member's error.
+    pub(super) async fn call_for<T, F, Fut>(
+        &self,
+        patience: std::time::Duration,
+        mut op: F,
+    ) -> Result<T, etcd_client::Error>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let started = tokio::time::Instant::now();
         let mut tries = 0;
         loop {
             let at = self.active.load(Ordering::SeqCst) % self.members.len();
             let (url, client) = &self.members[at];
             match op(client.clone()).await {
-                Err(e) if unavailable(&e) && tries + 1 < self.members.len() => {
+                Err(e) if unavailable(&e) && started.elapsed() < patience => {
                     tries += 1;
                     let next = (at + 1) % self.members.len();
                     if self
                         .active
                         .compare_exchange(at, next, Ordering::SeqCst, Ordering::SeqCst)
                         .is_ok()
+                        && self.members.len() > 1
                     {
                         tracing::warn!(member = %url, next = %self.members[next].0, error = %super::describe(&e), "etcd member unavailable; failing over");
+                    }
+                    if tries % self.members.len() == 0 {
+                        tokio::time::sleep(ROUND_PAUSE).await;
                     }
                 }
                 other => return other,

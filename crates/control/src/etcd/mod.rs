@@ -199,8 +199,9 @@ impl EtcdStore {
         let root = format!("{}/", config.prefix.trim_end_matches('/'));
         // A first read: says whether etcd answers, and the revision to start watching after.
         let probe = tokio::time::timeout(
-            CONNECT_PATIENCE,
-            endpoints.call(|mut c| {
+            // Each try of a member that does not answer at all takes the 5 s connect timeout.
+            CONNECT_PATIENCE + Duration::from_secs(5),
+            endpoints.call_for(CONNECT_PATIENCE, |mut c| {
                 let root = root.clone();
                 async move {
                     c.get(

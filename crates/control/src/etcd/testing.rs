@@ -260,3 +260,91 @@ fn healthy_tls(url: &str, tls: &Tls) -> bool {
         .output()
         .is_ok_and(|out| out.status.success())
 }
+
+/// An etcd cluster of several members of one test's own (plain HTTP on loopback ports); a member can be
+/// killed; all are killed when it is dropped.
+pub struct Members {
+    pub urls: Vec<String>,
+    children: Vec<Option<std::process::Child>>,
+    dir: PathBuf,
+}
+
+impl Members {
+    pub fn start(count: usize) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let base = base_dir();
+        remove_stale(&base);
+        let dir = base.join(format!(
+            "herd-test-etcd-{}-members{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("the test etcd's directory");
+        let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut children = Vec::with_capacity(count);
+        let mut urls = Vec::with_capacity(count);
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let client_url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let log = std::fs::File::create(dir.join(format!("m{i}.log"))).expect("log");
+            let child = std::process::Command::new("/usr/bin/setpriv")
+                .args(["--pdeathsig", "KILL", "--", "/usr/bin/etcd", "--name"])
+                .arg(format!("m{i}"))
+                .arg("--data-dir")
+                .arg(dir.join(format!("m{i}")))
+                .args(["--listen-client-urls", &client_url])
+                .args(["--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", &peer_url])
+                .args(["--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &initial])
+                .args(["--initial-cluster-state", "new", "--log-level", "warn"])
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting /usr/bin/etcd: {e}"));
+            children.push(Some(child));
+            urls.push(client_url);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (client, _) in &ports {
+            let addr: SocketAddr = format!("127.0.0.1:{client}").parse().expect("address");
+            while !healthy(addr) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the test etcd cluster did not become healthy; see {}",
+                    dir.display()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Self {
+            urls,
+            children,
+            dir,
+        }
+    }
+
+    /// Kills member `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
