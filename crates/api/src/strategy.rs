@@ -367,6 +367,40 @@ impl Kind for Service {
     fn validate(&self, causes: &mut Vec<Cause>) {
         validation::validate_service(self, causes);
     }
+
+    /// kube's `patchAllocatedValues` and immutable cluster IP: an update that omits the allocated IP (and
+    /// its families) keeps them; one that changes the IP is refused, unless the Service is or becomes an
+    /// ExternalName. (The IP is held by an IPAddress object: letting it change would hand out a taken IP.)
+    fn validate_update(&mut self, old: &Self, causes: &mut Vec<Cause>) {
+        let (Some(spec), Some(before)) = (self.spec.as_mut(), old.spec.as_ref()) else {
+            return;
+        };
+        let external = |ty: &Option<String>| ty.as_deref() == Some("ExternalName");
+        if external(&spec.type_) || external(&before.type_) {
+            return;
+        }
+        if spec.cluster_ip.as_deref().is_none_or(str::is_empty) {
+            spec.cluster_ip = before.cluster_ip.clone();
+        }
+        if spec.cluster_ips.as_ref().is_none_or(Vec::is_empty) {
+            spec.cluster_ips = before.cluster_ips.clone();
+        }
+        if spec.ip_families.as_ref().is_none_or(Vec::is_empty) {
+            spec.ip_families = before.ip_families.clone();
+        }
+        if spec.ip_family_policy.is_none() {
+            spec.ip_family_policy = before.ip_family_policy.clone();
+        }
+        if let Some(held) = before.cluster_ip.as_deref().filter(|ip| !ip.is_empty())
+            && spec.cluster_ip.as_deref() != Some(held)
+        {
+            causes.push(Cause::invalid(
+                "spec.clusterIPs[0]",
+                spec.cluster_ip.clone().unwrap_or_default(),
+                "may not change once set",
+            ));
+        }
+    }
 }
 
 impl Kind for Namespace {
@@ -646,6 +680,41 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_service_update_keeps_its_cluster_ip_and_may_not_change_it() {
+        let services = by_kind("v1", "Service").unwrap();
+        let old = crate::admit(
+            services,
+            json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}],
+                "clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7"], "ipFamilies": ["IPv4"],
+                "ipFamilyPolicy": "SingleStack"}}),
+        )
+        .unwrap();
+        // A manifest applied again without the allocated IP keeps it.
+        let replaced = json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 81}]}});
+        let updated = admit_update(services, &old, replaced).unwrap();
+        assert_eq!(updated["spec"]["clusterIP"], "10.0.0.7");
+        assert_eq!(updated["spec"]["clusterIPs"], json!(["10.0.0.7"]));
+        assert_eq!(updated["spec"]["ipFamilies"], json!(["IPv4"]));
+        let mut moved = old.clone();
+        moved["spec"]["clusterIP"] = json!("10.0.0.8");
+        moved["spec"]["clusterIPs"] = json!(["10.0.0.8"]);
+        match admit_update(services, &old, moved) {
+            Err(AdmitError::Invalid { causes, .. }) => assert_eq!(
+                causes
+                    .iter()
+                    .map(|c| format!("{}: {}", c.field, c.message))
+                    .collect::<Vec<_>>(),
+                ["spec.clusterIPs[0]: Invalid value: \"10.0.0.8\": may not change once set"]
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Becoming an ExternalName gives the IP up.
+        let mut external = old.clone();
+        external["spec"] = json!({"type": "ExternalName", "externalName": "example.com"});
+        assert!(admit_update(services, &old, external).is_ok());
     }
 
     #[test]
