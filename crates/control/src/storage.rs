@@ -14,7 +14,8 @@
 //!   the latest object — so a backend with optimistic concurrency (etcd's transactions) retries it until its
 //!   compare-and-swap holds; [`Preconditions`] on uid and resourceVersion are checked against the object
 //!   `decide` sees;
-//! - apply many such updates in one atomic batch;
+//! - apply many such updates as one batch (SQLite commits a batch atomically; etcd commits each object in its
+//!   own transaction, since objects must not share a revision — callers must not rely on all-or-nothing);
 //! - **watch** every change after a revision, in revision order, gapless, first from its history and then
 //!   live; a revision compacted away, or a watcher that falls too far behind, ends in
 //!   [`StoreError::Expired`];
@@ -219,7 +220,8 @@ pub trait Storage: Send + Sync + 'static {
         decide: &'a mut Decide<'a>,
     ) -> BoxFuture<'a, Result<Updated, StoreError>>;
 
-    /// Several updates committed together: each item's `decide` sees its object as the earlier items left
+    /// Several updates in one call, not necessarily atomic across objects (see the module's notes): each
+    /// item's `decide` sees its object as the earlier items left
     /// it. Returns each item's change (`None` when it kept the object).
     fn update_batch(
         &self,
