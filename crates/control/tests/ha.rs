@@ -625,3 +625,20 @@ async fn the_repair_loop_recreates_lost_ip_addresses_and_deletes_orphans() {
     );
     plane.stop().await;
 }
+
+/// Two first starts on an empty store race to publish their PKI; the loser adopts the winner's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_first_starts_end_with_one_ca() {
+    let prefix = etcd_testing::prefix();
+    let (a, b) = tokio::join!(
+        Plane::start_with(|cfg| on_etcd(cfg, &prefix)),
+        Plane::start_with(|cfg| on_etcd(cfg, &prefix)),
+    );
+    assert_eq!(a.ca_pem(), b.ca_pem());
+    assert_eq!(
+        std::fs::read(a.data_dir().join("pki/sa.key")).unwrap(),
+        std::fs::read(b.data_dir().join("pki/sa.key")).unwrap()
+    );
+    a.stop().await;
+    b.stop().await;
+}
