@@ -1321,24 +1321,49 @@ impl Objects {
         name: &str,
         edit: impl FnOnce(&mut Value) -> bool + Send,
     ) -> Result<Option<Arc<Change>>, ApiError> {
-        let ns = ns_key(res, Some(ns));
+        // An edit runs once, as a controller's update of what it read: a backend that must run the write
+        // again (the object changed under it) answers Conflict, and the controller's next reconcile edits
+        // the new state.
         let mut edit = Some(edit);
+        self.edit_each_time(res, ns, name, move |obj| edit.take().map(|edit| edit(obj)))
+            .await
+    }
+
+    /// [`Objects::edit`] with an edit that holds for whatever state the object is in (setting a mark,
+    /// removing an owner reference): run again on the new state when the object changed under it, as
+    /// kube's `GuaranteedUpdate` does, instead of answering Conflict.
+    pub(crate) async fn edit_idempotent(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        mut edit: impl FnMut(&mut Value) -> bool + Send,
+    ) -> Result<Option<Arc<Change>>, ApiError> {
+        self.edit_each_time(res, ns, name, move |obj| Some(edit(obj)))
+            .await
+    }
+
+    /// The read-edit-write of [`Objects::edit`]: `edit` is called with the current object each time the
+    /// backend runs the write; `None` means it cannot be run again (Conflict).
+    async fn edit_each_time(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        mut edit: impl FnMut(&mut Value) -> Option<bool> + Send,
+    ) -> Result<Option<Arc<Change>>, ApiError> {
+        let ns = ns_key(res, Some(ns));
         let ((), change) = self
             .mutate(res, &ns, name, &Preconditions::default(), |current| {
                 let Some(mut obj) = current else {
                     return Ok((Mutation::Keep, ()));
                 };
-                // An edit runs once, as a controller's update of what it read: a backend that must run
-                // the write again (the object changed under it) answers Conflict, and the controller's
-                // next reconcile edits the new state.
-                let Some(edit) = edit.take() else {
-                    return Err(ApiError::conflict(res, name));
-                };
                 let before = obj.clone();
-                if !edit(&mut obj) {
-                    return Ok((Mutation::Keep, ()));
+                match edit(&mut obj) {
+                    None => Err(ApiError::conflict(res, name)),
+                    Some(false) => Ok((Mutation::Keep, ())),
+                    Some(true) => Ok((Mutation::Put(self.edited(res, &before, obj)?), ())),
                 }
-                Ok((Mutation::Put(self.edited(res, &before, obj)?), ()))
             })
             .await?;
         Ok(change)
@@ -1478,7 +1503,7 @@ impl Objects {
                 let stamp = now();
                 // A deletion mark is no field anyone manages (kube writes it past the field manager).
                 self.untracked()
-                    .edit(res, &ns, name, |o| {
+                    .edit_idempotent(res, &ns, name, |o| {
                         if o.pointer("/metadata/deletionTimestamp").is_some() {
                             return false;
                         }
@@ -1518,7 +1543,7 @@ impl Objects {
             for item in items.iter().filter(|i| owner_uids(i).any(|u| u == uid)) {
                 let ns = meta(item, "namespace").unwrap_or_default();
                 let name = meta(item, "name").unwrap_or_default();
-                self.edit(res, &ns, &name, |obj| {
+                self.edit_idempotent(res, &ns, &name, |obj| {
                     let Some(refs) = obj
                         .pointer_mut("/metadata/ownerReferences")
                         .and_then(Value::as_array_mut)
