@@ -963,16 +963,6 @@ fn checked_registry_config(path: Option<PathBuf>) -> anyhow::Result<Option<PathB
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations_like_kubernetes_flags() {
-        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
-    }
-
     #[derive(Debug, clap::Parser)]
     struct NodeCommand {
         #[command(flatten)]
@@ -1023,6 +1013,16 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn durations_like_kubernetes_flags() {
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
     }
 
     #[derive(Debug, clap::Parser)]
