@@ -1,8 +1,9 @@
-//! Multi-host end to end (issue 13): three "hosts", each a network namespace of its own with its own address
-//! on a Linux bridge (veth pairs; the bridge and the test's side, 10.213.0.1, in the root namespace), each
-//! running one etcd member (Debian's `/usr/bin/etcd`, a static cluster), one `herd control --store etcd` and
-//! one `herd node`. Each host's loopback is its own, so pod IPs (127.64.0.0/10) do not reach across hosts:
-//! what does, does through herd.
+//! Multi-host end to end (issue 13): nine "hosts", each a network namespace of its own with its own address
+//! on a Linux bridge (veth pairs; the bridge and the test's side, 10.213.0.1, in the root namespace): three
+//! etcd members (Debian's `/usr/bin/etcd`, a static cluster), three `herd control --store etcd` and three
+//! `herd node`, each on a host of its own, so every control plane reaches etcd, and every node the control
+//! planes and the other nodes, only across the bridge. Each host's loopback is its own, so pod IPs
+//! (127.64.0.0/10) do not reach across hosts: what does, does through herd.
 //!
 //! Its own test binary (not a module of `tests/e2e`): it needs root, takes a few minutes and shares no state
 //! with the other end-to-end tests, so the usual e2e run stays as fast as it was. Not root: it says why and
@@ -22,10 +23,26 @@ use kube::api::{Patch, PatchParams, PostParams};
 
 const HERD: &str = env!("CARGO_BIN_EXE_herd");
 const ETCD: &str = "/usr/bin/etcd";
+/// Members, control planes and nodes: three of each.
 const HOSTS: usize = 3;
 
+/// The host (namespace) of etcd member `i`.
+fn etcd_host(i: usize) -> usize {
+    i
+}
+
+/// The host of control plane `i`.
+fn control_host(i: usize) -> usize {
+    HOSTS + i
+}
+
+/// The host of node `i` (its Node is `host-<i>`).
+fn node_host(i: usize) -> usize {
+    2 * HOSTS + i
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader() {
+async fn nine_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader() {
     if !is_root() {
         eprintln!(
             "multihost: skipped — it makes network namespaces, veth pairs and a bridge, which needs root \
@@ -42,23 +59,23 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
         .expect("temp dir");
     let mut world = World {
         procs: Vec::new(),
-        net: Net::create(HOSTS),
+        net: Net::create(3 * HOSTS),
         dir: dir.path().to_path_buf(),
     };
 
     // 1. A 3-member etcd cluster, one member per host, reached across the bridge.
     let etcd_urls: Vec<String> = (0..HOSTS)
-        .map(|i| format!("http://{}:2379", world.net.addr(i)))
+        .map(|i| format!("http://{}:2379", world.net.addr(etcd_host(i))))
         .collect();
     let initial: Vec<String> = (0..HOSTS)
-        .map(|i| format!("e{i}=http://{}:2380", world.net.addr(i)))
+        .map(|i| format!("e{i}=http://{}:2380", world.net.addr(etcd_host(i))))
         .collect();
     let mut etcd = Vec::new();
     for i in 0..HOSTS {
-        let addr = world.net.addr(i);
+        let addr = world.net.addr(etcd_host(i));
         let data = world.dir.join(format!("etcd-{i}"));
         etcd.push(world.spawn(
-            i,
+            etcd_host(i),
             &format!("etcd-{i}"),
             ETCD,
             &[
@@ -88,14 +105,14 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
         .await;
     }
 
-    // 2. A control plane on each host, all on the one etcd: the first publishes the cluster's PKI, the
-    //    others adopt it.
+    // 2. Three control planes, each on a host of its own, all on the one etcd: the first publishes the
+    //    cluster's PKI, the others adopt it.
     let mut controls = Vec::new();
     for i in 0..HOSTS {
-        let addr = world.net.addr(i);
+        let addr = world.net.addr(control_host(i));
         let data = world.dir.join(format!("control-{i}"));
         let proc = world.spawn(
-            i,
+            control_host(i),
             &format!("control-{i}"),
             HERD,
             &[
@@ -119,9 +136,12 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
     }
     let kubeconfig =
         PathBuf::from(field(&controls[0].1, "kubeconfig=").expect("kubeconfig= in the ready line"));
-    let clients: Vec<kube::Client> = futures::future::join_all(
-        (0..HOSTS).map(|i| client(&kubeconfig, format!("https://{}:6443", world.net.addr(i)))),
-    )
+    let clients: Vec<kube::Client> = futures::future::join_all((0..HOSTS).map(|i| {
+        client(
+            &kubeconfig,
+            format!("https://{}:6443", world.net.addr(control_host(i))),
+        )
+    }))
     .await;
 
     // A write through one control plane is read through every other (one store underneath).
@@ -149,7 +169,9 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
 
     // The `kubernetes` Endpoints name every live API server; one replica leads the controllers.
     let endpoints: Api<Endpoints> = Api::namespaced(clients[1].clone(), "default");
-    let want: Vec<String> = (0..HOSTS).map(|i| world.net.addr(i).to_string()).collect();
+    let want: Vec<String> = (0..HOSTS)
+        .map(|i| world.net.addr(control_host(i)).to_string())
+        .collect();
     eventually(
         &world,
         Duration::from_secs(30),
@@ -187,9 +209,9 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
         images.push(image);
     }
 
-    // 4. A node on each host, given every API server; each reports Ready.
+    // 4. Three nodes, each on a host of its own, given every API server; each reports Ready.
     for i in 0..HOSTS {
-        let addr = world.net.addr(i);
+        let addr = world.net.addr(node_host(i));
         let data = world.dir.join(format!("node-{i}"));
         let mut args = vec![
             "--kubeconfig".to_string(),
@@ -206,9 +228,9 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
         ];
         for j in 0..HOSTS {
             args.push("--server".to_string());
-            args.push(format!("https://{}:6443", world.net.addr(j)));
+            args.push(format!("https://{}:6443", world.net.addr(control_host(j))));
         }
-        world.spawn(i, &format!("node-{i}"), HERD, &args);
+        world.spawn(node_host(i), &format!("node-{i}"), HERD, &args);
     }
     let nodes: Api<Node> = Api::all(clients[0].clone());
     eventually(&world, Duration::from_secs(60), "3 Ready nodes", || async {
@@ -272,7 +294,7 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
             Duration::from_secs(60),
             &format!("through host-{i}, answers from pods on both other hosts"),
             || {
-                if let Some(pod) = world.curl(i, &cluster_ip)
+                if let Some(pod) = world.curl(node_host(i), &cluster_ip)
                     && let Some(node) = node_of.get(&pod)
                 {
                     seen.insert(node.clone());
@@ -302,7 +324,7 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
     let prober = {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ns, ip, flag) = (
-            world.net.hosts[answering].clone(),
+            world.net.hosts[node_host(answering)].clone(),
             cluster_ip.clone(),
             stop.clone(),
         );
@@ -348,7 +370,7 @@ async fn three_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader()
         &world,
         Duration::from_secs(30),
         "the Service through a surviving node",
-        || async { world.curl(answering, &cluster_ip) },
+        || async { world.curl(node_host(answering), &cluster_ip) },
     )
     .await;
     writer.1.cancel();
