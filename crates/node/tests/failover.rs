@@ -1,7 +1,6 @@
 //! Riding over a lost API server: the node's local API load balancer in front of two real API servers
 //! (HTTPS, client certificates of one cluster CA) keeps answering when the one in use stops.
 
-use std::future::Future;
 use std::time::Duration;
 
 use herd_control::{ControlConfig, ControlPlane};
@@ -10,23 +9,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use tokio_util::sync::CancellationToken;
 
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+mod common;
+use common::wait_for;
 
 /// A control plane on a free loopback port with its own store, trusting the CA (and ServiceAccount key)
 /// already in `data_dir/pki` if there is one.

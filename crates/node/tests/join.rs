@@ -18,24 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 const NODE: &str = "joiner";
 
-/// Polls `check` until it gives `Some`, failing after `timeout`.
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+mod common;
+use common::wait_for;
 
 async fn create<K>(api: &Api<K>, object: serde_json::Value)
 where
