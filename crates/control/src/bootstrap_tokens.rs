@@ -58,10 +58,9 @@ impl BootstrapTokens {
         if self.informers.ensure_loaded().await.is_err() {
             return TokenCheck::Invalid;
         }
-        if let Some(user) = self.check(&token) {
-            return TokenCheck::Valid(user);
-        }
-        // The Secret may have been written a moment ago.
+        // The token's Secret as of every write this server has committed: one created, changed or deleted a
+        // moment ago counts at once (on etcd the caches follow a watch that lags the write). Bootstrap tokens
+        // authenticate joins, rarely, so the wait costs nothing that matters.
         let target = self.informers.objects().revision();
         self.informers.caught_up(target, CATCH_UP).await;
         match self.check(&token) {

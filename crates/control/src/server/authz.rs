@@ -261,7 +261,14 @@ impl Authorizer {
                 Decision::NoOpinion { reason } => node_reason = reason,
             }
         }
-        let rbac = herd_authz::authorize_with(&*self.policy().await?, attrs);
+        let mut rbac = herd_authz::authorize_with(&*self.policy().await?, attrs);
+        let target = self.informers.objects().revision();
+        if matches!(rbac, Decision::NoOpinion { .. }) && self.informers.revision() < target {
+            // A Role or binding may have been written a moment ago (on etcd the caches follow a watch that
+            // lags the write): refuse only on caches that reflect every write this server has committed.
+            self.informers.caught_up(target, GRAPH_CATCH_UP).await;
+            rbac = herd_authz::authorize_with(&*self.policy().await?, attrs);
+        }
         Ok(match rbac {
             allowed @ Decision::Allow { .. } => allowed,
             Decision::NoOpinion { reason } => Decision::NoOpinion {
