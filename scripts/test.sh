@@ -109,7 +109,7 @@ etcd --name herd-test --data-dir "$etcd_dir/data" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "herd-test=http://127.0.0.1:$etcd_peer" >"$etcd_dir/etcd.log" 2>&1 &
 etcd_pid=$!
-trap 'status=$?; kill $etcd_pid 2>/dev/null; wait $etcd_pid 2>/dev/null; rm -rf "$etcd_dir"; exit $status' EXIT
+trap 'status=$?; kill $etcd_pid 2>/dev/null || true; wait $etcd_pid 2>/dev/null || true; rm -rf "$etcd_dir"; exit $status' EXIT
 for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$etcd_client/health" >/dev/null && break
     kill -0 $etcd_pid 2>/dev/null || { cat "$etcd_dir/etcd.log" >&2; echo "etcd did not start" >&2; exit 1; }
