@@ -326,6 +326,17 @@ mod tests {
         }
     }
 
+    /// A caller whose verified client certificate names `user` (name, groups); `None`: no certificate.
+    fn peer_as(user: Option<(&str, &[&str])>) -> Peer {
+        Peer {
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            certificate: user.map(|(name, groups)| herd_pki::tls::UserInfo {
+                name: name.into(),
+                groups: groups.iter().map(|g| (*g).to_string()).collect(),
+            }),
+        }
+    }
+
     #[tokio::test]
     async fn only_the_api_server_and_masters_may_call() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -336,13 +347,7 @@ mod tests {
         ));
         let call = |user: Option<(&str, &[&str])>| {
             let app = app.clone();
-            let peer = Peer {
-                addr: "127.0.0.1:1".parse().expect("addr"),
-                certificate: user.map(|(name, groups)| herd_pki::tls::UserInfo {
-                    name: name.into(),
-                    groups: groups.iter().map(|g| (*g).to_string()).collect(),
-                }),
-            };
+            let peer = peer_as(user);
             async move {
                 let mut request = axum::http::Request::get("/containerLogs/default/p/c")
                     .body(Body::empty())
@@ -396,13 +401,7 @@ mod tests {
         ));
         let call = |user: Option<(&str, &[&str])>| {
             let app = app.clone();
-            let peer = Peer {
-                addr: "127.0.0.1:1".parse().expect("addr"),
-                certificate: user.map(|(name, groups)| herd_pki::tls::UserInfo {
-                    name: name.into(),
-                    groups: groups.iter().map(|g| (*g).to_string()).collect(),
-                }),
-            };
+            let peer = peer_as(user);
             async move {
                 let mut request = axum::http::Request::post("/tunnel/127.64.0.5/8080")
                     .header(header::UPGRADE, crate::tunnel::UPGRADE_PROTOCOL)
