@@ -706,6 +706,7 @@ fn spawn_node(
         node_name: cfg.name.clone(),
         redirects,
         dialer,
+        balancer: herd_proxy::Balancer::new(),
     };
     vec![
         (

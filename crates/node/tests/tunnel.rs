@@ -353,6 +353,7 @@ async fn a_node_reaches_another_nodes_pods_through_its_agent_and_only_nodes_may_
     let proxy = herd_proxy::ProxyConfig {
         node_name: "tunnel-a".into(),
         redirects: herd_proxy::Redirects::new(),
+        balancer: herd_proxy::Balancer::new(),
         dialer: herd_proxy::Dialer::new(move |backend| {
             let network = proxy_network.clone();
             Box::pin(async move {

@@ -22,6 +22,7 @@
 //! ordinary user listen below that port: a user namespace's capabilities cover only the network
 //! namespaces it owns, and host clients cannot reach those without root's help either.
 
+mod balancer;
 mod dialer;
 mod forwarder;
 mod routes;
@@ -34,6 +35,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+pub use balancer::Balancer;
 pub use dialer::{BoxConnection, Connection, Dialer};
 pub use forwarder::{Forwarder, ListenError, ListenState, ListenStates, Redirects};
 pub use routes::{RoutingTable, ServiceRef};
@@ -48,6 +50,9 @@ pub struct ProxyConfig {
     /// How backends are connected to: [`Dialer::direct`], or the node's pod network, which reaches pods
     /// of other hosts through their node agents.
     pub dialer: Dialer,
+    /// Chooses the backend of each connection; kept current with the routing table, and shared
+    /// with the node's guests (socket-level load balancing).
+    pub balancer: Balancer,
 }
 
 /// Why the proxy stopped before it was told to.
@@ -103,6 +108,7 @@ pub async fn run(
     .map(|event| (Source::EndpointSlices, event));
     let mut events = std::pin::pin!(futures::stream::select(service_events, slice_events));
 
+    let balancer = config.balancer;
     let mut forwarder = Forwarder::with_redirects(shutdown.child_token(), config.redirects)
         .with_dialer(config.dialer);
     let mut states = forwarder.states();
@@ -135,6 +141,7 @@ pub async fn run(
                         services.iter().map(|s| &**s),
                         slices.iter().map(|s| &**s),
                     );
+                    balancer.update(table.clone());
                     forwarder.update(table.clone());
                 }
             },

@@ -1,0 +1,165 @@
+//! The one place that chooses a backend for a connection to a Service: the host-side forwarder
+//! asks it for each accepted connection, and the node's guests for each `connect` to a cluster
+//! address (socket-level load balancing: the guest is connected straight to the endpoint, with
+//! no proxy hop). Cheap to clone; every clone sees the newest [`RoutingTable`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::watch;
+
+use crate::routes::{RoutingTable, ServiceRef};
+
+/// Chooses backends from the current routing table.
+#[derive(Clone, Debug)]
+pub struct Balancer {
+    current: Arc<watch::Sender<Arc<Snapshot>>>,
+}
+
+/// A routing table with the round-robin position of each of its frontends.
+#[derive(Debug, Default)]
+struct Snapshot {
+    table: RoutingTable,
+    next: HashMap<SocketAddr, AtomicUsize>,
+}
+
+impl Default for Balancer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Balancer {
+    /// A balancer with an empty table: every pick misses until the first [`Balancer::update`].
+    pub fn new() -> Self {
+        Self {
+            current: Arc::new(watch::channel(Arc::new(Snapshot::default())).0),
+        }
+    }
+
+    /// Replaces the table. Frontends that keep their backends keep their round-robin position.
+    pub fn update(&self, table: RoutingTable) {
+        let old = self.current.borrow().clone();
+        let next = table
+            .frontends()
+            .map(|frontend| {
+                let position = match (old.table.backends(frontend), table.backends(frontend)) {
+                    (Some(before), Some(now)) if before == now => old
+                        .next
+                        .get(&frontend)
+                        .map_or(0, |n| n.load(Ordering::Relaxed)),
+                    _ => 0,
+                };
+                (frontend, AtomicUsize::new(position))
+            })
+            .collect();
+        self.current
+            .send_replace(Arc::new(Snapshot { table, next }));
+    }
+
+    /// The current table.
+    pub fn table(&self) -> RoutingTable {
+        self.current.borrow().table.clone()
+    }
+
+    /// Whether `addr` is a frontend (a Service's `clusterIP:port`) of the current table.
+    pub fn is_frontend(&self, addr: SocketAddr) -> bool {
+        self.current.borrow().table.backends(addr).is_some()
+    }
+
+    /// The Service `frontend` belongs to.
+    pub fn service(&self, frontend: SocketAddr) -> Option<ServiceRef> {
+        self.current.borrow().table.service(frontend).cloned()
+    }
+
+    /// The backend a new connection from `client` to `frontend` goes to, or `None` when
+    /// `frontend` is not a Service port or has no usable endpoint. Quick (a map lookup and an
+    /// atomic increment): called on a guest's thread for every connect.
+    pub fn pick(&self, frontend: SocketAddr, client: IpAddr) -> Option<SocketAddr> {
+        let _ = client;
+        let snapshot = self.current.borrow();
+        let backends = snapshot.table.backends(frontend)?;
+        if backends.is_empty() {
+            return None;
+        }
+        let n = snapshot
+            .next
+            .get(&frontend)
+            .map_or(0, |n| n.fetch_add(1, Ordering::Relaxed));
+        Some(backends[n % backends.len()])
+    }
+
+    /// The backends of `frontend` in the order a connection from `client` should try them: the
+    /// picked one first, then the others (for a forwarder that skips backends that refuse).
+    pub fn candidates(&self, frontend: SocketAddr, client: IpAddr) -> Vec<SocketAddr> {
+        let Some(first) = self.pick(frontend, client) else {
+            return Vec::new();
+        };
+        let snapshot = self.current.borrow();
+        let backends = snapshot.table.backends(frontend).unwrap_or_default();
+        let start = backends.iter().position(|b| *b == first).unwrap_or(0);
+        backends
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(backends.len())
+            .copied()
+            .collect()
+    }
+
+    /// Waits until `frontend` has a usable backend (returns at once if it has one now), or until
+    /// it is no longer a frontend of the table (`false`). Callers bound the wait themselves.
+    pub async fn wait_for_backends(&self, frontend: SocketAddr) -> bool {
+        let mut tables = self.current.subscribe();
+        loop {
+            match tables.borrow_and_update().table.backends(frontend) {
+                Some(backends) if !backends.is_empty() => return true,
+                Some(_) => {}
+                None => return false,
+            }
+            if tables.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn picks_round_robin_and_keeps_the_position_across_unrelated_updates() {
+        let balancer = Balancer::new();
+        let client: IpAddr = "127.1.0.9".parse().expect("ip");
+        assert_eq!(balancer.pick(addr("127.10.0.1:80"), client), None);
+        let mut table = RoutingTable::new();
+        table.insert(
+            addr("127.10.0.1:80"),
+            vec![addr("127.1.0.2:8080"), addr("127.1.0.1:8080")],
+        );
+        table.insert(addr("127.10.0.2:80"), vec![]);
+        balancer.update(table.clone());
+        let first = balancer.pick(addr("127.10.0.1:80"), client);
+        assert_eq!(first, Some(addr("127.1.0.1:8080")));
+        table.insert(addr("127.10.0.3:80"), vec![addr("127.1.0.3:80")]);
+        balancer.update(table);
+        assert_eq!(
+            balancer.pick(addr("127.10.0.1:80"), client),
+            Some(addr("127.1.0.2:8080"))
+        );
+        assert_eq!(
+            balancer.candidates(addr("127.10.0.1:80"), client),
+            vec![addr("127.1.0.1:8080"), addr("127.1.0.2:8080")]
+        );
+        assert_eq!(balancer.pick(addr("127.10.0.2:80"), client), None);
+        assert!(balancer.is_frontend(addr("127.10.0.2:80")));
+        assert!(!balancer.is_frontend(addr("127.10.0.2:81")));
+    }
+}
