@@ -9,7 +9,9 @@
 //! `127.0.0.1` or `::1` binds the pod IP, and connecting to `127.0.0.1` or
 //! `::1` (which `localhost` resolves to) reaches the pod IP, so the containers
 //! of a pod talk over localhost. A [`ConnectRedirect`] may then send a
-//! connection elsewhere (a Service port the proxy serves on another port).
+//! connection elsewhere (straight to an endpoint of the Service the guest
+//! connects to, chosen for the connecting pod; a Service port the proxy
+//! serves on another port).
 
 use std::fmt;
 use std::future::Future;
@@ -38,19 +40,52 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 /// assert_eq!(redirect.redirect("127.10.0.1:80".parse().unwrap()), Some("127.10.0.1:30080".parse().unwrap()));
 /// assert_eq!(redirect.redirect("127.10.0.1:81".parse().unwrap()), None);
 /// ```
+///
+/// A redirect made with [`ConnectRedirect::from_client`] also learns who
+/// connects (the pod IP of the run's [`NetworkPolicy`]), so it can choose
+/// per client, as a Service's `sessionAffinity: ClientIP` does:
+///
+/// ```
+/// # use std::net::{IpAddr, SocketAddr};
+/// # use herd_wasm_runtime::ConnectRedirect;
+/// let redirect = ConnectRedirect::from_client(|client: Option<IpAddr>, _to: SocketAddr| {
+///     client.map(|ip| SocketAddr::new(ip, 7000))
+/// });
+/// let from: IpAddr = "127.1.0.5".parse().unwrap();
+/// let to: SocketAddr = "127.10.0.1:80".parse().unwrap();
+/// assert_eq!(redirect.redirect_from(Some(from), to), Some("127.1.0.5:7000".parse().unwrap()));
+/// assert_eq!(redirect.redirect(to), None);
+/// ```
 #[derive(Clone)]
-pub struct ConnectRedirect(Arc<dyn Fn(SocketAddr) -> Option<SocketAddr> + Send + Sync>);
+pub struct ConnectRedirect(Arc<RedirectFn>);
+
+type RedirectFn = dyn Fn(Option<IpAddr>, SocketAddr) -> Option<SocketAddr> + Send + Sync;
 
 impl ConnectRedirect {
     /// A redirect that asks `f` for each connection. `f` is called on the
     /// guest's thread for every connect, so it should be quick (a map lookup).
     pub fn new(f: impl Fn(SocketAddr) -> Option<SocketAddr> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(move |_client, to| f(to)))
+    }
+
+    /// A redirect that asks `f` for each connection with the connecting
+    /// guest's IP (its pod IP; `None` for a run without one) and the address
+    /// it connects to. Quick, as for [`ConnectRedirect::new`].
+    pub fn from_client(
+        f: impl Fn(Option<IpAddr>, SocketAddr) -> Option<SocketAddr> + Send + Sync + 'static,
+    ) -> Self {
         Self(Arc::new(f))
     }
 
-    /// Where a connection to `addr` goes instead, if anywhere.
+    /// Where a connection to `addr` goes instead, if anywhere (for a client
+    /// of no known IP).
     pub fn redirect(&self, addr: SocketAddr) -> Option<SocketAddr> {
-        (self.0)(addr)
+        (self.0)(None, addr)
+    }
+
+    /// Where a connection from `client` to `addr` goes instead, if anywhere.
+    pub fn redirect_from(&self, client: Option<IpAddr>, addr: SocketAddr) -> Option<SocketAddr> {
+        (self.0)(client, addr)
     }
 }
 
@@ -134,12 +169,13 @@ impl NetworkPolicy {
     /// The address a guest's TCP connection to `addr` really goes to:
     /// `127.0.0.1` and `::1` (what `localhost` resolves to) are the pod IP,
     /// so the containers of a pod reach each other over localhost; then the
-    /// [`ConnectRedirect`], if any, may send it elsewhere.
+    /// [`ConnectRedirect`], if any, may send it elsewhere (asked with the pod
+    /// IP as the client: a Service address becomes one of its endpoints).
     pub fn remote(&self, addr: SocketAddr) -> SocketAddr {
         let addr = self.remote_datagram(addr);
         self.redirect
             .as_ref()
-            .and_then(|redirect| redirect.redirect(addr))
+            .and_then(|redirect| redirect.redirect_from(self.bind_ip, addr))
             .unwrap_or(addr)
     }
 
@@ -434,6 +470,29 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_redirect_learns_the_connecting_pod() {
+        let mut policy = pod("127.1.0.5");
+        policy.redirect = Some(ConnectRedirect::from_client(|client, to| {
+            // Port 80 of the Service goes to an endpoint picked for the client.
+            (to == addr("127.10.0.1:80")).then(|| match client {
+                Some(ip) if ip == "127.1.0.5".parse::<IpAddr>().expect("ip") => {
+                    addr("127.1.0.7:8080")
+                }
+                _ => addr("127.1.0.8:8080"),
+            })
+        }));
+        assert_eq!(policy.remote(addr("127.10.0.1:80")), addr("127.1.0.7:8080"));
+        assert_eq!(policy.remote(addr("127.10.0.1:81")), addr("127.10.0.1:81"));
+        let uri = |s: &str| s.parse::<hyper::Uri>().expect("uri");
+        assert_eq!(
+            translate_uri(&policy, &uri("http://127.10.0.1/x")),
+            Some(uri("http://127.1.0.7:8080/x"))
+        );
+        policy.bind_ip = None;
+        assert_eq!(policy.remote(addr("127.10.0.1:80")), addr("127.1.0.8:8080"));
     }
 
     #[test]
