@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod host_ranges;
 mod serve;
+mod socket_lb;
 
 use clap::{Parser, Subcommand};
 

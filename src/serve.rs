@@ -678,19 +678,17 @@ fn spawn_node(
     shutdown: &CancellationToken,
 ) -> Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> {
     let (node_token, proxy_token) = (shutdown.clone(), shutdown.clone());
-    // A Service port the proxy cannot listen on (below 1024 for an ordinary user) is served on a fallback
-    // port; the node's guests connecting to the Service's own port are sent there, and their connections
-    // to pods of other hosts to the pod network's tunnels.
+    // The node's guests connect to a Service straight to an endpoint the proxy's balancer picks for them
+    // (socket-level load balancing, `socket_lb`); without one, to the fallback port of a Service port the
+    // proxy cannot listen on (below 1024 for an ordinary user), and to pods of other hosts through the pod
+    // network's tunnels.
     let redirects = herd_proxy::Redirects::new();
-    let lookup = redirects.clone();
-    let guests_network = network.clone();
-    cfg.connect_redirect = Some(herd_node::ConnectRedirect::new(move |addr| {
-        lookup.get(addr).or_else(|| {
-            guests_network
-                .as_ref()
-                .and_then(|network| network.redirect(addr))
-        })
-    }));
+    let balancer = herd_proxy::Balancer::new();
+    cfg.connect_redirect = Some(crate::socket_lb::guest_connect_redirect(
+        balancer.clone(),
+        redirects.clone(),
+        network.clone(),
+    ));
     // The proxy's backends: through the pod network (tunnels to other hosts' pods) when there is one.
     let dialer = match network {
         Some(network) => herd_proxy::Dialer::new(move |backend| {
@@ -706,7 +704,7 @@ fn spawn_node(
         node_name: cfg.name.clone(),
         redirects,
         dialer,
-        balancer: herd_proxy::Balancer::new(),
+        balancer,
     };
     vec![
         (
