@@ -6,6 +6,7 @@
 //! field validation does.
 
 pub mod admission;
+pub mod autoscaling;
 pub mod event_correlator;
 pub mod patch;
 pub mod pod_security;

@@ -431,6 +431,11 @@ pub fn validate_service(svc: &Service, causes: &mut Vec<Cause>) {
 }
 
 pub fn validate_deployment(d: &Deployment, causes: &mut Vec<Cause>) {
+    if let Err(bad) =
+        crate::autoscaling::ScaleToZero::from_annotations(d.metadata.annotations.as_ref())
+    {
+        causes.extend(bad);
+    }
     let spec = &d.spec;
     if let Some(r) = spec.replicas
         && r < 0

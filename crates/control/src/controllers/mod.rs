@@ -26,6 +26,7 @@ mod nodeipam;
 pub mod nodelifecycle;
 mod replicaset;
 pub(crate) mod rootca;
+mod scale_to_zero;
 mod serviceaccount;
 mod token_cleaner;
 
@@ -163,6 +164,12 @@ pub(crate) fn spawn_all(
         )),
         tokio::spawn(run(
             clusterroleaggregation::ClusterRoleAggregation::new(o.clone(), c.clone()),
+            c.clone(),
+            resync,
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            scale_to_zero::ScaleToZeroController::new(o.clone(), c.clone()),
             c.clone(),
             resync,
             shutdown.clone(),

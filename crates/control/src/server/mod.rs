@@ -13,7 +13,7 @@ mod logs;
 mod openapi;
 pub mod reviews;
 mod route;
-mod scale;
+pub(crate) mod scale;
 mod table;
 pub mod tls;
 pub mod tokens;
