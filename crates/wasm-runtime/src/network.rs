@@ -104,6 +104,78 @@ impl PartialEq for ConnectRedirect {
 
 impl Eq for ConnectRedirect {}
 
+/// How a guest's name lookups are answered before the host's resolver is asked: called with the
+/// name a guest looks up (through `wasi:sockets/ip-name-lookup`, e.g. wasi-libc's `getaddrinfo`, or
+/// as the host of an outbound wasi-http request) whenever it is not an IP address. The binary
+/// answers the cluster's names here (a pod's Service names, by its namespace's search list).
+/// Cheap to clone.
+///
+/// ```
+/// # use herd_wasm_runtime::{Answer, NameLookup};
+/// let names = NameLookup::new(|name| match name {
+///     "web" => Answer::Addresses(vec!["127.10.0.1".parse().unwrap()]),
+///     "nope.svc.cluster.local" => Answer::NotFound,
+///     other => Answer::host(other),
+/// });
+/// assert_eq!(names.lookup("web"), Answer::Addresses(vec!["127.10.0.1".parse().unwrap()]));
+/// assert_eq!(names.lookup("example.com"), Answer::host("example.com"));
+/// ```
+#[derive(Clone)]
+pub struct NameLookup(Arc<dyn Fn(&str) -> Answer + Send + Sync>);
+
+/// What a [`NameLookup`] says of one name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// These addresses (in this order).
+    Addresses(Vec<IpAddr>),
+    /// No such name: the guest gets `name-unresolvable` (NXDOMAIN), the host is not asked.
+    NotFound,
+    /// Ask the host's resolver for each of `names` in turn; the first that resolves answers; if
+    /// none does, `otherwise` (empty: `name-unresolvable`).
+    AskHost {
+        names: Vec<String>,
+        otherwise: Vec<IpAddr>,
+    },
+}
+
+impl Answer {
+    /// Ask the host's resolver for `name` and nothing else.
+    pub fn host(name: &str) -> Self {
+        Answer::AskHost {
+            names: vec![name.to_owned()],
+            otherwise: Vec::new(),
+        }
+    }
+}
+
+impl NameLookup {
+    /// A lookup that asks `f` for each name. `f` is called on the guest's thread, so it should
+    /// be quick (a map lookup).
+    pub fn new(f: impl Fn(&str) -> Answer + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// What `name` comes to.
+    pub fn lookup(&self, name: &str) -> Answer {
+        (self.0)(name)
+    }
+}
+
+impl fmt::Debug for NameLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NameLookup(..)")
+    }
+}
+
+/// Two lookups are equal when they are the same function (clones of one).
+impl PartialEq for NameLookup {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for NameLookup {}
+
 /// Which remote addresses a guest may connect or send to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Outbound {
@@ -128,6 +200,10 @@ pub struct NetworkPolicy {
     /// Where outbound TCP connections and HTTP requests really go; `None`
     /// (the default) sends them where the guest said.
     pub redirect: Option<ConnectRedirect>,
+    /// How names are looked up before the host's resolver (`wasi:sockets`
+    /// name lookups and the hosts of outbound HTTP requests); `None` (the
+    /// default) asks the host's resolver for every name.
+    pub names: Option<NameLookup>,
 }
 
 impl NetworkPolicy {
@@ -243,15 +319,75 @@ impl WasiHttpHooks for PolicyHooks {
         let mut request = request;
         // The guest's URI names the server a certificate must be for, wherever the policy sends it.
         let asked_for = request.uri().clone();
-        if let Some(uri) = translate_uri(&policy, request.uri()) {
-            *request.uri_mut() = uri;
-        }
         Box::new(async move {
+            if let Some(uri) = resolve_host(&policy, request.uri()).await? {
+                *request.uri_mut() = uri;
+            }
+            if let Some(uri) = translate_uri(&policy, request.uri()) {
+                *request.uri_mut() = uri;
+            }
             if policy.outbound != Outbound::Allow {
                 check_authority(&policy, request.uri().clone()).await?;
             }
             crate::outbound_tls::send(request, options, tls, &asked_for).await
         })
+    }
+}
+
+/// The request's URI with its host name replaced by the address the policy's
+/// [`NameLookup`] gives it (a Service name becomes its cluster IP, which
+/// [`translate_uri`] may then redirect); `None` leaves the request alone (no
+/// lookup, an address, or a name only the host's resolver answers, which the
+/// sender asks as before). An unknown cluster name fails as a DNS error.
+async fn resolve_host(
+    policy: &NetworkPolicy,
+    uri: &hyper::Uri,
+) -> Result<Option<hyper::Uri>, HttpError> {
+    let (Some(names), Some(host)) = (policy.names.as_ref(), uri.host()) else {
+        return Ok(None);
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<IpAddr>().is_ok() {
+        return Ok(None);
+    }
+    let not_found = || HttpError::DnsError {
+        rcode: Some("NXDOMAIN".to_owned()),
+        info_code: None,
+    };
+    let ip = match names.lookup(bare) {
+        Answer::Addresses(ips) => *ips.first().ok_or_else(not_found)?,
+        Answer::NotFound => return Err(not_found()),
+        Answer::AskHost { names, otherwise }
+            if otherwise.is_empty() && names.len() == 1 && names[0].eq_ignore_ascii_case(bare) =>
+        {
+            return Ok(None);
+        }
+        Answer::AskHost { names, otherwise } => {
+            let ips = crate::name_lookup::host_addresses(&names, otherwise)
+                .await
+                .ok_or_else(not_found)?;
+            *ips.first().ok_or_else(not_found)?
+        }
+    };
+    let port = uri.port_u16().unwrap_or(default_port(uri));
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(
+        SocketAddr::new(ip, port)
+            .to_string()
+            .parse()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+    );
+    hyper::Uri::from_parts(parts)
+        .map(Some)
+        .map_err(|_| HttpError::HttpRequestUriInvalid)
+}
+
+/// The port of a URI without one: 443 for `https`, else 80.
+fn default_port(uri: &hyper::Uri) -> u16 {
+    if uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
     }
 }
 

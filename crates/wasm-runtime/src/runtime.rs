@@ -82,6 +82,8 @@ impl EngineSet {
             .map_err(|e| RuntimeError::Engine(describe(&e)))?;
         // Socket addresses as in a pod's network namespace (over the above).
         crate::sockets::add_to_linker(&mut component_linker)?;
+        // Name lookups through the run's NameLookup (the cluster's names), then the host's resolver.
+        crate::name_lookup::add_to_linker(&mut component_linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             .map_err(|e| RuntimeError::Engine(describe(&e)))?;
         let disk_cache = match cache_dir {

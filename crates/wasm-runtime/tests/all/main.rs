@@ -6,6 +6,7 @@ mod core_module;
 mod http_pool;
 mod limits;
 mod load;
+mod name_lookup;
 mod outbound_tls;
 mod pod_network;
 mod preopens;
