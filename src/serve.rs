@@ -167,6 +167,10 @@ pub struct UpArgs {
     /// kubelet's 110); the node's pod CIDR must hold as many IPs.
     #[arg(long, default_value_t = herd_node::DEFAULT_MAX_PODS)]
     max_pods: u32,
+    /// The cluster's DNS domain (the kubelet's flag): guests find Services as `SVC.NS.svc.<domain>` (and
+    /// by the search list of their namespace, `SVC`, `SVC.NS`, `SVC.NS.svc`).
+    #[arg(long, default_value = herd_dns::DEFAULT_CLUSTER_DOMAIN, value_parser = parse_cluster_domain)]
+    cluster_domain: String,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -230,6 +234,10 @@ pub struct NodeArgs {
     /// kubelet's 110); the node's pod CIDR must hold as many IPs.
     #[arg(long, default_value_t = herd_node::DEFAULT_MAX_PODS)]
     max_pods: u32,
+    /// The cluster's DNS domain (the kubelet's flag): guests find Services as `SVC.NS.svc.<domain>` (and
+    /// by the search list of their namespace, `SVC`, `SVC.NS`, `SVC.NS.svc`).
+    #[arg(long, default_value = herd_dns::DEFAULT_CLUSTER_DOMAIN, value_parser = parse_cluster_domain)]
+    cluster_domain: String,
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -299,6 +307,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         crash_loop_back_off_base: args.crash_loop_back_off_base,
         max_pods: args.max_pods,
         connect_redirect: None,
+        cluster_names: Some(herd_dns::ClusterNames::new(&args.cluster_domain)),
         trusted_ca_certificates,
         kubelet_tls: herd_node::KubeletTls {
             client_ca_pem: plane.ca().cert_pem().to_string(),
@@ -442,6 +451,7 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         crash_loop_back_off_base: args.crash_loop_back_off_base,
         max_pods: args.max_pods,
         connect_redirect: None,
+        cluster_names: Some(herd_dns::ClusterNames::new(&args.cluster_domain)),
         trusted_ca_certificates,
         kubelet_tls,
     };
@@ -670,6 +680,24 @@ async fn start_control(
     Ok(herd_control::ControlPlane::start(cfg, shutdown.clone()).await?)
 }
 
+/// `--cluster-domain`: a DNS name of labels (lower case, without the trailing dot).
+fn parse_cluster_domain(value: &str) -> Result<String, String> {
+    let domain = value.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if domain.is_empty() || domain.len() > 253 || !domain.split('.').all(label_ok) {
+        return Err(format!(
+            "{value:?} is not a DNS domain (e.g. cluster.local)"
+        ));
+    }
+    Ok(domain)
+}
+
 fn spawn_node(
     client: kube::Client,
     proxy_client: kube::Client,
@@ -700,7 +728,14 @@ fn spawn_node(
         }),
         None => herd_proxy::Dialer::direct(),
     };
+    // The cluster's names, kept current by the proxy's watch of Services and EndpointSlices, answer the
+    // guests' name lookups.
+    let names = cfg
+        .cluster_names
+        .get_or_insert_with(|| herd_dns::ClusterNames::new(herd_dns::DEFAULT_CLUSTER_DOMAIN))
+        .clone();
     let proxy_cfg = herd_proxy::ProxyConfig {
+        names,
         node_name: cfg.name.clone(),
         redirects,
         dialer,

@@ -110,6 +110,10 @@ pub struct NodeConfig {
     /// Where the guests' outbound TCP connections really go (see [`ConnectRedirect`]): the binary
     /// fills it from the proxy, for Service ports it serves on another port; `None` by default.
     pub connect_redirect: Option<ConnectRedirect>,
+    /// The cluster's DNS names, kept current by the binary (from the proxy's watch of Services and
+    /// EndpointSlices): the guests' name lookups answer `SVC`, `SVC.NS`, `SVC.NS.svc.<domain>`, … by
+    /// their pod's resolver rules (see `herd_dns`); `None` (the default): the host's resolver only.
+    pub cluster_names: Option<herd_dns::ClusterNames>,
     /// CA certificates (DER) the guests' outbound `https` and the node's image pulls trust besides the
     /// web roots: the cluster CA of the node's kubeconfig (kube's `Config::root_cert`), so a pod reaches
     /// the API server at `https://$KUBERNETES_SERVICE_HOST` and the node pulls from herd's embedded
@@ -148,6 +152,7 @@ impl NodeConfig {
             max_pods: registration::DEFAULT_MAX_PODS,
             crash_loop_back_off_base: Duration::from_secs(10),
             connect_redirect: None,
+            cluster_names: None,
             trusted_ca_certificates: Vec::new(),
             kubelet_tls: KubeletTls::default(),
         }
@@ -385,6 +390,7 @@ async fn run_agent(
                 },
                 allocatable,
                 connect_redirect: cfg.connect_redirect.clone(),
+                cluster_names: cfg.cluster_names.clone(),
                 status_writes: tokio::sync::Semaphore::new(pod_worker::STATUS_WRITES_IN_FLIGHT),
             });
             PodAgent::new(ctx, IpPool::new(cidr), shutdown.clone())

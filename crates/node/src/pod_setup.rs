@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use herd_api::quantity;
-use herd_wasm_runtime::{ConnectRedirect, IpNet, Limits, NetworkPolicy, Outbound, Preopen};
+use herd_dns::{ClusterNames, PodResolver, Resolution};
+use herd_wasm_runtime::{
+    Answer, ConnectRedirect, IpNet, Limits, NameLookup, NetworkPolicy, Outbound, Preopen,
+};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +36,9 @@ pub(crate) struct PodSetup {
     objects: PodObjects,
     /// Where the containers' outbound connections really go (the node's, for Service ports).
     redirect: Option<ConnectRedirect>,
+    /// How the containers' name lookups are answered: the cluster's names by the pod's resolver
+    /// rules (namespace, dnsPolicy, dnsConfig, hosts), then the host's resolver.
+    names: Option<NameLookup>,
     /// Stops the volume updater.
     updater: CancellationToken,
     /// Where the pod's projected ServiceAccount tokens come from.
@@ -58,6 +64,7 @@ impl PodSetup {
         services: ServiceEnv,
     ) -> Self {
         Self {
+            names: None,
             tokens,
             services,
             pod,
@@ -68,6 +75,14 @@ impl PodSetup {
             redirect,
             updater: CancellationToken::new(),
         }
+    }
+
+    /// The set-up whose containers look names up in `cluster` (by the pod's resolver rules) before
+    /// the host's resolver; without it, the host's resolver only.
+    pub fn with_cluster_names(mut self, cluster: Option<ClusterNames>) -> Self {
+        self.names = cluster
+            .map(|cluster| pod_names(&self.pod, self.facts.pod_ips.first().copied(), cluster));
+        self
     }
 
     /// The pod's volumes, materialised on the first call (then kept up to date in the background).
@@ -158,6 +173,7 @@ impl PodSetup {
                 bind_ip: self.facts.pod_ips.first().copied(),
                 outbound,
                 redirect: self.redirect.clone(),
+                names: self.names.clone(),
             },
         })
     }
@@ -191,6 +207,17 @@ pub(crate) struct ContainerSetup {
     pub preopens: Vec<Preopen>,
     pub limits: Limits,
     pub network: NetworkPolicy,
+}
+
+/// The name lookup of `pod` (whose IP is `pod_ip`): what CoreDNS and the kubelet's resolv.conf and
+/// hosts file would answer, from the node's current table of the cluster's names.
+fn pod_names(pod: &Pod, pod_ip: Option<std::net::IpAddr>, cluster: ClusterNames) -> NameLookup {
+    let resolver = PodResolver::for_pod(pod, pod_ip, &cluster.domain());
+    NameLookup::new(move |name| match cluster.resolve(&resolver, name) {
+        Resolution::Addresses(ips) => Answer::Addresses(ips),
+        Resolution::NotFound => Answer::NotFound,
+        Resolution::Host { names, otherwise } => Answer::AskHost { names, otherwise },
+    })
 }
 
 /// `resources.limits` (else requests are not limits: a container without limits is not limited).

@@ -57,6 +57,8 @@ pub(crate) struct NodeContext {
     pub tokens: TokenSource,
     /// The Services whose variables containers get.
     pub services: ServiceEnv,
+    /// The cluster's DNS names for the guests' name lookups (`None`: the host's resolver only).
+    pub cluster_names: Option<herd_dns::ClusterNames>,
     /// Turns to write a pod status: at most [`STATUS_WRITES_IN_FLIGHT`] at once (see there).
     pub status_writes: Semaphore,
     /// The node's one cache of the ConfigMaps and Secrets its pods' volumes use.
@@ -290,19 +292,22 @@ impl PodWorker {
         if self.lease.is_none() {
             return WorkerState::NoIp;
         }
-        self.setup = Some(Arc::new(PodSetup::new(
-            self.pod.clone(),
-            self.ctx.config_objects.register(&self.pod),
-            self.ctx.logs.pod_dir(&self.key),
-            EnvFacts {
-                pod_ips: self.ip().into_iter().collect(),
-                host_ip: self.ctx.host_ip,
-                allocatable: self.ctx.allocatable,
-            },
-            self.ctx.connect_redirect.clone(),
-            self.ctx.tokens.clone(),
-            self.ctx.services.clone(),
-        )));
+        self.setup = Some(Arc::new(
+            PodSetup::new(
+                self.pod.clone(),
+                self.ctx.config_objects.register(&self.pod),
+                self.ctx.logs.pod_dir(&self.key),
+                EnvFacts {
+                    pod_ips: self.ip().into_iter().collect(),
+                    host_ip: self.ctx.host_ip,
+                    allocatable: self.ctx.allocatable,
+                },
+                self.ctx.connect_redirect.clone(),
+                self.ctx.tokens.clone(),
+                self.ctx.services.clone(),
+            )
+            .with_cluster_names(self.ctx.cluster_names.clone()),
+        ));
         self.facts = Some(PodFacts {
             name: self.key.pod.clone(),
             namespace: self.key.namespace.clone(),

@@ -351,6 +351,7 @@ async fn a_node_reaches_another_nodes_pods_through_its_agent_and_only_nodes_may_
         .expect("IP");
     let proxy_network = network.clone();
     let proxy = herd_proxy::ProxyConfig {
+        names: herd_dns::ClusterNames::new(herd_dns::DEFAULT_CLUSTER_DOMAIN),
         node_name: "tunnel-a".into(),
         redirects: herd_proxy::Redirects::new(),
         balancer: herd_proxy::Balancer::new(),

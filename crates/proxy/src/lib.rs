@@ -53,6 +53,9 @@ pub struct ProxyConfig {
     /// Chooses the backend of each connection; kept current with the routing table, and shared
     /// with the node's guests (socket-level load balancing).
     pub balancer: Balancer,
+    /// The cluster's DNS names, kept current from the same Services and EndpointSlices, for the
+    /// node's guests' name lookups (no second watch of them).
+    pub names: herd_dns::ClusterNames,
 }
 
 /// Why the proxy stopped before it was told to.
@@ -109,6 +112,7 @@ pub async fn run(
     let mut events = std::pin::pin!(futures::stream::select(service_events, slice_events));
 
     let balancer = config.balancer;
+    let names = config.names;
     let mut forwarder = Forwarder::with_redirects(shutdown.child_token(), config.redirects)
         .with_dialer(config.dialer);
     let mut states = forwarder.states();
@@ -142,6 +146,7 @@ pub async fn run(
                         slices.iter().map(|s| &**s),
                     );
                     balancer.update(table.clone());
+                    names.update(services.iter().map(|s| &**s), slices.iter().map(|s| &**s));
                     forwarder.update(table.clone());
                 }
             },
