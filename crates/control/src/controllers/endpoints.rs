@@ -82,6 +82,12 @@ impl EndpointsController {
             .as_ref()
             .and_then(|s| s.ports.as_deref())
             .unwrap_or_default();
+        // kube's controllers list every pod as ready for a Service that publishes not-ready addresses.
+        let publish_not_ready = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.publish_not_ready_addresses)
+            .unwrap_or(false);
         // Pods are grouped by the ports they resolve to, as the Kubernetes controller does with subsets.
         let mut subsets: BTreeMap<String, Subset> = BTreeMap::new();
         for pod in pods
@@ -107,7 +113,7 @@ impl EndpointsController {
                     Some(p)
                 })
                 .collect();
-            let address = json!({
+            let mut address = json!({
                 "ip": ip,
                 "nodeName": pod.pointer("/spec/nodeName").cloned().unwrap_or(Value::Null),
                 "targetRef": {
@@ -116,6 +122,9 @@ impl EndpointsController {
                     "uid": pod.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
                 },
             });
+            if let Some(hostname) = endpoint_hostname(pod, name) {
+                address["hostname"] = json!(hostname);
+            }
             let entry = subsets
                 .entry(serde_json::to_string(&ports).unwrap_or_default())
                 .or_insert_with(|| (Vec::new(), Vec::new(), Vec::new(), ports));
@@ -125,7 +134,7 @@ impl EndpointsController {
                 let mut address = address;
                 address["serving"] = json!(pod_is_ready(pod));
                 entry.2.push(address);
-            } else if pod_is_ready(pod) {
+            } else if pod_is_ready(pod) || publish_not_ready {
                 entry.0.push(address)
             } else {
                 entry.1.push(address)
@@ -469,6 +478,9 @@ fn slice_endpoints(subset: &Value) -> Vec<Value> {
         if let Some(node) = address.get("nodeName").filter(|n| n.is_string()) {
             e["nodeName"] = node.clone();
         }
+        if let Some(hostname) = address.get("hostname").filter(|h| h.is_string()) {
+            e["hostname"] = hostname.clone();
+        }
         e
     };
     let list = |key: &str| {
@@ -485,6 +497,15 @@ fn slice_endpoints(subset: &Value) -> Vec<Value> {
     out.extend(list("notReadyAddresses").iter().map(|a| endpoint(a, false)));
     out.extend(list(TERMINATING).iter().map(|a| endpoint(a, false)));
     out
+}
+
+/// The hostname an endpoint of Service `service` gets from `pod`: its `spec.hostname` when its
+/// `spec.subdomain` is the Service (kube's `ShouldSetHostname`; the namespaces are one already), so
+/// `HOSTNAME.SERVICE.NS.svc.<domain>` names the pod (a StatefulSet's pods behind its headless Service).
+fn endpoint_hostname<'a>(pod: &'a Value, service: &str) -> Option<&'a str> {
+    let hostname = pod.pointer("/spec/hostname")?.as_str()?;
+    let subdomain = pod.pointer("/spec/subdomain")?.as_str()?;
+    (!hostname.is_empty() && subdomain == service).then_some(hostname)
 }
 
 /// The pod port a Service port sends to: a number, or a named container port of the pod.
@@ -694,6 +715,100 @@ mod tests {
         assert_eq!(
             counts(&plan_slices(&big, &endpoints(0..5), 3)),
             ["update web-a 3", "create 2"]
+        );
+    }
+
+    /// A pod with `hostname` and `subdomain` = the Service is named in its endpoint (kube's
+    /// `ShouldSetHostname`: StatefulSet pods behind their headless Service), another Service's pod
+    /// is not; a Service with `publishNotReadyAddresses` lists its pods ready before they are.
+    #[tokio::test]
+    async fn hostnames_of_subdomain_pods_and_not_ready_pods_of_publishing_services() {
+        let (_dir, objects) = crate::objects::test_objects().await;
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        objects
+            .create(core("namespaces"), None, ns, false)
+            .await
+            .unwrap();
+        for (name, publish) in [("pg", true), ("other", false)] {
+            let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                "spec": {"clusterIP": "None", "selector": {"app": "pg"}, "publishNotReadyAddresses": publish,
+                         "ports": [{"port": 5432}]}});
+            objects
+                .create(core("services"), Some("default"), svc, false)
+                .await
+                .unwrap();
+        }
+        for (i, ready) in [(0, "True"), (1, "False")] {
+            let name = format!("pg-{i}");
+            let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": {"app": "pg"}},
+                "spec": {"hostname": name, "subdomain": "pg",
+                         "containers": [{"name": "app", "image": "example/pg:1"}]}});
+            objects
+                .create(core("pods"), Some("default"), pod, false)
+                .await
+                .unwrap();
+            objects
+                .edit(core("pods"), "default", &name, |p| {
+                    p["status"] = json!({"phase": "Running", "podIP": format!("127.64.0.{}", i + 2),
+                        "conditions": [{"type": "Ready", "status": ready}]});
+                    true
+                })
+                .await
+                .unwrap();
+        }
+        let caches = Arc::new(super::Informers::new(objects.clone()));
+        let controller = EndpointsController::new(objects.clone(), caches.clone());
+        caches.ensure_loaded().await.unwrap();
+        let slices = resources::by_path("discovery.k8s.io", "v1", "endpointslices").unwrap();
+        for service in ["pg", "other"] {
+            controller
+                .reconcile(&("default".to_string(), service.to_string()))
+                .await
+                .unwrap();
+        }
+        let listed = objects.list_all(slices, Some("default")).await.unwrap().0;
+        let endpoints = |service: &str| -> Vec<(String, Value, Value)> {
+            let slice = listed
+                .iter()
+                .find(|s| s.pointer("/metadata/labels").unwrap()[SERVICE_NAME_LABEL] == service)
+                .unwrap();
+            let mut list: Vec<(String, Value, Value)> = slice["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["addresses"][0].as_str().unwrap().to_owned(),
+                        e["hostname"].clone(),
+                        e["conditions"]["ready"].clone(),
+                    )
+                })
+                .collect();
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            list
+        };
+        assert_eq!(
+            endpoints("pg"),
+            [
+                ("127.64.0.2".to_owned(), json!("pg-0"), json!(true)),
+                ("127.64.0.3".to_owned(), json!("pg-1"), json!(true)),
+            ]
+        );
+        assert_eq!(
+            endpoints("other"),
+            [
+                ("127.64.0.2".to_owned(), Value::Null, json!(true)),
+                ("127.64.0.3".to_owned(), Value::Null, json!(false)),
+            ]
+        );
+        let ep = objects
+            .get(core("endpoints"), Some("default"), "pg")
+            .await
+            .unwrap();
+        assert_eq!(
+            ep.pointer("/subsets/0/addresses/0/hostname"),
+            Some(&json!("pg-0"))
         );
     }
 
