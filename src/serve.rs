@@ -717,15 +717,22 @@ fn spawn_node(
         redirects.clone(),
         network.clone(),
     ));
-    // The proxy's backends: through the pod network (tunnels to other hosts' pods) when there is one.
+    // The proxy's backends: through the pod network (tunnels to other hosts' pods) when there is one;
+    // pods of this host the proxy connects itself, on its data-path threads.
     let dialer = match network {
-        Some(network) => herd_proxy::Dialer::new(move |backend| {
-            let network = network.clone();
-            Box::pin(async move {
-                let connection = network.connect(backend).await?;
-                Ok(Box::new(connection) as herd_proxy::BoxConnection)
+        Some(network) => {
+            let routes = network.clone();
+            herd_proxy::Dialer::new(move |backend| {
+                let network = network.clone();
+                Box::pin(async move {
+                    let connection = network.connect(backend).await?;
+                    Ok(Box::new(connection) as herd_proxy::BoxConnection)
+                })
             })
-        }),
+            .direct_when(move |backend| {
+                routes.route(backend.ip()) == herd_node::pod_network::Route::Direct
+            })
+        }
         None => herd_proxy::Dialer::direct(),
     };
     // The cluster's names, kept current by the proxy's watch of Services and EndpointSlices, answer the
@@ -737,6 +744,7 @@ fn spawn_node(
     let proxy_cfg = herd_proxy::ProxyConfig {
         names,
         node_name: cfg.name.clone(),
+        node_addresses: vec![cfg.address],
         redirects,
         dialer,
         balancer,

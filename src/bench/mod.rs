@@ -5,6 +5,7 @@ mod cluster;
 mod density;
 mod deploy;
 mod etcd;
+pub mod guest_lb;
 mod http;
 mod pods;
 
@@ -105,6 +106,26 @@ pub enum Bench {
         #[arg(long, value_enum, default_value = "both")]
         store: api::StoreChoice,
     },
+    /// Starts a real `herd up` and has guest pods load wasi-http backend pods over HTTP/1.1 keep-alive,
+    /// on the pods' IPs and on their Service's cluster IP; prints both rates (socket-level load balancing
+    /// adds no hop, so they should be alike).
+    GuestLb {
+        /// Backend pods behind the Service.
+        #[arg(long, default_value_t = 2)]
+        backends: usize,
+        /// Guest pods loading them at once.
+        #[arg(long, default_value_t = 4)]
+        guests: usize,
+        /// Keep-alive connections of each guest.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds of load per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Measurements of each kind, alternating; the figures are medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Requests/s of the wasi-http sample served by herd and by `wasmtime serve`.
     Http {
         /// The wasi-http component to serve.
@@ -180,6 +201,23 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
                 duration: Duration::from_secs(seconds),
                 count,
                 store,
+            })
+            .await
+        }
+        Bench::GuestLb {
+            backends,
+            guests,
+            connections,
+            seconds,
+            rounds,
+        } => {
+            guest_lb::run(guest_lb::GuestLoad {
+                backends,
+                guests,
+                connections,
+                duration: Duration::from_secs(seconds),
+                rounds,
+                ..guest_lb::GuestLoad::default()
             })
             .await
         }

@@ -27,6 +27,7 @@ mod runtime;
 mod scheduler;
 mod security;
 mod services;
+mod socket_lb;
 mod status;
 mod unprivileged;
 mod up;

@@ -353,6 +353,7 @@ async fn a_node_reaches_another_nodes_pods_through_its_agent_and_only_nodes_may_
     let proxy = herd_proxy::ProxyConfig {
         names: herd_dns::ClusterNames::new(herd_dns::DEFAULT_CLUSTER_DOMAIN),
         node_name: "tunnel-a".into(),
+        node_addresses: Vec::new(),
         redirects: herd_proxy::Redirects::new(),
         balancer: herd_proxy::Balancer::new(),
         dialer: herd_proxy::Dialer::new(move |backend| {

@@ -10,19 +10,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
-use crate::routes::{RoutingTable, ServiceRef};
+use crate::affinity::Affinities;
+use crate::routes::{Protocol, RoutingTable, ServiceRef};
 
 /// Chooses backends from the current routing table.
 #[derive(Clone, Debug)]
 pub struct Balancer {
     current: Arc<watch::Sender<Arc<Snapshot>>>,
+    /// The backend each client sticks to, for frontends with `sessionAffinity: ClientIP`.
+    affinities: Arc<Affinities>,
 }
 
 /// A routing table with the round-robin position of each of its frontends.
 #[derive(Debug, Default)]
 struct Snapshot {
     table: RoutingTable,
-    next: HashMap<SocketAddr, AtomicUsize>,
+    next: HashMap<(Protocol, SocketAddr), AtomicUsize>,
 }
 
 impl Default for Balancer {
@@ -36,25 +39,31 @@ impl Balancer {
     pub fn new() -> Self {
         Self {
             current: Arc::new(watch::channel(Arc::new(Snapshot::default())).0),
+            affinities: Arc::default(),
         }
     }
 
     /// Replaces the table. Frontends that keep their backends keep their round-robin position.
     pub fn update(&self, table: RoutingTable) {
         let old = self.current.borrow().clone();
-        let next = table
-            .frontends()
-            .map(|frontend| {
-                let position = match (old.table.backends(frontend), table.backends(frontend)) {
+        let frontends = [Protocol::Tcp, Protocol::Udp]
+            .into_iter()
+            .flat_map(|protocol| table.frontends_of(protocol).map(move |f| (protocol, f)));
+        let next = frontends
+            .map(|(protocol, frontend)| {
+                let before = old.table.backends_of(protocol, frontend);
+                let position = match (before, table.backends_of(protocol, frontend)) {
                     (Some(before), Some(now)) if before == now => old
                         .next
-                        .get(&frontend)
+                        .get(&(protocol, frontend))
                         .map_or(0, |n| n.load(Ordering::Relaxed)),
                     _ => 0,
                 };
-                (frontend, AtomicUsize::new(position))
+                ((protocol, frontend), AtomicUsize::new(position))
             })
             .collect();
+        self.affinities
+            .retain(|protocol, frontend| table.affinity(protocol, frontend).is_some());
         self.current
             .send_replace(Arc::new(Snapshot { table, next }));
     }
@@ -78,17 +87,49 @@ impl Balancer {
     /// `frontend` is not a Service port or has no usable endpoint. Quick (a map lookup and an
     /// atomic increment): called on a guest's thread for every connect.
     pub fn pick(&self, frontend: SocketAddr, client: IpAddr) -> Option<SocketAddr> {
-        let _ = client;
+        self.pick_for(Protocol::Tcp, frontend, client)
+    }
+
+    /// [`Balancer::pick`] for a `protocol` frontend: the backend of a new connection (TCP) or
+    /// flow (UDP). A frontend with `sessionAffinity: ClientIP` gives `client` the backend it had
+    /// within the timeout, if that one still serves.
+    pub fn pick_for(
+        &self,
+        protocol: Protocol,
+        frontend: SocketAddr,
+        client: IpAddr,
+    ) -> Option<SocketAddr> {
         let snapshot = self.current.borrow();
-        let backends = snapshot.table.backends(frontend)?;
+        let backends = snapshot.table.backends_of(protocol, frontend)?;
         if backends.is_empty() {
             return None;
         }
+        let affinity = snapshot.table.affinity(protocol, frontend);
+        let key = (protocol, frontend, client);
+        if let Some(timeout) = affinity
+            && let Some(sticky) = self.affinities.get(key, backends, timeout)
+        {
+            return Some(sticky);
+        }
         let n = snapshot
             .next
-            .get(&frontend)
+            .get(&(protocol, frontend))
             .map_or(0, |n| n.fetch_add(1, Ordering::Relaxed));
-        Some(backends[n % backends.len()])
+        let chosen = backends[n % backends.len()];
+        if let Some(timeout) = affinity {
+            self.affinities.set(key, chosen, timeout);
+        }
+        Some(chosen)
+    }
+
+    /// Whether `backend` still serves `protocol` frontend `frontend` (a UDP flow keeps its backend
+    /// while it does).
+    pub fn serves(&self, protocol: Protocol, frontend: SocketAddr, backend: SocketAddr) -> bool {
+        self.current
+            .borrow()
+            .table
+            .backends_of(protocol, frontend)
+            .is_some_and(|backends| backends.binary_search(&backend).is_ok())
     }
 
     /// The backends of `frontend` in the order a connection from `client` should try them: the
@@ -161,5 +202,49 @@ mod tests {
         assert_eq!(balancer.pick(addr("127.10.0.2:80"), client), None);
         assert!(balancer.is_frontend(addr("127.10.0.2:80")));
         assert!(!balancer.is_frontend(addr("127.10.0.2:81")));
+    }
+
+    #[test]
+    fn client_ip_affinity_sticks_per_client_until_its_backend_goes() {
+        use std::time::Duration;
+        let frontend = addr("127.10.0.9:80");
+        let (a, b) = (addr("127.1.0.1:80"), addr("127.1.0.2:80"));
+        let table = |backends: Vec<SocketAddr>| {
+            let mut table = RoutingTable::new();
+            table.insert_route(
+                Protocol::Tcp,
+                frontend,
+                backends,
+                None,
+                Some(Duration::from_secs(60)),
+            );
+            table
+        };
+        let balancer = Balancer::new();
+        balancer.update(table(vec![a, b]));
+        let one: IpAddr = "127.0.0.5".parse().expect("ip");
+        let two: IpAddr = "127.0.0.6".parse().expect("ip");
+        let first = balancer.pick(frontend, one).expect("a backend");
+        let second = balancer.pick(frontend, two).expect("a backend");
+        assert_ne!(first, second, "new clients still go round robin");
+        for _ in 0..5 {
+            assert_eq!(balancer.pick(frontend, one), Some(first));
+            assert_eq!(balancer.pick(frontend, two), Some(second));
+            assert_eq!(balancer.candidates(frontend, one)[0], first);
+        }
+        // Its backend gone, the client gets another one and sticks to that.
+        let left = if first == a { b } else { a };
+        balancer.update(table(vec![left]));
+        assert_eq!(balancer.pick(frontend, one), Some(left));
+        balancer.update(table(vec![a, b]));
+        assert_eq!(balancer.pick(frontend, one), Some(left));
+        // Without affinity, the same client goes round robin.
+        let mut plain = RoutingTable::new();
+        plain.insert(frontend, vec![a, b]);
+        balancer.update(plain);
+        let picks: std::collections::BTreeSet<_> = (0..4)
+            .filter_map(|_| balancer.pick(frontend, one))
+            .collect();
+        assert_eq!(picks.len(), 2);
     }
 }

@@ -1,11 +1,14 @@
-//! The data path: one listener per frontend address of the current [`RoutingTable`], forwarding
-//! each accepted TCP connection to the next backend in round-robin order, connected through the
-//! forwarder's [`Dialer`] (direct TCP, or the node's pod network for pods of other hosts).
+//! The control side of the data path: one listener per frontend of the current [`RoutingTable`]
+//! (one `SO_REUSEPORT` socket per data-path worker for TCP, [`crate::datapath`]; one socket for
+//! UDP, [`crate::udp`]), each connection's backend chosen by the [`Balancer`] and reached directly
+//! or through the forwarder's [`Dialer`] (the node's pod network for pods of other hosts).
 //!
-//! A frontend that cannot be bound (a port below `net.ipv4.ip_unprivileged_port_start` for an
+//! A TCP frontend that cannot be bound (a port below `net.ipv4.ip_unprivileged_port_start` for an
 //! ordinary user, or an address another program holds) is served on a fallback port of the same
 //! cluster IP instead ([`ListenState::Fallback`]), which [`Redirects`] tells the node's guests
-//! about; the Service's own port is tried again in the background until it can be bound.
+//! about; the Service's own port is tried again in the background until it can be bound. A UDP
+//! frontend that cannot be bound is retried the same way, without a fallback. A NodePort is never
+//! shared with another program: one another socket holds is not bound.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -13,17 +16,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use socket2::{Domain, Protocol as SocketProtocol, Socket, Type};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::balancer::Balancer;
+use crate::datapath::{self, Context, Workers};
 use crate::dialer::Dialer;
-use crate::routes::RoutingTable;
+use crate::routes::{Protocol, RoutingTable};
+use crate::udp;
 
-const BIND_RETRY_MIN: Duration = Duration::from_secs(1);
-const BIND_RETRY_MAX: Duration = Duration::from_secs(30);
+pub(crate) const BIND_RETRY_MIN: Duration = Duration::from_secs(1);
+pub(crate) const BIND_RETRY_MAX: Duration = Duration::from_secs(30);
 const LISTEN_BACKLOG: i32 = 1024;
 /// A privileged port `p` falls back to `p + FALLBACK_OFFSET` (80 → 8080, 443 → 8443), a port a
 /// user may guess; other ports (and a taken guess) to a port the kernel picks.
@@ -84,37 +90,44 @@ impl Redirects {
     }
 }
 
-/// The listen state of every frontend that has a listener.
+/// The listen state of every TCP frontend that has a listener.
 pub type ListenStates = BTreeMap<SocketAddr, ListenState>;
 
-/// Owns the listeners of a routing table. Listeners read the newest table for every
+/// Owns the listeners of a routing table. Backends are chosen by the [`Balancer`] for every
 /// connection, so an update that only changes backends touches no socket.
 pub struct Forwarder {
-    table: watch::Sender<Arc<RoutingTable>>,
-    listeners: HashMap<SocketAddr, CancellationToken>,
+    listeners: HashMap<(Protocol, SocketAddr), CancellationToken>,
     board: Board,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     dialer: Dialer,
+    balancer: Balancer,
+    /// Whether [`Forwarder::update`] keeps the balancer current (one of its own), or its owner
+    /// does ([`Forwarder::with_balancer`]).
+    owns_balancer: bool,
+    workers: Arc<Workers>,
 }
 
 impl Forwarder {
     /// A forwarder with no listeners; everything it starts stops when `shutdown` is cancelled.
+    /// Starts the data-path threads; call it within a tokio runtime (the shared one, where
+    /// connections to tunnelled backends are copied).
     pub fn new(shutdown: CancellationToken) -> Self {
         Self::with_redirects(shutdown, Redirects::new())
     }
 
     /// A forwarder that keeps `redirects` current with its fallback listeners.
     pub fn with_redirects(shutdown: CancellationToken, redirects: Redirects) -> Self {
-        let (table, _) = watch::channel(Arc::new(RoutingTable::new()));
         let (states, _) = watch::channel(ListenStates::new());
         Self {
-            table,
             listeners: HashMap::new(),
             board: Board { states, redirects },
             shutdown,
             tasks: TaskTracker::new(),
             dialer: Dialer::direct(),
+            balancer: Balancer::new(),
+            owns_balancer: true,
+            workers: Arc::new(Workers::start()),
         }
     }
 
@@ -125,12 +138,21 @@ impl Forwarder {
         self
     }
 
+    /// Chooses backends with `balancer`, which its owner keeps current (by default the
+    /// forwarder has a balancer of its own that [`Forwarder::update`] keeps current).
+    #[must_use]
+    pub fn with_balancer(mut self, balancer: Balancer) -> Self {
+        self.balancer = balancer;
+        self.owns_balancer = false;
+        self
+    }
+
     /// The map of frontends served on a fallback address.
     pub fn redirects(&self) -> &Redirects {
         &self.board.redirects
     }
 
-    /// How each frontend is served; changes whenever a listener binds, falls back or stops.
+    /// How each TCP frontend is served; changes whenever a listener binds, falls back or stops.
     pub fn states(&self) -> watch::Receiver<ListenStates> {
         self.board.states.subscribe()
     }
@@ -139,61 +161,88 @@ impl Forwarder {
     /// fall back) before this returns; a frontend that could not be bound is retried in the
     /// background.
     pub fn update(&mut self, table: RoutingTable) {
+        if self.owns_balancer {
+            self.balancer.update(table.clone());
+        }
         let mut gone = Vec::new();
-        self.listeners.retain(|frontend, stop| {
-            let keep = table.backends(*frontend).is_some();
+        self.listeners.retain(|(protocol, frontend), stop| {
+            let keep = table.backends_of(*protocol, *frontend).is_some();
             if !keep {
-                tracing::info!(%frontend, "stop listening");
+                tracing::info!(%frontend, ?protocol, "stop listening");
                 stop.cancel();
                 gone.push(*frontend);
             }
             keep
         });
-        let new: Vec<SocketAddr> = table
-            .frontends()
-            .filter(|f| !self.listeners.contains_key(f))
+        let new: Vec<(Protocol, SocketAddr)> = [Protocol::Tcp, Protocol::Udp]
+            .into_iter()
+            .flat_map(|p| table.frontends_of(p).map(move |f| (p, f)))
+            .filter(|key| !self.listeners.contains_key(key))
             .collect();
         let taken: Vec<SocketAddr> = table.frontends().collect();
-        self.table.send_replace(Arc::new(table));
         let mut opened = Vec::new();
-        for frontend in new {
+        for (protocol, frontend) in new {
             let stop = self.shutdown.child_token();
-            let (listener, state) = open(frontend, &taken);
-            log_state(frontend, &state);
-            let table = self.table.subscribe();
-            let connections = Connections {
+            let exclusive = table.is_node_port(protocol, frontend);
+            let context = Context {
+                balancer: self.balancer.clone(),
+                dialer: self.dialer.clone(),
                 tasks: self.tasks.clone(),
                 shutdown: self.shutdown.clone(),
-                dialer: self.dialer.clone(),
+                shared: Handle::current(),
             };
-            opened.push((frontend, state.clone()));
-            self.tasks.spawn(serve(
-                Frontend {
-                    addr: frontend,
-                    taken: taken.clone(),
-                },
-                listener,
-                state,
-                table,
-                self.board.clone(),
-                stop.clone(),
-                connections,
-            ));
-            self.listeners.insert(frontend, stop);
+            let frontend_of = Frontend {
+                addr: frontend,
+                taken: taken.clone(),
+                exclusive,
+            };
+            match protocol {
+                Protocol::Tcp => {
+                    let workers = self.workers.handles().len();
+                    let (listeners, state) = open(&frontend_of, workers);
+                    log_state(frontend, &state);
+                    opened.push((frontend, state.clone()));
+                    self.tasks.spawn(serve(
+                        frontend_of,
+                        listeners,
+                        state,
+                        self.board.clone(),
+                        stop.clone(),
+                        context,
+                        self.workers.clone(),
+                    ));
+                }
+                Protocol::Udp => {
+                    self.tasks.spawn(udp::serve(
+                        frontend,
+                        exclusive,
+                        stop.clone(),
+                        context,
+                        self.workers.clone(),
+                    ));
+                }
+            }
+            self.listeners.insert((protocol, frontend), stop);
         }
         self.board.update(|states| {
+            let mut changed = false;
             for frontend in &gone {
-                states.remove(frontend);
+                if !self.listeners.contains_key(&(Protocol::Tcp, *frontend)) {
+                    changed |= states.remove(frontend).is_some();
+                }
             }
-            let changed = !gone.is_empty() || !opened.is_empty();
+            changed |= !opened.is_empty();
             states.extend(opened);
             changed
         });
     }
 
-    /// The frontends that currently have a listener (bound, fallen back or retrying).
+    /// The TCP frontends that currently have a listener (bound, fallen back or retrying).
     pub fn frontends(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.listeners.keys().copied()
+        self.listeners
+            .keys()
+            .filter(|(p, _)| *p == Protocol::Tcp)
+            .map(|(_, f)| *f)
     }
 
     /// Stops every listener and connection and waits for them to finish.
@@ -250,67 +299,109 @@ fn log_state(frontend: SocketAddr, state: &ListenState) {
     }
 }
 
-/// A listening socket on `addr` that other proxies on this host may share.
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
+/// A socket of `kind` bound to `addr` that other sockets of this user may share
+/// (`SO_REUSEPORT`): the data-path workers, and the proxies of other nodes on this host. With
+/// `exclusive`, only if no socket holds `addr` yet.
+pub(crate) fn bind_socket(addr: SocketAddr, kind: Type, exclusive: bool) -> io::Result<Socket> {
+    let protocol = if kind == Type::DGRAM {
+        SocketProtocol::UDP
+    } else {
+        SocketProtocol::TCP
+    };
+    if exclusive && addr.port() != 0 {
+        // A probe without SO_REUSEPORT fails on an address any other socket holds.
+        let probe = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+        if kind == Type::STREAM {
+            probe.set_reuse_address(true)?;
+        }
+        probe.bind(&addr.into())?;
+    }
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if kind == Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket)
+}
+
+/// `count` listening sockets on `addr` (one per worker), sharing it through `SO_REUSEPORT`; a
+/// port 0 is the port the kernel picks for the first.
+fn bind_group(
+    addr: SocketAddr,
+    count: usize,
+    exclusive: bool,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut group = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let socket = bind_socket(addr, Type::STREAM, exclusive && group.is_empty())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        group.push(listener);
+    }
+    Ok(group)
 }
 
 /// A frontend and the addresses of the whole table, which a fallback port must not take.
 struct Frontend {
     addr: SocketAddr,
     taken: Vec<SocketAddr>,
+    /// A NodePort: not shared with another program.
+    exclusive: bool,
 }
 
-/// Binds `frontend`, or else a fallback port on its IP: the listener (if any) and its state.
-fn open(frontend: SocketAddr, taken: &[SocketAddr]) -> (Option<TcpListener>, ListenState) {
-    let error = match bind(frontend) {
-        Ok(listener) => return (Some(listener), ListenState::Listening),
+/// Binds `frontend` (`count` sockets), or else a fallback port on its IP: the listeners (if any)
+/// and their state.
+fn open(frontend: &Frontend, count: usize) -> (Option<Vec<std::net::TcpListener>>, ListenState) {
+    let error = match bind_group(frontend.addr, count, frontend.exclusive) {
+        Ok(listeners) => return (Some(listeners), ListenState::Listening),
         Err(error) => ListenError::from(&error),
     };
-    let guess = frontend
-        .port()
+    let port = frontend.addr.port();
+    let guess = port
         .checked_add(FALLBACK_OFFSET)
-        .filter(|_| frontend.port() < 1024)
-        .map(|port| SocketAddr::new(frontend.ip(), port))
-        .filter(|addr| !taken.contains(addr));
-    let any_port = SocketAddr::new(frontend.ip(), 0);
+        .filter(|_| port < 1024)
+        .map(|port| SocketAddr::new(frontend.addr.ip(), port))
+        .filter(|addr| !frontend.taken.contains(addr));
+    let any_port = SocketAddr::new(frontend.addr.ip(), 0);
     for candidate in guess.into_iter().chain([any_port]) {
-        if let Ok(listener) = bind(candidate)
-            && let Ok(on) = listener.local_addr()
+        if let Ok(listeners) = bind_group(candidate, count, true)
+            && let Some(on) = listeners.first().and_then(|l| l.local_addr().ok())
         {
-            return (Some(listener), ListenState::Fallback { on, error });
+            return (Some(listeners), ListenState::Fallback { on, error });
         }
     }
     (None, ListenState::Failed { error })
 }
 
-/// Where forwarded connections run: they outlive their listener and stop only at shutdown.
-struct Connections {
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-    dialer: Dialer,
-}
-
-/// Accepts connections for `frontend` until `stop`. While it is not `Listening` (no listener,
-/// or a fallback one), the frontend's own address is retried with back-off.
+/// Serves `frontend` until `stop`: its listeners' accept loops run on the workers, one each.
+/// While it is not `Listening` (no listener, or a fallback one), the frontend's own address is
+/// retried with back-off, and the accept loops replaced when it binds.
 async fn serve(
     frontend: Frontend,
-    mut listener: Option<TcpListener>,
+    listeners: Option<Vec<std::net::TcpListener>>,
     mut state: ListenState,
-    table: watch::Receiver<Arc<RoutingTable>>,
     board: Board,
     stop: CancellationToken,
-    connections: Connections,
+    context: Context,
+    workers: Arc<Workers>,
 ) {
     let addr = frontend.addr;
+    let start = |listeners: Option<Vec<std::net::TcpListener>>| {
+        let generation = stop.child_token();
+        for (listener, worker) in listeners.into_iter().flatten().zip(workers.handles()) {
+            context.tasks.spawn_on(
+                datapath::accept_loop(addr, listener, context.clone(), generation.clone()),
+                worker,
+            );
+        }
+        generation
+    };
+    let mut generation = start(listeners);
     let mut retry_delay = BIND_RETRY_MIN;
-    let mut next = 0usize;
     loop {
         let retry = async {
             if state == ListenState::Listening {
@@ -318,89 +409,35 @@ async fn serve(
             }
             tokio::time::sleep(retry_delay).await;
         };
-        let accept = async {
-            match &listener {
-                Some(listener) => listener.accept().await,
-                None => std::future::pending().await,
-            }
-        };
-        let accepted = tokio::select! {
+        tokio::select! {
             () = stop.cancelled() => return,
-            () = retry => {
-                retry_delay = (retry_delay * 2).min(BIND_RETRY_MAX);
-                let (new_listener, new_state) = match bind(addr) {
-                    Ok(bound) => (Some(bound), ListenState::Listening),
-                    Err(error) if listener.is_some() => {
-                        tracing::debug!(frontend = %addr, %error, "still cannot listen on the Service port");
-                        continue;
-                    }
-                    Err(_) => open(addr, &frontend.taken),
-                };
-                if new_state != state {
-                    log_state(addr, &new_state);
-                    listener = new_listener;
-                    state = new_state;
-                    // Checked under the board's lock: `update` cancels a frontend that left the
-                    // table before it removes its state under that lock, so a stopped frontend
-                    // never comes back.
-                    board.update(|states| {
-                        !stop.is_cancelled() && states.insert(addr, state.clone()).as_ref() != Some(&state)
-                    });
-                }
+            () = retry => {}
+        }
+        retry_delay = (retry_delay * 2).min(BIND_RETRY_MAX);
+        let serving = !matches!(state, ListenState::Failed { .. });
+        let (new_listeners, new_state) = match bind_group(
+            addr,
+            workers.handles().len(),
+            frontend.exclusive,
+        ) {
+            Ok(bound) => (Some(bound), ListenState::Listening),
+            Err(error) if serving => {
+                tracing::debug!(frontend = %addr, %error, "still cannot listen on the Service port");
                 continue;
             }
-            accepted = accept => accepted,
+            Err(_) => open(&frontend, workers.handles().len()),
         };
-        let (client, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(frontend = %addr, %error, "accept failed");
-                continue;
-            }
-        };
-        let backends: Vec<SocketAddr> = table
-            .borrow()
-            .backends(addr)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default();
-        if backends.is_empty() {
-            tracing::debug!(frontend = %addr, %peer, "no endpoints, closing connection");
+        if new_state == state {
             continue;
         }
-        let first = next % backends.len();
-        next = next.wrapping_add(1);
-        let shutdown = connections.shutdown.clone();
-        let dialer = connections.dialer.clone();
-        connections.tasks.spawn(async move {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = forward(client, &dialer, addr, &backends, first) => {}
-            }
+        log_state(addr, &new_state);
+        generation.cancel();
+        generation = start(new_listeners);
+        state = new_state;
+        // Checked under the board's lock: `update` cancels a frontend that left the table
+        // before it removes its state under that lock, so a stopped frontend never comes back.
+        board.update(|states| {
+            !stop.is_cancelled() && states.insert(addr, state.clone()).as_ref() != Some(&state)
         });
     }
-}
-
-/// Connects to `backends[first]` (or the following ones if it refuses) and copies bytes both
-/// ways until either side closes.
-async fn forward(
-    mut client: TcpStream,
-    dialer: &Dialer,
-    frontend: SocketAddr,
-    backends: &[SocketAddr],
-    first: usize,
-) {
-    for backend in backends.iter().cycle().skip(first).take(backends.len()) {
-        let mut upstream = match dialer.connect(*backend).await {
-            Ok(upstream) => upstream,
-            Err(error) => {
-                tracing::debug!(%frontend, %backend, %error, "backend refused, trying the next one");
-                continue;
-            }
-        };
-        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            tracing::debug!(%frontend, %backend, %error, "connection ended with an error");
-        }
-        return;
-    }
-    tracing::debug!(%frontend, "no backend accepted the connection");
 }

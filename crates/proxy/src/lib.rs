@@ -22,11 +22,14 @@
 //! ordinary user listen below that port: a user namespace's capabilities cover only the network
 //! namespaces it owns, and host clients cannot reach those without root's help either.
 
+mod affinity;
 mod balancer;
+mod datapath;
 mod dialer;
 mod forwarder;
 mod routes;
 pub mod status;
+mod udp;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
@@ -38,13 +41,18 @@ use tokio_util::sync::CancellationToken;
 pub use balancer::Balancer;
 pub use dialer::{BoxConnection, Connection, Dialer};
 pub use forwarder::{Forwarder, ListenError, ListenState, ListenStates, Redirects};
-pub use routes::{RoutingTable, ServiceRef};
+pub use routes::{DEFAULT_AFFINITY_TIMEOUT, NodeInfo, Protocol, RoutingTable, ServiceRef};
+pub use udp::{REPLIED_TIMEOUT, UNREPLIED_TIMEOUT};
 
 /// What a proxy needs besides its client.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
-    /// The node this proxy runs for (the host of its events).
+    /// The node this proxy runs for (the host of its events, and the node whose endpoints a
+    /// traffic policy `Local` keeps).
     pub node_name: String,
+    /// The node's addresses, where NodePorts listen (`herd up`: 127.0.0.1; `herd node`: its
+    /// `--address`).
+    pub node_addresses: Vec<std::net::IpAddr>,
     /// Kept current with the frontends served on a fallback port, for the node's guests.
     pub redirects: Redirects,
     /// How backends are connected to: [`Dialer::direct`], or the node's pod network, which reaches pods
@@ -114,7 +122,12 @@ pub async fn run(
     let balancer = config.balancer;
     let names = config.names;
     let mut forwarder = Forwarder::with_redirects(shutdown.child_token(), config.redirects)
-        .with_dialer(config.dialer);
+        .with_dialer(config.dialer)
+        .with_balancer(balancer.clone());
+    let node = NodeInfo {
+        name: config.node_name.clone(),
+        addresses: config.node_addresses,
+    };
     let mut states = forwarder.states();
     let (verdicts, verdicts_rx) = tokio::sync::watch::channel(Default::default());
     let reporter = tokio::spawn(status::report(
@@ -141,7 +154,8 @@ pub async fn run(
                 Some((_, Ok(()))) => {
                     let services = services.state();
                     let slices = slices.state();
-                    table = RoutingTable::from_objects(
+                    table = RoutingTable::for_node(
+                        &node,
                         services.iter().map(|s| &**s),
                         slices.iter().map(|s| &**s),
                     );

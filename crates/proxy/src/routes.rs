@@ -1,8 +1,10 @@
-//! The routing table: which backends serve each cluster address, computed from Services and their
-//! `discovery.k8s.io/v1` EndpointSlices as kube-proxy does. Pure data, no I/O.
+//! The routing table: which backends serve each cluster address (and each of this node's
+//! NodePorts), computed from Services and their `discovery.k8s.io/v1` EndpointSlices as
+//! kube-proxy does. Pure data, no I/O.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
@@ -11,13 +13,55 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 /// The label that names the Service an EndpointSlice belongs to.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Frontend `clusterIP:port` → the backend `podIP:port`s behind it (sorted, no duplicates).
+/// `sessionAffinityConfig.clientIP.timeoutSeconds` when unset: kube's default, 3 hours.
+pub const DEFAULT_AFFINITY_TIMEOUT: Duration = Duration::from_secs(10_800);
+
+/// The transport protocol of a frontend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// A Service or slice port's `protocol` (unset is TCP); `None` for SCTP and unknown ones.
+    fn parse(protocol: Option<&str>) -> Option<Self> {
+        match protocol {
+            None => Some(Self::Tcp),
+            Some(p) if p.eq_ignore_ascii_case("TCP") => Some(Self::Tcp),
+            Some(p) if p.eq_ignore_ascii_case("UDP") => Some(Self::Udp),
+            Some(_) => None,
+        }
+    }
+}
+
+/// The node a table is built for: its name (for the traffic policies `Local`) and the addresses
+/// its NodePorts listen on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Frontend → the backends behind it (sorted, no duplicates), per protocol: every
+/// `clusterIP:port` of a Service, and `nodeIP:nodePort` of this node for NodePort and
+/// LoadBalancer Services.
 ///
 /// A frontend with an empty backend list is still listened on; its connections are closed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoutingTable {
-    routes: BTreeMap<SocketAddr, Vec<SocketAddr>>,
-    services: BTreeMap<SocketAddr, ServiceRef>,
+    routes: BTreeMap<(Protocol, SocketAddr), Route>,
+}
+
+/// One frontend's backends and how they are chosen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Route {
+    backends: Vec<SocketAddr>,
+    service: Option<ServiceRef>,
+    /// `sessionAffinity: ClientIP`: how long a client keeps its backend after its last connection.
+    affinity: Option<Duration>,
+    /// A NodePort of this node (not a cluster IP), which no other program may share.
+    node_port: bool,
 }
 
 /// The Service a frontend belongs to.
@@ -33,29 +77,91 @@ impl RoutingTable {
         Self::default()
     }
 
-    /// Routes connections to `frontend` over `backends` (round robin, in sorted order).
-    pub fn insert(&mut self, frontend: SocketAddr, mut backends: Vec<SocketAddr>) {
+    /// Routes TCP connections to `frontend` over `backends` (round robin, in sorted order).
+    pub fn insert(&mut self, frontend: SocketAddr, backends: Vec<SocketAddr>) {
+        self.insert_route(Protocol::Tcp, frontend, backends, None, None);
+    }
+
+    /// Routes `protocol` traffic to `frontend` over `backends`, for `service`, with ClientIP
+    /// session affinity of that timeout when `affinity` is set.
+    pub fn insert_route(
+        &mut self,
+        protocol: Protocol,
+        frontend: SocketAddr,
+        mut backends: Vec<SocketAddr>,
+        service: Option<ServiceRef>,
+        affinity: Option<Duration>,
+    ) {
         backends.sort();
         backends.dedup();
-        self.routes.insert(frontend, backends);
+        self.routes.insert(
+            (protocol, frontend),
+            Route {
+                backends,
+                service,
+                affinity,
+                node_port: false,
+            },
+        );
     }
 
-    /// The backends of `frontend`, or `None` if the table has no such frontend.
+    /// The backends of TCP frontend `frontend`, or `None` if the table has no such frontend.
     pub fn backends(&self, frontend: SocketAddr) -> Option<&[SocketAddr]> {
-        self.routes.get(&frontend).map(Vec::as_slice)
+        self.backends_of(Protocol::Tcp, frontend)
     }
 
-    /// The Service whose port `frontend` is, if the table was built from Services.
+    /// The backends of `protocol` frontend `frontend`.
+    pub fn backends_of(&self, protocol: Protocol, frontend: SocketAddr) -> Option<&[SocketAddr]> {
+        self.routes
+            .get(&(protocol, frontend))
+            .map(|r| r.backends.as_slice())
+    }
+
+    /// The Service whose port `frontend` (TCP) is, if the table was built from Services.
     pub fn service(&self, frontend: SocketAddr) -> Option<&ServiceRef> {
-        self.services.get(&frontend)
+        self.service_of(Protocol::Tcp, frontend)
     }
 
-    /// Every frontend address, in order.
+    /// The Service whose port `protocol` frontend `frontend` is.
+    pub fn service_of(&self, protocol: Protocol, frontend: SocketAddr) -> Option<&ServiceRef> {
+        self.routes.get(&(protocol, frontend))?.service.as_ref()
+    }
+
+    /// The ClientIP session affinity timeout of `protocol` frontend `frontend`, if it has one.
+    pub fn affinity(&self, protocol: Protocol, frontend: SocketAddr) -> Option<Duration> {
+        self.routes.get(&(protocol, frontend))?.affinity
+    }
+
+    /// Whether `protocol` frontend `frontend` is a NodePort of this node's.
+    pub fn is_node_port(&self, protocol: Protocol, frontend: SocketAddr) -> bool {
+        self.routes
+            .get(&(protocol, frontend))
+            .is_some_and(|r| r.node_port)
+    }
+
+    /// Every TCP frontend address, in order.
     pub fn frontends(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.routes.keys().copied()
+        self.frontends_of(Protocol::Tcp)
     }
 
-    /// The table for `services`, with backends from the EndpointSlices labelled
+    /// Every `protocol` frontend address, in order.
+    pub fn frontends_of(&self, protocol: Protocol) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.routes
+            .keys()
+            .filter(move |(p, _)| *p == protocol)
+            .map(|(_, frontend)| *frontend)
+    }
+
+    /// [`RoutingTable::for_node`] for no node in particular: no NodePorts, and no endpoint is
+    /// local (a `Local` traffic policy routes nowhere).
+    pub fn from_objects<'a>(
+        services: impl IntoIterator<Item = &'a Service>,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    ) -> Self {
+        Self::for_node(&NodeInfo::default(), services, slices)
+    }
+
+    /// The table of `node` for `services`, with backends from the EndpointSlices labelled
     /// `kubernetes.io/service-name=<service>` in the Service's namespace, merged as kube-proxy
     /// merges them:
     ///
@@ -64,11 +170,18 @@ impl RoutingTable {
     /// - an endpoint is its first address; one present in several slices counts once, with the
     ///   best conditions any of them gives it;
     /// - the ready endpoints (`conditions.ready` true or unset) serve; only when there is none do
-    ///   the terminating endpoints that are still serving (`ProxyTerminatingEndpoints`).
+    ///   the terminating endpoints that are still serving (`ProxyTerminatingEndpoints`);
+    /// - `internalTrafficPolicy: Local` (cluster IPs) and `externalTrafficPolicy: Local`
+    ///   (NodePorts) keep only the endpoints whose `nodeName` is `node`'s: none left, and the
+    ///   frontend drops its traffic, as kube-proxy does;
+    /// - each `nodePort` of a NodePort or LoadBalancer Service is a frontend on every address of
+    ///   `node`;
+    /// - `sessionAffinity: ClientIP` gives every frontend of the Service its timeout.
     ///
-    /// Services without a cluster IP (headless, ExternalName), non-TCP ports, FQDN slices and
+    /// Services without a cluster IP (headless, ExternalName), SCTP ports, FQDN slices and
     /// malformed addresses are skipped.
-    pub fn from_objects<'a>(
+    pub fn for_node<'a>(
+        node: &NodeInfo,
         services: impl IntoIterator<Item = &'a Service>,
         slices: impl IntoIterator<Item = &'a EndpointSlice>,
     ) -> Self {
@@ -99,6 +212,9 @@ impl RoutingTable {
             let Some(name) = service.metadata.name.as_deref() else {
                 continue;
             };
+            let Some(spec) = service.spec.as_ref() else {
+                continue;
+            };
             let owner = ServiceRef {
                 namespace: namespace_of(&service.metadata).to_owned(),
                 name: name.to_owned(),
@@ -107,18 +223,49 @@ impl RoutingTable {
                 .get(&(namespace_of(&service.metadata), name))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let ports = service
-                .spec
-                .as_ref()
-                .and_then(|s| s.ports.as_deref())
-                .unwrap_or_default();
-            for port in ports.iter().filter(|p| is_tcp(p.protocol.as_deref())) {
+            let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+                spec.session_affinity_config
+                    .as_ref()
+                    .and_then(|c| c.client_ip.as_ref())
+                    .and_then(|c| c.timeout_seconds)
+                    .and_then(|s| u64::try_from(s).ok())
+                    .filter(|s| *s > 0)
+                    .map_or(DEFAULT_AFFINITY_TIMEOUT, Duration::from_secs)
+            });
+            let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+            let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+            let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+            for port in spec.ports.iter().flatten() {
+                let Some(protocol) = Protocol::parse(port.protocol.as_deref()) else {
+                    continue;
+                };
                 let Some(frontend_port) = valid_port(port.port) else {
                     continue;
                 };
-                let frontend = SocketAddr::new(cluster_ip, frontend_port);
-                table.insert(frontend, port_backends(slices, port));
-                table.services.insert(frontend, owner.clone());
+                let local = |yes: bool| yes.then_some(node.name.as_str());
+                let mut route = |frontend, only_on, node_port| {
+                    table.insert_route(
+                        protocol,
+                        frontend,
+                        port_backends(slices, port, protocol, only_on),
+                        Some(owner.clone()),
+                        affinity,
+                    );
+                    if let Some(route) = table.routes.get_mut(&(protocol, frontend)) {
+                        route.node_port = node_port;
+                    }
+                };
+                route(
+                    SocketAddr::new(cluster_ip, frontend_port),
+                    local(internal_local),
+                    false,
+                );
+                let node_port = port.node_port.and_then(valid_port).filter(|_| node_ports);
+                if let Some(node_port) = node_port {
+                    for ip in &node.addresses {
+                        route(SocketAddr::new(*ip, node_port), local(external_local), true);
+                    }
+                }
             }
         }
         table
@@ -140,10 +287,6 @@ fn cluster_ip(service: &Service) -> Option<IpAddr> {
         return None;
     }
     ip.parse().ok()
-}
-
-fn is_tcp(protocol: Option<&str>) -> bool {
-    protocol.is_none_or(|p| p.eq_ignore_ascii_case("TCP"))
 }
 
 fn valid_port(port: i32) -> Option<u16> {
@@ -177,17 +320,27 @@ fn usability(endpoint: &Endpoint) -> Usability {
 }
 
 /// The backends of one Service port across the Service's `slices`: the ready endpoints, or the
-/// serving terminating ones when none is ready.
-fn port_backends(slices: &[&EndpointSlice], service_port: &ServicePort) -> Vec<SocketAddr> {
+/// serving terminating ones when none is ready — among the endpoints of node `only_on` when it
+/// is set (a traffic policy `Local`).
+fn port_backends(
+    slices: &[&EndpointSlice],
+    service_port: &ServicePort,
+    protocol: Protocol,
+    only_on: Option<&str>,
+) -> Vec<SocketAddr> {
     let wanted = service_port.name.as_deref().unwrap_or_default();
     let mut best: BTreeMap<SocketAddr, Usability> = BTreeMap::new();
     for slice in slices {
         let ports = slice.ports.as_deref().unwrap_or_default();
         let matching = ports.iter().filter(|p| {
-            p.name.as_deref().unwrap_or_default() == wanted && is_tcp(p.protocol.as_deref())
+            p.name.as_deref().unwrap_or_default() == wanted
+                && Protocol::parse(p.protocol.as_deref()) == Some(protocol)
         });
         for port in matching.filter_map(|p| p.port.and_then(valid_port)) {
             for endpoint in slice.endpoints.iter().flatten() {
+                if only_on.is_some_and(|node| endpoint.node_name.as_deref() != Some(node)) {
+                    continue;
+                }
                 let Some(ip) = endpoint
                     .addresses
                     .first()
@@ -306,7 +459,15 @@ mod tests {
             table.backends(addr("127.96.0.10:81")),
             Some(&addrs(&["127.1.0.2:9000", "127.1.0.3:9000", "127.1.0.4:9000"])[..])
         );
-        assert_eq!(table.frontends().count(), 2, "the UDP port is not proxied");
+        assert_eq!(
+            table.frontends().count(),
+            2,
+            "the UDP port is a UDP frontend"
+        );
+        assert_eq!(
+            table.backends_of(Protocol::Udp, addr("127.96.0.10:53")),
+            Some(&[][..])
+        );
     }
 
     #[test]
@@ -468,5 +629,146 @@ mod tests {
             vec![addr("127.96.0.17:80")]
         );
         assert_eq!(table.backends(addr("127.96.0.17:80")), Some(&[][..]));
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(value: serde_json::Value) -> Service {
+        serde_json::from_value(value).expect("valid Service")
+    }
+
+    fn slice(
+        service: &str,
+        ports: serde_json::Value,
+        endpoints: serde_json::Value,
+    ) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{service}-x"), "namespace": "default",
+                "labels": {SERVICE_NAME_LABEL: service}},
+            "addressType": "IPv4",
+            "ports": ports,
+            "endpoints": endpoints,
+        }))
+        .expect("valid EndpointSlice")
+    }
+
+    fn on(ip: &str, node: &str) -> serde_json::Value {
+        json!({"addresses": [ip], "nodeName": node, "conditions": {"ready": true}})
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    fn node(name: &str, ip: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            addresses: vec![ip.parse().expect("ip")],
+        }
+    }
+
+    #[test]
+    fn internal_traffic_policy_local_keeps_this_nodes_endpoints_only() {
+        let svc = service(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "127.96.1.1", "internalTrafficPolicy": "Local",
+                "ports": [{"port": 80}]}
+        }));
+        let s = slice(
+            "web",
+            json!([{"port": 8080}]),
+            json!([on("127.1.0.2", "a"), on("127.1.0.3", "b"), {"addresses": ["127.1.0.4"]}]),
+        );
+        let a = RoutingTable::for_node(&node("a", "127.0.0.1"), [&svc], [&s]);
+        assert_eq!(
+            a.backends(addr("127.96.1.1:80")),
+            Some(&[addr("127.1.0.2:8080")][..])
+        );
+        // No endpoint on this node: the frontend drops its connections, as kube-proxy.
+        let c = RoutingTable::for_node(&node("c", "127.0.0.1"), [&svc], [&s]);
+        assert_eq!(c.backends(addr("127.96.1.1:80")), Some(&[][..]));
+        // Cluster (the default) keeps all of them.
+        let mut cluster = svc.clone();
+        cluster.spec.as_mut().expect("spec").internal_traffic_policy = None;
+        let all = RoutingTable::for_node(&node("c", "127.0.0.1"), [&cluster], [&s]);
+        assert_eq!(all.backends(addr("127.96.1.1:80")).map(<[_]>::len), Some(3));
+    }
+
+    #[test]
+    fn node_ports_listen_on_the_node_addresses_with_the_external_policy() {
+        let svc = service(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "NodePort", "clusterIP": "127.96.1.2", "externalTrafficPolicy": "Local",
+                "ports": [{"name": "http", "port": 80, "nodePort": 30080},
+                          {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]}
+        }));
+        let s = slice(
+            "web",
+            json!([{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}]),
+            json!([on("127.1.0.2", "a"), on("127.1.0.3", "b")]),
+        );
+        let table = RoutingTable::for_node(&node("a", "127.0.0.1"), [&svc], [&s]);
+        // The cluster IP serves every endpoint (internal policy Cluster); the NodePort this node's.
+        assert_eq!(
+            table.backends(addr("127.96.1.2:80")).map(<[_]>::len),
+            Some(2)
+        );
+        assert_eq!(
+            table.backends(addr("127.0.0.1:30080")),
+            Some(&[addr("127.1.0.2:8080")][..])
+        );
+        assert!(table.is_node_port(Protocol::Tcp, addr("127.0.0.1:30080")));
+        assert!(!table.is_node_port(Protocol::Tcp, addr("127.96.1.2:80")));
+        assert_eq!(
+            table.backends_of(Protocol::Udp, addr("127.0.0.1:30053")),
+            Some(&[addr("127.1.0.2:5353")][..])
+        );
+        assert_eq!(
+            table
+                .backends_of(Protocol::Udp, addr("127.96.1.2:53"))
+                .map(<[_]>::len),
+            Some(2)
+        );
+        // A ClusterIP Service's stray nodePort is not listened on, nor a table for no node.
+        let mut plain = svc.clone();
+        plain.spec.as_mut().expect("spec").type_ = Some("ClusterIP".into());
+        let table = RoutingTable::for_node(&node("a", "127.0.0.1"), [&plain], [&s]);
+        assert_eq!(table.backends(addr("127.0.0.1:30080")), None);
+        let table = RoutingTable::from_objects([&svc], [&s]);
+        assert_eq!(
+            table.frontends().collect::<Vec<_>>(),
+            vec![addr("127.96.1.2:80")]
+        );
+    }
+
+    #[test]
+    fn client_ip_affinity_takes_the_timeout_or_kubes_default() {
+        let svc = |config: serde_json::Value| {
+            service(json!({
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"clusterIP": "127.96.1.3", "sessionAffinity": "ClientIP",
+                    "sessionAffinityConfig": config, "ports": [{"port": 80}]}
+            }))
+        };
+        let frontend = addr("127.96.1.3:80");
+        let table =
+            RoutingTable::from_objects([&svc(json!({"clientIP": {"timeoutSeconds": 60}}))], []);
+        assert_eq!(
+            table.affinity(Protocol::Tcp, frontend),
+            Some(Duration::from_secs(60))
+        );
+        let table = RoutingTable::from_objects([&svc(json!(null))], []);
+        assert_eq!(
+            table.affinity(Protocol::Tcp, frontend),
+            Some(DEFAULT_AFFINITY_TIMEOUT)
+        );
+        let mut none = svc(json!(null));
+        none.spec.as_mut().expect("spec").session_affinity = Some("None".into());
+        let table = RoutingTable::from_objects([&none], []);
+        assert_eq!(table.affinity(Protocol::Tcp, frontend), None);
     }
 }

@@ -219,3 +219,149 @@ async fn backends_are_reached_through_the_forwarders_dialer() {
     assert_eq!(request(frontend).await, "relayed:ping");
     forwarder.shutdown().await;
 }
+
+/// A TCP backend that sends back everything it receives until the client closes.
+async fn echo_backend(ip: &str) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).await.expect("bind backend");
+    let addr = listener.local_addr().expect("backend address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn bulk_data_both_ways_arrives_whole_and_in_order() {
+    // Large enough that both directions fill their buffers and go through splice(2).
+    let echo = echo_backend("127.0.0.2").await;
+    let frontend = free_addr("127.0.0.10");
+    let mut forwarder = Forwarder::new(CancellationToken::new());
+    let mut table = RoutingTable::new();
+    table.insert(frontend, vec![echo]);
+    forwarder.update(table);
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let stream = TcpStream::connect(frontend).await.expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        write.write_all(&sent).await.expect("send");
+        write.shutdown().await.expect("half-close");
+    });
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), read.read_to_end(&mut back))
+        .await
+        .expect("echoed in time")
+        .expect("read echo");
+    writer.await.expect("writer");
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "the echo differs from what was sent");
+    forwarder.shutdown().await;
+}
+
+/// A UDP backend that answers every datagram with `name` followed by it.
+async fn udp_backend(ip: &str, name: &'static str) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind((ip, 0))
+        .await
+        .expect("bind UDP backend");
+    let addr = socket.local_addr().expect("backend address");
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let mut reply = name.as_bytes().to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = socket.send_to(&reply, from).await;
+        }
+    });
+    addr
+}
+
+/// Sends `payload` from `client` to `frontend` until an answer comes (the frontend may bind a
+/// moment later); returns it and the address it came from.
+async fn udp_exchange(
+    client: &tokio::net::UdpSocket,
+    frontend: SocketAddr,
+    payload: &[u8],
+) -> (String, SocketAddr) {
+    let mut buf = [0u8; 1500];
+    for _ in 0..50 {
+        client.send_to(payload, frontend).await.expect("send");
+        if let Ok(Ok((n, from))) =
+            tokio::time::timeout(Duration::from_millis(200), client.recv_from(&mut buf)).await
+        {
+            return (String::from_utf8_lossy(&buf[..n]).into_owned(), from);
+        }
+    }
+    panic!("no answer from {frontend}");
+}
+
+#[tokio::test]
+async fn udp_flows_keep_their_backend_and_answer_from_the_frontend() {
+    use herd_proxy::Protocol;
+    let a = udp_backend("127.0.0.2", "a").await;
+    let b = udp_backend("127.0.0.3", "b").await;
+    let frontend = {
+        let probe = std::net::UdpSocket::bind("127.0.0.11:0").expect("free UDP port");
+        probe.local_addr().expect("address")
+    };
+    let mut forwarder = Forwarder::new(CancellationToken::new());
+    let mut table = RoutingTable::new();
+    table.insert_route(Protocol::Udp, frontend, vec![a, b], None, None);
+    forwarder.update(table);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("client");
+        let (first, from) = udp_exchange(&client, frontend, b":1").await;
+        assert_eq!(from, frontend, "answers come from the Service's address");
+        let backend = first.chars().next().expect("a name");
+        // The flow keeps its backend.
+        for i in 2..5 {
+            let (reply, _) = udp_exchange(&client, frontend, format!(":{i}").as_bytes()).await;
+            assert_eq!(reply, format!("{backend}:{i}"));
+        }
+        seen.insert(backend);
+    }
+    assert_eq!(seen.len(), 2, "two flows go to the two backends in turn");
+    forwarder.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_port_another_socket_holds_is_not_shared() {
+    use herd_proxy::NodeInfo;
+    // Another program holds the port, even with SO_REUSEPORT (as another cluster's proxy would).
+    let held =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    held.set_reuse_port(true).expect("reuse port");
+    let port = free_addr("127.0.0.12");
+    held.bind(&port.into()).expect("bind");
+    held.listen(8).expect("listen");
+    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"type": "NodePort", "clusterIP": "127.96.2.1",
+            "ports": [{"port": 80, "nodePort": port.port()}]}
+    }))
+    .expect("service");
+    let node = NodeInfo {
+        name: "n".into(),
+        addresses: vec![port.ip()],
+    };
+    let mut forwarder = Forwarder::new(CancellationToken::new());
+    let mut states = forwarder.states();
+    forwarder.update(RoutingTable::for_node(&node, [&svc], []));
+    let state = states.borrow_and_update().get(&port).cloned();
+    assert!(
+        matches!(
+            state,
+            Some(ListenState::Fallback { .. } | ListenState::Failed { .. })
+        ),
+        "the NodePort must not be bound beside another socket: {state:?}"
+    );
+    forwarder.shutdown().await;
+}
