@@ -12,6 +12,7 @@ mod api;
 mod api_proxy;
 mod cli;
 mod deployments;
+mod dns;
 mod embedded_registry;
 mod encryption;
 mod kubectl;
