@@ -1058,6 +1058,21 @@ mod tests {
     }
 
     #[test]
+    fn cluster_domains_are_dns_names() {
+        assert_eq!(
+            parse_cluster_domain("cluster.local"),
+            Ok("cluster.local".into())
+        );
+        assert_eq!(
+            parse_cluster_domain("Corp.Example."),
+            Ok("corp.example".into())
+        );
+        for bad in ["", ".", "a..b", "-a.local", "a_b.local", "ä.local"] {
+            assert!(parse_cluster_domain(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn durations_like_kubernetes_flags() {
         assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
