@@ -23,8 +23,9 @@
 //! family as IPv6. Options the guest set on the old socket before binding or
 //! connecting are not carried over. A UDP socket keeps its family (an IPv6
 //! UDP socket cannot bind the pod IP). Everything else is wasmtime-wasi's.
-//! Name lookups are left alone: `localhost` resolves to the loopback
-//! addresses, which the functions above translate.
+//! Name lookups are `name_lookup`'s (the run's `NameLookup`, then the host's
+//! resolver): `localhost` resolves to the loopback addresses, which the
+//! functions above translate.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
