@@ -39,7 +39,8 @@ fn in_cluster(mut spec: RunSpec, names: NameLookup) -> RunSpec {
     spec
 }
 
-/// A server on the host answering one line to each connection.
+/// A server on the host answering one line to each connection: `reply`, then ` host=` and the
+/// request's `Host` header.
 async fn line_server(reply: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -55,9 +56,17 @@ async fn line_server(reply: &'static str) -> SocketAddr {
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = stream
-                    .write_all(format!("HTTP/1.0 200 OK\r\n\r\n{reply}\n").as_bytes())
-                    .await;
+                let head = String::from_utf8_lossy(&head);
+                let host = head
+                    .lines()
+                    .find_map(|l| {
+                        l.split_once(':')
+                            .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+                            .map(|(_, v)| v.trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                let answer = format!("HTTP/1.0 200 OK\r\n\r\n{reply} host={host}\n");
+                let _ = stream.write_all(answer.as_bytes()).await;
             });
         }
     });
@@ -122,7 +131,10 @@ async fn std_net_lookups_answer_cluster_names_and_ask_the_host_for_the_rest() {
     assert_eq!(line("resolve 10.9.8.7: "), "resolve 10.9.8.7: 10.9.8.7");
     assert_eq!(
         line(&format!("get web:{}/x: ", server.port())),
-        format!("get web:{}/x: HTTP/1.0 200 OK | from web", server.port())
+        format!(
+            "get web:{port}/x: HTTP/1.0 200 OK | from web host=web",
+            port = server.port()
+        )
     );
 }
 
@@ -149,7 +161,8 @@ async fn outbound_http_to_a_cluster_name_reaches_its_address_through_the_redirec
         let (status, body) = with_timeout(get(addr, &format!("/fetch/{name}/version"))).await;
         let body = String::from_utf8_lossy(&body);
         assert_eq!(status, StatusCode::OK, "{name}: {body}");
-        assert_eq!(body, "upstream 200: upstream-body\n", "{name}");
+        // The request went to the Service's address; its Host header keeps the guest's name.
+        assert_eq!(body, format!("upstream 200: upstream-body host={name}\n"));
     }
     // An unknown cluster name fails as a DNS error, never reaching the host.
     let (status, body) =
