@@ -741,6 +741,13 @@ fn spawn_node(
         .cluster_names
         .get_or_insert_with(|| herd_dns::ClusterNames::new(herd_dns::DEFAULT_CLUSTER_DOMAIN))
         .clone();
+    // Each Service's traffic through this node, published in the node's Lease for scale to zero.
+    let activity = balancer.activity().clone().publish(
+        client.clone(),
+        cfg.name.clone(),
+        herd_proxy::activity::PUBLISH_INTERVAL,
+        shutdown.clone(),
+    );
     let proxy_cfg = herd_proxy::ProxyConfig {
         names,
         node_name: cfg.name.clone(),
@@ -758,6 +765,13 @@ fn spawn_node(
             "proxy",
             tokio::spawn(async move {
                 Ok(herd_proxy::run(proxy_client, proxy_cfg, proxy_token).await?)
+            }),
+        ),
+        (
+            "service activity",
+            tokio::spawn(async move {
+                activity.await;
+                Ok(())
             }),
         ),
     ]

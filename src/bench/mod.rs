@@ -2,6 +2,7 @@
 
 mod api;
 mod cluster;
+mod coldstart;
 mod density;
 mod deploy;
 mod etcd;
@@ -126,6 +127,23 @@ pub enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Starts a real `herd up` with a wasi-http Deployment that scales to zero behind a Service, and
+    /// times the first request to the Service at zero (held by the proxy while a pod starts) beside
+    /// warm requests: p50/p99 side by side, and when each step of the wake-up was seen.
+    Coldstart {
+        /// The wasi-http component to serve.
+        #[arg(long, default_value = HTTP_SAMPLE)]
+        wasm: std::path::PathBuf,
+        /// Cold requests (each after the Deployment went back to zero).
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// Warm requests after each cold one.
+        #[arg(long, default_value_t = 20)]
+        warm: usize,
+        /// The Deployment's `autoscaling.herd.dev/idle-timeout`.
+        #[arg(long, default_value = "1s")]
+        idle_timeout: String,
+    },
     /// Requests/s of the wasi-http sample served by herd and by `wasmtime serve`.
     Http {
         /// The wasi-http component to serve.
@@ -218,6 +236,20 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
                 duration: Duration::from_secs(seconds),
                 rounds,
                 ..guest_lb::GuestLoad::default()
+            })
+            .await
+        }
+        Bench::Coldstart {
+            wasm,
+            rounds,
+            warm,
+            idle_timeout,
+        } => {
+            coldstart::run(coldstart::ColdstartArgs {
+                wasm: &wasm,
+                rounds,
+                warm,
+                idle_timeout: &idle_timeout,
             })
             .await
         }

@@ -25,6 +25,7 @@ mod pod_identity;
 mod private_registry;
 mod python_client;
 mod runtime;
+mod scale_to_zero;
 mod scheduler;
 mod security;
 mod services;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
+use crate::activity::{Activity, OpenGuard, ServiceActivity};
 use crate::affinity::Affinities;
 use crate::routes::{Protocol, RoutingTable, ServiceRef};
 
@@ -17,6 +18,8 @@ use crate::routes::{Protocol, RoutingTable, ServiceRef};
 #[derive(Clone, Debug)]
 pub struct Balancer {
     current: Arc<watch::Sender<Arc<Snapshot>>>,
+    /// Connections per Service, for scale to zero.
+    activity: Activity,
     /// The backend each client sticks to, for frontends with `sessionAffinity: ClientIP`.
     affinities: Arc<Affinities>,
 }
@@ -26,6 +29,8 @@ pub struct Balancer {
 struct Snapshot {
     table: RoutingTable,
     next: HashMap<(Protocol, SocketAddr), AtomicUsize>,
+    /// Each frontend's Service's counters (found once per table, so a pick takes no lock).
+    activity: HashMap<SocketAddr, Arc<ServiceActivity>>,
 }
 
 impl Default for Balancer {
@@ -39,6 +44,7 @@ impl Balancer {
     pub fn new() -> Self {
         Self {
             current: Arc::new(watch::channel(Arc::new(Snapshot::default())).0),
+            activity: Activity::new(),
             affinities: Arc::default(),
         }
     }
@@ -64,8 +70,18 @@ impl Balancer {
             .collect();
         self.affinities
             .retain(|protocol, frontend| table.affinity(protocol, frontend).is_some());
-        self.current
-            .send_replace(Arc::new(Snapshot { table, next }));
+        let activity = table
+            .frontends()
+            .filter_map(|frontend| {
+                let service = table.service(frontend)?;
+                Some((frontend, self.activity.service(service)))
+            })
+            .collect();
+        self.current.send_replace(Arc::new(Snapshot {
+            table,
+            next,
+            activity,
+        }));
     }
 
     /// The current table.
@@ -104,6 +120,11 @@ impl Balancer {
         if backends.is_empty() {
             return None;
         }
+        if protocol == Protocol::Tcp
+            && let Some(activity) = snapshot.activity.get(&frontend)
+        {
+            activity.connected();
+        }
         let affinity = snapshot.table.affinity(protocol, frontend);
         let key = (protocol, frontend, client);
         if let Some(timeout) = affinity
@@ -130,6 +151,21 @@ impl Balancer {
             .table
             .backends_of(protocol, frontend)
             .is_some_and(|backends| backends.binary_search(&backend).is_ok())
+    }
+
+    /// Counts an open connection to `frontend` until the guard drops (scale to zero keeps a
+    /// Service with open connections awake).
+    pub fn open(&self, frontend: SocketAddr) -> Option<OpenGuard> {
+        self.current
+            .borrow()
+            .activity
+            .get(&frontend)
+            .map(ServiceActivity::open)
+    }
+
+    /// The connection counts of every Service, which the node publishes.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     /// The backends of `frontend` in the order a connection from `client` should try them: the

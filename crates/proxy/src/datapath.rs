@@ -21,6 +21,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
+use crate::activator::Activator;
 use crate::balancer::Balancer;
 use crate::dialer::{CONNECT_TIMEOUT, Dialer};
 
@@ -135,7 +136,7 @@ pub(crate) async fn accept_loop(
         };
         let candidates = context.balancer.candidates(frontend, peer.ip());
         if candidates.is_empty() {
-            no_backend(frontend, client, peer);
+            no_backend(frontend, client, peer, &context);
             continue;
         }
         let shutdown = context.shutdown.clone();
@@ -150,8 +151,25 @@ pub(crate) async fn accept_loop(
 }
 
 /// The one place where a connection finds no usable backend: its frontend has no ready endpoint
-/// (or none on this node, for a traffic policy `Local`). It is closed, as kube-proxy rejects it.
-fn no_backend(frontend: SocketAddr, client: TcpStream, peer: SocketAddr) {
+/// (or none on this node, for a traffic policy `Local`). It is closed, as kube-proxy rejects it,
+/// unless its Service scales to zero: then it is held while the Service wakes up and forwarded
+/// once it has an endpoint ([`Activator`]).
+fn no_backend(frontend: SocketAddr, client: TcpStream, peer: SocketAddr, context: &Context) {
+    if let Some(woken) = Activator::new(context.balancer.clone()).hold(frontend) {
+        let (shutdown, held) = (context.shutdown.clone(), context.clone());
+        context.tasks.spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = async {
+                    if woken.await {
+                        let candidates = held.balancer.candidates(frontend, peer.ip());
+                        forward(client, frontend, candidates, held).await;
+                    }
+                } => {}
+            }
+        });
+        return;
+    }
     tracing::debug!(%frontend, %peer, "no endpoints, closing connection");
     drop(client);
 }
@@ -165,6 +183,8 @@ async fn forward(
     candidates: Vec<SocketAddr>,
     context: Context,
 ) {
+    // Counted as open until it ends (scale to zero keeps its Service awake meanwhile).
+    let mut open = context.balancer.open(frontend);
     let _ = client.set_nodelay(true);
     for (i, backend) in candidates.iter().enumerate() {
         if !context.dialer.is_direct(*backend) {
@@ -173,8 +193,10 @@ async fn forward(
                 Ok(client) => {
                     let dialer = context.dialer.clone();
                     let shutdown = context.shutdown.clone();
+                    let open = open.take();
                     context.tasks.spawn_on(
                         async move {
+                            let _open = open;
                             tokio::select! {
                                 () = shutdown.cancelled() => {}
                                 () = forward_through_dialer(client, frontend, rest, dialer) => {}

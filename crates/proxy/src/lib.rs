@@ -22,6 +22,8 @@
 //! ordinary user listen below that port: a user namespace's capabilities cover only the network
 //! namespaces it owns, and host clients cannot reach those without root's help either.
 
+mod activator;
+pub mod activity;
 mod affinity;
 mod balancer;
 mod datapath;
@@ -38,6 +40,8 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+pub use activator::{Activator, HOLD_TIMEOUT};
+pub use activity::Activity;
 pub use balancer::Balancer;
 pub use dialer::{BoxConnection, Connection, Dialer};
 pub use forwarder::{Forwarder, ListenError, ListenState, ListenStates, Redirects};
@@ -121,6 +125,8 @@ pub async fn run(
 
     let balancer = config.balancer;
     let names = config.names;
+    // Holds connections to Services that scale to zero while they have no endpoint.
+    let activator = Activator::new(balancer.clone());
     let mut forwarder = Forwarder::with_redirects(shutdown.child_token(), config.redirects)
         .with_dialer(config.dialer)
         .with_balancer(balancer.clone());
@@ -161,6 +167,7 @@ pub async fn run(
                     );
                     balancer.update(table.clone());
                     names.update(services.iter().map(|s| &**s), slices.iter().map(|s| &**s));
+                    activator.update(services.iter().map(|s| &**s));
                     forwarder.update(table.clone());
                 }
             },
