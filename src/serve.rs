@@ -43,6 +43,9 @@ pub struct ClusterArgs {
     /// Range Service cluster IPs are allocated from (loopback by default, so no root is needed).
     #[arg(long, default_value = "127.10.0.0/16")]
     service_cidr: IpNet,
+    /// Range Service NodePorts are allocated from, `LOW-HIGH` or `BASE+SIZE` (kube-apiserver's flag).
+    #[arg(long, default_value = "30000-32767", value_parser = parse_node_port_range)]
+    service_node_port_range: std::ops::RangeInclusive<u16>,
     /// Range node pod CIDRs are carved from.
     #[arg(long, default_value = "127.64.0.0/10")]
     cluster_cidr: Ipv4Net,
@@ -651,6 +654,11 @@ fn leader_election(args: &ClusterArgs) -> herd_control::LeaderElection {
     }
 }
 
+/// `--service-node-port-range`.
+fn parse_node_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    herd_control::parse_node_port_range(text)
+}
+
 async fn start_control(
     args: &ClusterArgs,
     node_cidr_prefix: u8,
@@ -658,6 +666,7 @@ async fn start_control(
 ) -> anyhow::Result<herd_control::ControlPlane> {
     let mut cfg = herd_control::ControlConfig::new(args.data_dir.clone(), args.listen);
     cfg.service_cidr = args.service_cidr;
+    cfg.service_node_port_range = args.service_node_port_range.clone();
     cfg.cluster_cidr = args.cluster_cidr;
     cfg.node_cidr_prefix = node_cidr_prefix;
     cfg.node_lifecycle = herd_control::NodeLifecycleConfig {

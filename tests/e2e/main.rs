@@ -17,6 +17,7 @@ mod embedded_registry;
 mod encryption;
 mod kubectl;
 mod logs;
+mod node_ports;
 mod node_identity;
 mod node_join;
 mod nodes;

@@ -25,6 +25,7 @@ pub mod leader_election;
 pub mod objects;
 pub mod scheduler;
 pub mod server;
+mod node_ports;
 mod service_ips;
 pub mod shared_pki;
 mod storage;
@@ -47,6 +48,7 @@ pub use error::ApiError;
 pub use etcd::EtcdConfig;
 pub use etcd::import::{ImportError, Imported};
 pub use leader_election::LeaderElection;
+pub use node_ports::parse_range as parse_node_port_range;
 use objects::{Objects, Settings};
 use storage::StoreError;
 pub use store::StoreSync;
@@ -60,6 +62,8 @@ pub struct ControlConfig {
     pub listen: SocketAddr,
     /// Where Service cluster IPs come from.
     pub service_cidr: IpNet,
+    /// Where Service NodePorts come from (`--service-node-port-range`; kube's default 30000-32767).
+    pub service_node_port_range: std::ops::RangeInclusive<u16>,
     /// Where node pod CIDRs come from.
     pub cluster_cidr: Ipv4Net,
     /// Prefix length of each node's pod CIDR.
@@ -125,6 +129,7 @@ impl ControlConfig {
             data_dir,
             listen,
             service_cidr: "127.10.0.0/16".parse().expect("valid default service CIDR"),
+            service_node_port_range: node_ports::DEFAULT_RANGE,
             cluster_cidr: "127.64.0.0/10".parse().expect("valid default cluster CIDR"),
             node_cidr_prefix: DEFAULT_NODE_CIDR_PREFIX,
             node_lifecycle: NodeLifecycleConfig::default(),
@@ -221,6 +226,7 @@ impl ControlPlane {
         let encryption = Arc::new(encryption);
         let settings = Settings {
             service_cidr: cfg.service_cidr,
+            service_node_port_range: cfg.service_node_port_range.clone(),
             pod_security: cfg.pod_security.clone(),
         };
         let objects = match &cfg.store {

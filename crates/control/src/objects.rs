@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::controllers::rootca::ROOT_CA_CONFIG_MAP;
 use crate::error::ApiError;
+use crate::node_ports;
 use crate::service_ips;
 use crate::storage::{
     BatchItem, CreateRefused, ListOptions, Mutation, Page, Preconditions, Storage, UpdateRefused,
@@ -30,6 +31,8 @@ pub use crate::store::StoreSync;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub service_cidr: IpNet,
+    /// `--service-node-port-range`: where Services' NodePorts come from.
+    pub service_node_port_range: std::ops::RangeInclusive<u16>,
     /// Pod Security admission's defaults and exemptions (`--admission-control-config-file`; herd's default
     /// enforces `baseline`).
     pub pod_security: pod_security::AdmissionConfig,
@@ -682,6 +685,8 @@ impl Objects {
         if dry_run {
             if allocates {
                 self.assign_cluster_ip(&mut obj, &ns, &name, true).await?;
+                self.assign_node_ports(&mut obj, &ns, &name, None, true)
+                    .await?;
             }
             return match self.store.get(&res.key(), &ns, &name).await? {
                 Some(_) => Err(ApiError::already_exists(res, &name)),
@@ -700,6 +705,22 @@ impl Objects {
             } else {
                 None
             };
+            let node_ports = if allocates {
+                match self
+                    .assign_node_ports(&mut obj, &ns, &name, None, false)
+                    .await
+                {
+                    Ok(taken) => taken,
+                    Err(e) => {
+                        if let Some(ip) = allocated {
+                            self.release_cluster_ip(ip, &ns, &name).await;
+                        }
+                        return Err(e);
+                    }
+                }
+            } else {
+                Vec::new()
+            };
             let written = self.store.create(&res.key(), &ns, &name, obj, within).await;
             let refused = match written {
                 Ok(Ok(change)) => return Ok(((*change.object).clone(), warnings)),
@@ -709,6 +730,7 @@ impl Objects {
             if let Some(ip) = allocated {
                 self.release_cluster_ip(ip, &ns, &name).await;
             }
+            self.release_node_ports(&node_ports, &ns, &name).await;
             match refused? {
                 CreateRefused::Exists => match again {
                     // A generated name that is taken is generated again, as kube-apiserver does.
@@ -1095,6 +1117,151 @@ impl Objects {
         Ok((!dry_run).then(|| ip.parse().ok()).flatten())
     }
 
+    /// Gives the NodePort or LoadBalancer Service `ns/name` its NodePorts: an explicit `nodePort` must be in
+    /// `--service-node-port-range` and free (or held by `current`, the Service before an update); a port
+    /// without one gets a free port of the range. Each port taken is a record of
+    /// [`node_ports::RESOURCE`] created here (unique across API servers by the store's create-if-absent);
+    /// returns the ports this call took (none on `dry_run`, which only checks), which the caller gives back
+    /// if the Service is not written. kube's 422 wording for a port out of range or taken.
+    async fn assign_node_ports(
+        &self,
+        svc: &mut Value,
+        ns: &str,
+        name: &str,
+        current: Option<&Value>,
+        dry_run: bool,
+    ) -> Result<Vec<u16>, ApiError> {
+        if !node_ports::wants_node_ports(svc) {
+            return Ok(Vec::new());
+        }
+        let range = self.settings.service_node_port_range.clone();
+        let held = current.map(node_ports::held).unwrap_or_default();
+        let invalid = |i: usize, port: i64, why: &str| {
+            let field = format!("spec.ports[{i}].nodePort");
+            ApiError::Invalid {
+                message: format!(
+                    "Service \"{name}\" is invalid: {field}: Invalid value: {port}: {why}"
+                ),
+                group: String::new(),
+                kind: "Service".into(),
+                name: name.to_string(),
+                causes: vec![herd_api::Cause::invalid(&field, port, why)],
+            }
+        };
+        let count = svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let mut taken: Vec<u16> = Vec::new();
+        let result = async {
+            for i in 0..count {
+                let asked = svc
+                    .pointer(&format!("/spec/ports/{i}/nodePort"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if asked != 0 {
+                    let port = u16::try_from(asked).ok().filter(|p| range.contains(p));
+                    let Some(port) = port else {
+                        let why = format!(
+                            "provided port is not in the valid range. The range of valid ports is {}-{}",
+                            range.start(),
+                            range.end()
+                        );
+                        return Err(invalid(i, asked, &why));
+                    };
+                    // Two ports of one Service may share a NodePort (TCP and UDP of one number).
+                    if held.contains(&port) || taken.contains(&port) {
+                        continue;
+                    }
+                    let free = if dry_run {
+                        self.store.get(node_ports::RESOURCE, "", &port.to_string()).await?.is_none()
+                    } else {
+                        self.take_node_port(port, ns, name).await?
+                    };
+                    if !free {
+                        return Err(invalid(i, asked, "provided port is already allocated"));
+                    }
+                    if !dry_run {
+                        taken.push(port);
+                    }
+                    continue;
+                }
+                let mut chosen = None;
+                for port in node_ports::candidates(&range) {
+                    if held.contains(&port) || taken.contains(&port) {
+                        continue;
+                    }
+                    let free = if dry_run {
+                        self.store.get(node_ports::RESOURCE, "", &port.to_string()).await?.is_none()
+                    } else {
+                        self.take_node_port(port, ns, name).await?
+                    };
+                    if free {
+                        chosen = Some(port);
+                        break;
+                    }
+                }
+                let port = chosen.ok_or_else(|| {
+                    ApiError::Internal(format!(
+                        "failed to allocate a nodePort: range {}-{} is full",
+                        range.start(),
+                        range.end()
+                    ))
+                })?;
+                if !dry_run {
+                    taken.push(port);
+                }
+                svc["spec"]["ports"][i]["nodePort"] = json!(port);
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(taken),
+            Err(e) => {
+                self.release_node_ports(&taken, ns, name).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes NodePort `port` for Service `ns/name`: `false` if another Service holds it.
+    async fn take_node_port(&self, port: u16, ns: &str, name: &str) -> Result<bool, ApiError> {
+        let record = node_ports::record(port, ns, name);
+        match self
+            .store
+            .create(node_ports::RESOURCE, "", &port.to_string(), record, None)
+            .await?
+        {
+            Ok(_) => Ok(true),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Frees the NodePorts in `ports` that Service `ns/name` holds. Failures are logged.
+    async fn release_node_ports(&self, ports: &[u16], ns: &str, name: &str) {
+        for port in ports {
+            let key = port.to_string();
+            let mut decide = |current: Option<Value>| match current {
+                Some(record) if node_ports::belongs_to(&record, ns, name) => Mutation::Delete,
+                _ => Mutation::Keep,
+            };
+            if let Err(e) = self
+                .store
+                .update(
+                    node_ports::RESOURCE,
+                    "",
+                    &key,
+                    &Preconditions::default(),
+                    &mut decide,
+                )
+                .await
+            {
+                tracing::warn!(port, error = %e, "releasing a NodePort");
+            }
+        }
+    }
+
     /// This resource layer as kube-apiserver's own writes: its manager, no requesting user's guard (the
     /// IPAddress of a Service is the API server's, whoever asked for the Service).
     fn as_apiserver(&self) -> Self {
@@ -1248,10 +1415,45 @@ impl Objects {
     ) -> Result<Value, ApiError> {
         let status = sub == Subresource::Status;
         let ns = ns_key(res, ns);
-        let (out, change) = self
+        // A Service's new NodePorts are taken before the write (the write itself cannot wait on the store),
+        // from a preview of the update; the write checks it uses only those and the ones it had.
+        let services = !status && res.strategy.create_hook() == CreateHook::AllocateClusterIp;
+        let mut preview: Option<Value> = None;
+        let mut taken: Vec<u16> = Vec::new();
+        if services
+            && let Some(current) = self.store.get(&res.key(), &ns, name).await?
+            && let Ok(mut desired) = compute(&current).map(|d| d.is_object().then_some(d))
+        {
+            if let Some(desired) = desired.as_mut() {
+                node_ports::keep_current(&current, desired);
+                taken = self
+                    .assign_node_ports(desired, &ns, name, Some(&current), dry_run)
+                    .await?;
+            }
+            preview = desired;
+        }
+        let mut before: Option<Value> = None;
+        let result = self
             .mutate(res, &ns, name, &Preconditions::default(), |current| {
                 let current = current.ok_or_else(|| ApiError::not_found(res, name))?;
                 let mut desired = compute(&current)?;
+                if services && desired.is_object() {
+                    node_ports::keep_current(&current, &mut desired);
+                    node_ports::fill_from(preview.as_ref(), &mut desired);
+                    let allowed: Vec<u16> = node_ports::held(&current)
+                        .into_iter()
+                        .chain(taken.iter().copied())
+                        .collect();
+                    if !dry_run
+                        && node_ports::wants_node_ports(&desired)
+                        && node_ports::held(&desired)
+                            .iter()
+                            .any(|p| !allowed.contains(p))
+                    {
+                        return Err(ApiError::conflict(res, name));
+                    }
+                    before = Some(current.clone());
+                }
                 if !desired.is_object() {
                     // A patch may replace the whole document (`[]`, `"x"`): refused as the decode into an
                     // object refuses it in kube-apiserver, before anything below indexes it as an object.
@@ -1307,7 +1509,25 @@ impl Objects {
                 }
                 Ok((Mutation::Put(admitted.clone()), admitted))
             })
-            .await?;
+            .await;
+        if services {
+            // The ports the Service no longer uses (or never came to use) are freed.
+            let kept = match &result {
+                Ok((out, _)) if node_ports::wants_node_ports(out) => node_ports::held(out),
+                _ => Vec::new(),
+            };
+            let had = match (&result, &before) {
+                (Ok(_), Some(before)) => node_ports::held(before),
+                _ => Vec::new(),
+            };
+            let unused: Vec<u16> = had
+                .into_iter()
+                .chain(taken)
+                .filter(|p| !kept.contains(p))
+                .collect();
+            self.release_node_ports(&unused, &ns, name).await;
+        }
+        let (out, change) = result?;
         Ok(committed(out, change))
     }
 
@@ -1530,6 +1750,8 @@ impl Objects {
             for ip in service_ips::cluster_ips(&gone.object) {
                 self.release_cluster_ip(ip, &ns, name).await;
             }
+            self.release_node_ports(&node_ports::held(&gone.object), &ns, name)
+                .await;
         }
         Ok(committed(out, change))
     }
@@ -1923,6 +2145,7 @@ pub(crate) async fn test_objects() -> (tempfile::TempDir, Objects) {
         Arc::new(store),
         Settings {
             service_cidr: "127.10.0.0/16".parse().expect("CIDR"),
+            service_node_port_range: crate::node_ports::DEFAULT_RANGE,
             pod_security: herd_api::pod_security::AdmissionConfig::default(),
         },
     );

@@ -122,7 +122,7 @@ async fn relay(
                     no_backend(frontend, client);
                     continue;
                 };
-                let flow = match open_flow(backend).await {
+                let flow = match open_flow(frontend, backend).await {
                     Ok(upstream) => Flow {
                         backend,
                         upstream: Arc::new(upstream),
@@ -162,13 +162,20 @@ fn no_backend(frontend: SocketAddr, client: SocketAddr) {
     tracing::debug!(%frontend, %client, "no endpoints, dropping the datagram");
 }
 
-/// A socket connected to `backend`, on an address the kernel picks.
-async fn open_flow(backend: SocketAddr) -> io::Result<UdpSocket> {
-    let any: IpAddr = match backend {
-        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+/// A socket connected to `backend`, on the frontend's IP (a port the kernel picks): a guest answers the
+/// address a datagram came from, and one from `localhost` would be its own pod's (its `localhost` is
+/// its pod IP), so a frontend on `127.0.0.1` (a NodePort of `herd up`) sends from `127.0.0.2`.
+async fn open_flow(frontend: SocketAddr, backend: SocketAddr) -> io::Result<UdpSocket> {
+    let source: IpAddr = match frontend.ip() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST) => Ipv4Addr::new(127, 0, 0, 2).into(),
+        IpAddr::V6(Ipv6Addr::LOCALHOST) => Ipv6Addr::UNSPECIFIED.into(),
+        ip if ip.is_unspecified() || ip.is_ipv4() != backend.is_ipv4() => match backend {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        },
+        ip => ip,
     };
-    let upstream = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
+    let upstream = UdpSocket::bind(SocketAddr::new(source, 0)).await?;
     upstream.connect(backend).await?;
     Ok(upstream)
 }

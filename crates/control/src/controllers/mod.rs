@@ -648,6 +648,7 @@ mod tests {
             StoreSync::Normal,
             Settings {
                 service_cidr: "127.10.0.0/16".parse().unwrap(),
+                service_node_port_range: crate::node_ports::DEFAULT_RANGE,
                 pod_security: herd_api::pod_security::AdmissionConfig::default(),
             },
         )

@@ -63,6 +63,7 @@ async fn run_bench(
         StoreSync::Full,
         Settings {
             service_cidr: "127.10.0.0/16".parse().expect("valid CIDR"),
+            service_node_port_range: crate::node_ports::DEFAULT_RANGE,
             pod_security: herd_api::pod_security::AdmissionConfig::default(),
         },
     )
