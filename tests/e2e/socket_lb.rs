@@ -169,18 +169,24 @@ async fn a_guests_service_connections_go_straight_to_each_endpoint() {
     host_reaches_all(&target, &["whoami-a", "whoami-b"]).await;
 
     let count = 20;
-    let answers = guest_answers(
-        &herd,
-        whoami_client("client", &image, &target, count, None),
-        count,
-    )
-    .await;
-    // Each connection to its endpoint: both pods answer.
-    assert_eq!(
-        answers.keys().collect::<Vec<_>>(),
-        ["whoami-a", "whoami-b"],
-        "{answers:?}"
-    );
+    // By cluster IP, and by the Service's name (as the sample's manifest does): each connection to its
+    // endpoint, both pods answer.
+    for (client, target) in [
+        ("client", target.clone()),
+        ("client-by-name", format!("whoami:{PORT}")),
+    ] {
+        let answers = guest_answers(
+            &herd,
+            whoami_client(client, &image, &target, count, None),
+            count,
+        )
+        .await;
+        assert_eq!(
+            answers.keys().collect::<Vec<_>>(),
+            ["whoami-a", "whoami-b"],
+            "{client}: {answers:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
