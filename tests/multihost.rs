@@ -27,6 +27,9 @@ const ETCD: &str = "/usr/bin/etcd";
 const HOSTS: usize = 3;
 
 /// The host (namespace) of etcd member `i`.
+/// The NodePort of the Service `web`.
+const NODE_PORT: u16 = 30080;
+
 fn etcd_host(i: usize) -> usize {
     i
 }
@@ -258,7 +261,8 @@ async fn nine_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader() 
     let services: Api<Service> = Api::namespaced(clients[0].clone(), "default");
     let service: Service = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+        "spec": {"type": "NodePort", "selector": {"app": "web"},
+            "ports": [{"port": 80, "targetPort": 8080, "nodePort": NODE_PORT}]}
     }))
     .expect("service");
     let service = services
@@ -305,6 +309,18 @@ async fn nine_hosts_etcd_control_planes_and_nodes_ride_over_losing_the_leader() 
         )
         .await;
         eprintln!("multihost: through host-{i} the Service answered from pods on {seen:?}");
+    }
+    // The NodePort answers on every node's address, asked from another host.
+    for i in 0..HOSTS {
+        let from = node_host((i + 1) % HOSTS);
+        let target = format!("{}:{NODE_PORT}", world.net.addr(node_host(i)));
+        eventually(
+            &world,
+            Duration::from_secs(30),
+            &format!("the NodePort on host-{i}'s node"),
+            || std::future::ready(world.curl(from, &target)),
+        )
+        .await;
     }
 
     // 6. A rolling update to the new tag while a writer creates ConfigMaps; meanwhile the leading control
