@@ -40,6 +40,7 @@ pub struct ColdstartArgs<'a> {
     pub rounds: usize,
     pub warm: usize,
     pub idle_timeout: &'a str,
+    pub store_sync: &'a str,
 }
 
 /// The wake-up steps a round's watches saw, from the request's start.
@@ -79,7 +80,8 @@ pub async fn run(args: ColdstartArgs<'_>) -> anyhow::Result<()> {
     if args.rounds == 0 || args.warm == 0 {
         bail!("--rounds and --warm must be at least 1");
     }
-    let cluster = Cluster::start(&[]).await?;
+    let cluster =
+        Cluster::start(&["--store-sync".to_string(), args.store_sync.to_string()]).await?;
     let result = measure(&cluster, &args).await;
     cluster.stop().await;
     let (cold, warm, steps) = result?;
@@ -318,9 +320,10 @@ fn report(
     warm.sort_unstable();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "coldstart: {} rounds of the first request to a scaled-to-zero wasi-http Service (idle timeout {}), \
-         {} warm requests after each; every request on a new connection, through the Service's cluster IP",
-        args.rounds, args.idle_timeout, args.warm
+        "coldstart: {} rounds of the first request to a scaled-to-zero wasi-http Service (idle timeout {}, \
+         --store-sync {}), {} warm requests after each; every request on a new connection, through the \
+         Service's cluster IP",
+        args.rounds, args.idle_timeout, args.store_sync, args.warm
     );
     println!(
         "{:<8} {:>10} {:>10} {:>10}",

@@ -143,6 +143,10 @@ pub enum Bench {
         /// The Deployment's `autoscaling.herd.dev/idle-timeout`.
         #[arg(long, default_value = "1s")]
         idle_timeout: String,
+        /// `herd up --store-sync` (`normal`: fsync at checkpoints only, to see what the wake-up's
+        /// durable writes cost).
+        #[arg(long, value_enum, default_value = "full")]
+        store_sync: herd_control::StoreSync,
     },
     /// Requests/s of the wasi-http sample served by herd and by `wasmtime serve`.
     Http {
@@ -244,12 +248,14 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             rounds,
             warm,
             idle_timeout,
+            store_sync,
         } => {
             coldstart::run(coldstart::ColdstartArgs {
                 wasm: &wasm,
                 rounds,
                 warm,
                 idle_timeout: &idle_timeout,
+                store_sync: store_sync.as_str(),
             })
             .await
         }

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use super::replicaset::{key_of_meta, resource_of};
 use super::{Controller, Informers, Key, Requeue};
 use crate::error::ApiError;
-use crate::events::Recorder;
+use crate::events::{EventQueue, Note, Recorder};
 use crate::objects::{Change, Objects, core};
 
 /// The namespace of the nodes' Leases.
@@ -42,7 +42,9 @@ const MIN_REQUEUE: Duration = Duration::from_millis(50);
 pub struct ScaleToZeroController {
     objects: Objects,
     caches: Arc<Informers>,
-    recorder: Recorder,
+    /// Events are written in the background, so the wake-up's writes (the Deployment's scale, then
+    /// its ReplicaSet's and pod's) never queue behind them.
+    events: EventQueue,
     deploy: &'static ResourceInfo,
     seen: Mutex<HashMap<Key, Seen>>,
 }
@@ -121,7 +123,7 @@ fn decide(
 impl ScaleToZeroController {
     pub fn new(objects: Objects, caches: Arc<Informers>) -> Self {
         Self {
-            recorder: Recorder::new(objects.clone(), "scale-to-zero-controller"),
+            events: EventQueue::spawn(Recorder::new(objects.clone(), "scale-to-zero-controller")),
             objects,
             caches,
             deploy: resource_of::<Deployment>(),
@@ -376,13 +378,12 @@ impl Controller for ScaleToZeroController {
                     }
                 }
                 if let Some(json) = self.caches.get(self.deploy, ns, name) {
-                    self.recorder
-                        .normal(
-                            &json,
-                            "SuccessfulRescale",
-                            &format!("New size: {to}; reason: {why}"),
-                        )
-                        .await;
+                    self.events.push(vec![Note {
+                        obj: (*json).clone(),
+                        type_: "Normal",
+                        reason: "SuccessfulRescale",
+                        message: format!("New size: {to}; reason: {why}"),
+                    }]);
                 }
                 Ok((to > 0).then_some(settings.idle_timeout))
             }
