@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
@@ -46,6 +47,7 @@ pub struct ColdstartArgs<'a> {
 /// The wake-up steps a round's watches saw, from the request's start.
 #[derive(Debug, Default, Clone, Copy)]
 struct Steps {
+    published: Option<Duration>,
     scaled: Option<Duration>,
     pod_created: Option<Duration>,
     bound: Option<Duration>,
@@ -54,7 +56,8 @@ struct Steps {
     endpoint: Option<Duration>,
 }
 
-const STEP_NAMES: [&str; 6] = [
+const STEP_NAMES: [&str; 7] = [
+    "node published a held connection",
     "Deployment scaled to 1",
     "pod created",
     "pod bound to the node",
@@ -64,8 +67,9 @@ const STEP_NAMES: [&str; 6] = [
 ];
 
 impl Steps {
-    fn all(&self) -> [Option<Duration>; 6] {
+    fn all(&self) -> [Option<Duration>; 7] {
         [
+            self.published,
             self.scaled,
             self.pod_created,
             self.bound,
@@ -165,6 +169,7 @@ async fn measure(
         let offset = sent.duration_since(start);
         let mut round_steps = *seen.lock().map_err(|_| anyhow!("poisoned"))?;
         for step in [
+            &mut round_steps.published,
             &mut round_steps.scaled,
             &mut round_steps.pod_created,
             &mut round_steps.bound,
@@ -259,9 +264,14 @@ async fn watch_steps(client: kube::Client, start: Instant, seen: Arc<Mutex<Steps
         watcher::Config::default().labels(&format!("app={NAME}")),
     );
     let slices = watcher(
-        Api::<EndpointSlice>::namespaced(client, NAMESPACE),
+        Api::<EndpointSlice>::namespaced(client.clone(), NAMESPACE),
         watcher::Config::default().labels(&format!("kubernetes.io/service-name={NAME}")),
     );
+    let leases = watcher(
+        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
+        watcher::Config::default(),
+    );
+    let mut leases = std::pin::pin!(leases);
     let mut deployments = std::pin::pin!(deployments);
     let mut pods = std::pin::pin!(pods);
     let mut slices = std::pin::pin!(slices);
@@ -272,6 +282,21 @@ async fn watch_steps(client: kube::Client, start: Instant, seen: Arc<Mutex<Steps
                     && d.spec.replicas.unwrap_or(0) > 0
                 {
                     note(&|s| &mut s.scaled);
+                }
+            }
+            Some(Ok(event)) = leases.next() => {
+                if let watcher::Event::Apply(lease) | watcher::Event::InitApply(lease) = event {
+                    let held = lease
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(herd_api::autoscaling::ACTIVITY))
+                        .and_then(|text| herd_api::autoscaling::parse_activity(text))
+                        .and_then(|counts| counts.get(&format!("{NAMESPACE}/{NAME}")).copied())
+                        .is_some_and(|c| c.held > 0);
+                    if held {
+                        note(&|s| &mut s.published);
+                    }
                 }
             }
             Some(Ok(event)) = pods.next() => {
@@ -350,10 +375,10 @@ fn report(
         let mut seen: Vec<Duration> = steps.iter().filter_map(|s| s.all()[i]).collect();
         seen.sort_unstable();
         if seen.is_empty() {
-            println!("  {name:<30} not seen");
+            println!("  {name:<34} not seen");
         } else {
             println!(
-                "  {name:<30} {:>8.2} ms (p99 {:.2} ms, {} of {} rounds)",
+                "  {name:<34} {:>8.2} ms (p99 {:.2} ms, {} of {} rounds)",
                 ms(percentile(&seen, 50.0)),
                 ms(percentile(&seen, 99.0)),
                 seen.len(),
