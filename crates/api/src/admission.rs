@@ -595,8 +595,25 @@ pub(crate) fn default_service(svc: &mut Service) {
         .load_balancer
         .get_or_insert_with(Default::default);
     let spec = svc.spec.get_or_insert_with(Default::default);
-    spec.type_.get_or_insert_with(|| "ClusterIP".into());
-    spec.session_affinity.get_or_insert_with(|| "None".into());
+    let ty = spec.type_.get_or_insert_with(|| "ClusterIP".into()).clone();
+    let affinity = spec.session_affinity.get_or_insert_with(|| "None".into());
+    // kube's SetDefaults_Service: ClientIP affinity's 3-hour timeout, a NodePort's traffic policy, and a
+    // LoadBalancer's node ports.
+    if affinity == "ClientIP" {
+        spec.session_affinity_config
+            .get_or_insert_with(Default::default)
+            .client_ip
+            .get_or_insert_with(Default::default)
+            .timeout_seconds
+            .get_or_insert(10_800);
+    }
+    if ty == "NodePort" || ty == "LoadBalancer" {
+        spec.external_traffic_policy
+            .get_or_insert_with(|| "Cluster".into());
+    }
+    if ty == "LoadBalancer" {
+        spec.allocate_load_balancer_node_ports.get_or_insert(true);
+    }
     for p in spec.ports.iter_mut().flatten() {
         p.protocol.get_or_insert_with(|| "TCP".into());
         p.target_port.get_or_insert(IntOrString::Int(p.port));
@@ -675,6 +692,25 @@ mod tests {
                 "spec.selector: Required value",
                 "spec.template: Required value"
             ]
+        );
+    }
+
+    #[test]
+    fn services_get_kubes_defaults_and_node_ports_only_where_they_belong() {
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"type": "NodePort", "sessionAffinity": "ClientIP", "ports": [{"port": 80}]}});
+        let admitted = admit(by_kind("v1", "Service").expect("services"), svc).expect("admitted");
+        assert_eq!(
+            admitted["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+            10_800
+        );
+        assert_eq!(admitted["spec"]["externalTrafficPolicy"], "Cluster");
+        let cluster_ip = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80, "nodePort": 30080}]}});
+        let causes = invalid_causes(by_kind("v1", "Service").expect("services"), cluster_ip);
+        assert_eq!(
+            causes,
+            ["spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"]
         );
     }
 

@@ -418,6 +418,22 @@ pub fn validate_service(svc: &Service, causes: &mut Vec<Cause>) {
         } else if !names.insert(name.clone()) {
             causes.push(Cause::duplicate(format!("spec.ports[{i}].name"), &name));
         }
+        // kube's ValidateService: a nodePort is a port, and only NodePort and LoadBalancer Services have one
+        // (which port of the range the API server checks when it allocates).
+        if let Some(node_port) = p.node_port.filter(|n| *n != 0) {
+            if !(1..=65535).contains(&node_port) {
+                causes.push(Cause::invalid(
+                    format!("spec.ports[{i}].nodePort"),
+                    node_port,
+                    "must be between 1 and 65535, inclusive",
+                ));
+            } else if !["NodePort", "LoadBalancer"].contains(&ty) {
+                causes.push(Cause::forbidden(
+                    format!("spec.ports[{i}].nodePort"),
+                    &format!("may not be used when `type` is '{ty}'"),
+                ));
+            }
+        }
         if let Some(proto) = p.protocol.as_deref()
             && !["TCP", "UDP", "SCTP"].contains(&proto)
         {
