@@ -130,8 +130,23 @@ async fn node_ports_are_allocated_refused_kept_freed_and_answer_on_the_node_addr
         },
     )
     .await;
-    let b = herd.get_ok(&format!("{SERVICES}/b")).await;
+    let mut b = herd.get_ok(&format!("{SERVICES}/b")).await;
     assert_eq!(node_port_of(&b), port);
+
+    // Changed to ClusterIP by a full replace that still carries the nodePort: it is dropped and freed.
+    b["spec"]["type"] = json!("ClusterIP");
+    kubectl_stdin(&herd, &["replace", "-f", "-"], &b.to_string())
+        .await
+        .ok();
+    let b = herd.get_ok(&format!("{SERVICES}/b")).await;
+    assert!(b["spec"]["ports"][0].get("nodePort").is_none(), "{b}");
+    kubectl_stdin(
+        &herd,
+        &["create", "-f", "-"],
+        &node_port_service("c", "web", Some(port)),
+    )
+    .await
+    .ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,22 @@ pub fn keep_current(current: &Value, desired: &mut Value) {
     }
 }
 
+/// kube's `dropTypeDependentFields`: a Service changed to a type without NodePorts loses the ones it kept
+/// unchanged from `current` (a full PUT still carries them).
+pub fn drop_unneeded(current: &Value, desired: &mut Value) {
+    if !wants_node_ports(current) || wants_node_ports(desired) || held(current) != held(desired) {
+        return;
+    }
+    if let Some(ports) = desired
+        .pointer_mut("/spec/ports")
+        .and_then(Value::as_array_mut)
+    {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            port.remove("nodePort");
+        }
+    }
+}
+
 /// Gives each port of `desired` without a nodePort the one `preview` (the same update seen before the
 /// write) chose for the same `port` and protocol.
 pub fn fill_from(preview: Option<&Value>, desired: &mut Value) {
@@ -180,6 +196,11 @@ mod tests {
         let mut cluster_ip = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
         keep_current(&current, &mut cluster_ip);
         assert!(cluster_ip["spec"]["ports"][0].get("nodePort").is_none());
+        // Changed to ClusterIP with the same nodePorts (a full PUT): they go.
+        let mut put = current.clone();
+        put["spec"]["type"] = json!("ClusterIP");
+        drop_unneeded(&current, &mut put);
+        assert_eq!(held(&put), Vec::<u16>::new());
     }
 
     #[test]

@@ -1438,6 +1438,7 @@ impl Objects {
                 let current = current.ok_or_else(|| ApiError::not_found(res, name))?;
                 let mut desired = compute(&current)?;
                 if services && desired.is_object() {
+                    node_ports::drop_unneeded(&current, &mut desired);
                     node_ports::keep_current(&current, &mut desired);
                     node_ports::fill_from(preview.as_ref(), &mut desired);
                     let allowed: Vec<u16> = node_ports::held(&current)
