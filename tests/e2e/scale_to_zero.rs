@@ -273,3 +273,33 @@ async fn bad_scale_to_zero_annotations_are_refused() {
         "metadata.annotations[autoscaling.herd.dev/idle-timeout]"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_request_wakes_a_scaled_to_zero_service() {
+    let registry = Registry::start().await;
+    let image = registry.image("http-hello:v1");
+    push("http-hello", &image).await;
+    let herd = Herd::up(HerdOptions::default()).await;
+    // At zero from the start: nothing runs until a request comes.
+    let service = scale_to_zero_app(&herd, "web", &image, 0, json!({IDLE_TIMEOUT: "10m"})).await;
+    herd.create(PODS, &http_hello_pod("client", "client", &image))
+        .await;
+    let client = herd.wait_phase("client", "Running").await;
+    let client_ip = s(&client, "/status/podIP").to_string();
+    wait_answer(&format!("{client_ip}:8080"), "/ready-check").await;
+    assert_eq!(replicas(&herd, "web").await, 0, "woken before any request");
+
+    // The guest's outbound wasi:http request finds no endpoint to balance to, goes to the proxy's
+    // listener, is held while the Deployment wakes, and is answered.
+    let body = get_once(
+        &format!("{client_ip}:8080"),
+        &format!("/fetch/{service}/from-guest"),
+    )
+    .await
+    .expect("the guest's request through the scaled-to-zero Service is answered");
+    assert!(
+        body.contains("upstream 200:") && body.contains("path=/from-guest"),
+        "{body}"
+    );
+    assert_eq!(replicas(&herd, "web").await, 1, "woken to one replica");
+}
