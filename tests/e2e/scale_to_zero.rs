@@ -145,6 +145,24 @@ async fn idle_deployment_goes_to_zero_and_its_first_request_is_answered() {
     })
     .await;
 
+    wait_for("no endpoints in web's EndpointSlices", Duration::from_secs(60), || async {
+        let slices = herd
+            .get_ok("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dweb")
+            .await;
+        let endpoints: usize = slices["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|slice| slice["endpoints"].as_array().map_or(0, Vec::len))
+            .sum();
+        if endpoints == 0 {
+            Ok(())
+        } else {
+            Err(format!("{endpoints} endpoints"))
+        }
+    })
+    .await;
+
     // The first request is held while a pod starts, then answered: one request, no retry.
     let body = get_once(&service, "/first")
         .await
