@@ -75,6 +75,8 @@ pub enum Resolution {
 #[derive(Clone, Debug)]
 pub struct ClusterNames {
     current: Arc<RwLock<Arc<NameTable>>>,
+    /// Whether the table reflects a complete list of Services and EndpointSlices yet.
+    synced: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ClusterNames {
@@ -82,6 +84,7 @@ impl ClusterNames {
     pub fn new(domain: &str) -> Self {
         Self {
             current: Arc::new(RwLock::new(Arc::new(NameTable::new(domain)))),
+            synced: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 
@@ -100,6 +103,22 @@ impl ClusterNames {
         let domain = self.domain();
         let table = Arc::new(NameTable::from_objects(&domain, services, slices));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = table;
+    }
+
+    /// Records that the table now reflects a complete list of Services and EndpointSlices (the
+    /// writer's first full list), which [`ClusterNames::wait_synced`] waits for.
+    pub fn mark_synced(&self) {
+        self.synced
+            .send_if_modified(|synced| !std::mem::replace(synced, true));
+    }
+
+    /// Waits until the table reflects a complete list (returns at once once it has): a pod's
+    /// containers start only then, as CoreDNS answers only once its caches have synced, so a name
+    /// that exists is never NXDOMAIN for a container started right after the node.
+    pub async fn wait_synced(&self) {
+        let mut synced = self.synced.subscribe();
+        // The sender lives as long as `self`, so this only ends when the table is synced.
+        let _ = synced.wait_for(|synced| *synced).await;
     }
 
     /// The current table.
@@ -131,6 +150,24 @@ fn is_under(name: &str, domain: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn containers_wait_for_the_first_complete_list_only() {
+        let names = super::ClusterNames::new("cluster.local");
+        let waiting = tokio::spawn({
+            let names = names.clone();
+            async move { names.wait_synced().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "synced before any list");
+        names.update([], []);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "an update is not a complete list");
+        names.mark_synced();
+        waiting.await.expect("waiter");
+        // Once synced, a wait returns at once.
+        names.wait_synced().await;
+    }
+
     use super::*;
 
     #[test]

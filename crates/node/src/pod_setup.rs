@@ -39,6 +39,8 @@ pub(crate) struct PodSetup {
     /// How the containers' name lookups are answered: the cluster's names by the pod's resolver
     /// rules (namespace, dnsPolicy, dnsConfig, hosts), then the host's resolver.
     names: Option<NameLookup>,
+    /// The node's table behind `names`, whose first complete list a container start waits for.
+    cluster_names: Option<ClusterNames>,
     /// Stops the volume updater.
     updater: CancellationToken,
     /// Where the pod's projected ServiceAccount tokens come from.
@@ -65,6 +67,7 @@ impl PodSetup {
     ) -> Self {
         Self {
             names: None,
+            cluster_names: None,
             tokens,
             services,
             pod,
@@ -81,7 +84,9 @@ impl PodSetup {
     /// the host's resolver; without it, the host's resolver only.
     pub fn with_cluster_names(mut self, cluster: Option<ClusterNames>) -> Self {
         self.names = cluster
+            .clone()
             .map(|cluster| pod_names(&self.pod, self.facts.pod_ips.first().copied(), cluster));
+        self.cluster_names = cluster;
         self
     }
 
@@ -152,6 +157,14 @@ impl PodSetup {
             .await
             .map_err(|e| config_error(e.to_string()))?;
         let service_env = self.services.for_pod(&self.pod).await;
+        // As the Service variables: the first complete list of names, waited for a little.
+        if let Some(names) = &self.cluster_names
+            && tokio::time::timeout(NAMES_SYNC_TIMEOUT, names.wait_synced())
+                .await
+                .is_err()
+        {
+            tracing::warn!("cluster names not listed yet: the container starts before them");
+        }
         let env = resolve_env(container, &self.pod, &self.facts, &objects, &service_env)
             .map_err(|e| config_error(e.to_string()))?;
         let preopens = volumes
@@ -208,6 +221,9 @@ pub(crate) struct ContainerSetup {
     pub limits: Limits,
     pub network: NetworkPolicy,
 }
+
+/// How long a container start waits for the node's first complete list of cluster names.
+const NAMES_SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The name lookup of `pod` (whose IP is `pod_ip`): what CoreDNS and the kubelet's resolv.conf and
 /// hosts file would answer, from the node's current table of the cluster's names.

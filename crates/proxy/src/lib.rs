@@ -158,6 +158,7 @@ pub async fn run(
                     continue;
                 }
                 Some((_, Ok(()))) => {
+                    let synced = is_ready(&services) && is_ready(&slices);
                     let services = services.state();
                     let slices = slices.state();
                     table = RoutingTable::for_node(
@@ -167,6 +168,9 @@ pub async fn run(
                     );
                     balancer.update(table.clone());
                     names.update(services.iter().map(|s| &**s), slices.iter().map(|s| &**s));
+                    if synced {
+                        names.mark_synced();
+                    }
                     activator.update(services.iter().map(|s| &**s));
                     forwarder.update(table.clone());
                 }
@@ -182,4 +186,13 @@ pub async fn run(
     forwarder.shutdown().await;
     reporter.abort();
     result
+}
+
+/// Whether `store` holds a complete list (its watcher's first `InitDone` has been applied).
+fn is_ready<K>(store: &reflector::Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    futures::FutureExt::now_or_never(store.wait_until_ready()).is_some_and(|ready| ready.is_ok())
 }
