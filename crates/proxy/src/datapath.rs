@@ -31,29 +31,38 @@ const BUFFER: usize = 16 * 1024;
 const SPLICE_CHUNK: usize = 64 * 1024;
 /// Worker threads at most, whatever the core count.
 const MAX_WORKERS: usize = 16;
+/// Overrides the number of workers (default: one per core).
+pub const WORKERS_ENV: &str = "HERD_PROXY_WORKERS";
 
 /// The data-path threads. Dropping the last clone of the forwarder that owns them stops them.
 pub(crate) struct Workers {
     handles: Vec<Handle>,
-    _stop: DropGuard,
+    own_threads: bool,
+    stop: CancellationToken,
+    _stopped_on_drop: DropGuard,
 }
 
 impl Workers {
-    /// One worker per core (at most [`MAX_WORKERS`]); if no thread can be started, the calling
-    /// runtime serves as the only worker.
+    /// One worker per core (at most [`MAX_WORKERS`]; [`WORKERS_ENV`] overrides it); if no thread
+    /// can be started, the calling runtime serves as the only worker.
     pub(crate) fn start() -> Self {
         Self::spawn().unwrap_or_else(|error| {
             tracing::warn!(%error, "cannot start the proxy's data-path threads; forwarding on the shared runtime");
+            let stop = CancellationToken::new();
             Self {
                 handles: vec![Handle::current()],
-                _stop: CancellationToken::new().drop_guard(),
+                own_threads: false,
+                stop: stop.clone(),
+                _stopped_on_drop: stop.drop_guard(),
             }
         })
     }
 
     fn spawn() -> io::Result<Self> {
-        let count = std::thread::available_parallelism()
-            .map_or(1, usize::from)
+        let count = std::env::var(WORKERS_ENV)
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
             .clamp(1, MAX_WORKERS);
         let stop = CancellationToken::new();
         let mut handles = Vec::with_capacity(count);
@@ -83,8 +92,20 @@ impl Workers {
         }
         Ok(Self {
             handles,
-            _stop: stop.drop_guard(),
+            own_threads: true,
+            stop: stop.clone(),
+            _stopped_on_drop: stop.drop_guard(),
         })
+    }
+
+    /// Whether the workers are threads of their own (not the shared runtime).
+    pub(crate) fn own_threads(&self) -> bool {
+        self.own_threads
+    }
+
+    /// Stops the workers: their runtimes end, dropping every connection they serve.
+    pub(crate) fn stop(&self) {
+        self.stop.cancel();
     }
 
     /// The workers' runtimes.
@@ -103,6 +124,9 @@ pub(crate) struct Context {
     pub shutdown: CancellationToken,
     /// The process's shared runtime, where connections to tunnelled backends are copied.
     pub shared: Handle,
+    /// Whether connections must watch `shutdown` themselves: on the shared runtime (no worker
+    /// thread could start), which [`Workers::stop`] does not end.
+    pub watch_shutdown: bool,
 }
 
 /// Accepts connections to `frontend` on `listener` (a socket of the worker this runs on) until
@@ -139,14 +163,21 @@ pub(crate) async fn accept_loop(
             no_backend(frontend, client, peer, &context);
             continue;
         }
-        let shutdown = context.shutdown.clone();
-        let forwarding = context.clone();
-        context.tasks.spawn(async move {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = forward(client, frontend, candidates, forwarding) => {}
-            }
-        });
+        // No shutdown branch beside it: a `CancellationToken` shared by every connection is a mutex each
+        // poll takes, across the workers. At shutdown the workers' runtimes stop, dropping the
+        // connections ([`Workers::stop`]).
+        let forwarding = forward(client, frontend, candidates, context.clone());
+        if context.watch_shutdown {
+            let shutdown = context.shutdown.clone();
+            context.tasks.spawn(async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = forwarding => {}
+                }
+            });
+        } else {
+            context.tasks.spawn(forwarding);
+        }
     }
 }
 

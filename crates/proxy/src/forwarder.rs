@@ -190,6 +190,7 @@ impl Forwarder {
                 tasks: self.tasks.clone(),
                 shutdown: self.shutdown.clone(),
                 shared: Handle::current(),
+                watch_shutdown: !self.workers.own_threads(),
             };
             let frontend_of = Frontend {
                 addr: frontend,
@@ -248,6 +249,7 @@ impl Forwarder {
     /// Stops every listener and connection and waits for them to finish.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
+        self.workers.stop();
         self.tasks.close();
         self.tasks.wait().await;
     }
