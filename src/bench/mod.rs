@@ -9,6 +9,7 @@ mod etcd;
 pub mod guest_lb;
 mod http;
 mod pods;
+mod proxy;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -148,6 +149,32 @@ pub enum Bench {
         #[arg(long, value_enum, default_value = "full")]
         store_sync: herd_control::StoreSync,
     },
+    /// Requests/s of a static nginx over keep-alive connections (wrk), side by side: directly, through
+    /// herd's host-side Service proxy (a real `herd up`), through nginx `stream` (when its module is
+    /// installed), and guest → Service beside guest → pod IP.
+    Proxy {
+        /// The nginx binary (the backend, and `stream` when its module is installed).
+        #[arg(long, default_value = "/usr/sbin/nginx")]
+        nginx: PathBuf,
+        /// The wrk binary.
+        #[arg(long, default_value = "wrk")]
+        wrk: PathBuf,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// wrk's threads.
+        #[arg(long, default_value_t = 1)]
+        wrk_threads: usize,
+        /// Seconds of load per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Measurements of each kind, alternating; the figures are medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Leave out guest → Service and guest → pod IP.
+        #[arg(long)]
+        no_guests: bool,
+    },
     /// Requests/s of the wasi-http sample served by herd and by `wasmtime serve`.
     Http {
         /// The wasi-http component to serve.
@@ -256,6 +283,26 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
                 warm,
                 idle_timeout: &idle_timeout,
                 store_sync: store_sync.as_str(),
+            })
+            .await
+        }
+        Bench::Proxy {
+            nginx,
+            wrk,
+            connections,
+            wrk_threads,
+            seconds,
+            rounds,
+            no_guests,
+        } => {
+            proxy::run(proxy::ProxyArgs {
+                nginx: &nginx,
+                wrk: &wrk,
+                connections,
+                wrk_threads,
+                duration: Duration::from_secs(seconds),
+                rounds,
+                guests: !no_guests,
             })
             .await
         }
