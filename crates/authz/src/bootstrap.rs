@@ -422,6 +422,17 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                 &["services/status"],
             )],
         ),
+        // herd's proxy is also Knative's activator for Deployments that scale to zero: holding a
+        // connection, it wakes the Deployment 0 → 1 itself (one patch of its `scale` subresource, which
+        // the API server admits from a proxy only as 0 → 1 of an opted-in Deployment) and forwards to
+        // the Service's first Ready pod (a label-selector watch of pods while it holds connections).
+        role(
+            "system:herd:activator",
+            vec![
+                r(&["patch"], &[APPS], &["deployments/scale"]),
+                r(&["list", "watch"], &[CORE], &["pods"]),
+            ],
+        ),
     ]
 }
 
@@ -479,6 +490,13 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         ),
         binding(
             "herd:service-proxier",
+            vec![
+                subject("User", "system:kube-proxy"),
+                subject("Group", NODES_GROUP),
+            ],
+        ),
+        binding(
+            "system:herd:activator",
             vec![
                 subject("User", "system:kube-proxy"),
                 subject("Group", NODES_GROUP),

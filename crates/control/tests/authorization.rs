@@ -762,3 +762,127 @@ async fn a_nodes_identity_serves_its_proxy() {
     .await;
     assert_eq!(code, 403);
 }
+
+/// A JSON patch (RFC 6902) as a client.
+async fn json_patch(client: &reqwest::Client, p: &Plane, path: &str, patch: Value) -> (u16, Value) {
+    let resp = client
+        .patch(format!("{}{path}", p.base))
+        .header("content-type", "application/json-patch+json")
+        .body(patch.to_string())
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_proxy_may_only_wake_a_deployment_that_scales_to_zero() {
+    let p = Plane::start().await;
+    let deployment = |name: &str, annotations: Value| {
+        json!({"metadata": {"name": name, "annotations": annotations},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+    };
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    for d in [
+        deployment("web", json!({"autoscaling.herd.dev/idle-timeout": "30s"})),
+        deployment("plain", json!({})),
+    ] {
+        admin(&p, reqwest::Method::POST, deployments, Some(d)).await;
+    }
+    let wake = json!([
+        {"op": "test", "path": "/spec/replicas", "value": 0},
+        {"op": "replace", "path": "/spec/replicas", "value": 1},
+    ]);
+    let proxy = p.client_as(Some(("system:kube-proxy", "system:authenticated")));
+    let node = p.client_as(Some(("system:node:n1", "system:nodes")));
+    // The wake-up: 0 → 1 of a Deployment that scales to zero, with its precondition.
+    let (code, scale) = json_patch(
+        &proxy,
+        &p,
+        &format!("{deployments}/web/scale"),
+        wake.clone(),
+    )
+    .await;
+    assert_eq!(code, 200, "{scale}");
+    assert_eq!(scale["spec"]["replicas"], 1);
+    // Woken already (by another node's proxy): the precondition fails, nothing changes.
+    let (code, status) =
+        json_patch(&node, &p, &format!("{deployments}/web/scale"), wake.clone()).await;
+    assert_eq!(code, 422, "{status}");
+    // Any other change of its replicas is the controller's, not a proxy's.
+    for (client, replicas) in [(&proxy, 5), (&node, 0)] {
+        let (code, status) = as_user(
+            client,
+            &p,
+            reqwest::Method::PATCH,
+            &format!("{deployments}/web/scale"),
+            Some(json!({"spec": {"replicas": replicas}})),
+        )
+        .await;
+        assert_eq!(code, 403, "{status}");
+        assert_eq!(
+            status["message"],
+            r#"deployments.apps "web" is forbidden: an activator may only scale a Deployment annotated autoscaling.herd.dev/idle-timeout from 0 to 1 replica"#
+        );
+    }
+    // Nor a Deployment that does not scale to zero.
+    let (code, status) = json_patch(
+        &node,
+        &p,
+        &format!("{deployments}/plain/scale"),
+        wake.clone(),
+    )
+    .await;
+    assert_eq!(code, 403, "{status}");
+    // RBAC grants the patch of a Deployment's scale and the pods' watch, nothing more.
+    let refused = [
+        (
+            reqwest::Method::PATCH,
+            format!("{deployments}/web"),
+            Some(json!({"spec": {"replicas": 1}})),
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("{deployments}/web/scale"),
+            Some(json!({"spec": {"replicas": 1}})),
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{deployments}/web/scale"),
+            None,
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/apis/apps/v1/namespaces/default/replicasets/web/scale".to_string(),
+            Some(json!({"spec": {"replicas": 1}})),
+        ),
+    ];
+    for (method, path, body) in refused {
+        let (code, status) = as_user(&proxy, &p, method.clone(), &path, body).await;
+        assert_eq!(code, 403, "{method} {path}: {status}");
+    }
+    for client in [&proxy, &node] {
+        let (code, body) = as_user(
+            client,
+            &p,
+            reqwest::Method::GET,
+            "/api/v1/pods?labelSelector=app%3Dweb",
+            None,
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    // An administrator is not an activator.
+    let scale = admin(
+        &p,
+        reqwest::Method::PATCH,
+        &format!("{deployments}/web/scale"),
+        Some(json!({"spec": {"replicas": 3}})),
+    )
+    .await;
+    assert_eq!(scale["spec"]["replicas"], 3);
+    p.stop().await;
+}

@@ -359,6 +359,7 @@ impl Controller for ScaleToZeroController {
                     Some(ns),
                     name,
                     false,
+                    false,
                     |mut scale| {
                         scale["spec"]["replicas"] = json!(to);
                         Ok(scale)

@@ -365,8 +365,10 @@ async fn handle(
             ))
         }
         (Target::Subresource { res, ns, name, sub }, m) => {
+            // An activator (a proxy or node) may only wake a Deployment at zero.
+            let activator = requester.is_some_and(scale::is_activator);
             subresource(
-                state, objects, res, ns, name, &sub, m, params, headers, body, dry_run,
+                state, objects, res, ns, name, &sub, m, params, headers, body, dry_run, activator,
             )
             .await
         }
@@ -444,6 +446,7 @@ async fn subresource(
     headers: &HeaderMap,
     body: Bytes,
     dry_run: bool,
+    activator: bool,
 ) -> Result<Response, ApiError> {
     match (sub, method) {
         ("token", Method::POST) => {
@@ -500,18 +503,30 @@ async fn subresource(
         ("scale", Method::PUT) => {
             let wanted = decode_body(headers, &body)?;
             Ok(json_response(
-                scale::update(objects, res, ns.as_deref(), &name, dry_run, |_| {
-                    Ok(wanted.clone())
-                })
+                scale::update(
+                    objects,
+                    res,
+                    ns.as_deref(),
+                    &name,
+                    dry_run,
+                    activator,
+                    |_| Ok(wanted.clone()),
+                )
                 .await?,
             ))
         }
         ("scale", Method::PATCH) => {
             let patch = decode_patch(headers, &body, params)?;
             Ok(json_response(
-                scale::update(objects, res, ns.as_deref(), &name, dry_run, |cur| {
-                    scale::patched(cur, patch.clone())
-                })
+                scale::update(
+                    objects,
+                    res,
+                    ns.as_deref(),
+                    &name,
+                    dry_run,
+                    activator,
+                    |cur| scale::patched(cur, patch.clone()),
+                )
                 .await?,
             ))
         }

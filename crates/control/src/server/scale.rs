@@ -46,12 +46,16 @@ pub async fn update(
     ns: Option<&str>,
     name: &str,
     dry_run: bool,
+    activator: bool,
     mut desired: impl FnMut(Value) -> Result<Value, ApiError> + Send,
 ) -> Result<Value, ApiError> {
     let updated = objects
         .update(res, ns, name, Subresource::Scale, dry_run, |current| {
             let scale = desired(scale_of(current))?;
             let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+            if activator {
+                admit_activator(res, current, replicas, name)?;
+            }
             if replicas < 0 {
                 return Err(ApiError::Invalid {
                     message: format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"),
@@ -69,6 +73,50 @@ pub async fn update(
         })
         .await?;
     Ok(scale_of(&updated))
+}
+
+/// Whether `user`'s scale writes are an activator's: a proxy (`system:kube-proxy`, or a node, whose
+/// identity `herd node`'s proxy runs with) holding a connection to a Service at zero. RBAC grants them
+/// `patch` of `deployments/scale` (`system:herd:activator`); [`admit_activator`] narrows it further.
+pub fn is_activator(user: &herd_authz::UserInfo) -> bool {
+    (user.name == ACTIVATOR_USER || user.node_name().is_some())
+        && !user.in_group(herd_authz::attributes::SYSTEM_MASTERS)
+}
+
+/// kube-proxy's user name, the activator's in `herd up`.
+const ACTIVATOR_USER: &str = "system:kube-proxy";
+
+/// An activator's scale write, admitted as NodeRestriction admits a node's writes: only the wake-up of
+/// a Deployment that scales to zero (`autoscaling.herd.dev/idle-timeout`), from 0 to 1 replica. Every
+/// other decision (to zero, scale-out) is the scale-to-zero controller's.
+pub fn admit_activator(
+    res: &'static ResourceInfo,
+    current: &Value,
+    replicas: i64,
+    name: &str,
+) -> Result<(), ApiError> {
+    let opted_in = current
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(herd_api::autoscaling::IDLE_TIMEOUT))
+        .is_some();
+    let at_zero = current.pointer("/spec/replicas").and_then(Value::as_i64) == Some(0);
+    if res.kind == "Deployment" && opted_in && at_zero && replicas == 1 {
+        return Ok(());
+    }
+    let resource = if res.group.is_empty() {
+        res.plural.to_string()
+    } else {
+        format!("{}.{}", res.plural, res.group)
+    };
+    Err(ApiError::Forbidden {
+        message: format!(
+            "{resource} \"{name}\" is forbidden: an activator may only scale a Deployment annotated {} from 0 to 1 replica",
+            herd_api::autoscaling::IDLE_TIMEOUT
+        ),
+        group: res.group.to_string(),
+        kind: res.plural.to_string(),
+        name: name.to_string(),
+    })
 }
 
 /// PATCH of a Scale.
