@@ -642,3 +642,70 @@ async fn two_first_starts_end_with_one_ca() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Two replicas on one etcd hand out NodePorts concurrently: every port once, none beyond the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_never_hand_out_one_node_port_twice() {
+    let prefix = etcd_testing::prefix();
+    let small_range = |cfg: &mut ControlConfig| {
+        on_etcd(cfg, &prefix);
+        cfg.service_node_port_range = 30200..=30211;
+    };
+    let (first, second) = tokio::join!(
+        Plane::start_with(small_range),
+        Plane::start_with(small_range)
+    );
+    let service = |name: String| {
+        json!({"metadata": {"name": name},
+            "spec": {"type": "NodePort", "ports": [{"port": 80}]}})
+    };
+    let creates = [&first, &second]
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            (0..6).map(move |n| async move {
+                let (code, svc) = p
+                    .post(
+                        "/api/v1/namespaces/default/services",
+                        service(format!("np-{i}-{n}")),
+                    )
+                    .await;
+                assert_eq!(code, 201, "{svc}");
+                svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap()
+            })
+        });
+    let ports: Vec<u64> = futures::future::join_all(creates).await;
+    let distinct: BTreeSet<&u64> = ports.iter().collect();
+    assert_eq!(distinct.len(), 12, "{ports:?}");
+    assert!(
+        ports.iter().all(|p| (30200..=30211).contains(p)),
+        "{ports:?}"
+    );
+    // The range is full; a deletion frees a port for the next Service.
+    let (code, full) = second
+        .post(
+            "/api/v1/namespaces/default/services",
+            service("one-too-many".into()),
+        )
+        .await;
+    assert_eq!(code, 500, "{full}");
+    let (code, _) = first
+        .request(
+            Method::DELETE,
+            "/api/v1/namespaces/default/services/np-0-0",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, svc) = second
+        .post(
+            "/api/v1/namespaces/default/services",
+            service("one-too-many".into()),
+        )
+        .await;
+    assert_eq!(code, 201, "{svc}");
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"].as_u64(), Some(ports[0]));
+    first.stop().await;
+    second.stop().await;
+}
