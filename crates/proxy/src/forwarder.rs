@@ -362,6 +362,10 @@ fn open(frontend: &Frontend, count: usize) -> (Option<Vec<std::net::TcpListener>
         Ok(listeners) => return (Some(listeners), ListenState::Listening),
         Err(error) => ListenError::from(&error),
     };
+    // A NodePort is a promise of that very port on the node: no fallback, retried until it is free.
+    if frontend.exclusive {
+        return (None, ListenState::Failed { error });
+    }
     let port = frontend.addr.port();
     let guess = port
         .checked_add(FALLBACK_OFFSET)

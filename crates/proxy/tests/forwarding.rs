@@ -357,11 +357,8 @@ async fn a_node_port_another_socket_holds_is_not_shared() {
     forwarder.update(RoutingTable::for_node(&node, [&svc], []));
     let state = states.borrow_and_update().get(&port).cloned();
     assert!(
-        matches!(
-            state,
-            Some(ListenState::Fallback { .. } | ListenState::Failed { .. })
-        ),
-        "the NodePort must not be bound beside another socket: {state:?}"
+        matches!(state, Some(ListenState::Failed { .. })),
+        "the NodePort must not be bound beside another socket, nor fall back to another port: {state:?}"
     );
     forwarder.shutdown().await;
 }
