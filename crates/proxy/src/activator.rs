@@ -1,21 +1,39 @@
 //! Holds connections to a Service that scales to zero while it has no endpoint, instead of closing
-//! them (Knative's activator, in the proxy itself): the first held connection makes the node publish
-//! its activity at once ([`Activity::hold`]), the control plane's scale-to-zero controller scales the
-//! Deployment up through its `scale` subresource, and every held connection is forwarded as soon as
-//! the [`Balancer`] has a ready endpoint (readiness is never bypassed), or closed after
-//! [`HOLD_TIMEOUT`].
+//! them (Knative's activator, in the proxy itself), and wakes the Service up on the shortest path:
+//! - the first connection held for a Service on this node makes the proxy **scale its Deployment
+//!   from 0 to 1 itself**: one JSON patch of the `scale` subresource whose `test` operation makes it
+//!   a 0 → 1 only (proxies of several nodes, or the controller, may race; the first wins, the others'
+//!   precondition fails). RBAC's `system:herd:activator` lets a proxy (and a node) patch
+//!   `deployments/scale`, and the API server admits such a write only as 0 → 1 of a Deployment that
+//!   scales to zero: every other decision (to zero, scale-out by concurrency) stays the scale-to-zero
+//!   controller's. The node still publishes the held connection in its Lease
+//!   ([`crate::Activity::hold`]), so the controller scales the Deployment up when this write cannot;
+//! - while it holds connections for the Service, the proxy **watches the Service's selected pods**
+//!   (a label-selector watch, as Knative's activator watches the revision's pods) and forwards a
+//!   held connection to the first pod whose `Ready` condition is `True` (readiness is never
+//!   bypassed), at its Service port's target port ([`herd_api::endpoints::resolve_target_port`],
+//!   the Endpoints controllers' resolution), or to an endpoint of the [`Balancer`] if its
+//!   EndpointSlice lists one first;
+//! - a connection that found neither after [`HOLD_TIMEOUT`] is closed.
 //!
 //! Which Services scale to zero the proxy learns from their annotation
-//! [`herd_api::autoscaling::ACTIVATOR`], which the controller writes; connections to any other
-//! Service without endpoints are closed at once, as kube-proxy rejects them.
+//! [`herd_api::autoscaling::ACTIVATOR`] (naming the Deployment), which the controller writes;
+//! connections to any other Service without endpoints are closed at once, as kube-proxy rejects
+//! them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use herd_api::autoscaling::ACTIVATOR;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::balancer::Balancer;
 use crate::routes::ServiceRef;
@@ -24,8 +42,130 @@ use crate::routes::ServiceRef;
 /// that must pull and compile the image first (the KEDA HTTP add-on's interceptor waits 20 s).
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Decides which connections are held and holds them. Cheap to make: every activator of one
-/// [`Balancer`] shares its set of Services that scale to zero (kept in its [`crate::Activity`]).
+/// How often a wake-up checks whether connections are still held for its Service.
+const WAKE_CHECK: Duration = Duration::from_millis(100);
+
+/// What every activator of one [`Balancer`] shares (kept in its [`crate::Activity`]).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The Services that scale to zero (their selector, ports and, in [`ACTIVATOR`], Deployment).
+    services: RwLock<HashMap<ServiceRef, Arc<Service>>>,
+    /// The Services being woken by this proxy now.
+    waking: Mutex<HashSet<ServiceRef>>,
+    /// Hands wake-ups to the task that holds the API client ([`Activator::run`]).
+    wakes: Mutex<Option<mpsc::UnboundedSender<ServiceRef>>>,
+    /// The Ready pods (as JSON) of the Services being woken, from their pod watches.
+    ready: watch::Sender<HashMap<ServiceRef, Vec<Value>>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            services: RwLock::default(),
+            waking: Mutex::default(),
+            wakes: Mutex::default(),
+            ready: watch::channel(HashMap::new()).0,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    fn service(&self, service: &ServiceRef) -> Option<Arc<Service>> {
+        self.services
+            .read()
+            .ok()
+            .and_then(|s| s.get(service).cloned())
+    }
+
+    /// Starts a wake-up of `service` unless one runs.
+    fn wake(&self, service: &ServiceRef) {
+        if !lock(&self.waking).insert(service.clone()) {
+            return;
+        }
+        let sent = lock(&self.wakes)
+            .as_ref()
+            .is_some_and(|wakes| wakes.send(service.clone()).is_ok());
+        if !sent {
+            // No API client (a proxy without [`Activator::run`]): the controller wakes it.
+            lock(&self.waking).remove(service);
+        }
+    }
+
+    /// The backends of `frontend` among the Ready pods a wake-up's watch saw, once there is one.
+    async fn ready_backends(&self, service: &ServiceRef, frontend: SocketAddr) -> Vec<SocketAddr> {
+        let mut ready = self.ready.subscribe();
+        loop {
+            let backends = {
+                let pods = ready.borrow_and_update();
+                match (pods.get(service), self.service(service)) {
+                    (Some(pods), Some(svc)) => backends_of(&svc, frontend, pods),
+                    _ => Vec::new(),
+                }
+            };
+            if !backends.is_empty() {
+                return backends;
+            }
+            if ready.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// The `podIP:targetPort`s of `pods` for the port of `svc` that `frontend` (a cluster IP's port or
+/// a NodePort) serves.
+fn backends_of(svc: &Service, frontend: SocketAddr, pods: &[Value]) -> Vec<SocketAddr> {
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
+    let tcp = |p: &&k8s_openapi::api::core::v1::ServicePort| {
+        p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+    };
+    let port = i32::from(frontend.port());
+    let Some(svc_port) = ports
+        .iter()
+        .filter(tcp)
+        .find(|p| p.port == port || p.node_port == Some(port))
+    else {
+        return Vec::new();
+    };
+    pods.iter()
+        .filter_map(|pod| {
+            let ip: IpAddr = pod.pointer("/status/podIP")?.as_str()?.parse().ok()?;
+            let port = herd_api::endpoints::resolve_target_port(pod, svc_port)?;
+            Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
+        })
+        .collect()
+}
+
+/// Whether `pod` may take traffic: Running, not terminating, with an IP and `Ready=True`.
+fn is_ready(pod: &Value) -> bool {
+    pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running")
+        && pod.pointer("/metadata/deletionTimestamp").is_none()
+        && pod
+            .pointer("/status/podIP")
+            .and_then(Value::as_str)
+            .is_some_and(|ip| !ip.is_empty())
+        && pod
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+}
+
+/// Decides which connections are held, holds them and wakes their Services. Cheap to make: every
+/// activator of one [`Balancer`] shares its state (kept in the balancer's [`crate::Activity`]).
 #[derive(Clone, Debug)]
 pub struct Activator {
     balancer: Balancer,
@@ -48,9 +188,13 @@ impl Activator {
         self
     }
 
+    fn shared(&self) -> &Shared {
+        self.balancer.activity().activator()
+    }
+
     /// Takes the Services that scale to zero from the current Service objects.
     pub fn update<'a>(&self, services: impl IntoIterator<Item = &'a Service>) {
-        let now: HashSet<ServiceRef> = services
+        let now: HashMap<ServiceRef, Arc<Service>> = services
             .into_iter()
             .filter(|s| {
                 s.metadata
@@ -59,40 +203,197 @@ impl Activator {
                     .is_some_and(|a| a.contains_key(ACTIVATOR))
             })
             .filter_map(|s| {
-                Some(ServiceRef {
+                let service = ServiceRef {
                     namespace: s.metadata.namespace.clone()?,
                     name: s.metadata.name.clone()?,
-                })
+                };
+                Some((service, Arc::new(s.clone())))
             })
             .collect();
-        self.balancer.activity().set_scaling_to_zero(now);
+        self.balancer
+            .activity()
+            .set_scaling_to_zero(now.keys().cloned().collect());
+        if let Ok(mut services) = self.shared().services.write() {
+            *services = now;
+        }
     }
 
-    /// For a connection to `frontend` that found no endpoint: `None` when its Service does not
-    /// scale to zero (close the connection); else a future that holds it until the Service has an
-    /// endpoint (`true`: pick a backend now) or the hold times out or the Service goes (`false`).
+    /// For a connection from `client` to `frontend` that found no endpoint: `None` when its Service
+    /// does not scale to zero (close the connection); else a future that holds it while the Service
+    /// wakes up and gives the backends to try, in order: an endpoint of the [`Balancer`]'s table or
+    /// a Ready pod of the Service, whichever comes first; none when the hold timed out or the
+    /// Service went (close it).
     pub fn hold(
         &self,
         frontend: SocketAddr,
-    ) -> Option<impl Future<Output = bool> + Send + 'static> {
+        client: IpAddr,
+    ) -> Option<impl Future<Output = Vec<SocketAddr>> + Send + 'static> {
         let service = self.balancer.service(frontend)?;
         if !self.balancer.activity().scales_to_zero(&service) {
             return None;
         }
         let held = self.balancer.activity().hold(&service);
-        let (balancer, timeout) = (self.balancer.clone(), self.timeout);
+        self.shared().wake(&service);
+        let (activator, timeout) = (self.clone(), self.timeout);
         Some(async move {
-            let woken = tokio::time::timeout(timeout, balancer.wait_for_backends(frontend)).await;
-            drop(held);
-            match woken {
-                Ok(ready) => ready,
-                Err(_) => {
-                    tracing::info!(%frontend, service = %format!("{}/{}", service.namespace, service.name),
-                        ?timeout, "no endpoint came up while the connection was held; closing it");
-                    false
+            let balancer = &activator.balancer;
+            let woken = tokio::time::timeout(timeout, async {
+                tokio::select! {
+                    biased;
+                    listed = balancer.wait_for_backends(frontend) => if listed {
+                        balancer.candidates(frontend, client)
+                    } else {
+                        Vec::new()
+                    },
+                    ready = activator.shared().ready_backends(&service, frontend) => ready,
                 }
-            }
+            })
+            .await;
+            drop(held);
+            woken.unwrap_or_else(|_| {
+                tracing::info!(%frontend, service = %format!("{}/{}", service.namespace, service.name),
+                    ?timeout, "no endpoint came up while the connection was held; closing it");
+                Vec::new()
+            })
         })
+    }
+
+    /// Wakes Services up with `client` until `shutdown`: for each Service a connection is first held
+    /// for, the 0 → 1 write of its Deployment's scale and a watch of its pods while connections are
+    /// held.
+    pub async fn run(self, client: kube::Client, shutdown: CancellationToken) {
+        let (sender, mut wakes) = mpsc::unbounded_channel();
+        *lock(&self.shared().wakes) = Some(sender);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(service) = wakes.recv() => {
+                    tasks.spawn(self.clone().wake(client.clone(), service));
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        lock(&self.shared().wakes).take();
+        tasks.abort_all();
+    }
+
+    /// One wake-up of `service`: runs while connections are held for it.
+    async fn wake(self, client: kube::Client, service: ServiceRef) {
+        let shared = self.shared();
+        if let Some(svc) = shared.service(&service) {
+            let deployment = svc
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ACTIVATOR))
+                .cloned()
+                .unwrap_or_default();
+            let scaling = scale_from_zero(client.clone(), service.namespace.clone(), deployment);
+            let selector = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+            let watching = async {
+                match selector {
+                    Some(selector) => self.watch_pods(client, &service, &selector).await,
+                    None => self.while_held(&service).await,
+                }
+            };
+            tokio::join!(scaling, watching);
+        }
+        shared.ready.send_modify(|ready| {
+            ready.remove(&service);
+        });
+        lock(&shared.waking).remove(&service);
+        // A connection held just before the wake-up ended starts the next one.
+        if self.balancer.activity().service(&service).held() > 0 {
+            shared.wake(&service);
+        }
+    }
+
+    /// Returns once no connection is held for `service`.
+    async fn while_held(&self, service: &ServiceRef) {
+        let counters = self.balancer.activity().service(service);
+        while counters.held() > 0 {
+            tokio::time::sleep(WAKE_CHECK).await;
+        }
+    }
+
+    /// Keeps the Ready pods selected by `selector` in the shared state while connections are held
+    /// for `service`.
+    async fn watch_pods(&self, client: kube::Client, service: &ServiceRef, selector: &str) {
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client, &service.namespace);
+        let (store, writer) = reflector::store::<Pod>();
+        let events = reflector(
+            writer,
+            watcher(pods, watcher::Config::default().labels(selector)),
+        )
+        .default_backoff();
+        let mut events = std::pin::pin!(events);
+        let held = self.while_held(service);
+        let mut held = std::pin::pin!(held);
+        loop {
+            tokio::select! {
+                () = &mut held => return,
+                event = events.next() => match event {
+                    None => return,
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "watching a waking Service's pods failed, retrying");
+                    }
+                    Some(Ok(_)) => {
+                        let ready: Vec<Value> = store
+                            .state()
+                            .iter()
+                            .filter_map(|pod| serde_json::to_value(&**pod).ok())
+                            .filter(is_ready)
+                            .collect();
+                        self.shared().ready.send_modify(|all| {
+                            all.insert(service.clone(), ready);
+                        });
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Scales Deployment `name` of `namespace` from 0 to 1 replica: one JSON patch of its `scale`
+/// subresource whose `test` makes it a no-op (422) unless the Deployment is at zero. A failure only
+/// costs time: the controller scales it up from the node's published counts.
+async fn scale_from_zero(client: kube::Client, namespace: String, name: String) {
+    if name.is_empty() {
+        return;
+    }
+    let patch = json!([
+        {"op": "test", "path": "/spec/replicas", "value": 0},
+        {"op": "replace", "path": "/spec/replicas", "value": 1},
+    ]);
+    let request = http::Request::patch(format!(
+        "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"
+    ))
+    .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+    .body(patch.to_string().into_bytes());
+    let request = match request {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::warn!(%error, "building the scale patch");
+            return;
+        }
+    };
+    match client.request::<Value>(request).await {
+        Ok(_) => tracing::debug!(%namespace, deployment = %name, "scaled from zero to 1"),
+        // Woken already (by another node's proxy or the controller).
+        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 409 => {}
+        Err(error) => tracing::info!(%namespace, deployment = %name, %error,
+            "waking the Deployment failed; the scale-to-zero controller wakes it"),
     }
 }
 
@@ -101,31 +402,86 @@ mod tests {
     use super::*;
     use crate::routes::RoutingTable;
 
+    fn web() -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default",
+                "annotations": {ACTIVATOR: "web"}},
+            "spec": {"clusterIP": "127.10.0.1", "selector": {"app": "web"},
+                "ports": [{"port": 80, "targetPort": "http"}]}
+        }))
+        .expect("service")
+    }
+
     #[tokio::test]
     async fn holds_only_services_that_scale_to_zero_until_an_endpoint_comes() {
         let balancer = Balancer::new();
         let activator = Activator::new(balancer.clone()).with_timeout(Duration::from_secs(5));
-        let service: Service = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web", "namespace": "default",
-                "annotations": {ACTIVATOR: "web"}},
-            "spec": {"clusterIP": "127.10.0.1", "ports": [{"port": 80}]}
-        }))
-        .expect("service");
+        let service = web();
         let frontend: SocketAddr = "127.10.0.1:80".parse().expect("addr");
+        let client: IpAddr = "127.0.0.1".parse().expect("ip");
         let empty = RoutingTable::from_objects([&service], []);
         balancer.update(empty.clone());
         assert!(
-            activator.hold(frontend).is_none(),
+            activator.hold(frontend, client).is_none(),
             "not yet known to scale to zero"
         );
         activator.update([&service]);
-        let held = tokio::spawn(activator.hold(frontend).expect("held"));
+        let held = tokio::spawn(activator.hold(frontend, client).expect("held"));
         tokio::task::yield_now().await;
         assert_eq!(balancer.activity().snapshot()["default/web"].held, 1);
         let mut ready = empty;
         ready.insert(frontend, vec!["127.1.0.5:8080".parse().expect("addr")]);
         balancer.update(ready);
-        assert!(held.await.expect("joined"));
+        assert_eq!(
+            held.await.expect("joined"),
+            vec!["127.1.0.5:8080".parse::<SocketAddr>().expect("addr")]
+        );
         assert_eq!(balancer.activity().snapshot()["default/web"].held, 0);
+    }
+
+    #[tokio::test]
+    async fn a_held_connection_goes_to_a_ready_pod_before_its_endpoint_slice_lists_it() {
+        let balancer = Balancer::new();
+        let activator = Activator::new(balancer.clone()).with_timeout(Duration::from_secs(5));
+        let service = web();
+        let frontend: SocketAddr = "127.10.0.1:80".parse().expect("addr");
+        balancer.update(RoutingTable::from_objects([&service], []));
+        activator.update([&service]);
+        let held = tokio::spawn(
+            activator
+                .hold(frontend, "127.0.0.1".parse().expect("ip"))
+                .expect("held"),
+        );
+        let pod = |ip: &str, ready: &str| {
+            json!({
+                "metadata": {"name": format!("web-{ip}"), "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]},
+                "status": {"phase": "Running", "podIP": ip,
+                    "conditions": [{"type": "Ready", "status": ready}]},
+            })
+        };
+        let service_ref = ServiceRef {
+            namespace: "default".into(),
+            name: "web".into(),
+        };
+        // What a wake-up's pod watch keeps: only pods whose Ready condition is True.
+        let watched: Vec<Value> = [pod("127.1.0.7", "False"), pod("127.1.0.8", "True")]
+            .into_iter()
+            .filter(is_ready)
+            .collect();
+        activator.shared().ready.send_modify(|all| {
+            all.insert(service_ref, watched);
+        });
+        // The EndpointSlice still lists nothing; the Ready pod's target port is resolved by name.
+        assert_eq!(
+            held.await.expect("joined"),
+            vec!["127.1.0.8:8080".parse::<SocketAddr>().expect("addr")]
+        );
+        let mut leaving = pod("127.1.0.9", "True");
+        leaving["metadata"]["deletionTimestamp"] = json!("2026-12-07T00:00:00Z");
+        assert!(
+            !is_ready(&leaving),
+            "a terminating pod takes no new connection"
+        );
     }
 }

@@ -51,6 +51,11 @@ impl ServiceActivity {
         OpenGuard(self.clone())
     }
 
+    /// Connections held now, waiting for the Service's first endpoint.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
     fn counts(&self) -> Counts {
         Counts {
             connections: self.connections.load(Ordering::Relaxed),
@@ -94,6 +99,8 @@ struct Inner {
     wake: Notify,
     /// The Services that scale to zero (their connections are held while they have no endpoint).
     scaling_to_zero: RwLock<HashSet<ServiceRef>>,
+    /// What the activators holding connections for those Services share.
+    activator: crate::activator::Shared,
 }
 
 impl Activity {
@@ -119,6 +126,11 @@ impl Activity {
         {
             *current = services;
         }
+    }
+
+    /// The activators' shared state.
+    pub(crate) fn activator(&self) -> &crate::activator::Shared {
+        &self.inner.activator
     }
 
     /// Whether `service` scales to zero.

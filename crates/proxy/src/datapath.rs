@@ -184,16 +184,16 @@ pub(crate) async fn accept_loop(
 /// The one place where a connection finds no usable backend: its frontend has no ready endpoint
 /// (or none on this node, for a traffic policy `Local`). It is closed, as kube-proxy rejects it,
 /// unless its Service scales to zero: then it is held while the Service wakes up and forwarded
-/// once it has an endpoint ([`Activator`]).
+/// once it has an endpoint or a Ready pod ([`Activator`]).
 fn no_backend(frontend: SocketAddr, client: TcpStream, peer: SocketAddr, context: &Context) {
-    if let Some(woken) = Activator::new(context.balancer.clone()).hold(frontend) {
+    if let Some(woken) = Activator::new(context.balancer.clone()).hold(frontend, peer.ip()) {
         let (shutdown, held) = (context.shutdown.clone(), context.clone());
         context.tasks.spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 () = async {
-                    if woken.await {
-                        let candidates = held.balancer.candidates(frontend, peer.ip());
+                    let candidates = woken.await;
+                    if !candidates.is_empty() {
                         forward(client, frontend, candidates, held).await;
                     }
                 } => {}

@@ -127,6 +127,12 @@ pub async fn run(
     let names = config.names;
     // Holds connections to Services that scale to zero while they have no endpoint.
     let activator = Activator::new(balancer.clone());
+    // … and wakes them: the Deployment's 0 → 1 and a watch of the Service's pods.
+    let waker = tokio::spawn(
+        activator
+            .clone()
+            .run(client.clone(), shutdown.child_token()),
+    );
     let mut forwarder = Forwarder::with_redirects(shutdown.child_token(), config.redirects)
         .with_dialer(config.dialer)
         .with_balancer(balancer.clone());
@@ -185,6 +191,7 @@ pub async fn run(
     };
     forwarder.shutdown().await;
     reporter.abort();
+    waker.abort();
     result
 }
 

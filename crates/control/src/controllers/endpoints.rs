@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use herd_api::LabelSelector;
+use herd_api::endpoints::resolve_target_port;
 use herd_api::resources::{self, ResourceInfo};
-use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
 use super::{Controller, Informers, Key, Requeue, key_of, pod_is_active, pod_is_ready};
@@ -506,30 +506,6 @@ fn endpoint_hostname<'a>(pod: &'a Value, service: &str) -> Option<&'a str> {
     let hostname = pod.pointer("/spec/hostname")?.as_str()?;
     let subdomain = pod.pointer("/spec/subdomain")?.as_str()?;
     (!hostname.is_empty() && subdomain == service).then_some(hostname)
-}
-
-/// The pod port a Service port sends to: a number, or a named container port of the pod.
-fn resolve_target_port(pod: &Value, svc_port: &ServicePort) -> Option<i64> {
-    match &svc_port.target_port {
-        Some(IntOrString::Int(n)) => Some(i64::from(*n)),
-        Some(IntOrString::String(name)) => {
-            if let Ok(n) = name.parse() {
-                return Some(n);
-            }
-            pod.pointer("/spec/containers")?
-                .as_array()?
-                .iter()
-                .flat_map(|c| {
-                    c.get("ports")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                })
-                .find(|p| p["name"] == name.as_str())
-                .and_then(|p| p["containerPort"].as_i64())
-        }
-        None => Some(i64::from(svc_port.port)),
-    }
 }
 
 impl Controller for EndpointsController {
