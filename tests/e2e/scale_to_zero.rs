@@ -169,6 +169,21 @@ async fn idle_deployment_goes_to_zero_and_its_first_request_is_answered() {
         .expect("the first request to the scaled-to-zero Service is answered");
     assert!(body.contains("path=/first"), "{body}");
     assert_eq!(replicas(&herd, "web").await, 1, "woken to one replica");
+    // Woken by the proxy holding the connection itself (Knative's activator), through the scale
+    // subresource, one write ahead of the controller that reads the node's Lease.
+    let deployment = herd.get_ok(&format!("{DEPLOYMENTS}/web")).await;
+    let scaled_by: Vec<&str> = deployment["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["subresource"] == "scale")
+        .filter_map(|entry| entry["manager"].as_str())
+        .collect();
+    assert!(
+        scaled_by.contains(&"kube-proxy"),
+        "{}",
+        deployment["metadata"]["managedFields"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
