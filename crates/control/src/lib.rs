@@ -22,10 +22,10 @@ pub mod error;
 mod etcd;
 pub mod events;
 pub mod leader_election;
+mod node_ports;
 pub mod objects;
 pub mod scheduler;
 pub mod server;
-mod node_ports;
 mod service_ips;
 pub mod shared_pki;
 mod storage;
@@ -261,6 +261,14 @@ impl ControlPlane {
         let ca = Arc::new(ca);
         // A cluster whose Services got their IPs before IPAddress objects gets those first, so no new
         // Service is given a taken IP.
+        // Likewise the NodePorts of Services from before their records (a first pass frees nothing).
+        if let Err(e) = objects
+            .as_manager(objects::KUBE_APISERVER)
+            .repair_node_ports(&mut Default::default())
+            .await
+        {
+            tracing::warn!(error = %e, "recording the NodePorts of existing Services");
+        }
         if let Err(e) = service_ips::backfill(
             &objects.as_manager(objects::KUBE_APISERVER),
             cfg.service_cidr,
@@ -377,6 +385,11 @@ impl ControlPlane {
                     cfg.controller_resync,
                     &leading,
                 ));
+                tasks.push(tokio::spawn(node_ports::run_repair(
+                    kcm.clone(),
+                    cfg.controller_resync,
+                    leading.clone(),
+                )));
                 tasks.push(tokio::spawn(service_ips::run_repair(
                     kcm,
                     cfg.service_cidr,

@@ -6,7 +6,8 @@
 //! IP unique through its IPAddress object ([`crate::service_ips`]). A Service's create takes its ports
 //! before the Service is written and gives them back if it is not; its update keeps the ports it had
 //! (kube's `patchAllocatedValues`), takes new ones and frees the ones it no longer uses; its deletion frees
-//! them all.
+//! them all. The leader's repair loop (kube's portallocator repair) records the ports of Services that have
+//! none and frees records no Service holds.
 
 use std::ops::RangeInclusive;
 
@@ -15,6 +16,25 @@ use serde_json::{Value, json};
 
 /// The store's internal resource of allocated NodePorts.
 pub const RESOURCE: &str = "servicenodeports";
+
+/// Runs [`Objects::repair_node_ports`] every `interval` until `shutdown` (the leading controller
+/// manager's task, beside the cluster IP repair).
+pub async fn run_repair(
+    objects: crate::objects::Objects,
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut orphans = std::collections::BTreeMap::new();
+    loop {
+        if let Err(e) = objects.repair_node_ports(&mut orphans).await {
+            tracing::warn!(error = %e, "repairing the Service NodePort allocations failed");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
 
 /// kube-apiserver's `--service-node-port-range` default.
 pub const DEFAULT_RANGE: RangeInclusive<u16> = 30000..=32767;

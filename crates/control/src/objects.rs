@@ -1225,6 +1225,91 @@ impl Objects {
         }
     }
 
+    /// One pass of the NodePort repair (kube's portallocator repair): every NodePort a NodePort or
+    /// LoadBalancer Service holds gets its record when it has none (a cluster whose Services had NodePorts
+    /// before records, or a lost record), and a record whose Service is gone or no longer holds its port is
+    /// deleted when the previous pass saw it so too, unchanged (`orphans`: port → the record's
+    /// resourceVersion then, carried to the next pass; a Service being created has its record a moment
+    /// before it exists itself).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub(crate) async fn repair_node_ports(
+        &self,
+        orphans: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        let (services, _) = self.list_all(core("services"), None).await?;
+        let mut holders = std::collections::HashMap::new();
+        for svc in services.iter().filter(|s| node_ports::wants_node_ports(s)) {
+            let ns = meta(svc, "namespace").unwrap_or_default();
+            let name = meta(svc, "name").unwrap_or_default();
+            for port in node_ports::held(svc) {
+                holders.insert(port.to_string(), (ns.clone(), name.clone()));
+            }
+        }
+        let page = self
+            .store
+            .list(node_ports::RESOURCE, ListOptions::default())
+            .await?;
+        let records: Vec<Value> = page
+            .items
+            .iter()
+            .filter_map(|text| serde_json::from_str(text).ok())
+            .collect();
+        let recorded: BTreeSet<String> = records.iter().filter_map(|r| meta(r, "name")).collect();
+        for (port, (ns, name)) in &holders {
+            if recorded.contains(port) {
+                continue;
+            }
+            let Ok(number) = port.parse::<u16>() else {
+                continue;
+            };
+            if self.take_node_port(number, ns, name).await? {
+                tracing::info!(port, service = %format!("{ns}/{name}"),
+                    "recorded the NodePort of a Service that had no record");
+            }
+        }
+        let mut seen = std::collections::BTreeMap::new();
+        for record in &records {
+            let (Some(port), Some(version)) =
+                (meta(record, "name"), meta(record, "resourceVersion"))
+            else {
+                continue;
+            };
+            let held = holders
+                .get(&port)
+                .is_some_and(|(ns, name)| node_ports::belongs_to(record, ns, name));
+            if held {
+                continue;
+            }
+            if orphans.get(&port) != Some(&version) {
+                seen.insert(port, version);
+                continue;
+            }
+            let mut decide = |current: Option<Value>| match current {
+                Some(now) if meta(&now, "resourceVersion").as_ref() == Some(&version) => {
+                    Mutation::Delete
+                }
+                _ => Mutation::Keep,
+            };
+            let freed = self
+                .store
+                .update(
+                    node_ports::RESOURCE,
+                    "",
+                    &port,
+                    &Preconditions::default(),
+                    &mut decide,
+                )
+                .await?;
+            if matches!(freed, Ok(Some(_))) {
+                tracing::info!(port, "freed a NodePort no Service holds");
+            }
+        }
+        *orphans = seen;
+        Ok(())
+    }
+
     /// Takes NodePort `port` for Service `ns/name`: `false` if another Service holds it.
     async fn take_node_port(&self, port: u16, ns: &str, name: &str) -> Result<bool, ApiError> {
         let record = node_ports::record(port, ns, name);
@@ -2214,6 +2299,67 @@ fn mount_service_account_token(spec: &mut serde_json::Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_node_port_repair_records_held_ports_and_frees_orphans_on_the_second_pass() {
+        let (_dir, objects) = test_objects().await;
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        objects
+            .create(core("namespaces"), None, ns, false)
+            .await
+            .unwrap();
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
+        objects
+            .create(core("services"), Some("default"), svc, false)
+            .await
+            .unwrap();
+        let record = |port: &'static str| {
+            let objects = objects.clone();
+            async move {
+                objects
+                    .store
+                    .get(node_ports::RESOURCE, "", port)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(record("30080").await.is_some(), "the create took its port");
+        // A lost record (or a Service from before records) is recorded again.
+        let mut gone = |_: Option<Value>| Mutation::Delete;
+        objects
+            .store
+            .update(
+                node_ports::RESOURCE,
+                "",
+                "30080",
+                &Preconditions::default(),
+                &mut gone,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        // A record no Service holds (a crash between the record and the Service).
+        objects
+            .store
+            .create(
+                node_ports::RESOURCE,
+                "",
+                "30081",
+                node_ports::record(30081, "default", "lost"),
+                None,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let mut orphans = std::collections::BTreeMap::new();
+        objects.repair_node_ports(&mut orphans).await.unwrap();
+        assert!(record("30080").await.is_some(), "recorded again");
+        assert!(record("30081").await.is_some(), "an orphan stays one pass");
+        objects.repair_node_ports(&mut orphans).await.unwrap();
+        assert!(record("30081").await.is_none(), "freed on the second pass");
+        assert!(record("30080").await.is_some());
+    }
 
     #[tokio::test]
     async fn an_apply_that_changes_nothing_writes_nothing() {
