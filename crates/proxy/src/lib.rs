@@ -46,7 +46,7 @@ pub use balancer::Balancer;
 pub use dialer::{BoxConnection, Connection, Dialer};
 pub use forwarder::{Forwarder, ListenError, ListenState, ListenStates, Redirects};
 pub use routes::{DEFAULT_AFFINITY_TIMEOUT, NodeInfo, Protocol, RoutingTable, ServiceRef};
-pub use udp::{REPLIED_TIMEOUT, UNREPLIED_TIMEOUT};
+pub use udp::{MAX_FLOWS, REPLIED_TIMEOUT, UNREPLIED_TIMEOUT};
 
 /// What a proxy needs besides its client.
 #[derive(Clone, Debug)]

@@ -31,6 +31,15 @@ pub const UNREPLIED_TIMEOUT: Duration = Duration::from_secs(30);
 pub const REPLIED_TIMEOUT: Duration = Duration::from_secs(120);
 /// The largest datagram.
 const DATAGRAM: usize = 65_536;
+/// Flows of one frontend at most (kube-proxy leaves the bound to conntrack's table); a datagram that
+/// would open one more is dropped.
+pub const MAX_FLOWS: usize = 16_384;
+
+thread_local! {
+    /// The buffer every flow of this worker receives its backend's datagrams into (read and sent on
+    /// without an await between), so that a flow costs no buffer of its own.
+    static REPLY: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; DATAGRAM]);
+}
 
 /// Binds UDP frontend `frontend` (retrying with back-off while it cannot) and relays its
 /// datagrams on a worker until `stop`.
@@ -115,6 +124,10 @@ async fn relay(
         }) {
             Some(flow) => flow,
             None => {
+                if flows.lock().is_ok_and(|f| f.len() >= MAX_FLOWS) {
+                    tracing::debug!(%frontend, %client, "too many UDP flows, dropping the datagram");
+                    continue;
+                }
                 let Some(backend) = context
                     .balancer
                     .pick_for(Protocol::Udp, frontend, client.ip())
@@ -190,7 +203,6 @@ async fn replies(
     started: Instant,
     stop: CancellationToken,
 ) {
-    let mut buffer = vec![0u8; DATAGRAM];
     loop {
         let timeout = if flow.replied.load(Ordering::Relaxed) {
             REPLIED_TIMEOUT
@@ -205,15 +217,8 @@ async fn replies(
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep_until(idle_until) => {}
-            received = flow.upstream.recv(&mut buffer) => match received {
-                Ok(n) => {
-                    flow.replied.store(true, Ordering::Relaxed);
-                    flow.last.store(millis_since(started), Ordering::Relaxed);
-                    if let Err(error) = socket.try_send_to(&buffer[..n], client) {
-                        tracing::debug!(%client, %error, "returning a datagram");
-                    }
-                }
-                // An ICMP port unreachable from the backend, reported on the next receive.
+            readable = flow.upstream.readable() => match readable {
+                Ok(()) => return_datagrams(client, &flow, &socket, started),
                 Err(error) => tracing::debug!(backend = %flow.backend, %error, "UDP backend"),
             },
         }
@@ -225,6 +230,29 @@ async fn replies(
     {
         flows.remove(&client);
     }
+}
+
+/// Sends every datagram waiting on `flow`'s socket to `client` from the frontend's socket.
+fn return_datagrams(client: SocketAddr, flow: &Flow, socket: &UdpSocket, started: Instant) {
+    REPLY.with_borrow_mut(|buffer| {
+        loop {
+            match flow.upstream.try_recv(buffer) {
+                Ok(n) => {
+                    flow.replied.store(true, Ordering::Relaxed);
+                    flow.last.store(millis_since(started), Ordering::Relaxed);
+                    if let Err(error) = socket.try_send_to(&buffer[..n], client) {
+                        tracing::debug!(%client, %error, "returning a datagram");
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                // An ICMP port unreachable from the backend, reported on the next receive.
+                Err(error) => {
+                    tracing::debug!(backend = %flow.backend, %error, "UDP backend");
+                    return;
+                }
+            }
+        }
+    });
 }
 
 fn millis_since(started: Instant) -> u64 {
