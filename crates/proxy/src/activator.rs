@@ -83,10 +83,10 @@ impl Shared {
             .and_then(|s| s.get(service).cloned())
     }
 
-    /// Starts a wake-up of `service` unless one runs.
-    fn wake(&self, service: &ServiceRef) {
+    /// Starts a wake-up of `service` unless one runs; whether one runs now.
+    fn wake(&self, service: &ServiceRef) -> bool {
         if !lock(&self.waking).insert(service.clone()) {
-            return;
+            return true;
         }
         let sent = lock(&self.wakes)
             .as_ref()
@@ -95,6 +95,7 @@ impl Shared {
             // No API client (a proxy without [`Activator::run`]): the controller wakes it.
             lock(&self.waking).remove(service);
         }
+        sent
     }
 
     /// The backends of `frontend` among the Ready pods a wake-up's watch saw, once there is one.
@@ -232,8 +233,8 @@ impl Activator {
         if !self.balancer.activity().scales_to_zero(&service) {
             return None;
         }
-        let held = self.balancer.activity().hold(&service);
-        self.shared().wake(&service);
+        let woken_here = self.shared().wake(&service);
+        let held = self.balancer.activity().hold(&service, woken_here);
         let (activator, timeout) = (self.clone(), self.timeout);
         Some(async move {
             let balancer = &activator.balancer;
@@ -289,7 +290,12 @@ impl Activator {
                 .and_then(|a| a.get(ACTIVATOR))
                 .cloned()
                 .unwrap_or_default();
-            let scaling = scale_from_zero(client.clone(), service.namespace.clone(), deployment);
+            // The scale first; the node's Lease (for the controller) right after it.
+            let writer = client.clone();
+            let scaling = async {
+                scale_from_zero(writer, service.namespace.clone(), deployment).await;
+                self.balancer.activity().publish_now();
+            };
             let selector = svc
                 .spec
                 .as_ref()
@@ -307,7 +313,10 @@ impl Activator {
                     None => self.while_held(&service).await,
                 }
             };
-            tokio::join!(scaling, watching);
+            // One after the other: the pods are not Ready before the scale's ReplicaSet, pod, binding
+            // and start, and the watch's list would otherwise take a connection beside the write's.
+            scaling.await;
+            watching.await;
         }
         shared.ready.send_modify(|ready| {
             ready.remove(&service);

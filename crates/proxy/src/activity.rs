@@ -141,16 +141,23 @@ impl Activity {
             .is_ok_and(|set| set.contains(service))
     }
 
-    /// Counts a connection to `service` held until it has an endpoint, and asks the publisher to
-    /// publish now: the controller wakes the Service's Deployment when it sees it.
-    pub fn hold(&self, service: &ServiceRef) -> HeldGuard {
+    /// Counts a connection to `service` held until it has an endpoint; the first asks the publisher
+    /// to publish now (the controller wakes the Service's Deployment when it sees it) unless
+    /// `woken_here`: this node's activator is waking it and calls [`Activity::publish_now`] after its
+    /// write (publishing at once would put the Lease's write beside it on the wake-up's path).
+    pub fn hold(&self, service: &ServiceRef, woken_here: bool) -> HeldGuard {
         let counters = self.service(service);
         counters.connected();
         let first = counters.held.fetch_add(1, Ordering::Relaxed) == 0;
-        if first {
-            self.inner.wake.notify_one();
+        if first && !woken_here {
+            self.publish_now();
         }
         HeldGuard(counters)
+    }
+
+    /// Asks the publisher to publish the counts now.
+    pub fn publish_now(&self) {
+        self.inner.wake.notify_one();
     }
 
     /// Every Service with traffic on this node, by `namespace/name`.
@@ -224,7 +231,7 @@ mod tests {
         let counters = activity.service(&web);
         counters.connected();
         let open = counters.open();
-        let held = activity.hold(&web);
+        let held = activity.hold(&web, false);
         let counts = activity.snapshot()["default/web"];
         assert_eq!(
             counts,

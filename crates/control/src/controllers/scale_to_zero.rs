@@ -58,6 +58,44 @@ struct Seen {
     active: Instant,
     /// When the running replicas were last all needed.
     needed: Instant,
+    /// The replicas the Deployment had.
+    replicas: i32,
+}
+
+impl Seen {
+    /// `seen` (`None`: the first look) updated with the Deployment's `replicas` and the nodes' `traffic`.
+    /// A Deployment woken from zero by someone else (a proxy's activator holding a connection, a step
+    /// ahead of the node's Lease, or a user) counts as just active: it is not idle merely because the
+    /// counts that woke it have not arrived yet.
+    fn observe(
+        seen: Option<Seen>,
+        settings: &ScaleToZero,
+        replicas: i32,
+        traffic: Counts,
+        now: Instant,
+    ) -> Seen {
+        let concurrency = traffic.open + traffic.held;
+        let mut seen = seen.unwrap_or(Seen {
+            connections: traffic.connections,
+            active: now,
+            needed: now,
+            replicas,
+        });
+        if seen.connections != traffic.connections
+            || concurrency > 0
+            || (seen.replicas == 0 && replicas > 0)
+        {
+            seen.connections = traffic.connections;
+            seen.active = now;
+        }
+        if (concurrency > 0 && settings.replicas_for(concurrency) >= replicas)
+            || (seen.replicas == 0 && replicas > 0)
+        {
+            seen.needed = now;
+        }
+        seen.replicas = replicas;
+        seen
+    }
 }
 
 /// What a reconcile does with the replicas.
@@ -333,22 +371,11 @@ impl Controller for ScaleToZeroController {
         let traffic = self.traffic(ns, &services);
         let replicas = deployment.spec.replicas.unwrap_or(1);
         let now = Instant::now();
-        let concurrency = traffic.open + traffic.held;
         let seen = {
             let mut all = self.seen();
-            let seen = all.entry(key.clone()).or_insert(Seen {
-                connections: traffic.connections,
-                active: now,
-                needed: now,
-            });
-            if seen.connections != traffic.connections || concurrency > 0 {
-                seen.connections = traffic.connections;
-                seen.active = now;
-            }
-            if concurrency > 0 && settings.replicas_for(concurrency) >= replicas {
-                seen.needed = now;
-            }
-            *seen
+            let seen = Seen::observe(all.get(key).copied(), &settings, replicas, traffic, now);
+            all.insert(key.clone(), seen);
+            seen
         };
         match decide(&settings, replicas, traffic, &seen, now) {
             Decision::Wait(after) => Ok(after.map(|d| d.max(MIN_REQUEUE))),
@@ -419,6 +446,7 @@ mod tests {
             connections: 1,
             active: start,
             needed: start,
+            replicas: 0,
         };
         let s = settings();
         let at = |secs| start + Duration::from_secs(secs);
@@ -459,6 +487,29 @@ mod tests {
         assert!(matches!(
             decide(&s, 3, traffic(1, 0), &open_now, at(10)),
             Decision::Scale { to: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn a_deployment_woken_by_an_activator_is_not_idle_before_the_counts_arrive() {
+        let s = settings();
+        let start = Instant::now();
+        let quiet = traffic(0, 0);
+        // Seen at zero, idle for long.
+        let at_zero = Seen::observe(None, &s, 0, quiet, start);
+        let later = start + Duration::from_secs(60);
+        // A proxy woke it (0 -> 1) before its node's Lease says a connection is held.
+        let woken = Seen::observe(Some(at_zero), &s, 1, quiet, later);
+        assert_eq!(woken.active, later);
+        assert_eq!(
+            decide(&s, 1, quiet, &woken, later),
+            Decision::Wait(Some(s.idle_timeout))
+        );
+        // Without that, the same counts at one replica are idle.
+        let stale = Seen::observe(Some(woken), &s, 1, quiet, later + s.idle_timeout);
+        assert!(matches!(
+            decide(&s, 1, quiet, &stale, later + s.idle_timeout),
+            Decision::Scale { to: 0, .. }
         ));
     }
 }
