@@ -265,6 +265,9 @@ impl Activator {
     pub async fn run(self, client: kube::Client, shutdown: CancellationToken) {
         let (sender, mut wakes) = mpsc::unbounded_channel();
         *lock(&self.shared().wakes) = Some(sender);
+        // A connection in the pool for the first wake-up's write (see [`Activator::wake`]).
+        let warm = client.clone();
+        tokio::spawn(async move { warm.apiserver_version().await });
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
@@ -309,7 +312,7 @@ impl Activator {
                 });
             let watching = async {
                 match selector {
-                    Some(selector) => self.watch_pods(client, &service, &selector).await,
+                    Some(selector) => self.watch_pods(client.clone(), &service, &selector).await,
                     None => self.while_held(&service).await,
                 }
             };
@@ -317,6 +320,12 @@ impl Activator {
             // and start, and the watch's list would otherwise take a connection beside the write's.
             scaling.await;
             watching.await;
+            // Dropping the watch closed its connection to the API server: open a fresh one now (a
+            // GET of /version, which every authenticated user may read) so that the next wake-up's
+            // scale write finds one in the client's pool instead of waiting for a TLS handshake.
+            if let Err(error) = client.apiserver_version().await {
+                tracing::debug!(%error, "warming the API connection after a wake-up");
+            }
         }
         shared.ready.send_modify(|ready| {
             ready.remove(&service);
