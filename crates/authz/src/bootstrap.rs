@@ -424,14 +424,17 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         ),
         // herd's proxy is also Knative's activator for Deployments that scale to zero: holding a
         // connection, it wakes the Deployment 0 → 1 itself (one patch of its `scale` subresource, which
-        // the API server admits from a proxy only as 0 → 1 of an opted-in Deployment) and forwards to
-        // the Service's first Ready pod (a label-selector watch of pods while it holds connections).
+        // the API server admits from a proxy or node only as 0 → 1 of an opted-in Deployment) …
         role(
             "system:herd:activator",
-            vec![
-                r(&["patch"], &[APPS], &["deployments/scale"]),
-                r(&["list", "watch"], &[CORE], &["pods"]),
-            ],
+            vec![r(&["patch"], &[APPS], &["deployments/scale"])],
+        ),
+        // … and forwards to the Service's first Ready pod (a label-selector watch of pods while it holds
+        // connections). Only `herd up`'s kube-proxy: a node sees only its own pods (the Node
+        // authorizer), so `herd node`'s proxy waits for the EndpointSlice instead.
+        role(
+            "system:herd:activator-pod-reader",
+            vec![r(&["list", "watch"], &[CORE], &["pods"])],
         ),
     ]
 }
@@ -501,6 +504,10 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
                 subject("User", "system:kube-proxy"),
                 subject("Group", NODES_GROUP),
             ],
+        ),
+        binding(
+            "system:herd:activator-pod-reader",
+            vec![subject("User", "system:kube-proxy")],
         ),
         binding(
             "system:kube-controller-manager",

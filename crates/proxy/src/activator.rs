@@ -363,6 +363,13 @@ impl Activator {
                 () = &mut held => return,
                 event = events.next() => match event {
                     None => return,
+                    Some(Err(watcher::Error::InitialListFailed(kube::Error::Api(status))))
+                        if status.code == 403 =>
+                    {
+                        // A node's identity sees only its own pods: wait for the EndpointSlice.
+                        tracing::debug!(%status, "not allowed to watch a waking Service's pods");
+                        return held.await;
+                    }
                     Some(Err(error)) => {
                         tracing::debug!(%error, "watching a waking Service's pods failed, retrying");
                     }
