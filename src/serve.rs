@@ -956,24 +956,12 @@ fn init_tracing() {
 /// Parses `40s`, `500ms`, `2m`, `1h` or a plain number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((text, "s"), |i| (&text[..i], &text[i..]));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?} (use e.g. 40s, 500ms, 2m)"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {text:?} (use ms, s, m or h)"
-            ));
-        }
+    // A bare number is seconds (herd's flags always took it); anything else is Go's syntax, as kube's flags.
+    let parsed = match text.parse::<f64>() {
+        Ok(seconds) => Duration::try_from_secs_f64(seconds).ok(),
+        Err(_) => herd_api::duration::parse(text),
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+    parsed.ok_or_else(|| format!("invalid duration {text:?} (use e.g. 40s, 500ms, 2m, 1h30m)"))
 }
 
 /// The embedded registry's HTTPS: a serving certificate of the cluster CA, issued afresh at each start

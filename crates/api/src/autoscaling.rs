@@ -75,7 +75,7 @@ impl ScaleToZero {
         for (key, value) in ours {
             let field = format!("metadata.annotations[{key}]");
             match key.as_str() {
-                IDLE_TIMEOUT => match parse_duration(value) {
+                IDLE_TIMEOUT => match crate::duration::parse(value) {
                     Some(d) if d >= Duration::from_millis(1) && d <= MAX_IDLE_TIMEOUT => {
                         settings.idle_timeout = d;
                         opted_in = true;
@@ -158,38 +158,6 @@ pub fn parse_activity(annotation: &str) -> Option<BTreeMap<String, Counts>> {
     serde_json::from_str(annotation).ok()
 }
 
-/// A Go-style duration (`300ms`, `30s`, `1m30s`, `2h`, `1.5s`); `None` if it does not parse.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (number, after) = rest.split_at(number_end);
-        let number: f64 = number.parse().ok()?;
-        let unit_end = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_end);
-        let seconds = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += Duration::try_from_secs_f64(number * seconds).ok()?;
-        rest = after;
-    }
-    Some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,18 +167,6 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
             .collect()
-    }
-
-    #[test]
-    fn durations_parse_as_go_writes_them() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        for bad in ["", "30", "s", "3x", "-1s", "1s2"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
     }
 
     #[test]

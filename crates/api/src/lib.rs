@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod autoscaling;
+pub mod duration;
 pub mod endpoints;
 pub mod event_correlator;
 pub mod patch;

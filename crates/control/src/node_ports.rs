@@ -100,24 +100,8 @@ fn ports(svc: &Value) -> Vec<Value> {
 /// kube's `patchAllocatedValues`: a port of the updated Service without a nodePort keeps the one the
 /// current Service gives the same `port` and protocol.
 pub fn keep_current(current: &Value, desired: &mut Value) {
-    if !wants_node_ports(current) || !wants_node_ports(desired) {
-        return;
-    }
-    let old = ports(current);
-    let Some(new) = desired
-        .pointer_mut("/spec/ports")
-        .and_then(Value::as_array_mut)
-    else {
-        return;
-    };
-    for port in new.iter_mut() {
-        if port.get("nodePort").and_then(Value::as_u64).unwrap_or(0) != 0 {
-            continue;
-        }
-        let same = |p: &&Value| p.get("port") == port.get("port") && protocol(p) == protocol(port);
-        if let Some(node_port) = old.iter().find(same).and_then(|p| p.get("nodePort")) {
-            port["nodePort"] = node_port.clone();
-        }
+    if wants_node_ports(current) && wants_node_ports(desired) {
+        copy_missing(current, desired);
     }
 }
 
@@ -140,10 +124,14 @@ pub fn drop_unneeded(current: &Value, desired: &mut Value) {
 /// Gives each port of `desired` without a nodePort the one `preview` (the same update seen before the
 /// write) chose for the same `port` and protocol.
 pub fn fill_from(preview: Option<&Value>, desired: &mut Value) {
-    let Some(preview) = preview.filter(|p| wants_node_ports(p)) else {
-        return;
-    };
-    let chosen = ports(preview);
+    if let Some(preview) = preview.filter(|p| wants_node_ports(p)) {
+        copy_missing(preview, desired);
+    }
+}
+
+/// Gives each port of `desired` without a nodePort the one `from` has for the same `port` and protocol.
+fn copy_missing(from: &Value, desired: &mut Value) {
+    let known = ports(from);
     let Some(new) = desired
         .pointer_mut("/spec/ports")
         .and_then(Value::as_array_mut)
@@ -155,7 +143,7 @@ pub fn fill_from(preview: Option<&Value>, desired: &mut Value) {
             continue;
         }
         let same = |p: &&Value| p.get("port") == port.get("port") && protocol(p) == protocol(port);
-        if let Some(node_port) = chosen.iter().find(same).and_then(|p| p.get("nodePort")) {
+        if let Some(node_port) = known.iter().find(same).and_then(|p| p.get("nodePort")) {
             port["nodePort"] = node_port.clone();
         }
     }

@@ -153,7 +153,7 @@ async fn dispatch(
     } else {
         // As kube-apiserver's request deadline: a positive `timeout` may shorten the default, zero means
         // the default, anything else that is no duration is refused.
-        let limit = match params.get("timeout").map(|t| go_duration(t)) {
+        let limit = match params.get("timeout").map(|t| herd_api::duration::parse(t)) {
             Some(Some(asked)) if !asked.is_zero() => asked.min(REQUEST_TIMEOUT),
             Some(Some(_)) | None => REQUEST_TIMEOUT,
             Some(None) => {
@@ -180,40 +180,6 @@ async fn dispatch(
 /// kube-apiserver's `--request-timeout` default: a request (other than a watch or a followed log) that takes
 /// longer is answered 504 Timeout; a request's `timeout` parameter may only shorten it.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// A Go duration (`300ms`, `30s`, `1m30s`, `2h`), as kube's `timeout` parameter takes.
-fn go_duration(text: &str) -> Option<std::time::Duration> {
-    let mut total = 0f64;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    if rest == "0" {
-        return Some(std::time::Duration::ZERO);
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number * scale;
-        rest = &rest[unit_len..];
-    }
-    std::time::Duration::try_from_secs_f64(total).ok()
-}
 
 async fn handle(
     state: &AppState,
@@ -876,19 +842,6 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-
-    #[test]
-    fn go_durations_parse_as_kube_reads_the_timeout_parameter() {
-        use std::time::Duration;
-        assert_eq!(go_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(go_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(go_duration("0"), Some(Duration::ZERO));
-        assert_eq!(go_duration("1ns"), Some(Duration::from_nanos(1)));
-        for bad in ["", "30", "s", "3x", "-1s"] {
-            assert_eq!(go_duration(bad), None, "{bad:?}");
-        }
-    }
 
     /// A request that outlives its time gets kube-apiserver's 504 Timeout Status: here a log read from a
     /// kubelet that accepts the connection and never answers.
