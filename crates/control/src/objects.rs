@@ -2238,6 +2238,18 @@ pub(crate) async fn test_objects() -> (tempfile::TempDir, Objects) {
     (dir, objects)
 }
 
+/// [`test_objects`] with the namespace `default`.
+#[cfg(test)]
+pub(crate) async fn test_objects_in_default() -> (tempfile::TempDir, Objects) {
+    let (dir, objects) = test_objects().await;
+    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+    objects
+        .create(core("namespaces"), None, ns, false)
+        .await
+        .expect("namespace default");
+    (dir, objects)
+}
+
 /// The ServiceAccount a pod runs as when it names none.
 const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 /// Where kube mounts a pod's ServiceAccount credentials.
@@ -2302,12 +2314,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_node_port_repair_records_held_ports_and_frees_orphans_on_the_second_pass() {
-        let (_dir, objects) = test_objects().await;
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-        objects
-            .create(core("namespaces"), None, ns, false)
-            .await
-            .unwrap();
+        let (_dir, objects) = test_objects_in_default().await;
         let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
             "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
         objects
@@ -2363,12 +2370,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_apply_that_changes_nothing_writes_nothing() {
-        let (_dir, objects) = test_objects().await;
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-        objects
-            .create(core("namespaces"), None, ns, false)
-            .await
-            .unwrap();
+        let (_dir, objects) = test_objects_in_default().await;
         let apply = || Patch::Apply {
             config: json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "cfg"}, "data": {"a": "1"}}),
@@ -2391,12 +2393,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pod_without_image_pull_secrets_gets_its_service_accounts() {
-        let (_dir, objects) = test_objects().await;
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-        objects
-            .create(core("namespaces"), None, ns, false)
-            .await
-            .unwrap();
+        let (_dir, objects) = test_objects_in_default().await;
         for (name, secrets) in [
             ("default", json!([{"name": "d"}])),
             ("puller", json!([{"name": "regcred"}, {"name": "more"}])),
@@ -2497,12 +2494,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_generated_name_that_is_taken_is_generated_again() {
-        let (_dir, objects) = test_objects().await;
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-        objects
-            .create(core("namespaces"), None, ns, false)
-            .await
-            .unwrap();
+        let (_dir, objects) = test_objects_in_default().await;
         let cm = |name: Option<&str>| {
             let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "web-"}});
             if let Some(name) = name {

@@ -699,12 +699,7 @@ mod tests {
     /// is not; a Service with `publishNotReadyAddresses` lists its pods ready before they are.
     #[tokio::test]
     async fn hostnames_of_subdomain_pods_and_not_ready_pods_of_publishing_services() {
-        let (_dir, objects) = crate::objects::test_objects().await;
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-        objects
-            .create(core("namespaces"), None, ns, false)
-            .await
-            .unwrap();
+        let (_dir, objects) = crate::objects::test_objects_in_default().await;
         for (name, publish) in [("pg", true), ("other", false)] {
             let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                 "spec": {"clusterIP": "None", "selector": {"app": "pg"}, "publishNotReadyAddresses": publish,
@@ -793,12 +788,7 @@ mod tests {
     /// every pod in exactly one of them; one pod fewer, and one slice goes.
     #[tokio::test]
     async fn a_service_with_101_ready_pods_gets_two_slices() {
-        let (_dir, objects) = crate::objects::test_objects().await;
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-        objects
-            .create(core("namespaces"), None, ns, false)
-            .await
-            .unwrap();
+        let (_dir, objects) = crate::objects::test_objects_in_default().await;
         let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
             "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}});
         objects
@@ -900,12 +890,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_terminating_pod_stays_in_the_slice_as_terminating_but_leaves_the_endpoints() {
-        let (_dir, objects) = crate::objects::test_objects().await;
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-        objects
-            .create(core("namespaces"), None, ns, false)
-            .await
-            .unwrap();
+        let (_dir, objects) = crate::objects::test_objects_in_default().await;
         let svc = json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "web", "labels": {"tier": "front"}},
             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
