@@ -7,7 +7,7 @@ use std::path::Path;
 use bytes::Bytes;
 use herd_wasm_runtime::{Exit, HttpPool, Runtime, RuntimeConfig, Workload};
 use hyper::StatusCode;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -97,6 +97,17 @@ async fn a_full_pool_answers_503_and_freed_slots_are_reused() {
         String::from_utf8_lossy(&body)
     );
 
+    // Answer only after the guest's request arrived: a response sent before it is no answer to it (under
+    // load the guest may still be writing it), and the guest's client would call it a protocol error.
+    let mut request = Vec::new();
+    while !request.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let read = with_timeout(upstream_conn.read(&mut byte))
+            .await
+            .expect("read request");
+        assert_ne!(read, 0, "the guest closed before sending its request");
+        request.push(byte[0]);
+    }
     upstream_conn
         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
         .await
