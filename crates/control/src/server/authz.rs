@@ -179,6 +179,14 @@ impl Authorizer {
     /// # Errors
     /// When the policy cannot be read from the caches.
     pub async fn escalation_guard(&self, user: UserInfo) -> Result<EscalationGuard, ApiError> {
+        self.informers.ensure_loaded().await?;
+        // The Role a binding names, or a binding that grants what a Role holds, may have been written a moment
+        // ago (on etcd the caches follow a watch that lags the write): check over caches that reflect every
+        // write this server has committed, as refusals do.
+        let target = self.informers.objects().revision();
+        if self.informers.revision() < target {
+            self.informers.caught_up(target, GRAPH_CATCH_UP).await;
+        }
         Ok(EscalationGuard {
             policy: self.policy().await?,
             user,
