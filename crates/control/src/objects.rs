@@ -1173,11 +1173,7 @@ impl Objects {
                     if held.contains(&port) || taken.contains(&port) {
                         continue;
                     }
-                    let free = if dry_run {
-                        self.store.get(node_ports::RESOURCE, "", &port.to_string()).await?.is_none()
-                    } else {
-                        self.take_node_port(port, ns, name).await?
-                    };
+                    let free = self.try_node_port(port, dry_run, ns, name).await?;
                     if !free {
                         return Err(invalid(i, asked, "provided port is already allocated"));
                     }
@@ -1191,11 +1187,7 @@ impl Objects {
                     if held.contains(&port) || taken.contains(&port) {
                         continue;
                     }
-                    let free = if dry_run {
-                        self.store.get(node_ports::RESOURCE, "", &port.to_string()).await?.is_none()
-                    } else {
-                        self.take_node_port(port, ns, name).await?
-                    };
+                    let free = self.try_node_port(port, dry_run, ns, name).await?;
                     if free {
                         chosen = Some(port);
                         break;
@@ -1311,6 +1303,25 @@ impl Objects {
     }
 
     /// Takes NodePort `port` for Service `ns/name`: `false` if another Service holds it.
+    /// Whether `port` is free: taken for `ns/name` (its record written), or on a dry run only looked up.
+    async fn try_node_port(
+        &self,
+        port: u16,
+        dry_run: bool,
+        ns: &str,
+        name: &str,
+    ) -> Result<bool, ApiError> {
+        if dry_run {
+            Ok(self
+                .store
+                .get(node_ports::RESOURCE, "", &port.to_string())
+                .await?
+                .is_none())
+        } else {
+            self.take_node_port(port, ns, name).await
+        }
+    }
+
     async fn take_node_port(&self, port: u16, ns: &str, name: &str) -> Result<bool, ApiError> {
         let record = node_ports::record(port, ns, name);
         match self
