@@ -310,6 +310,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         crash_loop_back_off_base: args.crash_loop_back_off_base,
         max_pods: args.max_pods,
         connect_redirect: None,
+        local_readiness: None,
         cluster_names: Some(herd_dns::ClusterNames::new(&args.cluster_domain)),
         trusted_ca_certificates,
         kubelet_tls: herd_node::KubeletTls {
@@ -454,6 +455,7 @@ pub async fn node(args: NodeArgs, kubeconfig: Option<PathBuf>) -> anyhow::Result
         crash_loop_back_off_base: args.crash_loop_back_off_base,
         max_pods: args.max_pods,
         connect_redirect: None,
+        local_readiness: None,
         cluster_names: Some(herd_dns::ClusterNames::new(&args.cluster_domain)),
         trusted_ca_certificates,
         kubelet_tls,
@@ -721,6 +723,9 @@ fn spawn_node(
     // network's tunnels.
     let redirects = herd_proxy::Redirects::new();
     let balancer = herd_proxy::Balancer::new();
+    // The proxy's activator sends a held connection to a pod of this node as soon as the node finds it
+    // Ready, before the status is written.
+    cfg.local_readiness = Some(herd_proxy::LocalReadiness::new(&balancer));
     cfg.connect_redirect = Some(crate::socket_lb::guest_connect_redirect(
         balancer.clone(),
         redirects.clone(),

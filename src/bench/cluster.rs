@@ -64,6 +64,7 @@ impl Cluster {
             Some(path) => PathBuf::from(path),
             None => std::env::current_exe().context("locating the herd binary")?,
         };
+        let server_log = std::env::var("HERD_BENCH_SERVER_LOG").ok();
         let mut child = Command::new(exe)
             .arg(command)
             .arg("--data-dir")
@@ -72,7 +73,12 @@ impl Cluster {
             .args(["--service-cidr", "127.250.0.0/16"])
             .args(["--cluster-cidr", "127.128.0.0/10"])
             .args(extra)
-            .env("HERD_LOG", "warn,herd=info")
+            // HERD_BENCH_SERVER_LOG (a HERD_LOG filter) shows the server's log on this stderr: where a
+            // benchmark's time goes, step by step.
+            .env(
+                "HERD_LOG",
+                server_log.as_deref().unwrap_or("warn,herd=info"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -96,6 +102,9 @@ impl Cluster {
         let (log_tx, log) = tokio::sync::watch::channel(Vec::new());
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
+                if server_log.is_some() {
+                    eprintln!("herd {line}");
+                }
                 if line.contains(STORE_STATS) {
                     log_tx.send_modify(|kept| kept.push(line));
                 }

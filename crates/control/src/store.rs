@@ -322,6 +322,34 @@ async fn commit_groups(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
     }
 }
 
+/// How often the WAL is checkpointed when something was committed since the last checkpoint.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Copies the WAL's committed pages into the database, off the writer's path, until the store is
+/// dropped: a `PASSIVE` checkpoint on a reading connection takes no lock a writer waits for (writes go on
+/// appending to the WAL meanwhile), and once it has copied everything the next write starts the WAL over,
+/// so it stays small.
+async fn checkpoints(inner: std::sync::Weak<Inner>) {
+    let mut checkpointed = 0;
+    loop {
+        tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let commits = inner.stats.commits.load(Ordering::Relaxed);
+        if commits == checkpointed {
+            continue;
+        }
+        checkpointed = commits;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&inner.pool)
+            .await
+        {
+            tracing::warn!(%error, "checkpointing the store's write-ahead log");
+        }
+    }
+}
+
 /// Runs one write on the writer in a task of its own, holding `guard`, then waits for its commit. `write`
 /// runs the statements and returns what the caller gets and the changes it wrote, in order; `one_statement`
 /// says it writes with a single statement.
@@ -863,7 +891,13 @@ impl Store {
                 "secure_delete",
                 if encryption.encrypts() { "ON" } else { "OFF" },
             )
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Checkpoints run in the background ([`checkpoints`]), never inline: SQLite's automatic
+            // checkpoint runs in the commit that crosses 1000 pages of WAL, and every write queued
+            // behind that commit waited for it to copy them and fsync the database (tens of ms).
+            .pragma("wal_autocheckpoint", "0")
+            // A WAL that grew in a burst is cut back to this when it starts over.
+            .pragma("journal_size_limit", "67108864");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options.clone())
@@ -894,6 +928,7 @@ impl Store {
             creates,
         });
         tokio::spawn(commit_groups(Arc::downgrade(&inner), commit));
+        tokio::spawn(checkpoints(Arc::downgrade(&inner)));
         tokio::spawn(combine_creates(Arc::downgrade(&inner), queue));
         Ok(Self { inner })
     }
@@ -1781,6 +1816,36 @@ mod tests {
             put(&store, "a", 1).await;
             store.close().await;
         }
+    }
+
+    #[tokio::test]
+    async fn the_log_is_checkpointed_in_the_background_never_by_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herd.db");
+        let store = Store::open(&path).await.unwrap();
+        let mut conn = store.inner.pool.acquire().await.unwrap();
+        let automatic: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(automatic, 0, "no commit runs a checkpoint");
+        drop(conn);
+        // The writes go to the WAL (far fewer pages than SQLite's automatic checkpoint would wait for);
+        // the background checkpoint copies them into the database file.
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        for i in 0..50 {
+            put(&store, &format!("pod-{i}"), i).await;
+        }
+        let deadline = std::time::Instant::now() + CHECKPOINT_INTERVAL * 10;
+        while size() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background checkpoint never copied the writes into the database"
+            );
+            tokio::time::sleep(CHECKPOINT_INTERVAL / 5).await;
+        }
+        store.close().await;
     }
 
     #[tokio::test]

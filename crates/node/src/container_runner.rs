@@ -605,6 +605,7 @@ impl ContainerRunner {
                 ProbeEvent::Kill(_) => {}
             }
         }
+        tracing::debug!(pod = %self.pod.name, container = %self.container.name, ready = self.report.ready, "container running");
         self.send(running);
         loop {
             let event = tokio::select! {

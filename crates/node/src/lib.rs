@@ -114,6 +114,9 @@ pub struct NodeConfig {
     /// EndpointSlices): the guests' name lookups answer `SVC`, `SVC.NS`, `SVC.NS.svc.<domain>`, … by
     /// their pod's resolver rules (see `herd_dns`); `None` (the default): the host's resolver only.
     pub cluster_names: Option<herd_dns::ClusterNames>,
+    /// The node's proxy's view of its pods' readiness as the node decides it (see
+    /// [`herd_proxy::LocalReadiness`]): the binary fills it from the proxy's balancer; `None` by default.
+    pub local_readiness: Option<herd_proxy::LocalReadiness>,
     /// CA certificates (DER) the guests' outbound `https` and the node's image pulls trust besides the
     /// web roots: the cluster CA of the node's kubeconfig (kube's `Config::root_cert`), so a pod reaches
     /// the API server at `https://$KUBERNETES_SERVICE_HOST` and the node pulls from herd's embedded
@@ -153,6 +156,7 @@ impl NodeConfig {
             crash_loop_back_off_base: Duration::from_secs(10),
             connect_redirect: None,
             cluster_names: None,
+            local_readiness: None,
             trusted_ca_certificates: Vec::new(),
             kubelet_tls: KubeletTls::default(),
         }
@@ -391,6 +395,7 @@ async fn run_agent(
                 allocatable,
                 connect_redirect: cfg.connect_redirect.clone(),
                 cluster_names: cfg.cluster_names.clone(),
+                local_readiness: cfg.local_readiness.clone(),
                 status_writes: tokio::sync::Semaphore::new(pod_worker::STATUS_WRITES_IN_FLIGHT),
             });
             PodAgent::new(ctx, IpPool::new(cidr), shutdown.clone())

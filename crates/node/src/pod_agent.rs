@@ -138,6 +138,7 @@ impl PodAgent {
     }
 
     fn spawn(&mut self, uid: String, pod: Pod, lease: Option<IpLease>) {
+        tracing::debug!(pod = ?pod.metadata.name, "a pod came to the node");
         // One copy of the pod, shared by the worker, its set-up and its events.
         let (pod_tx, pod_rx) = watch::channel(Arc::new(pod));
         let stop = self.shutdown.child_token();

@@ -145,6 +145,7 @@ impl PodSetup {
     /// directories, its resource limits and the network policy.
     pub async fn for_container(&self, container: &Container) -> Result<ContainerSetup, NotReady> {
         let volumes = self.volumes().await?;
+        tracing::debug!(pod = ?self.pod.metadata.name, "volumes ready");
         let config_error = |message: String| NotReady {
             reason: "CreateContainerConfigError",
             message,

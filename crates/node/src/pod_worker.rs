@@ -59,6 +59,9 @@ pub(crate) struct NodeContext {
     pub services: ServiceEnv,
     /// The cluster's DNS names for the guests' name lookups (`None`: the host's resolver only).
     pub cluster_names: Option<herd_dns::ClusterNames>,
+    /// Where the node's proxy learns each pod's readiness as it is decided (see
+    /// [`herd_proxy::LocalReadiness`]); `None`: only from the API.
+    pub local_readiness: Option<herd_proxy::LocalReadiness>,
     /// Turns to write a pod status: at most [`STATUS_WRITES_IN_FLIGHT`] at once (see there).
     pub status_writes: Semaphore,
     /// The node's one cache of the ConfigMaps and Secrets its pods' volumes use.
@@ -205,7 +208,12 @@ impl PodWorker {
         let mut state = WorkerState::Start;
         loop {
             state = match state {
-                WorkerState::Done(outcome) => return outcome,
+                WorkerState::Done(outcome) => {
+                    if let Some(local) = &self.ctx.local_readiness {
+                        local.forget(&self.key.uid);
+                    }
+                    return outcome;
+                }
                 state => self.step(state).await,
             };
         }
@@ -612,7 +620,12 @@ impl PodWorker {
             // stays as it was, for the next agent to resume from (never a terminal status).
             return;
         }
-        if self.sent.as_ref() == Some(&self.status(terminating)) {
+        let status = self.status(terminating);
+        if let Some(local) = &self.ctx.local_readiness {
+            // The node's proxy may send a held connection to the pod now, before the write below.
+            local.update(&self.pod, &status);
+        }
+        if self.sent.as_ref() == Some(&status) {
             return;
         }
         let _turn = tokio::select! {
@@ -634,7 +647,10 @@ impl PodWorker {
             )
             .await
         {
-            Ok(_) => self.sent = Some(status),
+            Ok(_) => {
+                tracing::debug!(pod = %self.key.pod, namespace = %self.key.namespace, phase = ?status.phase, "status written");
+                self.sent = Some(status);
+            }
             Err(error) => {
                 tracing::warn!(pod = %self.key.pod, namespace = %self.key.namespace, %error, "status update failed");
                 self.sent = None;

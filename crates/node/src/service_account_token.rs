@@ -154,6 +154,7 @@ impl TokenSource {
             let token = self.request(pod, &key).await?;
             tokens.insert(key, token);
         }
+        tracing::debug!(pod = ?pod.metadata.name, tokens = tokens.len(), "service account tokens issued");
         Ok(tokens)
     }
 }

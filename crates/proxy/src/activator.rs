@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     wakes: Mutex<Option<mpsc::UnboundedSender<ServiceRef>>>,
     /// The Ready pods (as JSON) of the Services being woken, from their pod watches.
     ready: watch::Sender<HashMap<ServiceRef, Vec<Value>>>,
+    /// The pods of this proxy's node that its kubelet found Ready and a Service that scales to zero
+    /// selects (as JSON, with the status being written), by UID: see [`LocalReadiness`].
+    local: watch::Sender<HashMap<String, Arc<Value>>>,
 }
 
 impl Default for Shared {
@@ -65,6 +68,7 @@ impl Default for Shared {
             waking: Mutex::default(),
             wakes: Mutex::default(),
             ready: watch::channel(HashMap::new()).0,
+            local: watch::channel(HashMap::new()).0,
         }
     }
 }
@@ -98,24 +102,153 @@ impl Shared {
         sent
     }
 
-    /// The backends of `frontend` among the Ready pods a wake-up's watch saw, once there is one.
+    /// The backends of `frontend` among the Ready pods a wake-up's watch saw or this node's kubelet
+    /// found, once there is one.
     async fn ready_backends(&self, service: &ServiceRef, frontend: SocketAddr) -> Vec<SocketAddr> {
         let mut ready = self.ready.subscribe();
+        let mut local = self.local.subscribe();
         loop {
-            let backends = {
-                let pods = ready.borrow_and_update();
-                match (pods.get(service), self.service(service)) {
-                    (Some(pods), Some(svc)) => backends_of(&svc, frontend, pods),
-                    _ => Vec::new(),
-                }
-            };
+            let backends = self.service(service).map_or_else(Vec::new, |svc| {
+                let mut pods: Vec<Value> = ready
+                    .borrow_and_update()
+                    .get(service)
+                    .cloned()
+                    .unwrap_or_default();
+                pods.extend(
+                    local
+                        .borrow_and_update()
+                        .values()
+                        .filter(|pod| selects(&svc, pod))
+                        .map(|pod| Value::clone(pod)),
+                );
+                let mut backends = backends_of(&svc, frontend, &pods);
+                backends.dedup();
+                backends
+            });
             if !backends.is_empty() {
                 return backends;
             }
-            if ready.changed().await.is_err() {
-                return std::future::pending().await;
+            tokio::select! {
+                changed = ready.changed() => if changed.is_err() {
+                    return std::future::pending().await;
+                },
+                changed = local.changed() => if changed.is_err() {
+                    return std::future::pending().await;
+                },
             }
         }
+    }
+
+    /// Whether a Service that scales to zero selects a pod of `namespace` labelled `labels`.
+    fn selected(&self, namespace: Option<&str>, labels: impl Fn(&str, &str) -> bool) -> bool {
+        self.services.read().is_ok_and(|services| {
+            services
+                .values()
+                .any(|svc| selects_labels(svc, namespace, &labels))
+        })
+    }
+}
+
+/// Whether `svc` selects `pod` (JSON).
+fn selects(svc: &Service, pod: &Value) -> bool {
+    selects_labels(
+        svc,
+        pod.pointer("/metadata/namespace").and_then(Value::as_str),
+        |key, value| {
+            pod.pointer("/metadata/labels")
+                .and_then(|labels| labels.get(key))
+                .and_then(Value::as_str)
+                == Some(value)
+        },
+    )
+}
+
+/// Whether `svc` selects a pod of `namespace` whose labels are those `labels(key, value)` holds for:
+/// the same namespace, and each pair of its selector among the labels; a Service without a selector
+/// selects no pod (its endpoints are managed by hand).
+fn selects_labels(
+    svc: &Service,
+    namespace: Option<&str>,
+    labels: impl Fn(&str, &str) -> bool,
+) -> bool {
+    let Some(selector) = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .filter(|s| !s.is_empty())
+    else {
+        return false;
+    };
+    namespace.is_some()
+        && namespace == svc.metadata.namespace.as_deref()
+        && selector.iter().all(|(key, value)| labels(key, value))
+}
+
+/// What this proxy's node's kubelet finds about its pods' readiness, handed to the activator as the
+/// kubelet decides it, before its status write reaches the API server and a watch brings it back:
+/// a connection held for a Service waking from zero goes to a pod of this node as soon as the
+/// kubelet calls it Ready (the very verdict the status will publish; readiness is never bypassed),
+/// one write and one watch sooner. Kept only for pods a Service that scales to zero selects.
+#[derive(Clone, Debug)]
+pub struct LocalReadiness {
+    balancer: Balancer,
+}
+
+impl LocalReadiness {
+    /// The readiness of the node of `balancer`'s proxy.
+    pub fn new(balancer: &Balancer) -> Self {
+        Self {
+            balancer: balancer.clone(),
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        self.balancer.activity().activator()
+    }
+
+    /// The kubelet's status of pod `pod` is now `status` (about to be written).
+    pub fn update(&self, pod: &Pod, status: &k8s_openapi::api::core::v1::PodStatus) {
+        let Some(uid) = pod.metadata.uid.as_deref() else {
+            return;
+        };
+        let shared = self.shared();
+        let known = shared.local.borrow().contains_key(uid);
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let labels = pod.metadata.labels.as_ref();
+        let selected = ready
+            && shared.selected(pod.metadata.namespace.as_deref(), |key, value| {
+                labels.and_then(|l| l.get(key)).is_some_and(|v| v == value)
+            });
+        if !selected {
+            if known {
+                self.forget(uid);
+            }
+            return;
+        }
+        let pod = serde_json::to_value(pod).ok().map(|mut pod| {
+            pod["status"] = serde_json::to_value(status).unwrap_or_default();
+            pod
+        });
+        match pod.filter(is_ready) {
+            Some(pod) => {
+                shared.local.send_modify(|local| {
+                    local.insert(uid.to_string(), Arc::new(pod));
+                });
+            }
+            None if known => self.forget(uid),
+            None => {}
+        }
+    }
+
+    /// Pod `uid` left the node.
+    pub fn forget(&self, uid: &str) {
+        self.shared()
+            .local
+            .send_if_modified(|local| local.remove(uid).is_some());
     }
 }
 
@@ -284,6 +417,7 @@ impl Activator {
 
     /// One wake-up of `service`: runs while connections are held for it.
     async fn wake(self, client: kube::Client, service: ServiceRef) {
+        tracing::debug!(service = %format!("{}/{}", service.namespace, service.name), "waking");
         let shared = self.shared();
         if let Some(svc) = shared.service(&service) {
             let deployment = svc
@@ -380,6 +514,9 @@ impl Activator {
                             .filter_map(|pod| serde_json::to_value(&**pod).ok())
                             .filter(is_ready)
                             .collect();
+                        if !ready.is_empty() {
+                            tracing::debug!(ready = ready.len(), "a waking Service's pod is Ready");
+                        }
                         self.shared().ready.send_modify(|all| {
                             all.insert(service.clone(), ready);
                         });
@@ -508,5 +645,72 @@ mod tests {
             !is_ready(&leaving),
             "a terminating pod takes no new connection"
         );
+    }
+
+    #[tokio::test]
+    async fn a_held_connection_goes_to_a_pod_its_node_found_ready_before_the_status_is_written() {
+        let balancer = Balancer::new();
+        let activator = Activator::new(balancer.clone()).with_timeout(Duration::from_secs(5));
+        let local = LocalReadiness::new(&balancer);
+        let service = web();
+        let frontend: SocketAddr = "127.10.0.1:80".parse().expect("addr");
+        balancer.update(RoutingTable::from_objects([&service], []));
+        activator.update([&service]);
+        let pod = |name: &str, namespace: &str, app: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+                    "labels": {"app": app}},
+                "spec": {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            }))
+            .expect("pod")
+        };
+        let status = |ip: &str, ready: &str| -> k8s_openapi::api::core::v1::PodStatus {
+            serde_json::from_value(json!({"phase": "Running", "podIP": ip,
+                "conditions": [{"type": "Ready", "status": ready}]}))
+            .expect("status")
+        };
+        let held = tokio::spawn(
+            activator
+                .hold(frontend, "127.0.0.1".parse().expect("ip"))
+                .expect("held"),
+        );
+        // Not selected (another app, the same labels in another namespace) or not Ready: not kept.
+        local.update(
+            &pod("other", "default", "other"),
+            &status("127.1.0.2", "True"),
+        );
+        local.update(
+            &pod("elsewhere", "prod", "web"),
+            &status("127.1.0.3", "True"),
+        );
+        local.update(
+            &pod("web-1", "default", "web"),
+            &status("127.1.0.4", "False"),
+        );
+        assert!(activator.shared().local.borrow().is_empty());
+        tokio::task::yield_now().await;
+        assert!(!held.is_finished(), "no Ready pod of the Service yet");
+        // The kubelet finds it Ready: the held connection goes there, its target port resolved by name.
+        local.update(
+            &pod("web-1", "default", "web"),
+            &status("127.1.0.4", "True"),
+        );
+        assert_eq!(
+            held.await.expect("joined"),
+            vec!["127.1.0.4:8080".parse::<SocketAddr>().expect("addr")]
+        );
+        // No longer Ready, or gone: forgotten.
+        local.update(
+            &pod("web-1", "default", "web"),
+            &status("127.1.0.4", "False"),
+        );
+        assert!(activator.shared().local.borrow().is_empty());
+        local.update(
+            &pod("web-2", "default", "web"),
+            &status("127.1.0.5", "True"),
+        );
+        assert_eq!(activator.shared().local.borrow().len(), 1);
+        local.forget("uid-web-2");
+        assert!(activator.shared().local.borrow().is_empty());
     }
 }

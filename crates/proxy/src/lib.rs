@@ -40,7 +40,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
-pub use activator::{Activator, HOLD_TIMEOUT};
+pub use activator::{Activator, HOLD_TIMEOUT, LocalReadiness};
 pub use activity::Activity;
 pub use balancer::Balancer;
 pub use dialer::{BoxConnection, Connection, Dialer};

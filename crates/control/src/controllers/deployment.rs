@@ -525,6 +525,7 @@ impl Deployments {
             })
             .await?
             .is_some();
+        tracing::debug!(replicaset = %format!("{ns}/{rs_name}"), from, to, changed, "scaled a ReplicaSet");
         if changed {
             let dir = if to > from { "up" } else { "down" };
             let msg = format!("Scaled {dir} replica set {rs_name} from {from} to {to}");

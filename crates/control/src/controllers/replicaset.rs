@@ -285,6 +285,7 @@ impl<K: ReplicaKind> Controller for ReplicaManager<K> {
                 .collect();
             let (created, error) =
                 batch::create_pods(&self.objects, self.pod_res, &self.events, &rs_json, pods).await;
+            tracing::debug!(created = created.len(), "created pods");
             active.extend(created);
             failed = error;
         } else if active.len() > want {
