@@ -234,8 +234,24 @@ async fn active_deadline_fails_the_job_and_removes_its_pods() {
 #[tokio::test]
 async fn finished_job_is_deleted_after_its_ttl() {
     let p = Plane::quick().await;
-    p.post(JOBS, job("once", json!({"ttlSecondsAfterFinished": 1})))
+    let created = p
+        .post(JOBS, job("once", json!({"ttlSecondsAfterFinished": 1})))
         .await;
+    // A watch sees every state the Job goes through, however briefly (a poll could miss the moment
+    // between its completion and its deletion, under a second).
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut watch = p
+        .http
+        .get(format!(
+            "{}{JOBS}?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3Donce",
+            p.base
+        ))
+        .send()
+        .await
+        .unwrap();
     let until = deadline();
     loop {
         assert!(Instant::now() < until, "no pod appeared");
@@ -245,22 +261,32 @@ async fn finished_job_is_deleted_after_its_ttl() {
         }
         tick().await;
     }
-    let mut saw_complete = false;
-    // ttlSecondsAfterFinished 1 is due within 2 s of finishing (second-granular timestamps).
-    let until = Instant::now() + Duration::from_secs(4);
-    loop {
-        assert!(
-            Instant::now() < until,
-            "the finished Job was not deleted in time"
-        );
-        let (code, j) = p.get(&format!("{JOBS}/once")).await;
-        if code == 404 {
-            break;
+    let mut completed = None;
+    let mut buf = String::new();
+    'events: loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), watch.chunk())
+            .await
+            .expect("the Job was neither completed nor deleted in time")
+            .unwrap()
+            .expect("the watch ended");
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(i) = buf.find('\n') {
+            let event: Value = serde_json::from_str(&buf[..i]).unwrap();
+            buf.drain(..=i);
+            if event["type"] == "DELETED" {
+                break 'events;
+            }
+            if completed.is_none() && condition(&event["object"], "Complete").is_some() {
+                completed = Some(Instant::now());
+            }
         }
-        saw_complete |= condition(&j, "Complete").is_some();
-        tick().await;
     }
-    assert!(saw_complete, "the Job was deleted before it completed");
+    let completed = completed.expect("the Job was deleted before it completed");
+    // ttlSecondsAfterFinished 1 is due within 2 s of finishing (second-granular timestamps).
+    assert!(
+        completed.elapsed() < Duration::from_secs(4),
+        "the finished Job was not deleted in time"
+    );
     p.stop().await;
 }
 
