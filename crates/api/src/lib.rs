@@ -6,6 +6,7 @@
 //! field validation does.
 
 pub mod admission;
+pub mod apiextensions;
 pub mod autoscaling;
 pub mod duration;
 pub mod endpoints;

@@ -267,6 +267,19 @@ pub fn record_update(
 ) -> Value {
     let kind = new.get("kind").and_then(Value::as_str).unwrap_or_default();
     let schema = KindSchema::for_kind_or_generic(kind);
+    record_update_with(schema, old, new, manager, subresource, now)
+}
+
+/// [`record_update`] with the given schema: a custom resource's, built from its CRD
+/// ([`KindSchema::custom`]).
+pub fn record_update_with(
+    schema: &KindSchema,
+    old: Option<&Value>,
+    new: &Value,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+) -> Value {
     let api_version = new
         .get("apiVersion")
         .or_else(|| old.and_then(|o| o.get("apiVersion")))
@@ -322,6 +335,23 @@ pub fn server_side_apply(
     now: &str,
 ) -> Result<Value, ApplyError> {
     let schema = KindSchema::for_kind_or_generic(kind);
+    server_side_apply_with(schema, live, applied, manager, force, now)
+}
+
+/// [`server_side_apply`] with the given schema: a custom resource's, built from its CRD
+/// ([`KindSchema::custom`]), whose lists and maps apply as its `x-kubernetes-list-type`,
+/// `x-kubernetes-list-map-keys` and `x-kubernetes-map-type` say.
+///
+/// # Errors
+/// As [`server_side_apply`].
+pub fn server_side_apply_with(
+    schema: &KindSchema,
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<Value, ApplyError> {
     if !applied.is_object() {
         return Err(ApplyError::BadRequest(
             "the apply configuration must be an object".into(),

@@ -15,9 +15,12 @@ mod schema;
 mod strategic;
 mod typed;
 
-pub use apply::{ApplyConflicts, ApplyError, Conflict, record_update, server_side_apply};
+pub use apply::{
+    ApplyConflicts, ApplyError, Conflict, record_update, record_update_with, server_side_apply,
+    server_side_apply_with,
+};
 pub use json::{JsonPatchError, json_patch, merge_patch};
-pub use schema::{KindSchema, MergeSchema, PatchMeta, PatchStrategy};
+pub use schema::{KindSchema, ListKey, ListType, MergeSchema, PatchMeta, PatchStrategy};
 pub use strategic::{PatchError, strategic_merge, strategic_merge_with};
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! list items adding nothing (`spec.template.spec.containers.env`). Only fields that differ from the
 //! defaults are listed: objects merge field by field, lists are replaced whole (atomic).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
@@ -43,22 +44,22 @@ pub trait MergeSchema {
     fn patch_meta(&self, path: &[String]) -> PatchMeta<'_>;
 }
 
-/// How server-side apply identifies the items of a list (`+listType`).
+/// How server-side apply identifies the items of a list (`+listType`, `x-kubernetes-list-type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ListType {
+pub enum ListType<'a> {
     /// Replaced and owned as a whole.
     Atomic,
     /// A set of scalars, each owned on its own (`v:<value>`).
     Set,
     /// Items keyed by these fields (`k:{...}`).
-    Map(&'static [ListKey]),
+    Map(&'a [ListKey]),
 }
 
 /// One key field of a map-type list, with the default the API server fills in when it is omitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ListKey {
-    pub name: &'static str,
-    pub default: Option<&'static str>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListKey {
+    pub name: Cow<'static, str>,
+    pub default: Option<Cow<'static, str>>,
 }
 
 /// The metadata of one list field, for both patch flavours.
@@ -66,17 +67,22 @@ pub(crate) struct ListKey {
 pub(crate) struct ListField {
     pub strategy: PatchStrategy,
     pub merge_key: Option<&'static str>,
-    pub list_type: ListType,
+    pub list_type: ListType<'static>,
 }
 
 /// The patch and apply schema of one kind.
 #[derive(Debug)]
 pub struct KindSchema {
-    kind: &'static str,
-    api_version: &'static str,
+    kind: Cow<'static, str>,
+    api_version: Cow<'static, str>,
     lists: HashMap<String, ListField>,
+    /// Lists of a custom resource (`x-kubernetes-list-type` `set` or `map`), by schema path; a `*`
+    /// segment stands for any key of a map (`additionalProperties`).
+    custom_lists: Vec<(String, Vec<ListKey>, bool)>,
     /// Objects owned and replaced as a whole (`+structType=atomic`, `+mapType=atomic`).
     atomic_objects: HashSet<String>,
+    /// A custom resource's `x-kubernetes-map-type: atomic` objects, by schema path (`*` as above).
+    custom_atomic: Vec<String>,
     /// Fields present in the zero value of the Go type: non-pointer structs (`spec`, as `{}`) and
     /// fields without `omitempty` (`containers`, as `null`).
     skeleton: Vec<(String, Value)>,
@@ -102,27 +108,92 @@ impl KindSchema {
         Self::for_kind(kind).unwrap_or_else(|| GENERIC.get_or_init(|| build("", "")))
     }
 
-    pub fn kind(&self) -> &'static str {
-        self.kind
+    /// The schema of one version of a custom resource: its `set` lists (`sets`), its `map` lists with
+    /// their key fields (`maps`) and its atomic objects, by schema path (field names from the root, list
+    /// items adding nothing, `*` for any key of a map). Every other list is atomic, every other object
+    /// granular, as kube-apiserver derives them from the CRD's structural schema.
+    pub fn custom(
+        kind: String,
+        api_version: String,
+        sets: Vec<String>,
+        maps: Vec<(String, Vec<String>)>,
+        atomic_objects: Vec<String>,
+    ) -> Self {
+        let mut schema = build("", "");
+        schema.kind = Cow::Owned(kind);
+        schema.api_version = Cow::Owned(api_version);
+        schema.custom_lists = sets
+            .into_iter()
+            .map(|p| (p, Vec::new(), true))
+            .chain(maps.into_iter().map(|(p, keys)| {
+                let keys = keys
+                    .into_iter()
+                    .map(|k| ListKey {
+                        name: Cow::Owned(k),
+                        default: None,
+                    })
+                    .collect();
+                (p, keys, false)
+            }))
+            .collect();
+        schema.custom_atomic = atomic_objects;
+        schema
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.kind
     }
 
     /// `v1`, `apps/v1`, …: the version herd serves the kind at.
-    pub fn api_version(&self) -> &'static str {
-        self.api_version
+    pub fn api_version(&self) -> &str {
+        &self.api_version
     }
 
-    pub(crate) fn list_type(&self, path: &str) -> ListType {
-        self.lists
-            .get(path)
-            .map_or(ListType::Atomic, |l| l.list_type)
+    pub fn list_type(&self, path: &str) -> ListType<'_> {
+        if let Some(l) = self.lists.get(path) {
+            return l.list_type;
+        }
+        self.custom_lists
+            .iter()
+            .find(|(p, _, _)| path_matches(p, path))
+            .map_or(ListType::Atomic, |(_, keys, set)| {
+                if *set {
+                    ListType::Set
+                } else {
+                    ListType::Map(keys)
+                }
+            })
     }
 
-    pub(crate) fn is_atomic_object(&self, path: &str) -> bool {
+    pub fn is_atomic_object(&self, path: &str) -> bool {
         self.atomic_objects.contains(path)
+            || self.custom_atomic.iter().any(|p| path_matches(p, path))
     }
 
     pub(crate) fn skeleton(&self) -> &[(String, Value)] {
         &self.skeleton
+    }
+}
+
+/// Whether a schema path with `*` segments (any key of a map, dots included) matches `path`.
+fn path_matches(pattern: &str, path: &str) -> bool {
+    if !pattern.contains('*') {
+        return pattern == path;
+    }
+    match pattern.split_once('*') {
+        Some((prefix, rest)) => {
+            let Some(tail) = path.strip_prefix(prefix) else {
+                return false;
+            };
+            let rest = rest.strip_prefix('.');
+            match rest {
+                None => !tail.is_empty(),
+                Some(rest) => tail
+                    .char_indices()
+                    .any(|(i, c)| c == '.' && i > 0 && path_matches(rest, &tail[i + 1..])),
+            }
+        }
+        None => false,
     }
 }
 
@@ -167,22 +238,22 @@ const DEVICE_PATH: &[ListKey] = &[key("devicePath")];
 const CONTAINER_PORT: &[ListKey] = &[
     key("containerPort"),
     ListKey {
-        name: "protocol",
-        default: Some("TCP"),
+        name: Cow::Borrowed("protocol"),
+        default: Some(Cow::Borrowed("TCP")),
     },
 ];
 const SERVICE_PORT: &[ListKey] = &[
     key("port"),
     ListKey {
-        name: "protocol",
-        default: Some("TCP"),
+        name: Cow::Borrowed("protocol"),
+        default: Some(Cow::Borrowed("TCP")),
     },
 ];
 const TOPOLOGY: &[ListKey] = &[key("topologyKey"), key("whenUnsatisfiable")];
 
 const fn key(name: &'static str) -> ListKey {
     ListKey {
-        name,
+        name: Cow::Borrowed(name),
         default: None,
     }
 }
@@ -291,10 +362,12 @@ impl Builder {
 fn build(kind: &'static str, api_version: &'static str) -> KindSchema {
     let mut b = Builder {
         schema: KindSchema {
-            kind,
-            api_version,
+            kind: Cow::Borrowed(kind),
+            api_version: Cow::Borrowed(api_version),
             lists: HashMap::new(),
+            custom_lists: Vec::new(),
             atomic_objects: HashSet::new(),
+            custom_atomic: Vec::new(),
             skeleton: vec![("metadata".into(), Value::Object(Map::new()))],
         },
     };

@@ -28,7 +28,7 @@ fn with(path: &[String], pe: String) -> FieldPath {
 }
 
 /// The path element of an item of a keyed list or set.
-fn item_element(list_type: ListType, item: &Value) -> Result<String, String> {
+fn item_element(list_type: ListType<'_>, item: &Value) -> Result<String, String> {
     match list_type {
         ListType::Map(keys) => {
             let Value::Object(fields) = item else {
@@ -36,7 +36,7 @@ fn item_element(list_type: ListType, item: &Value) -> Result<String, String> {
             };
             let mut key = Map::new();
             for k in keys {
-                let v = match (fields.get(k.name), k.default) {
+                let v = match (fields.get(k.name.as_ref()), k.default.as_deref()) {
                     (Some(v), _) => v.clone(),
                     (None, Some(default)) => Value::String(default.into()),
                     (None, None) => {
@@ -282,7 +282,10 @@ fn compare_at(
 }
 
 /// Items of a keyed list or set grouped by identity, in first-seen order.
-fn group_items(list: Option<&Value>, list_type: ListType) -> Vec<(String, Vec<&Value>)> {
+fn group_items<'v>(
+    list: Option<&'v Value>,
+    list_type: ListType<'_>,
+) -> Vec<(String, Vec<&'v Value>)> {
     let mut groups: Vec<(String, Vec<&Value>)> = Vec::new();
     for item in list.and_then(Value::as_array).into_iter().flatten() {
         let Ok(pe) = item_element(list_type, item) else {
@@ -299,7 +302,7 @@ fn group_items(list: Option<&Value>, list_type: ListType) -> Vec<(String, Vec<&V
 fn compare_items(
     l: Option<&Value>,
     r: Option<&Value>,
-    list_type: ListType,
+    list_type: ListType<'_>,
     schema: &KindSchema,
     spath: &str,
     path: &mut Vec<String>,
@@ -404,7 +407,7 @@ fn merge_at(
 fn merge_items(
     live: &[Value],
     config: &[Value],
-    list_type: ListType,
+    list_type: ListType<'_>,
     schema: &KindSchema,
     spath: &str,
 ) -> Vec<Value> {
