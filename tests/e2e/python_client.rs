@@ -123,25 +123,38 @@ async fn python_client_core_and_apps_crud() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_client_batch_cronjobs() {
-    let herd = Herd::up(HerdOptions::control()).await;
+async fn python_client_persistent_volume_claims() {
+    let registry = Registry::start().await;
+    let hello = registry.image("hello:v1");
+    push("hello", &hello).await;
+    let herd = Herd::up(HerdOptions::default()).await;
+    herd.wait_node_ready("e2e-node").await;
 
     run_script(
         &herd,
-        "cronjob.py",
+        "volumes.py",
         &[
             "--namespace",
-            "py-cron",
+            "py-volumes",
             "--hello-image",
-            "127.0.0.1:5000/hello:v1",
+            &hello,
+            "--node",
+            "e2e-node",
         ],
     )
     .await;
 
-    let cronjobs = "/apis/batch/v1/namespaces/py-cron/cronjobs";
-    let nightly = herd.get_ok(&format!("{cronjobs}/nightly")).await;
-    assert_eq!(nightly["spec"]["suspend"], true, "{nightly}");
-    assert_eq!(herd.get(&format!("{cronjobs}/often")).await.0, 404);
+    // The claim and its volume went; the volume's directory too.
+    assert_eq!(
+        herd.get("/api/v1/namespaces/py-volumes/persistentvolumeclaims/data")
+            .await
+            .0,
+        404
+    );
+    let left: Vec<_> = std::fs::read_dir(herd.data_dir.join("node/volumes"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "local volume directories left: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

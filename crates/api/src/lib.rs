@@ -8,7 +8,6 @@
 pub mod admission;
 pub mod apiextensions;
 pub mod autoscaling;
-pub mod cron;
 pub mod duration;
 pub mod endpoints;
 pub mod event_correlator;
@@ -20,6 +19,7 @@ pub mod resources;
 pub mod selector;
 pub mod strategy;
 pub mod validation;
+pub mod volumes;
 
 pub use admission::{AdmitError, admit, admit_update, unknown_fields};
 pub use resources::{RESOURCES, ResourceInfo};

@@ -3,17 +3,18 @@
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, Pod, ReplicationController, Secret, Service,
-    ServiceAccount,
+    ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IPAddress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 
 use crate::strategy::{Strategy, Typed};
@@ -64,10 +65,12 @@ pub enum Printer {
     PodDisruptionBudget,
     DaemonSet,
     Job,
-    CronJob,
     RoleBinding,
     ClusterRoleBinding,
     CertificateSigningRequest,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    StorageClass,
     /// Also Role's and ClusterRole's: kube registers no printer for them (NAME, CREATED AT).
     Default,
 }
@@ -257,6 +260,45 @@ pub const RESOURCES: &[ResourceInfo] = &[
         Printer::Secret,
     ),
     res(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        "persistentvolume",
+        false,
+        &["pv"],
+        &["status"],
+        &[],
+        &Typed::<PersistentVolume>::NEW,
+        Printer::PersistentVolume,
+    ),
+    res(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        &["pvc"],
+        &["status"],
+        &[],
+        &Typed::<PersistentVolumeClaim>::NEW,
+        Printer::PersistentVolumeClaim,
+    ),
+    res(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        "storageclass",
+        false,
+        &["sc"],
+        &[],
+        &[],
+        &Typed::<StorageClass>::NEW,
+        Printer::StorageClass,
+    ),
+    res(
         "discovery.k8s.io",
         "v1",
         "EndpointSlice",
@@ -359,19 +401,6 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["all"],
         &Typed::<Job>::NEW,
         Printer::Job,
-    ),
-    res(
-        "batch",
-        "v1",
-        "CronJob",
-        "cronjobs",
-        "cronjob",
-        true,
-        &["cj"],
-        &["status"],
-        &["all"],
-        &Typed::<CronJob>::NEW,
-        Printer::CronJob,
     ),
     res(
         "policy",

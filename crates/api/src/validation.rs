@@ -331,7 +331,7 @@ fn parse_quantity(field: &str, q: &QuantityText, causes: &mut Vec<Cause>) -> Opt
 }
 
 /// `ValidateNonnegativeQuantity`: a quantity that parses and is not below zero.
-fn nonnegative_quantity(
+pub(crate) fn nonnegative_quantity(
     field: &str,
     q: &QuantityText,
     causes: &mut Vec<Cause>,

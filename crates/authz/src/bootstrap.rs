@@ -1,7 +1,7 @@
 //! kube's bootstrap RBAC policy (`plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`) as data:
 //! the default ClusterRoles and ClusterRoleBindings a herd cluster reconciles at start, with kube's
-//! rules for the resources herd serves (rules about resources herd has no API for — StatefulSets,
-//! Ingresses, PersistentVolumes, CSI, … — are left out), plus the bindings kubeadm adds so that nodes
+//! rules for the resources herd serves (rules about resources herd has no API for — Ingresses, CSI, … — are
+//! left out), plus the bindings kubeadm adds so that nodes
 //! join with bootstrap tokens (named `herd:…`).
 
 use crate::attributes::{
@@ -152,6 +152,16 @@ pub fn node_rules() -> Vec<PolicyRule> {
             &["leases"],
         ),
         r(&["create"], &[CORE], &["serviceaccounts/token"]),
+        r(
+            &["get"],
+            &[CORE],
+            &["persistentvolumeclaims", "persistentvolumes"],
+        ),
+        r(
+            &["get", "update", "patch"],
+            &[CORE],
+            &["persistentvolumeclaims/status"],
+        ),
     ]
 }
 
@@ -234,6 +244,7 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                         "configmaps",
                         "secrets",
                         "events",
+                        "persistentvolumeclaims",
                     ],
                 ),
                 r(&["create"], &[CORE], &["serviceaccounts/token"]),
@@ -248,7 +259,7 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                         "replicasets/scale",
                     ],
                 ),
-                r(WRITE, &[BATCH], &["jobs", "cronjobs"]),
+                r(WRITE, &[BATCH], &["jobs"]),
                 r(WRITE, &[POLICY], &["poddisruptionbudgets"]),
             ],
         ),
@@ -268,6 +279,8 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                         "services/status",
                         "endpoints",
                         "configmaps",
+                        "persistentvolumeclaims",
+                        "persistentvolumeclaims/status",
                     ],
                 ),
                 r(
@@ -299,11 +312,7 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                         "replicasets/scale",
                     ],
                 ),
-                r(
-                    READ,
-                    &[BATCH],
-                    &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
-                ),
+                r(READ, &[BATCH], &["jobs", "jobs/status"]),
                 r(
                     READ,
                     &[POLICY],

@@ -25,7 +25,9 @@ pub trait NodeGraph {
     fn pod_on_node(&self, node: &str, namespace: &str, name: &str) -> bool;
     /// Whether a pod bound to `node` references object `namespace/name` of `resource` (`secrets`,
     /// `configmaps`, `persistentvolumeclaims`, `serviceaccounts`): in a volume (projected sources too), an
-    /// environment variable or `envFrom`, `imagePullSecrets`, or as its ServiceAccount.
+    /// environment variable or `envFrom`, `imagePullSecrets`, or as its ServiceAccount; for
+    /// `persistentvolumes` (cluster-scoped, `namespace` empty): the volume is bound to a claim such a pod
+    /// uses, or it is one of the node's local volumes (labelled `volumes.herd.dev/node: <node>`).
     fn node_uses(&self, node: &str, resource: &str, namespace: &str, name: &str) -> bool;
 }
 
@@ -70,6 +72,30 @@ pub fn authorize_node<G: NodeGraph>(
                 no_relationship()
             }
         }
+        // herd's local volumes: a node reads the volumes its pods' claims are bound to and the ones it
+        // keeps (labelled with it), lists and watches those with the label selector naming it, and
+        // removes its cleanup finalizer from them.
+        ("persistentvolumes", "") => match verb {
+            "get" | "patch" | "update" if !r.name.is_empty() => {
+                if graph.node_uses(node, "persistentvolumes", "", &r.name) {
+                    allow()
+                } else {
+                    no_relationship()
+                }
+            }
+            "list" | "watch" if !r.name.is_empty() => {
+                if graph.node_uses(node, "persistentvolumes", "", &r.name) {
+                    allow()
+                } else {
+                    no_relationship()
+                }
+            }
+            "list" | "watch" if selected_node == Some(node) => allow(),
+            "list" | "watch" => no_opinion(format!(
+                "can only list/watch persistentvolumes with the volumes.herd.dev/node label selector set to '{node}'"
+            )),
+            _ => no_opinion("can only read and update individual persistentvolumes".into()),
+        },
         ("serviceaccounts", "token") => {
             if verb != "create" || r.name.is_empty() {
                 return no_opinion("can only create tokens for individual service accounts".into());

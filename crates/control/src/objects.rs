@@ -662,6 +662,9 @@ impl Objects {
             self.service_account_admission(&ns, &mut obj, &mut Default::default())
                 .await?;
         }
+        if res.strategy.create_hook() == CreateHook::DefaultStorageClass {
+            self.default_storage_class(&mut obj).await?;
+        }
         let warnings = match res.strategy.pod_template() {
             Some("") => enforce_pod_security(
                 &self.pod_security_policy(&ns).await?,
@@ -941,6 +944,28 @@ impl Objects {
             labels.as_ref(),
             &config.defaults,
         ))
+    }
+
+    /// kube's DefaultStorageClass admission plugin: a claim that does not name a class (`storageClassName`
+    /// absent; an empty one asks for no class) gets the default StorageClass, if there is one.
+    async fn default_storage_class(&self, claim: &mut Value) -> Result<(), ApiError> {
+        if claim
+            .pointer("/spec/storageClassName")
+            .is_some_and(|c| !c.is_null())
+        {
+            return Ok(());
+        }
+        let classes = resources::by_path("storage.k8s.io", "v1", "storageclasses")
+            .expect("storageclasses are in the table");
+        let (classes, _) = self
+            .list_typed::<k8s_openapi::api::storage::v1::StorageClass>(classes, None)
+            .await?;
+        if let Some(name) =
+            herd_api::volumes::default_class(&classes).and_then(|c| c.metadata.name.clone())
+        {
+            claim["spec"]["storageClassName"] = Value::String(name);
+        }
+        Ok(())
     }
 
     /// kube's ServiceAccount admission plugin for a pod being created: `spec.serviceAccountName` defaults to

@@ -299,6 +299,19 @@ pub fn builtin_objects() -> Vec<Value> {
         json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": "v1.example.com"},
             "spec": {"group": "example.com", "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10,
             "service": {"namespace": "default", "name": "s", "port": 443}}}),
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("pvc"), "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+            "storageClassName": "standard", "selector": selector, "volumeMode": "Filesystem"}}),
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "local": {"path": "/data/pv"},
+            "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "standard",
+            "claimRef": {"namespace": "default", "name": "pvc"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n"]}]}]}}}}),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "sc",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "herd.dev/local", "reclaimPolicy": "Retain",
+            "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": false}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta("r"), "rules": [
             {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"], "resourceNames": ["p"]}]}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:c"},

@@ -28,6 +28,7 @@
 pub mod api_balancer;
 pub mod bootstrap;
 pub mod certificate_manager;
+mod claim_volume;
 mod container_logs;
 mod container_resume;
 mod container_runner;
@@ -341,6 +342,7 @@ async fn run_agent(
         host: HostInfo::read(),
         ready_since: Timestamp::now(),
         max_pods: cfg.max_pods,
+        local_volume_root: claim_volume::local_root(&cfg.data_dir),
     };
     let allocatable = NodeAllocatable {
         cpu_millis: i64::try_from(identity.host.cpus).unwrap_or(1) * 1000,
@@ -369,7 +371,15 @@ async fn run_agent(
     let result = match registration::wait_for_pod_cidr(&client, &cfg.name, shutdown).await {
         Ok(Some(cidr)) => {
             tunnels.set_pod_cidr(cidr);
+            let local_root = claim_volume::local_root(&cfg.data_dir);
+            tokio::spawn(claim_volume::run_cleanup(
+                client.clone(),
+                cfg.name.clone(),
+                local_root.clone(),
+                shutdown.clone(),
+            ));
             let ctx = Arc::new(NodeContext {
+                claims: claim_volume::ClaimSource::new(client.clone(), local_root),
                 config_objects: ConfigReflector::new(client.clone(), shutdown.clone()),
                 tokens: service_account_token::TokenSource::new(client.clone()),
                 services: service_env::ServiceEnv::start(client.clone(), shutdown.clone()),

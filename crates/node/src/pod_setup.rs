@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use crate::claim_volume::ClaimSource;
 use crate::pod_env::{EnvFacts, resolve_env};
 use crate::pod_volumes::{PodVolumes, VolumeContext};
 use crate::pull_secrets::{PodKeyring, pod_keyring, pull_secret_names};
@@ -47,6 +48,8 @@ pub(crate) struct PodSetup {
     tokens: TokenSource,
     /// The Services whose variables the containers get.
     services: ServiceEnv,
+    /// Where `persistentVolumeClaim` volumes are resolved.
+    claims: Option<ClaimSource>,
 }
 
 /// Why a container cannot start yet: the kubelet's waiting reason and the message.
@@ -68,6 +71,7 @@ impl PodSetup {
         Self {
             names: None,
             cluster_names: None,
+            claims: None,
             tokens,
             services,
             pod,
@@ -90,6 +94,12 @@ impl PodSetup {
         self
     }
 
+    /// The set-up whose `persistentVolumeClaim` volumes are resolved through `claims`.
+    pub fn with_claims(mut self, claims: ClaimSource) -> Self {
+        self.claims = Some(claims);
+        self
+    }
+
     /// The pod's volumes, materialised on the first call (then kept up to date in the background).
     async fn volumes(&self) -> Result<&Arc<PodVolumes>, NotReady> {
         self.volumes
@@ -98,6 +108,7 @@ impl PodSetup {
                 let context = VolumeContext {
                     facts: self.facts.clone(),
                     tokens: Some(self.tokens.clone()),
+                    claims: self.claims.clone(),
                 };
                 let volumes = PodVolumes::prepare(&mut objects, &self.pod, &self.pod_dir, &context)
                     .await

@@ -25,6 +25,7 @@ use k8s_openapi::api::core::v1::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::claim_volume::{ClaimMounts, ClaimSource};
 use crate::pod_env::{ConfigObjects, EnvFacts};
 use crate::projected_volume::{ProjectedFile, projected_files as projected_volume_files};
 use crate::reflector::PodObjects;
@@ -92,12 +93,19 @@ pub enum VolumeError {
     Token(String),
     #[error("downwardAPI: {0}")]
     DownwardApi(String),
+    /// A `persistentVolumeClaim` volume whose claim or volume is not usable (yet).
+    #[error("{0}")]
+    Claim(String),
 }
 
 #[derive(Clone, Debug)]
 enum Kind {
     EmptyDir,
     HostPath,
+    /// A claim's volume (`claim_volume`), read-only when the pod's source says so.
+    Claim {
+        read_only: bool,
+    },
     ConfigMap(ConfigMapVolumeSource),
     Secret(SecretVolumeSource),
     Projected(ProjectedVolumeSource),
@@ -157,6 +165,8 @@ fn no_facts() -> EnvFacts {
 pub struct VolumeContext {
     pub facts: EnvFacts,
     pub tokens: Option<TokenSource>,
+    /// Where `persistentVolumeClaim` volumes are resolved (`None`: a pod with one fails).
+    pub claims: Option<ClaimSource>,
 }
 
 impl PodVolumes {
@@ -181,6 +191,14 @@ impl PodVolumes {
             })?;
             source.request_all(pod).await.map_err(VolumeError::Token)?
         };
+        let claims = if crate::claim_volume::has_claims(pod) {
+            let source = context.claims.as_ref().ok_or_else(|| {
+                VolumeError::Claim("this node cannot resolve persistentVolumeClaim volumes".into())
+            })?;
+            source.resolve(pod).await?
+        } else {
+            ClaimMounts::new()
+        };
         let has_projected = pod
             .spec
             .iter()
@@ -194,6 +212,7 @@ impl PodVolumes {
                 &ConfigObjects::default(),
                 &context.facts,
                 tokens,
+                &claims,
             );
         }
         let objects = if objects.is_empty() {
@@ -208,7 +227,7 @@ impl PodVolumes {
         let pod_dir = pod_dir.to_owned();
         let facts = context.facts.clone();
         tokio::task::spawn_blocking(move || {
-            Self::prepare_full(&pod, &pod_dir, &objects, &facts, tokens)
+            Self::prepare_full(&pod, &pod_dir, &objects, &facts, tokens, &claims)
         })
         .await
         .map_err(|e| VolumeError::Fetch(format!("volume set-up panicked: {e}")))?
@@ -227,6 +246,7 @@ impl PodVolumes {
             objects,
             &no_facts(),
             Tokens::new(),
+            &ClaimMounts::new(),
         )
     }
 
@@ -247,6 +267,7 @@ impl PodVolumes {
         objects: &ConfigObjects,
         facts: &EnvFacts,
         tokens: Tokens,
+        claims: &ClaimMounts,
     ) -> Result<Self, VolumeError> {
         let volumes_dir = pod_dir.join("volumes");
         let mut volumes = Vec::new();
@@ -258,6 +279,16 @@ impl PodVolumes {
             } else if let Some(source) = &volume.host_path {
                 let path = check_host_path(&source.path, source.type_.as_deref())?;
                 (path, Kind::HostPath)
+            } else if volume.persistent_volume_claim.is_some() {
+                let mount = claims.get(&volume.name).ok_or_else(|| {
+                    VolumeError::Claim(format!("volume {:?}: claim not resolved", volume.name))
+                })?;
+                (
+                    mount.path.clone(),
+                    Kind::Claim {
+                        read_only: mount.read_only,
+                    },
+                )
             } else if let Some(source) = &volume.config_map {
                 (dir, Kind::ConfigMap(source.clone()))
             } else if let Some(source) = &volume.secret {
@@ -366,7 +397,9 @@ impl PodVolumes {
             mounts.push(Mount {
                 host,
                 guest: vm.mount_path.clone(),
-                read_only: projected || vm.read_only == Some(true),
+                read_only: projected
+                    || vm.read_only == Some(true)
+                    || matches!(volume.kind, Kind::Claim { read_only: true }),
             });
         }
         Ok(mounts)
@@ -564,7 +597,9 @@ fn projected_files(
             let name = source.secret_name.clone().unwrap_or_default();
             secret_files(&volume.name, source, objects.secrets.get(&name))?
         }
-        Kind::EmptyDir | Kind::HostPath | Kind::Projected(_) => return Ok(None),
+        Kind::EmptyDir | Kind::HostPath | Kind::Claim { .. } | Kind::Projected(_) => {
+            return Ok(None);
+        }
     };
     Ok(Some(files))
 }
@@ -763,7 +798,7 @@ fn remove_stale(dir: &Path, relative: &Path, keep: &BTreeSet<&Path>) -> Result<b
 }
 
 /// Checks (or creates) a hostPath per its `type`, and that the agent can access it.
-fn check_host_path(path: &str, type_: Option<&str>) -> Result<PathBuf, VolumeError> {
+pub(crate) fn check_host_path(path: &str, type_: Option<&str>) -> Result<PathBuf, VolumeError> {
     use std::os::unix::fs::FileTypeExt;
     let host = PathBuf::from(path);
     if !host.is_absolute() {
@@ -1109,6 +1144,7 @@ mod tests {
         let context = VolumeContext {
             facts: no_facts(),
             tokens: None,
+            claims: None,
         };
         let volumes = PodVolumes::prepare(&mut objects, &Arc::new(p.clone()), tmp.path(), &context)
             .await

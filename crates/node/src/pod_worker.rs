@@ -66,6 +66,8 @@ pub(crate) struct NodeContext {
     pub status_writes: Semaphore,
     /// The node's one cache of the ConfigMaps and Secrets its pods' volumes use.
     pub config_objects: ConfigReflector,
+    /// Where its pods' `persistentVolumeClaim` volumes are resolved.
+    pub claims: crate::claim_volume::ClaimSource,
 }
 
 /// How many pod status writes the node has in flight at once. The kubelet's status manager writes one
@@ -314,7 +316,8 @@ impl PodWorker {
                 self.ctx.tokens.clone(),
                 self.ctx.services.clone(),
             )
-            .with_cluster_names(self.ctx.cluster_names.clone()),
+            .with_cluster_names(self.ctx.cluster_names.clone())
+            .with_claims(self.ctx.claims.clone()),
         ));
         self.facts = Some(PodFacts {
             name: self.key.pod.clone(),

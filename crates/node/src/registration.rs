@@ -83,6 +83,8 @@ pub(crate) struct NodeIdentity {
     pub ready_since: Timestamp,
     /// The pods capacity the node reports (`--max-pods`).
     pub max_pods: u32,
+    /// Where the node keeps `herd.dev/local` volumes, published for the provisioner.
+    pub local_volume_root: std::path::PathBuf,
 }
 
 impl NodeIdentity {
@@ -94,12 +96,23 @@ impl NodeIdentity {
         ])
     }
 
+    /// The annotations the node publishes: its local volume root (an absolute path).
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        let root = std::path::absolute(&self.local_volume_root)
+            .unwrap_or_else(|_| self.local_volume_root.clone());
+        BTreeMap::from([(
+            herd_api::volumes::LOCAL_ROOT_ANNOTATION.to_owned(),
+            root.to_string_lossy().into_owned(),
+        )])
+    }
+
     /// The Node object to create.
     pub fn node(&self, now: Timestamp) -> Node {
         Node {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
                 labels: Some(self.labels()),
+                annotations: Some(self.annotations()),
                 ..ObjectMeta::default()
             },
             spec: None,
@@ -203,7 +216,8 @@ pub(crate) async fn register(client: &Client, identity: &NodeIdentity) -> Result
     {
         Ok(_) => tracing::info!(node = %identity.name, "registered node"),
         Err(kube::Error::Api(status)) if status.code == 409 => {
-            let labels = json!({"metadata": {"labels": identity.labels()}});
+            let labels = json!({"metadata": {"labels": identity.labels(),
+                "annotations": identity.annotations()}});
             nodes
                 .patch(
                     &identity.name,
@@ -279,6 +293,7 @@ mod tests {
             },
             ready_since: Timestamp::from_second(1_700_000_000).expect("time"),
             max_pods: DEFAULT_MAX_PODS,
+            local_volume_root: "/data/volumes".into(),
         }
     }
 

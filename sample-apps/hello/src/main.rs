@@ -9,7 +9,9 @@
 //! got (a memory hog for limit demos: under a smaller `limits.memory` it never finishes). `--forever` makes
 //! the sleep endless (a program that keeps running until it is stopped), and `--every-ms=N` prints `tick K`
 //! every N milliseconds while it sleeps (a running program with steady output, as `herd bench deploy`
-//! starts: `--every-ms=100 --forever`). Any other argument is only printed.
+//! starts: `--every-ms=100 --forever`). `--append=PATH=LINE` appends `LINE` to the file `PATH` (a file in a
+//! volume) and prints the whole file after a `file PATH:` line, so a pod whose volume outlives it shows what
+//! every earlier run wrote. Any other argument is only printed.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -28,6 +30,8 @@ struct Options {
     forever: bool,
     /// Print a `tick K` line this often while sleeping.
     every: Option<Duration>,
+    /// Append a line to a file and print the file: (path, line).
+    append: Option<(String, String)>,
 }
 
 impl Options {
@@ -68,6 +72,11 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             options.alloc_mib = value
                 .parse()
                 .map_err(|_| format!("--alloc-mib wants a number of MiB, got {value:?}"))?;
+        } else if let Some(value) = arg.strip_prefix("--append=") {
+            let (path, line) = value
+                .split_once('=')
+                .ok_or_else(|| format!("--append wants PATH=LINE, got {value:?}"))?;
+            options.append = Some((path.to_string(), line.to_string()));
         } else if arg == "--forever" {
             options.forever = true;
         } else if let Some(value) = arg.strip_prefix("--every-ms=") {
@@ -103,6 +112,12 @@ fn main() -> ExitCode {
 
     match parse_options(&args) {
         Ok(options) => {
+            if let Some((path, line)) = &options.append
+                && let Err(e) = append(path, line)
+            {
+                eprintln!("hello: {path}: {e}");
+                return ExitCode::from(1);
+            }
             hog(options.alloc_mib);
             linger(&options);
             let now_unix_ms = std::time::SystemTime::now()
@@ -121,6 +136,19 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Appends `line` to the file at `path` (created if missing) and prints the file's content.
+fn append(path: &str, line: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(file, "{line}")?;
+    drop(file);
+    let content = std::fs::read_to_string(path)?;
+    print!("file {path}:\n{content}");
+    std::io::stdout().flush()
 }
 
 /// Sleeps for `--sleep-ms` (or for ever with `--forever`), printing a tick line when one is due.
@@ -186,7 +214,13 @@ mod tests {
                 alloc_mib: 3,
                 forever: false,
                 every: None,
+                append: None,
             })
+        );
+        let appending = parse_options(&strings(&["--append=/data/log=run 1=ok"])).unwrap();
+        assert_eq!(
+            appending.append,
+            Some(("/data/log".to_string(), "run 1=ok".to_string()))
         );
         assert_eq!(parse_options(&strings(&["plain"])), Ok(Options::default()));
     }
@@ -201,6 +235,7 @@ mod tests {
         assert!(parse_options(&strings(&["--alloc-mib=lots"])).is_err());
         assert!(parse_options(&strings(&["--every-ms=0"])).is_err());
         assert!(parse_options(&strings(&["--every-ms=often"])).is_err());
+        assert!(parse_options(&strings(&["--append=no-line"])).is_err());
     }
 
     #[test]

@@ -11,7 +11,6 @@
 mod batch;
 mod bootstrap_signer;
 mod clusterroleaggregation;
-mod cronjob;
 mod csr;
 pub(crate) mod csr_approving;
 mod csr_signing;
@@ -25,6 +24,7 @@ mod job;
 mod node_join;
 mod nodeipam;
 pub mod nodelifecycle;
+mod persistentvolume;
 mod replicaset;
 pub(crate) mod rootca;
 mod scale_to_zero;
@@ -146,12 +146,6 @@ pub(crate) fn spawn_all(
             shutdown.clone(),
         )),
         tokio::spawn(run(
-            cronjob::CronJobs::new(o.clone(), c.clone(), cfg.clock.clone()),
-            c.clone(),
-            resync,
-            shutdown.clone(),
-        )),
-        tokio::spawn(run(
             nodelifecycle::NodeLifecycle::new(o.clone(), c.clone(), cfg.node_lifecycle),
             c.clone(),
             resync,
@@ -177,6 +171,12 @@ pub(crate) fn spawn_all(
         )),
         tokio::spawn(run(
             scale_to_zero::ScaleToZeroController::new(o.clone(), c.clone()),
+            c.clone(),
+            resync,
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            persistentvolume::PersistentVolumes::new(o.clone(), c.clone()),
             c.clone(),
             resync,
             shutdown.clone(),

@@ -136,6 +136,7 @@ async fn schedule(objects: &Objects, pods: usize) -> Result<BenchReport, BenchEr
             &events,
             &listed_nodes,
             listed_pods.iter().collect(),
+            &super::volumes::Volumes::default(),
             &mut Binds::default(),
         )
         .await?;

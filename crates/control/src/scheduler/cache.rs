@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 
 use super::list_snapshot;
+use super::volumes::Volumes;
 use crate::error::ApiError;
 use crate::objects::Objects;
 use crate::objects::{Change, EventType};
@@ -14,6 +16,8 @@ use crate::objects::{Change, EventType};
 pub(crate) struct Cache {
     nodes: BTreeMap<String, Node>,
     pods: BTreeMap<(String, String), Pod>,
+    /// Claims, volumes and classes, for the VolumeBinding plugin.
+    volumes: Volumes,
 }
 
 impl Cache {
@@ -29,6 +33,31 @@ impl Cache {
         }
         for pod in pods {
             cache.put_pod(pod);
+        }
+        let core = crate::objects::core;
+        let (claims, _) = objects
+            .list_typed::<PersistentVolumeClaim>(core("persistentvolumeclaims"), None)
+            .await?;
+        for claim in claims {
+            let key = (
+                claim.metadata.namespace.clone().unwrap_or_default(),
+                claim.metadata.name.clone().unwrap_or_default(),
+            );
+            cache.volumes.claims.insert(key, claim);
+        }
+        let (volumes, _) = objects
+            .list_typed::<PersistentVolume>(core("persistentvolumes"), None)
+            .await?;
+        for pv in volumes {
+            let name = pv.metadata.name.clone().unwrap_or_default();
+            cache.volumes.volumes.insert(name, pv);
+        }
+        let classes = herd_api::resources::by_path("storage.k8s.io", "v1", "storageclasses")
+            .expect("storageclasses are in the table");
+        let (classes, _) = objects.list_typed::<StorageClass>(classes, None).await?;
+        for class in classes {
+            let name = class.metadata.name.clone().unwrap_or_default();
+            cache.volumes.classes.insert(name, class);
         }
         Ok((cache, rev))
     }
@@ -47,9 +76,35 @@ impl Cache {
         self.pods.insert(key, pod);
     }
 
-    /// Applies one committed change; true if it was about a node or a pod.
+    /// Applies one committed change; true if it was about a node, a pod, a claim, a volume or a class.
     pub fn apply(&mut self, change: &Change) -> bool {
+        let key = || (change.namespace.clone(), change.name.clone());
+        let volumes = &mut self.volumes;
         match (&*change.resource, change.kind) {
+            ("persistentvolumeclaims", EventType::Deleted) => {
+                volumes.claims.remove(&key());
+            }
+            ("persistentvolumes", EventType::Deleted) => {
+                volumes.volumes.remove(&change.name);
+            }
+            ("storageclasses.storage.k8s.io", EventType::Deleted) => {
+                volumes.classes.remove(&change.name);
+            }
+            ("persistentvolumeclaims", _) => {
+                if let Ok(c) = serde_json::from_value((*change.object).clone()) {
+                    volumes.claims.insert(key(), c);
+                }
+            }
+            ("persistentvolumes", _) => {
+                if let Ok(v) = serde_json::from_value((*change.object).clone()) {
+                    volumes.volumes.insert(change.name.clone(), v);
+                }
+            }
+            ("storageclasses.storage.k8s.io", _) => {
+                if let Ok(c) = serde_json::from_value((*change.object).clone()) {
+                    volumes.classes.insert(change.name.clone(), c);
+                }
+            }
             ("nodes", EventType::Deleted) => {
                 self.nodes.remove(&change.name);
             }
@@ -79,6 +134,10 @@ impl Cache {
         {
             spec.node_name = Some(node);
         }
+    }
+
+    pub fn volumes(&self) -> &Volumes {
+        &self.volumes
     }
 
     pub fn nodes(&self) -> Vec<Node> {

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::filters::Candidate;
 use super::scores::pick;
 use super::snapshot::Snapshot;
+use super::volumes::PreFilter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -14,6 +15,11 @@ pub(crate) enum Decision {
     Bind(usize),
     /// No node fits; the PodScheduled=False message.
     Unschedulable(String),
+    /// The node with this index fits, but these unbound claims (of the pod's namespace) must be bound
+    /// there first: they get it as their selected node, and the pod waits.
+    SelectNode(usize, Vec<String>),
+    /// Its claims are being provisioned or bound on the node selected for them: wait.
+    Wait,
 }
 
 /// kube-scheduler's floor on how many feasible nodes a search looks for.
@@ -37,6 +43,13 @@ pub(crate) fn feasible_nodes_to_find(all: usize) -> usize {
 /// nextStartNodeIndex) until enough are feasible, scores those and picks the best. When fewer are feasible,
 /// every node has been filtered and the reasons make kube's FitError message.
 pub(crate) fn decide(snap: &Snapshot, pod: &Pod, next_start: &mut usize) -> Decision {
+    let claims = match snap.volumes.pre_filter(pod) {
+        PreFilter::Claims(claims) => claims,
+        PreFilter::Waiting => return Decision::Wait,
+        PreFilter::Unschedulable(message) => {
+            return Decision::Unschedulable(pre_filter_error(snap.nodes.len(), &message));
+        }
+    };
     let c = Candidate::new(snap, pod);
     let all = snap.nodes.len();
     let enough = feasible_nodes_to_find(all);
@@ -51,7 +64,12 @@ pub(crate) fn decide(snap: &Snapshot, pod: &Pod, next_start: &mut usize) -> Deci
         }
         processed += 1;
         let node = &snap.nodes[i];
-        match c.refuse(node) {
+        let refusal = c.refuse(node).or_else(|| {
+            snap.volumes
+                .refuse(&claims, node)
+                .map(super::filters::Refusal::fixed)
+        });
+        match refusal {
             None => feasible.push(i),
             Some(r) => {
                 for reason in r.reasons {
@@ -70,9 +88,28 @@ pub(crate) fn decide(snap: &Snapshot, pod: &Pod, next_start: &mut usize) -> Deci
         *next_start = (start + processed) % all;
     }
     match pick(snap, &c, &feasible) {
+        Some(i) if !claims.to_select.is_empty() => Decision::SelectNode(
+            i,
+            claims
+                .to_select
+                .iter()
+                .filter_map(|claim| claim.metadata.name.clone())
+                .collect(),
+        ),
         Some(i) => Decision::Bind(i),
         None => Decision::Unschedulable(fit_error(snap.nodes.len(), &reasons, &preemption)),
     }
+}
+
+/// kube's FitError when a PreFilter plugin refused the pod on every node: its message in place of the
+/// histogram, and preemption cannot help.
+pub(crate) fn pre_filter_error(total: usize, message: &str) -> String {
+    if total == 0 {
+        return "no nodes available to schedule pods".into();
+    }
+    format!(
+        "0/{total} nodes are available: {message}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
+    )
 }
 
 /// `"{count} {reason}"` entries sorted as strings and joined, as kube's FitError.Error does.

@@ -26,7 +26,7 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn fixed(reason: &str) -> Self {
+    pub(crate) fn fixed(reason: &str) -> Self {
         Self {
             reasons: vec![reason.to_string()],
             resolvable: false,

@@ -13,6 +13,7 @@ mod selectors;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use cache::Cache;
 use decide::{Decision, decide};
 use herd_api::strategy::{pod_node, set_pod_scheduled};
 use snapshot::{Snapshot, is_terminal};
+use volumes::Volumes;
 
 /// How often unschedulable pods are retried even when nothing changed.
 const RETRY: Duration = Duration::from_secs(5);
@@ -85,7 +87,12 @@ pub async fn run(objects: Objects, shutdown: CancellationToken) {
             if cache.has_pending() {
                 let (nodes, pods) = (cache.nodes(), cache.pods());
                 let mut binds = Binds::default();
-                if let Err(e) = pass(&objects, &recorder, &events, &nodes, pods, &mut binds).await {
+                let volumes = cache.volumes();
+                if let Err(e) = pass(
+                    &objects, &recorder, &events, &nodes, pods, volumes, &mut binds,
+                )
+                .await
+                {
                     tracing::warn!(error = %e, "scheduling pass failed");
                 }
                 // The pass's binds are in the cache before the next pass, whether or not the watch has
@@ -148,9 +155,10 @@ async fn pass(
     events: &EventQueue,
     nodes: &[Node],
     pods: Vec<&Pod>,
+    volumes: &Volumes,
     binds: &mut Binds,
 ) -> Result<usize, ApiError> {
-    let mut snap = Snapshot::new(nodes, pods.iter().copied());
+    let mut snap = Snapshot::new(nodes, pods.iter().copied()).with_volumes(volumes);
     let mut next_start = 0;
     let mut bound = 0;
     for pod in pods.iter().copied().filter(|p| wants_scheduling(p)) {
@@ -168,6 +176,15 @@ async fn pass(
                     bound += binds.send(objects, events).await?;
                 }
             }
+            Decision::SelectNode(i, claims) => {
+                let Some(node) = snap.nodes.get(i).map(|n| n.name) else {
+                    continue;
+                };
+                snap.assume(pod, i);
+                select_node(objects, ns, &claims, node).await?;
+            }
+            // Its claims are being bound on their selected node; their changes wake the next pass.
+            Decision::Wait => {}
             Decision::Unschedulable(message) => {
                 if mark_unschedulable(objects, ns, name, &message).await? {
                     recorder
@@ -274,6 +291,39 @@ impl Binds {
         events.push(notes);
         Ok(bound)
     }
+}
+
+/// kube's VolumeBinding AssumePodVolumes for claims that wait for their first consumer: each gets the
+/// chosen node as its `volume.kubernetes.io/selected-node` (unless one was selected meanwhile), which the
+/// PV controller binds or provisions on; the pod is bound once they are.
+async fn select_node(
+    objects: &Objects,
+    ns: &str,
+    claims: &[String],
+    node: &str,
+) -> Result<(), ApiError> {
+    let res = crate::objects::core("persistentvolumeclaims");
+    for claim in claims {
+        let edited = objects
+            .edit(res, ns, claim, |c| {
+                let annotations = &c["metadata"]["annotations"];
+                if annotations
+                    .get(herd_api::volumes::SELECTED_NODE_ANNOTATION)
+                    .is_some()
+                {
+                    return false;
+                }
+                c["metadata"]["annotations"][herd_api::volumes::SELECTED_NODE_ANNOTATION] =
+                    json!(node);
+                true
+            })
+            .await;
+        match edited {
+            Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Sets PodScheduled=False/Unschedulable with `message`; true when the message changed.

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use herd_api::quantity;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 
+use super::volumes::Volumes;
+
 /// Requests and capacities: (millicores, bytes, pods).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Resources {
@@ -165,7 +167,15 @@ pub(crate) struct Snapshot<'a> {
     /// Controller owner uid → node index → pods of that owner there.
     owners: HashMap<String, HashMap<usize, i64>>,
     by_name: HashMap<&'a str, usize>,
+    /// The claims, volumes and classes of the VolumeBinding plugin.
+    pub volumes: &'a Volumes,
 }
+
+static NO_VOLUMES: Volumes = Volumes {
+    claims: BTreeMap::new(),
+    volumes: BTreeMap::new(),
+    classes: BTreeMap::new(),
+};
 
 pub(crate) fn controller_uid(pod: &Pod) -> Option<&str> {
     pod.metadata
@@ -198,6 +208,7 @@ impl<'a> Snapshot<'a> {
             placed: Vec::new(),
             owners: HashMap::new(),
             by_name,
+            volumes: &NO_VOLUMES,
         };
         for pod in pods.into_iter().filter(|p| !is_terminal(p)) {
             let node = pod
@@ -210,6 +221,12 @@ impl<'a> Snapshot<'a> {
             }
         }
         snap
+    }
+
+    /// The snapshot with the claims, volumes and classes the pass read.
+    pub fn with_volumes(mut self, volumes: &'a Volumes) -> Self {
+        self.volumes = volumes;
+        self
     }
 
     /// Records `pod` as running on node `node` (after a bind, or for pods already bound).

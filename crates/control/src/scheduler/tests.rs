@@ -58,6 +58,7 @@ fn chosen(nodes: &[Node], placed: &[Pod], p: &Pod) -> String {
     match decide(&snap, p, &mut 0) {
         Decision::Bind(i) => snap.nodes[i].name.to_string(),
         Decision::Unschedulable(m) => m,
+        other => panic!("{other:?}"),
     }
 }
 
@@ -434,6 +435,7 @@ fn a_pass_packs_pods_as_it_binds_them() {
                 snap.assume(p, i);
             }
             Decision::Unschedulable(m) => got.push(m),
+            other => panic!("{other:?}"),
         }
     }
     assert_eq!(got[..4], ["a", "b", "a", "b"]);
@@ -509,9 +511,12 @@ async fn a_pass_puts_its_binds_in_the_cache_before_the_watch_brings_them() {
     let events = crate::events::EventQueue::spawn(recorder.clone());
     let mut binds = super::Binds::default();
     let (nodes, pods) = (cache.nodes(), cache.pods());
-    let bound = super::pass(&objects, &recorder, &events, &nodes, pods, &mut binds)
-        .await
-        .unwrap();
+    let volumes = cache.volumes();
+    let bound = super::pass(
+        &objects, &recorder, &events, &nodes, pods, volumes, &mut binds,
+    )
+    .await
+    .unwrap();
     assert_eq!(bound, 3);
     // No watch was read: the next pass's snapshot knows where these pods went from the pass itself.
     for (namespace, name, node) in binds.committed.drain(..) {

@@ -326,6 +326,30 @@ impl NodeGraph for CachedGraph<'_> {
     }
 
     fn node_uses(&self, node: &str, resource: &str, namespace: &str, name: &str) -> bool {
+        if resource == "persistentvolumes" {
+            let Some(pv) = resources::by_path("", "v1", "persistentvolumes")
+                .and_then(|res| self.0.get(res, "", name))
+            else {
+                return false;
+            };
+            let local = pv
+                .pointer("/metadata/labels")
+                .and_then(|l| l.get(herd_api::volumes::LOCAL_NODE_LABEL))
+                .and_then(Value::as_str)
+                == Some(node);
+            let claim = |field: &str| {
+                pv.pointer(&format!("/spec/claimRef/{field}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let (claim_ns, claim_name) = (claim("namespace"), claim("name"));
+            return local
+                || (!claim_name.is_empty()
+                    && self.0.any_on_node(node, &claim_ns, |pod| {
+                        pod_uses(pod, "persistentvolumeclaims", &claim_name)
+                    }));
+        }
         self.0
             .any_on_node(node, namespace, |pod| pod_uses(pod, resource, name))
     }
@@ -405,7 +429,13 @@ fn verb(method: &Method, collection: bool, watch: bool) -> &'static str {
 /// The value a field selector requires of `field` (`metadata.name=web` or `metadata.name==web`), if it
 /// requires exactly one.
 fn selected(params: &HashMap<String, String>, field: &str) -> Option<String> {
-    let selector = params.get("fieldSelector")?;
+    selected_in(params, "fieldSelector", field)
+}
+
+/// The value selector parameter `param` (`fieldSelector`, `labelSelector`) requires of `key`, if it
+/// requires exactly one.
+fn selected_in(params: &HashMap<String, String>, param: &str, field: &str) -> Option<String> {
+    let selector = params.get(param)?;
     selector.split(',').find_map(|requirement| {
         let (key, value) = requirement
             .split_once("==")
@@ -460,9 +490,14 @@ fn attributes(
     }
     let attrs = Attributes::resource(user, verb, res.group, res.plural, &namespace, &name)
         .with_subresource(sub);
-    let node = (res.group.is_empty() && res.plural == "pods")
-        .then(|| selected(params, "spec.nodeName"))
-        .flatten();
+    let node = match (res.group, res.plural) {
+        ("", "pods") => selected(params, "spec.nodeName"),
+        // A node's watch of its local volumes.
+        ("", "persistentvolumes") => {
+            selected_in(params, "labelSelector", herd_api::volumes::LOCAL_NODE_LABEL)
+        }
+        _ => None,
+    };
     (attrs, node)
 }
 

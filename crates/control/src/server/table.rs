@@ -10,6 +10,7 @@
 mod cells;
 mod columns;
 mod pod;
+mod storage;
 
 use herd_api::ResourceInfo;
 use jiff::Timestamp;

@@ -6,7 +6,7 @@
 //! strategic merge patch from them).
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, certificates, coordination, core, discovery, policy, rbac,
+    apps, autoscaling, certificates, coordination, core, discovery, policy, rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -158,6 +158,7 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
         ("", "v1", "Event") => add::<core::v1::Event>,
         ("", "v1", "Namespace") => add::<core::v1::Namespace>,
         ("", "v1", "Node") => add::<core::v1::Node>,
+        ("", "v1", "PersistentVolume") => add::<core::v1::PersistentVolume>,
         ("", "v1", "PersistentVolumeClaim") => add::<core::v1::PersistentVolumeClaim>,
         ("", "v1", "Pod") => add::<core::v1::Pod>,
         ("", "v1", "ReplicationController") => add::<core::v1::ReplicationController>,
@@ -172,7 +173,6 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
             add::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>
         }
         ("autoscaling", "v1", "Scale") => add::<autoscaling::v1::Scale>,
-        ("batch", "v1", "CronJob") => add::<batch::v1::CronJob>,
         ("coordination.k8s.io", "v1", "Lease") => add::<coordination::v1::Lease>,
         ("discovery.k8s.io", "v1", "EndpointSlice") => add::<discovery::v1::EndpointSlice>,
         ("networking.k8s.io", "v1", "IPAddress") => {
@@ -180,6 +180,9 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
         }
         ("certificates.k8s.io", "v1", "CertificateSigningRequest") => {
             add::<certificates::v1::CertificateSigningRequest>
+        }
+        ("storage.k8s.io", "v1", "StorageClass") => {
+            add::<k8s_openapi::api::storage::v1::StorageClass>
         }
         ("policy", "v1", "Eviction") => add::<policy::v1::Eviction>,
         ("policy", "v1", "PodDisruptionBudget") => add::<policy::v1::PodDisruptionBudget>,
