@@ -83,6 +83,11 @@ impl Rule {
         })
     }
 
+    /// The compiled rule.
+    pub(crate) fn program(&self) -> &Program {
+        &self.program
+    }
+
     /// Whether the rule names `oldSelf` (a transition rule).
     pub fn uses_old_self(&self) -> bool {
         self.uses_old_self

@@ -26,7 +26,13 @@ pub fn prune(obj: &mut Value, schema: &Schema) -> Vec<String> {
     pruned
 }
 
-fn prune_at(v: &mut Value, s: &Schema, path: &str, resource_root: bool, pruned: &mut Vec<String>) {
+pub(crate) fn prune_at(
+    v: &mut Value,
+    s: &Schema,
+    path: &str,
+    resource_root: bool,
+    pruned: &mut Vec<String>,
+) {
     match v {
         Value::Object(fields) => {
             let is_resource = resource_root || s.embedded_resource;

@@ -570,6 +570,7 @@ fn validate_schema(
         at,
         &mut structural,
     );
+    super::structural_checks::completeness(schema, at, &mut structural);
     structural.sort_by(|a, b| {
         format!("{}: {}", a.field, a.message).cmp(&format!("{}: {}", b.field, b.message))
     });

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod cel;
+mod cel_check;
 pub mod coerce;
 pub mod columns;
 pub mod definition;

@@ -414,6 +414,15 @@ fn rules(s: &JSONSchemaProps, at: &str, causes: &mut Vec<Cause>) {
         let shown = serde_json::to_value(r).unwrap_or_default();
         match Rule::compile(r) {
             Ok(compiled) => {
+                if let Some(e) =
+                    super::cel_check::undefined_field(compiled.program(), &Schema::from_props(s))
+                {
+                    causes.push(invalid(
+                        format!("{base}.rule"),
+                        &shown,
+                        &format!("compilation failed: {e}"),
+                    ));
+                }
                 if !compiled.uses_old_self() && r.optional_old_self == Some(true) {
                     causes.push(invalid(
                         format!("{base}.optionalOldSelf"),
@@ -465,10 +474,26 @@ pub(super) fn validate_defaults(
 ) {
     if let Some(d) = &schema.default {
         let path = format!("{at}.default");
+        let mut pruned = d.clone();
+        super::coerce::prune_at(
+            &mut pruned,
+            schema,
+            "",
+            schema.embedded_resource,
+            &mut Vec::new(),
+        );
+        if pruned != *d {
+            causes.push(invalid(path.clone(), d, "must not have unknown fields"));
+        }
         let mut found = Vec::new();
         super::validate::validate(schema, &path, d, &mut found);
+        if found.is_empty() {
+            // The rules judge the default as kube does: as the value and as its own old value.
+            super::cel::validate(schema, &path, d, Some(d), &mut found);
+        }
         causes.extend(found);
     }
+    // additionalProperties are not followed: defaults are forbidden there.
     for (key, prop) in props.properties.iter().flatten() {
         if let Some(child) = schema.properties.get(key) {
             validate_defaults(prop, child, &prop_path(at, key), causes);
@@ -478,12 +503,5 @@ pub(super) fn validate_defaults(
         (&props.items, &schema.items)
     {
         validate_defaults(items, child, &format!("{at}.items"), causes);
-    }
-    if let (
-        Some(JSONSchemaPropsOrBool::Schema(values)),
-        Some(super::structural::AdditionalProperties::Schema(child)),
-    ) = (&props.additional_properties, &schema.additional_properties)
-    {
-        validate_defaults(values, child, &format!("{at}.additionalProperties"), causes);
     }
 }

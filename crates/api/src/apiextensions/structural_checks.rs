@@ -313,3 +313,65 @@ fn nested(s: &JSONSchemaProps, skip_any_of: bool, at: &str, causes: &mut Vec<Cau
         ));
     }
 }
+
+/// kube's `validateStructuralCompleteness`: every field a junctor at the root (`allOf`, `anyOf`, `oneOf`,
+/// `not`) restricts is also specified outside it.
+pub fn completeness(s: &JSONSchemaProps, at: &str, causes: &mut Vec<Cause>) {
+    junctors(s, Some(s), at, at, causes);
+}
+
+/// `validateValueValidationCompleteness`: the junctors of `v` against the structural node `s`.
+fn junctors(
+    v: &JSONSchemaProps,
+    s: Option<&JSONSchemaProps>,
+    s_at: &str,
+    v_at: &str,
+    causes: &mut Vec<Cause>,
+) {
+    if let Some(n) = &v.not {
+        nested_complete(n, s, s_at, &format!("{v_at}.not"), causes);
+    }
+    for (name, list) in [
+        ("allOf", &v.all_of),
+        ("anyOf", &v.any_of),
+        ("oneOf", &v.one_of),
+    ] {
+        for (i, n) in list.iter().flatten().enumerate() {
+            nested_complete(n, s, s_at, &format!("{v_at}.{name}[{i}]"), causes);
+        }
+    }
+}
+
+fn nested_complete(
+    v: &JSONSchemaProps,
+    s: Option<&JSONSchemaProps>,
+    s_at: &str,
+    v_at: &str,
+    causes: &mut Vec<Cause>,
+) {
+    let Some(s) = s else {
+        causes.push(required(
+            s_at.to_string(),
+            &format!("because it is defined in {v_at}"),
+        ));
+        return;
+    };
+    junctors(v, Some(s), s_at, v_at, causes);
+    if let Some(items) = items_of(v) {
+        nested_complete(
+            items,
+            items_of(s),
+            &format!("{s_at}.items"),
+            &format!("{v_at}.items"),
+            causes,
+        );
+    }
+    for (k, field) in v.properties.iter().flatten() {
+        let s_at = format!("{s_at}.properties[{k}]");
+        let v_at = format!("{v_at}.properties[{k}]");
+        match s.properties.as_ref().and_then(|p| p.get(k)) {
+            Some(sf) => nested_complete(field, Some(sf), &s_at, &v_at, causes),
+            None => causes.push(required(s_at, &format!("because it is defined in {v_at}"))),
+        }
+    }
+}

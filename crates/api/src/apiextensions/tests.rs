@@ -202,6 +202,13 @@ fn structural_schema_rules_with_kubes_paths() {
             )],
         ),
         (
+            json!({"type": "object", "properties": {"a": {"type": "string"}},
+                "anyOf": [{"properties": {"a": {"minLength": 1}}}, {"properties": {"b": {"minLength": 1}}}]}),
+            vec![format!(
+                "{at}.properties[b]: Required value: because it is defined in {at}.anyOf[1].properties[b]"
+            )],
+        ),
+        (
             json!({"type": "object", "properties": {"p": {"x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}]}}}),
             vec![],
         ),
@@ -265,6 +272,20 @@ fn schema_extension_and_default_rules() {
             )],
         ),
         (
+            json!({"type": "object", "properties": {"o": {"type": "object", "default": {"a": 1, "b": 2},
+                "properties": {"a": {"type": "integer"}}}}}),
+            vec![format!(
+                "{at}.properties[o].default: Invalid value: {{\"a\":1,\"b\":2}}: must not have unknown fields"
+            )],
+        ),
+        (
+            json!({"type": "object", "properties": {"n": {"type": "integer", "default": 0,
+                "x-kubernetes-validations": [{"rule": "self > 0", "message": "must be positive"}]}}}),
+            vec![format!(
+                "{at}.properties[n].default: Invalid value: 0: must be positive"
+            )],
+        ),
+        (
             json!({"type": "object", "properties": {"l": {"type": "array", "uniqueItems": true, "items": {"type": "string"}}}}),
             vec![format!(
                 "{at}.properties[l].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic"
@@ -281,6 +302,22 @@ fn schema_extension_and_default_rules() {
             vec![format!(
                 "{at}.x-kubernetes-validations[0].rule: Invalid value: {{\"rule\":\"self.replicas >\"}}: compilation failed: ERROR: <input>:1:16: Syntax error: mismatched input '<EOF>' expecting {{'[', '{{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}}\n| self.replicas >\n| ...............^"
             )],
+        ),
+        (
+            json!({"type": "object", "properties": {"replicas": {"type": "integer"}, "items": {"type": "array",
+                "items": {"type": "object", "properties": {"name": {"type": "string"}}}}},
+                "x-kubernetes-validations": [
+                    {"rule": "self.replicas > 0 && self.items.all(i, i.name != '')"},
+                    {"rule": "has(self.replicsa)"},
+                    {"rule": "self.items.exists(i,\n i.nmae == 'a')", "message": "needs a"}]}),
+            vec![
+                format!(
+                    "{at}.x-kubernetes-validations[1].rule: Invalid value: {{\"rule\":\"has(self.replicsa)\"}}: compilation failed: ERROR: <input>:1:9: undefined field 'replicsa'\n| has(self.replicsa)\n| ........^"
+                ),
+                format!(
+                    "{at}.x-kubernetes-validations[2].rule: Invalid value: {{\"message\":\"needs a\",\"rule\":\"self.items.exists(i,\\n i.nmae == 'a')\"}}: compilation failed: ERROR: <input>:2:3: undefined field 'nmae'\n|  i.nmae == 'a')\n| ..^"
+                ),
+            ],
         ),
         (
             json!({"type": "object", "x-kubernetes-validations": [{"rule": "true", "reason": "Bad"}]}),
