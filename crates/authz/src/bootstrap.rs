@@ -259,7 +259,7 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                         "replicasets/scale",
                     ],
                 ),
-                r(WRITE, &[BATCH], &["jobs"]),
+                r(WRITE, &[BATCH], &["jobs", "cronjobs"]),
                 r(WRITE, &[POLICY], &["poddisruptionbudgets"]),
             ],
         ),
@@ -312,7 +312,11 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                         "replicasets/scale",
                     ],
                 ),
-                r(READ, &[BATCH], &["jobs", "jobs/status"]),
+                r(
+                    READ,
+                    &[BATCH],
+                    &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+                ),
                 r(
                     READ,
                     &[POLICY],
