@@ -165,7 +165,7 @@ fn object_validation_in_kube_openapi_words() {
             "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}}}),
             ),
             json!({"ports": [{"name": "http", "port": 80}, {"name": "http", "port": 81}]}),
-            vec![r#"spec.ports[1]: Duplicate value: {"name":"http"}"#],
+            vec![r#"spec.ports[1]: Duplicate value: map[string]interface {}{"name":"http"}"#],
         ),
     ];
     for (schema, spec, expected) in cases {
