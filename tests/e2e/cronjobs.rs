@@ -192,6 +192,35 @@ async fn kubectl_runs_a_cronjob_of_the_hello_sample() {
         .map_or(0, Vec::len);
     assert_eq!(after, before, "a suspended CronJob started a Job");
 
+    // kubectl's own CronJob generator (a protobuf body) and its explain (the typed OpenAPI schema).
+    kubectl(
+        herd,
+        &[
+            "create",
+            "cronjob",
+            "tick",
+            &format!("--image={image}"),
+            "--schedule=0 4 * * *",
+            "--restart=Never",
+        ],
+    )
+    .await
+    .ok()
+    .stdout_has("cronjob.batch/tick created");
+    let tick = herd.get_ok(&format!("{CRONJOBS}/tick")).await;
+    assert_eq!(
+        (
+            &tick["spec"]["schedule"],
+            &tick["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"]
+        ),
+        (&serde_json::json!("0 4 * * *"), &serde_json::json!("Never"))
+    );
+    kubectl(herd, &["explain", "cronjob.spec.timeZone"])
+        .await
+        .ok()
+        .stdout_has("The time zone name for the given schedule");
+    kubectl(herd, &["delete", "cronjob", "tick"]).await.ok();
+
     // Deleting the CronJob deletes its Jobs (they are its dependents).
     kubectl(herd, &["delete", "cronjob", "hello"]).await.ok();
     wait_for(
