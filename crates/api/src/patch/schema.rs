@@ -222,7 +222,6 @@ const KINDS: &[(&str, &str)] = &[
     ("Deployment", "apps/v1"),
     ("ReplicaSet", "apps/v1"),
     ("CronJob", "batch/v1"),
-    ("CronJob", "batch/v1"),
     ("Lease", "coordination.k8s.io/v1"),
     ("Role", "rbac.authorization.k8s.io/v1"),
     ("ClusterRole", "rbac.authorization.k8s.io/v1"),
@@ -412,17 +411,6 @@ fn build(kind: &'static str, api_version: &'static str) -> KindSchema {
             b.atomic("spec.jobTemplate.spec.selector");
             b.pod_template("spec.jobTemplate.spec.template");
         }
-        // The Job template holds a pod template; `status.active` is an atomic list (the default).
-        "CronJob" => {
-            b.skeleton(&[
-                "spec",
-                "status",
-                "spec.jobTemplate",
-                "spec.jobTemplate.spec",
-            ]);
-            b.atomic("spec.jobTemplate.spec.selector");
-            b.pod_template("spec.jobTemplate.spec.template");
-        }
         "Service" => {
             b.skeleton(&["spec", "status", "status.loadBalancer"]);
             b.list("spec.ports", keyed("port", SERVICE_PORT));
@@ -490,10 +478,6 @@ mod tests {
         );
         assert_eq!(
             meta("ReplicaSet", "spec.template.spec.volumes"),
-            merge(Some("name"))
-        );
-        assert_eq!(
-            meta("CronJob", "spec.jobTemplate.spec.template.spec.containers"),
             merge(Some("name"))
         );
         assert_eq!(
