@@ -17,6 +17,7 @@ mod metadata_and_patch;
 mod rbac;
 mod replication;
 mod rollout;
+mod statefulset;
 mod wait;
 
 use std::time::Duration;

@@ -158,28 +158,6 @@ async fn python_client_persistent_volume_claims() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_client_batch_cronjobs() {
-    let herd = Herd::up(HerdOptions::control()).await;
-
-    run_script(
-        &herd,
-        "cronjob.py",
-        &[
-            "--namespace",
-            "py-cron",
-            "--hello-image",
-            "127.0.0.1:5000/hello:v1",
-        ],
-    )
-    .await;
-
-    let cronjobs = "/apis/batch/v1/namespaces/py-cron/cronjobs";
-    let nightly = herd.get_ok(&format!("{cronjobs}/nightly")).await;
-    assert_eq!(nightly["spec"]["suspend"], true, "{nightly}");
-    assert_eq!(herd.get(&format!("{cronjobs}/often")).await.0, 404);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_watch_streams_pod_events() {
     let registry = Registry::start().await;
     let hello = registry.image("hello:v1");

@@ -2,8 +2,10 @@
 
 use std::fmt;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -64,8 +66,9 @@ pub enum Printer {
     IpAddress,
     PodDisruptionBudget,
     DaemonSet,
+    StatefulSet,
+    ControllerRevision,
     Job,
-    CronJob,
     RoleBinding,
     ClusterRoleBinding,
     CertificateSigningRequest,
@@ -391,6 +394,32 @@ pub const RESOURCES: &[ResourceInfo] = &[
         Printer::DaemonSet,
     ),
     res(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        &["sts"],
+        &["status", "scale"],
+        &["all"],
+        &Typed::<StatefulSet>::NEW,
+        Printer::StatefulSet,
+    ),
+    res(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+        &[],
+        &[],
+        &[],
+        &Typed::<ControllerRevision>::NEW,
+        Printer::ControllerRevision,
+    ),
+    res(
         "batch",
         "v1",
         "Job",
@@ -402,19 +431,6 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["all"],
         &Typed::<Job>::NEW,
         Printer::Job,
-    ),
-    res(
-        "batch",
-        "v1",
-        "CronJob",
-        "cronjobs",
-        "cronjob",
-        true,
-        &["cj"],
-        &["status"],
-        &["all"],
-        &Typed::<CronJob>::NEW,
-        Printer::CronJob,
     ),
     res(
         "policy",

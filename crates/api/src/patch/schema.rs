@@ -221,7 +221,7 @@ const KINDS: &[(&str, &str)] = &[
     ("Event", "v1"),
     ("Deployment", "apps/v1"),
     ("ReplicaSet", "apps/v1"),
-    ("CronJob", "batch/v1"),
+    ("StatefulSet", "apps/v1"),
     ("Lease", "coordination.k8s.io/v1"),
     ("Role", "rbac.authorization.k8s.io/v1"),
     ("ClusterRole", "rbac.authorization.k8s.io/v1"),
@@ -400,16 +400,12 @@ fn build(kind: &'static str, api_version: &'static str) -> KindSchema {
             b.pod_template("spec.template");
             b.list("status.conditions", CONDITIONS);
         }
-        // The Job template holds a pod template; `status.active` is an atomic list (the default).
-        "CronJob" => {
-            b.skeleton(&[
-                "spec",
-                "status",
-                "spec.jobTemplate",
-                "spec.jobTemplate.spec",
-            ]);
-            b.atomic("spec.jobTemplate.spec.selector");
-            b.pod_template("spec.jobTemplate.spec.template");
+        // `updateStrategy` is a struct, not a pointer; the claim templates an atomic list (the default).
+        "StatefulSet" => {
+            b.skeleton(&["spec", "status", "spec.updateStrategy"]);
+            b.atomic("spec.selector");
+            b.pod_template("spec.template");
+            b.list("status.conditions", CONDITIONS);
         }
         "Service" => {
             b.skeleton(&["spec", "status", "status.loadBalancer"]);
@@ -481,7 +477,7 @@ mod tests {
             merge(Some("name"))
         );
         assert_eq!(
-            meta("CronJob", "spec.jobTemplate.spec.template.spec.containers"),
+            meta("StatefulSet", "spec.template.spec.containers"),
             merge(Some("name"))
         );
         assert_eq!(meta("Service", "spec.ports"), merge(Some("port")));

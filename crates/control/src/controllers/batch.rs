@@ -162,7 +162,7 @@ fn name_of(obj: &Value) -> &str {
 
 /// The fields of `owner` an Event needs (its kind, apiVersion and identity), so a thousand events do not
 /// carry a thousand copies of the whole object.
-fn event_subject(owner: &Value) -> Value {
+pub(super) fn event_subject(owner: &Value) -> Value {
     let md = &owner["metadata"];
     json!({
         "kind": owner["kind"], "apiVersion": owner["apiVersion"],

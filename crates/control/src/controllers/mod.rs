@@ -11,7 +11,6 @@
 mod batch;
 mod bootstrap_signer;
 mod clusterroleaggregation;
-mod cronjob;
 mod csr;
 pub(crate) mod csr_approving;
 mod csr_signing;
@@ -30,6 +29,7 @@ mod replicaset;
 pub(crate) mod rootca;
 mod scale_to_zero;
 mod serviceaccount;
+mod statefulset;
 mod token_cleaner;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -135,6 +135,12 @@ pub(crate) fn spawn_all(
             shutdown.clone(),
         )),
         tokio::spawn(run(
+            statefulset::StatefulSets::new(o.clone(), c.clone()),
+            c.clone(),
+            resync,
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
             disruption::Disruption::new(o.clone(), c.clone()),
             c.clone(),
             resync,
@@ -142,12 +148,6 @@ pub(crate) fn spawn_all(
         )),
         tokio::spawn(run(
             job::Jobs::new(o.clone(), c.clone(), cfg.job_backoff_base),
-            c.clone(),
-            resync,
-            shutdown.clone(),
-        )),
-        tokio::spawn(run(
-            cronjob::CronJobs::new(o.clone(), c.clone(), cfg.clock.clone()),
             c.clone(),
             resync,
             shutdown.clone(),

@@ -258,18 +258,22 @@ fn has_finalizer(
     meta.finalizers.iter().flatten().any(|x| x == f)
 }
 
-/// Adds finalizer `f` to a JSON object; false when it has it. (Removing one goes through
-/// `Objects::remove_finalizer`, which completes a deletion when the last one goes.)
-fn add_finalizer(obj: &mut Value, f: &str) -> bool {
+/// Adds (`keep`) or removes finalizer `f` of a JSON object; false when nothing changed.
+fn set_finalizer(obj: &mut Value, f: &str, keep: bool) -> bool {
     let mut list: Vec<Value> = obj
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if list.iter().any(|x| x == f) {
+    let has = list.iter().any(|x| x == f);
+    if has == keep {
         return false;
     }
-    list.push(json!(f));
+    if keep {
+        list.push(json!(f));
+    } else {
+        list.retain(|x| x != f);
+    }
     obj["metadata"]["finalizers"] = Value::Array(list);
     true
 }
@@ -341,9 +345,11 @@ impl PersistentVolumes {
             if has_finalizer(&claim.metadata, PVC_PROTECTION_FINALIZER) {
                 let pods = self.caches.store::<Pod>().list(Some(ns));
                 if !pods.iter().any(|p| pod_uses(p, name)) {
-                    // The last finalizer's removal completes the deletion.
                     self.objects
-                        .remove_finalizer(self.claims, ns, name, PVC_PROTECTION_FINALIZER)
+                        .edit(self.claims, ns, name, |c| {
+                            Self::uid_matches(c, uid.as_ref())
+                                && set_finalizer(c, PVC_PROTECTION_FINALIZER, false)
+                        })
                         .await?;
                 }
             }
@@ -352,7 +358,8 @@ impl PersistentVolumes {
         if !has_finalizer(&claim.metadata, PVC_PROTECTION_FINALIZER) {
             self.objects
                 .edit(self.claims, ns, name, |c| {
-                    Self::uid_matches(c, uid.as_ref()) && add_finalizer(c, PVC_PROTECTION_FINALIZER)
+                    Self::uid_matches(c, uid.as_ref())
+                        && set_finalizer(c, PVC_PROTECTION_FINALIZER, true)
                 })
                 .await?;
         }
@@ -607,7 +614,10 @@ impl PersistentVolumes {
         if pv.metadata.deletion_timestamp.is_some() {
             if !bound && has_finalizer(&pv.metadata, PV_PROTECTION_FINALIZER) {
                 self.objects
-                    .remove_finalizer(self.volumes, "", name, PV_PROTECTION_FINALIZER)
+                    .edit(self.volumes, "", name, |v| {
+                        Self::uid_matches(v, uid.as_ref())
+                            && set_finalizer(v, PV_PROTECTION_FINALIZER, false)
+                    })
                     .await?;
             }
             if !bound {
@@ -616,7 +626,8 @@ impl PersistentVolumes {
         } else if !has_finalizer(&pv.metadata, PV_PROTECTION_FINALIZER) {
             self.objects
                 .edit(self.volumes, "", name, |v| {
-                    Self::uid_matches(v, uid.as_ref()) && add_finalizer(v, PV_PROTECTION_FINALIZER)
+                    Self::uid_matches(v, uid.as_ref())
+                        && set_finalizer(v, PV_PROTECTION_FINALIZER, true)
                 })
                 .await?;
         }

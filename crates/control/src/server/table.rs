@@ -7,6 +7,7 @@
 //! As kube-apiserver does, every column is always present (its table convertor prints "wide"), a watch sends
 //! `columnDefinitions` only with its first event, and `Status` objects (watch ERROR events) pass unconverted.
 
+mod apps;
 mod cells;
 mod columns;
 mod pod;

@@ -6,7 +6,7 @@
 //! strategic merge patch from them).
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, certificates, coordination, core, discovery, policy, rbac,
+    apps, autoscaling, certificates, coordination, core, discovery, policy, rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -165,6 +165,7 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
         ("", "v1", "Secret") => add::<core::v1::Secret>,
         ("", "v1", "Service") => add::<core::v1::Service>,
         ("", "v1", "ServiceAccount") => add::<core::v1::ServiceAccount>,
+        ("apps", "v1", "ControllerRevision") => add::<apps::v1::ControllerRevision>,
         ("apps", "v1", "DaemonSet") => add::<apps::v1::DaemonSet>,
         ("apps", "v1", "Deployment") => add::<apps::v1::Deployment>,
         ("apps", "v1", "ReplicaSet") => add::<apps::v1::ReplicaSet>,
@@ -173,7 +174,6 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
             add::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>
         }
         ("autoscaling", "v1", "Scale") => add::<autoscaling::v1::Scale>,
-        ("batch", "v1", "CronJob") => add::<batch::v1::CronJob>,
         ("coordination.k8s.io", "v1", "Lease") => add::<coordination::v1::Lease>,
         ("discovery.k8s.io", "v1", "EndpointSlice") => add::<discovery::v1::EndpointSlice>,
         ("networking.k8s.io", "v1", "IPAddress") => {
