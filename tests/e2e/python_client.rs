@@ -158,6 +158,30 @@ async fn python_client_persistent_volume_claims() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_apps_statefulsets() {
+    let herd = Herd::up(HerdOptions::control()).await;
+
+    run_script(
+        &herd,
+        "statefulset.py",
+        &[
+            "--namespace",
+            "py-sts",
+            "--hello-image",
+            "127.0.0.1:5000/hello:v1",
+        ],
+    )
+    .await;
+
+    let sets = "/apis/apps/v1/namespaces/py-sts/statefulsets";
+    assert_eq!(herd.get(&format!("{sets}/db")).await.0, 404);
+    assert_eq!(
+        herd.get("/api/v1/namespaces/py-sts/pods/db-0").await.0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_watch_streams_pod_events() {
     let registry = Registry::start().await;
     let hello = registry.image("hello:v1");
