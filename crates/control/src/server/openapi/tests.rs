@@ -206,7 +206,7 @@ async fn documents_are_cached_by_hash() {
         StatusCode::NOT_MODIFIED
     );
     assert_eq!(
-        get("/openapi/v3/apis/storage.k8s.io/v1", json_accept)
+        get("/openapi/v3/apis/scheduling.k8s.io/v1", json_accept)
             .await
             .status(),
         StatusCode::NOT_FOUND
