@@ -250,3 +250,67 @@ async fn a_retain_class_keeps_the_volume_and_its_data_released() {
         "kept line\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_sets_claims_bind_and_follow_their_pods() {
+    let registry = Registry::start().await;
+    let image = registry.image("hello:v1");
+    push("hello", &image).await;
+    let herd = Herd::up(HerdOptions::default()).await;
+    herd.wait_node_ready("e2e-node").await;
+
+    let set = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+        "spec": {"serviceName": "web", "replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{
+                "name": "hello", "image": image,
+                "args": ["--append=/data/notes.txt=started", "--forever"],
+                "volumeMounts": [{"name": "www", "mountPath": "/data"}]}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}}]}});
+    kubectl_stdin(&herd, &["apply", "-f", "-"], &to_yaml(&set))
+        .await
+        .ok();
+    // One claim per pod, of the default class, each bound to a volume on the pod's node.
+    for ordinal in 0..2 {
+        herd.wait_phase(&format!("web-{ordinal}"), "Running").await;
+        let claim = claim_of(&herd, &format!("www-web-{ordinal}")).await;
+        assert_eq!(s(&claim, "/status/phase"), "Bound", "{claim}");
+        assert_eq!(s(&claim, "/spec/storageClassName"), "standard");
+        let pv = s(&claim, "/spec/volumeName").to_string();
+        wait_for(
+            "the pod's line in its volume",
+            Duration::from_secs(30),
+            || async {
+                match std::fs::read_to_string(volume_dir(&herd, &pv).join("notes.txt")) {
+                    Ok(text) if text == "started\n" => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+    }
+    // web-0 deleted: the StatefulSet makes it again, on the same claim, and it finds its data.
+    let uid = s(&herd.pod("web-0").await.expect("web-0"), "/metadata/uid").to_string();
+    kubectl(&herd, &["delete", "pod", "web-0"]).await.ok();
+    herd.wait_pod(
+        "web-0",
+        "recreated and Running",
+        Duration::from_secs(60),
+        |p| s(p, "/metadata/uid") != uid && phase(p) == "Running",
+    )
+    .await;
+    let log = wait_for(
+        "web-0's log with both lines",
+        Duration::from_secs(30),
+        || async {
+            let log = herd.pod_log("web-0").await;
+            if log.contains("file /data/notes.txt:\nstarted\nstarted\n") {
+                Ok(log)
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await;
+    assert!(log.contains("started\nstarted\n"), "{log}");
+}
