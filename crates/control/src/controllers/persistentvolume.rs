@@ -258,22 +258,18 @@ fn has_finalizer(
     meta.finalizers.iter().flatten().any(|x| x == f)
 }
 
-/// Adds (`keep`) or removes finalizer `f` of a JSON object; false when nothing changed.
-fn set_finalizer(obj: &mut Value, f: &str, keep: bool) -> bool {
+/// Adds finalizer `f` to a JSON object; false when it has it. (Removing one goes through
+/// `Objects::remove_finalizer`, which completes a deletion when the last one goes.)
+fn add_finalizer(obj: &mut Value, f: &str) -> bool {
     let mut list: Vec<Value> = obj
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let has = list.iter().any(|x| x == f);
-    if has == keep {
+    if list.iter().any(|x| x == f) {
         return false;
     }
-    if keep {
-        list.push(json!(f));
-    } else {
-        list.retain(|x| x != f);
-    }
+    list.push(json!(f));
     obj["metadata"]["finalizers"] = Value::Array(list);
     true
 }
@@ -345,11 +341,9 @@ impl PersistentVolumes {
             if has_finalizer(&claim.metadata, PVC_PROTECTION_FINALIZER) {
                 let pods = self.caches.store::<Pod>().list(Some(ns));
                 if !pods.iter().any(|p| pod_uses(p, name)) {
+                    // The last finalizer's removal completes the deletion.
                     self.objects
-                        .edit(self.claims, ns, name, |c| {
-                            Self::uid_matches(c, uid.as_ref())
-                                && set_finalizer(c, PVC_PROTECTION_FINALIZER, false)
-                        })
+                        .remove_finalizer(self.claims, ns, name, PVC_PROTECTION_FINALIZER)
                         .await?;
                 }
             }
@@ -358,8 +352,7 @@ impl PersistentVolumes {
         if !has_finalizer(&claim.metadata, PVC_PROTECTION_FINALIZER) {
             self.objects
                 .edit(self.claims, ns, name, |c| {
-                    Self::uid_matches(c, uid.as_ref())
-                        && set_finalizer(c, PVC_PROTECTION_FINALIZER, true)
+                    Self::uid_matches(c, uid.as_ref()) && add_finalizer(c, PVC_PROTECTION_FINALIZER)
                 })
                 .await?;
         }
@@ -614,10 +607,7 @@ impl PersistentVolumes {
         if pv.metadata.deletion_timestamp.is_some() {
             if !bound && has_finalizer(&pv.metadata, PV_PROTECTION_FINALIZER) {
                 self.objects
-                    .edit(self.volumes, "", name, |v| {
-                        Self::uid_matches(v, uid.as_ref())
-                            && set_finalizer(v, PV_PROTECTION_FINALIZER, false)
-                    })
+                    .remove_finalizer(self.volumes, "", name, PV_PROTECTION_FINALIZER)
                     .await?;
             }
             if !bound {
@@ -626,8 +616,7 @@ impl PersistentVolumes {
         } else if !has_finalizer(&pv.metadata, PV_PROTECTION_FINALIZER) {
             self.objects
                 .edit(self.volumes, "", name, |v| {
-                    Self::uid_matches(v, uid.as_ref())
-                        && set_finalizer(v, PV_PROTECTION_FINALIZER, true)
+                    Self::uid_matches(v, uid.as_ref()) && add_finalizer(v, PV_PROTECTION_FINALIZER)
                 })
                 .await?;
         }
