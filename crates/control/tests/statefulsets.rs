@@ -311,7 +311,10 @@ async fn parallel_makes_every_pod_at_once_and_a_rolling_update_stops_at_the_part
             .to_string()
     };
     until("db-2 updated", || async {
-        let pod = p.get(&format!("{PODS}/db-2")).await;
+        let pod = p
+            .call(reqwest::Method::GET, &format!("{PODS}/db-2"), None)
+            .await
+            .1;
         image_of(&pod) == "registry.example/app:2"
     })
     .await;
@@ -338,7 +341,12 @@ async fn parallel_makes_every_pod_at_once_and_a_rolling_update_stops_at_the_part
     .await;
     for n in [1, 0] {
         until(&format!("db-{n} updated"), || async {
-            image_of(&p.get(&format!("{PODS}/db-{n}")).await) == "registry.example/app:2"
+            // (404 while the old pod is gone and the new one not yet made.)
+            let pod = p
+                .call(reqwest::Method::GET, &format!("{PODS}/db-{n}"), None)
+                .await
+                .1;
+            image_of(&pod) == "registry.example/app:2"
         })
         .await;
         p.ready(&format!("db-{n}")).await;

@@ -168,6 +168,7 @@ impl Controller for GarbageCollector {
             "replicationcontrollers",
             "jobs.batch",
             "daemonsets.apps",
+            "statefulsets.apps",
             "services",
             "namespaces",
             "pods",
