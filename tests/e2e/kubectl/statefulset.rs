@@ -1,6 +1,7 @@
 //! A StatefulSet of `http-hello` behind its headless Service with stock kubectl: `apply`, `get sts` (and
 //! `-o wide`), `rollout status sts`, `scale sts`, `set image` rolled out from the highest ordinal, `get
-//! controllerrevisions`, and a guest reaching `web-0.web` by name.
+//! controllerrevisions`, and a guest reaching `web-0.web` by name; and a pod of a set finding, when made again,
+//! what it wrote to its claim, which goes with the set (`whenDeleted: Delete`).
 
 use super::*;
 
@@ -101,7 +102,10 @@ async fn kubectl_runs_a_stateful_set_behind_its_headless_service() {
     let set = herd.get_ok(&format!("{SETS}/web")).await;
     let first = s(&set, "/status/currentRevision").to_string();
     // (kubectl reports any RollingUpdate with a partition, which kube defaults to 0, as partitioned.)
-    assert_eq!(done, "partitioned roll out complete: 2 new pods have been updated...");
+    assert_eq!(
+        done,
+        "partitioned roll out complete: 2 new pods have been updated..."
+    );
     let names: Vec<String> = pods(herd).await.into_iter().map(|p| p.0).collect();
     assert_eq!(names, ["web-0", "web-1"]);
     let web0 = herd.get_ok(&format!("{PODS}/web-0")).await;
@@ -160,7 +164,10 @@ async fn kubectl_runs_a_stateful_set_behind_its_headless_service() {
     let set = herd.get_ok(&format!("{SETS}/web")).await;
     let second = s(&set, "/status/updateRevision").to_string();
     assert_ne!(second, first);
-    assert_eq!(done, "partitioned roll out complete: 3 new pods have been updated...");
+    assert_eq!(
+        done,
+        "partitioned roll out complete: 3 new pods have been updated..."
+    );
     for (name, image, revision) in pods(herd).await {
         assert_eq!(
             (image.as_str(), revision.as_str()),
@@ -190,6 +197,116 @@ async fn kubectl_runs_a_stateful_set_behind_its_headless_service() {
             Ok(())
         } else {
             Err(format!("{left:?}"))
+        }
+    })
+    .await;
+}
+
+/// A one-replica StatefulSet of `hello` appending a line to a file of its claim at every start, then
+/// running for ever; its claims go with it.
+fn notes_manifest(image: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: notes
+spec:
+  serviceName: notes
+  replicas: 1
+  selector:
+    matchLabels:
+      app: notes
+  persistentVolumeClaimRetentionPolicy:
+    whenDeleted: Delete
+  template:
+    metadata:
+      labels:
+        app: notes
+    spec:
+      terminationGracePeriodSeconds: {TEST_GRACE_SECONDS}
+      containers:
+      - name: hello
+        image: {image}
+        args: ["--append=/data/notes.txt=started", "--forever"]
+        volumeMounts:
+        - name: data
+          mountPath: /data
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: ["ReadWriteOnce"]
+      resources:
+        requests:
+          storage: 64Mi
+"#
+    )
+}
+
+/// The log of pod `notes-0` once it is Running with a uid other than `not`; its uid and log.
+async fn running_notes(herd: &Herd, not: &str) -> (String, String) {
+    let pod = wait_for("notes-0 running", START_TIMEOUT, || async {
+        let (code, pod) = herd.get(&format!("{PODS}/notes-0")).await;
+        if code == 200 && s(&pod, "/metadata/uid") != not && running_and_ready(&pod) {
+            Ok(pod)
+        } else {
+            Err(format!("{code}: {}", pod_summary(&pod)))
+        }
+    })
+    .await;
+    let log = wait_for("notes-0's log", START_TIMEOUT, || async {
+        let log = kubectl(herd, &["logs", "notes-0"]).await.ok().stdout;
+        if log.contains("file /data/notes.txt:") {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    })
+    .await;
+    (s(&pod, "/metadata/uid").to_string(), log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_pods_claim_keeps_its_data_when_the_pod_is_replaced() {
+    let c = Cluster::up(&[("hello", "v1")]).await;
+    let herd = &c.herd;
+    kubectl_stdin(
+        herd,
+        &["apply", "-f", "-"],
+        &notes_manifest(&c.image("hello", "v1")),
+    )
+    .await
+    .ok()
+    .stdout_has("statefulset.apps/notes created");
+    let (first, log) = running_notes(herd, "").await;
+    assert!(log.contains("file /data/notes.txt:\nstarted\n"), "{log}");
+    let claims = "/api/v1/namespaces/default/persistentvolumeclaims";
+    let claim = herd.get_ok(&format!("{claims}/data-notes-0")).await;
+    assert_eq!(s(&claim, "/status/phase"), "Bound", "{claim}");
+    assert_eq!(
+        s(&claim, "/metadata/ownerReferences/0/kind"),
+        "StatefulSet",
+        "whenDeleted: Delete makes the set the claim's owner"
+    );
+
+    // The pod goes; the one made again at ordinal 0 mounts the same claim and finds the first line.
+    kubectl(herd, &["delete", "pod", "notes-0"]).await.ok();
+    let (_, log) = running_notes(herd, &first).await;
+    assert!(
+        log.contains("file /data/notes.txt:\nstarted\nstarted\n"),
+        "{log}"
+    );
+    assert_eq!(
+        herd.get_ok(&format!("{claims}/data-notes-0")).await["metadata"]["uid"],
+        claim["metadata"]["uid"]
+    );
+
+    // The set goes, and with it (whenDeleted: Delete) its claim.
+    kubectl(herd, &["delete", "sts", "notes"]).await.ok();
+    wait_for("the claim to go with the set", START_TIMEOUT, || async {
+        match herd.get(&format!("{claims}/data-notes-0")).await {
+            (404, _) => Ok(()),
+            (code, claim) => Err(format!("{code}: {}", claim["metadata"])),
         }
     })
     .await;
