@@ -187,6 +187,41 @@ async fn kubectl_runs_a_stateful_set_behind_its_headless_service() {
     assert_eq!(revisions.row(&first).get("REVISION"), "1");
     assert_eq!(revisions.row(&second).get("REVISION"), "2");
 
+    // rollout history lists both; undo goes back to the first template, whose revision becomes number 3.
+    let history = kubectl(herd, &["rollout", "history", "sts/web"]).await.ok();
+    assert!(
+        history.stdout.contains("1         <none>") && history.stdout.contains("2         <none>"),
+        "{}",
+        history.stdout
+    );
+    kubectl(herd, &["rollout", "undo", "sts/web"])
+        .await
+        .ok()
+        .stdout_has("statefulset.apps/web rolled back");
+    rollout_status(herd).await;
+    wait_for(
+        "every pod back on the first image",
+        START_TIMEOUT,
+        || async {
+            let pods = pods(herd).await;
+            if pods.len() == 3
+                && pods
+                    .iter()
+                    .all(|(_, image, revision)| *image == v1 && *revision == first)
+            {
+                Ok(())
+            } else {
+                Err(format!("{pods:?}"))
+            }
+        },
+    )
+    .await;
+    let revisions = kubectl(herd, &["get", "controllerrevisions"])
+        .await
+        .ok()
+        .table();
+    assert_eq!(revisions.row(&first).get("REVISION"), "3");
+
     kubectl(herd, &["delete", "sts", "web"])
         .await
         .ok()
