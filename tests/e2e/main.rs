@@ -11,6 +11,7 @@ mod agent;
 mod api;
 mod api_proxy;
 mod cli;
+mod cronjobs;
 mod deployments;
 mod dns;
 mod embedded_registry;

@@ -158,6 +158,28 @@ async fn python_client_persistent_volume_claims() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_batch_cronjobs() {
+    let herd = Herd::up(HerdOptions::control()).await;
+
+    run_script(
+        &herd,
+        "cronjob.py",
+        &[
+            "--namespace",
+            "py-cron",
+            "--hello-image",
+            "127.0.0.1:5000/hello:v1",
+        ],
+    )
+    .await;
+
+    let cronjobs = "/apis/batch/v1/namespaces/py-cron/cronjobs";
+    let nightly = herd.get_ok(&format!("{cronjobs}/nightly")).await;
+    assert_eq!(nightly["spec"]["suspend"], true, "{nightly}");
+    assert_eq!(herd.get(&format!("{cronjobs}/often")).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_apps_statefulsets() {
     let herd = Herd::up(HerdOptions::control()).await;
 
@@ -175,10 +197,7 @@ async fn python_client_apps_statefulsets() {
 
     let sets = "/apis/apps/v1/namespaces/py-sts/statefulsets";
     assert_eq!(herd.get(&format!("{sets}/db")).await.0, 404);
-    assert_eq!(
-        herd.get("/api/v1/namespaces/py-sts/pods/db-0").await.0,
-        404
-    );
+    assert_eq!(herd.get("/api/v1/namespaces/py-sts/pods/db-0").await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod apiextensions;
 pub mod autoscaling;
+pub mod cron;
 pub mod duration;
 pub mod endpoints;
 pub mod event_correlator;

@@ -5,7 +5,7 @@ use std::fmt;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -69,6 +69,7 @@ pub enum Printer {
     StatefulSet,
     ControllerRevision,
     Job,
+    CronJob,
     RoleBinding,
     ClusterRoleBinding,
     CertificateSigningRequest,
@@ -431,6 +432,19 @@ pub const RESOURCES: &[ResourceInfo] = &[
         &["all"],
         &Typed::<Job>::NEW,
         Printer::Job,
+    ),
+    res(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        true,
+        &["cj"],
+        &["status"],
+        &["all"],
+        &Typed::<CronJob>::NEW,
+        Printer::CronJob,
     ),
     res(
         "policy",

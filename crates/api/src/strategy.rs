@@ -14,8 +14,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodStatus, ReplicationController, Secret,
-    Service, ServiceAccount,
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodStatus, PodTemplateSpec,
+    ReplicationController, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IPAddress;
@@ -31,6 +31,7 @@ use crate::admission::{self as rules, AdmitError};
 use crate::validation::{self, Cause};
 
 pub mod certificates;
+pub mod cronjob;
 pub mod rbac;
 pub mod statefulset;
 pub mod storage;
@@ -86,6 +87,9 @@ pub trait Kind:
     fn default(&mut self) {}
     /// kube's `Validate`, after defaulting (the name is checked before).
     fn validate(&self, _causes: &mut Vec<Cause>) {}
+    /// What only a create is checked for, after [`Kind::validate`] (kube's `ValidateCreate` where it
+    /// differs from `ValidateUpdate`).
+    fn validate_create(&self, _causes: &mut Vec<Cause>) {}
     /// kube's `PrepareForUpdate` and `ValidateUpdate`: what an update of the main resource may change from
     /// `old` (fields the update keeps are copied into `self`).
     fn validate_update(&mut self, _old: &Self, _causes: &mut Vec<Cause>) {}
@@ -161,6 +165,7 @@ impl<K: Kind> Strategy for Typed<K> {
         validate_meta::<K>(k.metadata(), causes);
         k.default();
         k.validate(causes);
+        k.validate_create(causes);
         encode(&k)
     }
 
@@ -541,20 +546,26 @@ impl Kind for Job {
         let Some(spec) = &self.spec else {
             return;
         };
-        match &spec.template.spec {
-            Some(pod) => {
-                // The pod defaults made an unset policy `Always`, which a Job's pods may not have.
-                if pod.restart_policy.as_deref() == Some("Always") {
-                    causes.push(Cause::not_supported(
-                        "spec.template.spec.restartPolicy",
-                        "Always",
-                        &["OnFailure", "Never"],
-                    ));
-                }
-                validation::validate_pod_spec(pod, "spec.template.spec", causes);
+        validate_job_template(&spec.template, "spec.template", causes);
+    }
+}
+
+/// A Job's pod template at `path` (a Job's `spec.template`, a CronJob's job template's): a pod spec whose
+/// restart policy is `OnFailure` or `Never`.
+fn validate_job_template(template: &PodTemplateSpec, path: &str, causes: &mut Vec<Cause>) {
+    match &template.spec {
+        Some(pod) => {
+            // The pod defaults made an unset policy `Always`, which a Job's pods may not have.
+            if pod.restart_policy.as_deref() == Some("Always") {
+                causes.push(Cause::not_supported(
+                    format!("{path}.spec.restartPolicy"),
+                    "Always",
+                    &["OnFailure", "Never"],
+                ));
             }
-            None => causes.push(Cause::required("spec.template.spec.containers")),
+            validation::validate_pod_spec(pod, &format!("{path}.spec"), causes);
         }
+        None => causes.push(Cause::required(format!("{path}.spec.containers"))),
     }
 }
 

@@ -261,7 +261,7 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                         "statefulsets/scale",
                     ],
                 ),
-                r(WRITE, &[BATCH], &["jobs"]),
+                r(WRITE, &[BATCH], &["jobs", "cronjobs"]),
                 r(WRITE, &[POLICY], &["poddisruptionbudgets"]),
             ],
         ),
@@ -318,7 +318,11 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                         "statefulsets/scale",
                     ],
                 ),
-                r(READ, &[BATCH], &["jobs", "jobs/status"]),
+                r(
+                    READ,
+                    &[BATCH],
+                    &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+                ),
                 r(
                     READ,
                     &[POLICY],

@@ -15,6 +15,7 @@
 mod apiserver_leases;
 mod apiserver_service;
 pub mod bootstrap_tokens;
+pub mod clock;
 pub mod cluster_info;
 pub mod controllers;
 pub mod encryption;
@@ -43,6 +44,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use clock::Clock;
 pub use controllers::nodelifecycle::NodeLifecycleConfig;
 pub use error::ApiError;
 pub use etcd::EtcdConfig;
@@ -101,6 +103,8 @@ pub struct ControlConfig {
     /// (kube-controller-manager's and kube-scheduler's `--leader-elect*`), so that of several control
     /// planes on one store exactly one runs each.
     pub leader_election: LeaderElection,
+    /// The clock the CronJob controller schedules by: the system's, or a manual one a test moves.
+    pub clock: Clock,
 }
 
 /// Where the control plane stores objects (`--store`).
@@ -143,6 +147,7 @@ impl ControlConfig {
             advertise_address: None,
             cluster_signing_duration: herd_pki::CLIENT_VALIDITY,
             leader_election: LeaderElection::default(),
+            clock: Clock::system(),
         }
     }
 }

@@ -108,8 +108,24 @@ pub fn validate(
     old: Option<&Value>,
     causes: &mut Vec<Cause>,
 ) {
+    causes.extend(
+        validate_marked(schema, path, value, old)
+            .into_iter()
+            .map(|(c, _)| c),
+    );
+}
+
+/// [`validate`], each cause marked `true` when it comes from a transition rule (one naming `oldSelf`).
+pub fn validate_marked(
+    schema: &Schema,
+    path: &str,
+    value: &Value,
+    old: Option<&Value>,
+) -> Vec<(Cause, bool)> {
     let base = library();
-    walk(&base, schema, path, value, old, causes);
+    let mut found = Vec::new();
+    walk(&base, schema, path, value, old, &mut found);
+    found
 }
 
 /// The CEL environment of every rule: the standard library, the crate's `strings`, `lists`, `math` and
@@ -191,7 +207,7 @@ fn walk(
     path: &str,
     value: &Value,
     old: Option<&Value>,
-    causes: &mut Vec<Cause>,
+    causes: &mut Vec<(Cause, bool)>,
 ) {
     if value.is_null() {
         return;
@@ -267,11 +283,12 @@ fn evaluate(
     value: &Value,
     this: &CelValue,
     old: Option<&CelValue>,
-    causes: &mut Vec<Cause>,
+    found: &mut Vec<(Cause, bool)>,
 ) {
     if rule.uses_old_self && old.is_none() && !rule.optional_old_self {
         return;
     }
+    let mut causes = Vec::new();
     let type_name = type_name(schema, value);
     let mut ctx = base.new_inner_scope();
     ctx.add_variable_from_value("self", this.clone());
@@ -318,6 +335,7 @@ fn evaluate(
             ),
         )),
     }
+    found.extend(causes.into_iter().map(|c| (c, rule.uses_old_self)));
 }
 
 /// cel-go's wording of the runtime errors kube users meet most (`no such key: x`).

@@ -549,11 +549,12 @@ fn validate_schema(
             if v.as_object()
                 .is_some_and(|m| m.keys().any(|k| !allowed.contains(&k.as_str())))
             {
-                causes.push(invalid(
-                    at,
-                    &v,
-                    &format!("only {ROOT_FIELDS_WITH_STATUS} fields are allowed at the root of the schema if the status subresource is enabled"),
-                ));
+                // kube prints its Go struct here; the schema's JSON says the same more readably.
+                causes.push(Cause {
+                    reason: "FieldValueInvalid",
+                    field: at.to_string(),
+                    message: format!("Invalid value: {v}: only {ROOT_FIELDS_WITH_STATUS} fields are allowed at the root of the schema if the status subresource is enabled"),
+                });
             }
         }
     }

@@ -41,6 +41,7 @@ pub mod columns;
 pub mod definition;
 mod formats;
 pub mod lists;
+mod ratchet;
 pub mod scale;
 mod schema_checks;
 pub mod structural;
@@ -187,7 +188,8 @@ impl CustomResourceSchema {
 
     /// Every cause kube-apiserver finds in a coerced custom object: the schema (kube-openapi's
     /// validator, embedded resources, list types), the object's metadata, then the CEL rules (with
-    /// `old`, the stored object, on an update).
+    /// `old`, the stored object, on an update). On an update, causes about values the update left
+    /// unchanged are dropped (kube's validation ratcheting), but for transition rules'.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = Vec::new();
         match serde_json::from_value::<ObjectMeta>(obj.get("metadata").cloned().unwrap_or_default())
@@ -195,8 +197,21 @@ impl CustomResourceSchema {
             Ok(meta) => validation::validate_name(&meta, false, &mut causes),
             Err(e) => causes.push(Cause::invalid("metadata", "", &e.to_string())),
         }
-        validate::validate(&self.schema, "", obj, &mut causes);
-        cel::validate(&self.schema, "", obj, old, &mut causes);
+        let mut schema_causes = Vec::new();
+        validate::validate(&self.schema, "", obj, &mut schema_causes);
+        let mut transition = Vec::new();
+        for (cause, is_transition) in cel::validate_marked(&self.schema, "", obj, old) {
+            if is_transition {
+                transition.push(cause);
+            } else {
+                schema_causes.push(cause);
+            }
+        }
+        if let Some(old) = old {
+            schema_causes = ratchet::ratchet(&self.schema, obj, old, schema_causes);
+        }
+        causes.extend(schema_causes);
+        causes.extend(transition);
         causes
     }
 

@@ -165,7 +165,7 @@ fn object_validation_in_kube_openapi_words() {
             "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}}}),
             ),
             json!({"ports": [{"name": "http", "port": 80}, {"name": "http", "port": 81}]}),
-            vec![r#"spec.ports[1]: Duplicate value: {"name":"http"}"#],
+            vec![r#"spec.ports[1]: Duplicate value: map[string]interface {}{"name":"http"}"#],
         ),
     ];
     for (schema, spec, expected) in cases {
@@ -602,4 +602,54 @@ fn the_strategy_admits_through_the_table_path() {
         strategy.admit(json!([]), &mut causes),
         Err(AdmitError::BadRequest(_))
     ));
+}
+
+#[test]
+fn updates_ratchet_errors_about_unchanged_values() {
+    let w = widgets(json!({"type": "object", "required": ["image"],
+        "x-kubernetes-validations": [{"rule": "self.replicas <= 10", "message": "at most 10"}],
+        "properties": {
+            "image": {"type": "string"},
+            "mode": {"type": "string", "enum": ["fast", "slow"]},
+            "replicas": {"type": "integer"},
+            "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"}, "port": {"type": "integer", "maximum": 100}}}}}}));
+    // Stored before the schema was tightened.
+    let old = widget(json!({"image": "a", "mode": "medium", "replicas": 20,
+        "ports": [{"name": "a", "port": 8080}, {"name": "b", "port": 80}]}));
+    let cases = [
+        // Unchanged bad values pass.
+        (
+            json!({"image": "a", "mode": "medium", "replicas": 20,
+            "ports": [{"name": "a", "port": 8080}, {"name": "b", "port": 80}]}),
+            vec![],
+        ),
+        // Reordered map-list items keep their identity: the port ratchets, the (changed) spec does not.
+        (
+            json!({"image": "a", "mode": "medium", "replicas": 20,
+            "ports": [{"name": "b", "port": 80}, {"name": "a", "port": 8080}]}),
+            vec!["spec: Invalid value: at most 10"],
+        ),
+        // A changed port and a new bad mode are reported.
+        (
+            json!({"image": "a", "mode": "other", "replicas": 20,
+            "ports": [{"name": "a", "port": 8081}, {"name": "b", "port": 80}]}),
+            vec![
+                r#"spec.mode: Unsupported value: "other": supported values: "fast", "slow""#,
+                "spec.ports[0].port: Invalid value: 8081: spec.ports[0].port in body should be less than or equal to 100",
+                "spec: Invalid value: at most 10",
+            ],
+        ),
+        // A changed spec is judged whole again: the missing image is reported.
+        (
+            json!({"mode": "fast", "replicas": 1}),
+            vec!["spec.image: Required value"],
+        ),
+    ];
+    for (spec, expected) in cases {
+        let mut causes = Vec::new();
+        w.admit(widget(spec.clone()), Some(&old), &mut causes);
+        assert_eq!(lines(&causes), expected, "{spec}");
+    }
 }

@@ -28,6 +28,36 @@ fn required(field: impl Into<String>, detail: &str) -> Cause {
     c
 }
 
+/// A validation rule as kube prints it in a cause (Go's `%#v` of its internal type).
+fn go_rule(
+    r: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule,
+) -> String {
+    let ptr = |t: &str, set: bool| {
+        if set {
+            format!("(*{t})(0xc000000000)")
+        } else {
+            format!("(*{t})(nil)")
+        }
+    };
+    format!(
+        "apiextensions.ValidationRule{{Rule:{:?}, Message:{:?}, MessageExpression:{:?}, Reason:{}, FieldPath:{:?}, OptionalOldSelf:{}}}",
+        r.rule,
+        r.message.as_deref().unwrap_or_default(),
+        r.message_expression.as_deref().unwrap_or_default(),
+        ptr("apiextensions.FieldValueErrorReason", r.reason.is_some()),
+        r.field_path.as_deref().unwrap_or_default(),
+        ptr("bool", r.optional_old_self.is_some()),
+    )
+}
+
+fn rule_invalid(field: String, shown: &str, detail: &str) -> Cause {
+    Cause {
+        reason: "FieldValueInvalid",
+        field,
+        message: format!("Invalid value: {shown}: {detail}"),
+    }
+}
+
 /// The schema at `at`, the root of a version's schema.
 pub(super) fn openapi(schema: &JSONSchemaProps, at: &str, causes: &mut Vec<Cause>) {
     let ctx = Walk {
@@ -260,7 +290,19 @@ fn extensions(s: &JSONSchemaProps, at: &str, causes: &mut Vec<Cause>) {
             )),
         }
     }
-    let keys_json = serde_json::to_value(&keys).unwrap_or_default();
+    // A `[]string` as Go's `%#v` prints it.
+    let keys_go = format!(
+        "[]string{{{}}}",
+        keys.iter()
+            .map(|k| format!("{k:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let keys_invalid = |field: String, detail: &str| Cause {
+        reason: "FieldValueInvalid",
+        field,
+        message: format!("Invalid value: {keys_go}: {detail}"),
+    };
     if list_type == Some("map") {
         if keys.is_empty() {
             causes.push(required(
@@ -295,12 +337,14 @@ fn extensions(s: &JSONSchemaProps, at: &str, causes: &mut Vec<Cause>) {
                             "must be a scalar type if parent array's x-kubernetes-list-type is map",
                         )),
                         Some(_) => {}
-                        None => causes.push(invalid(format!("{at}.x-kubernetes-list-map-keys"), &keys_json, "entries must all be names of item properties")),
+                        None => causes.push(keys_invalid(
+                            format!("{at}.x-kubernetes-list-map-keys"),
+                            "entries must all be names of item properties",
+                        )),
                     }
                     if !seen.insert(k) {
-                        causes.push(invalid(
+                        causes.push(keys_invalid(
                             format!("{at}.x-kubernetes-list-map-keys"),
-                            &keys_json,
                             "must not contain duplicate entries",
                         ));
                     }
@@ -411,13 +455,13 @@ fn rules(s: &JSONSchemaProps, at: &str, causes: &mut Vec<Cause>) {
                 ));
             }
         }
-        let shown = serde_json::to_value(r).unwrap_or_default();
+        let shown = go_rule(r);
         match Rule::compile(r) {
             Ok(compiled) => {
                 if let Some(e) =
                     super::cel_check::undefined_field(compiled.program(), &Schema::from_props(s))
                 {
-                    causes.push(invalid(
+                    causes.push(rule_invalid(
                         format!("{base}.rule"),
                         &shown,
                         &format!("compilation failed: {e}"),
@@ -432,10 +476,10 @@ fn rules(s: &JSONSchemaProps, at: &str, causes: &mut Vec<Cause>) {
                 }
             }
             Err(RuleError::Rule(detail)) => {
-                causes.push(invalid(format!("{base}.rule"), &shown, &detail))
+                causes.push(rule_invalid(format!("{base}.rule"), &shown, &detail))
             }
             Err(RuleError::MessageExpression(detail)) => {
-                causes.push(invalid(
+                causes.push(rule_invalid(
                     format!("{base}.messageExpression"),
                     &shown,
                     &detail,

@@ -65,10 +65,36 @@ fn invalid(field: &str, value: &Value, detail: &str) -> Cause {
     }
 }
 
+/// A bad value as kube's `field.Error` prints one: strings quoted, numbers and booleans bare, decoded
+/// JSON objects and lists with Go's `%#v` (`map[string]interface {}{"a":1}`).
 pub(crate) fn shown(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
+        Value::Null => "null".into(),
+        Value::Bool(_) | Value::Number(_) => go_value(value),
+        other => go_syntax(other),
+    }
+}
+
+/// Go's `%#v` of a decoded JSON value.
+pub(crate) fn go_syntax(v: &Value) -> String {
+    match v {
+        Value::Null => "interface {}(nil)".into(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Bool(_) | Value::Number(_) => go_value(v),
+        Value::Array(items) => format!(
+            "[]interface {{}}{{{}}}",
+            items.iter().map(go_syntax).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(fields) => {
+            let mut entries: Vec<_> = fields.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let entries: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{k:?}:{}", go_syntax(v)))
+                .collect();
+            format!("map[string]interface {{}}{{{}}}", entries.join(", "))
+        }
     }
 }
 

@@ -222,6 +222,7 @@ const KINDS: &[(&str, &str)] = &[
     ("Deployment", "apps/v1"),
     ("ReplicaSet", "apps/v1"),
     ("StatefulSet", "apps/v1"),
+    ("CronJob", "batch/v1"),
     ("Lease", "coordination.k8s.io/v1"),
     ("Role", "rbac.authorization.k8s.io/v1"),
     ("ClusterRole", "rbac.authorization.k8s.io/v1"),
@@ -400,6 +401,17 @@ fn build(kind: &'static str, api_version: &'static str) -> KindSchema {
             b.pod_template("spec.template");
             b.list("status.conditions", CONDITIONS);
         }
+        // The Job template holds a pod template; `status.active` is an atomic list (the default).
+        "CronJob" => {
+            b.skeleton(&[
+                "spec",
+                "status",
+                "spec.jobTemplate",
+                "spec.jobTemplate.spec",
+            ]);
+            b.atomic("spec.jobTemplate.spec.selector");
+            b.pod_template("spec.jobTemplate.spec.template");
+        }
         // `updateStrategy` is a struct, not a pointer; the claim templates an atomic list (the default).
         "StatefulSet" => {
             b.skeleton(&["spec", "status", "spec.updateStrategy"]);
@@ -474,6 +486,10 @@ mod tests {
         );
         assert_eq!(
             meta("ReplicaSet", "spec.template.spec.volumes"),
+            merge(Some("name"))
+        );
+        assert_eq!(
+            meta("CronJob", "spec.jobTemplate.spec.template.spec.containers"),
             merge(Some("name"))
         );
         assert_eq!(

@@ -93,6 +93,7 @@ pub(super) fn root(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
         ("apps/v1", "Deployment") => DEPLOYMENT,
         ("batch/v1", "Job") => JOB,
+        ("batch/v1", "CronJob") => CRON_JOB,
         ("policy/v1", "PodDisruptionBudget") => POD_DISRUPTION_BUDGET,
         ("rbac.authorization.k8s.io/v1", "Role") => ROLE,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => CLUSTER_ROLE,
@@ -432,6 +433,27 @@ const JOB_SPEC: &[Field] = &[
     p(10, "suspend", Bool),
     p(14, "podReplacementPolicy", Str),
     p(15, "managedBy", Str),
+];
+/// `batch.v1.CronJob` (what `kubectl create cronjob` sends)
+const CRON_JOB: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(CRON_JOB_SPEC)),
+];
+/// `batch.v1.CronJobSpec`
+const CRON_JOB_SPEC: &[Field] = &[
+    f(1, "schedule", Str),
+    p(8, "timeZone", Str),
+    p(2, "startingDeadlineSeconds", Int),
+    f(3, "concurrencyPolicy", Str),
+    p(4, "suspend", Bool),
+    f(5, "jobTemplate", Msg(JOB_TEMPLATE_SPEC)),
+    p(6, "successfulJobsHistoryLimit", Int),
+    p(7, "failedJobsHistoryLimit", Int),
+];
+/// `batch.v1.JobTemplateSpec`
+const JOB_TEMPLATE_SPEC: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(JOB_SPEC)),
 ];
 /// `policy.v1.PodDisruptionBudget`
 const POD_DISRUPTION_BUDGET: &[Field] = &[

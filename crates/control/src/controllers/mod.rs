@@ -11,6 +11,7 @@
 mod batch;
 mod bootstrap_signer;
 mod clusterroleaggregation;
+mod cronjob;
 mod csr;
 pub(crate) mod csr_approving;
 mod csr_signing;
@@ -148,6 +149,12 @@ pub(crate) fn spawn_all(
         )),
         tokio::spawn(run(
             job::Jobs::new(o.clone(), c.clone(), cfg.job_backoff_base),
+            c.clone(),
+            resync,
+            shutdown.clone(),
+        )),
+        tokio::spawn(run(
+            cronjob::CronJobs::new(o.clone(), c.clone(), cfg.clock.clone()),
             c.clone(),
             resync,
             shutdown.clone(),

@@ -6,7 +6,7 @@
 //! strategic merge patch from them).
 
 use k8s_openapi::api::{
-    apps, autoscaling, certificates, coordination, core, discovery, policy, rbac,
+    apps, autoscaling, batch, certificates, coordination, core, discovery, policy, rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -174,6 +174,7 @@ fn typed_schema(gvk: Gvk<'_>) -> Option<AddSchema> {
             add::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>
         }
         ("autoscaling", "v1", "Scale") => add::<autoscaling::v1::Scale>,
+        ("batch", "v1", "CronJob") => add::<batch::v1::CronJob>,
         ("coordination.k8s.io", "v1", "Lease") => add::<coordination::v1::Lease>,
         ("discovery.k8s.io", "v1", "EndpointSlice") => add::<discovery::v1::EndpointSlice>,
         ("networking.k8s.io", "v1", "IPAddress") => {

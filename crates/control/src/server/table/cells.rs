@@ -20,11 +20,11 @@ impl Row for Printer {
         let age = || json!(since(o.pointer("/metadata/creationTimestamp"), now));
         let cells = match self {
             Self::Pod => return pod_row(o, now),
-            Self::StatefulSet => super::apps::stateful_set_row(o, now),
-            Self::ControllerRevision => super::apps::controller_revision_row(o, now),
             Self::PersistentVolume => super::storage::persistent_volume_row(o, now),
             Self::PersistentVolumeClaim => super::storage::persistent_volume_claim_row(o, now),
             Self::StorageClass => super::storage::storage_class_row(o, now),
+            Self::StatefulSet => super::apps::stateful_set_row(o, now),
+            Self::ControllerRevision => super::apps::controller_revision_row(o, now),
             Self::Deployment => {
                 let (names, images) = containers(o.pointer("/spec/template/spec/containers"));
                 let selector = selector_string(o.pointer("/spec/selector"))
@@ -81,6 +81,31 @@ impl Row for Printer {
                     json!(names),
                     json!(images),
                     json!(format_label_selector(o.pointer("/spec/selector"))),
+                ]
+            }
+            Self::CronJob => {
+                let job = o.pointer("/spec/jobTemplate/spec");
+                let (names, images) =
+                    containers(job.and_then(|j| j.pointer("/template/spec/containers")));
+                let last = match o.pointer("/status/lastScheduleTime") {
+                    Some(t) => since(Some(t), now),
+                    None => "<none>".into(),
+                };
+                vec![
+                    name,
+                    json!(s(o, "/spec/schedule")),
+                    json!(non_empty(s(o, "/spec/timeZone"), "<none>")),
+                    json!(match o.pointer("/spec/suspend").and_then(Value::as_bool) {
+                        Some(true) => "True",
+                        Some(false) => "False",
+                        None => "<unset>",
+                    }),
+                    json!(items(o, "/status/active").len()),
+                    json!(last),
+                    age(),
+                    json!(names),
+                    json!(images),
+                    json!(format_label_selector(job.and_then(|j| j.get("selector")))),
                 ]
             }
             Self::ReplicaSet => {
@@ -1260,5 +1285,42 @@ mod tests {
             (json!("2s"), json!("120m"), json!(7))
         );
         assert_eq!(cells(Printer::Event, json!({}))[0], "<unknown>");
+    }
+
+    #[test]
+    fn cronjobs_print_kubes_cronjob_columns() {
+        let cj = json!({"metadata": {"name": "nightly", "creationTimestamp": "2026-01-01T10:00:00Z"},
+            "spec": {"schedule": "0 3 * * *", "timeZone": "Europe/Paris", "suspend": false,
+                "jobTemplate": {"spec": {"template": {"spec": {"containers": [
+                    {"name": "hello", "image": "hello:v1"}]}}}}},
+            "status": {"active": [{"name": "nightly-1"}, {"name": "nightly-2"}],
+                "lastScheduleTime": "2026-01-01T11:55:00Z"}});
+        assert_eq!(
+            cells(Printer::CronJob, cj),
+            [
+                "nightly",
+                "0 3 * * *",
+                "Europe/Paris",
+                "False",
+                "2",
+                "5m",
+                "120m",
+                "hello",
+                "hello:v1",
+                "<none>"
+            ]
+            .map(|c| if c == "2" { json!(2) } else { json!(c) })
+        );
+        let bare = json!({"metadata": {"name": "c"}, "spec": {"schedule": "@hourly"}});
+        assert_eq!(
+            cells(Printer::CronJob, bare)[1..6],
+            [
+                json!("@hourly"),
+                json!("<none>"),
+                json!("<unset>"),
+                json!(0),
+                json!("<none>")
+            ]
+        );
     }
 }

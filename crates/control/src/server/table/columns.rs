@@ -469,6 +469,44 @@ pub(super) const JOB_COLUMNS: &[Column] = &[
     ),
 ];
 
+/// kube's `cronJobColumnDefinitions` (its descriptions from batch/v1beta1's docs, as kube's printer reads them).
+pub(super) const CRON_JOB_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Schedule",
+        "string",
+        "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.",
+    ),
+    col(
+        "Timezone",
+        "string",
+        "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones. If not specified, this will default to the time zone of the kube-controller-manager process. The set of valid time zone names and the time zone offset is loaded from the system-wide time zone database by the API server during CronJob validation and the controller manager during execution. If no system-wide time zone database can be found a bundled version of the database is used instead. If the time zone name becomes invalid during the lifetime of a CronJob or due to a change in host configuration, the controller will stop creating new new Jobs and will create a system event with the reason UnknownTimeZone. More information can be found in https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/#time-zones",
+    ),
+    col(
+        "Suspend",
+        "boolean",
+        "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false.",
+    ),
+    col(
+        "Active",
+        "integer",
+        "A list of pointers to currently running jobs.",
+    ),
+    col(
+        "Last Schedule",
+        "string",
+        "Information when was the last time the job was successfully scheduled.",
+    ),
+    AGE,
+    wide("Containers", "string", CONTAINERS_DOC),
+    wide("Images", "string", IMAGES_DOC),
+    wide(
+        "Selector",
+        "string",
+        "A label query over pods that should match the pod count.",
+    ),
+];
+
 /// kube's `roleBindingsColumnDefinitions` (the wide columns list the subjects).
 pub(super) const ROLE_BINDING_COLUMNS: &[Column] = &[
     NAME,
@@ -561,6 +599,7 @@ impl Columns for Printer {
             Self::StatefulSet => super::apps::STATEFUL_SET_COLUMNS,
             Self::ControllerRevision => super::apps::CONTROLLER_REVISION_COLUMNS,
             Self::Job => JOB_COLUMNS,
+            Self::CronJob => CRON_JOB_COLUMNS,
             Self::RoleBinding => ROLE_BINDING_COLUMNS,
             Self::ClusterRoleBinding => CLUSTER_ROLE_BINDING_COLUMNS,
             Self::CertificateSigningRequest => CSR_COLUMNS,
