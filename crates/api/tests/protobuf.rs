@@ -110,18 +110,18 @@ fn create_poddisruptionbudget_with_a_percentage_max_unavailable() {
 
 #[test]
 fn a_kind_without_a_schema_is_unsupported() {
-    // The Job body with its typeMeta's kind renamed to CronJob (same length), which herd does not decode.
+    // The Job body with its typeMeta's kind renamed to Widget, a kind herd has no schema for.
     let mut body = std::fs::read(fixture("job.pb")).expect("read the captured body");
     let at = body
         .windows(5)
         .position(|w| w == b"\x12\x03Job")
         .expect("the kind in typeMeta");
-    body.splice(at..at + 5, *b"\x12\x07CronJob");
-    body[5] += 4; // typeMeta's length
+    body.splice(at..at + 5, *b"\x12\x06Widget");
+    body[5] += 3; // typeMeta's length
     assert_eq!(
         decode(&body),
         Err(ProtobufError::UnsupportedKind(
-            "batch/v1, Kind=CronJob".to_owned()
+            "batch/v1, Kind=Widget".to_owned()
         ))
     );
 }
