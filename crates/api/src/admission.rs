@@ -643,6 +643,19 @@ pub(crate) fn default_deployment(d: &mut Deployment) {
     }
 }
 
+/// The causes of an `Invalid` admission result as `field: message` lines; panics on any other result
+/// (the kinds' tests).
+#[cfg(test)]
+pub(crate) fn invalid_causes_of(result: Result<Value, AdmitError>) -> Vec<String> {
+    match result {
+        Err(AdmitError::Invalid { causes, .. }) => causes
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,13 +667,7 @@ mod tests {
     }
 
     fn invalid_causes(res: &ResourceInfo, obj: Value) -> Vec<String> {
-        match admit(res, obj) {
-            Err(AdmitError::Invalid { causes, .. }) => causes
-                .into_iter()
-                .map(|c| format!("{}: {}", c.field, c.message))
-                .collect(),
-            other => panic!("{other:?}"),
-        }
+        invalid_causes_of(admit(res, obj))
     }
 
     #[test]

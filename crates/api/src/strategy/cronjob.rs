@@ -201,7 +201,7 @@ fn validate_job_template_spec(spec: &CronJobSpec, causes: &mut Vec<Cause>) {
 mod tests {
     use serde_json::{Value, json};
 
-    use crate::admission::{AdmitError, admit_update};
+    use crate::admission::admit_update;
     use crate::resources::by_kind;
 
     fn cronjob(name: &str, spec: Value) -> Value {
@@ -211,15 +211,7 @@ mod tests {
         json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name}, "spec": spec})
     }
 
-    fn causes(result: Result<Value, AdmitError>) -> Vec<String> {
-        match result {
-            Err(AdmitError::Invalid { causes, .. }) => causes
-                .iter()
-                .map(|c| format!("{}: {}", c.field, c.message))
-                .collect(),
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::admission::invalid_causes_of as causes;
 
     #[test]
     fn a_cronjob_gets_kubes_defaults() {

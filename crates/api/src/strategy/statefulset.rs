@@ -305,7 +305,7 @@ impl Kind for ControllerRevision {
 mod tests {
     use serde_json::{Value, json};
 
-    use crate::admission::{AdmitError, admit_update};
+    use crate::admission::admit_update;
     use crate::resources::by_kind;
 
     fn sets() -> &'static crate::ResourceInfo {
@@ -323,15 +323,7 @@ mod tests {
             "spec": base})
     }
 
-    fn causes(result: Result<Value, AdmitError>) -> Vec<String> {
-        match result {
-            Err(AdmitError::Invalid { causes, .. }) => causes
-                .into_iter()
-                .map(|c| format!("{}: {}", c.field, c.message))
-                .collect(),
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::admission::invalid_causes_of as causes;
 
     #[test]
     fn a_stateful_set_gets_kubes_defaults() {

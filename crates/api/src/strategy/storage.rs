@@ -406,20 +406,12 @@ impl Kind for StorageClass {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
+    use serde_json::json;
 
-    use crate::admission::{AdmitError, admit_update};
+    use crate::admission::admit_update;
     use crate::resources::by_kind;
 
-    fn causes(r: Result<Value, AdmitError>) -> Vec<String> {
-        match r {
-            Err(AdmitError::Invalid { causes, .. }) => causes
-                .iter()
-                .map(|c| format!("{}: {}", c.field, c.message))
-                .collect(),
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::admission::invalid_causes_of as causes;
 
     #[test]
     fn a_claim_needs_access_modes_and_a_positive_request() {
