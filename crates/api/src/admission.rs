@@ -210,18 +210,11 @@ pub(crate) fn validate_replication_controller(rc: &ReplicationController, c: &mu
         c.push(Cause::required("spec.template"));
         return;
     };
-    let labels = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    if !selector.is_empty() && !crate::LabelSelector::from_map(&selector).matches(&labels) {
-        c.push(Cause::invalid(
-            "spec.template.metadata.labels",
-            format!("{labels:?}"),
-            "`selector` does not match template `labels`",
-        ));
-    }
+    validation::selector_matches_template(
+        Some(&crate::LabelSelector::from_map(&selector)),
+        template,
+        c,
+    );
     match &template.spec {
         Some(pod) => {
             validation::validate_pod_spec(pod, "spec.template.spec", c);

@@ -446,6 +446,30 @@ pub fn validate_service(svc: &Service, causes: &mut Vec<Cause>) {
     }
 }
 
+/// A workload's selector (when it parsed and is not empty) must select its pod template's labels, in
+/// kube's words.
+pub(crate) fn selector_matches_template(
+    selector: Option<&LabelSelector>,
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    causes: &mut Vec<Cause>,
+) {
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    if let Some(sel) = selector
+        && !sel.is_empty()
+        && !sel.matches(&labels)
+    {
+        causes.push(Cause::invalid(
+            "spec.template.metadata.labels",
+            format!("{labels:?}"),
+            "`selector` does not match template `labels`",
+        ));
+    }
+}
+
 pub fn validate_deployment(d: &Deployment, causes: &mut Vec<Cause>) {
     if let Err(bad) =
         crate::autoscaling::ScaleToZero::from_annotations(d.metadata.annotations.as_ref())
@@ -468,22 +492,7 @@ pub fn validate_deployment(d: &Deployment, causes: &mut Vec<Cause>) {
         Ok(_) => {}
         Err(e) => causes.push(Cause::invalid("spec.selector", "", &e.to_string())),
     }
-    let labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    if let Ok(sel) = selector
-        && !sel.is_empty()
-        && !sel.matches(&labels)
-    {
-        causes.push(Cause::invalid(
-            "spec.template.metadata.labels",
-            format!("{labels:?}"),
-            "`selector` does not match template `labels`",
-        ));
-    }
+    selector_matches_template(selector.as_ref().ok(), &spec.template, causes);
     match &spec.template.spec {
         Some(pod) => validate_pod_spec(pod, "spec.template.spec", causes),
         None => causes.push(Cause::required("spec.template.spec.containers")),

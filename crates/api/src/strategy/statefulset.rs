@@ -167,22 +167,7 @@ fn validate_spec(spec: &StatefulSetSpec, causes: &mut Vec<Cause>) {
         Ok(_) => {}
         Err(e) => causes.push(Cause::invalid("spec.selector", "", &e.to_string())),
     }
-    let labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    if let Ok(sel) = &selector
-        && !sel.is_empty()
-        && !sel.matches(&labels)
-    {
-        causes.push(Cause::invalid(
-            "spec.template.metadata.labels",
-            format!("{labels:?}"),
-            "`selector` does not match template `labels`",
-        ));
-    }
+    crate::validation::selector_matches_template(selector.as_ref().ok(), &spec.template, causes);
     match &spec.template.spec {
         Some(pod) => {
             if let Some(policy) = pod.restart_policy.as_deref()
